@@ -1,0 +1,10 @@
+/* The CLI's subcommands: one file each (cmd_<name>.c), one entry point each. */
+#ifndef SM_CLI_COMMANDS_H
+#define SM_CLI_COMMANDS_H
+
+/* Each returns the process exit status; argv[0] is the subcommand's name. */
+int cmd_boot(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+
+#endif

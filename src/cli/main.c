@@ -1,0 +1,47 @@
+/* supermachine: the command-line front end of libsupermachine. */
+#include "cli/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    { "boot",   cmd_boot,   "boot a kernel and initramfs to the agent, report the time" },
+    { "doctor", cmd_doctor, "say whether this host can run microVMs, and what to do if not" },
+    { "exec",   cmd_exec,   "run a command through an agent's exec socket" },
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: supermachine COMMAND [OPTIONS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n`supermachine COMMAND --help` describes each.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("supermachine 0.1.0\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "supermachine: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,34 @@
+/*
+ * What the VMM and the guest agent agree on outside the exec protocol.
+ *
+ * The signal port
+ * ---------------
+ * A 4-byte I/O port the agent (PID 1, root) reaches with ioperm(2). It is how
+ * the VMM learns that the guest is ready without any device driver, and how
+ * the agent learns what to do next, in one round trip:
+ *
+ *   direction  width  value                  meaning
+ *   guest out  4      SM_SIGNAL_READY        the agent is up and serving
+ *   guest in   4      SM_SIGNAL_CMD_SERVE    keep running (the normal case)
+ *                     SM_SIGNAL_CMD_POWEROFF power off now (boot probes)
+ *   guest out  4      SM_SIGNAL_POWEROFF     the agent is about to power off
+ *
+ * Any other value written is counted and ignored; reads other than the one
+ * after READY return SM_SIGNAL_CMD_SERVE.
+ *
+ * Power off
+ * ---------
+ * Our guests have no ACPI, so the kernel cannot power off by itself; the agent
+ * reboots with `reboot=k` on the command line, which resets through the i8042
+ * keyboard controller, and the VMM treats that reset as a clean shutdown.
+ */
+#ifndef SM_PROTOCOL_GUEST_ABI_H
+#define SM_PROTOCOL_GUEST_ABI_H
+
+#define SM_SIGNAL_PORT          0x0700u
+#define SM_SIGNAL_READY         0x52454459u /* "REDY" */
+#define SM_SIGNAL_POWEROFF      0x4f464621u /* "OFF!" */
+#define SM_SIGNAL_CMD_SERVE     0u
+#define SM_SIGNAL_CMD_POWEROFF  1u
+
+#endif
