@@ -78,7 +78,8 @@ $(CLI): $(CLI_OBJS) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(VMM): $(call obj,src/vmm/main.c) $(LIB_A)
+# The VMM process boots with the same code as `supermachine boot`.
+$(VMM): $(call obj,src/vmm/main.c src/cli/cmd_boot.c src/cli/options.c) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 

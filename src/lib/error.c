@@ -66,5 +66,7 @@ void sm_error_prefix(sm_error *err, const char *fmt, ...)
     va_end(ap);
     char old[sizeof err->message];
     memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+    /* A message cut at the buffer's end is still the most useful part. */
+    if (snprintf(err->message, sizeof err->message, "%s: %s", prefix, old) >= (int)sizeof err->message)
+        err->message[sizeof err->message - 1] = 0;
 }

@@ -1,0 +1,24 @@
+/* Thin, checked wrappers around /dev/kvm's system ioctls. */
+#ifndef SM_VMM_KVM_H
+#define SM_VMM_KVM_H
+
+#include <linux/kvm.h>
+
+#include "supermachine.h"
+
+#include <stdbool.h>
+
+/* True when /dev/kvm is PVM (kvm_pvm): it runs only guests patched for it. */
+bool kvm_host_is_pvm(void);
+
+/* Opens /dev/kvm and checks the API version and every capability we use. */
+sm_code kvm_open_checked(int *kvm_fd, sm_error *err);
+
+/* KVM_GET_SUPPORTED_CPUID, grown until it fits; free() the result. */
+struct kvm_cpuid2 *kvm_supported_cpuid(int kvm_fd, sm_error *err);
+
+/* Adjusts the supported CPUID for vCPU `index` of `ncpus` (APIC ids,
+ * topology, hypervisor bit). */
+void cpuid_patch_for_vcpu(struct kvm_cpuid2 *cpuid, int index, int ncpus);
+
+#endif

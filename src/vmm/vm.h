@@ -1,0 +1,146 @@
+/*
+ * A microVM: guest memory, vCPU threads, devices, and the event loop that
+ * serves them. This is the VMM core that `supermachine boot`, the
+ * supermachine-vmm process and the host library drive.
+ *
+ * Lifecycle: vm_create() builds everything for boot (nothing runs yet);
+ * vm_start() starts the vCPU threads; vm_run_until() serves devices on the
+ * calling thread until the agent is ready, the guest stops, or a deadline;
+ * vm_destroy() stops and frees. The caller's thread is the event loop.
+ */
+#ifndef SM_VMM_VM_H
+#define SM_VMM_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "supermachine.h"
+#include "devices/bus.h"
+#include "devices/irq.h"
+#include "devices/signal_port.h"
+#include "vmm/event_loop.h"
+#include "vmm/memory.h"
+
+#define VM_MAX_CPUS 32
+#define VM_MIN_MEM_MIB 64
+#define VM_MAX_MEM_MIB (64u * 1024)
+#define VM_MAX_VIRTIO 8
+#define VM_VIRTIO_MMIO_BASE 0xd0000000ull
+#define VM_VIRTIO_MMIO_STRIDE 0x1000ull
+#define VM_VIRTIO_FIRST_IRQ 5
+#define VM_SERIAL_IRQ 4
+
+struct vm_config {
+    const char *kernel_path;
+    const char *initrd_path;    /* may be NULL */
+    const char *cmdline_extra;  /* appended to the default command line; may be NULL */
+    uint32_t mem_mib;
+    uint32_t cpus;
+    int console_fd;             /* guest console output; -1 discards (the tail is kept) */
+    bool poweroff_when_ready;   /* tell the agent to power off once it is ready */
+};
+
+/* Fills defaults: 256 MiB, 1 vCPU, console discarded. */
+void vm_config_init(struct vm_config *cfg);
+/* Checks ranges; the message says which option is wrong. */
+sm_code vm_config_validate(const struct vm_config *cfg, sm_error *err);
+
+enum vm_stop_reason {
+    VM_STOP_NONE = 0,
+    VM_STOP_GUEST_RESET,   /* reboot or poweroff requested by the guest: a clean end */
+    VM_STOP_PANIC,         /* the guest kernel panicked */
+    VM_STOP_ERROR,         /* KVM or the VMM failed; see the error text */
+    VM_STOP_HOST,          /* stopped by the host (vm_stop) */
+};
+
+enum vm_wait_result {
+    VM_WAIT_READY,
+    VM_WAIT_STOPPED,
+    VM_WAIT_TIMEOUT,
+    VM_WAIT_ERROR,
+};
+
+/* VM exits by reason: the cost of a workload in exits does not depend on the
+ * machine's speed. */
+enum vm_exit_kind {
+    VM_EXIT_IO, VM_EXIT_MMIO, VM_EXIT_INTR, VM_EXIT_SHUTDOWN, VM_EXIT_OTHER,
+    VM_EXIT_KINDS
+};
+
+struct vm;
+
+struct vcpu {
+    struct vm *vm;
+    int index;
+    int fd;
+    struct kvm_run *run;
+    size_t run_size;
+    pthread_t thread;
+    bool thread_started;
+};
+
+struct vm_virtio_slot {
+    struct virtio_device *dev;
+    struct virtio_mmio *transport;
+    struct irq_line irq;
+    int notify_fds[16];
+    int nqueues;
+    struct vm_notify_ctx {
+        struct vm_virtio_slot *slot;
+        uint16_t queue;
+    } notify_ctx[16];
+};
+
+struct vm {
+    struct vm_config cfg;
+    int kvm_fd;
+    int vm_fd;
+    struct guest_memory mem;
+    struct vcpu vcpus[VM_MAX_CPUS];
+    int ncpus;
+    uint64_t entry;
+
+    struct bus pio;
+    struct bus mmio;
+    struct event_loop loop;
+    int wake_fd;                 /* eventfd: vCPU threads wake the event loop */
+
+    struct serial *serial;
+    struct irq_line serial_irq;
+    struct i8042 *i8042;
+    struct signal_port signal;
+    struct vm_virtio_slot virtio[VM_MAX_VIRTIO];
+    int nvirtio;
+
+    int64_t created_ns;          /* CLOCK_MONOTONIC when vm_create began */
+    _Atomic int64_t ready_ns;    /* when the agent signalled ready; 0 before */
+    _Atomic int stop_reason;     /* enum vm_stop_reason */
+    _Atomic bool stopping;
+    pthread_mutex_t error_lock;
+    char error[256];             /* why, for VM_STOP_ERROR */
+    _Atomic uint64_t exits[VM_EXIT_KINDS];
+};
+
+struct vm *vm_create(const struct vm_config *cfg, sm_error *err);
+sm_code vm_start(struct vm *vm, sm_error *err);
+/* Serves the VM on this thread until (want_ready and the agent is ready), the
+ * guest stops, or deadline_ns (CLOCK_MONOTONIC; 0 = none) passes. */
+enum vm_wait_result vm_run_until(struct vm *vm, bool want_ready, int64_t deadline_ns);
+/* Stops the vCPUs (idempotent) and joins their threads. */
+void vm_stop(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+enum vm_stop_reason vm_get_stop_reason(struct vm *vm, char *detail, size_t detail_len);
+/* The console's last lines, NUL-terminated. */
+size_t vm_console_tail(struct vm *vm, char *buf, size_t len, int max_lines);
+/* Microseconds from vm_create to the ready signal; -1 if not ready. */
+int64_t vm_ready_us(struct vm *vm);
+
+/* Internal, shared by vm.c and vcpu.c. */
+int64_t vm_now_ns(void);
+void vm_fail(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vm_request_stop(struct vm *vm, enum vm_stop_reason why);
+
+#endif
