@@ -284,13 +284,16 @@ static sm_code add_virtio_device(struct vm *vm, struct virtio_device *dev, sm_er
     struct vm_virtio_slot *slot = &vm->virtio[vm->nvirtio];
     uint64_t base = VM_VIRTIO_MMIO_BASE + VM_VIRTIO_MMIO_STRIDE * (uint64_t)vm->nvirtio;
     uint32_t gsi = VM_VIRTIO_FIRST_IRQ + (uint32_t)vm->nvirtio;
-    slot->dev = dev;
     for (int q = 0; q < 16; q++)
         slot->notify_fds[q] = -1;
+    slot->irq.fd = -1;
     vm->nvirtio++;
     sm_code rc = irqfd_line(vm, &slot->irq, gsi, err);
-    if (rc)
+    if (rc) {
+        virtio_device_destroy(dev);
         return rc;
+    }
+    /* The transport owns the device from here on, even when it fails. */
     slot->transport = virtio_mmio_create(dev, &vm->mem, &slot->irq);
     if (!slot->transport)
         return sm_fail(err, SM_E_NOMEM, "out of memory for a virtio transport");
@@ -458,9 +461,7 @@ static void destroy_virtio(struct vm_virtio_slot *slot)
             close(slot->notify_fds[q]);
     if (slot->transport)
         virtio_mmio_destroy(slot->transport);
-    if (slot->dev && slot->dev->ops->destroy)
-        slot->dev->ops->destroy(slot->dev);
-    if (slot->irq.fd > 0)
+    if (slot->irq.fd >= 0)
         close(slot->irq.fd);
 }
 

@@ -82,8 +82,7 @@ struct vcpu {
 };
 
 struct vm_virtio_slot {
-    struct virtio_device *dev;
-    struct virtio_mmio *transport;
+    struct virtio_mmio *transport;   /* owns its device */
     struct irq_line irq;
     int notify_fds[16];
     int nqueues;
