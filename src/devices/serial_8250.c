@@ -32,6 +32,7 @@
 #include "devices/serial_8250.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -95,7 +96,7 @@ static const char panic_line[] = "Kernel panic - not syncing";
 struct serial {
     pthread_mutex_t lock;
     int out_fd;
-    bool out_is_file;     /* regular files never block: write without polling */
+    bool out_may_block;   /* a blocking pipe/tty/socket: poll (bounded) before writing */
     struct irq_line *irq;
     bool irq_high;
 
@@ -178,7 +179,7 @@ static void emit(struct serial *s, uint8_t byte)
     if (s->out_fd < 0)
         return;
     for (int attempt = 0; attempt < 3; attempt++) {
-        if (!s->out_is_file) {
+        if (s->out_may_block) {
             struct pollfd p = { .fd = s->out_fd, .events = POLLOUT };
             int r = poll(&p, 1, OUTPUT_WAIT_MS);
             if (r < 0 && errno == EINTR)
@@ -357,9 +358,12 @@ struct serial *serial_create(int out_fd, struct irq_line *irq)
         free(s);
         return NULL;
     }
+    /* Regular files never block; a non-blocking fd fails with EAGAIN instead (dropped). */
     struct stat st;
+    int fl = out_fd >= 0 ? fcntl(out_fd, F_GETFL) : -1;
+    bool regular = out_fd >= 0 && fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
     s->out_fd = out_fd;
-    s->out_is_file = out_fd >= 0 && fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
+    s->out_may_block = out_fd >= 0 && !regular && fl >= 0 && !(fl & O_NONBLOCK);
     s->irq = irq;
     /* Power-on: 115200 baud (divisor 1), 8N1 is the driver's business; lines idle. */
     s->dll = 1;
