@@ -1,0 +1,473 @@
+/*
+ * The 16550A model through its bus ops: registers, DLAB, LSR/IIR, interrupt
+ * levels (a fake irq_line that records each call), loopback and the probe
+ * Linux runs, output to a pipe, the tail ring, panic detection across writes,
+ * never blocking on a full pipe, and several writer threads.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "devices/serial_8250.h"
+
+enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7 };
+
+struct fake_irq {
+    struct irq_line line;
+    int calls;
+    bool level;
+};
+
+static void record_level(struct irq_line *line, bool high)
+{
+    struct fake_irq *f = line->ctx;
+    f->calls++;
+    f->level = high;
+}
+
+struct fixture {
+    struct fake_irq irq;
+    int pipe_r, pipe_w;
+    struct serial *s;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    f->pipe_r = p[0];
+    f->pipe_w = p[1];
+    fcntl(f->pipe_r, F_SETFL, O_NONBLOCK);
+    f->irq.line = (struct irq_line){ .set_level = record_level, .fd = -1, .ctx = &f->irq };
+    f->s = serial_create(f->pipe_w, &f->irq.line);
+    assert_non_null(f->s);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    serial_destroy(f->s);
+    close(f->pipe_r);
+    close(f->pipe_w);
+    free(f);
+    return 0;
+}
+
+static uint8_t in(struct fixture *f, uint64_t reg)
+{
+    uint8_t v = 0;
+    serial_bus_ops.read(f->s, reg, &v, 1);
+    return v;
+}
+
+static void out(struct fixture *f, uint64_t reg, uint8_t v) { serial_bus_ops.write(f->s, reg, &v, 1); }
+
+static void out_str(struct fixture *f, const char *str)
+{
+    for (; *str; str++)
+        out(f, THR, (uint8_t)*str);
+}
+
+static size_t drain_pipe(struct fixture *f, char *buf, size_t len)
+{
+    ssize_t n = read(f->pipe_r, buf, len);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* --- registers ---------------------------------------------------------- */
+
+static void test_power_on_state(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(in(f, LSR), 0x60);          /* THRE | TEMT, no data */
+    assert_int_equal(in(f, IIR), 0x01);          /* nothing pending, FIFOs off */
+    assert_int_equal(in(f, IER), 0);
+    assert_int_equal(in(f, MSR) & 0xf0, 0xb0);   /* DCD | DSR | CTS: a connected line */
+    assert_int_equal(f->irq.calls, 0);
+}
+
+static void test_scratch_and_ier_mask(void **state)
+{
+    struct fixture *f = *state;
+    out(f, SCR, 0x5a);
+    assert_int_equal(in(f, SCR), 0x5a);
+    out(f, IER, 0xff);
+    assert_int_equal(in(f, IER), 0x0f); /* a 16550A keeps bits 0-3 only */
+    out(f, IER, 0);
+    assert_int_equal(in(f, IER), 0);
+}
+
+static void test_dlab_switches_divisor_latch(void **state)
+{
+    struct fixture *f = *state;
+    out(f, IER, 0x05);
+    out(f, LCR, 0x80 | 0x03);
+    out(f, DLL, 0x0c);
+    out(f, DLM, 0x01);
+    assert_int_equal(in(f, DLL), 0x0c);
+    assert_int_equal(in(f, DLM), 0x01);
+    out(f, LCR, 0x03);
+    assert_int_equal(in(f, LCR), 0x03);
+    assert_int_equal(in(f, IER), 0x05);  /* IER unchanged by DLM writes */
+    out(f, LCR, 0x83);
+    assert_int_equal(in(f, DLL), 0x0c);  /* latched value kept */
+    char buf[8];
+    assert_int_equal(drain_pipe(f, buf, sizeof buf), 0); /* DLL writes are not output */
+}
+
+static void test_fifo_enable_shows_in_iir(void **state)
+{
+    struct fixture *f = *state;
+    out(f, FCR, 0x01);
+    assert_int_equal(in(f, IIR), 0xc1);
+    /* With the 64-byte-FIFO bit (a 16750 probe) bit 5 still stays clear. */
+    out(f, FCR, 0x21);
+    assert_int_equal(in(f, IIR) & 0x20, 0);
+    out(f, FCR, 0x00);
+    assert_int_equal(in(f, IIR), 0x01);
+}
+
+/* --- output ------------------------------------------------------------------- */
+
+static void test_output_goes_to_fd(void **state)
+{
+    struct fixture *f = *state;
+    out_str(f, "hello\n");
+    char buf[16] = { 0 };
+    assert_int_equal(drain_pipe(f, buf, sizeof buf), 6);
+    assert_string_equal(buf, "hello\n");
+    assert_int_equal(in(f, LSR) & 0x60, 0x60); /* transmitter empty again at once */
+    assert_int_equal(serial_dropped_bytes(f->s), 0);
+}
+
+static void test_discarded_output_still_in_tail(void **state)
+{
+    (void)state;
+    struct serial *s = serial_create(-1, NULL);
+    const char *msg = "quiet\n";
+    for (const char *p = msg; *p; p++)
+        serial_bus_ops.write(s, THR, (const uint8_t *)p, 1);
+    char buf[32];
+    assert_int_equal(serial_tail(s, buf, sizeof buf, 0), 6);
+    assert_string_equal(buf, "quiet\n");
+    serial_destroy(s);
+}
+
+static void test_full_nonblocking_pipe_drops_and_counts(void **state)
+{
+    struct fixture *f = *state;
+    fcntl(f->pipe_w, F_SETFL, O_NONBLOCK);
+    serial_destroy(f->s);
+    f->s = serial_create(f->pipe_w, &f->irq.line);
+    char junk[4096];
+    memset(junk, 'x', sizeof junk);
+    while (write(f->pipe_w, junk, sizeof junk) > 0) {
+    }
+    assert_int_equal(errno, EAGAIN);
+    out_str(f, "abc");
+    assert_int_equal(serial_dropped_bytes(f->s), 3);
+    char buf[8];
+    assert_int_equal(serial_tail(f->s, buf, sizeof buf, 0), 3); /* the ring still has them */
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void test_full_blocking_pipe_does_not_hang(void **state)
+{
+    struct fixture *f = *state;
+    fcntl(f->pipe_w, F_SETFL, O_NONBLOCK);
+    char junk[4096];
+    memset(junk, 'x', sizeof junk);
+    while (write(f->pipe_w, junk, sizeof junk) > 0) {
+    }
+    fcntl(f->pipe_w, F_SETFL, 0); /* blocking again, as a terminal would be */
+    serial_destroy(f->s);
+    f->s = serial_create(f->pipe_w, &f->irq.line);
+    double t0 = now_s();
+    out_str(f, "ab");
+    double elapsed = now_s() - t0;
+    assert_int_equal(serial_dropped_bytes(f->s), 2);
+    assert_true(elapsed < 2.0);
+}
+
+/* --- interrupts ------------------------------------------------------------------ */
+
+static void test_thr_empty_interrupt(void **state)
+{
+    struct fixture *f = *state;
+    out(f, IER, 0x02);                 /* enable THRI: THR is empty, so it is pending */
+    assert_true(f->irq.level);
+    assert_int_equal(in(f, IIR), 0x02);
+    assert_false(f->irq.level);        /* reading IIR acknowledged it */
+    assert_int_equal(in(f, IIR), 0x01);
+
+    int before = f->irq.calls;
+    out(f, THR, 'x');                  /* sent at once: pending again */
+    assert_true(f->irq.level);
+    assert_int_equal(in(f, IIR) & 0x0f, 0x02);
+    assert_false(f->irq.level);
+    assert_true(f->irq.calls > before);
+
+    out(f, IER, 0x02);                 /* already enabled: no new interrupt */
+    assert_false(f->irq.level);
+    out(f, IER, 0);
+    out(f, IER, 0x02);                 /* re-enabled: a new one (Linux's TXEN test) */
+    assert_true(f->irq.level);
+    out(f, IER, 0);
+    assert_false(f->irq.level);
+}
+
+static void test_each_thr_write_is_a_fresh_edge(void **state)
+{
+    struct fixture *f = *state;
+    out(f, IER, 0x02);
+    int before = f->irq.calls;
+    out(f, THR, 'a');
+    out(f, THR, 'b');
+    /* Each write drops the line and raises it again. */
+    assert_int_equal(f->irq.calls - before, 4);
+    assert_true(f->irq.level);
+}
+
+static void test_received_data_interrupt_and_lsr(void **state)
+{
+    struct fixture *f = *state;
+    out(f, FCR, 0x07);
+    out(f, IER, 0x01);
+    assert_false(f->irq.level);
+    const uint8_t input[] = "hi";
+    assert_int_equal(serial_push_input(f->s, input, 2), 2);
+    assert_true(f->irq.level);
+    assert_int_equal(in(f, LSR) & 0x01, 0x01);
+    assert_int_equal(in(f, IIR), 0xc4);
+    assert_int_equal(in(f, RBR), 'h');
+    assert_true(f->irq.level);
+    assert_int_equal(in(f, RBR), 'i');
+    assert_false(f->irq.level);
+    assert_int_equal(in(f, LSR) & 0x01, 0);
+    assert_int_equal(in(f, IIR), 0xc1);
+}
+
+static void test_received_data_outranks_thr_empty(void **state)
+{
+    struct fixture *f = *state;
+    out(f, IER, 0x03);
+    const uint8_t c = 'z';
+    serial_push_input(f->s, &c, 1);
+    assert_int_equal(in(f, IIR) & 0x0f, 0x04);
+    assert_int_equal(in(f, RBR), 'z');
+    assert_int_equal(in(f, IIR) & 0x0f, 0x02);
+    assert_int_equal(in(f, IIR) & 0x0f, 0x01);
+    assert_false(f->irq.level);
+}
+
+static void test_input_fifo_is_bounded(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t lots[200];
+    for (size_t i = 0; i < sizeof lots; i++)
+        lots[i] = (uint8_t)i;
+    assert_int_equal(serial_push_input(f->s, lots, sizeof lots), SERIAL_RX_FIFO);
+    assert_int_equal(serial_push_input(f->s, lots, 1), 0);
+    for (int i = 0; i < SERIAL_RX_FIFO; i++)
+        assert_int_equal(in(f, RBR), i);
+    assert_int_equal(in(f, LSR) & 0x01, 0);
+    assert_int_equal(serial_push_input(f->s, lots, 5), 5);
+}
+
+/* --- loopback and Linux's probe -------------------------------------------------- */
+
+static void test_linux_probe_sees_a_16550a(void **state)
+{
+    struct fixture *f = *state;
+    /* Scratch test on IER. */
+    out(f, IER, 0);
+    assert_int_equal(in(f, IER) & 0x0f, 0);
+    out(f, IER, 0x0f);
+    assert_int_equal(in(f, IER) & 0x0f, 0x0f);
+    out(f, IER, 0);
+    /* Loopback test: MCR = LOOP | OUT2 | RTS must read back DCD | CTS. */
+    out(f, MCR, 0x1a);
+    assert_int_equal(in(f, MSR) & 0xf0, 0x90);
+    out(f, MCR, 0x00);
+    /* FIFO test: IIR bits 7..6 = 11 once FIFOs are on. */
+    out(f, LCR, 0);
+    out(f, FCR, 0x01);
+    assert_int_equal(in(f, IIR) >> 6, 3);
+    /* XScale test: IER bit 6 never sticks. */
+    out(f, IER, 0x40);
+    assert_int_equal(in(f, IER) & 0x40, 0);
+}
+
+static void test_loopback_routes_output_to_input(void **state)
+{
+    struct fixture *f = *state;
+    out(f, MCR, 0x10);
+    out(f, THR, 'q');
+    assert_int_equal(in(f, LSR) & 0x01, 0x01);
+    assert_int_equal(in(f, RBR), 'q');
+    char buf[4];
+    assert_int_equal(drain_pipe(f, buf, sizeof buf), 0); /* nothing reached the host */
+    /* Overflowing the FIFO sets the overrun bit once. */
+    for (int i = 0; i < SERIAL_RX_FIFO + 1; i++)
+        out(f, THR, 'o');
+    assert_int_equal(in(f, LSR) & 0x02, 0x02);
+    assert_int_equal(in(f, LSR) & 0x02, 0);
+}
+
+static void test_modem_status_deltas(void **state)
+{
+    struct fixture *f = *state;
+    out(f, MCR, 0x10);           /* loopback with all lines low: CTS/DSR/DCD fall */
+    uint8_t msr = in(f, MSR);
+    assert_int_equal(msr & 0xf0, 0);
+    assert_int_equal(msr & 0x0b, 0x0b);
+    assert_int_equal(in(f, MSR) & 0x0f, 0); /* deltas clear on read */
+    out(f, IER, 0x08);
+    out(f, MCR, 0x12);           /* RTS -> CTS rises: modem status interrupt */
+    assert_true(f->irq.level);
+    assert_int_equal(in(f, IIR) & 0x0f, 0x00);
+    in(f, MSR);
+    assert_false(f->irq.level);
+}
+
+/* --- tail and panic ---------------------------------------------------------------- */
+
+static void test_tail_last_lines(void **state)
+{
+    struct fixture *f = *state;
+    out_str(f, "one\ntwo\nthree\nfour\n");
+    char buf[64];
+    assert_int_equal(serial_tail(f->s, buf, sizeof buf, 2), strlen("three\nfour\n"));
+    assert_string_equal(buf, "three\nfour\n");
+    serial_tail(f->s, buf, sizeof buf, 1);
+    assert_string_equal(buf, "four\n");
+    serial_tail(f->s, buf, sizeof buf, 10);
+    assert_string_equal(buf, "one\ntwo\nthree\nfour\n");
+    out_str(f, "fiv");           /* an unfinished line counts as the last one */
+    serial_tail(f->s, buf, sizeof buf, 2);
+    assert_string_equal(buf, "four\nfiv");
+    /* A small buffer keeps the newest bytes. */
+    char small[5];
+    assert_int_equal(serial_tail(f->s, small, sizeof small, 0), 4);
+    assert_string_equal(small, "\nfiv");
+}
+
+static void test_tail_after_ring_wraps(void **state)
+{
+    struct fixture *f = *state;
+    fcntl(f->pipe_w, F_SETFL, O_NONBLOCK); /* the pipe fills; we only look at the ring */
+    serial_destroy(f->s);
+    f->s = serial_create(-1, NULL);
+    char line[32];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(line, sizeof line, "line %04d\n", i);
+        out_str(f, line);
+    }
+    char *buf = malloc(SERIAL_TAIL_BYTES + 1);
+    size_t n = serial_tail(f->s, buf, SERIAL_TAIL_BYTES + 1, 0);
+    assert_int_equal(n, SERIAL_TAIL_BYTES);
+    assert_int_equal(strcmp(buf + n - 10, "line 1999\n"), 0);
+    serial_tail(f->s, buf, SERIAL_TAIL_BYTES + 1, 3);
+    assert_string_equal(buf, "line 1997\nline 1998\nline 1999\n");
+    free(buf);
+}
+
+static void test_panic_seen_across_split_writes(void **state)
+{
+    struct fixture *f = *state;
+    out_str(f, "[    1.0] Kernel pan");
+    assert_false(serial_saw_panic(f->s));
+    out_str(f, "ic - not syncin");
+    assert_false(serial_saw_panic(f->s));
+    out_str(f, "g: VFS: Unable to mount root fs\n");
+    assert_true(serial_saw_panic(f->s));
+}
+
+static void test_panic_needs_the_whole_phrase(void **state)
+{
+    struct fixture *f = *state;
+    out_str(f, "Kernel panic - not synced\nKernel Panic - not syncing\n");
+    assert_false(serial_saw_panic(f->s));
+    out_str(f, "KKernel panic - not syncing"); /* a restart right after a false start */
+    assert_true(serial_saw_panic(f->s));
+}
+
+/* --- threads --------------------------------------------------------------------------- */
+
+#define WRITERS 4
+#define PER_WRITER 1000
+
+static void *writer(void *arg)
+{
+    struct serial *s = arg;
+    const uint8_t c = 'w';
+    for (int i = 0; i < PER_WRITER; i++)
+        serial_bus_ops.write(s, THR, &c, 1);
+    return NULL;
+}
+
+static void test_concurrent_writers(void **state)
+{
+    (void)state;
+    struct serial *s = serial_create(-1, NULL);
+    pthread_t th[WRITERS];
+    for (int i = 0; i < WRITERS; i++)
+        pthread_create(&th[i], NULL, writer, s);
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(th[i], NULL);
+    char *buf = malloc(SERIAL_TAIL_BYTES + 1);
+    assert_int_equal(serial_tail(s, buf, SERIAL_TAIL_BYTES + 1, 0), WRITERS * PER_WRITER);
+    free(buf);
+    serial_destroy(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_power_on_state),
+        T(test_scratch_and_ier_mask),
+        T(test_dlab_switches_divisor_latch),
+        T(test_fifo_enable_shows_in_iir),
+        T(test_output_goes_to_fd),
+        cmocka_unit_test(test_discarded_output_still_in_tail),
+        T(test_full_nonblocking_pipe_drops_and_counts),
+        T(test_full_blocking_pipe_does_not_hang),
+        T(test_thr_empty_interrupt),
+        T(test_each_thr_write_is_a_fresh_edge),
+        T(test_received_data_interrupt_and_lsr),
+        T(test_received_data_outranks_thr_empty),
+        T(test_input_fifo_is_bounded),
+        T(test_linux_probe_sees_a_16550a),
+        T(test_loopback_routes_output_to_input),
+        T(test_modem_status_deltas),
+        T(test_tail_last_lines),
+        T(test_tail_after_ring_wraps),
+        T(test_panic_seen_across_split_writes),
+        T(test_panic_needs_the_whole_phrase),
+        cmocka_unit_test(test_concurrent_writers),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
