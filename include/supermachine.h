@@ -51,7 +51,43 @@ typedef struct sm_error {
 const char *sm_strerror(sm_code code);
 
 /* ===== Host ============================================================ */
-/* (section owned by: host detection / doctor) */
+/* (section owned by: host detection / doctor)
+ *
+ * Can this host run a standard Linux guest through /dev/kvm? Hardware KVM
+ * (VT-x/AMD-V) can; PVM (a paravirtual KVM for hosts without nested
+ * virtualization) answers the same API but runs only guests patched for it. */
+
+typedef enum sm_host_kind {
+    SM_HOST_KVM_HARDWARE = 0, /* /dev/kvm on VT-x/AMD-V: guests run here */
+    SM_HOST_KVM_PVM,          /* /dev/kvm is PVM: standard guests cannot run */
+    SM_HOST_NO_KVM,           /* no /dev/kvm (module not loaded, or no VT-x/AMD-V) */
+    SM_HOST_KVM_NO_ACCESS,    /* /dev/kvm exists but this user may not open it */
+    SM_HOST_KVM_UNUSABLE,     /* it opens, but the API version or a capability is wrong */
+} sm_host_kind;
+
+/* What sm_host_check found. Strings always end in a NUL. */
+typedef struct sm_host_report {
+    sm_host_kind kind;
+    bool kvm_present;        /* /dev/kvm exists */
+    int kvm_open_errno;      /* 0 when /dev/kvm opened read-write */
+    int api_version;         /* KVM_GET_API_VERSION, or -1 when not asked */
+    char missing_caps[192];  /* KVM capabilities we need and lack, space-separated */
+    bool cpu_vmx;            /* /proc/cpuinfo flags: Intel VT-x */
+    bool cpu_svm;            /*                      AMD-V */
+    bool cpu_hypervisor;     /*                      running under a hypervisor */
+    char kvm_module[32];     /* "kvm_intel", "kvm_amd", "kvm_pvm" or "" */
+    char summary[256];       /* one line: what this host is */
+    char advice[512];        /* what to do when guests cannot run; "" when they can */
+} sm_host_report;
+
+/* Examines /dev/kvm, /proc/cpuinfo and /sys/module and fills *out. Returns
+ * SM_OK when guests can run here (kind SM_HOST_KVM_HARDWARE); otherwise
+ * SM_E_UNSUPPORTED with err->message saying what to do (out is filled either
+ * way). SM_E_INVALID when out is NULL. Never exits; opens nothing it keeps. */
+sm_code sm_host_check(sm_host_report *out, sm_error *err);
+
+/* A short, static name of the kind, e.g. "hardware KVM". */
+const char *sm_host_kind_name(sm_host_kind kind);
 
 /* ===== Exec ============================================================ */
 /* (section owned by: exec API, the spec's ExecBuilder) */
