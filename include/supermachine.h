@@ -90,7 +90,147 @@ sm_code sm_host_check(sm_host_report *out, sm_error *err);
 const char *sm_host_kind_name(sm_host_kind kind);
 
 /* ===== Exec ============================================================ */
-/* (section owned by: exec API, the spec's ExecBuilder) */
+/* (section owned by: exec API, the spec's ExecBuilder)
+ *
+ * Run a command through a guest agent's exec socket (a Unix socket path; the
+ * VM's own exec socket, or an agent run with --listen unix:PATH). Build a
+ * request with sm_exec_builder_*, then either sm_exec_output (run, collect,
+ * return) or sm_exec_spawn (stream stdin/stdout/stderr yourself).
+ *
+ *   sm_exec_builder *b = sm_exec_builder_new("/run/vm1/exec.sock");
+ *   const char *argv[] = { "sh", "-c", "echo hi && exit 7" };
+ *   sm_exec_builder_argv(b, 3, argv);
+ *   sm_exec_builder_env(b, "FOO", "bar");
+ *   sm_exec_outcome out;
+ *   if (sm_exec_output(b, &out, &err) == SM_OK)   // out.status.code == 7
+ *       sm_exec_outcome_free(&out);               // out.stdout_buf == "hi\n"
+ *   sm_exec_builder_free(b);
+ *
+ * Errors: SM_E_SETUP means nothing of the command arrived (the socket was
+ * absent or refused, or the agent closed before any output or exit): safe to
+ * retry. SM_E_DROPPED means the connection broke after output arrived: the
+ * command ran, at least partly. SM_E_GUEST: the agent refused the request
+ * (staging a file failed, no pty...). SM_E_PROTOCOL: a peer sent nonsense. */
+
+typedef struct sm_exec_builder sm_exec_builder;
+typedef struct sm_exec_child sm_exec_child;
+typedef struct sm_exec_signaller sm_exec_signaller;
+typedef struct sm_cancel sm_cancel;
+
+/* How a command ended. */
+typedef struct sm_exec_status {
+    int code;              /* exit code 0..255, or -1 if killed by a signal */
+    int signal;            /* the signal that killed it, or 0 */
+    bool timed_out;        /* the builder's timeout fired and SIGKILLed it */
+    uint64_t duration_us;  /* from the first spawn to the last exit */
+    uint64_t peak_rss_kib; /* largest resident set of a command (wait4) */
+    unsigned steps_run;    /* how many argvs of the chain were started */
+} sm_exec_status;
+
+/* The shell's view of a status: the code, or 128+N for signal N. */
+int sm_exec_status_shell_code(const sm_exec_status *st);
+
+/* What sm_exec_output collects. Buffers are NUL-terminated for convenience
+ * (the terminator is not counted in the lengths). */
+typedef struct sm_exec_outcome {
+    uint8_t *stdout_buf;
+    size_t stdout_len;
+    uint8_t *stderr_buf;   /* always empty with a tty (merged into stdout) */
+    size_t stderr_len;
+    sm_exec_status status;
+    bool timed_out;        /* == status.timed_out */
+    uint64_t duration_us;  /* == status.duration_us */
+    uint64_t peak_rss_kib; /* == status.peak_rss_kib */
+} sm_exec_outcome;
+void sm_exec_outcome_free(sm_exec_outcome *out);
+
+/* ---- builder: setters copy their arguments. A failing setter also records
+ * its error in the builder, which spawn/output then report. */
+sm_exec_builder *sm_exec_builder_new(const char *exec_socket_path); /* NULL: no memory/path */
+sm_exec_builder *sm_exec_builder_copy(const sm_exec_builder *b);
+void sm_exec_builder_free(sm_exec_builder *b);
+/* The program and its arguments; argv[0] is looked up through the guest's
+ * PATH (the agent's environment merged with env). Replaces earlier argv. */
+sm_code sm_exec_builder_argv(sm_exec_builder *b, int argc, const char *const *argv);
+/* Adds or replaces one variable on top of the agent's environment. */
+sm_code sm_exec_builder_env(sm_exec_builder *b, const char *key, const char *value);
+sm_code sm_exec_builder_cwd(sm_exec_builder *b, const char *guest_dir);
+/* A pseudo-terminal: stdin/stdout through it, stderr merged into stdout. */
+sm_code sm_exec_builder_tty(sm_exec_builder *b, bool on);
+sm_code sm_exec_builder_winsize(sm_exec_builder *b, uint16_t cols, uint16_t rows);
+/* Wall-clock limit: the whole process group is SIGKILLed and the status
+ * says timed_out. 0 = none. Honoured by output and by spawn alike. */
+sm_code sm_exec_builder_timeout_ms(sm_exec_builder *b, uint32_t ms);
+/* Writes bytes at an absolute guest path (atomically, parents created)
+ * before the command runs; mode 0644 unless given. */
+sm_code sm_exec_builder_stage_file(sm_exec_builder *b, const char *guest_path, const void *bytes,
+                                   size_t len);
+sm_code sm_exec_builder_stage_file_mode(sm_exec_builder *b, const char *guest_path,
+                                        const void *bytes, size_t len, uint32_t mode);
+/* Runs argv after the previous command exited 0 (&&); stops at the first
+ * non-zero exit, whose status is reported. */
+sm_code sm_exec_builder_chain(sm_exec_builder *b, int argc, const char *const *argv);
+
+/* ---- run to completion */
+sm_code sm_exec_output(const sm_exec_builder *b, sm_exec_outcome *out, sm_error *err);
+/* Retries only SM_E_SETUP failures (nothing of the command arrived), up to
+ * `retries` more times with a linear backoff of 50 ms per attempt; a run that
+ * started is never re-run. At-least-once: use for idempotent commands. */
+sm_code sm_exec_output_resilient(const sm_exec_builder *b, unsigned retries,
+                                 sm_exec_outcome *out, sm_error *err);
+/* Like sm_exec_output, but when `cancel` fires (from any thread) the command
+ * is SIGKILLed through the agent and the connection is dropped; returns
+ * SM_E_CANCELLED with what was collected so far in *out (free it). */
+sm_code sm_exec_output_with_cancel(const sm_exec_builder *b, sm_cancel *cancel,
+                                   sm_exec_outcome *out, sm_error *err);
+
+sm_cancel *sm_cancel_new(void);
+void sm_cancel_fire(sm_cancel *c); /* thread-safe and async-signal-safe */
+bool sm_cancel_fired(const sm_cancel *c);
+void sm_cancel_free(sm_cancel *c);
+
+/* ---- streaming */
+sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **child, sm_error *err);
+/* Blocks until all of len is sent (large input waits for the command). */
+sm_code sm_exec_child_stdin_write(sm_exec_child *c, const void *buf, size_t len, sm_error *err);
+sm_code sm_exec_child_stdin_close(sm_exec_child *c, sm_error *err);
+/* Blocking reads; *got == 0 means end of the stream. */
+sm_code sm_exec_child_stdout_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
+                                  sm_error *err);
+sm_code sm_exec_child_stderr_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
+                                  sm_error *err);
+/* Descriptors that poll readable when the read functions have data or EOF.
+ * Owned by the child; do not close them. */
+int sm_exec_child_stdout_fd(const sm_exec_child *c);
+int sm_exec_child_stderr_fd(const sm_exec_child *c);
+/* Sends signo to the command's whole process group. */
+sm_code sm_exec_child_signal(sm_exec_child *c, int signo, sm_error *err);
+/* A handle that can signal from any thread, and stays valid (failing with
+ * SM_E_INVALID once the command is gone) after the child is freed. */
+sm_exec_signaller *sm_exec_child_signaller(sm_exec_child *c);
+sm_code sm_exec_signaller_signal(sm_exec_signaller *s, int signo, sm_error *err);
+void sm_exec_signaller_free(sm_exec_signaller *s);
+sm_code sm_exec_child_resize(sm_exec_child *c, uint16_t cols, uint16_t rows, sm_error *err);
+/* Drops the connection: the agent SIGHUPs then SIGKILLs the group. */
+void sm_exec_child_abort(sm_exec_child *c);
+/* Closes stdin if still open, then waits for the exit report. As with
+ * pipes, read stdout and stderr meanwhile if the command may write more than
+ * their capacity (1 MiB each), or it blocks. SM_OK means the exit report
+ * arrived; the status may still say it was killed or timed out. */
+sm_code sm_exec_child_wait(sm_exec_child *c, sm_exec_status *status, sm_error *err);
+/* Aborts the command if it has not been waited for. */
+void sm_exec_child_free(sm_exec_child *c);
+
+/* ---- files and power, through the same exec socket */
+/* Writes len bytes at an absolute guest path atomically, streamed. */
+sm_code sm_exec_write_file(const char *exec_socket_path, const char *guest_path,
+                           const void *bytes, size_t len, uint32_t mode, sm_error *err);
+/* Reads a guest file into a malloc'd buffer (*bytes, *len); SM_E_NOTFOUND if
+ * it does not exist, SM_E_LIMIT if it is larger than max_len. */
+sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, size_t max_len,
+                          uint8_t **bytes, size_t *len, sm_error *err);
+/* Asks the agent (PID 1 only) to power the guest off. */
+sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err);
 
 /* ===== VMs ============================================================= */
 /* (section owned by: VM lifecycle) */

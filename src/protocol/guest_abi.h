@@ -31,4 +31,8 @@
 #define SM_SIGNAL_CMD_SERVE     0u
 #define SM_SIGNAL_CMD_POWEROFF  1u
 
+/* The vsock port the agent (PID 1) serves the exec protocol on
+ * (protocol/wire.h); the VMM proxies its host-side exec socket to it. */
+#define SM_AGENT_VSOCK_PORT     1024u
+
 #endif

@@ -1,0 +1,144 @@
+/*
+ * The guest agent: one single-threaded epoll loop serving exec, file and
+ * power-off requests (the wire protocol in protocol/wire.h) on any number of
+ * listening sockets at once. As PID 1 it also sets up the guest (pid1.c).
+ *
+ *   loop.c     the event loop, listeners, connections and their frames
+ *   session.c  one exec request: staged files, spawn, stdio, chain, timeout
+ *   files.c    atomic file writes (staging, WRITE_FILE) and READ_FILE
+ *   pid1.c     mounts, console, the VMM signal port, power off
+ *
+ * Ownership: the loop owns connections and sessions. A connection points to
+ * its session while the command runs; a session outlives a dropped connection
+ * until its processes are gone. Objects are freed only between event batches
+ * (they are marked dead first), so a batch never touches freed memory.
+ */
+#ifndef SM_AGENT_AGENT_H
+#define SM_AGENT_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "protocol/wire.h"
+
+typedef struct agent agent;
+typedef struct conn conn;
+typedef struct session session;
+
+typedef enum watch_kind { W_LISTEN, W_CONN, W_SIGNALS, W_OUT, W_ERR, W_IN } watch_kind;
+
+/* What an epoll event points at. */
+typedef struct watch {
+    watch_kind kind;
+    int fd;
+    uint32_t events; /* currently registered interest (0 = not registered) */
+    void *owner;
+} watch;
+
+#define AGENT_MAX_LISTENERS 8
+
+struct agent {
+    int epfd;
+    watch signals; /* signalfd: SIGCHLD, SIGTERM, SIGINT, SIGHUP */
+    watch listeners[AGENT_MAX_LISTENERS];
+    int nlisteners;
+    conn *conns;
+    session *sessions;
+    bool pid1;
+    bool stopping;
+    bool poweroff; /* PID 1: power off once the OK is flushed */
+};
+
+/* ---- loop.c ---------------------------------------------------------- */
+
+/* Sets up epoll and signal handling. False (message logged) on failure. */
+bool agent_init(agent *ag, bool pid1);
+/* Adds a listener for "unix:PATH" or "vsock:PORT". */
+bool agent_listen(agent *ag, const char *spec);
+/* Serves until stopped (SIGTERM when not PID 1). */
+void agent_run(agent *ag);
+/* Kills every running command's process group and frees everything. */
+void agent_shutdown(agent *ag);
+
+void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+uint64_t agent_now_us(void);
+/* epoll interest changes; events == 0 removes the fd from epoll. */
+void agent_watch_set(agent *ag, watch *w, uint32_t events);
+
+/* The connection side of a session (loop.c). */
+/* Appends to the connection's output queue; false if it is gone. */
+bool conn_send_data(conn *c, uint8_t type, const void *data, size_t len);
+/* Reads up to `max` bytes from fd straight into a STDOUT/STDERR frame.
+ * Returns read(2)'s result (or -1 with errno). */
+ssize_t conn_send_from_fd(conn *c, uint8_t type, int fd, size_t max);
+void conn_send_exit(conn *c, const sm_wire_exit *x);
+/* Sends ERROR and closes once flushed. */
+void conn_fail(conn *c, uint32_t kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Bytes queued towards the host and not yet written. */
+size_t conn_backlog(const conn *c);
+/* The session is done with its connection (after EXIT or ERROR). */
+void conn_session_ended(conn *c);
+/* Links a new session to its connection. */
+void conn_attach(conn *c, session *s);
+/* Stops/resumes reading frames (stdin backpressure). */
+void conn_pause_reading(conn *c, bool pause);
+
+/* ---- session.c ------------------------------------------------------- */
+
+/* Starts the REQUEST in payload (taken over, freed by the session) and sets
+ * c->s through conn_attach. On failure, sends ERROR on c instead. */
+void session_start(agent *ag, conn *c, uint8_t *payload, uint32_t length);
+void session_on_frame(session *s, const sm_wire_frame *f);
+/* The host connection dropped: SIGHUP the group, SIGKILL shortly after. */
+void session_detach(session *s);
+void session_on_event(session *s, watch *w, uint32_t events);
+/* wait4 found pid exit; returns false if no session owns it. */
+bool session_reaped(agent *ag, pid_t pid, int status, long maxrss_kib);
+/* Deadlines: timeout, drain grace, SIGKILL after a drop. */
+void session_tick(session *s, uint64_t now);
+uint64_t session_next_deadline(const session *s);
+/* The connection's backlog fell: resume reading the command's output. */
+void session_resume_output(session *s);
+bool session_is_dead(const session *s);
+/* The list link (the loop keeps sessions in a singly linked list). */
+session **session_next(session *s);
+void session_free(session *s);
+void session_kill_all(session *s, int signo);
+
+/* ---- files.c ---------------------------------------------------------- */
+
+/* Writes bytes to path atomically (temp file + rename) with mode, creating
+ * parent folders. False with a message in why on failure. */
+bool files_write_atomic(const char *path, const void *data, size_t len, uint32_t mode,
+                        char *why, size_t whylen);
+
+/* A WRITE_FILE in progress. */
+typedef struct file_upload {
+    int fd;
+    char *path, *tmp;
+    uint32_t mode;
+    uint64_t size, got;
+} file_upload;
+
+bool files_upload_begin(file_upload *u, const sm_wire_file_head *h, char *why, size_t whylen);
+bool files_upload_data(file_upload *u, const uint8_t *data, size_t len, char *why, size_t whylen);
+bool files_upload_finish(file_upload *u, char *why, size_t whylen);
+void files_upload_abort(file_upload *u);
+
+/* Opens path for READ_FILE: fills size and mode, returns the fd or -1 with
+ * the wire error kind in *kind and a message in why. */
+int files_open_for_read(const char *path, uint64_t *size, uint32_t *mode, uint32_t *kind,
+                        char *why, size_t whylen);
+
+/* ---- pid1.c ----------------------------------------------------------- */
+
+/* Mounts, console, environment defaults. Never fails fatally. */
+void pid1_setup(void);
+/* Tells the VMM we are ready; returns true if it asked for power off. */
+bool pid1_signal_ready(void);
+/* Prints a line, syncs, signals the VMM and reboots (reboot=k resets). */
+void pid1_poweroff(const char *why) __attribute__((noreturn));
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * The agent as PID 1 of the guest: the mounts a command expects, stdio on
+ * the console, readiness through the VMM's signal port (protocol/guest_abi.h)
+ * and power off. PID 1 must never exit (the kernel panics), so failures here
+ * are logged and the agent carries on or powers off.
+ */
+#include "agent/agent.h"
+#include "protocol/guest_abi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/io.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct mount_step {
+    const char *source, *target, *type;
+    unsigned long flags;
+    const char *options;
+};
+
+static const struct mount_step mounts[] = {
+    { "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL },
+    { "sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL },
+    { "devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755" },
+    { "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=0620" },
+    { "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" },
+    { "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755" },
+};
+
+static void mount_all(void)
+{
+    for (size_t i = 0; i < sizeof mounts / sizeof mounts[0]; i++) {
+        const struct mount_step *m = &mounts[i];
+        mkdir(m->target, 0755);
+        if (mount(m->source, m->target, m->type, m->flags, m->options) < 0 && errno != EBUSY)
+            agent_log("mount %s on %s: %s", m->type, m->target, strerror(errno));
+    }
+    /* devtmpfs may lack /dev/ptmx; the devpts instance always has one. */
+    struct stat st;
+    if (stat("/dev/ptmx", &st) < 0 && symlink("pts/ptmx", "/dev/ptmx") < 0)
+        agent_log("cannot provide /dev/ptmx: %s", strerror(errno));
+    else if (stat("/dev/ptmx", &st) == 0)
+        chmod("/dev/ptmx", 0666);
+}
+
+static void stdio_to_console(void)
+{
+    int fd = open("/dev/console", O_RDWR | O_NOCTTY);
+    if (fd < 0)
+        fd = open("/dev/null", O_RDWR);
+    if (fd < 0)
+        return;
+    for (int i = 0; i < 3; i++)
+        if (fd != i)
+            dup2(fd, i);
+    if (fd > 2)
+        close(fd);
+}
+
+void pid1_setup(void)
+{
+    mount_all();
+    stdio_to_console();
+    setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 0);
+    setenv("HOME", "/root", 0);
+    setenv("TERM", "linux", 0);
+    if (chdir("/") < 0)
+        agent_log("chdir /: %s", strerror(errno));
+}
+
+bool pid1_signal_ready(void)
+{
+    if (ioperm(SM_SIGNAL_PORT, 4, 1) < 0) {
+        agent_log("no access to the signal port 0x%x (%s); the VMM will not see us ready",
+                  SM_SIGNAL_PORT, strerror(errno));
+        dprintf(1, "supermachine-agent: ready\n");
+        return false;
+    }
+    outl(SM_SIGNAL_READY, SM_SIGNAL_PORT);
+    unsigned cmd = inl(SM_SIGNAL_PORT);
+    dprintf(1, "supermachine-agent: ready\n");
+    return cmd == SM_SIGNAL_CMD_POWEROFF;
+}
+
+void pid1_poweroff(const char *why)
+{
+    dprintf(1, "supermachine-agent: powering off (%s)\n", why);
+    sync();
+    if (ioperm(SM_SIGNAL_PORT, 4, 1) == 0)
+        outl(SM_SIGNAL_POWEROFF, SM_SIGNAL_PORT);
+    reboot(RB_AUTOBOOT); /* reboot=k: the i8042 reset, which the VMM takes as power off */
+    for (;;)
+        pause();
+}

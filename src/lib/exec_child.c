@@ -1,0 +1,433 @@
+/*
+ * spawn: a running command the caller streams.
+ *
+ * One pump thread per child reads the agent's frames and writes STDOUT and
+ * STDERR payloads into two pipes; the caller reads (or polls) the pipes'
+ * read ends, so each stream has its own real, pollable descriptor and the
+ * pipes' capacity is the flow control back to the command. Writes towards
+ * the agent (stdin, signals, resizes) come from caller threads and go
+ * through a shared "link" under a mutex; signallers hold a reference to the
+ * link, so they stay valid after the child is freed.
+ */
+#include "lib/exec_internal.h"
+#include "lib/error.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define STDIN_CHUNK (256u << 10)
+#define PIPE_SIZE   (1 << 20)
+
+/* The sending half of the connection, shared with signallers. */
+typedef struct exec_link {
+    pthread_mutex_t lock;
+    int fd;       /* -1 once the child is freed */
+    bool done;    /* the exit report or an error arrived */
+    int refs;
+} exec_link;
+
+struct sm_exec_signaller {
+    exec_link *link;
+};
+
+struct sm_exec_child {
+    exec_link *link;
+    char *path;
+    int out_r, out_w, err_r, err_w;
+    pthread_t pump;
+    bool pump_running;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    sm_code result;
+    sm_error error;
+    sm_exec_status status;
+    bool stdin_closed;
+};
+
+static void link_unref(exec_link *l)
+{
+    pthread_mutex_lock(&l->lock);
+    bool last = --l->refs == 0;
+    pthread_mutex_unlock(&l->lock);
+    if (last) {
+        if (l->fd >= 0)
+            close(l->fd);
+        pthread_mutex_destroy(&l->lock);
+        free(l);
+    }
+}
+
+/* Sends one frame (header + payload) whole, under the link's lock. */
+static sm_code link_send(exec_link *l, uint8_t type, const void *payload, size_t len,
+                         sm_error *err)
+{
+    uint8_t header[SM_WIRE_HEADER_SIZE];
+    sm_wire_header_encode(header, type, (uint32_t)len);
+    struct iovec iov[2] = { { header, sizeof header }, { (void *)payload, len } };
+    size_t total = sizeof header + len, sent = 0;
+    pthread_mutex_lock(&l->lock);
+    sm_code rc = SM_OK;
+    if (l->fd < 0 || l->done) {
+        rc = sm_fail(err, SM_E_INVALID, "the command has finished: nothing to send %s to",
+                     sm_wire_type_name(type));
+        goto out;
+    }
+    while (sent < total) {
+        struct msghdr mh = { 0 };
+        struct iovec cur[2];
+        int n = 0;
+        size_t skip = sent;
+        for (int i = 0; i < 2; i++) {
+            if (skip >= iov[i].iov_len) {
+                skip -= iov[i].iov_len;
+                continue;
+            }
+            cur[n].iov_base = (uint8_t *)iov[i].iov_base + skip;
+            cur[n].iov_len = iov[i].iov_len - skip;
+            skip = 0;
+            n++;
+        }
+        mh.msg_iov = cur;
+        mh.msg_iovlen = (size_t)n;
+        ssize_t w = sendmsg(l->fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = sm_fail_errno(err, SM_E_DROPPED, errno, "sending %s to the agent failed",
+                               sm_wire_type_name(type));
+            break;
+        }
+        sent += (size_t)w;
+    }
+out:
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+}
+
+static sm_code link_signal(exec_link *l, int signo, sm_error *err)
+{
+    if (signo < 1 || signo > 64)
+        return sm_fail(err, SM_E_INVALID, "signal %d is not a signal number (1..64)", signo);
+    uint8_t p[4] = { (uint8_t)signo, 0, 0, 0 };
+    return link_send(l, SM_WIRE_SIGNAL, p, sizeof p, err);
+}
+
+/* ---- the pump thread ------------------------------------------------------ */
+
+static bool write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return false; /* the caller stopped reading: drop the rest */
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+static void *pump_main(void *arg)
+{
+    sm_exec_child *c = arg;
+    exec_reader r;
+    exec_reader_init(&r, c->link->fd, c->path);
+    sm_code rc;
+    sm_error error = { 0 };
+    sm_exec_status status = { 0 };
+    bool out_open = true, err_open = true;
+    for (;;) {
+        sm_wire_frame f;
+        rc = exec_read_frame(&r, &f, -1, 0, &error);
+        if (rc)
+            break;
+        if (f.type == SM_WIRE_STDOUT && out_open) {
+            out_open = write_all(c->out_w, f.payload, f.length);
+        } else if (f.type == SM_WIRE_STDERR && err_open) {
+            err_open = write_all(c->err_w, f.payload, f.length);
+        } else if (f.type == SM_WIRE_EXIT) {
+            sm_wire_exit x;
+            sm_wire_error we;
+            if (sm_wire_get_exit(&f, &x, &we))
+                exec_status_from_wire(&x, &status);
+            else
+                rc = sm_fail(&error, SM_E_PROTOCOL, "bad EXIT from %s: %s", c->path, we.message);
+            break;
+        } else if (f.type != SM_WIRE_STDOUT && f.type != SM_WIRE_STDERR) {
+            rc = exec_unexpected(&r, &f, &error);
+            break;
+        }
+    }
+    exec_reader_destroy(&r);
+    close(c->out_w);
+    close(c->err_w);
+    c->out_w = c->err_w = -1;
+    pthread_mutex_lock(&c->link->lock);
+    c->link->done = true;
+    pthread_mutex_unlock(&c->link->lock);
+    pthread_mutex_lock(&c->lock);
+    c->result = rc;
+    c->error = error;
+    c->status = status;
+    c->done = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* ---- spawn ------------------------------------------------------------------ */
+
+static bool make_pipe(int *r, int *w)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return false;
+    fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE); /* best effort */
+    *r = p[0];
+    *w = p[1];
+    return true;
+}
+
+static void child_destroy(sm_exec_child *c)
+{
+    int fds[4] = { c->out_r, c->out_w, c->err_r, c->err_w };
+    for (int i = 0; i < 4; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    if (c->link) {
+        pthread_mutex_lock(&c->link->lock);
+        if (c->link->fd >= 0) {
+            close(c->link->fd);
+            c->link->fd = -1;
+        }
+        pthread_mutex_unlock(&c->link->lock);
+        link_unref(c->link);
+    }
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c->path);
+    free(c);
+}
+
+sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **out, sm_error *err)
+{
+    if (!out)
+        return sm_fail(err, SM_E_INVALID, "child pointer is NULL");
+    *out = NULL;
+    sm_exec_child *c = calloc(1, sizeof *c);
+    exec_link *l = calloc(1, sizeof *l);
+    if (!c || !l || !b || !(c->path = strdup(b->socket_path))) {
+        free(l);
+        if (c)
+            free(c->path);
+        free(c);
+        return sm_fail(err, b ? SM_E_NOMEM : SM_E_INVALID, "cannot spawn: %s",
+                       b ? "out of memory" : "builder is NULL");
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    pthread_mutex_init(&l->lock, NULL);
+    l->fd = -1;
+    l->refs = 1;
+    c->link = l;
+    c->out_r = c->out_w = c->err_r = c->err_w = -1;
+    if (!make_pipe(&c->out_r, &c->out_w) || !make_pipe(&c->err_r, &c->err_w)) {
+        sm_code rc = sm_fail_errno(err, SM_E_IO, errno, "cannot create pipes for the child");
+        child_destroy(c);
+        return rc;
+    }
+    sm_code rc = exec_open_request(b, false, &l->fd, err);
+    if (rc) {
+        child_destroy(c);
+        return rc;
+    }
+    int e = pthread_create(&c->pump, NULL, pump_main, c);
+    if (e) {
+        child_destroy(c);
+        return sm_fail_errno(err, SM_E_IO, e, "cannot start the child's pump thread");
+    }
+    c->pump_running = true;
+    *out = c;
+    return SM_OK;
+}
+
+/* ---- the child's API -------------------------------------------------------- */
+
+sm_code sm_exec_child_stdin_write(sm_exec_child *c, const void *buf, size_t len, sm_error *err)
+{
+    if (!c || (!buf && len))
+        return sm_fail(err, SM_E_INVALID, "child or buffer is NULL");
+    if (c->stdin_closed)
+        return sm_fail(err, SM_E_INVALID, "stdin was already closed");
+    const uint8_t *p = buf;
+    while (len) {
+        size_t n = len < STDIN_CHUNK ? len : STDIN_CHUNK;
+        sm_code rc = link_send(c->link, SM_WIRE_STDIN, p, n, err);
+        if (rc)
+            return rc;
+        p += n;
+        len -= n;
+    }
+    return SM_OK;
+}
+
+sm_code sm_exec_child_stdin_close(sm_exec_child *c, sm_error *err)
+{
+    if (!c)
+        return sm_fail(err, SM_E_INVALID, "child is NULL");
+    if (c->stdin_closed)
+        return SM_OK;
+    c->stdin_closed = true;
+    return link_send(c->link, SM_WIRE_STDIN_CLOSE, NULL, 0, err);
+}
+
+static sm_code read_stream(int fd, const char *name, void *buf, size_t cap, size_t *got,
+                           sm_error *err)
+{
+    if (!buf || !got)
+        return sm_fail(err, SM_E_INVALID, "buffer or length pointer is NULL");
+    *got = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, cap);
+        if (n >= 0) {
+            *got = (size_t)n;
+            return SM_OK;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) { /* the caller made it non-blocking: wait here */
+            struct pollfd p = { .fd = fd, .events = POLLIN };
+            poll(&p, 1, -1);
+            continue;
+        }
+        return sm_fail_errno(err, SM_E_IO, errno, "reading the command's %s", name);
+    }
+}
+
+sm_code sm_exec_child_stdout_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
+                                  sm_error *err)
+{
+    if (!c)
+        return sm_fail(err, SM_E_INVALID, "child is NULL");
+    return read_stream(c->out_r, "stdout", buf, cap, got, err);
+}
+
+sm_code sm_exec_child_stderr_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
+                                  sm_error *err)
+{
+    if (!c)
+        return sm_fail(err, SM_E_INVALID, "child is NULL");
+    return read_stream(c->err_r, "stderr", buf, cap, got, err);
+}
+
+int sm_exec_child_stdout_fd(const sm_exec_child *c)
+{
+    return c ? c->out_r : -1;
+}
+
+int sm_exec_child_stderr_fd(const sm_exec_child *c)
+{
+    return c ? c->err_r : -1;
+}
+
+sm_code sm_exec_child_signal(sm_exec_child *c, int signo, sm_error *err)
+{
+    if (!c)
+        return sm_fail(err, SM_E_INVALID, "child is NULL");
+    return link_signal(c->link, signo, err);
+}
+
+sm_exec_signaller *sm_exec_child_signaller(sm_exec_child *c)
+{
+    if (!c)
+        return NULL;
+    sm_exec_signaller *s = malloc(sizeof *s);
+    if (!s)
+        return NULL;
+    pthread_mutex_lock(&c->link->lock);
+    c->link->refs++;
+    pthread_mutex_unlock(&c->link->lock);
+    s->link = c->link;
+    return s;
+}
+
+sm_code sm_exec_signaller_signal(sm_exec_signaller *s, int signo, sm_error *err)
+{
+    if (!s)
+        return sm_fail(err, SM_E_INVALID, "signaller is NULL");
+    return link_signal(s->link, signo, err);
+}
+
+void sm_exec_signaller_free(sm_exec_signaller *s)
+{
+    if (!s)
+        return;
+    link_unref(s->link);
+    free(s);
+}
+
+sm_code sm_exec_child_resize(sm_exec_child *c, uint16_t cols, uint16_t rows, sm_error *err)
+{
+    if (!c)
+        return sm_fail(err, SM_E_INVALID, "child is NULL");
+    uint8_t p[4] = { (uint8_t)cols, (uint8_t)(cols >> 8), (uint8_t)rows, (uint8_t)(rows >> 8) };
+    return link_send(c->link, SM_WIRE_RESIZE, p, sizeof p, err);
+}
+
+void sm_exec_child_abort(sm_exec_child *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->link->lock);
+    if (c->link->fd >= 0)
+        shutdown(c->link->fd, SHUT_RDWR); /* the pump sees EOF and finishes */
+    pthread_mutex_unlock(&c->link->lock);
+}
+
+sm_code sm_exec_child_wait(sm_exec_child *c, sm_exec_status *status, sm_error *err)
+{
+    if (!c)
+        return sm_fail(err, SM_E_INVALID, "child is NULL");
+    if (!c->stdin_closed)
+        sm_exec_child_stdin_close(c, NULL); /* a command reading stdin would wait forever */
+    pthread_mutex_lock(&c->lock);
+    while (!c->done)
+        pthread_cond_wait(&c->cond, &c->lock);
+    sm_code rc = c->result;
+    if (rc && err)
+        *err = c->error;
+    if (status)
+        *status = c->status;
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+void sm_exec_child_free(sm_exec_child *c)
+{
+    if (!c)
+        return;
+    if (c->pump_running) {
+        pthread_mutex_lock(&c->lock);
+        bool done = c->done;
+        pthread_mutex_unlock(&c->lock);
+        if (!done)
+            sm_exec_child_abort(c);
+        /* The pump may block writing to a full pipe nobody reads: close our
+         * read ends so its writes fail and it finishes. */
+        close(c->out_r);
+        close(c->err_r);
+        c->out_r = c->err_r = -1;
+        pthread_join(c->pump, NULL);
+    }
+    child_destroy(c);
+}
