@@ -72,6 +72,8 @@ static void test_reset_command_fires_callback(void **state)
     out(f, CMD, 0xfe);
     assert_int_equal(f->resets, 1);
     assert_int_equal(i8042_reset_count(f->k), 1);
+    out(f, CMD, 0xf0);   /* pulse all four lines, reset among them */
+    assert_int_equal(f->resets, 2);
 }
 
 static void test_other_pulses_and_commands_do_not_reset(void **state)
