@@ -291,6 +291,47 @@ static void test_invalid_queue_is_not_activated(void **state)
     }
 }
 
+static int activations;
+static int count_activate(struct virtio_device *dev)
+{
+    (void)dev;
+    activations++;
+    return 0;
+}
+static void ignore_notify(struct virtio_device *dev, uint16_t q)
+{
+    (void)dev;
+    (void)q;
+}
+
+/* A device whose queue setup failed is never activated, even if the driver goes on. */
+static void test_no_activation_after_needs_reset(void **state)
+{
+    (void)state;
+    static const struct virtio_device_ops probe_ops = {
+        .name = "probe", .device_id = 99, .num_queues = 1, .queue_max_size = 16,
+        .activate = count_activate, .queue_notify = ignore_notify,
+    };
+    struct fixture f2 = { 0 };
+    f2.ram = aligned_alloc(4096, MEM_SIZE);
+    memset(f2.ram, 0, MEM_SIZE);
+    gm_init_buffer(&f2.mem, f2.ram, MEM_SIZE);
+    struct virtio_device dev = { .ops = &probe_ops };
+    f2.t = virtio_mmio_create(&dev, &f2.mem, NULL);
+    assert_non_null(f2.t);
+    activations = 0;
+    negotiate(&f2, 1ull << 32);
+    setup_queue(&f2, 3, DESC_GPA, AVAIL_GPA, USED_GPA); /* bad size */
+    wr(&f2, STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+    assert_int_equal(activations, 0);
+    assert_int_equal(rd(&f2, STATUS) & S_DRIVER_OK, 0);
+    wr(&f2, STATUS, 0);
+    bring_up(&f2);
+    assert_int_equal(activations, 1);
+    virtio_mmio_destroy(f2.t); /* no destroy op: dev stays ours, on the stack */
+    free(f2.ram);
+}
+
 static void test_queue_registers_frozen_while_ready(void **state)
 {
     struct fixture *f = *state;
@@ -416,6 +457,7 @@ int main(void)
         T(test_reset_clears_everything),
         T(test_invalid_queue_is_not_activated),
         T(test_queue_registers_frozen_while_ready),
+        cmocka_unit_test(test_no_activation_after_needs_reset),
         T(test_rng_request_end_to_end),
         T(test_rng_fills_at_most_the_per_request_bound),
         T(test_notify_before_driver_ok_waits_for_it),

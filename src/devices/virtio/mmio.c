@@ -314,7 +314,8 @@ static void write_status(struct virtio_mmio *t, uint32_t value)
         added &= ~VIRTIO_STATUS_FEATURES_OK; /* reads back clear: the driver must give up */
     t->status |= added & ~VIRTIO_STATUS_DRIVER_OK;
     if (added & VIRTIO_STATUS_DRIVER_OK) {
-        if (!(t->status & VIRTIO_STATUS_FEATURES_OK)) {
+        /* No features agreed, or the driver already broke a rule: never activate. */
+        if (!(t->status & VIRTIO_STATUS_FEATURES_OK) || (t->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)) {
             tp_set_needs_reset(t);
             return;
         }
