@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
+
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/rng.h"
 #include "vmm/memory.h"
@@ -429,6 +431,40 @@ static void test_broken_ring_sets_needs_reset(void **state)
     assert_int_equal(rd(f, STATUS), 0);
 }
 
+/* A vCPU thread reading and acknowledging while the event loop processes kicks. */
+static bool stop_hammer; /* atomic */
+
+static void *hammer_registers(void *arg)
+{
+    struct fixture *f = arg;
+    while (!__atomic_load_n(&stop_hammer, __ATOMIC_RELAXED)) {
+        uint32_t st = rd(f, INT_STATUS);
+        if (st)
+            wr(f, INT_ACK, st);
+        (void)rd(f, STATUS);
+        (void)rd(f, QUEUE_READY);
+    }
+    return NULL;
+}
+
+static void test_registers_and_kicks_from_two_threads(void **state)
+{
+    struct fixture *f = *state;
+    bring_up(f);
+    __atomic_store_n(&stop_hammer, false, __ATOMIC_RELAXED);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, hammer_registers, f), 0);
+    for (uint16_t i = 0; i < 200; i++) {
+        post_buffer(f, (uint16_t)(i % QSIZE), BUF_GPA + 16u * (i % QSIZE), 16);
+        virtio_mmio_queue_notify(f->t, 0);
+    }
+    __atomic_store_n(&stop_hammer, true, __ATOMIC_RELAXED);
+    pthread_join(th, NULL);
+    assert_int_equal(used_idx(f), 200);
+    assert_int_equal(f->irq.pulses, 200);
+    assert_int_equal(rd(f, STATUS) & S_NEEDS_RESET, 0);
+}
+
 static void test_create_refuses_nonsense(void **state)
 {
     (void)state;
@@ -463,6 +499,7 @@ int main(void)
         T(test_notify_before_driver_ok_waits_for_it),
         T(test_notify_of_missing_queue_is_ignored),
         T(test_broken_ring_sets_needs_reset),
+        T(test_registers_and_kicks_from_two_threads),
         cmocka_unit_test(test_create_refuses_nonsense),
 #undef T
     };
