@@ -97,6 +97,7 @@ struct serial {
     pthread_mutex_t lock;
     int out_fd;
     bool out_may_block;   /* a blocking pipe/tty/socket: poll (bounded) before writing */
+    bool out_stalled;     /* the last wait timed out: do not wait again until a write succeeds */
     struct irq_line *irq;
     bool irq_high;
 
@@ -173,7 +174,12 @@ static void record_output(struct serial *s, uint8_t byte)
     }
 }
 
-/* One byte to out_fd without ever blocking for long; failures are counted, not fatal. */
+/*
+ * One byte to out_fd without ever blocking for long; failures are counted,
+ * not fatal. Once a wait has timed out the fd counts as stalled and later
+ * bytes are dropped without waiting, until a write goes through again: a
+ * stopped terminal costs the guest one OUTPUT_WAIT_MS, not one per byte.
+ */
 static void emit(struct serial *s, uint8_t byte)
 {
     if (s->out_fd < 0)
@@ -181,15 +187,19 @@ static void emit(struct serial *s, uint8_t byte)
     for (int attempt = 0; attempt < 3; attempt++) {
         if (s->out_may_block) {
             struct pollfd p = { .fd = s->out_fd, .events = POLLOUT };
-            int r = poll(&p, 1, OUTPUT_WAIT_MS);
+            int r = poll(&p, 1, s->out_stalled ? 0 : OUTPUT_WAIT_MS);
             if (r < 0 && errno == EINTR)
                 continue;
-            if (r <= 0 || !(p.revents & POLLOUT))
+            if (r <= 0 || !(p.revents & POLLOUT)) {
+                s->out_stalled = true;
                 break;
+            }
         }
         ssize_t n = write(s->out_fd, &byte, 1);
-        if (n == 1)
+        if (n == 1) {
+            s->out_stalled = false;
             return;
+        }
         if (n < 0 && errno == EINTR)
             continue;
         break;
