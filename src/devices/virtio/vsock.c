@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -299,9 +300,10 @@ static uint32_t send_host_data(struct vsock *v, struct vsock_conn *c, const stru
         h.len = (uint32_t)got;
         c->tx_cnt += (uint32_t)got;
         v->stats.bytes_to_guest += (uint64_t)got;
-        /* A full buffer that credit did not cut short: more is likely waiting, so
-         * stay in line for the next rx buffer instead of asking epoll again. */
-        if ((uint32_t)got == max && max < credit)
+        /* A full buffer that credit did not cut short, and more waiting: stay in
+         * line for the next rx buffer instead of asking epoll again. */
+        int waiting = 0;
+        if ((uint32_t)got == max && max < credit && ioctl(c->fd, FIONREAD, &waiting) == 0 && waiting > 0)
             c->pending |= VSOCK_PEND_READ;
         return put_header(v, chain, &h) + (uint32_t)got;
     }

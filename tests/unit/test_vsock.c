@@ -1,0 +1,966 @@
+/*
+ * virtio-vsock end to end without KVM: the test plays the guest driver over a
+ * fake guest memory behind the real virtio-mmio transport, and the host side
+ * through real Unix sockets in a temporary directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "devices/virtio/mmio.h"
+#include "devices/virtio/vsock.h"
+#include "devices/virtio/vsock_conn.h"
+#include "vmm/event_loop.h"
+
+#define GUEST_CID   42u
+#define EXEC_PORT   1024u
+#define QSIZE       64u
+#define RAM_BYTES   (16u << 20)
+#define RX_BUF_DATA 4096u
+#define RX_BUFS     (QSIZE / 2)          /* two descriptors each: split mid-header */
+#define RX_AREA     0x100000ull
+#define RX_STRIDE   0x2000ull
+#define TX_AREA     0x400000ull
+#define TX_STRIDE   0x11000ull           /* header + the largest payload */
+#define EVENT_AREA  0x300000ull
+
+/* --- the fake guest -------------------------------------------------------------------- */
+
+struct fake_queue {
+    uint64_t desc, avail, used;
+    uint16_t avail_idx;
+    uint16_t used_seen;
+    uint16_t next_desc;
+};
+
+struct guest {
+    uint8_t *ram;
+    struct guest_memory mem;
+    struct irq_line irq;
+    int irqs;
+    struct event_loop loop;
+    struct virtio_mmio *t;
+    struct virtio_device *dev;
+    struct fake_queue q[3];
+    char dir[64];
+    char uds[128];
+    char exec[128];
+};
+
+static struct guest *G;
+
+static void count_irq(struct irq_line *line) { ((struct guest *)line->ctx)->irqs++; }
+
+static void reg_write(struct guest *g, uint64_t off, uint32_t v)
+{
+    virtio_mmio_bus_ops.write(g->t, off, (const uint8_t *)&v, 4);
+}
+
+static uint32_t reg_read(struct guest *g, uint64_t off)
+{
+    uint32_t v;
+    virtio_mmio_bus_ops.read(g->t, off, (uint8_t *)&v, 4);
+    return v;
+}
+
+static void put16(struct guest *g, uint64_t gpa, uint16_t v) { memcpy(g->ram + gpa, &v, 2); }
+static uint16_t get16(struct guest *g, uint64_t gpa) { uint16_t v; memcpy(&v, g->ram + gpa, 2); return v; }
+static uint32_t get32(struct guest *g, uint64_t gpa) { uint32_t v; memcpy(&v, g->ram + gpa, 4); return v; }
+
+static void set_desc(struct guest *g, int q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+{
+    uint8_t *d = g->ram + g->q[q].desc + 16ull * i;
+    memcpy(d, &addr, 8);
+    memcpy(d + 8, &len, 4);
+    memcpy(d + 12, &flags, 2);
+    memcpy(d + 14, &next, 2);
+}
+
+static void publish(struct guest *g, int q, uint16_t head)
+{
+    struct fake_queue *fq = &g->q[q];
+    put16(g, fq->avail + 4 + 2ull * (fq->avail_idx % QSIZE), head);
+    fq->avail_idx++;
+    put16(g, fq->avail + 2, fq->avail_idx);
+}
+
+static void kick(struct guest *g, int q) { virtio_mmio_queue_notify(g->t, (uint16_t)q); }
+
+/* Rx buffer i: descriptor 2i holds the first 20 header bytes, 2i+1 the rest. */
+static void post_rx(struct guest *g, uint16_t i)
+{
+    uint64_t buf = RX_AREA + RX_STRIDE * i;
+    set_desc(g, 0, (uint16_t)(2 * i), buf, 20, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, (uint16_t)(2 * i + 1));
+    set_desc(g, 0, (uint16_t)(2 * i + 1), buf + 20, VSOCK_HDR_SIZE - 20 + RX_BUF_DATA, VIRTQ_DESC_F_WRITE, 0);
+    publish(g, 0, (uint16_t)(2 * i));
+}
+
+static void post_all_rx(struct guest *g)
+{
+    for (uint16_t i = 0; i < RX_BUFS; i++)
+        post_rx(g, i);
+    kick(g, 0);
+}
+
+static void setup_queue(struct guest *g, int q, uint64_t base)
+{
+    g->q[q] = (struct fake_queue){ .desc = base, .avail = base + 0x1000, .used = base + 0x2000 };
+    reg_write(g, 0x030, (uint32_t)q);
+    assert_int_equal(reg_read(g, 0x034), VIRTIO_VSOCK_QUEUE_SIZE);
+    reg_write(g, 0x038, QSIZE);
+    reg_write(g, 0x080, (uint32_t)base);
+    reg_write(g, 0x084, 0);
+    reg_write(g, 0x090, (uint32_t)(base + 0x1000));
+    reg_write(g, 0x094, 0);
+    reg_write(g, 0x0a0, (uint32_t)(base + 0x2000));
+    reg_write(g, 0x0a4, 0);
+    reg_write(g, 0x044, 1);
+}
+
+static void driver_init(struct guest *g)
+{
+    reg_write(g, 0x070, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+    reg_write(g, 0x024, 1);
+    reg_write(g, 0x020, 1); /* VERSION_1 */
+    reg_write(g, 0x070, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
+    for (int q = 0; q < 3; q++) {
+        memset(&g->q[q], 0, sizeof g->q[q]);
+        memset(g->ram + 0x10000ull * (uint64_t)(q + 1), 0, 0x3000); /* fresh rings */
+        setup_queue(g, q, 0x10000ull * (uint64_t)(q + 1));
+    }
+    reg_write(g, 0x070, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+                            VIRTIO_STATUS_DRIVER_OK);
+    assert_int_equal(reg_read(g, 0x070) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
+}
+
+static int setup(void **state)
+{
+    struct guest *g = calloc(1, sizeof *g);
+    g->ram = aligned_alloc(4096, RAM_BYTES);
+    memset(g->ram, 0, RAM_BYTES);
+    gm_init_buffer(&g->mem, g->ram, RAM_BYTES);
+    g->irq = (struct irq_line){ .pulse = count_irq, .fd = -1, .ctx = g };
+    assert_int_equal(evl_init(&g->loop), 0);
+    strcpy(g->dir, "/tmp/sm-vsock-XXXXXX");
+    assert_non_null(mkdtemp(g->dir));
+    snprintf(g->uds, sizeof g->uds, "%s/v.sock", g->dir);
+    snprintf(g->exec, sizeof g->exec, "%s/exec.sock", g->dir);
+    struct vsock_config cfg = { .guest_cid = GUEST_CID, .uds_path = g->uds, .exec_path = g->exec,
+                                .exec_port = EXEC_PORT };
+    sm_error err = { 0 };
+    g->dev = virtio_vsock_create(&cfg, &g->loop, &err);
+    if (!g->dev)
+        fail_msg("create: %s", err.message);
+    g->t = virtio_mmio_create(g->dev, &g->mem, &g->irq);
+    assert_non_null(g->t);
+    driver_init(g);
+    G = g;
+    *state = g;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct guest *g = *state;
+    virtio_mmio_destroy(g->t);
+    /* destroy closed and unlinked both sockets */
+    struct stat st;
+    assert_int_equal(stat(g->uds, &st), -1);
+    assert_int_equal(stat(g->exec, &st), -1);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g->dir);
+    assert_int_equal(system(cmd), 0);
+    evl_destroy(&g->loop);
+    free(g->ram);
+    free(g);
+    return 0;
+}
+
+/* Runs the event loop until nothing is ready (a bounded number of rounds). */
+static void pump(struct guest *g)
+{
+    for (int i = 0; i < 64 && evl_run_once(&g->loop, 0) > 0; i++)
+        ;
+}
+
+struct pkt {
+    struct vsock_hdr h;
+    uint32_t used_len;
+    uint8_t data[RX_BUF_DATA];
+};
+
+/* Takes one packet the device put in the rx queue, reposting its buffer. 1 or 0. */
+static int rx_take(struct guest *g, struct pkt *p)
+{
+    struct fake_queue *fq = &g->q[0];
+    if (get16(g, fq->used + 2) == fq->used_seen)
+        return 0;
+    uint64_t elem = fq->used + 4 + 8ull * (fq->used_seen % QSIZE);
+    uint32_t head = get32(g, elem), len = get32(g, elem + 4);
+    fq->used_seen++;
+    assert_true(head % 2 == 0 && head < QSIZE);
+    uint64_t buf = RX_AREA + RX_STRIDE * (head / 2);
+    assert_true(len >= VSOCK_HDR_SIZE && len <= VSOCK_HDR_SIZE + RX_BUF_DATA);
+    vsock_hdr_decode(g->ram + buf, &p->h);
+    assert_int_equal(p->h.len, len - VSOCK_HDR_SIZE);
+    memcpy(p->data, g->ram + buf + VSOCK_HDR_SIZE, p->h.len);
+    p->used_len = len;
+    post_rx(g, (uint16_t)(head / 2));
+    kick(g, 0);
+    return 1;
+}
+
+/* Waits (pumping the loop) for the next rx packet; fails the test after ~2 s. */
+static void rx_expect(struct guest *g, struct pkt *p)
+{
+    for (int i = 0; i < 200; i++) {
+        if (rx_take(g, p))
+            return;
+        evl_run_once(&g->loop, 10);
+    }
+    fail_msg("no rx packet from the device");
+}
+
+static void expect_no_rx(struct guest *g)
+{
+    struct pkt p;
+    pump(g);
+    if (rx_take(g, &p))
+        fail_msg("unexpected rx packet op %s", vsock_op_name(p.h.op));
+}
+
+/* Sends one packet on the tx queue (header + payload in one descriptor). */
+static void tx_send(struct guest *g, const struct vsock_hdr *h, const void *data, uint32_t len)
+{
+    struct fake_queue *fq = &g->q[1];
+    uint16_t d = (uint16_t)(fq->next_desc++ % QSIZE);
+    uint64_t buf = TX_AREA + TX_STRIDE * d;
+    vsock_hdr_encode(h, g->ram + buf);
+    if (len)
+        memcpy(g->ram + buf + VSOCK_HDR_SIZE, data, len);
+    set_desc(g, 1, d, buf, VSOCK_HDR_SIZE + len, 0, 0);
+    publish(g, 1, d);
+    kick(g, 1);
+    assert_int_equal(get16(g, fq->used + 2), fq->avail_idx); /* tx completes at once */
+}
+
+static struct vsock_hdr ghdr(uint32_t src_port, uint32_t dst_port, uint16_t op, uint32_t buf_alloc, uint32_t fwd_cnt)
+{
+    return (struct vsock_hdr){ .src_cid = GUEST_CID, .dst_cid = VSOCK_HOST_CID, .src_port = src_port,
+                               .dst_port = dst_port, .type = VSOCK_TYPE_STREAM, .op = op,
+                               .buf_alloc = buf_alloc, .fwd_cnt = fwd_cnt };
+}
+
+static void tx_op(struct guest *g, uint32_t src_port, uint32_t dst_port, uint16_t op, uint32_t flags)
+{
+    struct vsock_hdr h = ghdr(src_port, dst_port, op, 65536, 0);
+    h.flags = flags;
+    tx_send(g, &h, NULL, 0);
+}
+
+static int unix_connect(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+static int unix_listen(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    return fd;
+}
+
+static void write_all(int fd, const void *p, size_t len)
+{
+    assert_int_equal(write(fd, p, len), (ssize_t)len);
+}
+
+/* Reads exactly len bytes, pumping the loop while waiting. */
+static void read_exact(struct guest *g, int fd, void *buf, size_t len)
+{
+    size_t got = 0;
+    for (int i = 0; i < 400 && got < len; i++) {
+        ssize_t n = recv(fd, (uint8_t *)buf + got, len - got, MSG_DONTWAIT);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        assert_true(n < 0 && errno == EAGAIN);
+        evl_run_once(&g->loop, 5);
+    }
+    assert_int_equal(got, len);
+}
+
+/* Whether the host peer sees the end of the stream (EOF or reset) within ~1 s. */
+static bool host_sees_end(struct guest *g, int fd)
+{
+    for (int i = 0; i < 100; i++) {
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN))
+            return true;
+        assert_true(n < 0);
+        evl_run_once(&g->loop, 10);
+    }
+    return false;
+}
+
+static struct vsock_stats stats(struct guest *g)
+{
+    struct vsock_stats s;
+    virtio_vsock_stats(g->dev, &s);
+    return s;
+}
+
+/* Host client on the uds socket through CONNECT/OK to an established connection. */
+static int host_connect(struct guest *g, uint32_t guest_port, struct pkt *req)
+{
+    int fd = unix_connect(g->uds);
+    char line[32];
+    int n = snprintf(line, sizeof line, "CONNECT %u\n", guest_port);
+    write_all(fd, line, (size_t)n);
+    rx_expect(g, req);
+    assert_int_equal(req->h.op, VSOCK_OP_REQUEST);
+    assert_int_equal(req->h.src_cid, VSOCK_HOST_CID);
+    assert_int_equal(req->h.dst_cid, GUEST_CID);
+    assert_int_equal(req->h.dst_port, guest_port);
+    assert_int_equal(req->h.type, VSOCK_TYPE_STREAM);
+    assert_int_equal(req->h.buf_alloc, VSOCK_CONN_BUF_ALLOC);
+    tx_op(g, guest_port, req->h.src_port, VSOCK_OP_RESPONSE, 0);
+    char ok[32];
+    n = snprintf(line, sizeof line, "OK %u\n", req->h.src_port);
+    read_exact(g, fd, ok, (size_t)n);
+    assert_memory_equal(ok, line, (size_t)n);
+    return fd;
+}
+
+/* --- tests -------------------------------------------------------------------------------- */
+
+static void test_header_layout(void **state)
+{
+    (void)state;
+    struct vsock_hdr h = { .src_cid = 0x0102030405060708ull, .dst_cid = 2, .src_port = 0x11223344,
+                           .dst_port = 0x55667788, .len = 0x99, .type = 1, .op = 5, .flags = 3,
+                           .buf_alloc = 0xaabbccdd, .fwd_cnt = 0x01020304 };
+    uint8_t raw[VSOCK_HDR_SIZE];
+    vsock_hdr_encode(&h, raw);
+    assert_int_equal(raw[0], 0x08);
+    assert_int_equal(raw[7], 0x01);
+    assert_int_equal(raw[8], 2);
+    assert_int_equal(raw[16], 0x44);
+    assert_int_equal(raw[20], 0x88);
+    assert_int_equal(raw[24], 0x99);
+    assert_int_equal(raw[28], 1);
+    assert_int_equal(raw[30], 5);
+    assert_int_equal(raw[32], 3);
+    assert_int_equal(raw[36], 0xdd);
+    assert_int_equal(raw[43], 0x01);
+    struct vsock_hdr back;
+    vsock_hdr_decode(raw, &back);
+    assert_int_equal(back.src_cid, h.src_cid);
+    assert_int_equal(back.dst_cid, h.dst_cid);
+    assert_int_equal(back.src_port, h.src_port);
+    assert_int_equal(back.dst_port, h.dst_port);
+    assert_int_equal(back.len, h.len);
+    assert_int_equal(back.type, h.type);
+    assert_int_equal(back.op, h.op);
+    assert_int_equal(back.flags, h.flags);
+    assert_int_equal(back.buf_alloc, h.buf_alloc);
+    assert_int_equal(back.fwd_cnt, h.fwd_cnt);
+}
+
+static void test_connect_line_and_credit(void **state)
+{
+    (void)state;
+    uint32_t port = 0;
+    assert_int_equal(vsock_parse_connect_line("CONNECT 1024\n", 13, &port), 0);
+    assert_int_equal(port, 1024);
+    assert_int_equal(vsock_parse_connect_line("CONNECT 4294967295\n", 19, &port), 0);
+    assert_int_equal(port, UINT32_MAX);
+    assert_int_equal(vsock_parse_connect_line("CONNECT 4294967296\n", 19, &port), -1);
+    assert_int_equal(vsock_parse_connect_line("CONNECT \n", 9, &port), -1);
+    assert_int_equal(vsock_parse_connect_line("CONNECT 12a\n", 12, &port), -1);
+    assert_int_equal(vsock_parse_connect_line("connect 12\n", 11, &port), -1);
+    assert_int_equal(vsock_parse_connect_line("CONNECT 12", 10, &port), -1);
+
+    struct vsock_conn c = { .peer_buf_alloc = 1000, .peer_fwd_cnt = UINT32_MAX - 10, .tx_cnt = 89 };
+    assert_int_equal(vsock_conn_peer_credit(&c), 900); /* 100 in flight across the wrap */
+    c.peer_fwd_cnt = 200;                              /* the guest claims more than we sent */
+    assert_int_equal(vsock_conn_peer_credit(&c), 0);
+}
+
+static void test_table(void **state)
+{
+    (void)state;
+    struct vsock_conn_table t;
+    assert_int_equal(vsock_table_init(&t, 4), 0);
+    struct vsock_conn *c[5];
+    for (int i = 0; i < 4; i++) {
+        c[i] = vsock_table_alloc(&t);
+        assert_non_null(c[i]);
+        assert_int_equal(vsock_table_bind(&t, c[i], 100, (uint32_t)i), 0);
+    }
+    assert_null(vsock_table_alloc(&t));
+    assert_int_equal(vsock_table_bind(&t, c[0], 100, 1), -1);
+    assert_ptr_equal(vsock_table_find(&t, 100, 2), c[2]);
+    assert_null(vsock_table_find(&t, 101, 2));
+    uint32_t gen = c[2]->gen;
+    vsock_table_release(&t, c[2]);
+    assert_null(vsock_table_find(&t, 100, 2));
+    c[4] = vsock_table_alloc(&t);
+    assert_ptr_equal(c[4], c[2]);
+    assert_int_not_equal(c[4]->gen, gen);
+    uint32_t p = vsock_table_ephemeral_port(&t, 7);
+    assert_int_equal(vsock_table_bind(&t, c[4], p, 7), 0);
+    assert_int_not_equal(vsock_table_ephemeral_port(&t, 7), p);
+
+    struct vsock_ring r = { 0 };
+    uint8_t buf[10] = "abcdefghij", out[16];
+    assert_int_equal(vsock_ring_push(&r, 16, buf, 10), 0);
+    vsock_ring_consume(&r, 8);
+    assert_int_equal(vsock_ring_push(&r, 16, buf, 10), 0); /* wraps */
+    assert_int_equal(vsock_ring_push(&r, 16, buf, 5), -1); /* 12 + 5 > 16: nothing taken */
+    struct iovec iov[2];
+    int n = vsock_ring_iov(&r, iov);
+    assert_int_equal(n, 2);
+    memcpy(out, iov[0].iov_base, iov[0].iov_len);
+    memcpy(out + iov[0].iov_len, iov[1].iov_base, iov[1].iov_len);
+    assert_memory_equal(out, "ijabcdefghij", 12);
+    vsock_ring_free(&r);
+    vsock_table_destroy(&t);
+}
+
+static void test_create_errors(void **state)
+{
+    struct guest *g = *state;
+    sm_error err = { 0 };
+    char path[300];
+    memset(path, 'a', 200);
+    path[200] = 0;
+    struct vsock_config cfg = { .guest_cid = 5, .uds_path = path };
+    assert_null(virtio_vsock_create(&cfg, &g->loop, &err));
+    assert_int_equal(err.code, SM_E_INVALID);
+    assert_non_null(strstr(err.message, "bytes"));
+
+    snprintf(path, sizeof path, "%s/no/such/dir/v.sock", g->dir);
+    assert_null(virtio_vsock_create(&cfg, &g->loop, &err));
+    assert_int_equal(err.code, SM_E_NOTFOUND);
+    assert_non_null(strstr(err.message, "directory"));
+
+    snprintf(path, sizeof path, "%s/file", g->dir);
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+    close(fd);
+    assert_null(virtio_vsock_create(&cfg, &g->loop, &err));
+    assert_non_null(strstr(err.message, "not a socket"));
+
+    cfg.uds_path = g->uds; /* live: this fixture's device listens there */
+    assert_null(virtio_vsock_create(&cfg, &g->loop, &err));
+    assert_non_null(strstr(err.message, "in use"));
+
+    cfg.guest_cid = 2;
+    assert_null(virtio_vsock_create(&cfg, &g->loop, &err));
+    assert_int_equal(err.code, SM_E_INVALID);
+
+    /* A stale socket file (nobody listening) is replaced. */
+    snprintf(path, sizeof path, "%s/stale.sock", g->dir);
+    close(unix_listen(path));
+    cfg = (struct vsock_config){ .guest_cid = 5, .uds_path = path };
+    struct virtio_device *d = virtio_vsock_create(&cfg, NULL, &err);
+    assert_non_null(d);
+    close(unix_connect(path));
+    virtio_device_destroy(d);
+    struct stat st;
+    assert_int_equal(stat(path, &st), -1);
+}
+
+static void test_config_space(void **state)
+{
+    struct guest *g = *state;
+    uint8_t b[8] = { 0 };
+    virtio_mmio_bus_ops.read(g->t, 0x100, b, 8);
+    uint64_t cid;
+    memcpy(&cid, b, 8);
+    assert_int_equal(cid, GUEST_CID);
+    assert_int_equal(reg_read(g, 0x008), VIRTIO_ID_VSOCK);
+}
+
+static void test_host_connect_and_data(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    struct pkt p;
+    int fd = host_connect(g, 5000, &p);
+    uint32_t host_port = p.h.src_port;
+    assert_true(host_port >= (1u << 30));
+
+    write_all(fd, "hello", 5);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RW);
+    assert_int_equal(p.h.src_port, host_port);
+    assert_int_equal(p.h.dst_port, 5000);
+    assert_int_equal(p.h.len, 5);
+    assert_memory_equal(p.data, "hello", 5);
+
+    struct vsock_hdr h = ghdr(5000, host_port, VSOCK_OP_RW, 65536, 5);
+    h.len = 5;
+    tx_send(g, &h, "world", 5);
+    char buf[5];
+    read_exact(g, fd, buf, 5);
+    assert_memory_equal(buf, "world", 5);
+
+    /* The guest closes: SHUTDOWN both ways; the device answers RST and the host sees EOF. */
+    tx_op(g, 5000, host_port, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+    assert_true(host_sees_end(g, fd));
+    assert_int_equal(stats(g).connections, 0);
+    close(fd);
+}
+
+static void test_host_close_sends_shutdown(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    struct pkt p;
+    int fd = host_connect(g, 77, &p);
+    uint32_t host_port = p.h.src_port;
+    write_all(fd, "bye", 3);
+    close(fd);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RW);
+    assert_memory_equal(p.data, "bye", 3);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_SHUTDOWN);
+    assert_int_equal(p.h.flags, VSOCK_SHUTDOWN_SEND);
+    /* Guest finishes too: RST back, connection gone. */
+    tx_op(g, 77, host_port, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+    assert_int_equal(stats(g).connections, 0);
+}
+
+static void test_guest_refuses_and_rst(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    int fd = unix_connect(g->uds);
+    write_all(fd, "CONNECT 9\n", 10);
+    struct pkt p;
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+    tx_op(g, 9, p.h.src_port, VSOCK_OP_RST, 0);
+    assert_true(host_sees_end(g, fd));
+    close(fd);
+    expect_no_rx(g); /* an RST is never answered */
+
+    /* A bad handshake line closes the client without bothering the guest. */
+    fd = unix_connect(g->uds);
+    write_all(fd, "HELLO THERE, THIS IS NOT A CONNECT LINE AT ALL\n", 47);
+    assert_true(host_sees_end(g, fd));
+    close(fd);
+    expect_no_rx(g);
+    assert_int_equal(stats(g).connections, 0);
+}
+
+static void test_exec_socket(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    int fd = unix_connect(g->exec);
+    write_all(fd, "frame", 5); /* the client talks at once: no handshake */
+    struct pkt p;
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+    assert_int_equal(p.h.dst_port, EXEC_PORT);
+    uint32_t host_port = p.h.src_port;
+    tx_op(g, EXEC_PORT, host_port, VSOCK_OP_RESPONSE, 0);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RW);
+    assert_memory_equal(p.data, "frame", 5); /* no "OK" line was written or expected */
+    struct vsock_hdr h = ghdr(EXEC_PORT, host_port, VSOCK_OP_RW, 65536, 5);
+    h.len = 3;
+    tx_send(g, &h, "out", 3);
+    char buf[3];
+    read_exact(g, fd, buf, 3);
+    assert_memory_equal(buf, "out", 3);
+    tx_op(g, EXEC_PORT, host_port, VSOCK_OP_RST, 0);
+    assert_true(host_sees_end(g, fd));
+    close(fd);
+}
+
+static void test_guest_connects_to_host(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    char path[160];
+    snprintf(path, sizeof path, "%s_%u", g->uds, 1234u);
+    int lfd = unix_listen(path);
+
+    tx_op(g, 40000, 1234, VSOCK_OP_REQUEST, 0);
+    struct pkt p;
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RESPONSE);
+    assert_int_equal(p.h.src_port, 1234);
+    assert_int_equal(p.h.dst_port, 40000);
+    int fd = accept(lfd, NULL, NULL);
+    assert_true(fd >= 0);
+
+    struct vsock_hdr h = ghdr(40000, 1234, VSOCK_OP_RW, 65536, 0);
+    h.len = 4;
+    tx_send(g, &h, "ping", 4);
+    char buf[4];
+    read_exact(g, fd, buf, 4);
+    assert_memory_equal(buf, "ping", 4);
+    write_all(fd, "pong", 4);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RW);
+    assert_memory_equal(p.data, "pong", 4);
+
+    /* Guest RST: the host peer sees the end. */
+    tx_op(g, 40000, 1234, VSOCK_OP_RST, 0);
+    assert_true(host_sees_end(g, fd));
+    close(fd);
+    close(lfd);
+
+    /* Nobody listens on port 4321: refused with RST. */
+    tx_op(g, 40001, 4321, VSOCK_OP_REQUEST, 0);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+    assert_int_equal(p.h.src_port, 4321);
+    assert_int_equal(p.h.dst_port, 40001);
+}
+
+/* 4 MiB host -> guest through a 64 KiB guest buffer; the guest app consumes slowly. */
+static void test_bulk_host_to_guest_respects_credit(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    struct pkt p;
+    int fd = host_connect(g, 6000, &p);
+    uint32_t host_port = p.h.src_port;
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    const uint32_t total = 4u << 20, guest_buf = 65536;
+    uint32_t sent = 0, received = 0, consumed = 0;
+    for (int rounds = 0; received < total && rounds < 200000; rounds++) {
+        uint8_t chunk[8192];
+        if (sent < total) {
+            uint32_t want = total - sent < sizeof chunk ? total - sent : (uint32_t)sizeof chunk;
+            for (uint32_t i = 0; i < want; i++)
+                chunk[i] = (uint8_t)((sent + i) * 131 + ((sent + i) >> 13));
+            ssize_t n = write(fd, chunk, want);
+            if (n > 0)
+                sent += (uint32_t)n;
+        }
+        pump(g);
+        while (rx_take(g, &p)) {
+            assert_int_equal(p.h.op, VSOCK_OP_RW);
+            for (uint32_t i = 0; i < p.h.len; i++)
+                if (p.data[i] != (uint8_t)((received + i) * 131 + ((received + i) >> 13)))
+                    fail_msg("byte %u differs", received + i);
+            received += p.h.len;
+            /* The device never has more in flight than the guest's buffer. */
+            assert_true(received - consumed <= guest_buf);
+        }
+        /* The guest app reads half of what is buffered now and then and says so. */
+        if (rounds % 3 == 0 && received > consumed) {
+            consumed += (received - consumed + 1) / 2;
+            tx_send(g, &(struct vsock_hdr){ .src_cid = GUEST_CID, .dst_cid = 2, .src_port = 6000,
+                                           .dst_port = host_port, .type = 1, .op = VSOCK_OP_CREDIT_UPDATE,
+                                           .buf_alloc = guest_buf, .fwd_cnt = consumed },
+                    NULL, 0);
+        }
+    }
+    assert_int_equal(received, total);
+    close(fd);
+}
+
+/* 4 MiB guest -> host; the host stops reading for a while, so the guest must run out of credit. */
+static void test_bulk_guest_to_host_backpressure(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    struct pkt p;
+    int fd = host_connect(g, 7000, &p);
+    uint32_t host_port = p.h.src_port;
+    uint32_t peer_buf = p.h.buf_alloc, peer_fwd = p.h.fwd_cnt;
+    const uint32_t total = 4u << 20;
+    uint32_t sent = 0, got = 0, stalls = 0;
+    uint8_t *in = malloc(total);
+    for (int rounds = 0; got < total && rounds < 200000; rounds++) {
+        uint32_t credit = peer_buf - (sent - peer_fwd);
+        assert_true(credit <= peer_buf);
+        if (credit == 0)
+            stalls++;
+        while (credit > 0 && sent < total) {
+            uint32_t len = credit < 4096 ? credit : 4096;
+            if (len > total - sent)
+                len = total - sent;
+            uint8_t data[4096];
+            for (uint32_t i = 0; i < len; i++)
+                data[i] = (uint8_t)((sent + i) * 7 + 3);
+            struct vsock_hdr h = ghdr(7000, host_port, VSOCK_OP_RW, 65536, 0);
+            h.len = len;
+            tx_send(g, &h, data, len);
+            sent += len;
+            credit -= len;
+        }
+        pump(g);
+        while (rx_take(g, &p)) {
+            assert_int_equal(p.h.op, VSOCK_OP_CREDIT_UPDATE);
+            peer_buf = p.h.buf_alloc;
+            peer_fwd = p.h.fwd_cnt;
+        }
+        /* The host reads only on some rounds: its socket fills up meanwhile. */
+        if (rounds % 8 == 7) {
+            ssize_t n = recv(fd, in + got, total - got, MSG_DONTWAIT);
+            if (n > 0)
+                got += (uint32_t)n;
+        }
+    }
+    assert_int_equal(got, total);
+    for (uint32_t i = 0; i < total; i++)
+        if (in[i] != (uint8_t)(i * 7 + 3))
+            fail_msg("byte %u differs", i);
+    assert_true(stalls > 0); /* the credit really limited the guest */
+    assert_int_equal(stats(g).protocol_errors, 0);
+    free(in);
+    close(fd);
+}
+
+/* The guest stops reading: the device stops at the guest's credit and goes quiet. */
+static void test_guest_stops_reading_no_spin(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    struct pkt p;
+    int fd = host_connect(g, 8000, &p);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    uint8_t chunk[65536] = { 0 };
+    size_t written = 0;
+    for (int i = 0; i < 1000; i++) {
+        ssize_t n = write(fd, chunk, sizeof chunk);
+        if (n > 0)
+            written += (size_t)n;
+        pump(g);
+        while (rx_take(g, &p))
+            ;
+        if (n < 0)
+            break; /* the host socket is full: backpressure reached the writer */
+    }
+    struct vsock_stats s = stats(g);
+    assert_int_equal(s.bytes_to_guest, 65536); /* exactly the credit of the REQUEST's RESPONSE */
+    assert_true(written > s.bytes_to_guest);   /* the rest waits in the host socket, not in us */
+    int ran = 0;
+    for (int i = 0; i < 5; i++)
+        ran += evl_run_once(&g->loop, 20);
+    assert_int_equal(ran, 0); /* nothing ready: no busy loop */
+    close(fd);
+}
+
+/* The guest posts no rx buffers: the host client waits, nothing spins or piles up. */
+static void test_no_rx_buffers(void **state)
+{
+    struct guest *g = *state;
+    int fd = unix_connect(g->uds);
+    write_all(fd, "CONNECT 99\n", 11);
+    for (int i = 0; i < 20; i++)
+        tx_op(g, 5, 6, VSOCK_OP_RW, 0); /* unknown: RST replies queue, boundedly */
+    for (int i = 0; i < 300; i++)
+        tx_op(g, 5, 6, VSOCK_OP_CREDIT_REQUEST, 0);
+    pump(g);
+    int ran = 0;
+    for (int i = 0; i < 5; i++)
+        ran += evl_run_once(&g->loop, 20);
+    assert_int_equal(ran, 0);
+    struct vsock_stats s = stats(g);
+    assert_int_equal(s.rst_dropped, 320 - 128);
+    post_all_rx(g);
+    struct pkt p;
+    int rsts = 0;
+    for (;;) {
+        rx_expect(g, &p);
+        if (p.h.op != VSOCK_OP_RST)
+            break;
+        rsts++;
+    }
+    assert_int_equal(rsts, 128);
+    assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+    assert_int_equal(p.h.dst_port, 99);
+    close(fd);
+}
+
+static void test_hostile_packets(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    struct pkt p;
+    int fd = host_connect(g, 3000, &p);
+    uint32_t host_port = p.h.src_port;
+
+    /* Wrong source CID: dropped silently. */
+    struct vsock_hdr h = ghdr(3000, host_port, VSOCK_OP_RW, 65536, 0);
+    h.src_cid = 7;
+    h.len = 1;
+    tx_send(g, &h, "x", 1);
+    expect_no_rx(g);
+    assert_int_equal(stats(g).wrong_cid, 1);
+
+    /* Header too short for a packet. */
+    struct fake_queue *fq = &g->q[1];
+    uint16_t d = (uint16_t)(fq->next_desc++ % QSIZE);
+    set_desc(g, 1, d, TX_AREA + TX_STRIDE * d, 10, 0, 0);
+    publish(g, 1, d);
+    kick(g, 1);
+    assert_int_equal(stats(g).malformed, 1);
+
+    /* len beyond the buffer: the connection is reset. */
+    h = ghdr(3000, host_port, VSOCK_OP_RW, 65536, 0);
+    h.len = 5000;
+    tx_send(g, &h, "abc", 3);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+    assert_true(host_sees_end(g, fd));
+    close(fd);
+    assert_int_equal(stats(g).connections, 0);
+
+    /* Unknown op and unknown type on a live connection: reset. */
+    fd = host_connect(g, 3001, &p);
+    tx_op(g, 3001, p.h.src_port, 99, 0);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+    close(fd);
+    tx_op(g, 1, 2, VSOCK_OP_RW, 0); /* unknown connection */
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+    h = ghdr(1, 2, VSOCK_OP_REQUEST, 0, 0);
+    h.type = 2; /* SEQPACKET: not offered */
+    tx_send(g, &h, NULL, 0);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+
+    /* More data than the credit we gave, while the host is not reading: reset. */
+    fd = host_connect(g, 3002, &p);
+    host_port = p.h.src_port;
+    int sndbuf = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sndbuf, sizeof sndbuf);
+    uint8_t big[65536] = { 0 };
+    h = ghdr(3002, host_port, VSOCK_OP_RW, 65536, 0);
+    h.len = sizeof big;
+    bool reset = false;
+    for (int i = 0; i < 64 && !reset; i++) {
+        tx_send(g, &h, big, sizeof big);
+        pump(g);
+        while (rx_take(g, &p))
+            reset |= p.h.op == VSOCK_OP_RST;
+    }
+    assert_true(reset);
+    assert_true(stats(g).protocol_errors >= 1);
+    close(fd);
+}
+
+static void test_descriptor_loop_breaks_queue(void **state)
+{
+    struct guest *g = *state;
+    /* Two descriptors pointing at each other. */
+    set_desc(g, 1, 0, TX_AREA, 16, VIRTQ_DESC_F_NEXT, 1);
+    set_desc(g, 1, 1, TX_AREA, 16, VIRTQ_DESC_F_NEXT, 0);
+    publish(g, 1, 0);
+    kick(g, 1);
+    assert_true(reg_read(g, 0x070) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    /* The driver resets and starts over: the device works again. */
+    reg_write(g, 0x070, 0);
+    driver_init(g);
+    post_all_rx(g);
+    struct pkt p;
+    close(host_connect(g, 11, &p));
+}
+
+static void test_out_of_range_buffer_breaks_queue(void **state)
+{
+    struct guest *g = *state;
+    set_desc(g, 1, 0, RAM_BYTES - 8, 64, 0, 0);
+    publish(g, 1, 0);
+    kick(g, 1);
+    assert_true(reg_read(g, 0x070) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+}
+
+static void test_transport_reset(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    struct pkt p;
+    int fd = host_connect(g, 4000, &p);
+    /* one event buffer */
+    set_desc(g, 2, 0, EVENT_AREA, 8, VIRTQ_DESC_F_WRITE, 0);
+    memset(g->ram + EVENT_AREA, 0xff, 8);
+    publish(g, 2, 0);
+    kick(g, 2);
+    virtio_vsock_transport_reset(g->dev);
+    assert_true(host_sees_end(g, fd));
+    close(fd);
+    assert_int_equal(get16(g, g->q[2].used + 2), 1);
+    assert_int_equal(get32(g, g->q[2].used + 8), 4); /* used len */
+    assert_int_equal(get32(g, EVENT_AREA), VSOCK_EVENT_TRANSPORT_RESET);
+    assert_int_equal(stats(g).connections, 0);
+    /* A new connection works after the reset. */
+    close(host_connect(g, 4001, &p));
+}
+
+static void test_device_reset_drops_connections(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    struct pkt p;
+    int fd = host_connect(g, 4100, &p);
+    reg_write(g, 0x070, 0);
+    assert_true(host_sees_end(g, fd));
+    close(fd);
+    assert_int_equal(stats(g).connections, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_header_layout),
+        cmocka_unit_test(test_connect_line_and_credit),
+        cmocka_unit_test(test_table),
+        cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_space, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_connect_and_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_close_sends_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guest_refuses_and_rst, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exec_socket, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guest_connects_to_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_host_to_guest_respects_credit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bulk_guest_to_host_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guest_stops_reading_no_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_rx_buffers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_packets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_descriptor_loop_breaks_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_range_buffer_breaks_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transport_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_device_reset_drops_connections, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
