@@ -1,0 +1,478 @@
+/*
+ * Hostile peers, both ways.
+ *
+ * Against the agent (through $SM_EXEC_SOCKET): garbage, a wrong version,
+ * oversized and malformed frames get an ERROR frame and a closed connection;
+ * a peer that stops mid-frame or floods stdin blocks nobody else.
+ *
+ * Against the host library (fake agents served from this process): garbage,
+ * oversized frames and a wrong version give SM_E_PROTOCOL; a connection that
+ * closes before anything is SM_E_SETUP and is retried by output_resilient,
+ * one that drops mid-stream is SM_E_DROPPED and never retried.
+ */
+#include "exec_helpers.h"
+#include "protocol/wire.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* ---- raw connections to the agent --------------------------------------------- */
+
+static int raw_connect(void)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", exec_socket());
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const void *data, size_t len)
+{
+    assert_int_equal(send(fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+static void raw_hello(int fd, uint16_t version)
+{
+    uint8_t f[16];
+    sm_wire_header_encode(f, SM_WIRE_HELLO, 8);
+    uint32_t magic = SM_WIRE_MAGIC;
+    memcpy(f + 8, &magic, 4);
+    f[12] = (uint8_t)version;
+    f[13] = (uint8_t)(version >> 8);
+    f[14] = f[15] = 0;
+    raw_send(fd, f, sizeof f);
+}
+
+/* Reads until EOF (at most 5 s) and returns the ERROR frame's message, or
+ * fails the test if the agent did not answer HELLO then ERROR. */
+static void expect_agent_error(int fd, uint32_t kind, const char *needle)
+{
+    sm_wire_reader r;
+    sm_wire_reader_init(&r, SM_WIRE_AT_HOST);
+    uint64_t give_up = now_ms() + 5000;
+    bool hello = false, error = false;
+    for (;;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        assert_true(now_ms() < give_up);
+        if (poll(&p, 1, 200) <= 0)
+            continue;
+        uint8_t buf[4096];
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+            break;
+        assert_true(sm_wire_reader_feed(&r, buf, (size_t)n, NULL));
+        sm_wire_frame f;
+        sm_wire_error e;
+        int got;
+        while ((got = sm_wire_reader_next(&r, &f, &e)) > 0) {
+            if (f.type == SM_WIRE_HELLO) {
+                hello = true;
+            } else if (f.type == SM_WIRE_ERROR) {
+                sm_wire_errmsg m;
+                assert_true(sm_wire_get_error(&f, &m, &e));
+                assert_int_equal(m.kind, kind);
+                if (!strstr(m.message, needle))
+                    fail_msg("agent error '%s' does not mention '%s'", m.message, needle);
+                error = true;
+            } else {
+                fail_msg("unexpected %s frame", sm_wire_type_name(f.type));
+            }
+        }
+        assert_true(got == 0);
+    }
+    sm_wire_reader_destroy(&r);
+    assert_true(hello);
+    assert_true(error);
+    close(fd);
+}
+
+/* A command that is alive and answers on stdin: proof others keep working. */
+static sm_exec_child *start_witness(void)
+{
+    sm_exec_builder *b = builder_v("sh", "-c", "read x; echo got-$x", NULL);
+    sm_exec_child *c;
+    sm_error err;
+    assert_int_equal(sm_exec_spawn(b, &c, &err), SM_OK);
+    sm_exec_builder_free(b);
+    return c;
+}
+
+static void check_witness(sm_exec_child *c)
+{
+    sm_error err;
+    assert_int_equal(sm_exec_child_stdin_write(c, "ping\n", 5, &err), SM_OK);
+    char buf[64] = { 0 };
+    size_t got, total = 0;
+    do {
+        assert_int_equal(sm_exec_child_stdout_read(c, buf + total, sizeof buf - 1 - total, &got,
+                                                   &err), SM_OK);
+        total += got;
+    } while (got);
+    assert_string_equal(buf, "got-ping\n");
+    sm_exec_status st;
+    assert_int_equal(sm_exec_child_wait(c, &st, &err), SM_OK);
+    assert_int_equal(st.code, 0);
+    sm_exec_child_free(c);
+}
+
+static void check_agent_serves(void)
+{
+    uint64_t t0 = now_ms();
+    char *s = sh_stdout("echo alive");
+    assert_string_equal(s, "alive\n");
+    free(s);
+    assert_true(now_ms() - t0 < 3000);
+}
+
+static void test_agent_garbage(void **state)
+{
+    (void)state;
+    sm_exec_child *w = start_witness();
+    int fd = raw_connect();
+    uint8_t junk[64];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)(0xf0 ^ (i * 37));
+    raw_send(fd, junk, sizeof junk);
+    expect_agent_error(fd, SM_WIRE_ERR_PROTOCOL, "frame");
+    check_witness(w);
+}
+
+static void test_agent_wrong_version(void **state)
+{
+    (void)state;
+    int fd = raw_connect();
+    raw_hello(fd, 99);
+    expect_agent_error(fd, SM_WIRE_ERR_VERSION, "version 99");
+}
+
+static void test_agent_wrong_direction(void **state)
+{
+    (void)state;
+    int fd = raw_connect();
+    raw_hello(fd, SM_WIRE_VERSION);
+    uint8_t h[SM_WIRE_HEADER_SIZE];
+    sm_wire_header_encode(h, SM_WIRE_EXIT, 32);
+    raw_send(fd, h, sizeof h);
+    expect_agent_error(fd, SM_WIRE_ERR_PROTOCOL, "wrong way");
+}
+
+static void test_agent_oversized_frames(void **state)
+{
+    (void)state;
+    const struct { uint8_t type; uint32_t len; } cases[] = {
+        { SM_WIRE_REQUEST, SM_WIRE_MAX_REQUEST + 1 },
+        { SM_WIRE_STDIN, 0x80000000u },
+        { SM_WIRE_READ_FILE, 1u << 20 },
+        { SM_WIRE_SIGNAL, 5 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int fd = raw_connect();
+        raw_hello(fd, SM_WIRE_VERSION);
+        uint8_t h[SM_WIRE_HEADER_SIZE];
+        sm_wire_header_encode(h, cases[i].type, cases[i].len);
+        raw_send(fd, h, sizeof h);
+        expect_agent_error(fd, SM_WIRE_ERR_PROTOCOL, sm_wire_type_name(cases[i].type));
+    }
+}
+
+static void test_agent_malformed_request(void **state)
+{
+    (void)state;
+    int fd = raw_connect();
+    raw_hello(fd, SM_WIRE_VERSION);
+    uint8_t f[SM_WIRE_HEADER_SIZE + 20] = { 0 }; /* flags..reserved, then argc = 0 */
+    sm_wire_header_encode(f, SM_WIRE_REQUEST, 20);
+    raw_send(fd, f, sizeof f);
+    expect_agent_error(fd, SM_WIRE_ERR_PROTOCOL, "argv");
+}
+
+/* A peer that stops in the middle of a frame holds up nobody. */
+static void test_agent_mid_frame_stall(void **state)
+{
+    (void)state;
+    int stalled[20];
+    for (int i = 0; i < 20; i++) {
+        stalled[i] = raw_connect();
+        raw_hello(stalled[i], SM_WIRE_VERSION);
+        uint8_t h[SM_WIRE_HEADER_SIZE];
+        sm_wire_header_encode(h, SM_WIRE_REQUEST, 1000);
+        raw_send(stalled[i], h, (size_t)(i % SM_WIRE_HEADER_SIZE) + 1);
+    }
+    check_agent_serves();
+    /* Half of them end mid-frame, the rest with a truncated payload. */
+    for (int i = 0; i < 20; i++) {
+        if (i % 2) {
+            uint8_t part[50] = { 0 };
+            raw_send(stalled[i], part, sizeof part);
+        }
+        close(stalled[i]);
+    }
+    check_agent_serves();
+}
+
+/* Flooding stdin of a command that never reads it: backpressure on that
+ * connection only; dropping it then kills the command. */
+static void test_agent_stdin_flood(void **state)
+{
+    (void)state;
+    int fd = raw_connect();
+    sm_wire_buf b = { 0 };
+    const char *argv[] = { "sleep", "3070", NULL };
+    sm_wire_request req = { .argv = { 2, argv }, .cwd = "" };
+    assert_true(sm_wire_put_hello(&b, NULL));
+    assert_true(sm_wire_put_request(&b, &req, NULL));
+    raw_send(fd, b.data, b.len);
+    static uint8_t chunk[SM_WIRE_MAX_DATA];
+    b.len = 0;
+    assert_true(sm_wire_put_data(&b, SM_WIRE_STDIN, chunk, sizeof chunk, NULL));
+    size_t sent_total = 0;
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    uint64_t give_up = now_ms() + 3000;
+    for (size_t off = 0; now_ms() < give_up;) {
+        ssize_t n = send(fd, b.data + off, b.len - off, MSG_NOSIGNAL);
+        if (n < 0) {
+            assert_int_equal(errno, EAGAIN);
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            if (poll(&p, 1, 300) == 0)
+                break; /* no room for 300 ms: the agent stopped reading us */
+            continue;
+        }
+        sent_total += (size_t)n;
+        off = (off + (size_t)n) % b.len;
+    }
+    assert_true(now_ms() < give_up);
+    assert_true(sent_total >= (4u << 20));
+    check_agent_serves();
+    sm_wire_buf_free(&b);
+    close(fd);
+    int left = -1;
+    for (int i = 0; i < 30 && left; i++) {
+        usleep(100000);
+        left = count_processes("sleep 307[0]");
+    }
+    assert_int_equal(left, 0);
+}
+
+/* ---- fake agents for the host library ------------------------------------------- */
+
+typedef enum fake_mode {
+    FAKE_GARBAGE,        /* bytes that are no frame */
+    FAKE_OVERSIZED,      /* HELLO, then a STDOUT header over the limit */
+    FAKE_OLD_VERSION,    /* HELLO with version 2 */
+    FAKE_CLOSE_THEN_OK,  /* close at once `fail_first` times, then serve */
+    FAKE_PARTIAL_DROP,   /* HELLO, some STDOUT, then close */
+} fake_mode;
+
+typedef struct fake_agent {
+    char path[108];
+    int listen_fd;
+    fake_mode mode;
+    int fail_first;
+    int connections;
+    pthread_t thread;
+} fake_agent;
+
+static void put_frame(int fd, uint8_t type, const void *payload, uint32_t len)
+{
+    uint8_t h[SM_WIRE_HEADER_SIZE];
+    sm_wire_header_encode(h, type, len);
+    if (send(fd, h, sizeof h, MSG_NOSIGNAL) < 0 || (len && send(fd, payload, len, MSG_NOSIGNAL) < 0))
+        return; /* the client may be gone: fine for a fake */
+}
+
+static void fake_hello(int fd, uint16_t version)
+{
+    uint8_t p[8] = { 0 };
+    uint32_t magic = SM_WIRE_MAGIC;
+    memcpy(p, &magic, 4);
+    p[4] = (uint8_t)version;
+    put_frame(fd, SM_WIRE_HELLO, p, 8);
+}
+
+static void fake_serve_one(fake_agent *f, int fd)
+{
+    int n = f->connections++;
+    switch (f->mode) {
+    case FAKE_GARBAGE:
+        put_frame(fd, 0xee, "zz", 2);
+        break;
+    case FAKE_OVERSIZED:
+        fake_hello(fd, SM_WIRE_VERSION);
+        {
+            uint8_t h[SM_WIRE_HEADER_SIZE];
+            sm_wire_header_encode(h, SM_WIRE_STDOUT, SM_WIRE_MAX_DATA + 1);
+            if (send(fd, h, sizeof h, MSG_NOSIGNAL) < 0)
+                break;
+        }
+        break;
+    case FAKE_OLD_VERSION:
+        fake_hello(fd, 2);
+        break;
+    case FAKE_CLOSE_THEN_OK:
+        if (n < f->fail_first)
+            break;
+        fake_hello(fd, SM_WIRE_VERSION);
+        put_frame(fd, SM_WIRE_STDOUT, "ok\n", 3);
+        {
+            sm_wire_buf b = { 0 };
+            sm_wire_exit x = { .code = 0, .steps_run = 1, .duration_us = 1 };
+            sm_wire_put_exit(&b, &x, NULL);
+            if (send(fd, b.data, b.len, MSG_NOSIGNAL) < 0) { /* client gone */ }
+            sm_wire_buf_free(&b);
+        }
+        break;
+    case FAKE_PARTIAL_DROP:
+        fake_hello(fd, SM_WIRE_VERSION);
+        put_frame(fd, SM_WIRE_STDOUT, "partial", 7);
+        break;
+    }
+    close(fd);
+}
+
+static void *fake_main(void *arg)
+{
+    fake_agent *f = arg;
+    for (;;) {
+        int fd = accept(f->listen_fd, NULL, NULL);
+        if (fd < 0)
+            return NULL; /* closed by fake_stop */
+        fake_serve_one(f, fd);
+    }
+}
+
+static fake_agent *fake_start(fake_mode mode, int fail_first)
+{
+    fake_agent *f = calloc(1, sizeof *f);
+    f->mode = mode;
+    f->fail_first = fail_first;
+    snprintf(f->path, sizeof f->path, "/tmp/sm-fake-%d-%llu.sock", (int)getpid(),
+             (unsigned long long)now_ms());
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    strcpy(sa.sun_path, f->path);
+    unlink(f->path);
+    f->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(bind(f->listen_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(f->listen_fd, 16), 0);
+    pthread_create(&f->thread, NULL, fake_main, f);
+    return f;
+}
+
+static int fake_stop(fake_agent *f)
+{
+    shutdown(f->listen_fd, SHUT_RDWR);
+    close(f->listen_fd);
+    pthread_join(f->thread, NULL);
+    unlink(f->path);
+    int n = f->connections;
+    free(f);
+    return n;
+}
+
+static sm_code fake_output(fake_agent *f, unsigned retries, sm_exec_outcome *out, sm_error *err)
+{
+    sm_exec_builder *b = sm_exec_builder_new(f->path);
+    const char *argv[] = { "true" };
+    sm_exec_builder_argv(b, 1, argv);
+    sm_code rc = retries ? sm_exec_output_resilient(b, retries, out, err)
+                         : sm_exec_output(b, out, err);
+    sm_exec_builder_free(b);
+    return rc;
+}
+
+static void expect_host_error(fake_mode mode, sm_code code, const char *needle)
+{
+    fake_agent *f = fake_start(mode, 1);
+    sm_exec_outcome out;
+    sm_error err = { 0 };
+    assert_int_equal(fake_output(f, 0, &out, &err), code);
+    if (!strstr(err.message, needle))
+        fail_msg("host error '%s' does not mention '%s'", err.message, needle);
+    sm_exec_outcome_free(&out);
+    fake_stop(f);
+}
+
+static void test_host_rejects_garbage(void **state)
+{
+    (void)state;
+    expect_host_error(FAKE_GARBAGE, SM_E_PROTOCOL, "unknown frame type");
+}
+
+static void test_host_rejects_oversized(void **state)
+{
+    (void)state;
+    expect_host_error(FAKE_OVERSIZED, SM_E_PROTOCOL, "exceeds");
+}
+
+static void test_host_rejects_old_version(void **state)
+{
+    (void)state;
+    expect_host_error(FAKE_OLD_VERSION, SM_E_PROTOCOL, "version 2");
+}
+
+static void test_host_setup_vs_dropped(void **state)
+{
+    (void)state;
+    expect_host_error(FAKE_CLOSE_THEN_OK, SM_E_SETUP, "before");
+    expect_host_error(FAKE_PARTIAL_DROP, SM_E_DROPPED, "mid-stream");
+}
+
+static void test_resilient_retries_setup_failures(void **state)
+{
+    (void)state;
+    fake_agent *f = fake_start(FAKE_CLOSE_THEN_OK, 2);
+    sm_exec_outcome out;
+    sm_error err;
+    uint64_t t0 = now_ms();
+    assert_int_equal(fake_output(f, 3, &out, &err), SM_OK);
+    assert_true(now_ms() - t0 >= 150); /* 50 + 100 ms of linear backoff */
+    assert_string_equal((char *)out.stdout_buf, "ok\n");
+    sm_exec_outcome_free(&out);
+    assert_int_equal(fake_stop(f), 3);
+
+    f = fake_start(FAKE_CLOSE_THEN_OK, 5);
+    assert_int_equal(fake_output(f, 1, &out, &err), SM_E_SETUP);
+    assert_non_null(strstr(err.message, "2 attempts"));
+    sm_exec_outcome_free(&out);
+    assert_int_equal(fake_stop(f), 2);
+}
+
+static void test_resilient_never_reruns_a_started_command(void **state)
+{
+    (void)state;
+    fake_agent *f = fake_start(FAKE_PARTIAL_DROP, 0);
+    sm_exec_outcome out;
+    sm_error err;
+    assert_int_equal(fake_output(f, 5, &out, &err), SM_E_DROPPED);
+    sm_exec_outcome_free(&out);
+    assert_int_equal(fake_stop(f), 1);
+}
+
+int main(void)
+{
+    if (!exec_require_socket())
+        return 1;
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_agent_garbage),
+        cmocka_unit_test(test_agent_wrong_version),
+        cmocka_unit_test(test_agent_wrong_direction),
+        cmocka_unit_test(test_agent_oversized_frames),
+        cmocka_unit_test(test_agent_malformed_request),
+        cmocka_unit_test(test_agent_mid_frame_stall),
+        cmocka_unit_test(test_agent_stdin_flood),
+        cmocka_unit_test(test_host_rejects_garbage),
+        cmocka_unit_test(test_host_rejects_oversized),
+        cmocka_unit_test(test_host_rejects_old_version),
+        cmocka_unit_test(test_host_setup_vs_dropped),
+        cmocka_unit_test(test_resilient_retries_setup_failures),
+        cmocka_unit_test(test_resilient_never_reruns_a_started_command),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
