@@ -1,0 +1,87 @@
+/*
+ * libFuzzer target: the agent's side of the exec wire protocol. The input is
+ * a byte stream from a (hostile) host: every frame the reader accepts is
+ * decoded the way the agent does, and a decoded REQUEST must re-encode to the
+ * very same bytes (the encoding is canonical).
+ *
+ *   build/fuzz/fuzz_wire_agent -max_total_time=20 fuzz/corpus/fuzz_wire_agent
+ */
+#include "protocol/wire.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_request(const sm_wire_frame *f)
+{
+    sm_wire_request req;
+    sm_wire_error e;
+    if (!sm_wire_get_request(f, &req, &e))
+        return;
+    sm_wire_buf b = { 0 };
+    if (sm_wire_put_request(&b, &req, &e)) {
+        if (b.len != SM_WIRE_HEADER_SIZE + f->length ||
+            memcmp(b.data + SM_WIRE_HEADER_SIZE, f->payload, f->length))
+            abort(); /* decode -> encode must reproduce the payload */
+    }
+    sm_wire_buf_free(&b);
+    sm_wire_request_free(&req);
+}
+
+static void decode(const sm_wire_frame *f)
+{
+    sm_wire_error e;
+    switch (f->type) {
+    case SM_WIRE_HELLO:
+        sm_wire_check_hello(f, "host", &e);
+        break;
+    case SM_WIRE_REQUEST:
+        check_request(f);
+        break;
+    case SM_WIRE_SIGNAL: {
+        int signo;
+        if (sm_wire_get_signal(f, &signo, &e) && (signo < 1 || signo > 64))
+            abort();
+        break;
+    }
+    case SM_WIRE_RESIZE: {
+        uint16_t c, r;
+        sm_wire_get_resize(f, &c, &r, &e);
+        break;
+    }
+    case SM_WIRE_WRITE_FILE:
+    case SM_WIRE_READ_FILE: {
+        sm_wire_file_head h;
+        if (sm_wire_get_file_head(f, &h, &e) && (h.path[0] != '/' || h.mode > 07777))
+            abort();
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    sm_wire_reader r;
+    sm_wire_reader_init(&r, SM_WIRE_AT_AGENT);
+    /* Feed in uneven pieces, as a socket would deliver them. */
+    size_t off = 0, piece = 1;
+    while (off < size) {
+        size_t n = size - off < piece ? size - off : piece;
+        if (!sm_wire_reader_feed(&r, data + off, n, NULL))
+            break;
+        off += n;
+        piece = piece * 3 + 1;
+        sm_wire_frame f;
+        sm_wire_error e;
+        int got;
+        while ((got = sm_wire_reader_next(&r, &f, &e)) > 0)
+            decode(&f);
+        if (got < 0)
+            break;
+    }
+    sm_wire_reader_destroy(&r);
+    return 0;
+}
