@@ -651,6 +651,142 @@ static void test_guest_connects_to_host(void **state)
     assert_int_equal(p.h.dst_port, 40001);
 }
 
+/* The guest reuses a port pair whose RST has not reached it yet: the new connection wins. */
+static void test_guest_reconnect_while_closing(void **state)
+{
+    struct guest *g = *state;
+    char path[160];
+    snprintf(path, sizeof path, "%s_%u", g->uds, 1234u);
+    int lfd = unix_listen(path);
+    tx_op(g, 50000, 1234, VSOCK_OP_REQUEST, 0);
+    tx_op(g, 50000, 1234, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND);
+    tx_op(g, 50000, 1234, VSOCK_OP_REQUEST, 0);
+    post_all_rx(g);
+    struct pkt p;
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RESPONSE);
+    expect_no_rx(g);
+    assert_int_equal(stats(g).connections, 1);
+    close(lfd);
+}
+
+/* 32 exec clients at once, each echoed by the "agent" (this test) through the device. */
+#define NCLIENTS 32
+#define PER_CLIENT (96u * 1024)
+struct echo_conn {
+    int fd;
+    uint32_t host_port;
+    bool accepted;
+    uint8_t pending[65536];
+    uint32_t pend_len;
+    uint32_t consumed;        /* guest fwd_cnt: bytes moved out of its receive buffer */
+    uint32_t peer_buf, peer_fwd, tx_cnt;
+    uint32_t host_sent, host_got;
+};
+
+static uint8_t echo_byte(int i, uint32_t off) { return (uint8_t)(off * 13 + (uint32_t)i * 101 + (off >> 11)); }
+
+static struct echo_conn *echo_find(struct echo_conn *ec, uint32_t host_port)
+{
+    for (int i = 0; i < NCLIENTS; i++)
+        if (ec[i].accepted && ec[i].host_port == host_port)
+            return &ec[i];
+    return NULL;
+}
+
+static void echo_guest_step(struct guest *g, struct echo_conn *ec, int *next_accept)
+{
+    struct pkt p;
+    while (rx_take(g, &p)) {
+        if (p.h.op == VSOCK_OP_REQUEST) {
+            assert_int_equal(p.h.dst_port, EXEC_PORT);
+            assert_true(*next_accept < NCLIENTS);
+            struct echo_conn *e = &ec[(*next_accept)++];
+            e->accepted = true;
+            e->host_port = p.h.src_port;
+            e->peer_buf = p.h.buf_alloc;
+            e->peer_fwd = p.h.fwd_cnt;
+            tx_op(g, EXEC_PORT, e->host_port, VSOCK_OP_RESPONSE, 0);
+            continue;
+        }
+        struct echo_conn *e = echo_find(ec, p.h.src_port);
+        assert_non_null(e);
+        e->peer_buf = p.h.buf_alloc;
+        e->peer_fwd = p.h.fwd_cnt;
+        if (p.h.op == VSOCK_OP_RW) {
+            assert_true(e->pend_len + p.h.len <= sizeof e->pending); /* our 64 KiB credit held */
+            memcpy(e->pending + e->pend_len, p.data, p.h.len);
+            e->pend_len += p.h.len;
+        } else {
+            assert_int_equal(p.h.op, VSOCK_OP_CREDIT_UPDATE);
+        }
+    }
+    for (int i = 0; i < NCLIENTS; i++) {
+        struct echo_conn *e = &ec[i];
+        uint32_t credit = e->peer_buf - (e->tx_cnt - e->peer_fwd);
+        uint32_t off = 0;
+        while (e->accepted && off < e->pend_len && credit > 0) {
+            uint32_t len = e->pend_len - off;
+            if (len > 4096)
+                len = 4096;
+            if (len > credit)
+                len = credit;
+            e->consumed += len;
+            struct vsock_hdr h = ghdr(EXEC_PORT, e->host_port, VSOCK_OP_RW, 65536, e->consumed);
+            h.len = len;
+            tx_send(g, &h, e->pending + off, len);
+            e->tx_cnt += len;
+            credit -= len;
+            off += len;
+        }
+        memmove(e->pending, e->pending + off, e->pend_len - off);
+        e->pend_len -= off;
+    }
+}
+
+static void test_concurrent_exec_echo(void **state)
+{
+    struct guest *g = *state;
+    static struct echo_conn ec[NCLIENTS];
+    memset(ec, 0, sizeof ec);
+    post_all_rx(g);
+    for (int i = 0; i < NCLIENTS; i++) {
+        ec[i].fd = unix_connect(g->exec);
+        fcntl(ec[i].fd, F_SETFL, O_NONBLOCK);
+    }
+    int accepted = 0, done = 0;
+    for (int round = 0; done < NCLIENTS && round < 100000; round++) {
+        done = 0;
+        for (int i = 0; i < NCLIENTS; i++) {
+            struct echo_conn *e = &ec[i];
+            uint8_t buf[8192];
+            if (e->host_sent < PER_CLIENT) {
+                uint32_t len = PER_CLIENT - e->host_sent < sizeof buf ? PER_CLIENT - e->host_sent : (uint32_t)sizeof buf;
+                for (uint32_t k = 0; k < len; k++)
+                    buf[k] = echo_byte(i, e->host_sent + k);
+                ssize_t n = write(e->fd, buf, len);
+                if (n > 0)
+                    e->host_sent += (uint32_t)n;
+            }
+            ssize_t n = recv(e->fd, buf, sizeof buf, MSG_DONTWAIT);
+            for (ssize_t k = 0; k < n; k++)
+                if (buf[k] != echo_byte(i, e->host_got + (uint32_t)k))
+                    fail_msg("client %d byte %u differs", i, e->host_got + (uint32_t)k);
+            if (n > 0)
+                e->host_got += (uint32_t)n;
+            done += e->host_got == PER_CLIENT;
+        }
+        pump(g);
+        echo_guest_step(g, ec, &accepted);
+    }
+    assert_int_equal(accepted, NCLIENTS);
+    assert_int_equal(done, NCLIENTS);
+    assert_int_equal(stats(g).connections, NCLIENTS);
+    assert_int_equal(stats(g).protocol_errors, 0);
+    for (int i = 0; i < NCLIENTS; i++)
+        close(ec[i].fd);
+}
+
 /* 4 MiB host -> guest through a 64 KiB guest buffer; the guest app consumes slowly. */
 static void test_bulk_host_to_guest_respects_credit(void **state)
 {
@@ -660,17 +796,22 @@ static void test_bulk_host_to_guest_respects_credit(void **state)
     int fd = host_connect(g, 6000, &p);
     uint32_t host_port = p.h.src_port;
     fcntl(fd, F_SETFL, O_NONBLOCK);
-    const uint32_t total = 4u << 20, guest_buf = 65536;
+    /* A buffer size that is no multiple of any read size, so credit cuts reads short. */
+    const uint32_t total = 4u << 20, guest_buf = 50000;
     uint32_t sent = 0, received = 0, consumed = 0;
+    struct vsock_hdr upd = ghdr(6000, host_port, VSOCK_OP_CREDIT_UPDATE, guest_buf, 0);
+    tx_send(g, &upd, NULL, 0);
+    uint32_t full = 0; /* rounds where the guest's buffer was exactly full */
     for (int rounds = 0; received < total && rounds < 200000; rounds++) {
         uint8_t chunk[8192];
-        if (sent < total) {
+        for (int k = 0; k < 8 && sent < total; k++) {
             uint32_t want = total - sent < sizeof chunk ? total - sent : (uint32_t)sizeof chunk;
             for (uint32_t i = 0; i < want; i++)
                 chunk[i] = (uint8_t)((sent + i) * 131 + ((sent + i) >> 13));
             ssize_t n = write(fd, chunk, want);
-            if (n > 0)
-                sent += (uint32_t)n;
+            if (n <= 0)
+                break;
+            sent += (uint32_t)n;
         }
         pump(g);
         while (rx_take(g, &p)) {
@@ -682,16 +823,16 @@ static void test_bulk_host_to_guest_respects_credit(void **state)
             /* The device never has more in flight than the guest's buffer. */
             assert_true(received - consumed <= guest_buf);
         }
-        /* The guest app reads half of what is buffered now and then and says so. */
-        if (rounds % 3 == 0 && received > consumed) {
+        full += received - consumed == guest_buf;
+        /* The guest app now and then reads half of what is buffered, and says so. */
+        if (rounds % 4 == 3 && received > consumed) {
             consumed += (received - consumed + 1) / 2;
-            tx_send(g, &(struct vsock_hdr){ .src_cid = GUEST_CID, .dst_cid = 2, .src_port = 6000,
-                                           .dst_port = host_port, .type = 1, .op = VSOCK_OP_CREDIT_UPDATE,
-                                           .buf_alloc = guest_buf, .fwd_cnt = consumed },
-                    NULL, 0);
+            upd = ghdr(6000, host_port, VSOCK_OP_CREDIT_UPDATE, guest_buf, consumed);
+            tx_send(g, &upd, NULL, 0);
         }
     }
     assert_int_equal(received, total);
+    assert_true(full > 0); /* the device filled the guest's buffer to the byte, never past it */
     close(fd);
 }
 
@@ -952,6 +1093,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_guest_refuses_and_rst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_connects_to_host, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guest_reconnect_while_closing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_exec_echo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_host_to_guest_respects_credit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_guest_to_host_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_stops_reading_no_spin, setup, teardown),

@@ -750,6 +750,10 @@ static void handle_tx_packet(struct vsock *v, const struct vq_chain *chain)
     struct vsock_conn *c = vsock_table_find(&v->table, h.dst_port, h.src_port);
     if (c && !guest_knows(c))
         c = NULL; /* a connection not offered yet: the guest cannot be talking about it */
+    if (c && c->state == VSOCK_CONN_CLOSING && h.op == VSOCK_OP_REQUEST) {
+        conn_free(v, c); /* the guest moved on before our RST reached it: start afresh */
+        c = NULL;
+    }
     if (h.len > VSOCK_MAX_PAYLOAD || h.len > chain->readable_bytes - VSOCK_HDR_SIZE ||
         (h.op != VSOCK_OP_RW && h.len != 0)) {
         v->stats.malformed++;
