@@ -5,7 +5,8 @@
 #
 # Starts BUILD_DIR/bin/supermachine-agent on a fresh Unix socket, runs the
 # given exec test binaries (default: every BUILD_DIR/tests/test_exec_*) with
-# SM_EXEC_SOCKET, SM_EXEC_LOCAL=1 and SM_EXEC_AGENT_PID set, checks that the
+# SM_EXEC_SOCKET, SM_EXEC_LOCAL=1, SM_EXEC_AGENT_PID and SM_EXEC_CLI (the
+# BUILD_DIR/bin/supermachine binary, if built) set, checks that the
 # agent has no child process left, stops it with SIGTERM and checks its exit
 # status (a sanitizer finding makes it non-zero). Exits non-zero on any failure.
 set -u
@@ -49,6 +50,10 @@ while [ ! -S "$sock" ]; do
 done
 
 export SM_EXEC_SOCKET="$sock" SM_EXEC_LOCAL=1 SM_EXEC_AGENT_PID="$agent_pid"
+if [ -x "$build/bin/supermachine" ]; then
+    SM_EXEC_CLI="$build/bin/supermachine"
+    export SM_EXEC_CLI
+fi
 failed=0
 ran=0
 for t in "$@"; do

@@ -1,0 +1,226 @@
+/*
+ * `supermachine exec` end to end: the CLI binary in $SM_EXEC_CLI against the
+ * exec socket in $SM_EXEC_SOCKET (run-local.sh sets both). Exit codes, the
+ * streams, -e/-w/--stage/-i, --timeout's 124, and -t with raw mode and
+ * window-size forwarding through a real pty. Skipped if SM_EXEC_CLI is unset.
+ */
+#include "exec_helpers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+
+static const char *cli(void)
+{
+    return getenv("SM_EXEC_CLI");
+}
+
+static int skip_without_cli(void **state)
+{
+    (void)state;
+    if (!cli() || !*cli())
+        skip();
+    return 0;
+}
+
+typedef struct run_result {
+    int status;      /* exit status */
+    char out[8192];
+    char err[8192];
+} run_result;
+
+static void drain(int fd, char *buf, size_t cap, size_t *len)
+{
+    ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+    if (n > 0)
+        *len += (size_t)n;
+    buf[*len] = 0;
+}
+
+/* Runs the CLI with extra args, feeding `input` (NULL: /dev/null). */
+static void run_cli(run_result *r, const char *input, const char *const *args)
+{
+    const char *argv[40] = { cli(), "exec", "--socket", exec_socket() };
+    int argc = 4;
+    for (; *args && argc < 39; args++)
+        argv[argc++] = *args;
+    argv[argc] = NULL;
+    int in[2], out[2], err[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        for (int fd = 3; fd < 64; fd++)
+            close(fd);
+        execv(argv[0], (char **)argv);
+        _exit(99);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    if (input && write(in[1], input, strlen(input)) < 0)
+        fail_msg("writing the CLI's stdin: %s", strerror(errno));
+    close(in[1]);
+    size_t olen = 0, elen = 0;
+    bool oopen = true, eopen = true;
+    while (oopen || eopen) {
+        struct pollfd p[2] = { { oopen ? out[0] : -1, POLLIN, 0 }, { eopen ? err[0] : -1, POLLIN, 0 } };
+        assert_true(poll(p, 2, 10000) > 0);
+        if (p[0].revents) {
+            size_t before = olen;
+            drain(out[0], r->out, sizeof r->out, &olen);
+            oopen = olen != before;
+        }
+        if (p[1].revents) {
+            size_t before = elen;
+            drain(err[0], r->err, sizeof r->err, &elen);
+            eopen = elen != before;
+        }
+    }
+    r->out[olen] = r->err[elen] = 0;
+    close(out[0]);
+    close(err[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    r->status = WEXITSTATUS(st);
+}
+
+static void test_cli_exit_code_and_streams(void **state)
+{
+    (void)state;
+    run_result r;
+    const char *a[] = { "--", "sh", "-c", "echo hi && exit 7", NULL };
+    run_cli(&r, NULL, a);
+    assert_int_equal(r.status, 7);
+    assert_string_equal(r.out, "hi\n");
+
+    const char *b[] = { "--", "sh", "-c", "echo hi; echo err >&2; exit 3", NULL };
+    run_cli(&r, NULL, b);
+    assert_int_equal(r.status, 3);
+    assert_string_equal(r.out, "hi\n");
+    assert_string_equal(r.err, "err\n");
+
+    const char *c[] = { "--", "sh", "-c", "kill -9 $$", NULL };
+    run_cli(&r, NULL, c);
+    assert_int_equal(r.status, 128 + 9);
+}
+
+static void test_cli_options(void **state)
+{
+    (void)state;
+    char host_file[64], guest_file[96];
+    snprintf(host_file, sizeof host_file, "/tmp/sm-cli-%d.txt", (int)getpid());
+    snprintf(guest_file, sizeof guest_file, "/tmp/sm-cli-guest-%d/f.txt", (int)getpid());
+    FILE *f = fopen(host_file, "w");
+    fputs("from-host\n", f);
+    fclose(f);
+    char stage[200];
+    snprintf(stage, sizeof stage, "%s=%s:600", guest_file, host_file);
+    char script[300];
+    snprintf(script, sizeof script, "pwd; echo $A; cat %s; ls -l %s | cut -c1-10; cat; "
+             "rm -rf /tmp/sm-cli-guest-%d", guest_file, guest_file, (int)getpid());
+    const char *a[] = { "-e", "A=1=2", "-w", "/tmp", "--stage", stage, "-i", "--", "sh", "-c",
+                        script, NULL };
+    run_result r;
+    run_cli(&r, "typed\n", a);
+    unlink(host_file);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out, "/tmp\n1=2\nfrom-host\n-rw-------\ntyped\n");
+}
+
+static void test_cli_timeout_and_errors(void **state)
+{
+    (void)state;
+    run_result r;
+    const char *a[] = { "--timeout", "0.5", "--", "sleep", "3080", NULL };
+    uint64_t t0 = now_ms();
+    run_cli(&r, NULL, a);
+    assert_true(now_ms() - t0 < 2000);
+    assert_int_equal(r.status, 124);
+    assert_non_null(strstr(r.err, "timed out"));
+
+    const char *b[] = { "--", "sm-no-such-program", NULL };
+    run_cli(&r, NULL, b);
+    assert_int_equal(r.status, 127);
+
+    const char *c[] = { "--timeout", "soon", "--", "true", NULL };
+    run_cli(&r, NULL, c);
+    assert_int_equal(r.status, 2);
+
+    const char *d[] = { "--", NULL };
+    run_cli(&r, NULL, d);
+    assert_int_equal(r.status, 2);
+}
+
+/* Reads from the pty master until `needle` shows up (5 s at most). */
+static void read_until(int master, char *buf, size_t cap, size_t *len, const char *needle)
+{
+    uint64_t give_up = now_ms() + 5000;
+    while (!strstr(buf, needle)) {
+        if (now_ms() > give_up)
+            fail_msg("no '%s' from the CLI's terminal; got: '%s'", needle, buf);
+        struct pollfd p = { master, POLLIN, 0 };
+        if (poll(&p, 1, 100) > 0) {
+            ssize_t n = read(master, buf + *len, cap - 1 - *len);
+            if (n <= 0)
+                fail_msg("the CLI's terminal closed; got: '%s'", buf);
+            *len += (size_t)n;
+            buf[*len] = 0;
+        }
+    }
+}
+
+/* -t -i in a real terminal: the terminal's size goes in at the start, a
+ * later resize (SIGWINCH to the CLI) is forwarded, typed input arrives. */
+static void test_cli_tty_resize(void **state)
+{
+    (void)state;
+    struct winsize ws = { .ws_row = 33, .ws_col = 91 };
+    int master;
+    pid_t pid = forkpty(&master, NULL, NULL, &ws);
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        const char *argv[] = { cli(), "exec", "--socket", exec_socket(), "-t", "-i", "--", "sh",
+                               "-c", "stty size; read x; stty size; echo end-$x", NULL };
+        execv(argv[0], (char **)argv);
+        _exit(99);
+    }
+    char buf[4096] = { 0 };
+    size_t len = 0;
+    read_until(master, buf, sizeof buf, &len, "33 91");
+    ws = (struct winsize){ .ws_row = 44, .ws_col = 120 };
+    assert_int_equal(ioctl(master, TIOCSWINSZ, &ws), 0); /* SIGWINCH to the CLI */
+    usleep(200000);
+    assert_int_equal(write(master, "ok\r", 3), 3);
+    read_until(master, buf, sizeof buf, &len, "end-ok");
+    assert_non_null(strstr(buf, "44 120"));
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    close(master);
+}
+
+int main(void)
+{
+    if (!exec_require_socket())
+        return 1;
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_cli_exit_code_and_streams, skip_without_cli),
+        cmocka_unit_test_setup(test_cli_options, skip_without_cli),
+        cmocka_unit_test_setup(test_cli_timeout_and_errors, skip_without_cli),
+        cmocka_unit_test_setup(test_cli_tty_resize, skip_without_cli),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
