@@ -47,6 +47,7 @@ struct agent {
     conn *conns;
     session *sessions;
     bool pid1;
+    bool in_vm;    /* PID 1 of a guest (not of a PID namespace: --no-vm) */
     bool stopping;
     bool poweroff; /* PID 1: power off once the OK is flushed */
 };
@@ -134,11 +135,12 @@ int files_open_for_read(const char *path, uint64_t *size, uint32_t *mode, uint32
 
 /* ---- pid1.c ----------------------------------------------------------- */
 
-/* Mounts, console, environment defaults. Never fails fatally. */
-void pid1_setup(void);
+/* Mounts, console (in_vm only), environment defaults. Never fails fatally. */
+void pid1_setup(bool in_vm);
 /* Tells the VMM we are ready; returns true if it asked for power off. */
 bool pid1_signal_ready(void);
-/* Prints a line, syncs, signals the VMM and reboots (reboot=k resets). */
-void pid1_poweroff(const char *why) __attribute__((noreturn));
+/* Prints a line, syncs, signals the VMM (in_vm) and reboots (reboot=k
+ * resets; in a PID namespace, reboot ends the namespace). */
+void pid1_poweroff(const char *why, bool in_vm) __attribute__((noreturn));
 
 #endif

@@ -711,7 +711,7 @@ void agent_run(agent *ag)
                 if (!c->dead && conn_backlog(c))
                     flushed = false;
             if (flushed)
-                pid1_poweroff("power off requested by the host");
+                pid1_poweroff("power off requested by the host", ag->in_vm);
         }
     }
 }

@@ -1,11 +1,16 @@
 /*
  * supermachine-agent: the guest's PID 1, or an ordinary process for tests.
  *
- *   supermachine-agent [--listen unix:PATH | --listen vsock:PORT]...
+ *   supermachine-agent [--no-vm] [--listen unix:PATH | --listen vsock:PORT]...
  *
  * As PID 1 it sets up the guest, listens on vsock port SM_AGENT_VSOCK_PORT as
  * well, signals readiness to the VMM and never exits. Otherwise it serves the
  * given listeners until SIGTERM/SIGINT, then kills what still runs.
+ *
+ * --no-vm: PID 1 of a PID namespace or container rather than of a guest: the
+ * mounts are made, but no signal port, no console, no implicit vsock
+ * listener, and power off ends the namespace. The tests use it to run the
+ * PID 1 code paths (tests/exec/run-pid1.sh).
  */
 #include "agent/agent.h"
 #include "protocol/guest_abi.h"
@@ -27,9 +32,11 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: supermachine-agent [--listen unix:PATH | --listen vsock:PORT]...\n"
+    fprintf(out, "usage: supermachine-agent [--no-vm] [--listen unix:PATH | --listen vsock:PORT]...\n"
                  "Serves supermachine exec requests. As PID 1 of a guest it also listens on\n"
-                 "vsock port %u and sets the guest up.\n", SM_AGENT_VSOCK_PORT);
+                 "vsock port %u and sets the guest up. --no-vm: PID 1 of a PID namespace,\n"
+                 "not of a guest (no signal port, no console, no implicit vsock).\n",
+            SM_AGENT_VSOCK_PORT);
 }
 
 /* No descriptor we inherited may reach a command; 0-2 must exist. */
@@ -47,6 +54,7 @@ int main(int argc, char **argv)
 {
     const char *listens[AGENT_MAX_LISTENERS];
     int nlistens = 0;
+    bool in_vm = true;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -54,6 +62,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(argv[i], "--listen") && i + 1 < argc && nlistens < AGENT_MAX_LISTENERS - 1) {
             listens[nlistens++] = argv[++i];
+            continue;
+        }
+        if (!strcmp(argv[i], "--no-vm")) {
+            in_vm = false;
             continue;
         }
         if (getpid() == 1)
@@ -65,7 +77,7 @@ int main(int argc, char **argv)
     bool pid1 = getpid() == 1;
     sanitize_fds();
     if (pid1) {
-        pid1_setup();
+        pid1_setup(in_vm);
     } else {
         /* Orphaned grandchildren come back to us to be reaped. */
         prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -74,27 +86,30 @@ int main(int argc, char **argv)
     agent ag;
     if (!agent_init(&ag, pid1)) {
         if (pid1)
-            pid1_poweroff("the event loop could not start");
+            pid1_poweroff("the event loop could not start", in_vm);
         return 1;
     }
     int listening = 0;
     for (int i = 0; i < nlistens; i++)
         listening += agent_listen(&ag, listens[i]);
-    if (pid1) {
+    if (pid1 && in_vm) {
         char spec[32];
         snprintf(spec, sizeof spec, "vsock:%u", SM_AGENT_VSOCK_PORT);
         listening += agent_listen(&ag, spec);
         if (pid1_signal_ready())
-            pid1_poweroff("the VMM asked for power off at boot");
+            pid1_poweroff("the VMM asked for power off at boot", in_vm);
+    } else if (pid1) {
+        dprintf(1, "supermachine-agent: ready\n");
     } else if (listening < nlistens || !listening) {
         fprintf(stderr, "supermachine-agent: %s\n",
                 nlistens ? "cannot listen on every address given" : "nothing to listen on: "
                 "give --listen unix:PATH or --listen vsock:PORT");
         return 2;
     }
+    ag.in_vm = in_vm;
     agent_run(&ag);
     if (pid1)
-        pid1_poweroff("the event loop ended");
+        pid1_poweroff("the event loop ended", in_vm);
     agent_shutdown(&ag);
     return 0;
 }

@@ -63,10 +63,11 @@ static void stdio_to_console(void)
         close(fd);
 }
 
-void pid1_setup(void)
+void pid1_setup(bool in_vm)
 {
     mount_all();
-    stdio_to_console();
+    if (in_vm)
+        stdio_to_console();
     setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 0);
     setenv("HOME", "/root", 0);
     setenv("TERM", "linux", 0);
@@ -88,11 +89,11 @@ bool pid1_signal_ready(void)
     return cmd == SM_SIGNAL_CMD_POWEROFF;
 }
 
-void pid1_poweroff(const char *why)
+void pid1_poweroff(const char *why, bool in_vm)
 {
     dprintf(1, "supermachine-agent: powering off (%s)\n", why);
     sync();
-    if (ioperm(SM_SIGNAL_PORT, 4, 1) == 0)
+    if (in_vm && ioperm(SM_SIGNAL_PORT, 4, 1) == 0)
         outl(SM_SIGNAL_POWEROFF, SM_SIGNAL_PORT);
     reboot(RB_AUTOBOOT); /* reboot=k: the i8042 reset, which the VMM takes as power off */
     for (;;)

@@ -139,6 +139,18 @@ static void test_agent_leaves_no_zombies(void **state)
     assert_int_equal(agent_children(), 0);
 }
 
+/* An agent that is not PID 1 refuses to power off, and keeps serving. */
+static void test_poweroff_refused(void **state)
+{
+    (void)state;
+    sm_error err = { 0 };
+    assert_int_equal(sm_exec_poweroff(exec_socket(), &err), SM_E_INVALID);
+    assert_non_null(strstr(err.message, "not PID 1"));
+    char *s = sh_stdout("echo still-here");
+    assert_string_equal(s, "still-here\n");
+    free(s);
+}
+
 int main(void)
 {
     if (!exec_require_socket())
@@ -147,6 +159,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_agent_leaks_no_descriptors, skip_unless_local),
         cmocka_unit_test_setup(test_agent_leaves_no_zombies, skip_unless_local),
+        cmocka_unit_test_setup(test_poweroff_refused, skip_unless_local),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
