@@ -12,6 +12,10 @@ cache=${SUPERMACHINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/supermachine}
 key=$(cat "$fragment" "$0" | sha256sum | cut -c1-16)
 cached=$cache/kernel/bzImage-$key
 
+mkdir -p "$cache/kernel"
+# One build at a time per machine: a second caller waits, then finds the cache.
+exec 9>"$cache/kernel/.lock"
+flock 9
 if [ ! -f "$cached" ]; then
     [ -f "$src_tar" ] || { echo "build-kernel: $src_tar is missing; run scripts/deps.sh" >&2; exit 1; }
     work=$cache/kernel/work-$key

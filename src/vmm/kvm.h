@@ -17,8 +17,11 @@ sm_code kvm_open_checked(int *kvm_fd, sm_error *err);
 /* KVM_GET_SUPPORTED_CPUID, grown until it fits; free() the result. */
 struct kvm_cpuid2 *kvm_supported_cpuid(int kvm_fd, sm_error *err);
 
+/* Whether KVM emulates the LAPIC's TSC-deadline timer mode. */
+bool kvm_has_tsc_deadline(int kvm_fd);
+
 /* Adjusts the supported CPUID for vCPU `index` of `ncpus` (APIC ids,
- * topology, hypervisor bit). */
-void cpuid_patch_for_vcpu(struct kvm_cpuid2 *cpuid, int index, int ncpus);
+ * topology, hypervisor and TSC-deadline bits). */
+void cpuid_patch_for_vcpu(struct kvm_cpuid2 *cpuid, int index, int ncpus, bool tsc_deadline);
 
 #endif

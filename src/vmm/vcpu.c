@@ -72,7 +72,7 @@ static sm_code set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *base, int ncpu
     if (!mine)
         return sm_fail(err, SM_E_NOMEM, "out of memory for CPUID");
     memcpy(mine, base, bytes);
-    cpuid_patch_for_vcpu(mine, v->index, ncpus);
+    cpuid_patch_for_vcpu(mine, v->index, ncpus, kvm_has_tsc_deadline(v->vm->kvm_fd));
     int rc = ioctl(v->fd, KVM_SET_CPUID2, mine);
     int e = errno;
     free(mine);

@@ -41,10 +41,11 @@
  *   quiet                  the console is slow under emulation; errors still print
  *   lpj, tsc=reliable      skip delay-loop calibration and TSC watchdog work
  *   i8042.*                no AUX port, no multiplexer, no PnP probe: fewer exits
- *   pci=off nomodules      there is no PCI bus and nothing to load */
+ * (No pci=off or nomodules: the kernel has neither, and would hand unknown
+ * words to the agent as arguments.) */
 static const char default_cmdline[] =
     "console=ttyS0 reboot=k panic=-1 quiet lpj=1000000 tsc=reliable "
-    "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd pci=off nomodules";
+    "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
 
 int64_t vm_now_ns(void)
 {
