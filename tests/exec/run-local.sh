@@ -8,7 +8,9 @@
 # SM_EXEC_SOCKET, SM_EXEC_LOCAL=1, SM_EXEC_AGENT_PID and SM_EXEC_CLI (the
 # BUILD_DIR/bin/supermachine binary, if built) set, checks that the
 # agent has no child process left, stops it with SIGTERM and checks its exit
-# status (a sanitizer finding makes it non-zero). Exits non-zero on any failure.
+# status (a sanitizer finding makes it non-zero). Then, when root, runs the
+# suite again against the agent as PID 1 of a PID namespace (run-pid1.sh;
+# SM_EXEC_NO_PID1=1 skips that). Exits non-zero on any failure.
 set -u
 
 build=${1:?usage: tests/exec/run-local.sh BUILD_DIR [TEST_BINARY...]}
@@ -20,7 +22,10 @@ if [ ! -x "$agent" ]; then
 fi
 if [ $# -eq 0 ]; then
     for t in "$build"/tests/test_exec_*; do
-        case $t in *.*) continue ;; esac # dependency files and the like
+        case $t in
+        *.*) continue ;;              # dependency files and the like
+        */test_exec_pid1) continue ;; # powers the agent off: run-pid1.sh runs it
+        esac
         set -- "$@" "$t"
     done
 fi
@@ -102,5 +107,19 @@ fi
 rm -rf "$tmp"
 if [ $failed -eq 0 ]; then
     echo "run-local.sh: exec suite passed against $agent"
+fi
+
+# The same suite against the agent as PID 1 of a PID namespace: the static
+# guest binary for a plain build, the sanitized host build otherwise.
+if [ -z "${SM_EXEC_NO_PID1:-}" ] && [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null; then
+    pid1_agent=$agent
+    if [ "$build" = build ] && [ -x build/guest/supermachine-agent ]; then
+        pid1_agent=build/guest/supermachine-agent
+    fi
+    if [ -x "$build/tests/test_exec_pid1" ]; then
+        "$(dirname "$0")/run-pid1.sh" "$pid1_agent" "$build" || failed=1
+    else
+        echo "run-local.sh: no $build/tests/test_exec_pid1: PID 1 run skipped" >&2
+    fi
 fi
 exit $failed

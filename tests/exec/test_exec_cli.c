@@ -19,12 +19,11 @@ static const char *cli(void)
     return getenv("SM_EXEC_CLI");
 }
 
-static int skip_without_cli(void **state)
+/* cmocka's skip() must run inside the test (in a setup it is an error). */
+static void skip_without_cli(void)
 {
-    (void)state;
     if (!cli() || !*cli())
         skip();
-    return 0;
 }
 
 typedef struct run_result {
@@ -98,6 +97,7 @@ static void run_cli(run_result *r, const char *input, const char *const *args)
 static void test_cli_exit_code_and_streams(void **state)
 {
     (void)state;
+    skip_without_cli();
     run_result r;
     const char *a[] = { "--", "sh", "-c", "echo hi && exit 7", NULL };
     run_cli(&r, NULL, a);
@@ -118,6 +118,7 @@ static void test_cli_exit_code_and_streams(void **state)
 static void test_cli_options(void **state)
 {
     (void)state;
+    skip_without_cli();
     char host_file[64], guest_file[96];
     snprintf(host_file, sizeof host_file, "/tmp/sm-cli-%d.txt", (int)getpid());
     snprintf(guest_file, sizeof guest_file, "/tmp/sm-cli-guest-%d/f.txt", (int)getpid());
@@ -141,6 +142,7 @@ static void test_cli_options(void **state)
 static void test_cli_timeout_and_errors(void **state)
 {
     (void)state;
+    skip_without_cli();
     run_result r;
     const char *a[] = { "--timeout", "0.5", "--", "sleep", "3080", NULL };
     uint64_t t0 = now_ms();
@@ -185,6 +187,7 @@ static void read_until(int master, char *buf, size_t cap, size_t *len, const cha
 static void test_cli_tty_resize(void **state)
 {
     (void)state;
+    skip_without_cli();
     struct winsize ws = { .ws_row = 33, .ws_col = 91 };
     int master;
     pid_t pid = forkpty(&master, NULL, NULL, &ws);
@@ -217,10 +220,10 @@ int main(void)
         return 1;
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_cli_exit_code_and_streams, skip_without_cli),
-        cmocka_unit_test_setup(test_cli_options, skip_without_cli),
-        cmocka_unit_test_setup(test_cli_timeout_and_errors, skip_without_cli),
-        cmocka_unit_test_setup(test_cli_tty_resize, skip_without_cli),
+        cmocka_unit_test(test_cli_exit_code_and_streams),
+        cmocka_unit_test(test_cli_options),
+        cmocka_unit_test(test_cli_timeout_and_errors),
+        cmocka_unit_test(test_cli_tty_resize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
