@@ -39,6 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define NBUFS      ((RAM - BUF_AREA) / BUF_STRIDE)
 #define MAX_CLIENTS 8
 #define GUEST_PORT_LISTENED 1000u
+#define MAX_SILENT 4
 
 struct fuzz_state {
     uint8_t *ram;
@@ -50,6 +51,8 @@ struct fuzz_state {
     char uds[96], exec[96], peer[112];
     int peer_listener;
     int clients[MAX_CLIENTS];
+    int silent_peers[MAX_SILENT];
+    unsigned next_silent;
     uint16_t avail_idx[3];
     uint16_t used_seen[3];
     unsigned next_buf;
@@ -162,6 +165,8 @@ static int init_once(void)
         return -1;
     for (int i = 0; i < MAX_CLIENTS; i++)
         S.clients[i] = -1;
+    for (int i = 0; i < MAX_SILENT; i++)
+        S.silent_peers[i] = -1;
     return 0;
 }
 
@@ -171,8 +176,9 @@ static void pump(void)
         ;
 }
 
-/* The peer listener's side: accept, answer a little, and close (bounded). */
-static void serve_peer(void)
+/* The peer listener's side: accept, answer a little, and close, or keep the
+ * connection open without ever reading it (so the device's buffer fills). */
+static void serve_peer(int keep)
 {
     for (int i = 0; i < 8; i++) {
         int fd = accept4(S.peer_listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -180,7 +186,14 @@ static void serve_peer(void)
             return;
         ssize_t n = write(fd, "peer", 4);
         (void)n;
-        close(fd);
+        int *slot = &S.silent_peers[S.next_silent++ % MAX_SILENT];
+        if (*slot >= 0)
+            close(*slot);
+        *slot = -1;
+        if (keep)
+            *slot = fd;
+        else
+            close(fd);
     }
 }
 
@@ -295,22 +308,31 @@ static void cmd_client(struct cursor *c)
     if (take(c, &what, 1) || take(c, &slot, 1) || take(c, &port, 2))
         return;
     int *fd = &S.clients[slot % MAX_CLIENTS];
-    switch (what % 4) {
+    switch (what % 5) {
     case 0:
-    case 1: {
+    case 1:
+    case 4: {
         if (*fd >= 0)
             close(*fd);
         *fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", what % 4 ? S.exec : S.uds);
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", what % 5 == 1 ? S.exec : S.uds);
         if (connect(*fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
             close(*fd);
             *fd = -1;
-        } else if (what % 4 == 0) {
+        } else if (what % 5 == 0) {
             char line[32];
             int n = snprintf(line, sizeof line, "CONNECT %u\n", port);
             ssize_t w = write(*fd, line, (size_t)n);
             (void)w;
+        } else if (what % 5 == 4) {
+            /* A handshake line from the input: any bytes, any length up to 63. */
+            uint8_t line[64];
+            size_t n = port % sizeof line;
+            if (take(c, line, n) == 0) {
+                ssize_t w = write(*fd, line, n);
+                (void)w;
+            }
         }
         break;
     }
@@ -369,7 +391,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 4: cmd_guest_reads(&c); break;
         case 5: cmd_client(&c); break;
         case 6: pump(); break;
-        case 7: serve_peer(); break;
+        case 7: {
+            uint8_t keep = 0;
+            take(&c, &keep, 1);
+            serve_peer(keep & 1);
+            break;
+        }
         case 8: virtio_vsock_transport_reset(S.dev); break;
         case 9: cmd_corrupt_avail_idx(&c); break;
         case 10: cmd_post_event(); break;
@@ -382,7 +409,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             close(S.clients[i]);
         S.clients[i] = -1;
     }
-    serve_peer();
+    serve_peer(0);
+    for (int i = 0; i < MAX_SILENT; i++) {
+        if (S.silent_peers[i] >= 0)
+            close(S.silent_peers[i]);
+        S.silent_peers[i] = -1;
+    }
     virtio_vsock_transport_reset(S.dev);
     struct vsock_stats st;
     virtio_vsock_stats(S.dev, &st);
