@@ -79,7 +79,7 @@ $(CLI): $(CLI_OBJS) $(LIB_A)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # The VMM process boots with the same code as `supermachine boot`.
-$(VMM): $(call obj,src/vmm/main.c src/cli/cmd_boot.c src/cli/options.c) $(LIB_A)
+$(VMM): $(call obj,src/vmm/main.c src/cli/vm_options.c src/cli/options.c) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -21,6 +21,7 @@
 #include "devices/serial_8250.h"
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/rng.h"
+#include "devices/virtio/vsock.h"
 #include "lib/error.h"
 #include "protocol/guest_abi.h"
 #include "vmm/boot.h"
@@ -60,6 +61,7 @@ void vm_config_init(struct vm_config *cfg)
     cfg->mem_mib = 256;
     cfg->cpus = 1;
     cfg->console_fd = -1;
+    cfg->guest_cid = 3;
 }
 
 sm_code vm_config_validate(const struct vm_config *cfg, sm_error *err)
@@ -71,6 +73,9 @@ sm_code vm_config_validate(const struct vm_config *cfg, sm_error *err)
     if (cfg->mem_mib < VM_MIN_MEM_MIB || cfg->mem_mib > VM_MAX_MEM_MIB)
         return sm_fail(err, SM_E_INVALID, "--memory %u MiB is out of range: %d to %u", cfg->mem_mib, VM_MIN_MEM_MIB,
                        VM_MAX_MEM_MIB);
+    if (cfg->guest_cid < 3 || cfg->guest_cid > 0xfffffffeu)
+        return sm_fail(err, SM_E_INVALID, "guest CID %llu is out of range: 3 to 4294967294",
+                       (unsigned long long)cfg->guest_cid);
     return SM_OK;
 }
 
@@ -324,6 +329,20 @@ static sm_code add_virtio_device(struct vm *vm, struct virtio_device *dev, sm_er
     return SM_OK;
 }
 
+static sm_code add_vsock(struct vm *vm, sm_error *err)
+{
+    struct vsock_config vc = {
+        .guest_cid = vm->cfg.guest_cid,
+        .uds_path = vm->cfg.vsock_socket,
+        .exec_path = vm->cfg.exec_socket,
+        .exec_port = SM_AGENT_VSOCK_PORT,
+    };
+    vm->vsock = virtio_vsock_create(&vc, &vm->loop, err);
+    if (!vm->vsock)
+        return err ? err->code : SM_E_IO;
+    return add_virtio_device(vm, vm->vsock, err);
+}
+
 static sm_code build_cmdline(struct vm *vm, char *out, size_t len, sm_error *err)
 {
     size_t used = (size_t)snprintf(out, len, "%s", default_cmdline);
@@ -398,7 +417,7 @@ struct vm *vm_create(const struct vm_config *cfg, sm_error *err)
     }
     vm->created_ns = vm_now_ns();
     vm->cfg = *cfg;
-    vm->kvm_fd = vm->vm_fd = vm->wake_fd = -1;
+    vm->kvm_fd = vm->vm_fd = vm->wake_fd = vm->signal_fd = -1;
     vm->loop.epfd = -1;
     vm->ncpus = (int)cfg->cpus;
     for (int i = 0; i < VM_MAX_CPUS; i++)
@@ -407,7 +426,7 @@ struct vm *vm_create(const struct vm_config *cfg, sm_error *err)
 
     sm_code rc;
     if ((rc = init_host_side(vm, err)) || (rc = create_kvm_vm(vm, err)) || (rc = create_memory(vm, err)) ||
-        (rc = add_legacy_devices(vm, err)) || (rc = add_virtio_device(vm, virtio_rng_create(), err)) ||
+        (rc = add_legacy_devices(vm, err)) || (rc = add_virtio_device(vm, virtio_rng_create(), err)) || (rc = add_vsock(vm, err)) ||
         (rc = load_guest(vm, err)) || (rc = create_vcpus(vm, err))) {
         vm_destroy(vm);
         return NULL;
@@ -486,6 +505,8 @@ void vm_destroy(struct vm *vm)
     gm_destroy(&vm->mem);
     if (vm->wake_fd >= 0)
         close(vm->wake_fd);
+    if (vm->signal_fd >= 0)
+        close(vm->signal_fd);
     evl_destroy(&vm->loop);
     pthread_mutex_destroy(&vm->error_lock);
     free(vm);

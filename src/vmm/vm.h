@@ -40,6 +40,9 @@ struct vm_config {
     uint32_t cpus;
     int console_fd;             /* guest console output; -1 discards (the tail is kept) */
     bool poweroff_when_ready;   /* tell the agent to power off once it is ready */
+    uint64_t guest_cid;         /* vsock address of the guest (default 3) */
+    const char *vsock_socket;   /* host Unix socket for `CONNECT <port>` dials; may be NULL */
+    const char *exec_socket;    /* host Unix socket wired straight to the agent; may be NULL */
 };
 
 /* Fills defaults: 256 MiB, 1 vCPU, console discarded. */
@@ -105,6 +108,7 @@ struct vm {
     struct bus mmio;
     struct event_loop loop;
     int wake_fd;                 /* eventfd: vCPU threads wake the event loop */
+    int signal_fd;               /* signalfd of stop signals, when the VM is a process's (-1 otherwise) */
 
     struct serial *serial;
     struct irq_line serial_irq;
@@ -112,6 +116,7 @@ struct vm {
     struct signal_port signal;
     struct vm_virtio_slot virtio[VM_MAX_VIRTIO];
     int nvirtio;
+    struct virtio_device *vsock;     /* owned by its transport */
 
     int64_t created_ns;          /* CLOCK_MONOTONIC when vm_create began */
     _Atomic int64_t ready_ns;    /* when the agent signalled ready; 0 before */

@@ -1,0 +1,156 @@
+/*
+ * Running one VM to its end as a process does: boot, wait for the agent,
+ * serve until the guest stops or a signal arrives, and turn the way it ended
+ * into an exit status and a message. Shared by `supermachine boot` and the
+ * supermachine-vmm process.
+ */
+#include "vmm/run.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "vmm/vm.h"
+
+/* After the agent was asked to power off, how long it may take. */
+#define POWEROFF_GRACE_NS (15ll * 1000000000)
+
+static void print_console_tail(struct vm *vm, const char *prog)
+{
+    char tail[4096];
+    vm_console_tail(vm, tail, sizeof tail, 20);
+    if (tail[0])
+        fprintf(stderr, "%s: last lines of the guest console:\n%s%s", prog, tail,
+                tail[strlen(tail) - 1] == '\n' ? "" : "\n");
+    else
+        fprintf(stderr, "%s: the guest console printed nothing\n", prog);
+}
+
+static int report_stop(struct vm *vm, bool was_ready, const char *prog)
+{
+    char detail[256];
+    switch (vm_get_stop_reason(vm, detail, sizeof detail)) {
+    case VM_STOP_GUEST_RESET:
+        if (was_ready)
+            return VM_EXIT_STATUS_OK;
+        fprintf(stderr, "%s: the guest reset itself before its agent was ready\n", prog);
+        print_console_tail(vm, prog);
+        return VM_EXIT_STATUS_ERROR;
+    case VM_STOP_PANIC:
+        fprintf(stderr, "%s: the guest kernel panicked %s its agent was ready\n", prog, was_ready ? "after" : "before");
+        print_console_tail(vm, prog);
+        return VM_EXIT_STATUS_PANIC;
+    case VM_STOP_ERROR:
+        fprintf(stderr, "%s: the VM failed: %s\n", prog, detail);
+        print_console_tail(vm, prog);
+        return VM_EXIT_STATUS_ERROR;
+    case VM_STOP_HOST:
+        return was_ready ? VM_EXIT_STATUS_OK : VM_EXIT_STATUS_ERROR;
+    case VM_STOP_NONE:
+        break;
+    }
+    return VM_EXIT_STATUS_OK;
+}
+
+static void on_stop_signal(void *opaque, uint32_t events)
+{
+    struct vm *vm = opaque;
+    struct signalfd_siginfo si;
+    (void)events;
+    if (read(vm->signal_fd, &si, sizeof si) == sizeof si)
+        vm_request_stop(vm, VM_STOP_HOST);
+}
+
+/* SIGTERM, SIGINT and SIGHUP stop the VM from the event loop, cleanly. */
+static int watch_stop_signals(struct vm *vm)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+        return -1;
+    vm->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (vm->signal_fd < 0)
+        return -1;
+    return evl_add(&vm->loop, vm->signal_fd, EPOLLIN, on_stop_signal, vm);
+}
+
+static void announce_ready(struct vm *vm, const struct vm_run_options *opt)
+{
+    double ms = (double)vm_ready_us(vm) / 1000.0;
+    if (opt->print_boot_time) {
+        printf("boot-to-ready: %.1f ms\n", ms);
+        fflush(stdout);
+    }
+    if (opt->ready_fd >= 0) {
+        dprintf(opt->ready_fd, "ready %lld\n", (long long)vm_ready_us(vm));
+        close(opt->ready_fd);
+    }
+}
+
+static int run_after_ready(struct vm *vm, const struct vm_run_options *opt)
+{
+    int64_t deadline = opt->serve ? 0 : vm_now_ns() + POWEROFF_GRACE_NS;
+    enum vm_wait_result w = vm_run_until(vm, false, deadline);
+    if (w == VM_WAIT_TIMEOUT) {
+        fprintf(stderr, "%s: the agent was ready but the guest did not power off within %lld s\n", opt->prog,
+                POWEROFF_GRACE_NS / 1000000000);
+        print_console_tail(vm, opt->prog);
+        return VM_EXIT_STATUS_ERROR;
+    }
+    if (w == VM_WAIT_ERROR) {
+        fprintf(stderr, "%s: the event loop failed: %s\n", opt->prog, strerror(errno));
+        return VM_EXIT_STATUS_ERROR;
+    }
+    return report_stop(vm, true, opt->prog);
+}
+
+int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
+{
+    sm_error err = { 0 };
+    cfg->poweroff_when_ready = !opt->serve;
+    struct vm *vm = vm_create(cfg, &err);
+    if (!vm) {
+        fprintf(stderr, "%s: %s\n", opt->prog, err.message);
+        return VM_EXIT_STATUS_ERROR;
+    }
+    if (opt->serve && watch_stop_signals(vm) < 0) {
+        fprintf(stderr, "%s: cannot watch for stop signals: %s\n", opt->prog, strerror(errno));
+        vm_destroy(vm);
+        return VM_EXIT_STATUS_ERROR;
+    }
+    if (vm_start(vm, &err)) {
+        fprintf(stderr, "%s: %s\n", opt->prog, err.message);
+        vm_destroy(vm);
+        return VM_EXIT_STATUS_ERROR;
+    }
+    int64_t deadline = vm->created_ns + (int64_t)(opt->timeout_s * 1e9);
+    int status;
+    switch (vm_run_until(vm, true, deadline)) {
+    case VM_WAIT_READY:
+        announce_ready(vm, opt);
+        status = run_after_ready(vm, opt);
+        break;
+    case VM_WAIT_TIMEOUT:
+        fprintf(stderr, "%s: the guest was not ready within %g s (timeout)%s\n", opt->prog, opt->timeout_s,
+                vm_get_stop_reason(vm, NULL, 0) == VM_STOP_PANIC ? "; it panicked" : "");
+        print_console_tail(vm, opt->prog);
+        status = VM_EXIT_STATUS_TIMEOUT;
+        break;
+    case VM_WAIT_STOPPED:
+        status = report_stop(vm, false, opt->prog);
+        break;
+    default:
+        fprintf(stderr, "%s: the event loop failed: %s\n", opt->prog, strerror(errno));
+        status = VM_EXIT_STATUS_ERROR;
+        break;
+    }
+    vm_destroy(vm);
+    return status;
+}

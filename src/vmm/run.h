@@ -1,0 +1,31 @@
+/* Run one VM to its end, as the `boot` command and the VMM process do. */
+#ifndef SM_VMM_RUN_H
+#define SM_VMM_RUN_H
+
+#include <stdbool.h>
+
+#include "vmm/vm.h"
+
+/* Exit statuses of `supermachine boot` and `supermachine-vmm`. */
+enum {
+    VM_EXIT_STATUS_OK = 0,      /* ready, then a clean end (guest power off or a stop signal) */
+    VM_EXIT_STATUS_ERROR = 1,   /* host or setup error, or the VM failed */
+    VM_EXIT_STATUS_USAGE = 2,   /* bad options */
+    VM_EXIT_STATUS_PANIC = 3,   /* the guest kernel panicked */
+    VM_EXIT_STATUS_TIMEOUT = 4, /* the agent was not ready in time */
+};
+
+struct vm_run_options {
+    const char *prog;      /* prefix of messages */
+    double timeout_s;      /* boot-to-ready limit */
+    bool serve;            /* false: power off once ready (boot probe); true: run until stopped */
+    bool print_boot_time;  /* print "boot-to-ready: <ms> ms" on stdout */
+    int ready_fd;          /* >= 0: write "ready <us>\n" there once ready, then close it */
+};
+
+/* Creates, runs and destroys the VM; messages go to stderr. With `serve`,
+ * SIGTERM, SIGINT and SIGHUP stop the VM cleanly (they are blocked in the
+ * calling thread). Returns one of the statuses above. */
+int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt);
+
+#endif
