@@ -609,6 +609,27 @@ static void test_exec_socket(void **state)
     close(fd);
 }
 
+/* A client that leaves before the guest answers: the guest gets an RST, the slot is freed. */
+static void test_client_leaves_while_connecting(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    int fd = unix_connect(g->exec);
+    struct pkt p;
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+    uint32_t host_port = p.h.src_port;
+    close(fd);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+    assert_int_equal(p.h.src_port, host_port);
+    assert_int_equal(stats(g).connections, 0);
+    /* Its late RESPONSE is for nothing: refused with RST. */
+    tx_op(g, EXEC_PORT, host_port, VSOCK_OP_RESPONSE, 0);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+}
+
 static void test_guest_connects_to_host(void **state)
 {
     struct guest *g = *state;
@@ -1092,6 +1113,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_host_close_sends_shutdown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_refuses_and_rst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_socket, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_leaves_while_connecting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_connects_to_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_reconnect_while_closing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_exec_echo, setup, teardown),

@@ -131,6 +131,7 @@ static void conn_close_fd(struct vsock_conn *c)
         close(c->fd); /* also leaves our epoll set: the fd is never duplicated */
     c->fd = -1;
     c->epoll_events = 0;
+    c->in_epoll = false;
 }
 
 static void conn_free(struct vsock *v, struct vsock_conn *c)
@@ -167,12 +168,20 @@ static void conn_protocol_error(struct vsock *v, struct vsock_conn *c)
     conn_abort(v, c);
 }
 
-static uint32_t wanted_events(const struct vsock_conn *c)
+/* The events c needs now; *watch says whether its socket belongs in our epoll set at all. */
+static uint32_t wanted_events(const struct vsock_conn *c, bool *watch)
 {
+    *watch = false;
     if (c->fd < 0)
         return 0;
-    if (c->state == VSOCK_CONN_HOST_HANDSHAKE)
+    if (c->state == VSOCK_CONN_HOST_HANDSHAKE) {
+        *watch = true;
         return EPOLLIN;
+    }
+    if (c->state == VSOCK_CONN_HOST_CONNECTING) {
+        *watch = true; /* nothing asked for, but EPOLLHUP comes anyway: the client gave up */
+        return 0;
+    }
     if (c->state != VSOCK_CONN_ESTABLISHED)
         return 0;
     uint32_t ev = 0;
@@ -181,21 +190,25 @@ static uint32_t wanted_events(const struct vsock_conn *c)
     if (!c->host_eof && !(c->guest_shutdown & VSOCK_SHUTDOWN_RCV) && !(c->pending & VSOCK_PEND_READ) &&
         vsock_conn_peer_credit(c) > 0)
         ev |= EPOLLIN;
+    /* Nothing wanted: out of the set, or a hung-up peer would wake us for nothing. */
+    *watch = ev != 0;
     return ev;
 }
 
 /* Puts c's socket in our epoll set with the events it needs now, or takes it out. */
 static void update_interest(struct vsock *v, struct vsock_conn *c)
 {
-    uint32_t want = wanted_events(c);
-    if (want == c->epoll_events)
+    bool watch;
+    uint32_t want = wanted_events(c, &watch);
+    if (watch == c->in_epoll && want == c->epoll_events)
         return;
     struct epoll_event ev = { .events = want, .data.u64 = (uint64_t)c->gen << 32 | c->index };
-    int op = want == 0 ? EPOLL_CTL_DEL : c->epoll_events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    int op = !watch ? EPOLL_CTL_DEL : c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(v->epfd, op, c->fd, &ev) < 0) {
         conn_abort(v, c); /* out of kernel memory: give this connection up, not the device */
         return;
     }
+    c->in_epoll = watch;
     c->epoll_events = want;
 }
 
@@ -555,6 +568,11 @@ static void on_conn_event(struct vsock *v, struct vsock_conn *c, uint32_t events
 {
     if (c->state == VSOCK_CONN_HOST_HANDSHAKE) {
         read_handshake(v, c);
+        return;
+    }
+    if (c->state == VSOCK_CONN_HOST_CONNECTING) {
+        if (events & (EPOLLHUP | EPOLLERR))
+            conn_abort(v, c); /* the client left before the guest answered */
         return;
     }
     if (c->state != VSOCK_CONN_ESTABLISHED)

@@ -191,7 +191,8 @@ struct vsock_conn {
     uint8_t line_off;
 
     /* device bookkeeping */
-    uint32_t epoll_events;   /* current interest; 0 = not in the epoll set */
+    uint32_t epoll_events;   /* current interest */
+    bool in_epoll;           /* the socket is in the device's epoll set */
     bool in_rx_list;
     int32_t rx_prev, rx_next;
     int32_t hash_next;
