@@ -808,6 +808,21 @@ static void test_concurrent_exec_echo(void **state)
         close(ec[i].fd);
 }
 
+/* Bulk test size: 4 MiB, or SM_VSOCK_TEST_MB (1..1024) for a longer run. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint32_t bulk_bytes(void)
+{
+    const char *s = getenv("SM_VSOCK_TEST_MB");
+    long mb = s ? strtol(s, NULL, 10) : 4;
+    return (uint32_t)(mb >= 1 && mb <= 1024 ? mb : 4) << 20;
+}
+
 /* 4 MiB host -> guest through a 64 KiB guest buffer; the guest app consumes slowly. */
 static void test_bulk_host_to_guest_respects_credit(void **state)
 {
@@ -818,12 +833,13 @@ static void test_bulk_host_to_guest_respects_credit(void **state)
     uint32_t host_port = p.h.src_port;
     fcntl(fd, F_SETFL, O_NONBLOCK);
     /* A buffer size that is no multiple of any read size, so credit cuts reads short. */
-    const uint32_t total = 4u << 20, guest_buf = 50000;
+    const uint32_t total = bulk_bytes(), guest_buf = 50000;
     uint32_t sent = 0, received = 0, consumed = 0;
     struct vsock_hdr upd = ghdr(6000, host_port, VSOCK_OP_CREDIT_UPDATE, guest_buf, 0);
     tx_send(g, &upd, NULL, 0);
     uint32_t full = 0; /* rounds where the guest's buffer was exactly full */
-    for (int rounds = 0; received < total && rounds < 200000; rounds++) {
+    double t0 = now_s();
+    for (uint32_t rounds = 0; received < total && rounds < total / 16; rounds++) {
         uint8_t chunk[8192];
         for (int k = 0; k < 8 && sent < total; k++) {
             uint32_t want = total - sent < sizeof chunk ? total - sent : (uint32_t)sizeof chunk;
@@ -853,6 +869,8 @@ static void test_bulk_host_to_guest_respects_credit(void **state)
         }
     }
     assert_int_equal(received, total);
+    assert_int_equal(stats(g).bytes_to_guest, total);
+    print_message("host->guest: %u MiB in %.3f s\n", total >> 20, now_s() - t0);
     assert_true(full > 0); /* the device filled the guest's buffer to the byte, never past it */
     close(fd);
 }
@@ -866,10 +884,11 @@ static void test_bulk_guest_to_host_backpressure(void **state)
     int fd = host_connect(g, 7000, &p);
     uint32_t host_port = p.h.src_port;
     uint32_t peer_buf = p.h.buf_alloc, peer_fwd = p.h.fwd_cnt;
-    const uint32_t total = 4u << 20;
+    const uint32_t total = bulk_bytes();
     uint32_t sent = 0, got = 0, stalls = 0;
     uint8_t *in = malloc(total);
-    for (int rounds = 0; got < total && rounds < 200000; rounds++) {
+    double t0 = now_s();
+    for (uint32_t rounds = 0; got < total && rounds < total / 16; rounds++) {
         uint32_t credit = peer_buf - (sent - peer_fwd);
         assert_true(credit <= peer_buf);
         if (credit == 0)
@@ -901,6 +920,8 @@ static void test_bulk_guest_to_host_backpressure(void **state)
         }
     }
     assert_int_equal(got, total);
+    assert_int_equal(stats(g).bytes_to_host, total);
+    print_message("guest->host: %u MiB in %.3f s, %u credit stalls\n", total >> 20, now_s() - t0, stalls);
     for (uint32_t i = 0; i < total; i++)
         if (in[i] != (uint8_t)(i * 7 + 3))
             fail_msg("byte %u differs", i);
