@@ -158,8 +158,9 @@ sm_code sm_exec_builder_cwd(sm_exec_builder *b, const char *guest_dir);
 /* A pseudo-terminal: stdin/stdout through it, stderr merged into stdout. */
 sm_code sm_exec_builder_tty(sm_exec_builder *b, bool on);
 sm_code sm_exec_builder_winsize(sm_exec_builder *b, uint16_t cols, uint16_t rows);
-/* Wall-clock limit: the whole process group is SIGKILLed and the status
- * says timed_out. 0 = none. Honoured by output and by spawn alike. */
+/* Wall-clock limit for the command (a whole chain), from its start: its
+ * process group is SIGKILLed and the status says timed_out. 0 = none.
+ * Honoured by output and by spawn alike. */
 sm_code sm_exec_builder_timeout_ms(sm_exec_builder *b, uint32_t ms);
 /* Writes bytes at an absolute guest path (atomically, parents created)
  * before the command runs; mode 0644 unless given. */
@@ -206,7 +207,9 @@ int sm_exec_child_stderr_fd(const sm_exec_child *c);
 /* Sends signo to the command's whole process group. */
 sm_code sm_exec_child_signal(sm_exec_child *c, int signo, sm_error *err);
 /* A handle that can signal from any thread, and stays valid (failing with
- * SM_E_INVALID once the command is gone) after the child is freed. */
+ * SM_E_INVALID once the command is gone) after the child is freed. Frames
+ * to the agent are sent in order: a signal waits behind a stdin write that
+ * is itself waiting for a command that does not read its stdin. */
 sm_exec_signaller *sm_exec_child_signaller(sm_exec_child *c);
 sm_code sm_exec_signaller_signal(sm_exec_signaller *s, int signo, sm_error *err);
 void sm_exec_signaller_free(sm_exec_signaller *s);

@@ -32,7 +32,8 @@
 #include <unistd.h>
 #include <linux/vm_sockets.h>
 
-#define READ_CHUNK      (256u << 10)
+#define READ_CHUNK      (64u << 10) /* per read from a connection (grows for big frames) */
+#define MAX_CONNS       512         /* beyond this, new connections get an ERROR */
 #define BACKLOG_HIGH    (4u << 20)  /* stop reading the command's output above */
 #define LINGER_US       (5u * 1000000u)
 #define IDLE_FRAME_US   (30u * 1000000u) /* to finish HELLO + the operation frame */
@@ -525,6 +526,18 @@ void conn_pause_reading(conn *c, bool pause)
     conn_update_interest(c);
 }
 
+/* Over the limit: say so (best effort, the socket buffer takes it) and close. */
+static void refuse(int fd)
+{
+    sm_wire_buf b = { 0 };
+    sm_wire_put_hello(&b, NULL);
+    sm_wire_put_error(&b, SM_WIRE_ERR_LIMIT, "the agent serves at most 512 connections at once: "
+                      "retry later", NULL);
+    if (!b.failed && send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) { /* gone */ }
+    sm_wire_buf_free(&b);
+    close(fd);
+}
+
 static void conn_accept(agent *ag, watch *lw)
 {
     for (int i = 0; i < 16; i++) {
@@ -533,6 +546,13 @@ static void conn_accept(agent *ag, watch *lw)
             if (errno != EAGAIN && errno != EINTR)
                 agent_log("accept: %s", strerror(errno));
             return;
+        }
+        int live = 0;
+        for (conn *c = ag->conns; c; c = c->next)
+            live += !c->dead;
+        if (live >= MAX_CONNS) {
+            refuse(fd);
+            continue;
         }
         int sz = 4 << 20;
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);

@@ -15,6 +15,12 @@ if ! command -v unshare >/dev/null || [ "$(id -u)" -ne 0 ]; then
     echo "run-pid1.sh: needs root and unshare(1); skipped" >&2
     exit 77
 fi
+# An agent without --no-vm would take the namespace for a guest and talk to
+# the VMM's I/O port on this machine: refuse it.
+if ! "$agent" --help 2>&1 | grep -q -- --no-vm; then
+    echo "run-pid1.sh: $agent has no --no-vm option (stale build?): rebuild it" >&2
+    exit 2
+fi
 # Not under /tmp or /run: the agent mounts tmpfs over those in its namespace.
 dir=$(mktemp -d /var/tmp/sm-pid1.XXXXXX) || exit 2
 sock=$dir/exec.sock

@@ -260,6 +260,32 @@ static void test_agent_stdin_flood(void **state)
     assert_int_equal(left, 0);
 }
 
+/* Too many connections: the next one is told so; the others still work. */
+static void test_agent_connection_limit(void **state)
+{
+    (void)state;
+    enum { HOLD = 520 };
+    int *held = malloc(HOLD * sizeof *held);
+    for (int i = 0; i < HOLD; i++) {
+        held[i] = raw_connect();
+        raw_hello(held[i], SM_WIRE_VERSION);
+    }
+    usleep(200000);
+    sm_exec_builder *b = builder_v("true", NULL);
+    sm_exec_outcome out;
+    sm_error err = { 0 };
+    assert_int_equal(sm_exec_output(b, &out, &err), SM_E_LIMIT);
+    assert_non_null(strstr(err.message, "at most"));
+    sm_exec_outcome_free(&out);
+    for (int i = 0; i < HOLD; i++)
+        close(held[i]);
+    free(held);
+    usleep(200000);
+    assert_int_equal(sm_exec_output(b, &out, &err), SM_OK);
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_free(b);
+}
+
 /* ---- fake agents for the host library ------------------------------------------- */
 
 typedef enum fake_mode {
@@ -467,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_agent_malformed_request),
         cmocka_unit_test(test_agent_mid_frame_stall),
         cmocka_unit_test(test_agent_stdin_flood),
+        cmocka_unit_test(test_agent_connection_limit),
         cmocka_unit_test(test_host_rejects_garbage),
         cmocka_unit_test(test_host_rejects_oversized),
         cmocka_unit_test(test_host_rejects_old_version),
