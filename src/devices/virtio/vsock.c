@@ -285,7 +285,7 @@ static uint32_t send_conn_op(struct vsock *v, struct vsock_conn *c, const struct
 /* Reads host data for c straight into the chain, at most the guest's credit. */
 static uint32_t send_host_data(struct vsock *v, struct vsock_conn *c, const struct vq_chain *chain)
 {
-    if (c->state != VSOCK_CONN_ESTABLISHED || c->fd < 0 || c->host_eof)
+    if (c->state != VSOCK_CONN_ESTABLISHED || c->fd < 0 || c->host_eof || (c->guest_shutdown & VSOCK_SHUTDOWN_RCV))
         return send_conn_op(v, c, chain, VSOCK_OP_CREDIT_UPDATE, 0);
     uint32_t credit = vsock_conn_peer_credit(c);
     if (credit == 0) {
@@ -393,7 +393,12 @@ static void drain_rx(struct vsock *v)
     if (!vq->ready)
         return; /* no budget to spend: size may be anything until the queue is ready */
     uint32_t budget = vq->size;
-    while (v->rst_len || v->rx_head >= 0) {
+    for (;;) {
+        /* A flag served meanwhile by another packet's header leaves nothing to send. */
+        while (v->rx_head >= 0 && !v->table.conns[v->rx_head].pending)
+            rx_unlink(v, &v->table.conns[v->rx_head]);
+        if (!v->rst_len && v->rx_head < 0)
+            return;
         if (budget-- == 0) {
             kick_self(v);
             return;
@@ -724,6 +729,8 @@ static void guest_shutdown(struct vsock *v, struct vsock_conn *c, uint32_t flags
         return;
     }
     c->guest_shutdown |= flags & (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND);
+    if (c->guest_shutdown & VSOCK_SHUTDOWN_RCV)
+        c->pending &= ~(uint32_t)VSOCK_PEND_READ; /* it will not take more host data */
     maybe_finish(v, c);
 }
 
