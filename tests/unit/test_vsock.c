@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -961,6 +962,43 @@ static void test_guest_stops_reading_no_spin(void **state)
     close(fd);
 }
 
+/* Beyond VSOCK_MAX_CONNS, clients are closed at once; slots come back when clients leave. */
+static void test_connection_limit(void **state)
+{
+    struct guest *g = *state;
+    enum { EXTRA = 6, TOTAL = VSOCK_MAX_CONNS + EXTRA };
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2 * TOTAL + 64) {
+        rl.rlim_cur = rl.rlim_max < 2 * TOTAL + 64 ? rl.rlim_max : 2 * TOTAL + 64;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+        if (rl.rlim_cur < 2 * TOTAL + 64)
+            skip();
+    }
+    static int fds[TOTAL];
+    for (int i = 0; i < TOTAL; i++) {
+        if (i % 64 == 0)
+            pump(g); /* keep the listen backlog short */
+        fds[i] = unix_connect(g->exec);
+    }
+    pump(g);
+    pump(g);
+    assert_int_equal(stats(g).connections, VSOCK_MAX_CONNS);
+    int refused = 0;
+    for (int i = 0; i < TOTAL; i++) {
+        char c;
+        if (recv(fds[i], &c, 1, MSG_DONTWAIT) == 0)
+            refused++;
+    }
+    assert_int_equal(refused, EXTRA);
+    for (int i = 0; i < TOTAL; i++)
+        close(fds[i]);
+    for (int i = 0; i < 50 && stats(g).connections; i++)
+        evl_run_once(&g->loop, 10);
+    assert_int_equal(stats(g).connections, 0); /* none of them reached the guest: no RST owed */
+}
+
 /* The guest posts no rx buffers: the host client waits, nothing spins or piles up. */
 static void test_no_rx_buffers(void **state)
 {
@@ -1141,6 +1179,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bulk_host_to_guest_respects_credit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_guest_to_host_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_stops_reading_no_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_rx_buffers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_packets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_descriptor_loop_breaks_queue, setup, teardown),
