@@ -13,7 +13,8 @@
 #   expect_grep FILE ERE WHAT   FILE has a line matching ERE (grep -E)
 #   expect_no_grep FILE ERE WHAT
 #
-# Inside a check, $T is a fresh directory for that test. Assertions print what
+# Inside a check, $T is a fresh directory for that test; lines the test prints
+# starting with "info: " are shown under its "ok" line. Assertions print what
 # went wrong, with the boot's stdout, stderr and console tails, and return 1;
 # a test function chains them with &&, or returns on the first failure.
 
@@ -112,6 +113,7 @@ check() {
     if ((status == 0)); then
         vm_passed=$((vm_passed + 1))
         echo "ok   $name"
+        sed -n 's/^info: /     /p' "$log"
     else
         vm_failed=$((vm_failed + 1))
         echo "FAIL $name (status $status)"

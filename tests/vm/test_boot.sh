@@ -9,7 +9,7 @@ t_boot_ready() {
     boot --cpus "$1" --timeout 120
     expect_status 0 &&
         expect_grep "$T/out" "$READY_LINE" "the boot-to-ready line on stdout" &&
-        grep -aE "$READY_LINE" "$T/out"
+        echo "info: $(grep -aE "$READY_LINE" "$T/out"), ${boot_ms} ms start to exit"
 }
 
 # The agent said ready, then powered off, in that order, on the console.
@@ -55,7 +55,7 @@ t_timeout() {
         show_boot
         return 1
     fi
-    echo "ended after ${boot_ms} ms with --timeout $limit"
+    echo "info: ended after ${boot_ms} ms with --timeout $limit"
 }
 
 # Option checks need no VM: a clear message, status 2 (usage) or 1, never a
