@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -251,7 +252,14 @@ sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **out, sm_error *e
         child_destroy(c);
         return rc;
     }
+    /* The pump runs with every signal blocked: the caller's handlers never
+     * run on it, and writing to a pipe whose reader was closed gives EPIPE
+     * instead of a SIGPIPE that would kill the caller's process. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int e = pthread_create(&c->pump, NULL, pump_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e) {
         child_destroy(c);
         return sm_fail_errno(err, SM_E_IO, e, "cannot start the child's pump thread");

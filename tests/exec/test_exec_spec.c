@@ -454,6 +454,20 @@ static void test_abort_kills_group(void **state)
     sm_exec_builder_free(b);
 }
 
+/* Freeing a child whose output nobody read (its pipe full, the pump
+ * blocked writing into it) must neither hang nor raise SIGPIPE here. */
+static void test_free_unread_child(void **state)
+{
+    (void)state;
+    sm_exec_builder *b = builder_v("head", "-c", "20000000", "/dev/zero", NULL);
+    sm_exec_child *child;
+    sm_error err;
+    assert_int_equal(sm_exec_spawn(b, &child, &err), SM_OK);
+    usleep(300000); /* let the pipes fill */
+    sm_exec_child_free(child);
+    sm_exec_builder_free(b);
+}
+
 static void test_spawn_honours_timeout(void **state)
 {
     (void)state;
@@ -658,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_large_output),
         cmocka_unit_test(test_signal_group_from_thread),
         cmocka_unit_test(test_abort_kills_group),
+        cmocka_unit_test(test_free_unread_child),
         cmocka_unit_test(test_spawn_honours_timeout),
         cmocka_unit_test(test_output_with_cancel),
         cmocka_unit_test(test_resilient_runs_once),
