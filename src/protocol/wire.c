@@ -172,20 +172,31 @@ static size_t frame_shortfall(const sm_wire_reader *r)
     return total > pending ? total - pending : 0;
 }
 
+/* The buffer grows with the bytes that actually arrive (at most GROW_STEP
+ * ahead of them), doubling but never past the frame being assembled: a
+ * header that merely claims a large frame costs nothing. */
+#define GROW_STEP (1u << 20)
+
 uint8_t *sm_wire_reader_space(sm_wire_reader *r, size_t want, size_t *avail)
 {
     if (r->start == r->end)
         r->start = r->end = 0;
-    size_t need = frame_shortfall(r);
-    if (need < want)
-        need = want;
+    size_t shortfall = frame_shortfall(r);
+    size_t need = want;
+    if (shortfall > need)
+        need = shortfall < GROW_STEP ? shortfall : (want > GROW_STEP ? want : GROW_STEP);
     if (r->cap - r->end < need && r->start > 0) {
         memmove(r->buf, r->buf + r->start, r->end - r->start);
         r->end -= r->start;
         r->start = 0;
     }
     if (r->cap - r->end < need) {
-        size_t cap = r->end + need;
+        size_t enough = r->end + (shortfall > need ? shortfall : need);
+        size_t cap = r->cap * 2;
+        if (cap > enough)
+            cap = enough;
+        if (cap < r->end + need)
+            cap = r->end + need;
         uint8_t *nb = realloc(r->buf, cap);
         if (!nb)
             return NULL;

@@ -374,6 +374,38 @@ static void test_reader_stops_at_bad_frame(void **state)
     sm_wire_buf_free(&b);
 }
 
+/* A header that claims a big frame does not make the reader allocate it:
+ * memory follows the bytes that arrive. The frame still assembles whole. */
+static void test_reader_grows_with_data(void **state)
+{
+    (void)state;
+    sm_wire_reader r;
+    sm_wire_error e;
+    sm_wire_reader_init(&r, SM_WIRE_AT_AGENT);
+    uint8_t h[SM_WIRE_HEADER_SIZE];
+    uint32_t len = 48u << 20;
+    sm_wire_header_encode(h, SM_WIRE_REQUEST, len);
+    assert_true(sm_wire_reader_feed(&r, h, sizeof h, &e));
+    size_t avail;
+    assert_non_null(sm_wire_reader_space(&r, 64 << 10, &avail));
+    assert_true(r.cap <= (2u << 20));
+    static uint8_t chunk[64 << 10];
+    size_t fed = 0;
+    sm_wire_frame f;
+    while (fed < len) {
+        size_t n = len - fed < sizeof chunk ? len - fed : sizeof chunk;
+        assert_true(sm_wire_reader_feed(&r, chunk, n, &e));
+        fed += n;
+        assert_true(r.cap <= 2 * (fed + SM_WIRE_HEADER_SIZE) + (2u << 20));
+        if (fed < len)
+            assert_int_equal(sm_wire_reader_next(&r, &f, &e), 0);
+    }
+    assert_int_equal(sm_wire_reader_next(&r, &f, &e), 1);
+    assert_int_equal(f.length, len);
+    assert_true(r.cap <= (size_t)len + SM_WIRE_HEADER_SIZE + (64u << 10));
+    sm_wire_reader_destroy(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -386,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_request_encoder_limits),
         cmocka_unit_test(test_small_frames_roundtrip),
         cmocka_unit_test(test_reader_stops_at_bad_frame),
+        cmocka_unit_test(test_reader_grows_with_data),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
