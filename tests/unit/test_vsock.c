@@ -561,6 +561,35 @@ static void test_host_close_sends_shutdown(void **state)
     assert_int_equal(stats(g).connections, 0);
 }
 
+/* Half close: the guest stops sending (the host sees EOF) yet still receives. */
+static void test_guest_half_close(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    struct pkt p;
+    int fd = host_connect(g, 88, &p);
+    uint32_t host_port = p.h.src_port;
+    struct vsock_hdr h = ghdr(88, host_port, VSOCK_OP_RW, 65536, 0);
+    h.len = 4;
+    tx_send(g, &h, "last", 4);
+    tx_op(g, 88, host_port, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND);
+    char buf[4];
+    read_exact(g, fd, buf, 4);
+    assert_memory_equal(buf, "last", 4);
+    assert_true(host_sees_end(g, fd)); /* EOF after the data */
+    write_all(fd, "reply", 5);         /* the other direction still works */
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RW);
+    assert_memory_equal(p.data, "reply", 5);
+    /* Data after the guest's own SHUTDOWN SEND breaks the protocol: reset. */
+    h.len = 1;
+    tx_send(g, &h, "x", 1);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+    assert_int_equal(stats(g).protocol_errors, 1);
+    close(fd);
+}
+
 static void test_guest_refuses_and_rst(void **state)
 {
     struct guest *g = *state;
@@ -1170,6 +1199,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_space, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_connect_and_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_close_sends_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guest_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_refuses_and_rst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_leaves_while_connecting, setup, teardown),
