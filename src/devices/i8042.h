@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "supermachine.h"
 #include "devices/bus.h"
 #include "devices/irq.h"
 
@@ -31,6 +32,7 @@
 #define I8042_DATA_PORT   0x60
 #define I8042_CMD_PORT    0x64
 #define I8042_KBD_IRQ     1
+#define I8042_OUT_QUEUE   16     /* bytes the output buffer queues for the guest */
 
 struct i8042;
 
@@ -45,5 +47,36 @@ void i8042_set_kbd_irq(struct i8042 *k, struct irq_line *irq);
 unsigned i8042_reset_count(const struct i8042 *k);
 
 extern const struct bus_device_ops i8042_bus_ops;
+
+/*
+ * Saved state (snapshots): plain data, read back as hostile input. The
+ * reset counter and callback are the host's and are not saved; no interrupt
+ * is raised on restore (IRQ 1 is an edge, and the interrupt controller's
+ * own saved state holds any edge not yet taken).
+ *
+ *   off  size  field               meaning / rule on restore
+ *   0    1     ctr                 controller configuration byte (any value)
+ *   1    1     outport             output port (any value)
+ *   2    1     status              status a read returns: UNLOCKED, OBF iff out_count > 0,
+ *                                  SYS = ctr bit 2, CMD = the last write went to 0x64; nothing else
+ *   3    1     next_data           where the next 0x60 write goes: 0 keyboard, 1 CTR, 2 controller
+ *                                  RAM, 3 output port, 4 echo, 5 aux device
+ *   4    1     kbd_awaiting_param  keyboard command waiting for its parameter: 0, 0xed, 0xf0, 0xf3
+ *   5    1     last_read           what an empty output buffer reads again
+ *   6    1     out_count           bytes queued, <= I8042_OUT_QUEUE
+ *   7    1     reserved            0
+ *   8    16    out                 queued bytes, oldest first; bytes past out_count are 0
+ */
+struct i8042_state {
+    uint8_t ctr, outport, status, next_data, kbd_awaiting_param, last_read, out_count;
+    uint8_t reserved;
+    uint8_t out[I8042_OUT_QUEUE];
+};
+_Static_assert(sizeof(struct i8042_state) == 24, "i8042_state is a fixed 24-byte layout");
+
+/* Fills *out (every byte, padding included). */
+void i8042_save(struct i8042 *k, struct i8042_state *out);
+/* Checks every field (rules above); SM_E_INVALID naming the field, device unchanged, on a violation. */
+sm_code i8042_restore(struct i8042 *k, const struct i8042_state *in, sm_error *err);
 
 #endif

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "supermachine.h"
 #include "devices/bus.h"
 #include "devices/irq.h"
 
@@ -53,5 +54,48 @@ bool serial_saw_panic(const struct serial *s);
 
 /* Output bytes dropped because out_fd would have blocked or failed. */
 uint64_t serial_dropped_bytes(const struct serial *s);
+
+/*
+ * Saved state (snapshots): plain data, written raw into the snapshot and
+ * read back as hostile input. Registers hold what a guest read would
+ * return, computed without the read's side effects; IIR, LSR and MSR are
+ * derived from the rest and must agree with it on restore. Host-side
+ * things (out_fd, the output tail, the panic flag, counters) are not saved.
+ *
+ *   off  size  field         meaning / rule on restore
+ *   0    1     dll           divisor latch low
+ *   1    1     dlm           divisor latch high
+ *   2    1     ier           interrupt enable, bits 0-3 only
+ *   3    1     iir           interrupt id a read returns; must match the state
+ *   4    1     fcr           bit 0 = FIFOs enabled; no other bit (the rest are actions)
+ *   5    1     lcr           line control (any value)
+ *   6    1     mcr           modem control, bits 0-4 only
+ *   7    1     lsr           THRE|TEMT, DR iff rx_count > 0, OE = overrun pending; nothing else
+ *   8    1     msr           bits 7-4 = the lines MCR implies; bits 3-0 = deltas not yet read
+ *   9    1     scr           scratch (any value)
+ *   10   1     thr_pending   0/1: a THR-empty interrupt is pending (IER decides if IIR shows it)
+ *   11   1     reserved      0
+ *   12   4     rx_count      bytes waiting in rx, <= SERIAL_RX_FIFO
+ *   16   64    rx            received bytes, oldest first; bytes past rx_count are 0
+ */
+struct serial_state {
+    uint8_t dll, dlm, ier, iir, fcr, lcr, mcr, lsr, msr, scr;
+    uint8_t thr_pending;
+    uint8_t reserved;
+    uint32_t rx_count;
+    uint8_t rx[SERIAL_RX_FIFO];
+};
+_Static_assert(sizeof(struct serial_state) == 80, "serial_state is a fixed 80-byte layout");
+
+/* Fills *out (every byte, padding included, so snapshots are reproducible). */
+void serial_save(struct serial *s, struct serial_state *out);
+
+/*
+ * Checks every field against the rules above; on any violation returns
+ * SM_E_INVALID with a message naming the field and leaves the device as it
+ * was. Otherwise installs the state and drives the IRQ line to the level the
+ * state implies (always, so a fresh line starts right).
+ */
+sm_code serial_restore(struct serial *s, const struct serial_state *in, sm_error *err);
 
 #endif

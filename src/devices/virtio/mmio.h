@@ -43,6 +43,7 @@
 
 #include <stdint.h>
 
+#include "supermachine.h"
 #include "devices/bus.h"
 #include "devices/irq.h"
 #include "devices/virtio/virtio.h"
@@ -54,6 +55,8 @@
 #define VIRTIO_MMIO_MAGIC               0x74726976u
 #define VIRTIO_MMIO_VERSION             2
 #define VIRTIO_MMIO_VENDOR_ID           0x4d564d53u   /* "SMVM" */
+/* Most queues a device on this transport may have (create refuses more), so every state fits. */
+#define VIRTIO_MMIO_MAX_SAVED_QUEUES    16
 
 struct virtio_mmio;
 
@@ -83,5 +86,79 @@ struct virtio_device *virtio_mmio_device(const struct virtio_mmio *t);
 
 /* The Status register as the driver sees it (tests, diagnostics). */
 uint32_t virtio_mmio_status(struct virtio_mmio *t);
+
+/*
+ * Saved state (snapshots): plain data, written raw and read back as hostile
+ * input. Only the transport's state; a device's own state (if any) is the
+ * device's business. Reserved bytes are 0 on save and must be 0 on restore.
+ *
+ * One queue, struct virtio_queue_state (40 bytes):
+ *   off  size  field           rule on restore
+ *   0    2     size            ready: a power of two <= max_size (vq_validate)
+ *   2    2     max_size        the device's QueueNumMax
+ *   4    1     ready           0/1
+ *   5    1     broken          0/1; only on a ready queue
+ *   6    2     reserved        0
+ *   8    8     desc_addr       ready: the whole table in guest RAM, aligned (vq_validate)
+ *   16   8     avail_addr      ready: likewise
+ *   24   8     used_addr       ready: likewise
+ *   32   2     last_avail_idx  ready: last_avail_idx - used_idx (mod 2^16) <= size; else 0
+ *   34   2     used_idx        not ready: 0
+ *   36   4     reserved        0
+ *
+ * The transport, struct virtio_mmio_state (696 bytes):
+ *   0    4     device_id            the device's ID (virtio 1.1 section 5)
+ *   4    4     status               only driver bits + DEVICE_NEEDS_RESET; DRIVER_OK needs
+ *                                   FEATURES_OK; FEATURES_OK needs VERSION_1 accepted
+ *   8    4     device_features_sel  any
+ *   12   4     driver_features_sel  any
+ *   16   4     queue_sel            any
+ *   20   4     interrupt_status     bits 0-1 only
+ *   24   4     config_generation    any
+ *   28   4     reserved             0
+ *   32   8     device_features      what was offered; must equal this device's offer
+ *   40   8     driver_features      a subset of device_features
+ *   48   2     nqueues              the device's queue count (<= VIRTIO_MMIO_MAX_SAVED_QUEUES)
+ *   50   6     reserved             0
+ *   56   640   queues[16]           the first nqueues used; the rest all 0
+ */
+struct virtio_queue_state {
+    uint16_t size, max_size;
+    uint8_t ready, broken;
+    uint8_t reserved0[2];
+    uint64_t desc_addr, avail_addr, used_addr;
+    uint16_t last_avail_idx, used_idx;
+    uint8_t reserved1[4];
+};
+_Static_assert(sizeof(struct virtio_queue_state) == 40, "virtio_queue_state is a fixed 40-byte layout");
+
+struct virtio_mmio_state {
+    uint32_t device_id;
+    uint32_t status, device_features_sel, driver_features_sel, queue_sel, interrupt_status, config_generation;
+    uint32_t reserved0;
+    uint64_t device_features;
+    uint64_t driver_features;
+    uint16_t nqueues;
+    uint8_t reserved1[6];
+    struct virtio_queue_state queues[VIRTIO_MMIO_MAX_SAVED_QUEUES];
+};
+_Static_assert(sizeof(struct virtio_mmio_state) == 696, "virtio_mmio_state is a fixed 696-byte layout");
+
+/* Fills *out (every byte, padding included). Takes the transport lock. */
+void virtio_mmio_save(struct virtio_mmio *t, struct virtio_mmio_state *out);
+
+/*
+ * Checks every field against the rules above and the device this transport
+ * carries, with guest memory already mapped. On a violation: SM_E_INVALID,
+ * a message naming the device and field, the transport untouched.
+ * Otherwise resets the device (its reset op), installs the state and, when
+ * DRIVER_OK is set without DEVICE_NEEDS_RESET, calls the device's activate
+ * op and kicks every ready queue (buffers the driver posted and the device
+ * had not consumed are served now; this may write guest memory and pulse the
+ * IRQ line). If activate fails the device cannot resume: the transport is
+ * left reset (status 0) and SM_E_GUEST names the device.
+ * Takes the transport lock: not from inside a device op.
+ */
+sm_code virtio_mmio_restore(struct virtio_mmio *t, const struct virtio_mmio_state *in, sm_error *err);
 
 #endif
