@@ -34,6 +34,9 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "lib/error.h"
 
 #define STATUS_OBF      0x01
 #define STATUS_SYS      0x04
@@ -52,9 +55,11 @@
 
 #define KBD_ACK    0xfa
 #define KBD_BAT_OK 0xaa
-#define OUT_QUEUE  16
+#define OUT_QUEUE  I8042_OUT_QUEUE
 
-enum data_target { TO_KEYBOARD, TO_CTR, TO_RAM, TO_OUTPORT, TO_ECHO, TO_AUX };
+/* The values are the saved state's next_data field (i8042.h): keep them. */
+enum data_target { TO_KEYBOARD = 0, TO_CTR = 1, TO_RAM = 2, TO_OUTPORT = 3, TO_ECHO = 4, TO_AUX = 5 };
+#define DATA_TARGET_LAST TO_AUX
 
 struct i8042 {
     pthread_mutex_t lock;
@@ -255,3 +260,68 @@ void i8042_set_kbd_irq(struct i8042 *k, struct irq_line *irq)
 }
 
 unsigned i8042_reset_count(const struct i8042 *k) { return __atomic_load_n(&k->resets, __ATOMIC_SEQ_CST); }
+
+/* --- snapshots (layout and rules in i8042.h) -------------------------------------------- */
+
+void i8042_save(struct i8042 *k, struct i8042_state *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&k->lock);
+    out->ctr = k->ctr;
+    out->outport = k->outport;
+    out->status = read_status(k);
+    out->next_data = (uint8_t)k->next_data;
+    out->kbd_awaiting_param = k->kbd_cmd_awaiting_param;
+    out->last_read = k->last_read;
+    out->out_count = (uint8_t)k->out_count;
+    for (unsigned i = 0; i < k->out_count; i++)
+        out->out[i] = k->out[(k->out_head + i) % OUT_QUEUE];
+    pthread_mutex_unlock(&k->lock);
+}
+
+static bool is_param_command(uint8_t cmd) { return cmd == 0 || cmd == 0xed || cmd == 0xf0 || cmd == 0xf3; }
+
+static sm_code check_state(const struct i8042_state *in, sm_error *err)
+{
+    if (in->out_count > OUT_QUEUE)
+        return sm_fail(err, SM_E_INVALID, "i8042 state: output count %u exceeds the %d-byte queue", in->out_count,
+                       OUT_QUEUE);
+    for (unsigned i = in->out_count; i < OUT_QUEUE; i++)
+        if (in->out[i])
+            return sm_fail(err, SM_E_INVALID, "i8042 state: output byte %u lies past the count %u and is not 0", i,
+                           in->out_count);
+    if (in->next_data > DATA_TARGET_LAST)
+        return sm_fail(err, SM_E_INVALID, "i8042 state: next_data %u is not a known target (0..%d)", in->next_data,
+                       DATA_TARGET_LAST);
+    if (!is_param_command(in->kbd_awaiting_param))
+        return sm_fail(err, SM_E_INVALID, "i8042 state: keyboard command 0x%02x takes no parameter",
+                       in->kbd_awaiting_param);
+    if (in->reserved)
+        return sm_fail(err, SM_E_INVALID, "i8042 state: reserved byte is 0x%02x, not 0", in->reserved);
+    /* Status is derived: only the CMD bit is state of its own. */
+    uint8_t expected = STATUS_UNLOCKED | (in->out_count ? STATUS_OBF : 0) | (in->ctr & CTR_SYS ? STATUS_SYS : 0) |
+                       (in->status & STATUS_CMD);
+    if (in->status != expected)
+        return sm_fail(err, SM_E_INVALID, "i8042 state: status 0x%02x disagrees with the state (expected 0x%02x)",
+                       in->status, expected);
+    return SM_OK;
+}
+
+sm_code i8042_restore(struct i8042 *k, const struct i8042_state *in, sm_error *err)
+{
+    sm_code rc = check_state(in, err);
+    if (rc != SM_OK)
+        return rc;
+    pthread_mutex_lock(&k->lock);
+    k->ctr = in->ctr;
+    k->outport = in->outport;
+    k->last_write_was_cmd = in->status & STATUS_CMD;
+    k->next_data = (enum data_target)in->next_data;
+    k->kbd_cmd_awaiting_param = in->kbd_awaiting_param;
+    k->last_read = in->last_read;
+    memcpy(k->out, in->out, sizeof k->out);
+    k->out_head = 0;
+    k->out_count = in->out_count;
+    pthread_mutex_unlock(&k->lock);
+    return SM_OK;
+}

@@ -40,6 +40,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/error.h"
+
 enum {
     REG_DATA = 0, REG_IER = 1, REG_IIR_FCR = 2, REG_LCR = 3,
     REG_MCR = 4, REG_LSR = 5, REG_MSR = 6, REG_SCR = 7,
@@ -242,29 +244,45 @@ static uint8_t read_rbr(struct serial *s)
     return b;
 }
 
-static uint8_t read_iir(struct serial *s)
+/* IIR as a read returns it, without acknowledging anything. */
+static uint8_t iir_value(const struct serial *s)
 {
-    uint8_t id = pending_interrupt(s);
-    /* Reading IIR acknowledges a THR-empty interrupt it reports. */
-    if (id == IIR_THRI)
-        s->thr_pending = false;
-    return id | (s->fifo_enabled ? IIR_FIFO_ON : 0);
+    return pending_interrupt(s) | (s->fifo_enabled ? IIR_FIFO_ON : 0);
 }
 
-static uint8_t read_lsr(struct serial *s)
+static uint8_t read_iir(struct serial *s)
+{
+    uint8_t iir = iir_value(s);
+    /* Reading IIR acknowledges a THR-empty interrupt it reports. */
+    if ((iir & 0x0f) == IIR_THRI)
+        s->thr_pending = false;
+    return iir;
+}
+
+/* LSR as a read returns it, without the read's side effect. */
+static uint8_t lsr_value(const struct serial *s)
 {
     uint8_t lsr = LSR_THRE | LSR_TEMT;
     if (s->rx_count)
         lsr |= LSR_DR;
     if (s->overrun)
         lsr |= LSR_OE;
+    return lsr;
+}
+
+static uint8_t read_lsr(struct serial *s)
+{
+    uint8_t lsr = lsr_value(s);
     s->overrun = false; /* error bits clear on read */
     return lsr;
 }
 
+/* MSR as a read returns it, without clearing the deltas. */
+static uint8_t msr_value(const struct serial *s) { return msr_lines(s) | s->msr_deltas; }
+
 static uint8_t read_msr(struct serial *s)
 {
-    uint8_t msr = msr_lines(s) | s->msr_deltas;
+    uint8_t msr = msr_value(s);
     s->msr_deltas = 0;
     return msr;
 }
@@ -456,3 +474,106 @@ size_t serial_tail(struct serial *s, char *buf, size_t buflen, int max_lines)
 bool serial_saw_panic(const struct serial *s) { return __atomic_load_n(&s->saw_panic, __ATOMIC_ACQUIRE); }
 
 uint64_t serial_dropped_bytes(const struct serial *s) { return __atomic_load_n(&s->dropped, __ATOMIC_RELAXED); }
+
+/* --- snapshots (layout and rules in serial_8250.h) ------------------------------------ */
+
+void serial_save(struct serial *s, struct serial_state *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->lock);
+    out->dll = s->dll;
+    out->dlm = s->dlm;
+    out->ier = s->ier;
+    out->iir = iir_value(s);
+    out->fcr = s->fifo_enabled ? FCR_ENABLE : 0;
+    out->lcr = s->lcr;
+    out->mcr = s->mcr;
+    out->lsr = lsr_value(s);
+    out->msr = msr_value(s);
+    out->scr = s->scr;
+    out->thr_pending = s->thr_pending;
+    out->rx_count = (uint32_t)s->rx_count;
+    for (size_t i = 0; i < s->rx_count; i++)
+        out->rx[i] = s->rx[(s->rx_head + i) % SERIAL_RX_FIFO];
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The fields that are plain bits, one rule each. */
+static sm_code check_plain_fields(const struct serial_state *in, sm_error *err)
+{
+    if (in->ier & ~IER_MASK)
+        return sm_fail(err, SM_E_INVALID, "serial state: IER 0x%02x has bits beyond 0-3", in->ier);
+    if (in->mcr & ~MCR_MASK)
+        return sm_fail(err, SM_E_INVALID, "serial state: MCR 0x%02x has bits beyond 0-4", in->mcr);
+    if (in->fcr & ~FCR_ENABLE)
+        return sm_fail(err, SM_E_INVALID, "serial state: FCR 0x%02x has bits other than FIFO enable", in->fcr);
+    if (in->thr_pending > 1)
+        return sm_fail(err, SM_E_INVALID, "serial state: thr_pending is %u, not 0 or 1", in->thr_pending);
+    if (in->reserved)
+        return sm_fail(err, SM_E_INVALID, "serial state: reserved byte is 0x%02x, not 0", in->reserved);
+    if (in->rx_count > SERIAL_RX_FIFO)
+        return sm_fail(err, SM_E_INVALID, "serial state: rx count %u exceeds the %d-byte FIFO", in->rx_count,
+                       SERIAL_RX_FIFO);
+    for (size_t i = in->rx_count; i < SERIAL_RX_FIFO; i++)
+        if (in->rx[i])
+            return sm_fail(err, SM_E_INVALID, "serial state: rx byte %zu lies past rx count %u and is not 0", i,
+                           in->rx_count);
+    return SM_OK;
+}
+
+/* The registers derived from the rest must read back what the state implies. */
+static sm_code check_derived_registers(const struct serial_state *in, const struct serial *candidate,
+                                       sm_error *err)
+{
+    uint8_t lsr = lsr_value(candidate);
+    if (in->lsr != lsr)
+        return sm_fail(err, SM_E_INVALID, "serial state: LSR 0x%02x disagrees with the FIFO (expected 0x%02x)",
+                       in->lsr, lsr);
+    if ((in->msr & ~MSR_DELTA) != msr_lines(candidate))
+        return sm_fail(err, SM_E_INVALID, "serial state: MSR 0x%02x disagrees with MCR 0x%02x", in->msr, in->mcr);
+    uint8_t iir = iir_value(candidate);
+    if (in->iir != iir)
+        return sm_fail(err, SM_E_INVALID, "serial state: IIR 0x%02x disagrees with the state (expected 0x%02x)",
+                       in->iir, iir);
+    return SM_OK;
+}
+
+/* The register part of a state into s (the FIFO is installed separately). */
+static void install_registers(struct serial *s, const struct serial_state *in)
+{
+    s->dll = in->dll;
+    s->dlm = in->dlm;
+    s->ier = in->ier;
+    s->fifo_enabled = in->fcr & FCR_ENABLE;
+    s->lcr = in->lcr;
+    s->mcr = in->mcr;
+    s->overrun = in->lsr & LSR_OE;
+    s->msr_deltas = in->msr & MSR_DELTA;
+    s->scr = in->scr;
+    s->thr_pending = in->thr_pending;
+}
+
+sm_code serial_restore(struct serial *s, const struct serial_state *in, sm_error *err)
+{
+    sm_code rc = check_plain_fields(in, err);
+    if (rc != SM_OK)
+        return rc;
+    /* Derived registers are checked on a scratch copy of the guest-visible state. */
+    struct serial candidate = { 0 };
+    install_registers(&candidate, in);
+    candidate.rx_count = in->rx_count;
+    rc = check_derived_registers(in, &candidate, err);
+    if (rc != SM_OK)
+        return rc;
+
+    pthread_mutex_lock(&s->lock);
+    install_registers(s, in);
+    memcpy(s->rx, in->rx, sizeof s->rx);
+    s->rx_head = 0;
+    s->rx_count = in->rx_count;
+    /* The line in a restored VM starts wherever it starts: drive it, even if unchanged. */
+    s->irq_high = pending_interrupt(s) != IIR_NO_INT;
+    irq_set_level(s->irq, s->irq_high);
+    pthread_mutex_unlock(&s->lock);
+    return SM_OK;
+}

@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/error.h"
+
 enum mmio_reg {
     REG_MAGIC = 0x000,
     REG_VERSION = 0x004,
@@ -57,7 +59,9 @@ enum mmio_reg {
 #define DRIVER_STATUS_BITS                                                                        \
     (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |               \
      VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_FAILED)
-#define MAX_QUEUES 64
+#define MAX_QUEUES VIRTIO_MMIO_MAX_SAVED_QUEUES   /* every device's queues fit in a saved state */
+#define SAVED_STATUS_BITS (DRIVER_STATUS_BITS | VIRTIO_STATUS_DEVICE_NEEDS_RESET)
+#define INTERRUPT_BITS (VIRTIO_INT_USED_BUFFER | VIRTIO_INT_CONFIG_CHANGE)
 
 struct virtio_mmio {
     pthread_mutex_t lock;
@@ -424,3 +428,189 @@ const struct bus_device_ops virtio_mmio_bus_ops = {
     .read = mmio_read,
     .write = mmio_write,
 };
+
+/* --- snapshots (layout and rules in mmio.h) ------------------------------------------ */
+
+static void save_queue(const struct virtqueue *vq, struct virtio_queue_state *out)
+{
+    out->size = vq->size;
+    out->max_size = vq->max_size;
+    out->ready = vq->ready;
+    out->broken = vq->broken;
+    out->desc_addr = vq->desc_addr;
+    out->avail_addr = vq->avail_addr;
+    out->used_addr = vq->used_addr;
+    out->last_avail_idx = vq->last_avail_idx;
+    out->used_idx = vq->used_idx;
+}
+
+void virtio_mmio_save(struct virtio_mmio *t, struct virtio_mmio_state *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&t->lock);
+    out->device_id = t->dev->ops->device_id;
+    out->status = t->status;
+    out->device_features_sel = t->device_features_sel;
+    out->driver_features_sel = t->driver_features_sel;
+    out->queue_sel = t->queue_sel;
+    out->interrupt_status = __atomic_load_n(&t->interrupt_status, __ATOMIC_SEQ_CST);
+    out->config_generation = __atomic_load_n(&t->config_generation, __ATOMIC_SEQ_CST);
+    out->device_features = t->device_features;
+    out->driver_features = t->dev->driver_features;
+    out->nqueues = t->num_queues;
+    for (uint16_t i = 0; i < t->num_queues; i++)
+        save_queue(&t->queues[i], &out->queues[i]);
+    pthread_mutex_unlock(&t->lock);
+}
+
+static bool all_zero(const void *p, size_t len)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < len; i++)
+        if (b[i])
+            return false;
+    return true;
+}
+
+/* The live queue a saved one describes (not yet installed anywhere). */
+static struct virtqueue queue_from_state(const struct virtio_queue_state *q)
+{
+    return (struct virtqueue){
+        .size = q->size,
+        .max_size = q->max_size,
+        .ready = q->ready,
+        .desc_addr = q->desc_addr,
+        .avail_addr = q->avail_addr,
+        .used_addr = q->used_addr,
+        .last_avail_idx = q->last_avail_idx,
+        .used_idx = q->used_idx,
+        .broken = q->broken,
+    };
+}
+
+static sm_code check_queue(const struct virtio_mmio *t, const struct virtio_queue_state *q, unsigned i,
+                           sm_error *err)
+{
+    const char *name = t->dev->ops->name;
+    if (!all_zero(q->reserved0, sizeof q->reserved0) || !all_zero(q->reserved1, sizeof q->reserved1))
+        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: queue %u: reserved bytes are not 0", name, i);
+    if (q->max_size != t->dev->ops->queue_max_size)
+        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: queue %u: max size %u, but the device's is %u",
+                       name, i, q->max_size, t->dev->ops->queue_max_size);
+    if (q->ready > 1 || q->broken > 1)
+        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: queue %u: ready %u / broken %u are not 0 or 1",
+                       name, i, q->ready, q->broken);
+    if (!q->ready) {
+        /* A queue taken down restarts its indices; only a ready queue can break. */
+        if (q->broken || q->last_avail_idx || q->used_idx)
+            return sm_fail(err, SM_E_INVALID,
+                           "virtio-mmio %s state: queue %u is not ready but has indices %u/%u or is broken", name, i,
+                           q->last_avail_idx, q->used_idx);
+        return SM_OK;
+    }
+    struct virtqueue vq = queue_from_state(q);
+    if (vq_validate(&vq, t->mem) < 0)
+        return sm_fail(err, SM_E_INVALID,
+                       "virtio-mmio %s state: queue %u (size %u, desc 0x%llx, avail 0x%llx, used 0x%llx): size not a "
+                       "power of two <= %u, or a ring misaligned or outside guest memory",
+                       name, i, q->size, (unsigned long long)q->desc_addr, (unsigned long long)q->avail_addr,
+                       (unsigned long long)q->used_addr, q->max_size);
+    /* The device never has more chains in hand than the ring holds. */
+    uint16_t in_flight = (uint16_t)(q->last_avail_idx - q->used_idx);
+    if (in_flight > q->size)
+        return sm_fail(err, SM_E_INVALID,
+                       "virtio-mmio %s state: queue %u: %u chains taken (avail %u, used %u) but the ring holds %u", name,
+                       i, in_flight, q->last_avail_idx, q->used_idx, q->size);
+    return SM_OK;
+}
+
+/* Features and status: what the driver could have reached through the registers. */
+static sm_code check_negotiation(const struct virtio_mmio *t, const struct virtio_mmio_state *in, sm_error *err)
+{
+    const char *name = t->dev->ops->name;
+    if (in->device_features != t->device_features)
+        return sm_fail(err, SM_E_INVALID,
+                       "virtio-mmio %s state: the saved device offered features 0x%llx, this one offers 0x%llx", name,
+                       (unsigned long long)in->device_features, (unsigned long long)t->device_features);
+    if (in->driver_features & ~t->device_features)
+        return sm_fail(err, SM_E_INVALID,
+                       "virtio-mmio %s state: driver features 0x%llx include 0x%llx, which the device never offered",
+                       name, (unsigned long long)in->driver_features,
+                       (unsigned long long)(in->driver_features & ~t->device_features));
+    if (in->status & ~SAVED_STATUS_BITS)
+        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: status 0x%x has unknown bits 0x%x", name, in->status,
+                       in->status & ~SAVED_STATUS_BITS);
+    if ((in->status & VIRTIO_STATUS_DRIVER_OK) && !(in->status & VIRTIO_STATUS_FEATURES_OK))
+        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: status 0x%x has DRIVER_OK without FEATURES_OK", name,
+                       in->status);
+    if ((in->status & VIRTIO_STATUS_FEATURES_OK) && !((in->driver_features >> VIRTIO_F_VERSION_1) & 1))
+        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: FEATURES_OK without VERSION_1 accepted", name);
+    if (in->interrupt_status & ~INTERRUPT_BITS)
+        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: interrupt status 0x%x has unknown bits", name,
+                       in->interrupt_status);
+    return SM_OK;
+}
+
+static sm_code check_state(const struct virtio_mmio *t, const struct virtio_mmio_state *in, sm_error *err)
+{
+    const char *name = t->dev->ops->name;
+    if (in->device_id != t->dev->ops->device_id)
+        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: saved device id %u, but this device's id is %u",
+                       name, in->device_id, t->dev->ops->device_id);
+    if (in->nqueues != t->num_queues)
+        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: %u queues saved, but the device has %u", name,
+                       in->nqueues, t->num_queues);
+    if (in->reserved0 || !all_zero(in->reserved1, sizeof in->reserved1))
+        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: reserved bytes are not 0", name);
+    sm_code rc = check_negotiation(t, in, err);
+    for (unsigned i = 0; rc == SM_OK && i < in->nqueues; i++)
+        rc = check_queue(t, &in->queues[i], i, err);
+    if (rc != SM_OK)
+        return rc;
+    for (unsigned i = in->nqueues; i < VIRTIO_MMIO_MAX_SAVED_QUEUES; i++)
+        if (!all_zero(&in->queues[i], sizeof in->queues[i]))
+            return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: queue slot %u is past the %u queues and not 0",
+                           name, i, in->nqueues);
+    return SM_OK;
+}
+
+/* Called with the lock held, on a reset transport, with a checked state. */
+static void install_state(struct virtio_mmio *t, const struct virtio_mmio_state *in)
+{
+    bool indirect = (in->driver_features >> VIRTIO_F_RING_INDIRECT_DESC) & 1;
+    for (uint16_t i = 0; i < t->num_queues; i++) {
+        t->queues[i] = queue_from_state(&in->queues[i]);
+        t->queues[i].indirect_ok = indirect;
+    }
+    t->dev->driver_features = in->driver_features;
+    t->device_features_sel = in->device_features_sel;
+    t->driver_features_sel = in->driver_features_sel;
+    t->queue_sel = in->queue_sel;
+    t->status = in->status;
+    __atomic_store_n(&t->interrupt_status, in->interrupt_status, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&t->config_generation, in->config_generation, __ATOMIC_SEQ_CST);
+}
+
+sm_code virtio_mmio_restore(struct virtio_mmio *t, const struct virtio_mmio_state *in, sm_error *err)
+{
+    /* The ops, the queue count, the offer and guest memory never change: no lock needed to check. */
+    sm_code rc = check_state(t, in, err);
+    if (rc != SM_OK)
+        return rc;
+    pthread_mutex_lock(&t->lock);
+    device_reset(t);
+    install_state(t, in);
+    bool live = (in->status & VIRTIO_STATUS_DRIVER_OK) && !(in->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    if (live) {
+        activate(t);
+        if (!t->activated) {
+            device_reset(t);
+            rc = sm_fail(err, SM_E_GUEST,
+                         "virtio-mmio %s: the device cannot resume from a snapshot (its activate failed); "
+                         "the transport was reset",
+                         t->dev->ops->name);
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
