@@ -149,7 +149,8 @@ static int init_once(void)
     if (!S.ram || evl_init(&S.loop) < 0)
         return -1;
     gm_init_buffer(&S.mem, S.ram, RAM);
-    struct vsock_config cfg = { .guest_cid = CID, .uds_path = S.uds, .exec_path = S.exec, .exec_port = 1024 };
+    struct vsock_config cfg = { .guest_cid = CID, .uds_path = S.uds, .exec_path = S.exec, .exec_port = 1024,
+                                .connect_timeout_ms = 2 /* so some inputs see a host connect time out */ };
     sm_error err;
     S.dev = virtio_vsock_create(&cfg, &S.loop, &err);
     if (!S.dev)

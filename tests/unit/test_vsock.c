@@ -63,6 +63,7 @@ struct guest {
 };
 
 static struct guest *G;
+static uint32_t fixture_timeout_ms; /* connect_timeout_ms for the next setup (0: default) */
 
 static void count_irq(struct irq_line *line) { ((struct guest *)line->ctx)->irqs++; }
 
@@ -161,7 +162,7 @@ static int setup(void **state)
     snprintf(g->uds, sizeof g->uds, "%s/v.sock", g->dir);
     snprintf(g->exec, sizeof g->exec, "%s/exec.sock", g->dir);
     struct vsock_config cfg = { .guest_cid = GUEST_CID, .uds_path = g->uds, .exec_path = g->exec,
-                                .exec_port = EXEC_PORT };
+                                .exec_port = EXEC_PORT, .connect_timeout_ms = fixture_timeout_ms };
     sm_error err = { 0 };
     g->dev = virtio_vsock_create(&cfg, &g->loop, &err);
     if (!g->dev)
@@ -172,6 +173,14 @@ static int setup(void **state)
     G = g;
     *state = g;
     return 0;
+}
+
+static int setup_short_timeout(void **state)
+{
+    fixture_timeout_ms = 100;
+    int rc = setup(state);
+    fixture_timeout_ms = 0;
+    return rc;
 }
 
 static int teardown(void **state)
@@ -991,6 +1000,44 @@ static void test_guest_stops_reading_no_spin(void **state)
     close(fd);
 }
 
+/* A guest that never answers, a client that never speaks: both given up on, then quiet. */
+static void test_connect_timeout(void **state)
+{
+    struct guest *g = *state;
+    post_all_rx(g);
+    int silent = unix_connect(g->uds);     /* never writes its CONNECT line */
+    int fd = unix_connect(g->exec);
+    struct pkt p;
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+    uint32_t host_port = p.h.src_port;
+    double t0 = now_s();
+    assert_true(host_sees_end(g, fd));    /* the guest never answered */
+    assert_true(host_sees_end(g, silent));
+    double waited = now_s() - t0;
+    assert_true(waited < 0.8);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST); /* the guest had the REQUEST: it hears it is off */
+    assert_int_equal(p.h.src_port, host_port);
+    struct vsock_stats st = stats(g);
+    assert_int_equal(st.connect_timeouts, 2);
+    assert_int_equal(st.connections, 0);
+    close(fd);
+    close(silent);
+    /* An answered connection is not timed out. */
+    fd = host_connect(g, 5, &p);
+    for (int i = 0; i < 30; i++)
+        evl_run_once(&g->loop, 10);
+    assert_int_equal(stats(g).connections, 1);
+    assert_int_equal(stats(g).connect_timeouts, 2);
+    /* With no deadline left the timer stops: nothing wakes the loop. */
+    int ran = 0;
+    for (int i = 0; i < 5; i++)
+        ran += evl_run_once(&g->loop, 20);
+    assert_int_equal(ran, 0);
+    close(fd);
+}
+
 /* Beyond VSOCK_MAX_CONNS, clients are closed at once; slots come back when clients leave. */
 static void test_connection_limit(void **state)
 {
@@ -1209,6 +1256,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bulk_host_to_guest_respects_credit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bulk_guest_to_host_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_stops_reading_no_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_timeout, setup_short_timeout, teardown),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_rx_buffers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_packets, setup, teardown),

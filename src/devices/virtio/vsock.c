@@ -36,7 +36,9 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "devices/virtio/vsock_conn.h"
@@ -51,6 +53,7 @@
 #define TAG_UDS_LISTENER  0xfffffff0u
 #define TAG_EXEC_LISTENER 0xfffffff1u
 #define TAG_KICK          0xfffffff2u
+#define TAG_TIMER         0xfffffff3u
 
 struct listener {
     int fd;
@@ -68,6 +71,10 @@ struct vsock {
     struct event_loop *loop;
     int epfd;            /* our own epoll set: one fd in the VMM's loop, however many sockets */
     int kick_fd;         /* eventfd: "more work, come back" */
+    int timer_fd;        /* ticks only while some host connect waits on a deadline */
+    bool timer_armed;
+    uint32_t connect_timeout_ms;
+    uint32_t ndeadlines; /* connections with a deadline set */
     struct listener uds;
     struct listener exec;
     bool active;         /* DRIVER_OK seen and queues usable */
@@ -121,6 +128,50 @@ static void kick_self(struct vsock *v)
     (void)n; /* a full counter is already a pending kick */
 }
 
+/* --- connect deadlines ----------------------------------------------------------------------
+ * A host client must be connected (CONNECT line read, guest answered) within
+ * connect_timeout_ms of being accepted, so a guest that never answers, or a
+ * client that never speaks, cannot hold a slot forever. */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void arm_timer(struct vsock *v, bool on)
+{
+    if (on == v->timer_armed)
+        return;
+    struct itimerspec its = { 0 };
+    if (on) {
+        /* A quarter of the timeout, within [5 ms, 1 s]: deadlines are met within 25%. */
+        int64_t tick = (int64_t)v->connect_timeout_ms * 250000;
+        tick = tick < 5000000 ? 5000000 : tick > 1000000000 ? 1000000000 : tick;
+        its.it_value = its.it_interval = (struct timespec){ .tv_sec = tick / 1000000000, .tv_nsec = tick % 1000000000 };
+    }
+    if (timerfd_settime(v->timer_fd, 0, &its, NULL) == 0)
+        v->timer_armed = on;
+}
+
+static void set_deadline(struct vsock *v, struct vsock_conn *c)
+{
+    if (!c->deadline_ns)
+        v->ndeadlines++;
+    c->deadline_ns = mono_ns() + (int64_t)v->connect_timeout_ms * 1000000;
+    arm_timer(v, true);
+}
+
+/* The timer itself stops at its next tick once no deadline is left. */
+static void clear_deadline(struct vsock *v, struct vsock_conn *c)
+{
+    if (!c->deadline_ns)
+        return;
+    c->deadline_ns = 0;
+    v->ndeadlines--;
+}
+
 /* --- connection lifetime ----------------------------------------------------------------- */
 
 static void resume_listeners(struct vsock *v);
@@ -136,6 +187,7 @@ static void conn_close_fd(struct vsock_conn *c)
 
 static void conn_free(struct vsock *v, struct vsock_conn *c)
 {
+    clear_deadline(v, c);
     rx_unlink(v, c);
     conn_close_fd(c);
     vsock_table_release(&v->table, c);
@@ -155,6 +207,7 @@ static void conn_abort(struct vsock *v, struct vsock_conn *c)
         conn_free(v, c);
         return;
     }
+    clear_deadline(v, c);
     conn_close_fd(c);
     vsock_ring_free(&c->to_host);
     c->state = VSOCK_CONN_CLOSING;
@@ -618,6 +671,7 @@ static void accept_clients(struct vsock *v, struct listener *l)
             continue;
         }
         c->fd = fd;
+        set_deadline(v, c);
         if (l == &v->uds) {
             c->from_uds = true;
             c->state = VSOCK_CONN_HOST_HANDSHAKE;
@@ -712,6 +766,7 @@ static void guest_accepted(struct vsock *v, struct vsock_conn *c)
         return;
     }
     c->state = VSOCK_CONN_ESTABLISHED;
+    clear_deadline(v, c);
     if (c->from_uds) {
         int n = snprintf(c->line, sizeof c->line, "OK %u\n", c->local_port);
         c->line_len = (uint8_t)n;
@@ -840,6 +895,23 @@ static void on_kick(struct vsock *v)
     send_event(v);
 }
 
+static void on_timer(struct vsock *v)
+{
+    uint64_t ticks;
+    ssize_t got = read(v->timer_fd, &ticks, sizeof ticks);
+    (void)got;
+    int64_t now = mono_ns();
+    for (uint32_t i = 0; i < v->table.max && v->ndeadlines; i++) {
+        struct vsock_conn *c = &v->table.conns[i];
+        if (c->state != VSOCK_CONN_FREE && c->deadline_ns && now >= c->deadline_ns) {
+            v->stats.connect_timeouts++;
+            conn_abort(v, c); /* the client sees EOF; the guest an RST if it had the REQUEST */
+        }
+    }
+    if (!v->ndeadlines)
+        arm_timer(v, false);
+}
+
 static void on_epoll(void *opaque, uint32_t events)
 {
     struct vsock *v = opaque;
@@ -856,6 +928,8 @@ static void on_epoll(void *opaque, uint32_t events)
             accept_clients(v, &v->exec);
         else if (tag == TAG_KICK)
             on_kick(v);
+        else if (tag == TAG_TIMER)
+            on_timer(v);
         else {
             /* An earlier event in this batch may have ended this connection. */
             struct vsock_conn *c = vsock_table_slot(&v->table, index);
@@ -931,6 +1005,8 @@ static void vsock_destroy(struct virtio_device *dev)
         close(v->epfd);
     if (v->kick_fd >= 0)
         close(v->kick_fd);
+    if (v->timer_fd >= 0)
+        close(v->timer_fd);
     free(v);
 }
 
@@ -1037,6 +1113,12 @@ static sm_code vsock_setup(struct vsock *v, const struct vsock_config *cfg, stru
     struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_KICK };
     if (epoll_ctl(v->epfd, EPOLL_CTL_ADD, v->kick_fd, &ev) < 0)
         return sm_fail_errno(err, SM_E_IO, errno, "epoll for vsock");
+    v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (v->timer_fd < 0)
+        return sm_fail_errno(err, SM_E_IO, errno, "timerfd for vsock");
+    ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_TIMER };
+    if (epoll_ctl(v->epfd, EPOLL_CTL_ADD, v->timer_fd, &ev) < 0)
+        return sm_fail_errno(err, SM_E_IO, errno, "epoll for vsock");
     sm_code rc;
     if (cfg->uds_path && (rc = listen_unix(v, &v->uds, "vsock", cfg->uds_path, TAG_UDS_LISTENER, err)))
         return rc;
@@ -1063,7 +1145,8 @@ struct virtio_device *virtio_vsock_create(const struct vsock_config *cfg, struct
     v->dev.priv = v;
     v->guest_cid = cfg->guest_cid;
     v->exec_port = cfg->exec_port;
-    v->epfd = v->kick_fd = v->uds.fd = v->exec.fd = -1;
+    v->epfd = v->kick_fd = v->timer_fd = v->uds.fd = v->exec.fd = -1;
+    v->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : VSOCK_CONNECT_TIMEOUT_MS;
     v->rx_head = v->rx_tail = -1;
     if (vsock_setup(v, cfg, loop, err)) {
         vsock_destroy(&v->dev);

@@ -56,7 +56,12 @@ struct vsock_config {
     const char *uds_path;    /* may be NULL; copied */
     const char *exec_path;   /* may be NULL; copied */
     uint32_t exec_port;      /* guest port exec_path connections reach */
+    uint32_t connect_timeout_ms; /* a host client not connected this long after
+                                    accept (no CONNECT line, no answer from the
+                                    guest) is closed; 0: VSOCK_CONNECT_TIMEOUT_MS */
 };
+
+#define VSOCK_CONNECT_TIMEOUT_MS 10000u
 
 /*
  * Creates the device, its listening sockets and its registration in loop
@@ -84,6 +89,7 @@ struct vsock_stats {
     uint64_t malformed;        /* short header, len beyond the buffers, ... */
     uint64_t wrong_cid;        /* dropped: src_cid is not the guest's, or dst_cid not the host */
     uint64_t protocol_errors;  /* well-formed but wrong for the connection's state */
+    uint64_t connect_timeouts; /* host clients given up on before the guest answered */
     uint64_t bytes_to_guest;
     uint64_t bytes_to_host;
 };

@@ -193,6 +193,7 @@ struct vsock_conn {
     /* device bookkeeping */
     uint32_t epoll_events;   /* current interest */
     bool in_epoll;           /* the socket is in the device's epoll set */
+    int64_t deadline_ns;     /* host-initiated, not yet answered: give up then (0: none) */
     bool in_rx_list;
     int32_t rx_prev, rx_next;
     int32_t hash_next;
