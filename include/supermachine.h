@@ -236,7 +236,125 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
 sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err);
 
 /* ===== VMs ============================================================= */
-/* (section owned by: VM lifecycle) */
+/* (section owned by: VM lifecycle)
+ *
+ * A VM is a supermachine-vmm process: one per VM, so that a VMM fault never
+ * takes the embedding program down. sm_vm_start spawns it, waits for its
+ * agent to be ready and returns a handle; commands run through the VM's exec
+ * socket (sm_vm_exec_builder); sm_vm_stop ends it, reaps it and removes its
+ * state folder.
+ *
+ *   sm_vm_config *cfg = sm_vm_config_new();
+ *   sm_vm_config_memory_mib(cfg, 512);
+ *   sm_vm *vm;
+ *   if (sm_vm_start(cfg, &vm, &err) == SM_OK) {
+ *       sm_exec_builder *b = sm_vm_exec_builder(vm);   // then as in "Exec"
+ *       ...
+ *       sm_vm_stop(vm, &err);
+ *       sm_vm_free(vm);
+ *   }
+ *   sm_vm_config_free(cfg);
+ *
+ * State: each VM has a folder RUNTIME/supermachine/vms/ID/ (mode 0700), where
+ * RUNTIME is $XDG_RUNTIME_DIR, or /tmp/supermachine-UID when that is unset.
+ * It holds exec.sock, vsock.sock, console.log (the guest console unless
+ * sm_vm_config_console_path says otherwise), vmm.log (the VMM's stderr) and
+ * vm.info (what `supermachine ps` shows). IDs are 8 lowercase hex digits.
+ *
+ * Assets: without sm_vm_config_kernel/_initrd, the guest kernel (bzImage) and
+ * initramfs (initramfs.cpio) are looked for, in order, in: the environment
+ * ($SUPERMACHINE_KERNEL and $SUPERMACHINE_INITRD, or the folder
+ * $SUPERMACHINE_ASSETS), beside the running executable (and in
+ * ../lib/supermachine from it, as `make install` lays out), in
+ * ${XDG_DATA_HOME:-~/.local/share}/supermachine, and in the build tree
+ * (BUILD/guest when the executable is in BUILD/bin or BUILD/tests). The VMM
+ * program: $SUPERMACHINE_VMM, beside the executable, BUILD/bin, then $PATH.
+ * A failure names every place looked. */
+
+typedef struct sm_vm_config sm_vm_config;
+typedef struct sm_vm sm_vm;
+
+/* Defaults: 256 MiB, 1 vCPU, the assets found as above, console to the
+ * state folder, attached (see sm_vm_config_detached). NULL: no memory. */
+sm_vm_config *sm_vm_config_new(void);
+void sm_vm_config_free(sm_vm_config *cfg);
+/* 64 to 65536 MiB. */
+sm_code sm_vm_config_memory_mib(sm_vm_config *cfg, uint32_t mib);
+/* 1 to 32. */
+sm_code sm_vm_config_cpus(sm_vm_config *cfg, uint32_t cpus);
+/* A bzImage, or NULL for the default lookup. Copied. */
+sm_code sm_vm_config_kernel(sm_vm_config *cfg, const char *path);
+/* The initramfs whose /init is the agent, or NULL for the default lookup. */
+sm_code sm_vm_config_initrd(sm_vm_config *cfg, const char *path);
+/* Where the guest console goes (created or truncated), or NULL for
+ * console.log in the state folder. */
+sm_code sm_vm_config_console_path(sm_vm_config *cfg, const char *path);
+/* Seconds to wait for the agent to be ready, 1 to 3600 (default 60). */
+sm_code sm_vm_config_boot_timeout_s(sm_vm_config *cfg, uint32_t seconds);
+/* Detached: the VM outlives this process (its VMM runs in its own session,
+ * with stdio on /dev/null), sm_vm_free leaves it running, and only
+ * sm_vm_stop (from any process, through sm_vm_open) ends it. Attached (the
+ * default): the VMM gets SIGTERM when the thread that started it exits, and
+ * sm_vm_free stops it. Start attached VMs from a thread that outlives them. */
+sm_code sm_vm_config_detached(sm_vm_config *cfg, bool detached);
+
+/* Boots a VM and waits until its agent is ready (or the boot timeout). On
+ * failure nothing is left behind (process, sockets, folder), and the message
+ * carries the end of the VMM's own error output. SM_E_NOTFOUND: an asset or
+ * the VMM program was not found; SM_E_TIMEOUT: not ready in time; SM_E_GUEST:
+ * the guest panicked; SM_E_IO/SM_E_KVM...: see the message. */
+sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err);
+/* A handle on a VM that another process started (detached), by its ID.
+ * SM_E_NOTFOUND when no such VM folder exists. The VM may be dead: see
+ * sm_vm_running. */
+sm_code sm_vm_open(const char *id, sm_vm **out, sm_error *err);
+
+const char *sm_vm_id(const sm_vm *vm);
+const char *sm_vm_exec_socket_path(const sm_vm *vm);
+/* The VM's state folder (see above). */
+const char *sm_vm_state_dir(const sm_vm *vm);
+/* Whether the VM's VMM process is still alive (a crashed or powered-off VM
+ * is not). */
+bool sm_vm_running(sm_vm *vm);
+
+/* A builder for a command in this VM: as sm_exec_builder_new with the VM's
+ * exec socket. NULL: no memory. Free it with sm_exec_builder_free. */
+sm_exec_builder *sm_vm_exec_builder(const sm_vm *vm);
+/* Writes len bytes at an absolute guest path: written to a temporary file
+ * beside it and renamed, so readers see the old file or the whole new one;
+ * missing parent folders are created. Binary-safe; up to SM_VM_FILE_MAX. */
+sm_code sm_vm_write_file(const sm_vm *vm, const char *guest_path, const void *bytes, size_t len,
+                         uint32_t mode, sm_error *err);
+/* Reads a guest file into a malloc'd buffer (NUL-terminated, not counted in
+ * *len). SM_E_NOTFOUND: it does not exist; SM_E_LIMIT: it is larger than
+ * max_len (0 means SM_VM_FILE_MAX). The agent streams it; this side holds
+ * it whole. */
+sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t max_len, uint8_t **bytes,
+                        size_t *len, sm_error *err);
+#define SM_VM_FILE_MAX ((size_t)1 << 30) /* 1 GiB: the largest file sm_vm_*_file moves */
+
+/* Stops the VM: SIGTERM, up to 5 s for a clean end, then SIGKILL; reaps the
+ * VMM when it is this process's child; removes the state folder. Works on a
+ * dead VM too (it only cleans up). Calling it again is harmless. */
+sm_code sm_vm_stop(sm_vm *vm, sm_error *err);
+/* Stops an attached VM this handle started (see sm_vm_config_detached), then
+ * frees the handle. NULL is fine. */
+void sm_vm_free(sm_vm *vm);
+
+/* What `supermachine ps` shows of one VM. */
+typedef struct sm_vm_info {
+    char id[16];
+    bool running;        /* its VMM is alive */
+    int pid;             /* of its VMM */
+    uint32_t memory_mib;
+    uint32_t cpus;
+    int64_t started_unix; /* seconds since 1970 when it was started */
+} sm_vm_info;
+
+sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err);
+/* Every VM under this user's runtime folder, dead ones included, sorted by
+ * start time. Free *list with free(). */
+sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,11 @@
 /*
- * supermachine exec --socket PATH [-e K=V]... [-w DIR] [-t] [-i]
+ * supermachine exec ID [-e K=V]... [-w DIR] [-t] [-i]
  *                   [--timeout SECONDS] [--stage GUEST_PATH=HOST_FILE[:MODE]]...
  *                   -- ARGV...
+ * supermachine exec --socket PATH [options] -- ARGV...
+ *
+ * ID is a VM that `supermachine start` started (its exec socket is found
+ * through the runtime folder); --socket names any agent's exec socket.
  *
  * Streams the command's stdout/stderr as they come, passes stdin with -i,
  * puts the terminal in raw mode with -t (forwarding window size changes), and
@@ -32,10 +36,12 @@
 static void exec_usage(FILE *out)
 {
     fprintf(out,
-        "usage: supermachine exec --socket PATH [-e K=V]... [-w DIR] [-t] [-i]\n"
+        "usage: supermachine exec ID [-e K=V]... [-w DIR] [-t] [-i]\n"
         "                         [--timeout SECONDS] [--stage GUEST_PATH=HOST_FILE[:MODE]]...\n"
         "                         -- ARGV...\n"
-        "  runs ARGV through the agent behind the exec socket PATH\n"
+        "       supermachine exec --socket PATH [options] -- ARGV...\n"
+        "  runs ARGV in the VM ID (see supermachine start, supermachine ps), or through\n"
+        "  the agent behind the exec socket PATH\n"
         "  -e K=V          set an environment variable (on top of the agent's own)\n"
         "  -w DIR          working directory in the guest\n"
         "  -t              allocate a pseudo-terminal (raw mode here, resizes forwarded)\n"
@@ -132,31 +138,66 @@ static bool add_stage(sm_exec_builder *b, const char *spec)
 
 struct exec_opts {
     const char *socket;
+    const char *vm_id;
+    sm_vm *vm;          /* opened for vm_id; freed by the caller */
     bool tty, interactive;
     double timeout_s;
     int argc;
     char **argv;
 };
 
+/* The exec socket of the VM o->vm_id, which must be running. */
+static int open_vm(struct exec_opts *o)
+{
+    sm_error err;
+    sm_code rc = sm_vm_open(o->vm_id, &o->vm, &err);
+    if (rc) {
+        fprintf(stderr, "supermachine exec: %s\n", err.message);
+        return rc == SM_E_INVALID ? EXIT_USAGE : EXIT_CANNOT;
+    }
+    if (!sm_vm_running(o->vm)) {
+        fprintf(stderr, "supermachine exec: VM %s is dead (its VMM is gone); "
+                "`supermachine stop %s` cleans it up\n", o->vm_id, o->vm_id);
+        return EXIT_CANNOT;
+    }
+    o->socket = sm_vm_exec_socket_path(o->vm);
+    return 0;
+}
+
 /* Fills b from the command line; returns 0 or the exit status to use. */
 static int parse(int argc, char **argv, struct exec_opts *o, sm_exec_builder **out)
 {
     memset(o, 0, sizeof *o);
     sm_exec_builder *b = NULL;
+    int first = 1;
+    if (argc > 1 && argv[1][0] != '-') {
+        o->vm_id = argv[1];
+        first = 2;
+    }
     /* The socket comes first in the builder; collect it in a first pass. */
-    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+    for (int i = first; i < argc && strcmp(argv[i], "--"); i++) {
         if (!strcmp(argv[i], "--socket") && i + 1 < argc)
             o->socket = argv[++i];
-    if (!o->socket) {
-        fprintf(stderr, "supermachine exec: --socket PATH is required\n\n");
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            exec_usage(stdout);
+            return -1;
+        }
+    }
+    if (!o->socket == !o->vm_id) {
+        fprintf(stderr, "supermachine exec: give a VM id or --socket PATH (one of them)\n\n");
         exec_usage(stderr);
         return EXIT_USAGE;
+    }
+    if (o->vm_id) {
+        int rc = open_vm(o);
+        if (rc)
+            return rc;
     }
     b = sm_exec_builder_new(o->socket);
     if (!b)
         return EXIT_CANNOT;
     *out = b;
-    int i = 1;
+    int i = first;
     for (; i < argc; i++) {
         const char *a = argv[i];
         bool has_value = i + 1 < argc;
@@ -305,6 +346,8 @@ int cmd_exec(int argc, char **argv)
     struct exec_opts o;
     sm_exec_builder *b = NULL;
     int status = parse(argc, argv, &o, &b);
+    sm_vm_free(o.vm);   /* a handle only: the VM runs on; b has the socket path */
+    o.vm = NULL;
     if (status) {
         sm_exec_builder_free(b);
         return status < 0 ? 0 : status;

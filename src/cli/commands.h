@@ -4,7 +4,11 @@
 
 /* Each returns the process exit status; argv[0] is the subcommand's name. */
 int cmd_boot(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_start(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
 
 #endif

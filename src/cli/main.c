@@ -13,7 +13,11 @@ struct command {
 static const struct command commands[] = {
     { "boot",   cmd_boot,   "boot a kernel and initramfs to the agent, report the time" },
     { "doctor", cmd_doctor, "say whether this host can run microVMs, and what to do if not" },
-    { "exec",   cmd_exec,   "run a command through an agent's exec socket" },
+    { "start",  cmd_start,  "boot a VM in the background and print its id" },
+    { "exec",   cmd_exec,   "run a command in a VM (by id) or through an agent's exec socket" },
+    { "cp",     cmd_cp,     "copy a file into or out of a VM" },
+    { "ps",     cmd_ps,     "list VMs: id, state, pid, memory, vCPUs, age" },
+    { "stop",   cmd_stop,   "stop a VM (or clean up a dead one) and remove its state" },
 };
 
 static void usage(FILE *out)

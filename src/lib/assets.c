@@ -1,0 +1,250 @@
+/* Asset lookup and the runtime folder (see assets.h). */
+#include "lib/assets.h"
+#include "lib/error.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Which names and variables each asset has. */
+static const struct {
+    const char *file;    /* its name in an asset folder */
+    const char *env;     /* a variable naming the file itself */
+    bool executable;
+} asset_names[] = {
+    [ASSET_KERNEL] = { "bzImage", "SUPERMACHINE_KERNEL", false },
+    [ASSET_INITRD] = { "initramfs.cpio", "SUPERMACHINE_INITRD", false },
+    [ASSET_VMM] = { "supermachine-vmm", "SUPERMACHINE_VMM", true },
+};
+
+/* The places looked so far, for the error message. */
+struct search {
+    char looked[400];
+    size_t used;
+};
+
+static void note_looked(struct search *s, const char *path)
+{
+    if (s->used >= sizeof s->looked - 1)
+        return;
+    int n = snprintf(s->looked + s->used, sizeof s->looked - s->used, "%s%s",
+                     s->used ? ", " : "", path);
+    if (n > 0)
+        s->used += (size_t)n;
+    if (s->used >= sizeof s->looked)
+        s->used = sizeof s->looked - 1;
+}
+
+static bool usable_file(const char *path, bool executable)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+           access(path, executable ? X_OK : R_OK) == 0;
+}
+
+/* Tries DIR/NAME; true (with out filled) when it is there. */
+static bool try_in(struct search *s, const char *dir, asset_kind kind, char *out, size_t cap)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/%s", dir, asset_names[kind].file);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return false;
+    note_looked(s, path);
+    if (!usable_file(path, asset_names[kind].executable) || (size_t)n >= cap)
+        return false;
+    memcpy(out, path, (size_t)n + 1);
+    return true;
+}
+
+/* The folder of the running executable, or "" when /proc cannot say. */
+static void exe_dir(char *out, size_t cap)
+{
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    out[0] = 0;
+    if (n <= 0)
+        return;
+    path[n] = 0;
+    char *slash = strrchr(path, '/');
+    if (!slash || (size_t)(slash - path) >= cap)
+        return;
+    *slash = 0;
+    snprintf(out, cap, "%s", slash == path ? "/" : path);
+}
+
+/* dirname into out; "" when there is no parent. */
+static void parent_of(const char *dir, char *out, size_t cap)
+{
+    const char *slash = strrchr(dir, '/');
+    out[0] = 0;
+    if (slash && slash != dir && (size_t)(slash - dir) < cap)
+        snprintf(out, cap, "%.*s", (int)(slash - dir), dir);
+}
+
+static const char *base_of(const char *dir)
+{
+    const char *slash = strrchr(dir, '/');
+    return slash ? slash + 1 : dir;
+}
+
+/* The build tree: an executable in BUILD/bin or BUILD/tests finds guest files
+ * in BUILD/guest, and the kernel (built once, in build/guest only) also in
+ * the parent of a sanitizer build BUILD/asan; the VMM in BUILD/bin. */
+static bool try_build_tree(struct search *s, const char *exe, asset_kind kind, char *out,
+                           size_t cap)
+{
+    const char *base = base_of(exe);
+    if (strcmp(base, "bin") && strcmp(base, "tests"))
+        return false;
+    char build[PATH_MAX], dir[PATH_MAX + 16];
+    parent_of(exe, build, sizeof build);
+    if (!build[0])
+        return false;
+    if (kind == ASSET_VMM) {
+        snprintf(dir, sizeof dir, "%s/bin", build);
+        return strcmp(base, "bin") && try_in(s, dir, kind, out, cap);
+    }
+    snprintf(dir, sizeof dir, "%s/guest", build);
+    if (try_in(s, dir, kind, out, cap))
+        return true;
+    if (strcmp(base_of(build), "asan"))
+        return false;
+    char top[PATH_MAX];
+    parent_of(build, top, sizeof top);
+    snprintf(dir, sizeof dir, "%s/guest", top);
+    return top[0] && try_in(s, dir, kind, out, cap);
+}
+
+static bool try_path_env(struct search *s, char *out, size_t cap)
+{
+    const char *path = getenv("PATH");
+    if (!path || !*path)
+        return false;
+    char dir[PATH_MAX];
+    for (const char *p = path; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n > 0 && n < sizeof dir) {
+            memcpy(dir, p, n);
+            dir[n] = 0;
+            if (try_in(s, dir, ASSET_VMM, out, cap))
+                return true;
+        }
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return false;
+}
+
+/* $SUPERMACHINE_KERNEL and the like: when set, the file must be there. */
+static sm_code from_env(asset_kind kind, char *out, size_t cap, bool *found, sm_error *err)
+{
+    const char *var = asset_names[kind].env;
+    const char *v = getenv(var);
+    *found = false;
+    if (!v || !*v)
+        return SM_OK;
+    if (!usable_file(v, asset_names[kind].executable))
+        return sm_fail(err, SM_E_INVALID, "$%s is '%s', which is not a %s file; fix or unset it",
+                       var, v, asset_names[kind].executable ? "runnable" : "readable");
+    if (strlen(v) >= cap)
+        return sm_fail(err, SM_E_INVALID, "$%s is too long a path", var);
+    snprintf(out, cap, "%s", v);
+    *found = true;
+    return SM_OK;
+}
+
+sm_code assets_find(asset_kind kind, char *out, size_t cap, sm_error *err)
+{
+    if ((unsigned)kind > ASSET_VMM || !out || cap == 0)
+        return sm_fail(err, SM_E_INVALID, "assets_find: bad arguments");
+    bool found;
+    sm_code rc = from_env(kind, out, cap, &found, err);
+    if (rc || found)
+        return rc;
+    struct search s = { .used = 0 };
+    char exe[PATH_MAX], dir[PATH_MAX + 32];
+    exe_dir(exe, sizeof exe);
+    const char *assets = getenv("SUPERMACHINE_ASSETS");
+    if (kind != ASSET_VMM && assets && *assets && try_in(&s, assets, kind, out, cap))
+        return SM_OK;
+    if (exe[0]) {
+        if (try_in(&s, exe, kind, out, cap))
+            return SM_OK;
+        snprintf(dir, sizeof dir, "%s/../lib/supermachine", exe);
+        if (kind != ASSET_VMM && try_in(&s, dir, kind, out, cap))
+            return SM_OK;
+    }
+    if (kind != ASSET_VMM) {
+        const char *data = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+        if (data && *data)
+            snprintf(dir, sizeof dir, "%s/supermachine", data);
+        else if (home && *home)
+            snprintf(dir, sizeof dir, "%s/.local/share/supermachine", home);
+        else
+            dir[0] = 0;
+        if (dir[0] && try_in(&s, dir, kind, out, cap))
+            return SM_OK;
+    }
+    if (exe[0] && try_build_tree(&s, exe, kind, out, cap))
+        return SM_OK;
+    if (kind == ASSET_VMM && try_path_env(&s, out, cap))
+        return SM_OK;
+    return sm_fail(err, SM_E_NOTFOUND,
+                   "no %s found; set $%s%s, or install it (make install); looked in: %s%s",
+                   asset_names[kind].file, asset_names[kind].env,
+                   kind == ASSET_VMM ? "" : " or $SUPERMACHINE_ASSETS", s.looked,
+                   s.used >= sizeof s.looked - 1 ? "..." : "");
+}
+
+/* mkdir that accepts an existing folder. */
+static sm_code make_dir(const char *path, sm_error *err)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
+        return SM_OK;
+    return sm_fail_errno(err, SM_E_IO, errno, "cannot create the folder %s", path);
+}
+
+/* The /tmp fallback is shared by all users: it must be ours, a real folder,
+ * and closed to others, or someone could have planted it. */
+static sm_code check_private_dir(const char *path, sm_error *err)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot examine %s", path);
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+        return sm_fail(err, SM_E_IO, "%s is not a private folder of this user (owner %u, mode "
+                       "%o); remove it or set $XDG_RUNTIME_DIR", path, (unsigned)st.st_uid,
+                       (unsigned)(st.st_mode & 07777));
+    return SM_OK;
+}
+
+sm_code assets_vms_dir(char *out, size_t cap, bool create, sm_error *err)
+{
+    const char *runtime = getenv("XDG_RUNTIME_DIR");
+    char base[PATH_MAX];
+    bool fallback = !runtime || runtime[0] != '/';
+    if (fallback)
+        snprintf(base, sizeof base, "/tmp/supermachine-%u", (unsigned)geteuid());
+    else if ((size_t)snprintf(base, sizeof base, "%s", runtime) >= sizeof base)
+        return sm_fail(err, SM_E_INVALID, "$XDG_RUNTIME_DIR is too long");
+    int n = snprintf(out, cap, "%s/supermachine/vms", base);
+    if (n < 0 || (size_t)n >= cap)
+        return sm_fail(err, SM_E_INVALID, "the runtime folder %s is too long a path", base);
+    if (!create)
+        return fallback && access(base, F_OK) == 0 ? check_private_dir(base, err) : SM_OK;
+    char mid[PATH_MAX + 16];
+    snprintf(mid, sizeof mid, "%s/supermachine", base);
+    sm_code rc = make_dir(base, err);
+    if (!rc && fallback)
+        rc = check_private_dir(base, err);
+    if (!rc)
+        rc = make_dir(mid, err);
+    if (!rc)
+        rc = make_dir(out, err);
+    return rc;
+}

@@ -1,0 +1,710 @@
+/*
+ * VMs in the library: each VM is a supermachine-vmm process (src/vmm/main.c)
+ * with a state folder of its own (see the "VMs" section of supermachine.h).
+ *
+ * Start: find the assets, make the folder, spawn the VMM with stdin/stdout
+ * on /dev/null, stderr in vmm.log and the write end of a pipe as fd 3
+ * (--ready-fd 3), record its PID in vm.info, then wait for "ready <us>\n" on
+ * the pipe. The pipe ends without it when the VMM exits: then its status and
+ * the end of vmm.log say why, and everything is removed again.
+ *
+ * Stop: SIGTERM (the VMM stops its guest and exits), a bounded wait, SIGKILL,
+ * reap when it is our child, remove the folder.
+ */
+#include "lib/assets.h"
+#include "lib/error.h"
+#include "lib/vm_state.h"
+#include "vmm/run.h"
+#include "vmm/vm.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STOP_GRACE_MS 5000   /* SIGTERM to SIGKILL */
+#define KILL_WAIT_MS 2000    /* SIGKILL to giving up */
+#define READY_SLACK_S 15     /* beyond the VMM's own boot timeout */
+#define LOG_TAIL_BYTES 320   /* of vmm.log, in a failed start's message */
+#define READY_FD 3
+
+extern char **environ;
+
+struct sm_vm_config {
+    uint32_t memory_mib;
+    uint32_t cpus;
+    uint32_t boot_timeout_s;
+    char *kernel;    /* NULL: looked up */
+    char *initrd;
+    char *console;   /* NULL: DIR/console.log */
+    bool detached;
+};
+
+struct sm_vm {
+    char id[16];
+    char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char exec_socket[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    struct vm_record rec;
+    bool our_child;   /* we spawned it: waitpid works, and must be done */
+    bool reaped;      /* our child, and waited for */
+    bool stop_on_free;
+    bool removed;     /* stopped and its folder removed */
+};
+
+/* ---- config ------------------------------------------------------------ */
+
+sm_vm_config *sm_vm_config_new(void)
+{
+    sm_vm_config *c = calloc(1, sizeof *c);
+    if (c) {
+        c->memory_mib = 256;
+        c->cpus = 1;
+        c->boot_timeout_s = 60;
+    }
+    return c;
+}
+
+void sm_vm_config_free(sm_vm_config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->kernel);
+    free(cfg->initrd);
+    free(cfg->console);
+    free(cfg);
+}
+
+sm_code sm_vm_config_memory_mib(sm_vm_config *cfg, uint32_t mib)
+{
+    if (!cfg || mib < VM_MIN_MEM_MIB || mib > VM_MAX_MEM_MIB)
+        return SM_E_INVALID;
+    cfg->memory_mib = mib;
+    return SM_OK;
+}
+
+sm_code sm_vm_config_cpus(sm_vm_config *cfg, uint32_t cpus)
+{
+    if (!cfg || cpus < 1 || cpus > VM_MAX_CPUS)
+        return SM_E_INVALID;
+    cfg->cpus = cpus;
+    return SM_OK;
+}
+
+sm_code sm_vm_config_boot_timeout_s(sm_vm_config *cfg, uint32_t seconds)
+{
+    if (!cfg || seconds < 1 || seconds > 3600)
+        return SM_E_INVALID;
+    cfg->boot_timeout_s = seconds;
+    return SM_OK;
+}
+
+sm_code sm_vm_config_detached(sm_vm_config *cfg, bool detached)
+{
+    if (!cfg)
+        return SM_E_INVALID;
+    cfg->detached = detached;
+    return SM_OK;
+}
+
+static sm_code set_path(char **slot, const char *path)
+{
+    char *copy = NULL;
+    if (path && !*path)
+        return SM_E_INVALID;
+    if (path && !(copy = strdup(path)))
+        return SM_E_NOMEM;
+    free(*slot);
+    *slot = copy;
+    return SM_OK;
+}
+
+sm_code sm_vm_config_kernel(sm_vm_config *cfg, const char *path)
+{
+    return cfg ? set_path(&cfg->kernel, path) : SM_E_INVALID;
+}
+
+sm_code sm_vm_config_initrd(sm_vm_config *cfg, const char *path)
+{
+    return cfg ? set_path(&cfg->initrd, path) : SM_E_INVALID;
+}
+
+sm_code sm_vm_config_console_path(sm_vm_config *cfg, const char *path)
+{
+    return cfg ? set_path(&cfg->console, path) : SM_E_INVALID;
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+/* A descriptor at 10 or above, close-on-exec, so that the child's dup2 onto
+ * 0..3 can never overwrite another of ours (the embedder may have closed its
+ * stdio, making our fds small). Closes fd. */
+static int high_fd(int fd)
+{
+    if (fd < 0)
+        return -1;
+    int h = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    close(fd);
+    return h;
+}
+
+static sm_code new_id(char out[16], sm_error *err)
+{
+    uint8_t b[VM_ID_LEN / 2];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot draw a VM id (getrandom)");
+    for (size_t i = 0; i < sizeof b; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    return SM_OK;
+}
+
+/* Fills vm->id/dir/exec_socket for an existing or new folder of id. */
+static sm_code set_paths(sm_vm *vm, const char *vms, const char *id, sm_error *err)
+{
+    snprintf(vm->id, sizeof vm->id, "%s", id);
+    /* The longest socket name must fit a sockaddr_un. */
+    int n = snprintf(vm->dir, sizeof vm->dir, "%s/%s", vms, id);
+    int m = snprintf(vm->exec_socket, sizeof vm->exec_socket, "%s/exec.sock", vm->dir);
+    if (n < 0 || m < 0 || (size_t)m + sizeof "/vsock.sock" - sizeof "/exec.sock" >= sizeof vm->dir)
+        return sm_fail(err, SM_E_INVALID, "the runtime folder %s is too long for Unix socket "
+                       "paths (%zu bytes at most); set $XDG_RUNTIME_DIR to a shorter one", vms,
+                       sizeof vm->dir - 24);
+    return SM_OK;
+}
+
+/* Makes RUNTIME/supermachine/vms/ID with a fresh ID. */
+static sm_code make_state_dir(sm_vm *vm, sm_error *err)
+{
+    char vms[PATH_MAX];
+    sm_code rc = assets_vms_dir(vms, sizeof vms, true, err);
+    for (int attempt = 0; !rc && attempt < 16; attempt++) {
+        char id[16];
+        rc = new_id(id, err);
+        if (!rc)
+            rc = set_paths(vm, vms, id, err);
+        if (rc)
+            return rc;
+        if (mkdir(vm->dir, 0700) == 0)
+            return SM_OK;
+        if (errno != EEXIST)
+            return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", vm->dir);
+    }
+    return rc ? rc : sm_fail(err, SM_E_IO, "no free VM id in %s", vms);
+}
+
+/* The last lines of DIR/vmm.log, on one line, for an error message. */
+static void log_tail(const sm_vm *vm, char *out, size_t cap)
+{
+    char path[PATH_MAX], buf[LOG_TAIL_BYTES + 1];
+    snprintf(path, sizeof path, "%s/vmm.log", vm->dir);
+    out[0] = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t from = end > LOG_TAIL_BYTES ? end - LOG_TAIL_BYTES : 0;
+    ssize_t n = pread(fd, buf, LOG_TAIL_BYTES, from);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = 0;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = 0;
+    char *p = buf;
+    if (from > 0 && (p = strchr(buf, '\n')))   /* start at a whole line */
+        p++;
+    else
+        p = buf;
+    for (char *q = p; *q; q++)
+        if (*q == '\n')
+            *q = '|';
+        else if ((unsigned char)*q < 0x20)
+            *q = ' ';
+    snprintf(out, cap, "%s", p);
+}
+
+/* ---- the VMM process ---------------------------------------------------- */
+
+/* Is the VMM gone? For our child this reaps it. */
+static bool vmm_gone(sm_vm *vm, int *wstatus)
+{
+    if (vm->reaped || vm->rec.pid <= 0)
+        return true;
+    if (vm->our_child) {
+        int st;
+        pid_t r = waitpid(vm->rec.pid, &st, WNOHANG);
+        if (r == vm->rec.pid) {
+            vm->reaped = true;
+            if (wstatus)
+                *wstatus = st;
+            return true;
+        }
+        if (r < 0 && errno == ECHILD) {  /* SIGCHLD ignored: reaped for us */
+            vm->reaped = true;
+            return true;
+        }
+        if (r < 0)
+            return !vm_record_alive(&vm->rec);
+        return false;
+    }
+    return !vm_record_alive(&vm->rec);
+}
+
+static bool wait_gone(sm_vm *vm, unsigned ms, int *wstatus)
+{
+    uint64_t deadline = now_ms() + ms;
+    for (unsigned step = 1;; step = step < 50 ? step * 2 : 50) {
+        if (vmm_gone(vm, wstatus))
+            return true;
+        if (now_ms() >= deadline)
+            return false;
+        sleep_ms(step);
+    }
+}
+
+/* Signals the VMM, but only if the recorded process is still the VMM. */
+static void signal_vmm(sm_vm *vm, int signo)
+{
+    if (vm->rec.pid <= 0 || vm->reaped)
+        return;
+    if (vm->our_child || vm_record_alive(&vm->rec))
+        kill(vm->rec.pid, signo);
+}
+
+/* SIGTERM, grace, SIGKILL; true once it is gone. */
+static bool end_vmm(sm_vm *vm, int *wstatus)
+{
+    if (vmm_gone(vm, wstatus))
+        return true;
+    signal_vmm(vm, SIGTERM);
+    if (wait_gone(vm, STOP_GRACE_MS, wstatus))
+        return true;
+    signal_vmm(vm, SIGKILL);
+    return wait_gone(vm, KILL_WAIT_MS, wstatus);
+}
+
+struct spawn_files {
+    int devnull;
+    int log;
+    int ready_w;
+};
+
+static sm_code open_spawn_files(const sm_vm *vm, struct spawn_files *f, int *ready_r,
+                                sm_error *err)
+{
+    char path[PATH_MAX];
+    int p[2] = { -1, -1 };
+    snprintf(path, sizeof path, "%s/vmm.log", vm->dir);
+    f->devnull = high_fd(open("/dev/null", O_RDWR | O_CLOEXEC));
+    f->log = high_fd(open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (pipe2(p, O_CLOEXEC) == 0) {
+        *ready_r = high_fd(p[0]);
+        f->ready_w = high_fd(p[1]);
+    }
+    if (f->devnull >= 0 && f->log >= 0 && *ready_r >= 0 && f->ready_w >= 0)
+        return SM_OK;
+    return sm_fail_errno(err, SM_E_IO, errno, "cannot set up the VMM's files in %s", vm->dir);
+}
+
+static void close_spawn_files(struct spawn_files *f)
+{
+    int *fds[] = { &f->devnull, &f->log, &f->ready_w };
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (*fds[i] >= 0) {
+            close(*fds[i]);
+            *fds[i] = -1;
+        }
+}
+
+/* argv of supermachine-vmm; the strings live in `store`. */
+struct vmm_argv {
+    char *argv[24];
+    char store[4][PATH_MAX];
+    char mem[16], cpus[16], timeout[16], ready[8];
+    char exec_sock[120], vsock_sock[120];
+};
+
+static void build_argv(struct vmm_argv *a, const sm_vm_config *cfg, const sm_vm *vm,
+                       const char *vmm, const char *kernel, const char *initrd)
+{
+    snprintf(a->store[0], sizeof a->store[0], "%s", vmm);
+    if (cfg->console)
+        snprintf(a->store[1], sizeof a->store[1], "%s", cfg->console);
+    else
+        snprintf(a->store[1], sizeof a->store[1], "%s/console.log", vm->dir);
+    snprintf(a->mem, sizeof a->mem, "%u", cfg->memory_mib);
+    snprintf(a->cpus, sizeof a->cpus, "%u", cfg->cpus);
+    snprintf(a->timeout, sizeof a->timeout, "%u", cfg->boot_timeout_s);
+    snprintf(a->ready, sizeof a->ready, "%d", READY_FD);
+    snprintf(a->exec_sock, sizeof a->exec_sock, "%s", vm->exec_socket);
+    snprintf(a->vsock_sock, sizeof a->vsock_sock, "%s/vsock.sock", vm->dir);
+    int n = 0;
+    char **v = a->argv;
+    v[n++] = a->store[0];
+    v[n++] = "--kernel";       v[n++] = (char *)kernel;
+    v[n++] = "--initrd";       v[n++] = (char *)initrd;
+    v[n++] = "--memory";       v[n++] = a->mem;
+    v[n++] = "--cpus";         v[n++] = a->cpus;
+    v[n++] = "--timeout";      v[n++] = a->timeout;
+    v[n++] = "--console";      v[n++] = a->store[1];
+    v[n++] = "--exec-socket";  v[n++] = a->exec_sock;
+    v[n++] = "--vsock-socket"; v[n++] = a->vsock_sock;
+    v[n++] = "--ready-fd";     v[n++] = a->ready;
+    if (!cfg->detached)
+        v[n++] = "--die-with-parent";
+    v[n] = NULL;
+}
+
+/* posix_spawn with fds 0-2 on /dev/null and vmm.log, the ready pipe on fd 3,
+ * nothing else inherited, default signal dispositions, nothing blocked. */
+static sm_code spawn_vmm(sm_vm *vm, const sm_vm_config *cfg, char *const argv[],
+                         const struct spawn_files *f, sm_error *err)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_adddup2(&fa, f->devnull, 0);
+    posix_spawn_file_actions_adddup2(&fa, f->devnull, 1);
+    posix_spawn_file_actions_adddup2(&fa, f->log, 2);
+    posix_spawn_file_actions_adddup2(&fa, f->ready_w, READY_FD);
+    posix_spawn_file_actions_addclosefrom_np(&fa, READY_FD + 1);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    int defaulted[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2 };
+    for (size_t i = 0; i < sizeof defaulted / sizeof defaulted[0]; i++)
+        sigaddset(&defaults, defaulted[i]);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (cfg->detached)
+        flags |= POSIX_SPAWN_SETSID;   /* no terminal signals from our session */
+    posix_spawnattr_setflags(&attr, flags);
+    pid_t pid;
+    int e = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (e)
+        return sm_fail_errno(err, SM_E_IO, e, "cannot run %s", argv[0]);
+    vm->rec.pid = pid;
+    vm->our_child = true;
+    vm->rec.start_ticks = vm_process_start_ticks(pid);
+    vm->rec.memory_mib = cfg->memory_mib;
+    vm->rec.cpus = cfg->cpus;
+    vm->rec.started_unix = (int64_t)time(NULL);
+    return SM_OK;
+}
+
+/* Why the VMM ended before it was ready, from its exit status. */
+static sm_code explain_exit(sm_vm *vm, int wstatus, sm_error *err)
+{
+    char tail[LOG_TAIL_BYTES + 1];
+    log_tail(vm, tail, sizeof tail);
+    if (WIFSIGNALED(wstatus))
+        return sm_fail(err, SM_E_IO, "the VMM (%s) was killed by signal %d before the guest was "
+                       "ready%s%s", vm->id, WTERMSIG(wstatus), tail[0] ? ": " : "", tail);
+    int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+    sm_code rc = code == VM_EXIT_STATUS_USAGE     ? SM_E_INVALID
+                 : code == VM_EXIT_STATUS_PANIC   ? SM_E_GUEST
+                 : code == VM_EXIT_STATUS_TIMEOUT ? SM_E_TIMEOUT
+                                                  : SM_E_IO;
+    return sm_fail(err, rc, "the VM did not start: supermachine-vmm exited with status %d "
+                   "(%s)%s%s", code, sm_strerror(rc), tail[0] ? ": " : "", tail);
+}
+
+/* Reads the ready pipe until "ready <us>\n", its end, or the deadline. */
+static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *err)
+{
+    char line[64];
+    size_t got = 0;
+    uint64_t deadline = now_ms() + (uint64_t)(timeout_s + READY_SLACK_S) * 1000u;
+    for (;;) {
+        uint64_t now = now_ms();
+        if (now >= deadline)
+            return sm_fail(err, SM_E_TIMEOUT, "the VM %s was not ready after %u s (its VMM "
+                           "did not say ready, nor exit)", vm->id, timeout_s + READY_SLACK_S);
+        struct pollfd p = { .fd = ready_r, .events = POLLIN };
+        int r = poll(&p, 1, (int)(deadline - now));
+        if (r < 0 && errno != EINTR)
+            return sm_fail_errno(err, SM_E_IO, errno, "waiting for the VM to be ready");
+        if (r <= 0)
+            continue;
+        ssize_t n = read(ready_r, line + got, sizeof line - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n > 0) {
+            got += (size_t)n;
+            line[got] = 0;
+            if (strchr(line, '\n'))
+                return !strncmp(line, "ready ", 6)
+                           ? SM_OK
+                           : sm_fail(err, SM_E_PROTOCOL, "the VMM said '%.40s', not ready", line);
+            if (got < sizeof line - 1)
+                continue;
+        }
+        /* The pipe ended (the VMM exits) or overflowed without a line. */
+        int wstatus = 0;
+        if (!wait_gone(vm, 3000, &wstatus) && !end_vmm(vm, &wstatus))
+            return sm_fail(err, SM_E_IO, "the VMM %d of VM %s closed its ready pipe but does "
+                           "not exit", (int)vm->rec.pid, vm->id);
+        return explain_exit(vm, wstatus, err);
+    }
+}
+
+sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
+{
+    if (!cfg || !out)
+        return sm_fail(err, SM_E_INVALID, "sm_vm_start: NULL config or out");
+    *out = NULL;
+    char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX];
+    sm_code rc = assets_find(ASSET_VMM, vmm, sizeof vmm, err);
+    if (!rc && cfg->kernel)
+        snprintf(kernel, sizeof kernel, "%s", cfg->kernel);
+    else if (!rc)
+        rc = assets_find(ASSET_KERNEL, kernel, sizeof kernel, err);
+    if (!rc && cfg->initrd)
+        snprintf(initrd, sizeof initrd, "%s", cfg->initrd);
+    else if (!rc)
+        rc = assets_find(ASSET_INITRD, initrd, sizeof initrd, err);
+    if (rc)
+        return rc;
+    sm_vm *vm = calloc(1, sizeof *vm);
+    struct vmm_argv *argv = calloc(1, sizeof *argv);
+    if (!vm || !argv) {
+        free(vm);
+        free(argv);
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    }
+    struct spawn_files files = { -1, -1, -1 };
+    int ready_r = -1;
+    rc = make_state_dir(vm, err);
+    bool made_dir = !rc;
+    if (!rc)
+        rc = open_spawn_files(vm, &files, &ready_r, err);
+    if (!rc) {
+        build_argv(argv, cfg, vm, vmm, kernel, initrd);
+        rc = spawn_vmm(vm, cfg, argv->argv, &files, err);
+    }
+    close_spawn_files(&files);   /* the pipe ends when the VMM closes fd 3 */
+    if (!rc)
+        rc = vm_record_write(vm->dir, &vm->rec, err);
+    if (!rc)
+        rc = wait_ready(vm, ready_r, cfg->boot_timeout_s, err);
+    if (ready_r >= 0)
+        close(ready_r);
+    free(argv);
+    if (rc) {
+        end_vmm(vm, NULL);
+        if (made_dir)
+            vm_dir_remove(vm->dir, NULL);
+        free(vm);
+        return rc;
+    }
+    vm->stop_on_free = !cfg->detached;
+    *out = vm;
+    return SM_OK;
+}
+
+sm_code sm_vm_open(const char *id, sm_vm **out, sm_error *err)
+{
+    if (!out)
+        return sm_fail(err, SM_E_INVALID, "sm_vm_open: NULL out");
+    *out = NULL;
+    if (!vm_id_valid(id))
+        return sm_fail(err, SM_E_INVALID, "'%s' is not a VM id (hex digits, as `supermachine "
+                       "start` prints)", id ? id : "(null)");
+    char vms[PATH_MAX];
+    sm_code rc = assets_vms_dir(vms, sizeof vms, false, err);
+    if (rc)
+        return rc;
+    sm_vm *vm = calloc(1, sizeof *vm);
+    if (!vm)
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    rc = set_paths(vm, vms, id, err);
+    struct stat st;
+    if (!rc && (lstat(vm->dir, &st) < 0 || !S_ISDIR(st.st_mode)))
+        rc = sm_fail(err, SM_E_NOTFOUND, "no VM %s (no folder %s; `supermachine ps` lists VMs)",
+                     id, vm->dir);
+    if (rc) {
+        free(vm);
+        return rc;
+    }
+    /* A folder without a readable vm.info is a VM that never got going (or
+     * is starting right now): dead, as far as stop is concerned. */
+    vm_record_read(vm->dir, &vm->rec, NULL);
+    *out = vm;
+    return SM_OK;
+}
+
+const char *sm_vm_id(const sm_vm *vm)
+{
+    return vm ? vm->id : NULL;
+}
+
+const char *sm_vm_exec_socket_path(const sm_vm *vm)
+{
+    return vm ? vm->exec_socket : NULL;
+}
+
+const char *sm_vm_state_dir(const sm_vm *vm)
+{
+    return vm ? vm->dir : NULL;
+}
+
+bool sm_vm_running(sm_vm *vm)
+{
+    return vm && !vm->removed && !vmm_gone(vm, NULL);
+}
+
+sm_exec_builder *sm_vm_exec_builder(const sm_vm *vm)
+{
+    return vm ? sm_exec_builder_new(vm->exec_socket) : NULL;
+}
+
+sm_code sm_vm_write_file(const sm_vm *vm, const char *guest_path, const void *bytes, size_t len,
+                         uint32_t mode, sm_error *err)
+{
+    if (!vm)
+        return sm_fail(err, SM_E_INVALID, "write_file: NULL VM");
+    if (len > SM_VM_FILE_MAX)
+        return sm_fail(err, SM_E_LIMIT, "write_file %s: %zu bytes, more than the %zu allowed",
+                       guest_path ? guest_path : "", len, SM_VM_FILE_MAX);
+    return sm_exec_write_file(vm->exec_socket, guest_path, bytes, len, mode, err);
+}
+
+sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t max_len, uint8_t **bytes,
+                        size_t *len, sm_error *err)
+{
+    if (!vm)
+        return sm_fail(err, SM_E_INVALID, "read_file: NULL VM");
+    if (max_len == 0 || max_len > SM_VM_FILE_MAX)
+        max_len = SM_VM_FILE_MAX;
+    return sm_exec_read_file(vm->exec_socket, guest_path, max_len, bytes, len, err);
+}
+
+sm_code sm_vm_stop(sm_vm *vm, sm_error *err)
+{
+    if (!vm)
+        return sm_fail(err, SM_E_INVALID, "sm_vm_stop: NULL VM");
+    if (vm->removed)
+        return SM_OK;
+    if (!end_vmm(vm, NULL))
+        return sm_fail(err, SM_E_IO, "the VMM %d of VM %s did not end, even after SIGKILL",
+                       (int)vm->rec.pid, vm->id);
+    sm_code rc = vm_dir_remove(vm->dir, err);
+    if (!rc)
+        vm->removed = true;
+    return rc;
+}
+
+void sm_vm_free(sm_vm *vm)
+{
+    if (!vm)
+        return;
+    if (vm->stop_on_free)
+        sm_vm_stop(vm, NULL);
+    else if (vm->our_child && !vm->reaped)
+        vmm_gone(vm, NULL);   /* reap it if it already ended; else init will */
+    free(vm);
+}
+
+static void fill_info(sm_vm *vm, sm_vm_info *info)
+{
+    memset(info, 0, sizeof *info);
+    snprintf(info->id, sizeof info->id, "%s", vm->id);
+    info->running = sm_vm_running(vm);
+    info->pid = (int)vm->rec.pid;
+    info->memory_mib = vm->rec.memory_mib;
+    info->cpus = vm->rec.cpus;
+    info->started_unix = vm->rec.started_unix;
+}
+
+sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err)
+{
+    if (!vm || !info)
+        return sm_fail(err, SM_E_INVALID, "sm_vm_get_info: NULL argument");
+    fill_info(vm, info);
+    return SM_OK;
+}
+
+static int by_start(const void *a, const void *b)
+{
+    const sm_vm_info *x = a, *y = b;
+    if (x->started_unix != y->started_unix)
+        return x->started_unix < y->started_unix ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err)
+{
+    if (!list || !count)
+        return sm_fail(err, SM_E_INVALID, "sm_vm_list: NULL argument");
+    *list = NULL;
+    *count = 0;
+    char vms[PATH_MAX];
+    sm_code rc = assets_vms_dir(vms, sizeof vms, false, err);
+    if (rc)
+        return rc;
+    DIR *d = opendir(vms);
+    if (!d)
+        return errno == ENOENT ? SM_OK : sm_fail_errno(err, SM_E_IO, errno, "cannot list %s", vms);
+    sm_vm_info *v = NULL;
+    size_t n = 0, cap = 0;
+    for (struct dirent *e; !rc && (e = readdir(d));) {
+        if (!vm_id_valid(e->d_name))
+            continue;
+        sm_vm *vm;
+        if (sm_vm_open(e->d_name, &vm, NULL))
+            continue;   /* removed meanwhile */
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            sm_vm_info *nv = realloc(v, ncap * sizeof *nv);
+            if (!nv)
+                rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+            else {
+                v = nv;
+                cap = ncap;
+            }
+        }
+        if (!rc)
+            fill_info(vm, &v[n++]);
+        sm_vm_free(vm);
+    }
+    closedir(d);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    if (n)
+        qsort(v, n, sizeof *v, by_start);
+    *list = v;
+    *count = n;
+    return SM_OK;
+}

@@ -1,0 +1,43 @@
+/* A VM's state folder: its vm.info file, whether its VMM lives, removal. */
+#ifndef SM_LIB_VM_STATE_H
+#define SM_LIB_VM_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "supermachine.h"
+
+#define VM_ID_LEN 8          /* hex digits */
+#define VM_INFO_FILE "vm.info"
+
+/* What vm.info records (the format is documented in vm_state.c). */
+struct vm_record {
+    pid_t pid;                /* 0: unknown (no file yet, or unreadable) */
+    uint64_t start_ticks;     /* /proc/PID/stat field 22: tells a reused PID apart */
+    uint32_t memory_mib;
+    uint32_t cpus;
+    int64_t started_unix;
+};
+
+/* True for 1..15 lowercase hex digits: the only names we ever make (and so
+ * the only ones we touch). */
+bool vm_id_valid(const char *id);
+
+/* When process pid started, in clock ticks since boot; 0 if it is gone or a
+ * zombie (a dead VMM awaiting its reaper counts as gone). */
+uint64_t vm_process_start_ticks(pid_t pid);
+/* The recorded VMM is alive: the PID exists, is not a zombie, and started
+ * when recorded (not a reused PID). */
+bool vm_record_alive(const struct vm_record *r);
+
+/* Writes dir/vm.info atomically (temporary file, rename). */
+sm_code vm_record_write(const char *dir, const struct vm_record *r, sm_error *err);
+/* Reads dir/vm.info; SM_E_NOTFOUND when absent, SM_E_PROTOCOL when garbled. */
+sm_code vm_record_read(const char *dir, struct vm_record *r, sm_error *err);
+
+/* Removes the files in dir (no subfolders: we make none) and dir itself.
+ * An already missing dir is fine. */
+sm_code vm_dir_remove(const char *dir, sm_error *err);
+
+#endif
