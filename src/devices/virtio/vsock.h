@@ -14,7 +14,9 @@
  *               "CONNECT <port>\n", and once the guest accepts reads
  *               "OK <host_port>\n"; from then on the stream is the guest
  *               socket's (the Firecracker / Cloud Hypervisor convention).
- *               If the guest refuses, the client's socket is closed.
+ *               If the guest refuses, or has not answered within
+ *               connect_timeout_ms of the accept, the client's socket is
+ *               closed.
  *               A guest connect() to (CID 2, port P) reaches the Unix socket
  *               "<uds_path>_<P>" if something listens there, else the
  *               guest sees ECONNRESET.
@@ -65,8 +67,14 @@ struct vsock_config {
 
 /*
  * Creates the device, its listening sockets and its registration in loop
- * (which must outlive the device). NULL with *err filled on failure.
- * Hand the device to a transport, which then owns it.
+ * (which must outlive the device; NULL leaves the sockets unserved, for
+ * tests). NULL with *err filled on failure: a path too long for sun_path,
+ * a missing directory, a non-socket file or a live socket at a path, a bad
+ * CID. Hand the device to a transport, which then owns it; its destroy
+ * closes and unlinks both sockets.
+ *
+ * A device reset by the driver drops every connection the guest knew of;
+ * host clients not yet offered to the guest wait for the next driver.
  */
 struct virtio_device *virtio_vsock_create(const struct vsock_config *cfg, struct event_loop *loop, sm_error *err);
 

@@ -129,6 +129,10 @@ void vsock_ring_free(struct vsock_ring *r);
  *   (accepted on the exec socket) ---------------------> HOST_CONNECTING
  *   HOST_CONNECTING -- guest RESPONSE (uds: "OK <n>\n") -> ESTABLISHED
  *                   -- guest RST -> freed; anything else -> CLOSING
+ *                   -- the client hangs up -> CLOSING
+ *   HOST_HANDSHAKE and HOST_CONNECTING have a deadline, connect_timeout_ms
+ *   from accept: when it passes -> CLOSING (freed at once if the guest has
+ *   not been sent the REQUEST yet).
  *   guest REQUEST, connect(<uds>_<port>) succeeds -----> ESTABLISHED (RESPONSE queued)
  *   guest REQUEST, no listener -----------------------> (RST queued, no connection)
  *   ESTABLISHED     -- data both ways, credit-limited
