@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -224,6 +225,120 @@ static void test_wide_access_covers_both_ports(void **state)
     assert_int_equal(buf[4] & ST_OBF, 0);
 }
 
+
+/* --- snapshots ------------------------------------------------------------------- */
+
+/* Queue wrapped and full, a keyboard command waiting for its parameter, a controller command waiting for data. */
+static void make_busy(struct fixture *f)
+{
+    out(f, CMD, 0x60);
+    out(f, DATA, 0x47);        /* CTR: keyboard interrupt, SYS, translate, aux disabled off */
+    out(f, DATA, 0xf2);        /* identify: fa ab 83 */
+    in(f, DATA);
+    in(f, DATA);               /* the head moved: the saved queue must be reordered */
+    for (int i = 0; i < 7; i++)
+        out(f, DATA, 0xf4);    /* enable: one ACK each */
+    out(f, DATA, 0xf0);        /* get/set scan code set: waits for a parameter */
+    out(f, CMD, 0xd2);         /* the next data byte is echoed */
+}
+
+static void expect_same_behaviour(struct fixture *a, struct fixture *b)
+{
+    assert_int_equal(in(a, CMD), in(b, CMD));
+    out(a, DATA, 0x77);
+    out(b, DATA, 0x77);        /* echoed (queue may be full: then dropped in both) */
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(in(a, CMD), in(b, CMD));
+        assert_int_equal(in(a, DATA), in(b, DATA));
+    }
+    out(a, DATA, 0x00);
+    out(b, DATA, 0x00);        /* the parameter of 0xf0: ACK, then 0x02 */
+    for (int i = 0; i < I8042_OUT_QUEUE + 2; i++) {
+        assert_int_equal(in(a, CMD), in(b, CMD));
+        assert_int_equal(in(a, DATA), in(b, DATA));
+    }
+    assert_int_equal(command_with_reply(a, 0x20), command_with_reply(b, 0x20));
+    assert_int_equal(command_with_reply(a, 0xd0), command_with_reply(b, 0xd0));
+}
+
+static void test_snapshot_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    make_busy(f);
+    struct i8042_state st, again;
+    memset(&st, 0xaa, sizeof st);
+    memset(&again, 0x55, sizeof again);
+    i8042_save(f->k, &st);
+    i8042_save(f->k, &again);
+    assert_memory_equal(&st, &again, sizeof st);
+    assert_int_equal(st.out_count, 9);   /* 0x83, seven ACKs, the ACK of 0xf0 */
+    assert_int_equal(st.out[0], 0x83);        /* oldest first */
+    assert_int_equal(st.status & (ST_OBF | ST_CMD), ST_OBF | ST_CMD);
+    assert_int_equal(st.kbd_awaiting_param, 0xf0);
+
+    struct fixture *g = NULL;
+    setup((void **)&g);
+    i8042_set_kbd_irq(g->k, &g->irq);
+    sm_error err = { 0 };
+    assert_int_equal(i8042_restore(g->k, &st, &err), SM_OK);
+    assert_int_equal(g->pulses, 0);           /* no edge invented on restore */
+    i8042_save(g->k, &again);
+    assert_memory_equal(&st, &again, sizeof st);
+    expect_same_behaviour(f, g);
+    assert_int_equal(g->resets, 0);
+    void *gs = g;
+    teardown(&gs);
+}
+
+struct i8042_mutation {
+    const char *what;
+    const char *message_has;
+    void (*apply)(struct i8042_state *st);
+};
+
+static void count_too_large(struct i8042_state *st) { st->out_count = I8042_OUT_QUEUE + 1; }
+static void count_huge(struct i8042_state *st) { st->out_count = 0xff; }
+static void byte_past_count(struct i8042_state *st) { st->out[st->out_count] = 1; }
+static void unknown_target(struct i8042_state *st) { st->next_data = 6; }
+static void param_of_no_command(struct i8042_state *st) { st->kbd_awaiting_param = 0xf4; }
+static void reserved_set(struct i8042_state *st) { st->reserved = 0x80; }
+static void status_without_obf(struct i8042_state *st) { st->status &= (uint8_t)~ST_OBF; }
+static void status_sys_mismatch(struct i8042_state *st) { st->status ^= ST_SYS; }
+static void status_aux_bit(struct i8042_state *st) { st->status |= ST_AUX; }
+
+static void test_snapshot_refuses_hostile_state(void **state)
+{
+    struct fixture *f = *state;
+    static const struct i8042_mutation mutations[] = {
+        { "count 17", "output count", count_too_large },
+        { "count 255", "output count", count_huge },
+        { "byte past count", "past the count", byte_past_count },
+        { "next_data 6", "next_data", unknown_target },
+        { "parameter of 0xf4", "parameter", param_of_no_command },
+        { "reserved", "reserved", reserved_set },
+        { "status without OBF", "status", status_without_obf },
+        { "status SYS", "status", status_sys_mismatch },
+        { "status AUX", "status", status_aux_bit },
+    };
+    out(f, DATA, 0xf2);
+    out(f, DATA, 0xed);
+    struct i8042_state good, before, after;
+    i8042_save(f->k, &good);
+    for (size_t i = 0; i < sizeof mutations / sizeof mutations[0]; i++) {
+        struct i8042_state bad = good;
+        mutations[i].apply(&bad);
+        i8042_save(f->k, &before);
+        sm_error err = { 0 };
+        sm_code rc = i8042_restore(f->k, &bad, &err);
+        if (rc != SM_E_INVALID || !strstr(err.message, mutations[i].message_has))
+            fail_msg("%s: rc %d, message \"%s\"", mutations[i].what, rc, err.message);
+        i8042_save(f->k, &after);
+        assert_memory_equal(&before, &after, sizeof before);
+        assert_int_equal(i8042_restore(f->k, &bad, NULL), SM_E_INVALID);
+    }
+    assert_int_equal(i8042_restore(f->k, &good, NULL), SM_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -240,6 +355,8 @@ int main(void)
         T(test_no_irq_when_keyboard_interrupt_disabled),
         T(test_output_queue_is_bounded),
         T(test_wide_access_covers_both_ports),
+        T(test_snapshot_round_trip),
+        T(test_snapshot_refuses_hostile_state),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

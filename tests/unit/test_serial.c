@@ -450,6 +450,144 @@ static void test_concurrent_writers(void **state)
     serial_destroy(s);
 }
 
+
+/* --- snapshots ------------------------------------------------------------------- */
+
+/* A device in a busy state: divisor, loopback with deltas, a wrapped FIFO that overran, THRI pending. */
+static void make_busy(struct fixture *f)
+{
+    out(f, LCR, 0x83);            /* DLAB */
+    out(f, DLL, 0x0c);
+    out(f, DLM, 0x01);
+    out(f, LCR, 0x1b);
+    out(f, FCR, 0x01);
+    out(f, SCR, 0x5a);
+    out(f, MCR, 0x1b);            /* loopback, RTS, DTR, OUT2 */
+    uint8_t fill[SERIAL_RX_FIFO];
+    memset(fill, 'a', sizeof fill);
+    assert_int_equal(serial_push_input(f->s, fill, 40), 40);
+    for (int i = 0; i < 30; i++)
+        in(f, RBR);                /* the FIFO's head moves, so the saved bytes must be reordered */
+    for (int i = 0; i < 60; i++)
+        out(f, THR, (uint8_t)('0' + i)); /* through loopback: fills the FIFO and overruns */
+    out(f, IER, 0x0f);
+}
+
+static void expect_same_reads(struct fixture *a, struct fixture *b)
+{
+    static const uint8_t regs[] = { IIR, LSR, MSR, LCR, MCR, SCR, IER, IIR, LSR, MSR };
+    for (size_t i = 0; i < sizeof regs; i++)
+        assert_int_equal(in(a, regs[i]), in(b, regs[i]));
+    out(a, LCR, 0x9b);
+    out(b, LCR, 0x9b);
+    assert_int_equal(in(a, DLL), in(b, DLL));
+    assert_int_equal(in(a, DLM), in(b, DLM));
+    out(a, LCR, 0x1b);
+    out(b, LCR, 0x1b);
+    for (int i = 0; i < SERIAL_RX_FIFO + 2; i++) {
+        assert_int_equal(in(a, LSR), in(b, LSR));
+        assert_int_equal(in(a, RBR), in(b, RBR));
+    }
+    assert_int_equal(in(a, IIR), in(b, IIR));
+}
+
+static void test_snapshot_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    make_busy(f);
+    struct serial_state st, again;
+    memset(&st, 0xaa, sizeof st);
+    memset(&again, 0x55, sizeof again);
+    serial_save(f->s, &st);
+    serial_save(f->s, &again);
+    assert_memory_equal(&st, &again, sizeof st); /* every byte written, saving changes nothing */
+    assert_int_equal(st.rx_count, SERIAL_RX_FIFO);
+    assert_int_equal(st.rx[0], 'a');             /* oldest first */
+    assert_int_equal(st.rx[10], '0');
+    assert_true(st.lsr & 0x02);                  /* the overrun is part of the state */
+
+    struct fixture *g = NULL;
+    setup((void **)&g);
+    sm_error err = { 0 };
+    assert_int_equal(serial_restore(g->s, &st, &err), SM_OK);
+    assert_true(g->irq.calls >= 1);              /* the line was driven */
+    assert_int_equal(g->irq.level, f->irq.level);
+    assert_true(g->irq.level);
+    serial_save(g->s, &again);
+    assert_memory_equal(&st, &again, sizeof st);
+    expect_same_reads(f, g);
+    void *gs = g;
+    teardown(&gs);
+}
+
+/* A quiet device restored from a quiet state drives the line low, even though it was low. */
+static void test_snapshot_restore_drives_line_low(void **state)
+{
+    struct fixture *f = *state;
+    struct serial_state st;
+    serial_save(f->s, &st);
+    int before = f->irq.calls;
+    assert_int_equal(serial_restore(f->s, &st, NULL), SM_OK);
+    assert_int_equal(f->irq.calls, before + 1);
+    assert_false(f->irq.level);
+}
+
+struct serial_mutation {
+    const char *what;
+    const char *message_has;
+    void (*apply)(struct serial_state *st);
+};
+
+static void rx_count_too_large(struct serial_state *st) { st->rx_count = SERIAL_RX_FIFO + 1; }
+static void rx_count_huge(struct serial_state *st) { st->rx_count = 0xffffffffu; }
+static void ier_high_bits(struct serial_state *st) { st->ier |= 0x10; }
+static void mcr_high_bits(struct serial_state *st) { st->mcr |= 0x20; }
+static void fcr_action_bits(struct serial_state *st) { st->fcr |= 0x02; }
+static void thr_pending_not_bool(struct serial_state *st) { st->thr_pending = 2; }
+static void reserved_set(struct serial_state *st) { st->reserved = 1; }
+static void byte_past_count(struct serial_state *st) { st->rx_count = 3; st->lsr = 0x61; st->rx[5] = 'x'; }
+static void lsr_without_dr(struct serial_state *st) { st->lsr &= (uint8_t)~0x01; }
+static void lsr_extra_bit(struct serial_state *st) { st->lsr |= 0x80; }
+static void msr_wrong_lines(struct serial_state *st) { st->msr ^= 0x80; }
+static void iir_wrong(struct serial_state *st) { st->iir = 0xc1; }
+
+static void test_snapshot_refuses_hostile_state(void **state)
+{
+    struct fixture *f = *state;
+    static const struct serial_mutation mutations[] = {
+        { "rx count 65", "rx count", rx_count_too_large },
+        { "rx count 2^32-1", "rx count", rx_count_huge },
+        { "IER bit 4", "IER", ier_high_bits },
+        { "MCR bit 5", "MCR", mcr_high_bits },
+        { "FCR clear bit", "FCR", fcr_action_bits },
+        { "thr_pending 2", "thr_pending", thr_pending_not_bool },
+        { "reserved", "reserved", reserved_set },
+        { "byte past count", "past rx count", byte_past_count },
+        { "LSR without DR", "LSR", lsr_without_dr },
+        { "LSR bit 7", "LSR", lsr_extra_bit },
+        { "MSR lines", "MSR", msr_wrong_lines },
+        { "IIR", "IIR", iir_wrong },
+    };
+    make_busy(f);
+    struct serial_state good, before, after;
+    serial_save(f->s, &good);
+    for (size_t i = 0; i < sizeof mutations / sizeof mutations[0]; i++) {
+        struct serial_state bad = good;
+        mutations[i].apply(&bad);
+        serial_save(f->s, &before);
+        int calls = f->irq.calls;
+        sm_error err = { 0 };
+        sm_code rc = serial_restore(f->s, &bad, &err);
+        if (rc != SM_E_INVALID || !strstr(err.message, mutations[i].message_has))
+            fail_msg("%s: rc %d, message \"%s\"", mutations[i].what, rc, err.message);
+        serial_save(f->s, &after);
+        assert_memory_equal(&before, &after, sizeof before); /* untouched */
+        assert_int_equal(f->irq.calls, calls);
+        assert_int_equal(serial_restore(f->s, &bad, NULL), SM_E_INVALID); /* err may be NULL */
+    }
+    assert_int_equal(serial_restore(f->s, &good, NULL), SM_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +613,9 @@ int main(void)
         T(test_panic_seen_across_split_writes),
         T(test_panic_needs_the_whole_phrase),
         cmocka_unit_test(test_concurrent_writers),
+        T(test_snapshot_round_trip),
+        T(test_snapshot_restore_drives_line_low),
+        T(test_snapshot_refuses_hostile_state),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
