@@ -479,6 +479,295 @@ static void test_create_refuses_nonsense(void **state)
     free(dev);
 }
 
+
+/* --- snapshots ------------------------------------------------------------------- */
+
+/* A second "VM": a copy of f's guest memory (what the snapshot's memory file holds) and a fresh rng transport. */
+static struct fixture *clone_memory(const struct fixture *f)
+{
+    struct fixture *g = calloc(1, sizeof *g);
+    g->ram = aligned_alloc(4096, MEM_SIZE);
+    memcpy(g->ram, f->ram, MEM_SIZE);
+    gm_init_buffer(&g->mem, g->ram, MEM_SIZE);
+    g->irq.line = (struct irq_line){ .pulse = count_pulse, .fd = -1, .ctx = &g->irq };
+    g->t = virtio_mmio_create(virtio_rng_create(), &g->mem, &g->irq.line);
+    assert_non_null(g->t);
+    g->avail_idx = f->avail_idx;
+    return g;
+}
+
+static void free_clone(struct fixture *g)
+{
+    void *gs = g;
+    teardown(&gs);
+}
+
+/* Driver set up, three requests served, interrupt not yet acknowledged, odd selector values. */
+static void use_rng(struct fixture *f)
+{
+    bring_up(f);
+    for (uint16_t i = 0; i < 3; i++)
+        post_buffer(f, i, BUF_GPA + 64u * i, 32);
+    wr(f, QUEUE_NOTIFY, 0);
+    assert_int_equal(used_idx(f), 3);
+    wr(f, DEV_FEATURES_SEL, 1);
+    wr(f, DRV_FEATURES_SEL, 1);
+    wr(f, QUEUE_SEL, 5);
+}
+
+static void expect_same_registers(struct fixture *a, struct fixture *b)
+{
+    static const uint64_t regs[] = { MAGIC, VERSION, DEVICE_ID, VENDOR_ID, DEV_FEATURES, QUEUE_NUM_MAX,
+                                     QUEUE_READY, INT_STATUS, STATUS, CONFIG_GEN };
+    for (size_t i = 0; i < sizeof regs / sizeof regs[0]; i++)
+        assert_int_equal(rd(a, regs[i]), rd(b, regs[i]));
+    for (uint32_t sel = 0; sel < 3; sel++) {
+        wr(a, QUEUE_SEL, sel);
+        wr(b, QUEUE_SEL, sel);
+        wr(a, DEV_FEATURES_SEL, sel);
+        wr(b, DEV_FEATURES_SEL, sel);
+        assert_int_equal(rd(a, QUEUE_NUM_MAX), rd(b, QUEUE_NUM_MAX));
+        assert_int_equal(rd(a, QUEUE_READY), rd(b, QUEUE_READY));
+        assert_int_equal(rd(a, DEV_FEATURES), rd(b, DEV_FEATURES));
+    }
+}
+
+static void test_snapshot_state_contents(void **state)
+{
+    struct fixture *f = *state;
+    use_rng(f);
+    struct virtio_mmio_state st, again;
+    memset(&st, 0xaa, sizeof st);
+    memset(&again, 0x55, sizeof again);
+    virtio_mmio_save(f->t, &st);
+    virtio_mmio_save(f->t, &again);
+    assert_memory_equal(&st, &again, sizeof st); /* every byte written, padding included */
+    assert_int_equal(st.device_id, VIRTIO_ID_RNG);
+    assert_int_equal(st.status, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+    assert_int_equal(st.device_features_sel, 1);
+    assert_int_equal(st.queue_sel, 5);
+    assert_int_equal(st.interrupt_status, 1);
+    assert_int_equal(st.driver_features, 1ull << 32);
+    assert_int_equal(st.nqueues, 1);
+    assert_int_equal(st.queues[0].size, QSIZE);
+    assert_int_equal(st.queues[0].max_size, VIRTIO_RNG_QUEUE_SIZE);
+    assert_int_equal(st.queues[0].ready, 1);
+    assert_int_equal(st.queues[0].desc_addr, DESC_GPA);
+    assert_int_equal(st.queues[0].avail_addr, AVAIL_GPA);
+    assert_int_equal(st.queues[0].used_addr, USED_GPA);
+    assert_int_equal(st.queues[0].last_avail_idx, 3);
+    assert_int_equal(st.queues[0].used_idx, 3);
+}
+
+/* Saved mid-use, restored into a fresh transport over a copy of the memory: same registers, same rings, still serving. */
+static void test_snapshot_rng_keeps_serving(void **state)
+{
+    struct fixture *f = *state;
+    use_rng(f);
+    struct virtio_mmio_state st, again;
+    virtio_mmio_save(f->t, &st);
+    struct fixture *g = clone_memory(f);
+    sm_error err = { 0 };
+    assert_int_equal(virtio_mmio_restore(g->t, &st, &err), SM_OK);
+    virtio_mmio_save(g->t, &again);
+    assert_memory_equal(&st, &again, sizeof st);
+    assert_int_equal(g->irq.pulses, 0);          /* nothing was pending: no interrupt invented */
+    expect_same_registers(f, g);
+
+    /* Both VMs go on: the next request lands in the next used slot in both. */
+    for (struct fixture *x = f; x; x = x == f ? g : NULL) {
+        memset(x->ram + BUF_GPA + 0x1000, 0xaa, 48);
+        post_buffer(x, 7, BUF_GPA + 0x1000, 48);
+        wr(x, QUEUE_NOTIFY, 0);
+        assert_int_equal(used_idx(x), 4);
+        uint32_t id, len;
+        used_elem(x, 3, &id, &len);
+        assert_int_equal(id, 7);
+        assert_int_equal(len, 48);
+        assert_false(all_bytes_are(x->ram + BUF_GPA + 0x1000, 48, 0xaa));
+    }
+    assert_int_equal(g->irq.pulses, 1);
+    virtio_mmio_save(g->t, &again);
+    assert_int_equal(again.queues[0].last_avail_idx, 4);
+    assert_int_equal(again.queues[0].used_idx, 4);
+    free_clone(g);
+}
+
+/* A buffer posted before the snapshot whose kick never reached the device is served on restore. */
+static void test_snapshot_restore_serves_posted_buffers(void **state)
+{
+    struct fixture *f = *state;
+    use_rng(f);
+    post_buffer(f, 9, BUF_GPA + 0x2000, 16);   /* no kick: still available */
+    struct virtio_mmio_state st;
+    virtio_mmio_save(f->t, &st);
+    assert_int_equal(st.queues[0].last_avail_idx, 3);
+    struct fixture *g = clone_memory(f);
+    assert_int_equal(virtio_mmio_restore(g->t, &st, NULL), SM_OK);
+    assert_int_equal(used_idx(g), 4);
+    uint32_t id, len;
+    used_elem(g, 3, &id, &len);
+    assert_int_equal(id, 9);
+    assert_int_equal(len, 16);
+    assert_int_equal(g->irq.pulses, 1);
+    free_clone(g);
+}
+
+/* A state with no driver (a VM snapshotted before the driver probed) restores as a reset device. */
+static void test_snapshot_of_untouched_device(void **state)
+{
+    struct fixture *f = *state;
+    struct virtio_mmio_state st;
+    virtio_mmio_save(f->t, &st);
+    struct fixture *g = clone_memory(f);
+    assert_int_equal(virtio_mmio_restore(g->t, &st, NULL), SM_OK);
+    expect_same_registers(f, g);
+    bring_up(g);                                 /* a driver can still probe it */
+    post_buffer(g, 0, BUF_GPA, 8);
+    wr(g, QUEUE_NOTIFY, 0);
+    assert_int_equal(used_idx(g), 1);
+    free_clone(g);
+}
+
+struct mmio_mutation {
+    const char *what;
+    const char *message_has;
+    void (*apply)(struct virtio_mmio_state *st);
+};
+
+static void wrong_device_id(struct virtio_mmio_state *st) { st->device_id = VIRTIO_ID_VSOCK; }
+static void more_queues(struct virtio_mmio_state *st) { st->nqueues = 2; }
+static void too_many_queues(struct virtio_mmio_state *st) { st->nqueues = 0xffff; }
+static void size_not_power_of_two(struct virtio_mmio_state *st) { st->queues[0].size = 12; }
+static void size_zero(struct virtio_mmio_state *st) { st->queues[0].size = 0; }
+static void size_over_max(struct virtio_mmio_state *st) { st->queues[0].size = 2 * VIRTIO_RNG_QUEUE_SIZE; }
+static void desc_past_memory(struct virtio_mmio_state *st) { st->queues[0].desc_addr = MEM_SIZE - 16; }
+static void used_wraps_around(struct virtio_mmio_state *st) { st->queues[0].used_addr = ~0ull - 7; }
+static void avail_misaligned(struct virtio_mmio_state *st) { st->queues[0].avail_addr = AVAIL_GPA + 1; }
+static void avail_in_the_hole(struct virtio_mmio_state *st) { st->queues[0].avail_addr = 0xd0000000ull; }
+static void features_not_offered(struct virtio_mmio_state *st) { st->driver_features |= 1; }
+static void offer_differs(struct virtio_mmio_state *st) { st->device_features |= 1ull << 5; }
+static void driver_ok_alone(struct virtio_mmio_state *st) { st->status &= ~(uint32_t)S_FEATURES_OK; }
+static void status_unknown_bit(struct virtio_mmio_state *st) { st->status |= 16; }
+static void features_ok_without_v1(struct virtio_mmio_state *st) { st->driver_features = 0; }
+static void interrupt_unknown_bit(struct virtio_mmio_state *st) { st->interrupt_status |= 4; }
+static void wrong_max_size(struct virtio_mmio_state *st) { st->queues[0].max_size = 32; }
+static void too_many_in_flight(struct virtio_mmio_state *st) { st->queues[0].last_avail_idx += QSIZE + 1; }
+static void down_queue_with_indices(struct virtio_mmio_state *st) { st->queues[0].ready = 0; }
+static void ready_not_bool(struct virtio_mmio_state *st) { st->queues[0].ready = 2; }
+static void broken_not_bool(struct virtio_mmio_state *st) { st->queues[0].broken = 7; }
+static void queue_reserved(struct virtio_mmio_state *st) { st->queues[0].reserved1[3] = 1; }
+static void state_reserved(struct virtio_mmio_state *st) { st->reserved1[0] = 1; }
+static void slot_past_nqueues(struct virtio_mmio_state *st) { st->queues[1].size = 16; }
+
+static void test_snapshot_refuses_hostile_state(void **state)
+{
+    struct fixture *f = *state;
+    static const struct mmio_mutation mutations[] = {
+        { "device id", "device id", wrong_device_id },
+        { "nqueues 2", "2 queues saved", more_queues },
+        { "nqueues 65535", "65535 queues saved", too_many_queues },
+        { "size 12", "power of two", size_not_power_of_two },
+        { "size 0", "power of two", size_zero },
+        { "size 128", "power of two", size_over_max },
+        { "desc past memory", "outside guest memory", desc_past_memory },
+        { "used wraps", "outside guest memory", used_wraps_around },
+        { "avail misaligned", "misaligned", avail_misaligned },
+        { "avail in the MMIO hole", "outside guest memory", avail_in_the_hole },
+        { "features not offered", "never offered", features_not_offered },
+        { "different offer", "offers", offer_differs },
+        { "DRIVER_OK alone", "DRIVER_OK without FEATURES_OK", driver_ok_alone },
+        { "status bit 4", "unknown bits", status_unknown_bit },
+        { "FEATURES_OK without VERSION_1", "VERSION_1", features_ok_without_v1 },
+        { "interrupt bit 2", "interrupt status", interrupt_unknown_bit },
+        { "max size", "max size", wrong_max_size },
+        { "in flight", "chains taken", too_many_in_flight },
+        { "down queue with indices", "not ready", down_queue_with_indices },
+        { "ready 2", "0 or 1", ready_not_bool },
+        { "broken 7", "0 or 1", broken_not_bool },
+        { "queue reserved", "reserved", queue_reserved },
+        { "state reserved", "reserved", state_reserved },
+        { "slot past nqueues", "queue slot 1", slot_past_nqueues },
+    };
+    use_rng(f);
+    struct virtio_mmio_state good, before, after;
+    virtio_mmio_save(f->t, &good);
+    int pulses = f->irq.pulses;
+    for (size_t i = 0; i < sizeof mutations / sizeof mutations[0]; i++) {
+        struct virtio_mmio_state bad = good;
+        mutations[i].apply(&bad);
+        virtio_mmio_save(f->t, &before);
+        sm_error err = { 0 };
+        sm_code rc = virtio_mmio_restore(f->t, &bad, &err);
+        if (rc != SM_E_INVALID || !strstr(err.message, mutations[i].message_has) || !strstr(err.message, "rng"))
+            fail_msg("%s: rc %d, message \"%s\"", mutations[i].what, rc, err.message);
+        virtio_mmio_save(f->t, &after);
+        assert_memory_equal(&before, &after, sizeof before);
+        assert_int_equal(virtio_mmio_restore(f->t, &bad, NULL), SM_E_INVALID);
+    }
+    assert_int_equal(f->irq.pulses, pulses);
+    /* Refusals left the live device serving. */
+    post_buffer(f, 4, BUF_GPA + 0x3000, 8);
+    wr(f, QUEUE_NOTIFY, 0);
+    assert_int_equal(used_idx(f), 4);
+    assert_int_equal(rd(f, STATUS) & S_NEEDS_RESET, 0);
+}
+
+static int failing_activate(struct virtio_device *dev)
+{
+    (void)dev;
+    activations++;
+    return -1;
+}
+
+/* A probe device carried by a transport over f's memory; activate counts (and fails when asked). */
+static struct virtio_mmio *probe_transport(struct fixture *f, struct virtio_device *dev, bool activate_fails)
+{
+    static const struct virtio_device_ops ok_ops = {
+        .name = "probe", .device_id = 99, .num_queues = 1, .queue_max_size = 16,
+        .activate = count_activate, .queue_notify = ignore_notify,
+    };
+    static const struct virtio_device_ops failing_ops = {
+        .name = "probe", .device_id = 99, .num_queues = 1, .queue_max_size = 16,
+        .activate = failing_activate, .queue_notify = ignore_notify,
+    };
+    *dev = (struct virtio_device){ .ops = activate_fails ? &failing_ops : &ok_ops };
+    return virtio_mmio_create(dev, &f->mem, NULL);
+}
+
+/* Restore activates a live device once, a needs-reset one never; a device that cannot activate says so. */
+static void test_snapshot_restore_activation(void **state)
+{
+    struct fixture *f = *state;
+    struct virtio_device dev, dev2;
+    struct fixture pf = *f;
+    pf.t = probe_transport(f, &dev, false);
+    assert_non_null(pf.t);
+    bring_up(&pf);
+    struct virtio_mmio_state st;
+    virtio_mmio_save(pf.t, &st);
+
+    activations = 0;
+    assert_int_equal(virtio_mmio_restore(pf.t, &st, NULL), SM_OK);
+    assert_int_equal(activations, 1);
+    struct virtio_mmio_state dead = st;
+    dead.status |= S_NEEDS_RESET;
+    assert_int_equal(virtio_mmio_restore(pf.t, &dead, NULL), SM_OK);
+    assert_int_equal(activations, 1);
+    assert_int_equal(virtio_mmio_status(pf.t), dead.status);
+
+    struct virtio_mmio *failing = probe_transport(f, &dev2, true);
+    assert_non_null(failing);
+    sm_error err = { 0 };
+    assert_int_equal(virtio_mmio_restore(failing, &st, &err), SM_E_GUEST);
+    assert_non_null(strstr(err.message, "probe"));
+    assert_non_null(strstr(err.message, "cannot resume"));
+    assert_int_equal(activations, 2);
+    assert_int_equal(virtio_mmio_status(failing), 0); /* left reset, not half-restored */
+    virtio_mmio_destroy(failing);
+    virtio_mmio_destroy(pf.t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +790,12 @@ int main(void)
         T(test_broken_ring_sets_needs_reset),
         T(test_registers_and_kicks_from_two_threads),
         cmocka_unit_test(test_create_refuses_nonsense),
+        T(test_snapshot_state_contents),
+        T(test_snapshot_rng_keeps_serving),
+        T(test_snapshot_restore_serves_posted_buffers),
+        T(test_snapshot_of_untouched_device),
+        T(test_snapshot_refuses_hostile_state),
+        T(test_snapshot_restore_activation),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
