@@ -69,6 +69,19 @@ t_bad_option() {
         expect_grep "$T/err" "supermachine boot: .*$want_word" "a message naming '$want_word'"
 }
 
+# These tests run only where guests can run (tests/run picks this host or
+# kvmbox), so doctor must agree: exit 0 and a hardware-KVM verdict.
+t_doctor() {
+    "$SM_BIN" doctor >"$T/out" 2>"$T/err"
+    boot_status=$?
+    expect_status 0 &&
+        expect_grep "$T/out" 'verdict +hardware KVM' "a hardware-KVM verdict" &&
+        expect_no_grep "$T/out" 'what to do' "advice" &&
+        "$SM_BIN" doctor --quiet >"$T/quiet" 2>&1 &&
+        if [[ -s $T/quiet ]]; then echo "doctor --quiet printed: $(cat "$T/quiet")"; return 1; fi
+}
+
+check "doctor: guests can run where the VM tests run" t_doctor
 check "boot: ready with 1 vCPU" t_boot_ready 1
 check "boot: ready with 2 vCPUs" t_boot_ready 2
 check "boot: the guest powers itself off after ready" t_poweroff
