@@ -6,8 +6,10 @@
 #   tests/exec/run-pid1.sh AGENT_BINARY BUILD_DIR
 #
 # AGENT_BINARY may be the static guest build (build/guest/supermachine-agent)
-# or a host build; the test binaries come from BUILD_DIR/tests. The last one,
-# test_exec_pid1, powers the agent off; the namespace must then be gone.
+# or a host build; the test binaries come from BUILD_DIR/tests. A static
+# agent runs as /init of a root holding only a static busybox (as in the
+# guest), when one is installed. The last test binary, test_exec_pid1, powers
+# the agent off; the namespace must then be gone.
 set -u
 agent=${1:?usage: tests/exec/run-pid1.sh AGENT_BINARY BUILD_DIR}
 build=${2:?usage: tests/exec/run-pid1.sh AGENT_BINARY BUILD_DIR}
@@ -24,8 +26,25 @@ fi
 # Not under /tmp or /run: the agent mounts tmpfs over those in its namespace.
 dir=$(mktemp -d /var/tmp/sm-pid1.XXXXXX) || exit 2
 sock=$dir/exec.sock
-unshare --pid --fork --mount --propagation private "$agent" --no-vm --listen "unix:$sock" \
-    >"$dir/agent.log" 2>&1 &
+busybox=$(command -v busybox || true)
+if [ -n "$busybox" ] && ! ldd "$agent" >/dev/null 2>&1 && ! ldd "$busybox" >/dev/null 2>&1; then
+    # Both static: a guest-like root with only busybox, the agent as /init.
+    root=$dir/root
+    mkdir -p "$root/bin" "$root/sbin" "$root/usr/bin" "$root/proc" "$root/sys" "$root/dev" \
+        "$root/tmp" "$root/run" "$root/root" "$root/etc"
+    cp "$busybox" "$root/bin/busybox"
+    for applet in $("$busybox" --list); do
+        [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+    done
+    cp "$agent" "$root/init"
+    sock=$root/exec.sock
+    echo "run-pid1.sh: $agent as /init of a busybox-only root"
+    unshare --pid --fork --mount --propagation private --root="$root" /init --no-vm \
+        --listen unix:/exec.sock >"$dir/agent.log" 2>&1 &
+else
+    unshare --pid --fork --mount --propagation private "$agent" --no-vm --listen "unix:$sock" \
+        >"$dir/agent.log" 2>&1 &
+fi
 ns=$!
 i=0
 while [ ! -S "$sock" ]; do
