@@ -12,6 +12,12 @@
  *   bits are only added by the driver; only a reset clears them;
  *   DEVICE_NEEDS_RESET is the device's own bit: set when the driver broke a
  *   queue or a rule, after which no queue is processed until reset.
+ *
+ * Snapshots (virtio_mmio_save/restore, layout in mmio.h): restore accepts
+ * only a state this machine could have reached through the registers (the
+ * rules above, plus vq_validate for every ready queue), then resets the
+ * device and installs it; a live state goes through activate() like a
+ * DRIVER_OK write, so posted buffers are served at once.
  */
 #include "devices/virtio/mmio.h"
 

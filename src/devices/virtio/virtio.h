@@ -12,7 +12,13 @@
  *                             the transport.
  *   activate                  the driver set DRIVER_OK; queues are ready and
  *                             driver_features final. Non-zero = failure: the
- *                             transport sets DEVICE_NEEDS_RESET.
+ *                             transport sets DEVICE_NEEDS_RESET. Also called
+ *                             when a snapshot is restored (virtio_mmio_restore),
+ *                             right after reset, on queues that are mid-stream:
+ *                             last_avail_idx/used_idx come from the snapshot
+ *                             and buffers the driver posted earlier are still
+ *                             available. A device must not assume fresh rings
+ *                             here; one that cannot resume returns non-zero.
  *   queue_notify              the driver added buffers to queue q (only
  *                             called after a successful activate, for a
  *                             ready queue).
