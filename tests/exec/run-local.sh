@@ -69,7 +69,7 @@ for t in "$@"; do
     fi
     ran=$((ran + 1))
     echo "run-local.sh: $t"
-    if ! "$t"; then
+    if ! timeout 300 "$t"; then # a hung test fails instead of hanging the run
         echo "run-local.sh: FAILED: $t" >&2
         failed=1
     fi

@@ -39,20 +39,28 @@ if [ -n "$busybox" ] && ! ldd "$agent" >/dev/null 2>&1 && ! ldd "$busybox" >/dev
     cp "$agent" "$root/init"
     sock=$root/exec.sock
     echo "run-pid1.sh: $agent as /init of a busybox-only root"
-    unshare --pid --fork --mount --propagation private --root="$root" /init --no-vm \
+    unshare --pid --fork --kill-child --mount --propagation private --root="$root" /init --no-vm \
         --listen unix:/exec.sock >"$dir/agent.log" 2>&1 &
 else
-    unshare --pid --fork --mount --propagation private "$agent" --no-vm --listen "unix:$sock" \
+    unshare --pid --fork --kill-child --mount --propagation private "$agent" --no-vm --listen "unix:$sock" \
         >"$dir/agent.log" 2>&1 &
 fi
 ns=$!
+# The namespace's PID 1 is unshare's child; SIGKILL from out here always
+# reaches it (--kill-child covers unshare dying on its own).
+kill_ns() {
+    for p in $(cat /proc/"$ns"/task/*/children 2>/dev/null); do
+        kill -KILL "$p" 2>/dev/null
+    done
+    kill -KILL "$ns" 2>/dev/null
+}
 i=0
 while [ ! -S "$sock" ]; do
     i=$((i + 1))
     if [ $i -gt 100 ] || ! kill -0 "$ns" 2>/dev/null; then
         echo "run-pid1.sh: the agent did not come up:" >&2
         cat "$dir/agent.log" >&2
-        kill -KILL "$ns" 2>/dev/null
+        kill_ns
         rm -rf "$dir"
         exit 1
     fi
@@ -67,7 +75,7 @@ fi
 failed=0
 for t in test_exec_spec test_exec_bad_peers test_exec_cli test_exec_pid1; do
     echo "run-pid1.sh: $build/tests/$t"
-    if ! "$build/tests/$t"; then
+    if ! timeout 300 "$build/tests/$t"; then
         echo "run-pid1.sh: FAILED: $t" >&2
         failed=1
     fi
@@ -81,7 +89,7 @@ while kill -0 "$ns" 2>/dev/null && [ $i -lt 50 ]; do
 done
 if kill -0 "$ns" 2>/dev/null; then
     echo "run-pid1.sh: FAILED: the agent did not power off; killing the namespace" >&2
-    kill -KILL "$ns"
+    kill_ns
     failed=1
 fi
 wait "$ns" 2>/dev/null
