@@ -6,6 +6,11 @@
  * agent inside a VM. Tests that need the agent to be a local process check
  * exec_local() and skip otherwise. Commands used are POSIX sh and tools that
  * busybox has.
+ *
+ * Environment: SM_EXEC_SOCKET (required), SM_EXEC_LOCAL=1 and
+ * SM_EXEC_AGENT_PID (local agent), SM_EXEC_CLI (the supermachine binary),
+ * SM_EXEC_PID1=1 (the agent is PID 1), SM_EXEC_TIMEOUT_MARGIN_MS (slack on
+ * the 500 ms timeout checks; 400 by default).
  */
 #ifndef SM_TESTS_EXEC_HELPERS_H
 #define SM_TESTS_EXEC_HELPERS_H
