@@ -36,6 +36,7 @@ CLI_SRCS   := $(wildcard src/cli/*.c)
 AGENT_SRCS := $(wildcard src/agent/*.c) $(wildcard src/protocol/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 EXEC_TESTS := $(patsubst tests/exec/%.c,$(BUILD)/tests/%,$(wildcard tests/exec/test_*.c))
+VM_TESTS   := $(patsubst tests/vm/%.c,$(BUILD)/tests/%,$(wildcard tests/vm/test_*.c))
 FUZZ_SRCS  := $(wildcard fuzz/fuzz_*.c)
 GUEST_TEST_INITS := $(patsubst tests/vm/%.c,$(BUILD)/guest/test-%,$(wildcard tests/vm/init_*.c))
 
@@ -128,6 +129,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_A)
 $(BUILD)/tests/%: tests/exec/%.c $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIB_A) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
+$(BUILD)/tests/%: tests/vm/%.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIB_A) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
 
 deps:
 	scripts/deps.sh
@@ -140,7 +144,7 @@ test: deps
 	tests/run
 
 .PHONY: all-tests
-all-tests: all $(UNIT_TESTS) $(EXEC_TESTS)
+all-tests: all $(UNIT_TESTS) $(EXEC_TESTS) $(VM_TESTS)
 
 run: deps
 	$(MAKE) all kernel
