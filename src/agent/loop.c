@@ -754,6 +754,12 @@ void agent_shutdown(agent *ag)
         tick_and_collect(ag);
     }
     tick_and_collect(ag);
+    /* What is left waits only for its pipes to drain: nobody will read them. */
+    while (ag->sessions) {
+        session *s = ag->sessions;
+        ag->sessions = *session_next(s);
+        session_free(s);
+    }
     for (int i = 0; i < ag->nlisteners; i++)
         close(ag->listeners[i].fd);
     close(ag->signals.fd);
