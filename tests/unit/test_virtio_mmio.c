@@ -502,7 +502,7 @@ static void free_clone(struct fixture *g)
     teardown(&gs);
 }
 
-/* Driver set up, three requests served, interrupt not yet acknowledged, odd selector values. */
+/* Driver set up, three requests served, a config change, interrupts not yet acknowledged, odd selector values. */
 static void use_rng(struct fixture *f)
 {
     bring_up(f);
@@ -513,6 +513,7 @@ static void use_rng(struct fixture *f)
     wr(f, DEV_FEATURES_SEL, 1);
     wr(f, DRV_FEATURES_SEL, 1);
     wr(f, QUEUE_SEL, 5);
+    virtio_device_notify_config(virtio_mmio_device(f->t)); /* as a device whose config changed would */
 }
 
 static void expect_same_registers(struct fixture *a, struct fixture *b)
@@ -546,7 +547,8 @@ static void test_snapshot_state_contents(void **state)
     assert_int_equal(st.status, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
     assert_int_equal(st.device_features_sel, 1);
     assert_int_equal(st.queue_sel, 5);
-    assert_int_equal(st.interrupt_status, 1);
+    assert_int_equal(st.interrupt_status, 3);
+    assert_int_equal(st.config_generation, 1);
     assert_int_equal(st.driver_features, 1ull << 32);
     assert_int_equal(st.nqueues, 1);
     assert_int_equal(st.queues[0].size, QSIZE);
@@ -713,6 +715,13 @@ static void test_snapshot_refuses_hostile_state(void **state)
     assert_int_equal(rd(f, STATUS) & S_NEEDS_RESET, 0);
 }
 
+static int resets;
+static void count_reset(struct virtio_device *dev)
+{
+    (void)dev;
+    resets++;
+}
+
 static int failing_activate(struct virtio_device *dev)
 {
     (void)dev;
@@ -725,7 +734,7 @@ static struct virtio_mmio *probe_transport(struct fixture *f, struct virtio_devi
 {
     static const struct virtio_device_ops ok_ops = {
         .name = "probe", .device_id = 99, .num_queues = 1, .queue_max_size = 16,
-        .activate = count_activate, .queue_notify = ignore_notify,
+        .activate = count_activate, .queue_notify = ignore_notify, .reset = count_reset,
     };
     static const struct virtio_device_ops failing_ops = {
         .name = "probe", .device_id = 99, .num_queues = 1, .queue_max_size = 16,
@@ -735,7 +744,7 @@ static struct virtio_mmio *probe_transport(struct fixture *f, struct virtio_devi
     return virtio_mmio_create(dev, &f->mem, NULL);
 }
 
-/* Restore activates a live device once, a needs-reset one never; a device that cannot activate says so. */
+/* Restore resets the device first, activates a live one once, a needs-reset one never; a device that cannot activate says so. */
 static void test_snapshot_restore_activation(void **state)
 {
     struct fixture *f = *state;
@@ -748,8 +757,10 @@ static void test_snapshot_restore_activation(void **state)
     virtio_mmio_save(pf.t, &st);
 
     activations = 0;
+    resets = 0;
     assert_int_equal(virtio_mmio_restore(pf.t, &st, NULL), SM_OK);
     assert_int_equal(activations, 1);
+    assert_int_equal(resets, 1);                 /* the live device forgot its work before the new state */
     struct virtio_mmio_state dead = st;
     dead.status |= S_NEEDS_RESET;
     assert_int_equal(virtio_mmio_restore(pf.t, &dead, NULL), SM_OK);

@@ -583,11 +583,9 @@ static sm_code check_state(const struct virtio_mmio *t, const struct virtio_mmio
 /* Called with the lock held, on a reset transport, with a checked state. */
 static void install_state(struct virtio_mmio *t, const struct virtio_mmio_state *in)
 {
-    bool indirect = (in->driver_features >> VIRTIO_F_RING_INDIRECT_DESC) & 1;
-    for (uint16_t i = 0; i < t->num_queues; i++) {
+    /* indirect_ok stays clear: only a live queue reads it, and activate() sets it from the features. */
+    for (uint16_t i = 0; i < t->num_queues; i++)
         t->queues[i] = queue_from_state(&in->queues[i]);
-        t->queues[i].indirect_ok = indirect;
-    }
     t->dev->driver_features = in->driver_features;
     t->device_features_sel = in->device_features_sel;
     t->driver_features_sel = in->driver_features_sel;
