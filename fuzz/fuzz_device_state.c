@@ -26,6 +26,9 @@
  *   6          virtio_mmio_queue_notify(arg)
  *   7          store le32 val into guest memory at arg (clipped)
  *
+ * After the script the same states are restored again, over devices the
+ * script has used, and the first operation runs once more.
+ *
  * Oracle: no crash, hang or sanitizer report; a serial or i8042 state that
  * restores saves back byte for byte; so does a virtio-mmio state that does
  * not resume a live device (a live one serves its queues on restore, which
@@ -208,6 +211,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nops = MAX_OPS;
     for (size_t i = 0; i < nops; i++)
         run_op(&d, in + OFF_OPS + OP_SIZE * i);
+    /* Once more over devices the script has used (and perhaps left live). */
+    restore_all(&d, in);
+    run_op(&d, in + OFF_OPS);
     serial_destroy(d.serial);
     i8042_destroy(d.kbd);
     virtio_mmio_destroy(d.mmio);
