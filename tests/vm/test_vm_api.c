@@ -572,7 +572,10 @@ static void test_vmm_killed_mid_exec(void **state)
     assert_true(ms < 1000);
     sm_exec_child_free(c);
     sm_exec_builder_free(b);
-    /* Dead now, and a new exec says so at once. */
+    /* Its sockets close before it has quite ended: give it a moment to be a
+     * zombie (which sm_vm_running reaps). Then a new exec fails at once. */
+    for (int i = 0; i < 100 && sm_vm_running(vm); i++)
+        usleep(10000);
     assert_false(sm_vm_running(vm));
     b = vm_builder("true");
     sm_exec_outcome out;
