@@ -27,10 +27,10 @@ CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 $(WARN) -fPIC $(SAN_FLAGS)
 LDFLAGS  += $(SAN_FLAGS)
-LDLIBS   := -lpthread
+LDLIBS   := -lpthread -lz
 
 # --- sources -------------------------------------------------------------
-LIB_SRCS   := $(wildcard src/lib/*.c src/protocol/*.c src/vmm/*.c src/devices/*.c src/devices/virtio/*.c)
+LIB_SRCS   := $(wildcard src/lib/*.c src/protocol/*.c src/vmm/*.c src/snapshot/*.c src/devices/*.c src/devices/virtio/*.c)
 LIB_SRCS   := $(filter-out src/vmm/main.c,$(LIB_SRCS))
 CLI_SRCS   := $(wildcard src/cli/*.c)
 AGENT_SRCS := $(wildcard src/agent/*.c) $(wildcard src/protocol/*.c)

@@ -17,7 +17,7 @@ packages=(
     # perl from perl-base: both essential, always present)
     qemu-system-x86 busybox-static
     # later issues: images, registries, seccomp
-    libcurl4-openssl-dev libarchive-dev libzstd-dev libjson-c-dev libseccomp-dev
+    zlib1g-dev libcurl4-openssl-dev libarchive-dev libzstd-dev libjson-c-dev libseccomp-dev
 )
 
 installed() {

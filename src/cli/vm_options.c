@@ -34,7 +34,10 @@ static void usage(FILE *out, const char *prog, bool process)
                 "  --vsock-socket PATH  Unix socket for host-to-guest vsock: send \"CONNECT <port>\\n\"\n"
                 "  --exec-socket PATH   Unix socket whose connections reach the guest agent directly\n"
                 "  --ready-fd N         write \"ready <microseconds>\\n\" to fd N once the agent is ready\n"
-                "  --die-with-parent    stop the VM when the process that started this one dies\n");
+                "  --die-with-parent    stop the VM when the process that started this one dies\n"
+                "  --restore DIR        restore the snapshot in DIR instead of booting (no --kernel)\n"
+                "  --snapshot-when-ready DIR  boot, snapshot into DIR once the agent is ready, stop\n"
+                "  --control-socket PATH  serve control requests (snapshot DIR, stop, stats)\n");
     fprintf(out, "\nexit status: 0 ok, 1 error, 2 usage, 3 guest panic, 4 not ready in time\n");
 }
 
@@ -47,6 +50,8 @@ int vm_cli_parse(struct vm_cli *cli, int argc, char **argv, bool process)
         { "timeout", required_argument, NULL, 't' },      { "help", no_argument, NULL, 'h' },
         { "vsock-socket", required_argument, NULL, 'V' }, { "exec-socket", required_argument, NULL, 'E' },
         { "ready-fd", required_argument, NULL, 'R' },     { "die-with-parent", no_argument, NULL, 'D' },
+        { "restore", required_argument, NULL, 'S' },      { "snapshot-when-ready", required_argument, NULL, 'W' },
+        { "control-socket", required_argument, NULL, 'C' },
         { NULL, 0, NULL, 0 },
     };
     const char *prog = argv[0];
@@ -60,7 +65,7 @@ int vm_cli_parse(struct vm_cli *cli, int argc, char **argv, bool process)
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         bool ok = true;
         uint32_t fd;
-        if (!process && strchr("VERD", c)) {
+        if (!process && strchr("VERDSWC", c)) {
             fprintf(stderr, "%s: unknown option '%s'\n", prog, argv[optind - 1]);
             return -1;
         }
@@ -79,6 +84,9 @@ int vm_cli_parse(struct vm_cli *cli, int argc, char **argv, bool process)
             cli->run.ready_fd = (int)fd;
             break;
         case 'D': cli->die_with_parent = true; break;
+        case 'S': cli->run.restore_dir = optarg; break;
+        case 'W': cli->run.snapshot_when_ready = optarg; break;
+        case 'C': cli->run.control_socket = optarg; break;
         case 'h': usage(stdout, prog, process); return 1;
         default:
             fprintf(stderr, "%s: unknown or incomplete option '%s'\n", prog, argv[optind - 1]);
@@ -91,6 +99,14 @@ int vm_cli_parse(struct vm_cli *cli, int argc, char **argv, bool process)
     if (optind < argc) {
         fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
         return -1;
+    }
+    if (cli->run.restore_dir) {
+        if (cli->cfg.kernel_path || cli->run.snapshot_when_ready) {
+            fprintf(stderr, "%s: --restore takes the VM from the snapshot: no --kernel or --snapshot-when-ready\n",
+                    prog);
+            return -1;
+        }
+        cli->cfg.kernel_path = "(snapshot)";
     }
     if (!cli->cfg.kernel_path) {
         fprintf(stderr, "%s: --kernel is required\n", prog);

@@ -28,6 +28,19 @@ int gm_create(struct guest_memory *m, uint64_t bytes)
     return 0;
 }
 
+int gm_create_from_file(struct guest_memory *m, int fd, uint64_t bytes)
+{
+    memset(m, 0, sizeof *m);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    madvise(p, bytes, MADV_DONTDUMP);
+    m->mapping = p;
+    m->mapping_size = bytes;
+    layout(m, p, bytes);
+    return 0;
+}
+
 void gm_init_buffer(struct guest_memory *m, void *buf, uint64_t size)
 {
     memset(m, 0, sizeof *m);

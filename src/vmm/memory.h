@@ -34,6 +34,10 @@ struct guest_memory {
 
 /* Maps `bytes` of anonymous memory and lays it out as regions. */
 int gm_create(struct guest_memory *m, uint64_t bytes);
+/* Maps `bytes` of the file fd copy-on-write (MAP_PRIVATE): restore costs a
+ * mapping, not a copy, and every VM restored from one file shares its pages
+ * until it writes them. */
+int gm_create_from_file(struct guest_memory *m, int fd, uint64_t bytes);
 /* Uses a caller-owned buffer as guest memory starting at GPA 0 (tests, fuzzing). */
 void gm_init_buffer(struct guest_memory *m, void *buf, uint64_t size);
 void gm_destroy(struct guest_memory *m);

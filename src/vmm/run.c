@@ -14,6 +14,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "snapshot/snapshot.h"
+#include "vmm/control.h"
 #include "vmm/vm.h"
 
 /* After the agent was asked to power off, how long it may take. */
@@ -94,8 +96,21 @@ static void announce_ready(struct vm *vm, const struct vm_run_options *opt)
     }
 }
 
+/* Bake: the agent is ready, so this is the moment to keep. */
+static int snapshot_and_stop(struct vm *vm, const struct vm_run_options *opt)
+{
+    sm_error err = { 0 };
+    if (vm_pause(vm, &err) || snapshot_save(vm, opt->snapshot_when_ready, &err)) {
+        fprintf(stderr, "%s: %s\n", opt->prog, err.message);
+        return VM_EXIT_STATUS_ERROR;
+    }
+    return VM_EXIT_STATUS_OK;
+}
+
 static int run_after_ready(struct vm *vm, const struct vm_run_options *opt)
 {
+    if (opt->snapshot_when_ready)
+        return snapshot_and_stop(vm, opt);
     int64_t deadline = opt->serve ? 0 : vm_now_ns() + POWEROFF_GRACE_NS;
     enum vm_wait_result w = vm_run_until(vm, false, deadline);
     if (w == VM_WAIT_TIMEOUT) {
@@ -114,22 +129,28 @@ static int run_after_ready(struct vm *vm, const struct vm_run_options *opt)
 int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
 {
     sm_error err = { 0 };
-    cfg->poweroff_when_ready = !opt->serve;
-    struct vm *vm = vm_create(cfg, &err);
+    cfg->poweroff_when_ready = !opt->serve && !opt->snapshot_when_ready;
+    struct vm *vm = opt->restore_dir ? snapshot_restore(opt->restore_dir, cfg, &err) : vm_create(cfg, &err);
     if (!vm) {
         fprintf(stderr, "%s: %s\n", opt->prog, err.message);
         return VM_EXIT_STATUS_ERROR;
     }
+    struct vm_control *control = NULL;
     if (opt->serve && watch_stop_signals(vm) < 0) {
         fprintf(stderr, "%s: cannot watch for stop signals: %s\n", opt->prog, strerror(errno));
         vm_destroy(vm);
         return VM_EXIT_STATUS_ERROR;
     }
-    if (vm_start(vm, &err)) {
+    if ((opt->control_socket && !(control = vm_control_open(vm, opt->control_socket, &err))) ||
+        vm_start(vm, &err)) {
         fprintf(stderr, "%s: %s\n", opt->prog, err.message);
+        vm_control_close(control);
         vm_destroy(vm);
         return VM_EXIT_STATUS_ERROR;
     }
+    /* A restored guest's agent was ready when the snapshot was taken. */
+    if (opt->restore_dir)
+        atomic_store(&vm->ready_ns, vm_now_ns());
     int64_t deadline = vm->created_ns + (int64_t)(opt->timeout_s * 1e9);
     int status;
     switch (vm_run_until(vm, true, deadline)) {
@@ -151,6 +172,7 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
         status = VM_EXIT_STATUS_ERROR;
         break;
     }
+    vm_control_close(control);
     vm_destroy(vm);
     return status;
 }

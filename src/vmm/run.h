@@ -21,6 +21,9 @@ struct vm_run_options {
     bool serve;            /* false: power off once ready (boot probe); true: run until stopped */
     bool print_boot_time;  /* print "boot-to-ready: <ms> ms" on stdout */
     int ready_fd;          /* >= 0: write "ready <us>\n" there once ready, then close it */
+    const char *restore_dir;        /* restore this snapshot instead of booting */
+    const char *snapshot_when_ready; /* boot, snapshot into this folder once ready, then stop */
+    const char *control_socket;     /* serve control requests here (control.h) */
 };
 
 /* Creates, runs and destroys the VM; messages go to stderr. With `serve`,

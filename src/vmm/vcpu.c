@@ -104,14 +104,15 @@ static sm_code set_lapic(struct vcpu *v, sm_error *err)
 
 static sm_code set_msrs(struct vcpu *v, sm_error *err)
 {
-    struct {
+    /* struct kvm_msrs ends in a flexible array: give it room in a union. */
+    union {
         struct kvm_msrs hdr;
-        struct kvm_msr_entry entries[2];
+        uint8_t bytes[sizeof(struct kvm_msrs) + 2 * sizeof(struct kvm_msr_entry)];
     } msrs;
     memset(&msrs, 0, sizeof msrs);
     msrs.hdr.nmsrs = 2;
-    msrs.entries[0] = (struct kvm_msr_entry){ .index = MSR_IA32_MISC_ENABLE, .data = MISC_ENABLE_FAST_STRING };
-    msrs.entries[1] = (struct kvm_msr_entry){ .index = MSR_MTRR_DEF_TYPE, .data = MTRR_ENABLE_WB };
+    msrs.hdr.entries[0] = (struct kvm_msr_entry){ .index = MSR_IA32_MISC_ENABLE, .data = MISC_ENABLE_FAST_STRING };
+    msrs.hdr.entries[1] = (struct kvm_msr_entry){ .index = MSR_MTRR_DEF_TYPE, .data = MTRR_ENABLE_WB };
     int n = ioctl(v->fd, KVM_SET_MSRS, &msrs);
     if (n != 2)
         return sm_fail(err, SM_E_KVM, "KVM_SET_MSRS set %d of 2 boot MSRs", n);
@@ -265,11 +266,53 @@ static void handle_exit(struct vcpu *v)
     }
 }
 
+/* KVM finishes an I/O or MMIO exit only on the next KVM_RUN; entering with
+ * immediate_exit completes it and returns at once, so that the registers a
+ * snapshot reads are consistent. */
+static bool complete_pending_exit(struct vcpu *v)
+{
+    for (int tries = 0; tries < 16; tries++) {
+        v->run->immediate_exit = 1;
+        int r = ioctl(v->fd, KVM_RUN, 0);
+        v->run->immediate_exit = 0;
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
+            return true;
+        if (r < 0) {
+            vm_fail(v->vm, "vCPU %d: KVM_RUN failed while pausing: %s", v->index, strerror(errno));
+            return false;
+        }
+        handle_exit(v);
+    }
+    vm_fail(v->vm, "vCPU %d would not pause", v->index);
+    return false;
+}
+
+/* Waits, out of KVM_RUN, until the VM is resumed or stopped. */
+static void park(struct vcpu *v)
+{
+    struct vm *vm = v->vm;
+    bool consistent = complete_pending_exit(v);
+    pthread_mutex_lock(&vm->pause_lock);
+    vm->parked++;
+    if (!consistent)
+        vm->pause_failed = true;
+    pthread_cond_broadcast(&vm->pause_cond);
+    while (atomic_load(&vm->pause_requested) && !atomic_load(&vm->stopping))
+        pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+    vm->parked--;
+    pthread_cond_broadcast(&vm->pause_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
     struct vm *vm = v->vm;
     while (!atomic_load(&vm->stopping)) {
+        if (atomic_load(&vm->pause_requested)) {
+            park(v);
+            continue;
+        }
         if (ioctl(v->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 count_exit(vm, VM_EXIT_INTR);

@@ -98,7 +98,47 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason why)
     atomic_store(&vm->stopping, true);
     for (int i = 0; i < vm->ncpus; i++)
         vcpu_kick(&vm->vcpus[i]);
+    pthread_mutex_lock(&vm->pause_lock);
+    pthread_cond_broadcast(&vm->pause_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
     wake_loop(vm);
+}
+
+#define PAUSE_TIMEOUT_S 5
+
+sm_code vm_pause(struct vm *vm, sm_error *err)
+{
+    pthread_mutex_lock(&vm->pause_lock);
+    atomic_store(&vm->pause_requested, true);
+    vm->pause_failed = false;
+    for (int i = 0; i < vm->ncpus; i++)
+        vcpu_kick(&vm->vcpus[i]);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += PAUSE_TIMEOUT_S;
+    int running = 0;
+    for (int i = 0; i < vm->ncpus; i++)
+        running += vm->vcpus[i].thread_started;
+    while (vm->parked < running && !atomic_load(&vm->stopping)) {
+        if (pthread_cond_timedwait(&vm->pause_cond, &vm->pause_lock, &deadline) != 0)
+            break;
+    }
+    bool ok = vm->parked == running && !vm->pause_failed && !atomic_load(&vm->stopping);
+    pthread_mutex_unlock(&vm->pause_lock);
+    if (!ok) {
+        vm_resume(vm);
+        return sm_fail(err, SM_E_KVM, "could not pause every vCPU within %d s (the VM is stopping or failed)",
+                       PAUSE_TIMEOUT_S);
+    }
+    return SM_OK;
+}
+
+void vm_resume(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->pause_lock);
+    atomic_store(&vm->pause_requested, false);
+    pthread_cond_broadcast(&vm->pause_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
 }
 
 void vm_fail(struct vm *vm, const char *fmt, ...)
@@ -246,9 +286,10 @@ static sm_code create_kvm_vm(struct vm *vm, sm_error *err)
     return SM_OK;
 }
 
-static sm_code create_memory(struct vm *vm, sm_error *err)
+static sm_code create_memory(struct vm *vm, int memory_fd, sm_error *err)
 {
-    if (gm_create(&vm->mem, (uint64_t)vm->cfg.mem_mib << 20) < 0)
+    uint64_t bytes = (uint64_t)vm->cfg.mem_mib << 20;
+    if (memory_fd >= 0 ? gm_create_from_file(&vm->mem, memory_fd, bytes) < 0 : gm_create(&vm->mem, bytes) < 0)
         return sm_fail_errno(err, SM_E_NOMEM, errno, "cannot map %u MiB of guest memory", vm->cfg.mem_mib);
     for (int i = 0; i < vm->mem.nregions; i++) {
         struct kvm_userspace_memory_region r = {
@@ -381,16 +422,15 @@ static sm_code load_guest(struct vm *vm, sm_error *err)
 
 static sm_code create_vcpus(struct vm *vm, sm_error *err)
 {
-    struct kvm_cpuid2 *cpuid = kvm_supported_cpuid(vm->kvm_fd, err);
-    if (!cpuid)
+    vm->cpuid = kvm_supported_cpuid(vm->kvm_fd, err);
+    if (!vm->cpuid)
         return err ? err->code : SM_E_KVM;
     sm_code rc = SM_OK;
     for (int i = 0; i < vm->ncpus && !rc; i++) {
         rc = vcpu_create(&vm->vcpus[i], vm, i, err);
         if (!rc)
-            rc = vcpu_configure_for_boot(&vm->vcpus[i], cpuid, vm->ncpus, vm->entry, err);
+            rc = vcpu_configure_for_boot(&vm->vcpus[i], vm->cpuid, vm->ncpus, vm->entry, err);
     }
-    free(cpuid);
     return rc;
 }
 
@@ -406,7 +446,7 @@ static sm_code init_host_side(struct vm *vm, sm_error *err)
     return SM_OK;
 }
 
-struct vm *vm_create(const struct vm_config *cfg, sm_error *err)
+static struct vm *vm_alloc(const struct vm_config *cfg, sm_error *err)
 {
     if (vm_config_validate(cfg, err))
         return NULL;
@@ -423,11 +463,43 @@ struct vm *vm_create(const struct vm_config *cfg, sm_error *err)
     for (int i = 0; i < VM_MAX_CPUS; i++)
         vm->vcpus[i].fd = -1;
     pthread_mutex_init(&vm->error_lock, NULL);
+    pthread_mutex_init(&vm->pause_lock, NULL);
+    pthread_cond_init(&vm->pause_cond, NULL);
+    return vm;
+}
 
+/* What every VM has, booted or restored: KVM, memory, devices. */
+static sm_code build_machine(struct vm *vm, int memory_fd, sm_error *err)
+{
     sm_code rc;
-    if ((rc = init_host_side(vm, err)) || (rc = create_kvm_vm(vm, err)) || (rc = create_memory(vm, err)) ||
-        (rc = add_legacy_devices(vm, err)) || (rc = add_virtio_device(vm, virtio_rng_create(), err)) || (rc = add_vsock(vm, err)) ||
-        (rc = load_guest(vm, err)) || (rc = create_vcpus(vm, err))) {
+    if ((rc = init_host_side(vm, err)) || (rc = create_kvm_vm(vm, err)) || (rc = create_memory(vm, memory_fd, err)) ||
+        (rc = add_legacy_devices(vm, err)) || (rc = add_virtio_device(vm, virtio_rng_create(), err)) ||
+        (rc = add_vsock(vm, err)))
+        return rc;
+    return SM_OK;
+}
+
+struct vm *vm_create(const struct vm_config *cfg, sm_error *err)
+{
+    struct vm *vm = vm_alloc(cfg, err);
+    if (!vm)
+        return NULL;
+    if (build_machine(vm, -1, err) || load_guest(vm, err) || create_vcpus(vm, err)) {
+        vm_destroy(vm);
+        return NULL;
+    }
+    return vm;
+}
+
+struct vm *vm_create_restored(const struct vm_config *cfg, int memory_fd, sm_error *err)
+{
+    struct vm *vm = vm_alloc(cfg, err);
+    if (!vm)
+        return NULL;
+    sm_code rc = build_machine(vm, memory_fd, err);
+    for (int i = 0; i < vm->ncpus && !rc; i++)
+        rc = vcpu_create(&vm->vcpus[i], vm, i, err);
+    if (rc) {
         vm_destroy(vm);
         return NULL;
     }
@@ -509,6 +581,9 @@ void vm_destroy(struct vm *vm)
         close(vm->signal_fd);
     evl_destroy(&vm->loop);
     pthread_mutex_destroy(&vm->error_lock);
+    pthread_mutex_destroy(&vm->pause_lock);
+    pthread_cond_destroy(&vm->pause_cond);
+    free(vm->cpuid);
     free(vm);
 }
 

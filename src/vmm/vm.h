@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <linux/kvm.h>
+
 #include "supermachine.h"
 #include "devices/bus.h"
 #include "devices/irq.h"
@@ -125,13 +127,29 @@ struct vm {
     pthread_mutex_t error_lock;
     char error[256];             /* why, for VM_STOP_ERROR */
     _Atomic uint64_t exits[VM_EXIT_KINDS];
+
+    /* Pausing: vCPU threads park outside KVM_RUN while pause_requested. */
+    _Atomic bool pause_requested;
+    pthread_mutex_t pause_lock;
+    pthread_cond_t pause_cond;
+    int parked;                  /* under pause_lock */
+    bool pause_failed;           /* a vCPU could not reach a consistent state */
+
+    struct kvm_cpuid2 *cpuid;    /* what KVM supports, before per-vCPU patching: the guest's view */
 };
 
 struct vm *vm_create(const struct vm_config *cfg, sm_error *err);
+/* A VM with memory mapped copy-on-write from memory_fd and its devices and
+ * vCPUs created but in their reset state: the snapshot code fills them in. */
+struct vm *vm_create_restored(const struct vm_config *cfg, int memory_fd, sm_error *err);
 sm_code vm_start(struct vm *vm, sm_error *err);
 /* Serves the VM on this thread until (want_ready and the agent is ready), the
  * guest stops, or deadline_ns (CLOCK_MONOTONIC; 0 = none) passes. */
 enum vm_wait_result vm_run_until(struct vm *vm, bool want_ready, int64_t deadline_ns);
+/* Parks every vCPU outside KVM_RUN with its exit completed (for a
+ * snapshot); vm_resume lets them go on. */
+sm_code vm_pause(struct vm *vm, sm_error *err);
+void vm_resume(struct vm *vm);
 /* Stops the vCPUs (idempotent) and joins their threads. */
 void vm_stop(struct vm *vm);
 void vm_destroy(struct vm *vm);

@@ -1,0 +1,175 @@
+#include "vmm/control.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "lib/error.h"
+#include "snapshot/snapshot.h"
+
+struct vm_control {
+    struct vm *vm;
+    int listen_fd;
+    int client_fd;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    char line[CONTROL_MAX_LINE + 1];
+    size_t used;
+};
+
+static void drop_client(struct vm_control *c)
+{
+    if (c->client_fd >= 0) {
+        evl_remove(&c->vm->loop, c->client_fd);
+        close(c->client_fd);
+    }
+    c->client_fd = -1;
+    c->used = 0;
+}
+
+static void reply(struct vm_control *c, const char *text)
+{
+    size_t len = strlen(text);
+    /* Replies are short; a client that does not read them loses them. */
+    if (send(c->client_fd, text, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)len)
+        drop_client(c);
+}
+
+static void do_snapshot(struct vm_control *c, const char *dir)
+{
+    sm_error err = { 0 };
+    char out[sizeof err.message + 16];
+    if (!*dir) {
+        reply(c, "error snapshot needs a folder\n");
+        return;
+    }
+    if (vm_pause(c->vm, &err) == SM_OK) {
+        snapshot_save(c->vm, dir, &err);
+        vm_resume(c->vm);
+    }
+    if (err.code) {
+        /* One line: the message must not smuggle in a second reply. */
+        for (char *p = err.message; *p; p++)
+            if (*p == '\n')
+                *p = ' ';
+        snprintf(out, sizeof out, "error %s\n", err.message);
+        reply(c, out);
+    } else {
+        reply(c, "ok\n");
+    }
+}
+
+static void do_stats(struct vm_control *c)
+{
+    char out[512];
+    snprintf(out, sizeof out, "ok ready_us=%lld exits_io=%llu exits_mmio=%llu exits_intr=%llu exits_other=%llu\n",
+             (long long)vm_ready_us(c->vm), (unsigned long long)atomic_load(&c->vm->exits[VM_EXIT_IO]),
+             (unsigned long long)atomic_load(&c->vm->exits[VM_EXIT_MMIO]),
+             (unsigned long long)atomic_load(&c->vm->exits[VM_EXIT_INTR]),
+             (unsigned long long)(atomic_load(&c->vm->exits[VM_EXIT_OTHER]) +
+                                  atomic_load(&c->vm->exits[VM_EXIT_SHUTDOWN])));
+    reply(c, out);
+}
+
+static void execute(struct vm_control *c, char *line)
+{
+    if (!strncmp(line, "snapshot ", 9))
+        do_snapshot(c, line + 9);
+    else if (!strcmp(line, "stop")) {
+        reply(c, "ok\n");
+        vm_request_stop(c->vm, VM_STOP_HOST);
+    } else if (!strcmp(line, "stats"))
+        do_stats(c);
+    else
+        reply(c, "error unknown request (snapshot DIR, stop, stats)\n");
+}
+
+static void on_client(void *opaque, uint32_t events)
+{
+    struct vm_control *c = opaque;
+    (void)events;
+    ssize_t n = recv(c->client_fd, c->line + c->used, CONTROL_MAX_LINE - c->used, MSG_DONTWAIT);
+    if (n <= 0) {
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            drop_client(c);
+        return;
+    }
+    c->used += (size_t)n;
+    char *nl;
+    while (c->client_fd >= 0 && (nl = memchr(c->line, '\n', c->used))) {
+        *nl = 0;
+        size_t consumed = (size_t)(nl - c->line) + 1;
+        execute(c, c->line);
+        if (c->client_fd < 0)
+            return;
+        memmove(c->line, c->line + consumed, c->used - consumed);
+        c->used -= consumed;
+    }
+    if (c->used == CONTROL_MAX_LINE) {
+        reply(c, "error request line too long\n");
+        drop_client(c);
+    }
+}
+
+static void on_accept(void *opaque, uint32_t events)
+{
+    struct vm_control *c = opaque;
+    (void)events;
+    int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    if (c->client_fd >= 0) {
+        const char busy[] = "error another client is connected\n";
+        send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+        return;
+    }
+    c->client_fd = fd;
+    c->used = 0;
+    if (evl_add(&c->vm->loop, fd, EPOLLIN, on_client, c) < 0)
+        drop_client(c);
+}
+
+struct vm_control *vm_control_open(struct vm *vm, const char *path, sm_error *err)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof addr.sun_path) {
+        sm_fail(err, SM_E_INVALID, "control socket path is longer than %zu bytes: %s", sizeof addr.sun_path - 1, path);
+        return NULL;
+    }
+    struct vm_control *c = calloc(1, sizeof *c);
+    if (!c) {
+        sm_fail(err, SM_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    c->vm = vm;
+    c->client_fd = -1;
+    snprintf(c->path, sizeof c->path, "%s", path);
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    unlink(path);
+    c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (c->listen_fd < 0 || bind(c->listen_fd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
+        listen(c->listen_fd, 4) < 0 || evl_add(&vm->loop, c->listen_fd, EPOLLIN, on_accept, c) < 0) {
+        sm_fail_errno(err, SM_E_IO, errno, "cannot listen on the control socket %s", path);
+        if (c->listen_fd >= 0)
+            close(c->listen_fd);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void vm_control_close(struct vm_control *c)
+{
+    if (!c)
+        return;
+    drop_client(c);
+    evl_remove(&c->vm->loop, c->listen_fd);
+    close(c->listen_fd);
+    unlink(c->path);
+    free(c);
+}
