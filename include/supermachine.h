@@ -234,6 +234,10 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
                           uint8_t **bytes, size_t *len, sm_error *err);
 /* Asks the agent (PID 1 only) to power the guest off. */
 sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err);
+/* Gives a guest's agent (PID 1) the host's wall clock and fresh entropy; the
+ * VMM does it after every snapshot restore, before reporting ready, so VMs
+ * restored from one snapshot never share random state or a stale clock. */
+sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err);
 
 /* ===== VMs ============================================================= */
 /* (section owned by: VM lifecycle)

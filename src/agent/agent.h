@@ -139,6 +139,10 @@ int files_open_for_read(const char *path, uint64_t *size, uint32_t *mode, uint32
 void pid1_setup(bool in_vm);
 /* Tells the VMM we are ready; returns true if it asked for power off. */
 bool pid1_signal_ready(void);
+/* After a snapshot restore: sets the wall clock and mixes the host's
+ * entropy into the kernel's pool, then forces a reseed, so that clones do
+ * not share random state. False with a reason when either fails. */
+bool pid1_sync(uint64_t realtime_ns, const uint8_t *entropy, size_t len, char *why, size_t why_len);
 /* Prints a line, syncs, signals the VMM (in_vm) and reboots (reboot=k
  * resets; in a PID namespace, reboot ends the namespace). */
 void pid1_poweroff(const char *why, bool in_vm) __attribute__((noreturn));

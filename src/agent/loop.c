@@ -415,8 +415,31 @@ static void conn_start_operation(conn *c, const sm_wire_frame *f)
         c->ag->poweroff = true;
         conn_flush(c);
         return;
+    case SM_WIRE_SYNC: {
+        sm_wire_sync sync;
+        char reason[160];
+        sm_wire_error we;
+        if (!sm_wire_sync_decode(f->payload, f->length, &sync, &we)) {
+            conn_fail(c, SM_WIRE_ERR_PROTOCOL, "%s", we.message);
+            return;
+        }
+        if (!c->ag->in_vm) {
+            conn_fail(c, SM_WIRE_ERR_REFUSED, "sync refused: this agent is not a guest's PID 1");
+            return;
+        }
+        bool synced = pid1_sync(sync.realtime_ns, sync.entropy, sizeof sync.entropy, reason, sizeof reason);
+        explicit_bzero(&sync, sizeof sync);
+        if (!synced) {
+            conn_fail(c, SM_WIRE_ERR_IO, "%s", reason);
+            return;
+        }
+        sm_wire_put_empty(&c->out, SM_WIRE_OK, NULL);
+        c->state = C_DONE;
+        conn_flush(c);
+        return;
+    }
     default:
-        conn_fail(c, SM_WIRE_ERR_PROTOCOL, "expected REQUEST, WRITE_FILE, READ_FILE or POWEROFF,"
+        conn_fail(c, SM_WIRE_ERR_PROTOCOL, "expected REQUEST, WRITE_FILE, READ_FILE, POWEROFF or SYNC,"
                   " got %s", sm_wire_type_name(f->type));
     }
 }

@@ -12,10 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/random.h>
 #include <sys/io.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct mount_step {
@@ -98,4 +101,36 @@ void pid1_poweroff(const char *why, bool in_vm)
     reboot(RB_AUTOBOOT); /* reboot=k: the i8042 reset, which the VMM takes as power off */
     for (;;)
         pause();
+}
+
+bool pid1_sync(uint64_t realtime_ns, const uint8_t *entropy, size_t len, char *why, size_t why_len)
+{
+    struct timespec ts = { .tv_sec = (time_t)(realtime_ns / 1000000000u),
+                           .tv_nsec = (long)(realtime_ns % 1000000000u) };
+    if (clock_settime(CLOCK_REALTIME, &ts) < 0) {
+        snprintf(why, why_len, "cannot set the clock: %s", strerror(errno));
+        return false;
+    }
+    /* RNDADDENTROPY credits the bytes; RNDRESEEDCRNG makes the next read use them. */
+    union { /* rand_pool_info ends in a flexible array: room for it */
+        struct rand_pool_info info;
+        uint8_t bytes[sizeof(struct rand_pool_info) + 256];
+    } pool;
+    if (len > 256)
+        len = 256;
+    memset(&pool, 0, sizeof pool);
+    pool.info.entropy_count = (int)(len * 8);
+    pool.info.buf_size = (int)len;
+    memcpy(pool.bytes + sizeof(struct rand_pool_info), entropy, len);
+    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && ioctl(fd, RNDADDENTROPY, &pool.info) == 0 && ioctl(fd, RNDRESEEDCRNG) == 0;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    explicit_bzero(&pool, sizeof pool);
+    if (!ok) {
+        snprintf(why, why_len, "cannot reseed the kernel's random pool: %s", strerror(e));
+        return false;
+    }
+    return true;
 }

@@ -106,6 +106,11 @@ int vm_cli_parse(struct vm_cli *cli, int argc, char **argv, bool process)
                     prog);
             return -1;
         }
+        if (!cli->cfg.exec_socket) {
+            fprintf(stderr, "%s: --restore needs --exec-socket: the restored guest gets the host's clock and fresh "
+                            "entropy through it before it is ready\n", prog);
+            return -1;
+        }
         cli->cfg.kernel_path = "(snapshot)";
     }
     if (!cli->cfg.kernel_path) {

@@ -2,8 +2,11 @@
 #include "lib/exec_internal.h"
 #include "lib/error.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FILE_CHUNK (256u << 10)
@@ -157,6 +160,31 @@ sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err)
         rc = expect_ok(fd, exec_socket_path, "poweroff", err);
         close(fd);
     }
+    sm_wire_buf_free(&buf);
+    return rc;
+}
+
+sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err)
+{
+    sm_wire_sync sync;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    sync.realtime_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    if (getrandom(sync.entropy, sizeof sync.entropy, 0) != (ssize_t)sizeof sync.entropy)
+        return sm_fail_errno(err, SM_E_IO, errno, "getrandom for the guest's entropy");
+    sm_wire_buf buf = { 0 };
+    sm_wire_put_hello(&buf, NULL);
+    sm_wire_put_sync(&buf, &sync, NULL);
+    explicit_bzero(&sync, sizeof sync);
+    int fd;
+    sm_code rc = buf.failed ? sm_fail(err, SM_E_NOMEM, "out of memory")
+                            : exec_dial(exec_socket_path, &fd, err);
+    if (!rc) {
+        (void)exec_send_all(fd, buf.data, buf.len, false, NULL);
+        rc = expect_ok(fd, exec_socket_path, "sync", err);
+        close(fd);
+    }
+    explicit_bzero(buf.data, buf.len);
     sm_wire_buf_free(&buf);
     return rc;
 }

@@ -16,6 +16,8 @@
  *  0x09 READ_FILE    h->a path string                                   4+4096
  *  0x0a FILE_DATA    both bytes of the file being transferred           1 MiB
  *  0x0b FILE_END     both (empty): end of the file's bytes              0
+ *  0x0c SYNC         h->a u64 realtime ns | 64 bytes entropy; PID 1     72 (exact)
+ *                         of a guest sets its clock, reseeds; reply OK
  *  0x10 STDOUT       a->h bytes the command wrote to stdout (or pty)    1 MiB
  *  0x11 STDERR       a->h bytes the command wrote to stderr             1 MiB
  *  0x12 EXIT         a->h see sm_wire_exit; the last frame of an exec   32 (exact)
@@ -28,7 +30,7 @@
  * of REQUEST (followed by any of STDIN, STDIN_CLOSE, SIGNAL, RESIZE, answered
  * by STDOUT/STDERR then EXIT, or ERROR), WRITE_FILE (+FILE_DATA..., FILE_END,
  * answered by OK or ERROR), READ_FILE (answered by FILE_INFO, FILE_DATA...,
- * FILE_END, or ERROR) or POWEROFF (answered by OK or ERROR). A header with an
+ * FILE_END, or ERROR) POWEROFF or SYNC (each answered by OK or ERROR). A header with an
  * unknown type, wrong direction, non-zero flags/reserved or a length over the
  * type's limit ends the connection; so does a payload that does not decode
  * exactly (no trailing bytes).
@@ -63,6 +65,7 @@ static const struct frame_rule rules[256] = {
     [SM_WIRE_POWEROFF]    = { "POWEROFF", AT_AGENT, 0, 0 },
     [SM_WIRE_WRITE_FILE]  = { "WRITE_FILE", AT_AGENT, 12 + STR_MAX(SM_WIRE_MAX_PATH), -1 },
     [SM_WIRE_READ_FILE]   = { "READ_FILE", AT_AGENT, STR_MAX(SM_WIRE_MAX_PATH), -1 },
+    [SM_WIRE_SYNC]        = { "SYNC", AT_AGENT, SM_WIRE_SYNC_SIZE, SM_WIRE_SYNC_SIZE },
     [SM_WIRE_FILE_DATA]   = { "FILE_DATA", BOTH, SM_WIRE_MAX_DATA, -1 },
     [SM_WIRE_FILE_END]    = { "FILE_END", BOTH, 0, 0 },
     [SM_WIRE_STDOUT]      = { "STDOUT", AT_HOST, SM_WIRE_MAX_DATA, -1 },
@@ -457,6 +460,23 @@ bool sm_wire_put_signal(sm_wire_buf *b, int signo, sm_wire_error *e)
     size_t at = sm_wire_frame_begin(b, SM_WIRE_SIGNAL);
     sm_wire_buf_u32(b, (uint32_t)signo);
     return sm_wire_frame_end(b, at, e);
+}
+
+bool sm_wire_put_sync(sm_wire_buf *b, const sm_wire_sync *sync, sm_wire_error *e)
+{
+    size_t at = sm_wire_frame_begin(b, SM_WIRE_SYNC);
+    sm_wire_buf_u64(b, sync->realtime_ns);
+    sm_wire_buf_put(b, sync->entropy, sizeof sync->entropy);
+    return sm_wire_frame_end(b, at, e);
+}
+
+bool sm_wire_sync_decode(const uint8_t *payload, uint32_t len, sm_wire_sync *out, sm_wire_error *e)
+{
+    if (len != SM_WIRE_SYNC_SIZE)
+        return fail(e, "SYNC frame must be %u bytes, got %u", SM_WIRE_SYNC_SIZE, len);
+    out->realtime_ns = rd64(payload);
+    memcpy(out->entropy, payload + 8, sizeof out->entropy);
+    return true;
 }
 
 bool sm_wire_put_resize(sm_wire_buf *b, uint16_t cols, uint16_t rows, sm_wire_error *e)

@@ -54,6 +54,7 @@ typedef enum sm_wire_type {
     SM_WIRE_POWEROFF    = 0x07,
     SM_WIRE_WRITE_FILE  = 0x08,
     SM_WIRE_READ_FILE   = 0x09,
+    SM_WIRE_SYNC        = 0x0c,
     /* both directions (file transfer) */
     SM_WIRE_FILE_DATA   = 0x0a,
     SM_WIRE_FILE_END    = 0x0b,
@@ -65,6 +66,16 @@ typedef enum sm_wire_type {
     SM_WIRE_OK          = 0x14,
     SM_WIRE_FILE_INFO   = 0x15,
 } sm_wire_type;
+
+/* SYNC: after a snapshot restore, the host's wall clock and fresh entropy,
+ * so that clones of one snapshot neither share random state nor a stale
+ * clock. Honoured only by the agent that is a guest's PID 1. */
+#define SM_WIRE_SYNC_ENTROPY 64u
+typedef struct sm_wire_sync {
+    uint64_t realtime_ns;                   /* CLOCK_REALTIME of the host */
+    uint8_t entropy[SM_WIRE_SYNC_ENTROPY];  /* from the host's getrandom() */
+} sm_wire_sync;
+#define SM_WIRE_SYNC_SIZE (8u + SM_WIRE_SYNC_ENTROPY)
 
 /* Which end a reader sits at: it accepts only frames sent towards it. */
 typedef enum sm_wire_side {
@@ -235,6 +246,9 @@ bool sm_wire_put_data(sm_wire_buf *b, uint8_t type, const void *data, size_t len
 bool sm_wire_put_empty(sm_wire_buf *b, uint8_t type, sm_wire_error *e);
 bool sm_wire_put_signal(sm_wire_buf *b, int signo, sm_wire_error *e);
 bool sm_wire_put_resize(sm_wire_buf *b, uint16_t cols, uint16_t rows, sm_wire_error *e);
+bool sm_wire_put_sync(sm_wire_buf *b, const sm_wire_sync *sync, sm_wire_error *e);
+/* Decodes a SYNC payload (exactly SM_WIRE_SYNC_SIZE bytes). */
+bool sm_wire_sync_decode(const uint8_t *payload, uint32_t len, sm_wire_sync *out, sm_wire_error *e);
 bool sm_wire_put_exit(sm_wire_buf *b, const sm_wire_exit *x, sm_wire_error *e);
 bool sm_wire_put_error(sm_wire_buf *b, uint32_t kind, const char *message, sm_wire_error *e);
 bool sm_wire_put_file_head(sm_wire_buf *b, uint8_t type, const sm_wire_file_head *h,

@@ -7,6 +7,7 @@
 #include "vmm/run.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,6 +84,26 @@ static int watch_stop_signals(struct vm *vm)
     return evl_add(&vm->loop, vm->signal_fd, EPOLLIN, on_stop_signal, vm);
 }
 
+/* A restored guest is ready once its agent has the host's clock and fresh
+ * entropy (SYNC): before that, two clones would share both. The exchange
+ * runs on its own thread because the vsock device it crosses is served by
+ * the event loop on this one. */
+struct sync_job {
+    struct vm *vm;
+    const char *exec_socket;
+};
+
+static void *sync_guest(void *arg)
+{
+    struct sync_job *job = arg;
+    sm_error err = { 0 };
+    if (sm_exec_sync(job->exec_socket, &err) == SM_OK)
+        vm_mark_ready(job->vm);
+    else
+        vm_fail(job->vm, "the restored guest's agent did not take the clock and entropy: %s", err.message);
+    return NULL;
+}
+
 static void announce_ready(struct vm *vm, const struct vm_run_options *opt)
 {
     double ms = (double)vm_ready_us(vm) / 1000.0;
@@ -148,9 +169,11 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
         vm_destroy(vm);
         return VM_EXIT_STATUS_ERROR;
     }
-    /* A restored guest's agent was ready when the snapshot was taken. */
-    if (opt->restore_dir)
-        atomic_store(&vm->ready_ns, vm_now_ns());
+    struct sync_job job = { .vm = vm, .exec_socket = cfg->exec_socket };
+    pthread_t sync_thread;
+    bool syncing = opt->restore_dir && pthread_create(&sync_thread, NULL, sync_guest, &job) == 0;
+    if (opt->restore_dir && !syncing)
+        vm_fail(vm, "cannot start the thread that syncs the restored guest");
     int64_t deadline = vm->created_ns + (int64_t)(opt->timeout_s * 1e9);
     int status;
     switch (vm_run_until(vm, true, deadline)) {
@@ -171,6 +194,10 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
         fprintf(stderr, "%s: the event loop failed: %s\n", opt->prog, strerror(errno));
         status = VM_EXIT_STATUS_ERROR;
         break;
+    }
+    if (syncing) {
+        vm_stop(vm);   /* a sync still waiting on the guest ends with it */
+        pthread_join(sync_thread, NULL);
     }
     vm_control_close(control);
     vm_destroy(vm);

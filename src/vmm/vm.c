@@ -193,12 +193,16 @@ static void on_guest_reset(void *ctx)
     vm_request_stop(ctx, VM_STOP_GUEST_RESET);
 }
 
-static void on_agent_ready(void *ctx)
+void vm_mark_ready(struct vm *vm)
 {
-    struct vm *vm = ctx;
     int64_t expected = 0;
     atomic_compare_exchange_strong(&vm->ready_ns, &expected, vm_now_ns());
     wake_loop(vm);
+}
+
+static void on_agent_ready(void *ctx)
+{
+    vm_mark_ready(ctx);
 }
 
 static void on_wake(void *opaque, uint32_t events)

@@ -160,6 +160,9 @@ size_t vm_console_tail(struct vm *vm, char *buf, size_t len, int max_lines);
 /* Microseconds from vm_create to the ready signal; -1 if not ready. */
 int64_t vm_ready_us(struct vm *vm);
 
+/* Records that the guest is ready (first call wins) and wakes the loop. */
+void vm_mark_ready(struct vm *vm);
+
 /* Internal, shared by vm.c and vcpu.c. */
 int64_t vm_now_ns(void);
 void vm_fail(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
