@@ -7,9 +7,17 @@
  *   2. stdout throughput of 1 GiB (`head -c 1073741824 /dev/zero`) read
  *      through the agent (sm_exec_spawn + stdout_read) against the same
  *      command read from a plain pipe: medians, ratio (target: >= 0.5).
+ *   3. with --vm SOCKET, both again through the exec socket of a VM (the
+ *      agent in the guest, through our virtio-vsock), interleaved with the
+ *      local runs of the same run, and printed as ratios to them.
  *
- * usage: exec_bench EXEC_SOCKET [ROUNDTRIPS] [THROUGHPUT_RUNS]
- * (bench/exec/run.sh builds this, starts a local agent and runs it.)
+ * usage: exec_bench [--vm VM_EXEC_SOCKET] [--mib N] [--ratios-only]
+ *                   EXEC_SOCKET [ROUNDTRIPS] [THROUGHPUT_RUNS]
+ *   --mib N         bytes of the throughput runs, in MiB (default 1024)
+ *   --ratios-only   no absolute figures (under emulation, as in kvmbox, only
+ *                   ratios within one run mean anything)
+ * (bench/exec/run.sh builds this, starts a local agent, and a VM when it can
+ * (inside tools/kvmbox when it must), and runs it.)
  */
 #include "supermachine.h"
 
@@ -23,8 +31,12 @@
 
 extern char **environ;
 
-#define GIB (1ull << 30)
+#define MIB (1ull << 20)
 #define READ_BUF (256u << 10)
+
+static unsigned long long stream_bytes = 1024 * MIB;
+static char stream_bytes_arg[32] = "1073741824";
+static int ratios_only;
 
 static double now_s(void)
 {
@@ -75,10 +87,10 @@ static double agent_true(const char *sock)
     return t;
 }
 
-static const char *head_argv[] = { "head", "-c", "1073741824", "/dev/zero", NULL };
+static const char *head_argv[] = { "head", "-c", stream_bytes_arg, "/dev/zero", NULL };
 
-/* Seconds to read 1 GiB from a pipe fed by head. */
-static double local_pipe_gib(void)
+/* Seconds to read stream_bytes from a pipe fed by head. */
+static double local_pipe_stream(void)
 {
     static char buf[READ_BUF];
     int p[2];
@@ -102,14 +114,14 @@ static double local_pipe_gib(void)
     double t = now_s() - t0;
     close(p[0]);
     posix_spawn_file_actions_destroy(&fa);
-    if (total != GIB) {
+    if (total != stream_bytes) {
         fprintf(stderr, "exec_bench: pipe gave %llu bytes\n", total);
         exit(1);
     }
     return t;
 }
 
-static double agent_gib(const char *sock)
+static double agent_stream(const char *sock)
 {
     static char buf[READ_BUF];
     sm_exec_builder *b = sm_exec_builder_new(sock);
@@ -130,52 +142,106 @@ static double agent_gib(const char *sock)
     double t = now_s() - t0;
     sm_exec_child_free(c);
     sm_exec_builder_free(b);
-    if (total != GIB || st.code != 0) {
+    if (total != stream_bytes || st.code != 0) {
         fprintf(stderr, "exec_bench: agent gave %llu bytes, exit %d\n", total, st.code);
         exit(1);
     }
     return t;
 }
 
+static void usage(void)
+{
+    fprintf(stderr, "usage: exec_bench [--vm VM_EXEC_SOCKET] [--mib N] [--ratios-only] EXEC_SOCKET "
+            "[ROUNDTRIPS] [THROUGHPUT_RUNS]\n");
+}
+
+/* A figure, unless only ratios are wanted. */
+static void figure(const char *label, double value, const char *unit)
+{
+    if (!ratios_only)
+        printf("  %-21s %8.1f %s\n", label, value, unit);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: exec_bench EXEC_SOCKET [ROUNDTRIPS] [THROUGHPUT_RUNS]\n");
+    const char *vm_sock = NULL;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "--vm") && i + 1 < argc) {
+            vm_sock = argv[++i];
+        } else if (!strcmp(argv[i], "--mib") && i + 1 < argc) {
+            long m = atol(argv[++i]);
+            if (m < 1 || m > 65536) {
+                usage();
+                return 2;
+            }
+            stream_bytes = (unsigned long long)m * MIB;
+            snprintf(stream_bytes_arg, sizeof stream_bytes_arg, "%llu", stream_bytes);
+        } else if (!strcmp(argv[i], "--ratios-only")) {
+            ratios_only = 1;
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        usage();
         return 2;
     }
-    const char *sock = argv[1];
-    int n = argc > 2 ? atoi(argv[2]) : 300;
-    int runs = argc > 3 ? atoi(argv[3]) : 5;
+    const char *sock = argv[i];
+    int n = i + 1 < argc ? atoi(argv[i + 1]) : 300;
+    int runs = i + 2 < argc ? atoi(argv[i + 2]) : 5;
     if (n < 1 || runs < 1)
         return 2;
     double *loc = calloc((size_t)n, sizeof *loc), *ag = calloc((size_t)n, sizeof *ag);
-    for (int i = 0; i < 10; i++) { /* warm up both paths */
+    double *vm = calloc((size_t)n, sizeof *vm);
+    for (int w = 0; w < 10; w++) { /* warm up every path */
         local_true();
         agent_true(sock);
+        if (vm_sock)
+            agent_true(vm_sock);
     }
-    for (int i = 0; i < n; i++) { /* interleaved, so drift hits both */
-        loc[i] = local_true();
-        ag[i] = agent_true(sock);
+    for (int k = 0; k < n; k++) { /* interleaved, so drift hits all */
+        loc[k] = local_true();
+        ag[k] = agent_true(sock);
+        if (vm_sock)
+            vm[k] = agent_true(vm_sock);
     }
-    double ml = median(loc, n), ma = median(ag, n);
+    double ml = median(loc, n), ma = median(ag, n), mv = vm_sock ? median(vm, n) : 0;
     printf("round trip of true, median of %d:\n", n);
-    printf("  posix_spawn+waitpid   %8.1f us\n", ml * 1e6);
-    printf("  through the agent     %8.1f us\n", ma * 1e6);
+    figure("posix_spawn+waitpid", ml * 1e6, "us");
+    figure("through the agent", ma * 1e6, "us");
     printf("  ratio agent/local     %8.2f   (target <= 2.00)\n", ma / ml);
+    if (vm_sock) {
+        figure("agent in a VM", mv * 1e6, "us");
+        printf("  ratio VM/local agent  %8.2f   (of times: below 1, the VM is quicker)\n", mv / ma);
+        printf("  ratio VM/posix_spawn  %8.2f\n", mv / ml);
+    }
 
     double *tl = calloc((size_t)runs, sizeof *tl), *ta = calloc((size_t)runs, sizeof *ta);
-    for (int i = 0; i < runs; i++) {
-        tl[i] = local_pipe_gib();
-        ta[i] = agent_gib(sock);
+    double *tv = calloc((size_t)runs, sizeof *tv);
+    for (int k = 0; k < runs; k++) {
+        tl[k] = local_pipe_stream();
+        ta[k] = agent_stream(sock);
+        if (vm_sock)
+            tv[k] = agent_stream(vm_sock);
     }
-    double mtl = median(tl, runs), mta = median(ta, runs);
-    printf("stdout throughput of 1 GiB, median of %d:\n", runs);
-    printf("  plain pipe            %8.0f MiB/s\n", 1024.0 / mtl);
-    printf("  through the agent     %8.0f MiB/s\n", 1024.0 / mta);
+    double mib = (double)stream_bytes / (double)MIB;
+    double mtl = median(tl, runs), mta = median(ta, runs), mtv = vm_sock ? median(tv, runs) : 0;
+    printf("stdout throughput of %.0f MiB, median of %d:\n", mib, runs);
+    figure("plain pipe", mib / mtl, "MiB/s");
+    figure("through the agent", mib / mta, "MiB/s");
     printf("  ratio agent/pipe      %8.2f   (target >= 0.50)\n", mtl / mta);
+    if (vm_sock) {
+        figure("agent in a VM", mib / mtv, "MiB/s");
+        printf("  ratio VM/local agent  %8.2f   (of speeds: below 1, the VM is slower)\n", mta / mtv);
+        printf("  ratio VM/pipe         %8.2f\n", mtl / mtv);
+    }
     free(loc);
     free(ag);
+    free(vm);
     free(tl);
     free(ta);
+    free(tv);
     return 0;
 }
