@@ -67,7 +67,9 @@ enum vsock_op {
 #define VSOCK_MAX_PAYLOAD       (64u * 1024)
 /* The receive buffer we advertise per connection: guest data the host socket
  * has not taken yet is buffered up to this, never more. */
+#ifndef VSOCK_CONN_BUF_ALLOC
 #define VSOCK_CONN_BUF_ALLOC    (64u * 1024)
+#endif
 /* Most connections one device holds (host- and guest-initiated together). */
 #define VSOCK_MAX_CONNS         1024u
 
