@@ -578,8 +578,9 @@ static void test_vmm_killed_mid_exec(void **state)
         usleep(10000);
     assert_false(sm_vm_running(vm));
     b = vm_builder("true");
-    sm_exec_outcome out;
+    sm_exec_outcome out = { 0 };
     assert_int_equal(sm_exec_output(b, &out, &err), SM_E_SETUP);
+    sm_exec_outcome_free(&out); /* what was collected (nothing), as after any failure */
     sm_exec_builder_free(b);
     char dir[256];
     snprintf(dir, sizeof dir, "%s", sm_vm_state_dir(vm));
