@@ -1,0 +1,244 @@
+/*
+ * The parts of the VM lifecycle that need no VM: asset lookup (src/lib/
+ * assets.c), the runtime folder, and a VM's state folder (src/lib/
+ * vm_state.c: vm.info, whether a recorded VMM lives, removal).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "lib/assets.h"
+#include "lib/vm_state.h"
+
+static char tmp[64];
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmp, sizeof tmp, "/tmp/sm-vm-state.XXXXXX");
+    return mkdtemp(tmp) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_id_valid(void **state)
+{
+    (void)state;
+    assert_true(vm_id_valid("0a1b2c3d"));
+    assert_true(vm_id_valid("f"));
+    assert_false(vm_id_valid(""));
+    assert_false(vm_id_valid(NULL));
+    assert_false(vm_id_valid("0A1B2C3D"));   /* we only make lowercase */
+    assert_false(vm_id_valid("../x"));
+    assert_false(vm_id_valid("abc/def"));
+    assert_false(vm_id_valid("0123456789abcdef")); /* 16: too long */
+}
+
+static void test_record_round_trip(void **state)
+{
+    (void)state;
+    struct vm_record r = { .pid = 1234, .start_ticks = 987654321, .memory_mib = 512, .cpus = 2,
+                           .started_unix = 1790000000 };
+    assert_int_equal(vm_record_write(tmp, &r, NULL), SM_OK);
+    struct vm_record back;
+    assert_int_equal(vm_record_read(tmp, &back, NULL), SM_OK);
+    assert_int_equal(back.pid, 1234);
+    assert_int_equal(back.start_ticks, 987654321);
+    assert_int_equal(back.memory_mib, 512);
+    assert_int_equal(back.cpus, 2);
+    assert_int_equal(back.started_unix, 1790000000);
+    char path[128];
+    snprintf(path, sizeof path, "%s/vm.info.tmp", tmp);
+    assert_int_equal(access(path, F_OK), -1); /* renamed into place */
+}
+
+static void test_record_hostile_files(void **state)
+{
+    (void)state;
+    struct vm_record r;
+    sm_error err;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/none", tmp);
+    assert_int_equal(vm_record_read(dir, &r, &err), SM_E_NOTFOUND);
+    const char *bad[] = {
+        "",                                            /* empty */
+        "version 1\nstart_ticks 5\n",                  /* no pid */
+        "version 1\npid 0\nstart_ticks 5\n",           /* pid 0 */
+        "version 1\npid -4\nstart_ticks 5\n",          /* negative */
+        "version 1\npid 99999999999\nstart_ticks 5\n", /* beyond pid_t */
+        "version 1\npid 12x\nstart_ticks 5\n",         /* trailing junk */
+        "version 1\npid 12\n",                         /* no start_ticks */
+        "pidx 12\nstart_ticks 5\n",                    /* a longer key is not pid */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(tmp, "vm.info", bad[i]);
+        assert_int_equal(vm_record_read(tmp, &r, &err), SM_E_PROTOCOL);
+        assert_int_equal(r.pid, 0);
+    }
+    /* Unknown keys are skipped; what lies beyond the first 1 KiB is not read. */
+    char big[2100];
+    memset(big, 'k', 2000);
+    snprintf(big + 2000, sizeof big - 2000, "\npid 77\nstart_ticks 9\n");
+    write_file(tmp, "vm.info", "later_key 5\npid 77\nstart_ticks 9\ncpus 3\n");
+    assert_int_equal(vm_record_read(tmp, &r, &err), SM_OK);
+    assert_int_equal(r.pid, 77);
+    assert_int_equal(r.cpus, 3);
+    write_file(tmp, "vm.info", big); /* the pid line lies beyond the 1 KiB read */
+    assert_int_equal(vm_record_read(tmp, &r, &err), SM_E_PROTOCOL);
+}
+
+/* A live process is alive only with its own start time: a reused PID (same
+ * number, other start) is not the VMM; zombies and reaped ones are gone. */
+static void test_alive_and_pid_reuse(void **state)
+{
+    (void)state;
+    uint64_t mine = vm_process_start_ticks(getpid());
+    assert_true(mine > 0);
+    struct vm_record r = { .pid = getpid(), .start_ticks = mine };
+    assert_true(vm_record_alive(&r));
+    r.start_ticks = mine + 1;
+    assert_false(vm_record_alive(&r));
+    r.pid = 0;
+    assert_false(vm_record_alive(&r));
+
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(0);
+    usleep(100000); /* a zombie now */
+    for (int i = 0; i < 50 && vm_process_start_ticks(child); i++)
+        usleep(20000);
+    assert_int_equal(vm_process_start_ticks(child), 0);
+    waitpid(child, NULL, 0);
+    assert_int_equal(vm_process_start_ticks(child), 0);
+}
+
+static void test_dir_remove(void **state)
+{
+    (void)state;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/vmdir", tmp);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    write_file(dir, "a", "x");
+    write_file(dir, "console.log", "y");
+    assert_int_equal(vm_dir_remove(dir, NULL), SM_OK);
+    assert_int_equal(access(dir, F_OK), -1);
+    assert_int_equal(vm_dir_remove(dir, NULL), SM_OK); /* already gone: fine */
+}
+
+static void test_assets_lookup_order(void **state)
+{
+    (void)state;
+    char a[128], b[128], out[PATH_MAX];
+    snprintf(a, sizeof a, "%s/assets", tmp);
+    snprintf(b, sizeof b, "%s/data", tmp);
+    char b_sm[160];
+    snprintf(b_sm, sizeof b_sm, "%s/supermachine", b);
+    assert_int_equal(mkdir(a, 0755), 0);
+    assert_int_equal(mkdir(b, 0755), 0);
+    assert_int_equal(mkdir(b_sm, 0755), 0);
+    write_file(a, "bzImage", "k");
+    write_file(b_sm, "bzImage", "k");
+    write_file(b_sm, "initramfs.cpio", "i");
+    setenv("XDG_DATA_HOME", b, 1);
+    /* $SUPERMACHINE_ASSETS first; what it lacks comes from later places. */
+    setenv("SUPERMACHINE_ASSETS", a, 1);
+    assert_int_equal(assets_find(ASSET_KERNEL, out, sizeof out, NULL), SM_OK);
+    assert_true(strncmp(out, a, strlen(a)) == 0);
+    assert_int_equal(assets_find(ASSET_INITRD, out, sizeof out, NULL), SM_OK);
+    assert_true(strncmp(out, b_sm, strlen(b_sm)) == 0);
+    /* A file named outright wins, and must exist. */
+    char named[200];
+    snprintf(named, sizeof named, "%s/bzImage", b_sm);
+    setenv("SUPERMACHINE_KERNEL", named, 1);
+    assert_int_equal(assets_find(ASSET_KERNEL, out, sizeof out, NULL), SM_OK);
+    assert_string_equal(out, named);
+    setenv("SUPERMACHINE_KERNEL", "/nonexistent/k", 1);
+    sm_error err;
+    assert_int_equal(assets_find(ASSET_KERNEL, out, sizeof out, &err), SM_E_INVALID);
+    assert_non_null(strstr(err.message, "/nonexistent/k"));
+    unsetenv("SUPERMACHINE_KERNEL");
+    unsetenv("SUPERMACHINE_ASSETS");
+    unsetenv("XDG_DATA_HOME");
+}
+
+/* Found nowhere: the message names the places looked. (An 8-byte output
+ * refuses every real path, so even the build tree's files count as absent.) */
+static void test_assets_not_found_names_places(void **state)
+{
+    (void)state;
+    char out[8];
+    sm_error err;
+    char data[128];
+    snprintf(data, sizeof data, "%s/empty-data", tmp);
+    setenv("XDG_DATA_HOME", data, 1);
+    sm_code rc = assets_find(ASSET_INITRD, out, sizeof out, &err);
+    unsetenv("XDG_DATA_HOME");
+    assert_int_equal(rc, SM_E_NOTFOUND);
+    assert_non_null(strstr(err.message, "looked in:"));
+    assert_non_null(strstr(err.message, data));
+    assert_non_null(strstr(err.message, "SUPERMACHINE_INITRD"));
+}
+
+static void test_vms_dir(void **state)
+{
+    (void)state;
+    char rt[128], out[PATH_MAX], want[200];
+    snprintf(rt, sizeof rt, "%s/rt", tmp);
+    setenv("XDG_RUNTIME_DIR", rt, 1);
+    assert_int_equal(assets_vms_dir(out, sizeof out, false, NULL), SM_OK);
+    snprintf(want, sizeof want, "%s/supermachine/vms", rt);
+    assert_string_equal(out, want);
+    assert_int_equal(access(rt, F_OK), -1); /* not created when not asked */
+    assert_int_equal(assets_vms_dir(out, sizeof out, true, NULL), SM_OK);
+    struct stat st;
+    assert_int_equal(stat(want, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    char small[16];
+    assert_int_equal(assets_vms_dir(small, sizeof small, false, NULL), SM_E_INVALID);
+    unsetenv("XDG_RUNTIME_DIR");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_id_valid),
+        cmocka_unit_test(test_record_round_trip),
+        cmocka_unit_test(test_record_hostile_files),
+        cmocka_unit_test(test_alive_and_pid_reuse),
+        cmocka_unit_test(test_dir_remove),
+        cmocka_unit_test(test_assets_lookup_order),
+        cmocka_unit_test(test_assets_not_found_names_places),
+        cmocka_unit_test(test_vms_dir),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
