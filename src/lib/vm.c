@@ -422,11 +422,19 @@ static sm_code spawn_vmm(sm_vm *vm, const sm_vm_config *cfg, char *const argv[],
     return SM_OK;
 }
 
+/* wstatus when the VMM's status was collected by someone else (an embedder
+ * that reaps every child, or ignores SIGCHLD). */
+#define STATUS_UNKNOWN (-1)
+
 /* Why the VMM ended before it was ready, from its exit status. */
 static sm_code explain_exit(sm_vm *vm, int wstatus, sm_error *err)
 {
     char tail[LOG_TAIL_BYTES + 1];
     log_tail(vm, tail, sizeof tail);
+    if (wstatus == STATUS_UNKNOWN)
+        return sm_fail(err, SM_E_IO, "the VM did not start: supermachine-vmm ended before the "
+                       "guest was ready (its exit status went elsewhere)%s%s",
+                       tail[0] ? ": " : "", tail);
     if (WIFSIGNALED(wstatus))
         return sm_fail(err, SM_E_IO, "the VMM (%s) was killed by signal %d before the guest was "
                        "ready%s%s", vm->id, WTERMSIG(wstatus), tail[0] ? ": " : "", tail);
@@ -470,7 +478,7 @@ static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *
                 continue;
         }
         /* The pipe ended (the VMM exits) or overflowed without a line. */
-        int wstatus = 0;
+        int wstatus = STATUS_UNKNOWN;
         if (!wait_gone(vm, 3000, &wstatus) && !end_vmm(vm, &wstatus))
             return sm_fail(err, SM_E_IO, "the VMM %d of VM %s closed its ready pipe but does "
                            "not exit", (int)vm->rec.pid, vm->id);
