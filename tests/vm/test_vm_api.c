@@ -187,9 +187,19 @@ static void test_start_failure_reports_vmm_error(void **state)
 
 /* ---- one VM ------------------------------------------------------------ */
 
+/* Open, without close-on-exec, while the VM starts: the VMM must not get it. */
+static int leak_marker_fd = -1;
+
 static int start_vm(void **state)
 {
     (void)state;
+    char marker[200];
+    snprintf(marker, sizeof marker, "%s/leak-marker", runtime_dir);
+    /* Above the fds the VMM is given (0-3), which would hide a leak. */
+    int fd = open(marker, O_RDWR | O_CREAT, 0600);
+    leak_marker_fd = fd >= 0 ? fcntl(fd, F_DUPFD, 20) : -1;
+    if (fd >= 0)
+        close(fd);
     sm_vm_config *c = sm_vm_config_new();
     sm_vm_config_cpus(c, 2);
     sm_vm_config_memory_mib(c, 512);
@@ -202,7 +212,7 @@ static int start_vm(void **state)
         return -1;
     }
     print_message("VM %s ready in %llu ms\n", sm_vm_id(vm), (unsigned long long)(now_ms() - t0));
-    return 0;
+    return leak_marker_fd >= 0 ? 0 : -1;
 }
 
 static int free_vm(void **state)
@@ -211,6 +221,35 @@ static int free_vm(void **state)
     sm_vm_free(vm); /* attached: stops it */
     vm = NULL;
     return 0;
+}
+
+/* The VMM holds none of our descriptors, and has closed the ready pipe. */
+static void test_no_descriptor_leaked_into_vmm(void **state)
+{
+    (void)state;
+    sm_vm_info info;
+    assert_int_equal(sm_vm_get_info(vm, &info, NULL), SM_OK);
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", info.pid);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int seen = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char link[300] = { 0 }, path[400];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (readlink(path, link, sizeof link - 1) < 0)
+            continue;
+        seen++;
+        if (strstr(link, "leak-marker"))
+            fail_msg("the VMM has our descriptor as its fd %s", e->d_name);
+        if (!strcmp(e->d_name, "3") && !strncmp(link, "pipe:", 5))
+            fail_msg("the VMM still holds the ready pipe as fd 3");
+    }
+    closedir(d);
+    assert_true(seen >= 3);
+    close(leak_marker_fd);
 }
 
 static void test_identity_and_info(void **state)
@@ -634,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_start_failure_reports_vmm_error),
     };
     const struct CMUnitTest one_vm[] = {
+        cmocka_unit_test(test_no_descriptor_leaked_into_vmm),
         cmocka_unit_test(test_identity_and_info),
         cmocka_unit_test(test_exec_hi_7),
         cmocka_unit_test(test_files_binary_atomic_limits),
