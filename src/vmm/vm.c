@@ -546,6 +546,10 @@ void vm_stop(struct vm *vm)
     int none = VM_STOP_NONE;
     atomic_compare_exchange_strong(&vm->stop_reason, &none, VM_STOP_HOST);
     atomic_store(&vm->stopping, true);
+    /* Parked vCPUs wait on the condition, not in KVM_RUN: wake them too. */
+    pthread_mutex_lock(&vm->pause_lock);
+    pthread_cond_broadcast(&vm->pause_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
     for (int i = 0; i < vm->ncpus; i++)
         vcpu_join(&vm->vcpus[i]);
 }

@@ -1220,8 +1220,22 @@ static void test_transport_reset(void **state)
     assert_int_equal(get32(g, g->q[2].used + 8), 4); /* used len */
     assert_int_equal(get32(g, EVENT_AREA), VSOCK_EVENT_TRANSPORT_RESET);
     assert_int_equal(stats(g).connections, 0);
-    /* A new connection works after the reset. */
-    close(host_connect(g, 4001, &p));
+    /* Until the guest has handled the event (its driver refills the event
+     * queue and kicks it), a new host connection must not reach it: the
+     * guest's reset would kill it. */
+    int early = unix_connect(g->uds);
+    write_all(early, "CONNECT 4001\n", 13);
+    expect_no_rx(g);
+    publish(g, 2, 0);
+    kick(g, 2);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+    assert_int_equal(p.h.dst_port, 4001);
+    close(early); /* the client left before the guest answered: the guest gets an RST */
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+    /* And connections after the acknowledgement work as ever. */
+    close(host_connect(g, 4002, &p));
 }
 
 static void test_device_reset_drops_connections(void **state)

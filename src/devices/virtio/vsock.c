@@ -79,6 +79,11 @@ struct vsock {
     struct listener exec;
     bool active;         /* DRIVER_OK seen and queues usable */
     bool event_pending;  /* a TRANSPORT_RESET event waits for an event buffer */
+    /* The guest has the TRANSPORT_RESET event but has not handled it yet: it
+     * will reset every connected socket when it does, so nothing new may be
+     * connected until then. Its driver refills (and kicks) the event queue
+     * after handling an event: that kick is the acknowledgement. */
+    bool reset_unacked;
     struct vsock_conn_table table;
     int32_t rx_head, rx_tail;   /* connections with something for the guest */
     struct vsock_hdr rst_queue[RST_QUEUE_LEN];
@@ -440,7 +445,7 @@ static uint32_t fill_rx_chain(struct vsock *v, const struct vq_chain *chain)
 
 static void drain_rx(struct vsock *v)
 {
-    if (!v->active)
+    if (!v->active || v->reset_unacked)
         return;
     struct virtqueue *vq = &v->dev.queues[VIRTIO_VSOCK_QUEUE_RX];
     if (!vq->ready)
@@ -489,8 +494,10 @@ static void send_event(struct vsock *v)
         }
         uint8_t id[4] = { VSOCK_EVENT_TRANSPORT_RESET, 0, 0, 0 };
         uint32_t written = vsock_chain_write(&v->chain, 0, id, sizeof id) == sizeof id ? sizeof id : 0;
-        if (written)
+        if (written) {
             v->event_pending = false;
+            v->reset_unacked = true;
+        }
         if (virtio_device_complete(&v->dev, VIRTIO_VSOCK_QUEUE_EVENT, v->chain.head, written) < 0) {
             v->active = false;
             return;
@@ -963,9 +970,12 @@ static void vsock_queue_notify(struct virtio_device *dev, uint16_t q)
     struct vsock *v = vsock_of(dev);
     if (q == VIRTIO_VSOCK_QUEUE_TX)
         process_tx(v);
-    else if (q == VIRTIO_VSOCK_QUEUE_EVENT)
+    else if (q == VIRTIO_VSOCK_QUEUE_EVENT) {
+        if (v->reset_unacked && !v->event_pending)
+            v->reset_unacked = false; /* the driver handled the reset and refilled */
         send_event(v);
-    drain_rx(v); /* rx buffers arrived, or tx work produced replies */
+    }
+    drain_rx(v); /* rx buffers arrived, tx work produced replies, or a reset was handled */
 }
 
 static void vsock_reset(struct virtio_device *dev)
@@ -975,6 +985,7 @@ static void vsock_reset(struct virtio_device *dev)
     drop_all_connections(v, true);
     v->active = false;
     v->event_pending = false;
+    v->reset_unacked = false;
 }
 
 static void close_listener(struct listener *l)
