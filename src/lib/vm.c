@@ -376,7 +376,10 @@ static void build_argv(struct vmm_argv *a, const sm_vm_config *cfg, const sm_vm 
     v[n++] = "--exec-socket";  v[n++] = a->exec_sock;
     v[n++] = "--vsock-socket"; v[n++] = a->vsock_sock;
     v[n++] = "--ready-fd";     v[n++] = a->ready;
-    if (!cfg->detached)
+    /* An embedder that is PID 1 (a container's) takes every process with it
+     * when it ends, and the VMM would take its parent PID 1 for "already
+     * orphaned": no --die-with-parent there. */
+    if (!cfg->detached && getpid() != 1)
         v[n++] = "--die-with-parent";
     v[n] = NULL;
 }
