@@ -360,6 +360,54 @@ sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err);
  * start time. Free *list with free(). */
 sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err);
 
+/* ===== Images ========================================================== */
+/*
+ * An image is a baked VM: a folder holding a snapshot taken once the guest's
+ * agent was ready (files `state` and `memory`, plus `image.info`). VMs start
+ * from it by restoring, in milliseconds instead of a boot, and share its
+ * memory pages until they write them. Named images live in
+ * $SUPERMACHINE_IMAGES, else ${XDG_DATA_HOME:-~/.local/share}/supermachine/images.
+ *
+ *   sm_image *img;
+ *   sm_image_open("default", &img, &err);          // or sm_image_from_snapshot(dir, ...)
+ *   sm_vm_config_image(cfg, img);                  // then sm_vm_start as usual
+ */
+typedef struct sm_image sm_image;
+
+typedef struct sm_image_info {
+    char name[72];
+    uint32_t memory_mib;   /* 0 when unknown */
+    uint32_t cpus;
+    int64_t created_unix;
+    uint64_t disk_bytes;   /* space the image takes (its memory file is sparse) */
+} sm_image_info;
+
+/* An image from any snapshot folder (state + memory). SM_E_NOTFOUND when the
+ * folder lacks them. The snapshot itself is checked when a VM restores it. */
+sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err);
+/* A named image. SM_E_NOTFOUND: none by that name. */
+sm_code sm_image_open(const char *name, sm_image **out, sm_error *err);
+/* Boots the guest of cfg (NULL: defaults), snapshots it once its agent is
+ * ready, and stores it under name (replacing an older one only when the new
+ * one is complete). out may be NULL. */
+sm_code sm_image_bake(const char *name, const sm_vm_config *cfg, sm_image **out, sm_error *err);
+const char *sm_image_dir(const sm_image *img);
+void sm_image_free(sm_image *img);
+/* Deletes a named image; VMs running from it are not affected. */
+sm_code sm_image_remove(const char *name, sm_error *err);
+/* Every named image. Free *list with free(). */
+sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err);
+/* Where named images live (created if missing). */
+sm_code sm_images_dir(char *out, size_t cap, sm_error *err);
+
+/* Start VMs from this image (restore) instead of booting. The image must
+ * outlive the config; memory and vCPUs come from the image. NULL: boot. */
+sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img);
+/* Snapshots a running VM into dest_dir (created if missing), which then is
+ * an image: sm_image_from_snapshot(dest_dir). The VM pauses for the copy of
+ * its memory and goes on. */
+sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

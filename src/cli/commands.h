@@ -3,11 +3,15 @@
 #define SM_CLI_COMMANDS_H
 
 /* Each returns the process exit status; argv[0] is the subcommand's name. */
+int cmd_bake(int argc, char **argv);
 int cmd_boot(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_images(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
+int cmd_rmi(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 

@@ -11,6 +11,7 @@ struct command {
 };
 
 static const struct command commands[] = {
+    { "run",    cmd_run,    "run a command in a fresh VM restored from an image, then stop it" },
     { "boot",   cmd_boot,   "boot a kernel and initramfs to the agent, report the time" },
     { "doctor", cmd_doctor, "say whether this host can run microVMs, and what to do if not" },
     { "start",  cmd_start,  "boot a VM in the background and print its id" },
@@ -18,6 +19,9 @@ static const struct command commands[] = {
     { "cp",     cmd_cp,     "copy a file into or out of a VM" },
     { "ps",     cmd_ps,     "list VMs: id, state, pid, memory, vCPUs, age" },
     { "stop",   cmd_stop,   "stop a VM (or clean up a dead one) and remove its state" },
+    { "bake",   cmd_bake,   "boot the default guest and keep its snapshot as a named image" },
+    { "images", cmd_images, "list the named images" },
+    { "rmi",    cmd_rmi,    "delete named images" },
 };
 
 static void usage(FILE *out)

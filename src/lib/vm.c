@@ -12,6 +12,7 @@
  * reap when it is our child, remove the folder.
  */
 #include "lib/assets.h"
+#include "lib/image.h"
 #include "lib/error.h"
 #include "lib/vm_state.h"
 #include "vmm/run.h"
@@ -50,6 +51,7 @@ struct sm_vm_config {
     char *kernel;    /* NULL: looked up */
     char *initrd;
     char *console;   /* NULL: DIR/console.log */
+    char *image;     /* a snapshot folder to restore, or NULL to boot */
     bool detached;
 };
 
@@ -84,6 +86,7 @@ void sm_vm_config_free(sm_vm_config *cfg)
     free(cfg->kernel);
     free(cfg->initrd);
     free(cfg->console);
+    free(cfg->image);
     free(cfg);
 }
 
@@ -139,6 +142,32 @@ sm_code sm_vm_config_kernel(sm_vm_config *cfg, const char *path)
 sm_code sm_vm_config_initrd(sm_vm_config *cfg, const char *path)
 {
     return cfg ? set_path(&cfg->initrd, path) : SM_E_INVALID;
+}
+
+sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img)
+{
+    if (!cfg)
+        return SM_E_INVALID;
+    return set_path(&cfg->image, img ? sm_image_dir(img) : NULL);
+}
+
+uint32_t vm_config_memory_mib(const sm_vm_config *cfg) { return cfg->memory_mib; }
+uint32_t vm_config_cpus(const sm_vm_config *cfg) { return cfg->cpus; }
+
+sm_code vm_config_kernel_path(const sm_vm_config *cfg, char *out, size_t cap, sm_error *err)
+{
+    if (!cfg->kernel)
+        return assets_find(ASSET_KERNEL, out, cap, err);
+    snprintf(out, cap, "%s", cfg->kernel);
+    return SM_OK;
+}
+
+sm_code vm_config_initrd_path(const sm_vm_config *cfg, char *out, size_t cap, sm_error *err)
+{
+    if (!cfg->initrd)
+        return assets_find(ASSET_INITRD, out, cap, err);
+    snprintf(out, cap, "%s", cfg->initrd);
+    return SM_OK;
 }
 
 sm_code sm_vm_config_console_path(sm_vm_config *cfg, const char *path)
@@ -347,7 +376,7 @@ struct vmm_argv {
     char *argv[24];
     char store[4][PATH_MAX];
     char mem[16], cpus[16], timeout[16], ready[8];
-    char exec_sock[120], vsock_sock[120];
+    char exec_sock[120], vsock_sock[120], control_sock[120];
 };
 
 static void build_argv(struct vmm_argv *a, const sm_vm_config *cfg, const sm_vm *vm,
@@ -364,14 +393,22 @@ static void build_argv(struct vmm_argv *a, const sm_vm_config *cfg, const sm_vm 
     snprintf(a->ready, sizeof a->ready, "%d", READY_FD);
     snprintf(a->exec_sock, sizeof a->exec_sock, "%s", vm->exec_socket);
     snprintf(a->vsock_sock, sizeof a->vsock_sock, "%s/vsock.sock", vm->dir);
+    if (snprintf(a->control_sock, sizeof a->control_sock, "%s/control.sock", vm->dir) >= (int)sizeof a->control_sock)
+        a->control_sock[0] = 0; /* cannot happen: dir fits sun_path with room for exec.sock */
     int n = 0;
     char **v = a->argv;
     v[n++] = a->store[0];
-    v[n++] = "--kernel";       v[n++] = (char *)kernel;
-    v[n++] = "--initrd";       v[n++] = (char *)initrd;
-    v[n++] = "--memory";       v[n++] = a->mem;
-    v[n++] = "--cpus";         v[n++] = a->cpus;
+    if (cfg->image) {
+        /* Memory and vCPUs come from the snapshot. */
+        v[n++] = "--restore";  v[n++] = cfg->image;
+    } else {
+        v[n++] = "--kernel";   v[n++] = (char *)kernel;
+        v[n++] = "--initrd";   v[n++] = (char *)initrd;
+        v[n++] = "--memory";   v[n++] = a->mem;
+        v[n++] = "--cpus";     v[n++] = a->cpus;
+    }
     v[n++] = "--timeout";      v[n++] = a->timeout;
+    v[n++] = "--control-socket"; v[n++] = a->control_sock;
     v[n++] = "--console";      v[n++] = a->store[1];
     v[n++] = "--exec-socket";  v[n++] = a->exec_sock;
     v[n++] = "--vsock-socket"; v[n++] = a->vsock_sock;
@@ -496,14 +533,11 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     *out = NULL;
     char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX];
     sm_code rc = assets_find(ASSET_VMM, vmm, sizeof vmm, err);
-    if (!rc && cfg->kernel)
-        snprintf(kernel, sizeof kernel, "%s", cfg->kernel);
-    else if (!rc)
-        rc = assets_find(ASSET_KERNEL, kernel, sizeof kernel, err);
-    if (!rc && cfg->initrd)
-        snprintf(initrd, sizeof initrd, "%s", cfg->initrd);
-    else if (!rc)
-        rc = assets_find(ASSET_INITRD, initrd, sizeof initrd, err);
+    kernel[0] = initrd[0] = 0;
+    if (!rc && !cfg->image)
+        rc = vm_config_kernel_path(cfg, kernel, sizeof kernel, err);
+    if (!rc && !cfg->image)
+        rc = vm_config_initrd_path(cfg, initrd, sizeof initrd, err);
     if (rc)
         return rc;
     sm_vm *vm = calloc(1, sizeof *vm);

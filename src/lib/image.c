@@ -1,0 +1,422 @@
+/*
+ * Images: a baked VM to restore from. An image is a folder:
+ *
+ *   state         the snapshot's state (src/snapshot/format.h)
+ *   memory        the snapshot's guest memory, mapped copy-on-write by every
+ *                 VM restored from it: never modified once written
+ *   image.info    what it is: "memory_mib N\ncpus N\ncreated_unix N\n"
+ *
+ * Named images live in ${XDG_DATA_HOME:-~/.local/share}/supermachine/images/
+ * NAME. Baking writes into a hidden temporary folder beside the final one and
+ * renames it, so a half-baked image is never seen under its name.
+ */
+#include "lib/image.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/assets.h"
+#include "lib/error.h"
+#include "snapshot/snapshot.h"
+
+extern char **environ;
+
+#define IMAGE_INFO "image.info"
+#define BAKE_LOG_TAIL 400
+
+struct sm_image {
+    char dir[PATH_MAX];
+};
+
+/* dir/name into out; false (out unusable) when it does not fit. */
+static bool join(char *out, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    return n >= 0 && (size_t)n < cap;
+}
+
+static bool is_file(const char *dir, const char *name)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    return join(p, sizeof p, dir, name) && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err)
+{
+    if (!dir || !out)
+        return sm_fail(err, SM_E_INVALID, "sm_image_from_snapshot: NULL argument");
+    *out = NULL;
+    char real[PATH_MAX];
+    if (!realpath(dir, real))
+        return sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "no image at %s", dir);
+    if (!is_file(real, SNAPSHOT_STATE_FILE) || !is_file(real, SNAPSHOT_MEMORY_FILE))
+        return sm_fail(err, SM_E_NOTFOUND, "%s is not an image: it needs the files %s and %s (bake one with "
+                       "`supermachine bake NAME`)", real, SNAPSHOT_STATE_FILE, SNAPSHOT_MEMORY_FILE);
+    sm_image *img = calloc(1, sizeof *img);
+    if (!img)
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    snprintf(img->dir, sizeof img->dir, "%s", real);
+    *out = img;
+    return SM_OK;
+}
+
+const char *sm_image_dir(const sm_image *img)
+{
+    return img ? img->dir : NULL;
+}
+
+void sm_image_free(sm_image *img)
+{
+    free(img);
+}
+
+/* ---- named images ----------------------------------------------------------- */
+
+static bool valid_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 64 || name[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+static sm_code mkdir_p(char *path, sm_error *err)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        int r = mkdir(path, 0755);
+        *p = '/';
+        if (r < 0 && errno != EEXIST)
+            return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", path);
+    }
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", path);
+    return SM_OK;
+}
+
+sm_code sm_images_dir(char *out, size_t cap, sm_error *err)
+{
+    const char *env = getenv("SUPERMACHINE_IMAGES");
+    const char *data = getenv("XDG_DATA_HOME");
+    const char *home = getenv("HOME");
+    int n;
+    if (env && *env)
+        n = snprintf(out, cap, "%s", env);
+    else if (data && *data)
+        n = snprintf(out, cap, "%s/supermachine/images", data);
+    else if (home && *home)
+        n = snprintf(out, cap, "%s/.local/share/supermachine/images", home);
+    else
+        return sm_fail(err, SM_E_NOTFOUND, "no place for images: set SUPERMACHINE_IMAGES, XDG_DATA_HOME or HOME");
+    if (n < 0 || (size_t)n >= cap)
+        return sm_fail(err, SM_E_LIMIT, "the images folder path is too long");
+    return mkdir_p(out, err);
+}
+
+static sm_code named_dir(const char *name, char *out, size_t cap, sm_error *err)
+{
+    if (!name || !valid_name(name))
+        return sm_fail(err, SM_E_INVALID, "image name '%s' is not valid: use 1-64 of [A-Za-z0-9._-], not starting "
+                       "with '.'", name ? name : "(null)");
+    char base[PATH_MAX];
+    sm_code rc = sm_images_dir(base, sizeof base, err);
+    if (rc)
+        return rc;
+    if (snprintf(out, cap, "%s/%s", base, name) >= (int)cap)
+        return sm_fail(err, SM_E_LIMIT, "image path too long");
+    return SM_OK;
+}
+
+sm_code sm_image_open(const char *name, sm_image **out, sm_error *err)
+{
+    char dir[PATH_MAX];
+    sm_code rc = named_dir(name, dir, sizeof dir, err);
+    if (rc)
+        return rc;
+    if (access(dir, F_OK) != 0)
+        return sm_fail(err, SM_E_NOTFOUND, "no image named '%s' (bake it with `supermachine bake %s`)", name, name);
+    return sm_image_from_snapshot(dir, out, err);
+}
+
+static sm_code remove_tree(const char *dir, sm_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? SM_OK : sm_fail_errno(err, SM_E_IO, errno, "cannot open %s", dir);
+    struct dirent *e;
+    sm_code rc = SM_OK;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char p[PATH_MAX];
+        /* Images hold plain files only; anything else is not ours to delete. */
+        if ((!join(p, sizeof p, dir, e->d_name) || unlink(p) < 0) && !rc)
+            rc = sm_fail_errno(err, SM_E_IO, errno, "cannot remove %s", p);
+    }
+    closedir(d);
+    if (!rc && rmdir(dir) < 0)
+        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot remove %s", dir);
+    return rc;
+}
+
+sm_code sm_image_remove(const char *name, sm_error *err)
+{
+    char dir[PATH_MAX];
+    sm_code rc = named_dir(name, dir, sizeof dir, err);
+    if (rc)
+        return rc;
+    if (access(dir, F_OK) != 0)
+        return sm_fail(err, SM_E_NOTFOUND, "no image named '%s'", name);
+    /* VMs restored from it keep their mapping of its memory: removing the
+     * names is safe for them. */
+    return remove_tree(dir, err);
+}
+
+static void read_info(const char *dir, sm_image_info *info)
+{
+    char p[PATH_MAX];
+    FILE *f = join(p, sizeof p, dir, IMAGE_INFO) ? fopen(p, "re") : NULL;
+    if (!f)
+        return;
+    char key[32];
+    long long v;
+    while (fscanf(f, "%31s %lld", key, &v) == 2) {
+        if (!strcmp(key, "memory_mib"))
+            info->memory_mib = (uint32_t)v;
+        else if (!strcmp(key, "cpus"))
+            info->cpus = (uint32_t)v;
+        else if (!strcmp(key, "created_unix"))
+            info->created_unix = v;
+    }
+    fclose(f);
+}
+
+static uint64_t disk_bytes(const char *dir)
+{
+    uint64_t total = 0;
+    const char *names[] = { SNAPSHOT_STATE_FILE, SNAPSHOT_MEMORY_FILE, IMAGE_INFO };
+    for (size_t i = 0; i < 3; i++) {
+        char p[PATH_MAX];
+        struct stat st;
+        if (join(p, sizeof p, dir, names[i]) && stat(p, &st) == 0)
+            total += (uint64_t)st.st_blocks * 512u;
+    }
+    return total;
+}
+
+sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err)
+{
+    *list = NULL;
+    *count = 0;
+    char base[PATH_MAX];
+    sm_code rc = sm_images_dir(base, sizeof base, err);
+    if (rc)
+        return rc;
+    DIR *d = opendir(base);
+    if (!d)
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot list %s", base);
+    struct dirent *e;
+    size_t cap = 0;
+    while ((e = readdir(d))) {
+        char dir[PATH_MAX];
+        if (!valid_name(e->d_name) || !join(dir, sizeof dir, base, e->d_name) ||
+            !is_file(dir, SNAPSHOT_STATE_FILE))
+            continue;
+        if (*count == cap) {
+            cap = cap ? cap * 2 : 8;
+            sm_image_info *grown = realloc(*list, cap * sizeof **list);
+            if (!grown) {
+                closedir(d);
+                free(*list);
+                *list = NULL;
+                *count = 0;
+                return sm_fail(err, SM_E_NOMEM, "out of memory");
+            }
+            *list = grown;
+        }
+        sm_image_info *info = &(*list)[(*count)++];
+        memset(info, 0, sizeof *info);
+        memcpy(info->name, e->d_name, strlen(e->d_name) + 1); /* valid_name: at most 64 bytes */
+        read_info(dir, info);
+        info->disk_bytes = disk_bytes(dir);
+    }
+    closedir(d);
+    return SM_OK;
+}
+
+/* ---- baking ------------------------------------------------------------------- */
+
+static sm_code write_info(const char *dir, const sm_vm_config *cfg, sm_error *err)
+{
+    char p[PATH_MAX];
+    FILE *f = join(p, sizeof p, dir, IMAGE_INFO) ? fopen(p, "we") : NULL;
+    if (!f)
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot write the image info in %s", dir);
+    fprintf(f, "memory_mib %u\ncpus %u\ncreated_unix %lld\n", vm_config_memory_mib(cfg), vm_config_cpus(cfg),
+            (long long)time(NULL));
+    return fclose(f) == 0 ? SM_OK : sm_fail_errno(err, SM_E_IO, errno, "cannot write %s", p);
+}
+
+static void log_tail(int fd, char *out, size_t cap)
+{
+    out[0] = 0;
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end <= 0)
+        return;
+    off_t from = end > (off_t)cap - 1 ? end - (off_t)cap + 1 : 0;
+    ssize_t n = pread(fd, out, cap - 1, from);
+    out[n > 0 ? n : 0] = 0;
+    for (char *c = out; *c; c++)
+        if (*c == '\n')
+            *c = ' ';
+}
+
+/* Boots the guest with supermachine-vmm --snapshot-when-ready into tmp. */
+static sm_code run_bake(const sm_vm_config *cfg, const char *tmp, sm_error *err)
+{
+    char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], mem[16], cpus[16], logp[PATH_MAX];
+    sm_code rc;
+    if ((rc = assets_find(ASSET_VMM, vmm, sizeof vmm, err)) ||
+        (rc = vm_config_kernel_path(cfg, kernel, sizeof kernel, err)) ||
+        (rc = vm_config_initrd_path(cfg, initrd, sizeof initrd, err)))
+        return rc;
+    snprintf(mem, sizeof mem, "%u", vm_config_memory_mib(cfg));
+    snprintf(cpus, sizeof cpus, "%u", vm_config_cpus(cfg));
+    if (!join(logp, sizeof logp, tmp, ".bake.log"))
+        return sm_fail(err, SM_E_LIMIT, "image path too long");
+    char *argv[] = { vmm, "--kernel", kernel, "--initrd", initrd, "--memory", mem, "--cpus", cpus,
+                     "--snapshot-when-ready", (char *)tmp, NULL };
+    int log = open(logp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (log < 0)
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", logp);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, log, 1);
+    posix_spawn_file_actions_adddup2(&fa, log, 2);
+    pid_t pid;
+    int e = posix_spawn(&pid, vmm, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e) {
+        close(log);
+        return sm_fail_errno(err, SM_E_IO, e, "cannot run %s", vmm);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    char tail[BAKE_LOG_TAIL];
+    log_tail(log, tail, sizeof tail);
+    close(log);
+    unlink(logp);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return sm_fail(err, SM_E_GUEST, "baking failed: the VMM ended with status %d: %s",
+                       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), tail);
+    return SM_OK;
+}
+
+sm_code sm_image_bake(const char *name, const sm_vm_config *cfg, sm_image **out, sm_error *err)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX + 32];
+    sm_code rc = named_dir(name, dir, sizeof dir, err);
+    if (rc)
+        return rc;
+    sm_vm_config *own = NULL;
+    if (!cfg && !(cfg = own = sm_vm_config_new()))
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    char *slash = strrchr(dir, '/');
+    snprintf(tmp, sizeof tmp, "%.*s/.%s.baking-%d", (int)(slash - dir), dir, name, (int)getpid());
+    remove_tree(tmp, NULL);
+    if (mkdir(tmp, 0755) < 0)
+        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", tmp);
+    if (!rc)
+        rc = run_bake(cfg, tmp, err);
+    if (!rc)
+        rc = write_info(tmp, cfg, err);
+    /* Replace an older image of the same name only once the new one is whole. */
+    if (!rc && access(dir, F_OK) == 0)
+        rc = remove_tree(dir, err);
+    if (!rc && rename(tmp, dir) < 0)
+        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot rename %s to %s", tmp, dir);
+    if (rc)
+        remove_tree(tmp, NULL);
+    sm_vm_config_free(own);
+    if (!rc && out)
+        rc = sm_image_from_snapshot(dir, out, err);
+    return rc;
+}
+
+/* ---- a running VM's snapshot ----------------------------------------------------- */
+
+sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err)
+{
+    if (!vm || !dest_dir)
+        return sm_fail(err, SM_E_INVALID, "sm_vm_snapshot: NULL argument");
+    char dest[PATH_MAX];
+    if (mkdir(dest_dir, 0755) < 0 && errno != EEXIST)
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", dest_dir);
+    if (!realpath(dest_dir, dest))
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot resolve %s", dest_dir);
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (snprintf(addr.sun_path, sizeof addr.sun_path, "%s/control.sock", sm_vm_state_dir(vm)) >=
+        (int)sizeof addr.sun_path)
+        return sm_fail(err, SM_E_LIMIT, "control socket path too long");
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        sm_code rc = sm_fail_errno(err, SM_E_IO, errno, "cannot reach the VMM of VM %s (is it running?)",
+                                   sm_vm_id(vm));
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    char req[PATH_MAX + 16], reply[600];
+    int n = snprintf(req, sizeof req, "snapshot %s\n", dest);
+    sm_code rc = SM_OK;
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot ask the VMM for a snapshot");
+    size_t got = 0;
+    while (!rc && got < sizeof reply - 1) {
+        ssize_t k = recv(fd, reply + got, sizeof reply - 1 - got, 0);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+        if (memchr(reply, '\n', got))
+            break;
+    }
+    close(fd);
+    reply[got] = 0;
+    if (!rc && strncmp(reply, "ok\n", 3) != 0)
+        rc = sm_fail(err, SM_E_IO, "the VMM could not snapshot VM %s: %s", sm_vm_id(vm),
+                     got ? reply : "(no answer)");
+    if (!rc) {
+        /* The folder becomes an image: say what it holds. */
+        char p[PATH_MAX];
+        FILE *f = join(p, sizeof p, dest, IMAGE_INFO) ? fopen(p, "we") : NULL;
+        if (f) {
+            fprintf(f, "created_unix %lld\n", (long long)time(NULL));
+            fclose(f);
+        }
+    }
+    return rc;
+}
