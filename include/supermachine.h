@@ -408,6 +408,116 @@ sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img);
  * its memory and goes on. */
 sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err);
 
+/* ===== Pool ============================================================ */
+/* (section owned by: VM pool)
+ *
+ * A pool of VMs restored from one image, ready before they are needed, so
+ * that sm_pool_acquire hands one out in microseconds instead of a restore.
+ *
+ *   sm_pool_config *pc = sm_pool_config_new();
+ *   sm_pool_config_min(pc, 2);                     // kept idle and ready
+ *   sm_pool_config_max(pc, 8);                     // never more at once
+ *   sm_pool *pool;
+ *   if (sm_pool_new(img, pc, &pool, &err) == SM_OK) {   // 2 VMs ready now
+ *       sm_vm *vm;
+ *       if (sm_pool_acquire(pool, &vm, &err) == SM_OK) {  // from any thread
+ *           sm_exec_builder *b = sm_vm_exec_builder(vm);  // use it as any VM
+ *           ...
+ *           sm_pool_release(pool, vm);             // thrown away, replaced
+ *       }
+ *       sm_pool_free(pool);
+ *   }
+ *   sm_pool_config_free(pc);
+ *
+ * Threads: the pool has two of its own. One starts (restores) every VM of
+ * the pool: an attached VM's VMM ends with the thread that started it (see
+ * sm_vm_config_detached), so it must be a thread that outlives them. The
+ * other stops released, surplus and dead VMs. Every sm_pool_* call except
+ * sm_pool_free may be made from many threads at once.
+ *
+ * What the pool does by itself:
+ *   - keeps `min` VMs idle and ready (restoring more as they are taken);
+ *   - with restore-on-release (the default), stops each released VM and
+ *     restores a fresh one in its place;
+ *   - stops idle VMs beyond `min` once they have been idle for the idle
+ *     timeout;
+ *   - throws away VMs found dead (their VMM crashed or was killed): checked
+ *     on every acquire and every second in the background; a dead VM is never
+ *     handed out.
+ * `max` bounds idle + in use + starting VMs; a released VM may overlap its
+ * replacement for the moment it takes to stop.
+ */
+typedef struct sm_pool sm_pool;
+typedef struct sm_pool_config sm_pool_config;
+
+#define SM_POOL_MAX_VMS 256 /* the largest max */
+
+/* Defaults: min 1, max 4, idle timeout 300000 ms (5 min), acquire timeout
+ * 30000 ms, restore-on-release on. NULL: no memory. Setters fail with
+ * SM_E_INVALID on a NULL config or a value out of range. */
+sm_pool_config *sm_pool_config_new(void);
+void sm_pool_config_free(sm_pool_config *cfg);
+/* VMs kept idle and ready: 0 to SM_POOL_MAX_VMS, at most max (checked by
+ * sm_pool_new). 0 makes a lazy pool: VMs are restored on demand. */
+sm_code sm_pool_config_min(sm_pool_config *cfg, uint32_t n);
+/* VMs at most (idle + in use + starting): 1 to SM_POOL_MAX_VMS. */
+sm_code sm_pool_config_max(sm_pool_config *cfg, uint32_t n);
+/* How long a VM beyond min stays idle before it is stopped; 0: at once. */
+sm_code sm_pool_config_idle_timeout_ms(sm_pool_config *cfg, uint32_t ms);
+/* How long sm_pool_acquire waits for a VM when none is idle (for one to be
+ * restored, or released); 0: never wait, fail at once. At most 3600000. */
+sm_code sm_pool_config_acquire_timeout_ms(sm_pool_config *cfg, uint32_t ms);
+/* On (the default): a released VM is stopped and a fresh one restored from
+ * the image in the background, so every acquire gets a VM no one used
+ * before. Off: a released VM goes back to the idle set as it is, with the
+ * files, processes and memory the last user left in it: faster, but users
+ * of the pool are not isolated from each other. */
+sm_code sm_pool_config_restore_on_release(sm_pool_config *cfg, bool on);
+
+/* Makes a pool of VMs restored from img, and waits until min of them are
+ * ready (synchronously: each restore is done by the pool's own thread, one
+ * after another), so that errors of the image show here. On failure nothing
+ * is left (no VM, no thread) and err says why: SM_E_INVALID for a bad config
+ * (min > max), else the error of the failed restore. img may be freed once
+ * this returns (the pool keeps its own reference to the image folder). */
+sm_code sm_pool_new(const sm_image *img, const sm_pool_config *cfg, sm_pool **out,
+                    sm_error *err);
+/* Hands out a running VM: an idle one at once if there is one (the most
+ * recently readied); else, under max, one is restored for this call; else
+ * it waits for a release, up to the acquire timeout: then SM_E_TIMEOUT,
+ * saying how many VMs are in use. When a restore fails while waiting, its
+ * error is returned. The VM is the caller's until given back with
+ * sm_pool_release; do not sm_vm_stop or sm_vm_free it while the pool lives. */
+sm_code sm_pool_acquire(sm_pool *pool, sm_vm **vm, sm_error *err);
+/* Gives back a VM from sm_pool_acquire (see restore-on-release for what
+ * happens to it); the handle must not be used after. A dead VM is thrown
+ * away. NULL, or a VM this pool did not hand out, is ignored. */
+void sm_pool_release(sm_pool *pool, sm_vm *vm);
+
+typedef struct sm_pool_stats {
+    uint32_t alive;            /* idle + in_use: running VMs of the pool */
+    uint32_t idle;             /* ready to be acquired */
+    uint32_t in_use;           /* acquired, not yet released */
+    uint32_t starting;         /* being restored now */
+    uint32_t min;
+    uint32_t max;
+    uint64_t restored;         /* VMs the pool has restored, ever */
+    uint64_t acquire_waits;    /* acquires that found no idle VM and waited */
+    uint64_t acquire_timeouts; /* acquires that failed with SM_E_TIMEOUT */
+    uint64_t dead_discarded;   /* VMs found dead and thrown away */
+    uint64_t start_failures;   /* restores that failed */
+} sm_pool_stats;
+
+/* A consistent snapshot of the pool's counts. SM_E_INVALID on NULL. */
+sm_code sm_pool_stats_get(sm_pool *pool, sm_pool_stats *out);
+/* Stops every idle VM and the pool's threads, and frees the pool. Acquires
+ * waiting at that moment return SM_E_CANCELLED; no call on the pool may
+ * start once this has begun. VMs still acquired are not freed by the pool:
+ * their handles stay valid and become the caller's to free with sm_vm_free
+ * (not sm_pool_release), but their VMs end (SIGTERM), because the thread
+ * that started them ends here. NULL is fine. */
+void sm_pool_free(sm_pool *pool);
+
 #ifdef __cplusplus
 }
 #endif
