@@ -719,6 +719,8 @@ struct vm *snapshot_restore(const char *dir, const struct vm_config *cfg, sm_err
     }
     if (!rc)
         rc = restore_vm_level(vm, &r, err);
+    if (!rc && vm->vsock)
+        virtio_vsock_begin_restore(vm->vsock);
     if (!rc)
         rc = restore_devices(vm, &r, err);
     if (!rc)

@@ -84,6 +84,11 @@ struct vsock {
      * connected until then. Its driver refills (and kicks) the event queue
      * after handling an event: that kick is the acknowledgement. */
     bool reset_unacked;
+    /* Restoring a snapshot: packets the guest queued before it was taken
+     * belong to connections that no longer exist; they are returned unread
+     * until the transport reset, rather than acted on (a stale REQUEST would
+     * dial a host service only to hang up at once). */
+    bool discard_tx;
     struct vsock_conn_table table;
     int32_t rx_head, rx_tail;   /* connections with something for the guest */
     struct vsock_hdr rst_queue[RST_QUEUE_LEN];
@@ -883,7 +888,8 @@ static void process_tx(struct vsock *v)
             broken_queue(v);
             return;
         }
-        handle_tx_packet(v, &v->chain);
+        if (!v->discard_tx)
+            handle_tx_packet(v, &v->chain);
         if (virtio_device_complete(&v->dev, VIRTIO_VSOCK_QUEUE_TX, v->chain.head, 0) < 0) {
             v->active = false;
             return;
@@ -1168,10 +1174,19 @@ struct virtio_device *virtio_vsock_create(const struct vsock_config *cfg, struct
 
 /* --- outside the transport ------------------------------------------------------------------------- */
 
+void virtio_vsock_begin_restore(struct virtio_device *dev)
+{
+    struct vsock *v = vsock_of(dev);
+    virtio_device_lock(dev);
+    v->discard_tx = true;
+    virtio_device_unlock(dev);
+}
+
 void virtio_vsock_transport_reset(struct virtio_device *dev)
 {
     struct vsock *v = vsock_of(dev);
     virtio_device_lock(dev);
+    v->discard_tx = false;
     drop_all_connections(v, false);
     v->event_pending = true;
     send_event(v);

@@ -78,6 +78,10 @@ struct vsock_config {
  */
 struct virtio_device *virtio_vsock_create(const struct vsock_config *cfg, struct event_loop *loop, sm_error *err);
 
+/* Before a snapshot's device state is restored: until the transport reset
+ * that follows, packets the guest had queued are returned unread. */
+void virtio_vsock_begin_restore(struct virtio_device *dev);
+
 /*
  * Drops every connection (their host sockets are closed, so host peers see
  * the connection end) and sends VIRTIO_VSOCK_EVENT_TRANSPORT_RESET to the
