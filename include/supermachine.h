@@ -261,9 +261,10 @@ sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err);
  *
  * State: each VM has a folder RUNTIME/supermachine/vms/ID/ (mode 0700), where
  * RUNTIME is $XDG_RUNTIME_DIR, or /tmp/supermachine-UID when that is unset.
- * It holds exec.sock, vsock.sock, console.log (the guest console unless
- * sm_vm_config_console_path says otherwise), vmm.log (the VMM's stderr) and
- * vm.info (what `supermachine ps` shows). IDs are 8 lowercase hex digits.
+ * It holds exec.sock, vsock.sock, control.sock, console.log (the guest
+ * console unless sm_vm_config_console_path says otherwise), vmm.log (the
+ * VMM's stderr) and vm.info (what `supermachine ps` shows). IDs are 8
+ * lowercase hex digits.
  *
  * Assets: without sm_vm_config_kernel/_initrd, the guest kernel (bzImage) and
  * initramfs (initramfs.cpio) are looked for, in order, in: the environment
