@@ -473,10 +473,12 @@ static sm_vm *take_idle(sm_pool *p)
 static sm_code acquire_timed_out(sm_pool *p, uint64_t waited_ms, sm_error *err)
 {
     p->acquire_timeouts++;
+    bool failing = p->start_failures > 0 && p->last_start_error.message[0];
     return sm_fail(err, SM_E_TIMEOUT, "no VM free in the pool after %llu ms: %u in use, %u "
                    "starting, max %u (release VMs sooner, raise max, or raise the acquire "
-                   "timeout)", (unsigned long long)waited_ms, p->n_in_use, p->starting,
-                   p->cfg.max);
+                   "timeout)%s%s", (unsigned long long)waited_ms, p->n_in_use, p->starting,
+                   p->cfg.max, failing ? "; the last restore failed: " : "",
+                   failing ? p->last_start_error.message : "");
 }
 
 sm_code sm_pool_acquire(sm_pool *pool, sm_vm **vm, sm_error *err)
