@@ -30,4 +30,6 @@ tmp=$(mktemp -d /tmp/sm-pool-bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -m 700 "$tmp/rt"
 echo "bench/pool: $(nproc) CPUs${KVMBOX:+, inside kvmbox (emulated)}"
-XDG_RUNTIME_DIR=$tmp/rt SUPERMACHINE_IMAGES=$tmp/images build/bench/pool_bench "${1:-20}"
+# build/bench is not a place the asset lookup knows: name the build's assets.
+SUPERMACHINE_VMM=$PWD/build/bin/supermachine-vmm SUPERMACHINE_ASSETS=$PWD/build/guest \
+    XDG_RUNTIME_DIR=$tmp/rt SUPERMACHINE_IMAGES=$tmp/images build/bench/pool_bench "${1:-20}"
