@@ -127,7 +127,7 @@ static int listen_unix(const char *path)
     if (fd < 0)
         return -1;
     unlink(path);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1024) < 0) {
         agent_log("cannot listen on unix:%s: %s", path, strerror(errno));
         close(fd);
         return -1;
@@ -143,7 +143,7 @@ static int listen_vsock(unsigned port)
         return -1;
     }
     struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port };
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1024) < 0) {
         agent_log("cannot listen on vsock port %u (%s); serving without it", port,
                   strerror(errno));
         close(fd);

@@ -253,8 +253,9 @@ static uint32_t wanted_events(const struct vsock_conn *c, bool *watch)
     if (!c->host_eof && !(c->guest_shutdown & VSOCK_SHUTDOWN_RCV) && !(c->pending & VSOCK_PEND_READ) &&
         vsock_conn_peer_credit(c) > 0)
         ev |= EPOLLIN;
-    /* Nothing wanted: out of the set, or a hung-up peer would wake us for nothing. */
-    *watch = ev != 0;
+    /* Nothing wanted: out of the set, or a hung-up peer would wake us for nothing;
+     * but a client that has not seen our EOF still gets watched for a hang-up. */
+    *watch = ev != 0 || (!c->host_eof && !c->host_write_shut);
     return ev;
 }
 
@@ -647,6 +648,10 @@ static void on_conn_event(struct vsock *v, struct vsock_conn *c, uint32_t events
     }
     if (c->state != VSOCK_CONN_ESTABLISHED)
         return;
+    if (!c->epoll_events && (events & (EPOLLHUP | EPOLLERR))) {
+        conn_abort(v, c); /* the client closed while the guest was not reading */
+        return;
+    }
     uint32_t gen = c->gen;
     if ((c->epoll_events & EPOLLOUT) && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
         if (flush_to_host(v, c) < 0)
