@@ -509,7 +509,10 @@ typedef struct sm_pool_stats {
     uint64_t start_failures;   /* restores that failed */
 } sm_pool_stats;
 
-/* A consistent snapshot of the pool's counts. SM_E_INVALID on NULL. */
+/* A consistent snapshot of the pool's counts (taken under the pool's lock).
+ * alive leaves out VMs being restored (starting) and released VMs still
+ * being stopped. SM_E_INVALID on NULL. (Named _get: sm_pool_stats is the
+ * type.) */
 sm_code sm_pool_stats_get(sm_pool *pool, sm_pool_stats *out);
 /* Stops every idle VM and the pool's threads, and frees the pool. Acquires
  * waiting at that moment return SM_E_CANCELLED; no call on the pool may
