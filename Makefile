@@ -160,6 +160,8 @@ $(FUZZ_DIR)/obj/%.o: %.c
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS)
 	$(CLANG) $(CPPFLAGS) -std=c11 $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $^ -o $@ $(LDLIBS)
 fuzz: $(patsubst fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRCS))
+# Kept between runs: relinking one target must not recompile the library.
+.SECONDARY: $(FUZZ_OBJS)
 
 # --- install -----------------------------------------------------------------
 install: all
