@@ -50,6 +50,7 @@ tmp=$(mktemp -d /tmp/sm-bench-restore.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -m 700 "$tmp/rt"
 export XDG_RUNTIME_DIR="$tmp/rt"
+export SUPERMACHINE_VMM="$PWD/build/bin/supermachine-vmm"   # build/bench is not where the library looks
 echo "bench/restore: baking the snapshot (build/guest/bzImage + initramfs.cpio, 256 MiB, 1 vCPU)"
 build/bin/supermachine-vmm --kernel build/guest/bzImage --initrd build/guest/initramfs.cpio \
     --memory 256 --cpus 1 --timeout 120 --console "$tmp/bake-console.log" --snapshot-when-ready "$tmp/snap"
