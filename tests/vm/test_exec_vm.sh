@@ -140,6 +140,13 @@ t_exec_suite() {
     status=$?
     cat "$T/out"
     echo "info: $(grep -aE '^\[  PASSED  \]' "$T/out" | tail -n 1) $(grep -acE '^\[  SKIPPED \]' "$T/out") skipped, $(($(now_ms) - start)) ms"
+    if ((status != 0)); then
+        # What the VM itself said: a guest that reset or a VMM that failed
+        # shows it here, and the state folder is gone after the next stop.
+        echo "--- the VM's vmm.log and console.log (last lines)"
+        tail -n 15 "$vm_rt/supermachine/vms/$id/vmm.log" 2>&1
+        tail -n 25 "$vm_rt/supermachine/vms/$id/console.log" 2>&1
+    fi
     return $status
 }
 
