@@ -75,7 +75,7 @@ t_snap_api() {
         XDG_RUNTIME_DIR=$snap_rt CMOCKA_MESSAGE_OUTPUT=STDOUT "$bin" >"$T/out" 2>&1
     status=$?
     cat "$T/out"
-    grep -aE '^(restore|[0-9]+ restores|after [0-9]+|snapshot [0-9.]+ s old|start from a damaged|VM [0-9a-f]{8}|the snapshot after)' \
+    grep -aE '^(restore|[0-9]+ restores|after [0-9]+|snapshot [0-9.]+ s old|start from a damaged|VM [0-9a-f]{8}|the (baked )?snapshot after)' \
         "$T/out" | sed 's/^/info: /'
     grep -qaE '^\[  PASSED  \] [1-9][0-9]* test' "$T/out" || { echo "no test passed (filter $filter)"; return 1; }
     echo "info: $(($(now_ms) - start)) ms"
