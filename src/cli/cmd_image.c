@@ -67,7 +67,10 @@ int cmd_bake(int argc, char **argv)
 
 int cmd_images(int argc, char **argv)
 {
-    (void)argv;
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: supermachine images\n\nLists the named images: memory, vCPUs, disk use, age.\n");
+        return 0;
+    }
     if (argc != 1) {
         fprintf(stderr, "usage: supermachine images\n");
         return EXIT_USAGE;
@@ -95,6 +98,10 @@ int cmd_images(int argc, char **argv)
 
 int cmd_rmi(int argc, char **argv)
 {
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: supermachine rmi NAME...\n\nDeletes named images; VMs running from them go on.\n");
+        return 0;
+    }
     if (argc < 2) {
         fprintf(stderr, "usage: supermachine rmi NAME...\n");
         return EXIT_USAGE;
