@@ -646,10 +646,14 @@ static void on_conn_event(struct vsock *v, struct vsock_conn *c, uint32_t events
             conn_abort(v, c); /* the client left before the guest answered */
         return;
     }
-    if (c->state != VSOCK_CONN_ESTABLISHED)
-        return;
     if (!c->epoll_events && (events & (EPOLLHUP | EPOLLERR))) {
-        conn_abort(v, c); /* the client closed while the guest was not reading */
+        conn_abort(v, c); /* the client is gone while we wanted nothing from it */
+        return;
+    }
+    if (c->state != VSOCK_CONN_ESTABLISHED) {
+        /* A socket still in the set from an earlier state: level-triggered
+         * events would come back forever, so bring the set up to date. */
+        update_interest(v, c);
         return;
     }
     uint32_t gen = c->gen;
