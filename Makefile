@@ -26,11 +26,13 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototy
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 $(WARN) -fPIC $(SAN_FLAGS)
-LDFLAGS  += $(SAN_FLAGS)
-LDLIBS   := -lpthread -lz
+# --as-needed: the VMM, which restores VMs and must start fast, links none of
+# the image libraries (curl, archive, json-c, crypto) it does not call.
+LDFLAGS  += $(SAN_FLAGS) -Wl,--as-needed
+LDLIBS   := -lcurl -larchive -ljson-c -lcrypto -lpthread -lz
 
 # --- sources -------------------------------------------------------------
-LIB_SRCS   := $(wildcard src/lib/*.c src/protocol/*.c src/vmm/*.c src/snapshot/*.c src/devices/*.c src/devices/virtio/*.c)
+LIB_SRCS   := $(wildcard src/lib/*.c src/protocol/*.c src/vmm/*.c src/snapshot/*.c src/devices/*.c src/devices/virtio/*.c src/image/*.c)
 LIB_SRCS   := $(filter-out src/vmm/main.c,$(LIB_SRCS))
 CLI_SRCS   := $(wildcard src/cli/*.c)
 AGENT_SRCS := $(wildcard src/agent/*.c) $(wildcard src/protocol/*.c)
@@ -151,14 +153,14 @@ run: deps
 	scripts/run-main-job.sh
 
 # --- fuzzing (clang + libFuzzer) -------------------------------------------
-FUZZ_DIR   := build/fuzz
+FUZZ_DIR   ?= build/fuzz
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined
 FUZZ_OBJS  := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIB_SRCS) $(filter-out src/agent/main.c,$(wildcard src/agent/*.c)))
 $(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CPPFLAGS) -std=c11 $(WARN) -Wno-unused-command-line-argument $(FUZZ_FLAGS) -c $< -o $@
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS)
-	$(CLANG) $(CPPFLAGS) -std=c11 $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined $^ -o $@ $(LDLIBS)
+	$(CLANG) $(CPPFLAGS) -std=c11 $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -Wl,--as-needed $^ -o $@ $(LDLIBS)
 fuzz: $(patsubst fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRCS))
 # Kept between runs: relinking one target must not recompile the library.
 .SECONDARY: $(FUZZ_OBJS)
