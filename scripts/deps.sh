@@ -18,6 +18,14 @@ packages=(
     qemu-system-x86 busybox-static
     # later issues: images, registries, seccomp
     zlib1g-dev libcurl4-openssl-dev libarchive-dev libzstd-dev libjson-c-dev libseccomp-dev
+    # OCI images (issue 6): tar2sqfs turns a flattened root into the
+    # read-only squashfs the product bakes
+    squashfs-tools-ng
+    # ... and its tests and bench/pull: the Debian test image
+    # (scripts/test-image.sh: debootstrap, umoci), the local registries
+    # (tests/image/registry.sh: docker-registry, htpasswd from apache2-utils,
+    # a self-signed CA with openssl) and skopeo to push to and copy from them
+    debootstrap docker-registry skopeo umoci apache2-utils openssl ca-certificates
 )
 
 installed() {
