@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Builds, once per machine, the OCI images that issue 6's tests and bench/pull
+# use: a real minimal Debian that no one here wrote, packed as an OCI image
+# layout, plus a tiny image for another platform.
+#
+#   scripts/test-image.sh               build if needed, then describe it
+#   scripts/test-image.sh --print-dir   build if needed, print only its folder
+#
+# Needs root (debootstrap) and Debian's archive (SM_DEBIAN_MIRROR, default
+# http://deb.debian.org/debian); first build about 30-60 s here.
+#
+# Cache: ${XDG_CACHE_HOME:-~/.cache}/supermachine/test-image/KEY, where KEY is
+# the first 16 hex digits of this script's sha256: editing the script makes a
+# new image, an unchanged script reuses the built one (a read-only cache, as
+# inside tools/kvmbox, is fine once built). Concurrent runs wait on a flock;
+# the build happens in a temporary folder next to it and is renamed into place
+# at the end, so KEY either is complete or does not exist.
+#
+# What KEY/ holds: two OCI image layouts (skopeo `oci:KEY/debian:test`,
+# umoci `--image KEY/debian:test`):
+#
+#   layout       tag             what the tag's descriptor points at
+#   -----------  --------------  ---------------------------------------------
+#   debian       test            OCI manifest, linux/amd64, the two layers below
+#   debian       multi           OCI index: linux/arm64 -> the "other" manifest,
+#                                linux/amd64 -> the "test" manifest (a client
+#                                must pick amd64 out of it)
+#   other        arm64           OCI index with one entry, linux/arm64 (a client
+#                                on amd64 must refuse it: no linux/amd64)
+#   other        arm64-manifest  OCI manifest whose config says arm64/linux
+#                                (a client must refuse it too)
+#
+# debian:test's layers (gzip, in this order):
+#
+#   layer 1  `debootstrap --variant=minbase bookworm` (Debian 12, apt, dpkg,
+#            bash, coreutils; no python: it would add ~18 MB to ~115 MB), with
+#            /var/cache/apt/archives/*.deb, /var/cache/apt/*.bin,
+#            /var/lib/apt/lists/*, /etc/resolv.conf and /etc/hostname removed
+#            (the runtime provides the last two); debootstrap's /dev nodes are
+#            kept (/dev/null: char 1,3 ...). Plus these fixtures (root:root,
+#            files 0644, folders 0755 unless said otherwise):
+#              /opt/sm-test/a                 "a\n"
+#              /opt/sm-test/b                 "b\n"
+#              /opt/sm-test/sub/d             "d\n"
+#              /opt/sm-keep/owned             "owned\n", uid 1234 gid 5678, 0640
+#              /opt/sm-keep/hardlink          hard link to owned (same inode;
+#                                             by name order the tar holds
+#                                             hardlink as the file and owned
+#                                             as the link entry)
+#              /opt/sm-keep/link              symlink -> owned
+#              /opt/sm-keep/abs-link          symlink -> /etc/debian_version
+#              /opt/sm-keep/fifo              named pipe, 0600
+#              /opt/sm-keep/replaced          "layer 1\n"
+#              /opt/sm-keep/was-dir/x         "x\n" (was-dir is a folder here)
+#              /opt/sm-keep/was-file          "was a file\n"
+#   layer 2  hand-made tar, members in exactly this order:
+#              etc/.wh.motd                   whiteout of a file
+#              etc/sm-test-layer              "supermachine test image, layer 2\n"
+#              opt/sm-keep/replaced           "layer 2\n" (overwrites)
+#              opt/sm-keep/was-dir            "now a file\n" (file over a folder)
+#              opt/sm-keep/was-file/          folder over a file, 0755
+#              opt/sm-keep/was-file/inside    "inside\n"
+#              opt/sm-test/                   folder, 0755
+#              opt/sm-test/c                  "c\n"
+#              opt/sm-test/.wh..wh..opq       opaque marker, deliberately AFTER c:
+#                                             it hides layer 1's content only
+#              usr/share/doc/.wh.dpkg         whiteout of a folder and its tree
+#              opt/sm-keep/xattr              "xattr\n", pax header
+#                                             SCHILY.xattr.user.sm-test=layer2
+#
+# So the flattened debian:test differs from the debootstrap tree by exactly:
+#   absent:  /etc/motd, /usr/share/doc/dpkg (and all below it),
+#            /opt/sm-test/a, /opt/sm-test/b, /opt/sm-test/sub (and sub/d),
+#            /opt/sm-keep/was-dir/x
+#   present: /etc/sm-test-layer, /opt/sm-test/c (the only entry of
+#            /opt/sm-test), the whole of /opt/sm-keep as listed above with
+#            replaced = "layer 2\n", was-dir a file "now a file\n", was-file a
+#            folder holding "inside", and xattr carrying user.sm-test=layer2;
+#   and no ".wh." name anywhere in the result. `umoci unpack` of debian:test
+#   gives exactly this tree (115 MB apparent size, about 6690 entries).
+# Every other Debian file is untouched: e.g. /etc/debian_version (12.x),
+# /usr/bin/apt-get (`apt-get --version` prints "apt 2.6..."), /bin -> usr/bin.
+#
+# debian:test's config: Env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:
+# /usr/bin:/sbin:/bin and SM_TEST=debian-test, WorkingDir /opt/sm-keep,
+# no Entrypoint, Cmd ["/bin/sh", "-c", "echo \"sm-test $SM_TEST in $(pwd)\""]
+# (so `run IMAGE` with no command prints "sm-test debian-test in /opt/sm-keep"),
+# User unset (root).
+#
+# other:arm64's only layer holds /hello "sm-test arm64 image\n".
+set -euo pipefail
+
+usage() {
+    echo "usage: scripts/test-image.sh [--print-dir]" >&2
+    exit 2
+}
+
+print_dir=0
+case ${1:-} in
+    --print-dir) print_dir=1 ;;
+    "") ;;
+    *) usage ;;
+esac
+
+self=$(readlink -f "$0")
+key=$(sha256sum "$self" | cut -c1-16)
+base=${XDG_CACHE_HOME:-$HOME/.cache}/supermachine/test-image
+dir=$base/$key
+mirror=${SM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+log() { echo "test-image: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# Prints "DIGEST SIZE" of the one manifest in the index.json of a layout
+# that umoci wrote with a single tag (umoci writes mediaType, digest, size in
+# that order on one line); fails if there is not exactly one.
+only_descriptor() {
+    local index=$1/index.json found
+    found=$(grep -o '"digest":"sha256:[0-9a-f]\{64\}","size":[0-9]\+' "$index" |
+        sed 's/"digest":"\([^"]*\)","size":\(.*\)/\1 \2/')
+    [[ $(printf '%s\n' "$found" | wc -l) == 1 && -n $found ]] ||
+        die "expected one manifest in $index, found: $found"
+    printf '%s\n' "$found"
+}
+
+# Writes a JSON document as a blob of a layout; prints "DIGEST SIZE".
+put_blob() {
+    local layout=$1 json=$2 hex
+    hex=$(printf '%s' "$json" | sha256sum | cut -c1-64)
+    printf '%s' "$json" >"$layout/blobs/sha256/$hex"
+    printf 'sha256:%s %s\n' "$hex" "${#json}"
+}
+
+# A descriptor of an image manifest: DIGEST SIZE [ARCH] [REF_NAME].
+manifest_desc() {
+    local out='{"mediaType":"application/vnd.oci.image.manifest.v1+json"'
+    out+=',"digest":"'$1'","size":'$2
+    [[ -n ${3:-} ]] && out+=',"platform":{"architecture":"'$3'","os":"linux"}'
+    [[ -n ${4:-} ]] && out+=',"annotations":{"org.opencontainers.image.ref.name":"'$4'"}'
+    printf '%s}' "$out"
+}
+
+index_desc() {
+    printf '{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"%s","size":%s,%s}' \
+        "$1" "$2" '"annotations":{"org.opencontainers.image.ref.name":"'$3'"}'
+}
+
+index_json() {
+    local IFS=,
+    printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s]}' "$*"
+}
+
+make_rootfs() {
+    local root=$1
+    log "debootstrap --variant=minbase bookworm from $mirror (log: $tmp/debootstrap.log)"
+    if ! debootstrap --variant=minbase bookworm "$root" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
+        tail -n 20 "$tmp/debootstrap.log" >&2
+        die "debootstrap failed"
+    fi
+    rm -f "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin
+    rm -f "$root"/etc/resolv.conf "$root"/etc/hostname
+    find "$root/var/lib/apt/lists" -mindepth 1 -delete
+    [[ -f $root/etc/motd && -d $root/usr/share/doc/dpkg ]] ||
+        die "debootstrap's tree lacks /etc/motd or /usr/share/doc/dpkg, which layer 2 deletes"
+
+    mkdir -p "$root/opt/sm-test/sub" "$root/opt/sm-keep/was-dir"
+    printf 'a\n' >"$root/opt/sm-test/a"
+    printf 'b\n' >"$root/opt/sm-test/b"
+    printf 'd\n' >"$root/opt/sm-test/sub/d"
+    local keep=$root/opt/sm-keep
+    printf 'owned\n' >"$keep/owned"
+    chown 1234:5678 "$keep/owned"
+    chmod 0640 "$keep/owned"
+    ln "$keep/owned" "$keep/hardlink"
+    ln -s owned "$keep/link"
+    ln -s /etc/debian_version "$keep/abs-link"
+    mkfifo -m 0600 "$keep/fifo"
+    printf 'layer 1\n' >"$keep/replaced"
+    printf 'x\n' >"$keep/was-dir/x"
+    printf 'was a file\n' >"$keep/was-file"
+    chmod -R go-w,a+rX "$root/opt/sm-test" "$keep/was-dir"
+}
+
+# GNU tar in pax format without atime/ctime records, numeric owners.
+tar_layer() {
+    tar --format=posix --pax-option=delete=atime,delete=ctime --numeric-owner "$@"
+}
+
+make_layer1() {
+    local root=$1 out=$2
+    # Names without a leading "./", as docker and umoci write them.
+    (cd "$root" && ls -A) >"$tmp/top-level"
+    tar_layer -cf "$out" -C "$root" --sort=name --files-from="$tmp/top-level"
+}
+
+make_layer2() {
+    local stage=$tmp/layer2 out=$1
+    mkdir -p "$stage/etc" "$stage/opt/sm-keep/was-file" "$stage/opt/sm-test" "$stage/usr/share/doc"
+    : >"$stage/etc/.wh.motd"
+    printf 'supermachine test image, layer 2\n' >"$stage/etc/sm-test-layer"
+    printf 'layer 2\n' >"$stage/opt/sm-keep/replaced"
+    printf 'now a file\n' >"$stage/opt/sm-keep/was-dir"
+    printf 'inside\n' >"$stage/opt/sm-keep/was-file/inside"
+    printf 'c\n' >"$stage/opt/sm-test/c"
+    : >"$stage/opt/sm-test/.wh..wh..opq"
+    : >"$stage/usr/share/doc/.wh.dpkg"
+    printf 'xattr\n' >"$stage/opt/sm-keep/xattr"
+    chmod -R go-w,a+rX "$stage"
+    tar_layer -cf "$out" -C "$stage" --owner=0 --group=0 --no-recursion \
+        etc/.wh.motd etc/sm-test-layer \
+        opt/sm-keep/replaced opt/sm-keep/was-dir opt/sm-keep/was-file opt/sm-keep/was-file/inside \
+        opt/sm-test opt/sm-test/c opt/sm-test/.wh..wh..opq \
+        usr/share/doc/.wh.dpkg
+    tar_layer -rf "$out" -C "$stage" --owner=0 --group=0 \
+        --pax-option='SCHILY.xattr.user.sm-test:=layer2' opt/sm-keep/xattr
+}
+
+make_debian() {
+    local layout=$1
+    make_rootfs "$tmp/rootfs"
+    make_layer1 "$tmp/rootfs" "$tmp/layer1.tar"
+    make_layer2 "$tmp/layer2.tar"
+    log "packing debian:test with umoci"
+    umoci init --layout "$layout"
+    umoci new --image "$layout:test"
+    umoci config --image "$layout:test" --no-history --architecture amd64 --os linux \
+        --author "supermachine scripts/test-image.sh" \
+        --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --config.env SM_TEST=debian-test --config.workingdir /opt/sm-keep \
+        --config.cmd /bin/sh --config.cmd -c --config.cmd 'echo "sm-test $SM_TEST in $(pwd)"'
+    umoci raw add-layer --image "$layout:test" \
+        --history.created_by "debootstrap --variant=minbase bookworm + /opt fixtures" "$tmp/layer1.tar"
+    umoci raw add-layer --image "$layout:test" \
+        --history.created_by "whiteouts, an opaque folder, replacements, an xattr" "$tmp/layer2.tar"
+    umoci gc --layout "$layout"
+}
+
+make_arm64() {
+    local layout=$1
+    mkdir -p "$tmp/arm64"
+    printf 'sm-test arm64 image\n' >"$tmp/arm64/hello"
+    tar_layer -cf "$tmp/arm64.tar" -C "$tmp/arm64" --owner=0 --group=0 hello
+    umoci init --layout "$layout"
+    umoci new --image "$layout:arm64-manifest"
+    umoci config --image "$layout:arm64-manifest" --no-history --architecture arm64 --os linux \
+        --config.cmd /hello
+    umoci raw add-layer --image "$layout:arm64-manifest" --history.created_by "/hello" "$tmp/arm64.tar"
+    umoci gc --layout "$layout"
+}
+
+# Adds the hand-written indexes: debian:multi, other:arm64 (see the header).
+write_indexes() {
+    local debian=$1 other=$2 amd arm multi only
+    amd=$(only_descriptor "$debian")
+    arm=$(only_descriptor "$other")
+    cp -n "$other"/blobs/sha256/* "$debian/blobs/sha256/"
+    # shellcheck disable=SC2086  # "DIGEST SIZE" split on purpose
+    multi=$(put_blob "$debian" "$(index_json "$(manifest_desc $arm arm64)" "$(manifest_desc $amd amd64)")")
+    # shellcheck disable=SC2086
+    only=$(put_blob "$other" "$(index_json "$(manifest_desc $arm arm64)")")
+    # shellcheck disable=SC2086
+    index_json "$(manifest_desc $amd "" test)" "$(index_desc $multi multi)" >"$debian/index.json"
+    # shellcheck disable=SC2086
+    index_json "$(manifest_desc $arm "" arm64-manifest)" "$(index_desc $only arm64)" >"$other/index.json"
+}
+
+build() {
+    ((EUID == 0)) || die "building the test image needs root (debootstrap); run as root once, later runs reuse $base"
+    local cmd
+    for cmd in debootstrap umoci tar sha256sum flock; do
+        command -v "$cmd" >/dev/null || die "$cmd is missing: run scripts/deps.sh"
+    done
+    local start=$SECONDS
+    tmp=$(mktemp -d "$base/tmp.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+    mkdir "$tmp/out"
+    make_debian "$tmp/out/debian"
+    make_arm64 "$tmp/out/other"
+    write_indexes "$tmp/out/debian" "$tmp/out/other"
+    chmod -R a+rX "$tmp/out"
+    mv "$tmp/out" "$dir"
+    rm -rf "$tmp"
+    trap - EXIT
+    log "built $dir in $((SECONDS - start)) s"
+}
+
+if [[ ! -d $dir ]]; then
+    mkdir -p "$base"
+    exec 9>"$base/.lock"
+    flock 9
+    [[ -d $dir ]] || build
+    exec 9>&-
+fi
+
+if ((print_dir)); then
+    printf '%s\n' "$dir"
+    exit 0
+fi
+echo "test image: $dir"
+echo "  oci:$dir/debian:test          linux/amd64, 2 layers"
+echo "  oci:$dir/debian:multi         index: linux/arm64 + linux/amd64"
+echo "  oci:$dir/other:arm64          index: linux/arm64 only"
+echo "  oci:$dir/other:arm64-manifest manifest, config says arm64"
+echo "  size on disk: $(du -sh "$dir" | cut -f1)"
