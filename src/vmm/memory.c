@@ -1,7 +1,9 @@
 #include "vmm/memory.h"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static void layout(struct guest_memory *m, uint8_t *base, uint64_t bytes)
 {
@@ -28,12 +30,60 @@ int gm_create(struct guest_memory *m, uint64_t bytes)
     return 0;
 }
 
+/* The mapping granule: x86-64 base pages. */
+#define GM_PAGE_SIZE 4096u
+/* Beyond this many data extents, map the whole file instead (one VMA each). */
+#define GM_MAX_EXTENTS 4096
+
+/*
+ * Maps the file's data extents (SEEK_DATA/SEEK_HOLE) over `base`, each
+ * MAP_PRIVATE|MAP_FIXED. Returns 0, or -1 when the file cannot say where its
+ * data is or has too many extents (the caller then maps all of it).
+ */
+static int map_data_extents(uint8_t *base, int fd, uint64_t bytes)
+{
+    uint64_t off = 0;
+    for (int n = 0; off < bytes; n++) {
+        off_t data = lseek(fd, (off_t)off, SEEK_DATA);
+        if (data < 0)
+            return errno == ENXIO ? 0 : -1; /* ENXIO: no data past off */
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        if (hole < 0 || n >= GM_MAX_EXTENTS)
+            return -1;
+        uint64_t start = (uint64_t)data & ~(uint64_t)(GM_PAGE_SIZE - 1);
+        uint64_t end = (uint64_t)hole < bytes ? (uint64_t)hole : bytes;
+        end = (end + GM_PAGE_SIZE - 1) & ~(uint64_t)(GM_PAGE_SIZE - 1);
+        if (end > bytes)
+            end = bytes;
+        if (start >= end)
+            return -1;
+        if (mmap(base + start, end - start, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd,
+                 (off_t)start) == MAP_FAILED)
+            return -1;
+        off = end;
+    }
+    return 0;
+}
+
 int gm_create_from_file(struct guest_memory *m, int fd, uint64_t bytes)
 {
     memset(m, 0, sizeof *m);
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+    /*
+     * Holes of the file become anonymous memory, so a guest reading one
+     * gets the zero page and never allocates into the file: on tmpfs, a
+     * private mapping over a hole allocates a page of the file itself, and
+     * the shared image would grow with every VM restored from it.
+     */
+    uint8_t *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -1;
+    if (map_data_extents(p, fd, bytes) < 0 &&
+        mmap(p, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0) == MAP_FAILED) {
+        int e = errno;
+        munmap(p, bytes);
+        errno = e;
+        return -1;
+    }
     madvise(p, bytes, MADV_DONTDUMP);
     m->mapping = p;
     m->mapping_size = bytes;

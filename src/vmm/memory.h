@@ -36,7 +36,8 @@ struct guest_memory {
 int gm_create(struct guest_memory *m, uint64_t bytes);
 /* Maps `bytes` of the file fd copy-on-write (MAP_PRIVATE): restore costs a
  * mapping, not a copy, and every VM restored from one file shares its pages
- * until it writes them. */
+ * until it writes them. Only the file's data extents are mapped from it; its
+ * holes are anonymous memory (the file never grows). */
 int gm_create_from_file(struct guest_memory *m, int fd, uint64_t bytes);
 /* Uses a caller-owned buffer as guest memory starting at GPA 0 (tests, fuzzing). */
 void gm_init_buffer(struct guest_memory *m, void *buf, uint64_t size);
