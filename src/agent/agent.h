@@ -49,7 +49,8 @@ struct agent {
     bool pid1;
     bool in_vm;    /* PID 1 of a guest (not of a PID namespace: --no-vm) */
     bool stopping;
-    bool poweroff; /* PID 1: power off once the OK is flushed */
+    bool poweroff;              /* PID 1: power off once the OK has reached the host */
+    uint64_t poweroff_deadline; /* ... or at this agent_now_us() at the latest */
 };
 
 /* ---- loop.c ---------------------------------------------------------- */

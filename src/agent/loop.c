@@ -37,6 +37,7 @@
 #define BACKLOG_HIGH    (4u << 20)  /* stop reading the command's output above */
 #define LINGER_US       (5u * 1000000u)
 #define IDLE_FRAME_US   (30u * 1000000u) /* to finish HELLO + the operation frame */
+#define POWEROFF_GRACE_US (1u * 1000000u) /* for the host to read the OK and close */
 
 typedef enum conn_state { C_HELLO, C_IDLE, C_EXEC, C_UPLOAD, C_DOWNLOAD, C_DONE } conn_state;
 
@@ -413,6 +414,7 @@ static void conn_start_operation(conn *c, const sm_wire_frame *f)
         sm_wire_put_empty(&c->out, SM_WIRE_OK, NULL);
         c->state = C_DONE;
         c->ag->poweroff = true;
+        c->ag->poweroff_deadline = agent_now_us() + POWEROFF_GRACE_US;
         conn_flush(c);
         return;
     case SM_WIRE_SYNC: {
@@ -708,6 +710,8 @@ static int next_timeout_ms(agent *ag)
     for (conn *c = ag->conns; c; c = c->next)
         if (c->deadline && c->deadline < next)
             next = c->deadline;
+    if (ag->poweroff && ag->poweroff_deadline < next)
+        next = ag->poweroff_deadline;
     if (next == UINT64_MAX)
         return -1;
     uint64_t now = agent_now_us();
@@ -715,6 +719,23 @@ static int next_timeout_ms(agent *ag)
         return 0;
     uint64_t ms = (next - now + 999) / 1000;
     return ms > 60000 ? 60000 : (int)ms;
+}
+
+/*
+ * A requested power off waits until every connection is closed, so that the
+ * OK reaches the host: a flushed send only means it is in the guest kernel's
+ * vsock queue, which a power off right away would throw away. The host closes
+ * its end once it has read the OK; a connection that never closes delays the
+ * power off by POWEROFF_GRACE_US at most.
+ */
+static bool poweroff_may_go(const agent *ag)
+{
+    if (agent_now_us() >= ag->poweroff_deadline)
+        return true;
+    for (const conn *c = ag->conns; c; c = c->next)
+        if (!c->dead)
+            return false;
+    return true;
 }
 
 void agent_run(agent *ag)
@@ -748,14 +769,8 @@ void agent_run(agent *ag)
             }
         }
         tick_and_collect(ag);
-        if (ag->poweroff) {
-            bool flushed = true;
-            for (conn *c = ag->conns; c; c = c->next)
-                if (!c->dead && conn_backlog(c))
-                    flushed = false;
-            if (flushed)
-                pid1_poweroff("power off requested by the host", ag->in_vm);
-        }
+        if (ag->poweroff && poweroff_may_go(ag))
+            pid1_poweroff("power off requested by the host", ag->in_vm);
     }
 }
 
