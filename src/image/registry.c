@@ -1,0 +1,912 @@
+/*
+ * Distribution API v2 client. The requests, in the order a pull makes them
+ * (HOST is the reference's registry, registry-1.docker.io for docker.io;
+ * NAME its repository; scheme https, or http with plain_http):
+ *
+ *   #  request                                        headers sent              answers used
+ *   1  GET /v2/NAME/manifests/TAG|DIGEST              Accept: the 4 manifest    200: body (<= 4 MiB), Content-Type
+ *                                                     and index media types     401: WWW-Authenticate -> 2, then 1 again
+ *                                                     Authorization when known  404/403/other: error from the body's
+ *                                                                                 {"errors":[{"code","message"}]}
+ *   2  GET REALM?service=SERVICE&scope=SCOPE          Authorization: Basic      200: {"token"|"access_token": ...}
+ *      (from "WWW-Authenticate: Bearer realm=...,     (only with credentials)   (<= 64 KiB; printable ASCII only)
+ *      service=...,scope=..."; the scope defaults                               401: authentication failed
+ *      to repository:NAME:pull)
+ *      or, on "WWW-Authenticate: Basic", request 1 again with Authorization: Basic user:pass
+ *   3  GET /v2/NAME/manifests/DIGEST                  as 1                      the linux/amd64 manifest of an index
+ *   4  GET /v2/NAME/blobs/DIGEST (config, layers)     Authorization; Range:     200: the whole blob (a .partial is
+ *      (redirects to storage followed, up to 5, the   bytes=N- when N bytes     emptied first); 206 with Content-Range
+ *      Authorization header is not sent to another    of a .partial exist       "bytes N-...": appended; 416: start
+ *      host; https only unless plain_http)                                      over without Range; 401: as in 1
+ *
+ * A request is tried with the current credentials; a 401 makes us get new
+ * ones from its challenge (a token, or Basic) and try once more; a second
+ * 401 is "authentication failed". Tokens are reused for later requests (a
+ * 401 on an expired one gets a fresh one). A blob download that breaks
+ * after receiving bytes is resumed up to 3 times. Bodies are bounded: a
+ * manifest 4 MiB, a token reply or an error body 64 KiB, a blob its size.
+ */
+#include "image/registry.h"
+
+#include "image/blob_store.h"
+#include "image/oci_manifest.h"
+#include "lib/error.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define USER_AGENT "supermachine/0.1"
+#define CONNECT_TIMEOUT_S 30L
+#define STALL_TIMEOUT_S 60L     /* abort below 1 byte/s for this long */
+#define MAX_REDIRECTS 5L
+#define BLOB_RESUME_TRIES 3
+#define CHALLENGE_MAX 4096
+
+struct registry_client {
+    CURL *curl;
+    struct oci_reference ref;
+    char host[OCI_REF_NAME_MAX + 1];
+    const char *scheme;
+    bool plain_http;
+    char *ca_file;
+    char *user, *password;
+    bool explicit_credentials;
+    char *authorization; /* "Authorization: ..." header, or NULL */
+    void (*progress)(void *ctx, const char *what, uint64_t done, uint64_t total);
+    void *progress_ctx;
+};
+
+/* One response, as the callbacks see it (redirects reset the headers). */
+struct response {
+    long status;
+    char content_type[128];
+    char content_range[128];
+    char challenge[CHALLENGE_MAX]; /* the first Bearer (else Basic) WWW-Authenticate */
+    char *body;                    /* bodies kept in memory */
+    size_t len, max;
+    bool too_long;
+    struct blob_writer *blob;      /* 2xx bodies of blob requests go here */
+    uint64_t range_start;          /* >0: we asked for bytes range_start- */
+    bool blob_started;
+    sm_error write_err;            /* why a callback stopped the transfer */
+    bool write_failed;
+    uint64_t received;
+    /* progress */
+    struct registry_client *client;
+    const char *what;
+    uint64_t total;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc = CURLE_OK;
+
+static void init_curl(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static bool header_is(const char *line, size_t n, const char *name, const char **value,
+                      size_t *vlen)
+{
+    size_t k = strlen(name);
+    if (n <= k || strncasecmp(line, name, k) != 0 || line[k] != ':')
+        return false;
+    const char *v = line + k + 1;
+    const char *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    *value = v;
+    *vlen = (size_t)(end - v);
+    return true;
+}
+
+static void copy_bounded(char *dst, size_t cap, const char *src, size_t n)
+{
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Printable ASCII without spaces: safe inside a header line. */
+static bool is_header_token(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+/* A copy of s for messages: printable ASCII only, at most cap-1 bytes. */
+static void sanitize(char *dst, size_t cap, const char *s)
+{
+    size_t j = 0;
+    for (size_t i = 0; s && s[i] && j + 1 < cap; i++)
+        dst[j++] = ((unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f) ? s[i] : '?';
+    dst[j] = '\0';
+}
+
+/* ---- callbacks ----------------------------------------------------------- */
+
+static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
+{
+    struct response *r = ud;
+    size_t n = size * nitems;
+    const char *v;
+    size_t vlen;
+    if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
+        /* A new response (after a redirect or a 100): forget the last one's. */
+        const char *sp = memchr(line, ' ', n);
+        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        r->content_type[0] = r->content_range[0] = r->challenge[0] = '\0';
+    } else if (header_is(line, n, "Content-Type", &v, &vlen)) {
+        copy_bounded(r->content_type, sizeof r->content_type, v, vlen);
+    } else if (header_is(line, n, "Content-Range", &v, &vlen)) {
+        copy_bounded(r->content_range, sizeof r->content_range, v, vlen);
+    } else if (header_is(line, n, "WWW-Authenticate", &v, &vlen)) {
+        bool bearer = vlen >= 6 && strncasecmp(v, "Bearer", 6) == 0;
+        bool have_bearer = strncasecmp(r->challenge, "Bearer", 6) == 0;
+        if (vlen < sizeof r->challenge && (!r->challenge[0] || (bearer && !have_bearer)))
+            copy_bounded(r->challenge, sizeof r->challenge, v, vlen);
+    }
+    return n;
+}
+
+/* The first bytes of a 2xx blob body: is it what we asked for? */
+static sm_code start_blob_body(struct response *r)
+{
+    r->blob_started = true;
+    if (r->status == 206 && r->range_start > 0) {
+        unsigned long long first = 0;
+        if (sscanf(r->content_range, "bytes %llu-", &first) != 1 || first != r->range_start)
+            return sm_fail(&r->write_err, SM_E_PROTOCOL,
+                           "%s: the registry answered a resumed download with the wrong range "
+                           "(\"%.60s\")",
+                           r->what, r->content_range);
+        return SM_OK;
+    }
+    if (r->status != 200)
+        return sm_fail(&r->write_err, SM_E_PROTOCOL, "%s: unexpected HTTP %ld", r->what,
+                       r->status);
+    /* The server ignored Range (or none was asked): the whole blob follows. */
+    return r->blob->written ? blob_writer_restart(r->blob, &r->write_err) : SM_OK;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct response *r = ud;
+    size_t n = size * nmemb;
+    r->received += n;
+    if (r->blob && r->status >= 200 && r->status < 300) {
+        if ((!r->blob_started && start_blob_body(r)) ||
+            blob_writer_write(r->blob, data, n, &r->write_err)) {
+            r->write_failed = true;
+            return 0;
+        }
+        return n;
+    }
+    if (n > r->max - r->len) {
+        r->too_long = true;
+        if (r->status >= 200 && r->status < 300) {
+            r->write_failed = true;
+            return 0;
+        }
+        n = r->max - r->len; /* keep the start of an error body */
+    }
+    if (n) {
+        char *grown = realloc(r->body, r->len + n + 1);
+        if (!grown) {
+            sm_fail(&r->write_err, SM_E_NOMEM, "out of memory");
+            r->write_failed = true;
+            return 0;
+        }
+        r->body = grown;
+        memcpy(r->body + r->len, data, n);
+        r->len += n;
+        r->body[r->len] = '\0';
+    }
+    return size * nmemb;
+}
+
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)ultotal;
+    (void)ulnow;
+    struct response *r = ud;
+    struct registry_client *c = r->client;
+    if (c->progress && r->blob && r->status >= 200 && r->status < 300 && dlnow > 0)
+        c->progress(c->progress_ctx, r->what, r->blob->written, r->total);
+    return 0;
+}
+
+/* ---- one request --------------------------------------------------------- */
+
+static sm_code set_common(struct registry_client *c, const char *url, struct curl_slist *headers,
+                          struct response *r, sm_error *err)
+{
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    const char *protocols = c->plain_http ? "http,https" : "https";
+    CURLcode e = curl_easy_setopt(h, CURLOPT_URL, url);
+    e |= curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, protocols);
+    e |= curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, protocols);
+    e |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+    e |= curl_easy_setopt(h, CURLOPT_MAXREDIRS, MAX_REDIRECTS);
+    e |= curl_easy_setopt(h, CURLOPT_USERAGENT, USER_AGENT);
+    e |= curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    e |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+    e |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    e |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, STALL_TIMEOUT_S);
+    e |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    e |= curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    e |= curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    e |= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    e |= curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    e |= curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    e |= curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
+    e |= curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    if (c->ca_file) {
+        /* CAINFO alone would replace the system bundle: keep the system's
+         * folder of CAs as well. */
+        curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+        e |= curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+        e |= curl_easy_setopt(h, CURLOPT_CAPATH, v->capath ? v->capath : "/etc/ssl/certs");
+    }
+    if (e != CURLE_OK)
+        return sm_fail(err, SM_E_UNSUPPORTED, "libcurl refused an option (too old a libcurl?)");
+    return SM_OK;
+}
+
+/* Performs the transfer; SM_OK means an HTTP answer arrived (any status). */
+static sm_code perform(struct registry_client *c, const char *url, const char *accept,
+                       const char *authorization, struct response *r, sm_error *err)
+{
+    struct curl_slist *headers = NULL, *tmp;
+    char accept_line[512], range_line[64];
+    bool ok = true;
+    if (accept) {
+        snprintf(accept_line, sizeof accept_line, "Accept: %s", accept);
+        ok = ok && (tmp = curl_slist_append(headers, accept_line)) && (headers = tmp);
+    }
+    if (authorization)
+        ok = ok && (tmp = curl_slist_append(headers, authorization)) && (headers = tmp);
+    if (r->range_start) {
+        snprintf(range_line, sizeof range_line, "Range: bytes=%llu-",
+                 (unsigned long long)r->range_start);
+        ok = ok && (tmp = curl_slist_append(headers, range_line)) && (headers = tmp);
+    }
+    if (!ok) {
+        curl_slist_free_all(headers);
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    }
+    char errbuf[CURL_ERROR_SIZE] = "";
+    sm_code rc = set_common(c, url, headers, r, err);
+    if (!rc)
+        curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
+    CURLcode cr = rc ? CURLE_OK : curl_easy_perform(c->curl);
+    curl_slist_free_all(headers);
+    if (rc)
+        return rc;
+    if (r->write_failed) {
+        if (err)
+            *err = r->write_err;
+        return r->write_err.code ? r->write_err.code : SM_E_PROTOCOL;
+    }
+    if (r->too_long && r->status >= 200 && r->status < 300)
+        return sm_fail(err, SM_E_LIMIT, "%s: the reply is longer than %zu bytes", r->what,
+                       r->max);
+    if (cr != CURLE_OK) {
+        const char *why = errbuf[0] ? errbuf : curl_easy_strerror(cr);
+        sm_code code = (cr == CURLE_OPERATION_TIMEDOUT) ? SM_E_TIMEOUT : SM_E_IO;
+        if (cr == CURLE_PEER_FAILED_VERIFICATION || cr == CURLE_SSL_CACERT_BADFILE)
+            return sm_fail(err, SM_E_IO,
+                           "%s: TLS certificate of %s not trusted (%s): give its CA with the CA "
+                           "file option, or use plain HTTP for a local test registry",
+                           r->what, c->host, why);
+        if (cr == CURLE_SSL_CONNECT_ERROR && c->plain_http == false)
+            return sm_fail(err, SM_E_IO,
+                           "%s: TLS handshake with %s failed (%s); is it a plain-HTTP registry?",
+                           r->what, c->host, why);
+        return sm_fail(err, code, "%s: cannot reach %s: %s", r->what, c->host, why);
+    }
+    return SM_OK;
+}
+
+static void response_reset(struct response *r, size_t max)
+{
+    free(r->body);
+    r->body = NULL;
+    r->len = 0;
+    r->max = max;
+    r->status = 0;
+    r->too_long = false;
+    r->write_failed = false;
+    r->blob_started = false;
+    r->received = 0;
+    r->content_type[0] = r->content_range[0] = r->challenge[0] = '\0';
+    memset(&r->write_err, 0, sizeof r->write_err);
+}
+
+/* The registry's own words for an error: errors[0].message (or code). */
+static void error_detail(const struct response *r, char *out, size_t cap)
+{
+    out[0] = '\0';
+    struct json_object *root = NULL, *arr, *first;
+    if (!r->body || oci_json_parse(r->body, r->len, REGISTRY_ERROR_BODY_MAX, "error", &root, NULL))
+        return;
+    bool bad = false;
+    if (json_object_is_type(root, json_type_object) &&
+        json_object_object_get_ex(root, "errors", &arr) &&
+        json_object_is_type(arr, json_type_array) && json_object_array_length(arr) > 0 &&
+        (first = json_object_array_get_idx(arr, 0))) {
+        const char *m = oci_json_string(first, "message", 4096, &bad);
+        if (!m || !m[0])
+            m = oci_json_string(first, "code", 4096, &bad);
+        if (m)
+            sanitize(out, cap, m);
+    }
+    json_object_put(root);
+}
+
+/* ---- authentication ------------------------------------------------------ */
+
+/* Reads one token or quoted-string; returns the position after it. */
+static const char *read_param_value(const char *p, char *out, size_t cap, bool *ok)
+{
+    size_t n = 0;
+    if (*p == '"') {
+        p++;
+        while (*p && *p != '"') {
+            if (*p == '\\' && p[1])
+                p++;
+            if (n + 1 >= cap)
+                *ok = false;
+            else
+                out[n++] = *p;
+            p++;
+        }
+        if (*p != '"')
+            *ok = false;
+        else
+            p++;
+    } else {
+        while (*p && *p != ',' && *p != ' ') {
+            if (n + 1 >= cap)
+                *ok = false;
+            else
+                out[n++] = *p;
+            p++;
+        }
+    }
+    out[n] = '\0';
+    return p;
+}
+
+sm_code registry_parse_challenge(const char *header, struct auth_challenge *out, sm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const char *p = header;
+    size_t n = 0;
+    while (*p && *p != ' ' && n + 1 < sizeof out->scheme)
+        out->scheme[n++] = *p++;
+    if (*p && *p != ' ')
+        return sm_fail(err, SM_E_PROTOCOL, "the registry's WWW-Authenticate has an odd scheme");
+    bool ok = true;
+    while (*p && ok) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        char key[32], val[1024];
+        size_t k = 0;
+        while (*p && *p != '=' && *p != ' ' && *p != ',' && k + 1 < sizeof key)
+            key[k++] = *p++;
+        key[k] = '\0';
+        if (*p != '=') {
+            ok = false;
+            break;
+        }
+        p = read_param_value(p + 1, val, sizeof val, &ok);
+        if (strcasecmp(key, "realm") == 0)
+            snprintf(out->realm, sizeof out->realm, "%s", val);
+        else if (strcasecmp(key, "service") == 0)
+            snprintf(out->service, sizeof out->service, "%s", val);
+        else if (strcasecmp(key, "scope") == 0)
+            snprintf(out->scope, sizeof out->scope, "%s", val);
+    }
+    if (!ok)
+        return sm_fail(err, SM_E_PROTOCOL, "the registry's WWW-Authenticate header is malformed");
+    if (strcasecmp(out->scheme, "Bearer") == 0 && !out->realm[0])
+        return sm_fail(err, SM_E_PROTOCOL, "the registry's Bearer challenge has no realm");
+    return SM_OK;
+}
+
+static char *basic_header(const char *user, const char *password)
+{
+    char *plain = NULL;
+    int plain_len = asprintf(&plain, "%s:%s", user, password);
+    if (plain_len < 0)
+        return NULL;
+    char *h = NULL;
+    unsigned char *enc = plain_len <= 8192 ? malloc(4 * ((size_t)plain_len / 3 + 2)) : NULL;
+    if (enc) {
+        EVP_EncodeBlock(enc, (const unsigned char *)plain, plain_len);
+        if (asprintf(&h, "Authorization: Basic %s", enc) < 0)
+            h = NULL;
+    }
+    memset(plain, 0, (size_t)plain_len);
+    free(plain);
+    free(enc);
+    return h;
+}
+
+static void set_authorization(struct registry_client *c, char *header)
+{
+    free(c->authorization);
+    c->authorization = header;
+}
+
+static sm_code auth_failed(struct registry_client *c, long status, sm_error *err)
+{
+    if (c->user)
+        return sm_fail(err, SM_E_SETUP,
+                       "authentication failed for %s (HTTP %ld): check the user name and password",
+                       c->host, status);
+    return sm_fail(err, SM_E_SETUP,
+                   "%s requires authentication (HTTP %ld): give a user name and password, or "
+                   "log in with `docker login %s`",
+                   c->host, status, c->host);
+}
+
+/* Picks the token out of the token service's reply. */
+static sm_code token_from_reply(struct registry_client *c, const struct response *r,
+                                sm_error *err)
+{
+    struct json_object *root;
+    sm_code rc = oci_json_parse(r->body ? r->body : "", r->len, REGISTRY_TOKEN_MAX,
+                                "the token service's reply", &root, err);
+    if (rc)
+        return rc;
+    bool bad = false;
+    const char *tok = oci_json_string(root, "token", REGISTRY_TOKEN_MAX, &bad);
+    if (!tok || !tok[0])
+        tok = oci_json_string(root, "access_token", REGISTRY_TOKEN_MAX, &bad);
+    char *h = NULL;
+    if (!tok || !is_header_token(tok, strlen(tok)))
+        rc = sm_fail(err, SM_E_PROTOCOL, "the token service of %s sent no usable token", c->host);
+    else if (asprintf(&h, "Authorization: Bearer %s", tok) < 0)
+        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+    else
+        set_authorization(c, h);
+    json_object_put(root);
+    return rc;
+}
+
+static sm_code fetch_token(struct registry_client *c, const struct auth_challenge *ch,
+                           sm_error *err)
+{
+    bool https = strncasecmp(ch->realm, "https://", 8) == 0;
+    bool http = strncasecmp(ch->realm, "http://", 7) == 0;
+    if (!https && !(http && c->plain_http))
+        return sm_fail(err, SM_E_PROTOCOL,
+                       "%s sent a token realm that is not an https:// URL (\"%.100s\")", c->host,
+                       ch->realm);
+    char default_scope[OCI_REF_NAME_MAX + 32];
+    snprintf(default_scope, sizeof default_scope, "repository:%s:pull", c->ref.repository);
+    char *service = curl_easy_escape(c->curl, ch->service, 0);
+    char *scope = curl_easy_escape(c->curl, ch->scope[0] ? ch->scope : default_scope, 0);
+    char *url = NULL;
+    bool has_query = strchr(ch->realm, '?') != NULL;
+    int n = (service && scope)
+                ? asprintf(&url, "%s%sservice=%s&scope=%s", ch->realm, has_query ? "&" : "?",
+                           service, scope)
+                : -1;
+    curl_free(service);
+    curl_free(scope);
+    if (n < 0)
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    char *basic = c->user ? basic_header(c->user, c->password) : NULL;
+    struct response r = {.client = c, .what = "token request"};
+    response_reset(&r, REGISTRY_TOKEN_MAX);
+    sm_code rc = perform(c, url, "application/json", basic, &r, err);
+    free(basic);
+    free(url);
+    if (!rc && (r.status == 401 || r.status == 403))
+        rc = auth_failed(c, r.status, err);
+    else if (!rc && r.status != 200)
+        rc = sm_fail(err, SM_E_PROTOCOL, "the token service of %s answered HTTP %ld", c->host,
+                     r.status);
+    else if (!rc)
+        rc = token_from_reply(c, &r, err);
+    free(r.body);
+    return rc;
+}
+
+/* After a 401: new credentials from its challenge. */
+static sm_code answer_challenge(struct registry_client *c, const struct response *r,
+                                sm_error *err)
+{
+    struct auth_challenge ch;
+    if (!r->challenge[0])
+        return sm_fail(err, SM_E_PROTOCOL, "%s answered HTTP 401 without a WWW-Authenticate",
+                       c->host);
+    sm_code rc = registry_parse_challenge(r->challenge, &ch, err);
+    if (rc)
+        return rc;
+    if (strcasecmp(ch.scheme, "Bearer") == 0)
+        return fetch_token(c, &ch, err);
+    if (strcasecmp(ch.scheme, "Basic") == 0) {
+        if (!c->user)
+            return auth_failed(c, 401, err);
+        char *h = basic_header(c->user, c->password);
+        if (!h)
+            return sm_fail(err, SM_E_INVALID, "the user name and password are too long");
+        set_authorization(c, h);
+        return SM_OK;
+    }
+    char scheme[20];
+    sanitize(scheme, sizeof scheme, ch.scheme);
+    return sm_fail(err, SM_E_UNSUPPORTED, "%s asks for \"%s\" authentication, which is not supported",
+                   c->host, scheme);
+}
+
+/* A request with authentication: on 401, answer the challenge, try again once. */
+static sm_code request(struct registry_client *c, const char *url, const char *accept,
+                       struct response *r, sm_error *err)
+{
+    for (int attempt = 0;; attempt++) {
+        size_t max = r->max;
+        response_reset(r, max);
+        sm_code rc = perform(c, url, accept, c->authorization, r, err);
+        if (rc || r->status != 401)
+            return rc;
+        if (attempt == 1)
+            return auth_failed(c, r->status, err);
+        rc = answer_challenge(c, r, err);
+        if (rc)
+            return rc;
+    }
+}
+
+/* An error for a non-2xx answer to a request about `subject`. */
+static sm_code status_error(struct registry_client *c, const struct response *r,
+                            const char *subject, sm_error *err)
+{
+    char detail[256];
+    error_detail(r, detail, sizeof detail);
+    if (r->status == 404)
+        return sm_fail(err, SM_E_NOTFOUND, "%s: %s (HTTP 404)", subject,
+                       detail[0] ? detail : "not found");
+    if (r->status == 403)
+        return sm_fail(err, SM_E_SETUP, "%s: access denied by %s (HTTP 403)%s%s", subject,
+                       c->host, detail[0] ? ": " : "", detail);
+    if (r->status == 429)
+        return sm_fail(err, SM_E_SETUP, "%s: %s limits the request rate (HTTP 429); try later",
+                       subject, c->host);
+    return sm_fail(err, SM_E_PROTOCOL, "%s: %s answered HTTP %ld%s%s", subject, c->host,
+                   r->status, detail[0] ? ": " : "", detail);
+}
+
+/* ---- the client ---------------------------------------------------------- */
+
+sm_code registry_open(const struct oci_reference *ref, const struct registry_options *opt,
+                      struct registry_client **out, sm_error *err)
+{
+    *out = NULL;
+    pthread_once(&curl_once, init_curl);
+    if (curl_init_rc != CURLE_OK)
+        return sm_fail(err, SM_E_IO, "libcurl failed to initialise");
+    struct registry_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    c->ref = *ref;
+    snprintf(c->host, sizeof c->host, "%s", oci_reference_api_host(ref));
+    c->plain_http = opt && opt->plain_http;
+    c->scheme = c->plain_http ? "http" : "https";
+    if (opt) {
+        c->progress = opt->progress;
+        c->progress_ctx = opt->progress_ctx;
+    }
+    c->curl = curl_easy_init();
+    sm_code rc = c->curl ? SM_OK : sm_fail(err, SM_E_NOMEM, "libcurl: out of memory");
+    if (!rc && opt && opt->ca_file && !(c->ca_file = strdup(opt->ca_file)))
+        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+    if (!rc && opt && opt->username) {
+        c->explicit_credentials = true;
+        c->user = strdup(opt->username);
+        c->password = strdup(opt->password ? opt->password : "");
+        if (!c->user || !c->password)
+            rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+    } else if (!rc) {
+        sm_error lookup_err;
+        sm_code lrc = docker_config_lookup(ref->registry, &c->user, &c->password, &lookup_err);
+        if (lrc && lrc != SM_E_NOTFOUND)
+            rc = sm_fail(err, lrc, "%s", lookup_err.message);
+    }
+    if (rc) {
+        registry_close(c);
+        return rc;
+    }
+    *out = c;
+    return SM_OK;
+}
+
+void registry_close(struct registry_client *c)
+{
+    if (!c)
+        return;
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    free(c->ca_file);
+    free(c->user);
+    if (c->password) {
+        memset(c->password, 0, strlen(c->password));
+        free(c->password);
+    }
+    free(c->authorization);
+    free(c);
+}
+
+sm_code registry_get_manifest(struct registry_client *c, const char *target, char **body,
+                              size_t *len, char content_type[128], sm_error *err)
+{
+    *body = NULL;
+    *len = 0;
+    char subject[OCI_REF_NAME_MAX * 2 + 160];
+    snprintf(subject, sizeof subject, "%s/%s%s%s", c->ref.registry, c->ref.repository,
+             oci_digest_valid(target) ? "@" : ":", target);
+    char *url;
+    if (asprintf(&url, "%s://%s/v2/%s/manifests/%s", c->scheme, c->host, c->ref.repository,
+                 target) < 0)
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    struct response r = {.client = c, .what = subject};
+    response_reset(&r, OCI_JSON_MAX);
+    sm_code rc = request(c, url, OCI_MANIFEST_ACCEPT, &r, err);
+    free(url);
+    if (!rc && r.status == 404) {
+        char detail[256];
+        error_detail(&r, detail, sizeof detail);
+        rc = sm_fail(err, SM_E_NOTFOUND, "%s: %s (HTTP 404)", subject,
+                     detail[0] ? detail : "manifest unknown");
+    } else if (!rc && r.status != 200) {
+        rc = status_error(c, &r, subject, err);
+    }
+    if (rc) {
+        free(r.body);
+        return rc;
+    }
+    if (!r.body && !(r.body = calloc(1, 1))) {
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    }
+    *body = r.body;
+    *len = r.len;
+    snprintf(content_type, 128, "%s", r.content_type);
+    return SM_OK;
+}
+
+/* One attempt at the rest of a blob (from w->written). */
+static sm_code fetch_blob_once(struct registry_client *c, const char *url, struct blob_writer *w,
+                               struct response *r, sm_error *err)
+{
+    r->range_start = w->written;
+    sm_code rc = request(c, url, NULL, r, err);
+    if (!rc && r->status == 416 && r->range_start) {
+        /* The .partial does not fit what the server has: start over. */
+        rc = blob_writer_restart(w, err);
+        r->range_start = 0;
+        if (!rc)
+            rc = request(c, url, NULL, r, err);
+    }
+    if (!rc && (r->status < 200 || r->status >= 300))
+        rc = status_error(c, r, r->what, err);
+    return rc;
+}
+
+sm_code registry_fetch_blob(struct registry_client *c, const char *store_dir, const char *digest,
+                            uint64_t size, const char *what, uint64_t *downloaded, sm_error *err)
+{
+    if (downloaded)
+        *downloaded = 0;
+    struct blob_writer w;
+    bool present;
+    sm_code rc = blob_writer_open(store_dir, digest, size, what, &w, &present, err);
+    if (rc || present)
+        return rc;
+    char *url;
+    if (asprintf(&url, "%s://%s/v2/%s/blobs/%s", c->scheme, c->host, c->ref.repository, digest) <
+        0) {
+        blob_writer_close(&w);
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    }
+    struct response r = {.client = c, .what = what, .blob = &w, .total = size};
+    response_reset(&r, REGISTRY_ERROR_BODY_MAX);
+    for (int tries = 0;; tries++) {
+        rc = fetch_blob_once(c, url, &w, &r, err);
+        if (downloaded)
+            *downloaded += r.received;
+        /* A connection that broke after bytes arrived: resume. */
+        bool broke = (rc == SM_E_IO || rc == SM_E_TIMEOUT) && r.received > 0 && w.written < size;
+        if (!broke || tries + 1 >= BLOB_RESUME_TRIES)
+            break;
+    }
+    free(url);
+    free(r.body);
+    if (rc) {
+        if (rc == SM_E_PROTOCOL && r.write_failed)
+            blob_writer_discard(&w); /* bad bytes: not worth resuming */
+        else
+            blob_writer_close(&w);   /* keeps the .partial for next time */
+        return rc;
+    }
+    if (c->progress)
+        c->progress(c->progress_ctx, what, w.written, size);
+    return blob_writer_commit(&w, err);
+}
+
+/* ---- docker config credentials ------------------------------------------- */
+
+static int b64_value(char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        return ch - 'A';
+    if (ch >= 'a' && ch <= 'z')
+        return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9')
+        return ch - '0' + 52;
+    if (ch == '+')
+        return 62;
+    if (ch == '/')
+        return 63;
+    return -1;
+}
+
+/* Decodes standard base64 (padding optional) into a NUL-terminated string. */
+static char *b64_decode(const char *s, size_t n)
+{
+    char *out = malloc(n / 4 * 3 + 4);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '=')
+            break;
+        int v = b64_value(s[i]);
+        if (v < 0) {
+            free(out);
+            return NULL;
+        }
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[o] = '\0';
+    if (strlen(out) != o) { /* a NUL inside */
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* "https://index.docker.io/v1/" -> "index.docker.io" */
+static void key_host(const char *key, char *out, size_t cap)
+{
+    const char *p = strstr(key, "://");
+    p = p ? p + 3 : key;
+    size_t n = strcspn(p, "/");
+    copy_bounded(out, cap, p, n);
+}
+
+static bool key_matches(const char *key, const char *registry)
+{
+    char host[OCI_REF_NAME_MAX + 1];
+    key_host(key, host, sizeof host);
+    if (strcmp(registry, "docker.io") == 0)
+        return strcmp(host, "docker.io") == 0 || strcmp(host, "index.docker.io") == 0 ||
+               strcmp(host, "registry-1.docker.io") == 0;
+    return strcasecmp(host, registry) == 0;
+}
+
+sm_code docker_config_credentials(const char *json, size_t len, const char *registry,
+                                  char **user, char **password, sm_error *err)
+{
+    *user = *password = NULL;
+    struct json_object *root, *auths;
+    sm_code rc = oci_json_parse(json, len, DOCKER_CONFIG_MAX, "the docker config", &root, err);
+    if (rc)
+        return rc;
+    rc = sm_fail(err, SM_E_NOTFOUND, "no credentials for %s in the docker config", registry);
+    if (json_object_is_type(root, json_type_object) &&
+        json_object_object_get_ex(root, "auths", &auths) &&
+        json_object_is_type(auths, json_type_object)) {
+        json_object_object_foreach(auths, key, entry)
+        {
+            if (!key_matches(key, registry))
+                continue;
+            bool bad = false;
+            const char *auth = oci_json_string(entry, "auth", 8192, &bad);
+            if (!auth || !auth[0])
+                continue; /* a credential helper's entry: not supported */
+            char *plain = b64_decode(auth, strlen(auth));
+            char *colon = plain ? strchr(plain, ':') : NULL;
+            if (!colon) {
+                free(plain);
+                rc = sm_fail(err, SM_E_INVALID,
+                             "the docker config's \"auth\" for %s is not base64 of user:password",
+                             registry);
+                break;
+            }
+            *colon = '\0';
+            *user = strdup(plain);
+            *password = strdup(colon + 1);
+            memset(plain, 0, strlen(colon + 1) + (size_t)(colon - plain) + 1);
+            free(plain);
+            if (!*user || !*password) {
+                free(*user);
+                free(*password);
+                *user = *password = NULL;
+                rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+            } else {
+                rc = SM_OK;
+            }
+            break;
+        }
+    }
+    json_object_put(root);
+    return rc;
+}
+
+sm_code docker_config_lookup(const char *registry, char **user, char **password, sm_error *err)
+{
+    *user = *password = NULL;
+    const char *dir = getenv("DOCKER_CONFIG");
+    const char *home = getenv("HOME");
+    char *path = NULL;
+    int n = (dir && dir[0]) ? asprintf(&path, "%s/config.json", dir)
+            : (home && home[0]) ? asprintf(&path, "%s/.docker/config.json", home)
+                                : -1;
+    if (n < 0)
+        return sm_fail(err, SM_E_NOTFOUND, "no docker config");
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        int e = errno;
+        sm_code rc = e == ENOENT ? sm_fail(err, SM_E_NOTFOUND, "no docker config at %s", path)
+                                 : sm_fail_errno(err, SM_E_IO, e, "cannot read %s", path);
+        free(path);
+        return rc;
+    }
+    char *buf = malloc(DOCKER_CONFIG_MAX + 1);
+    size_t len = buf ? fread(buf, 1, DOCKER_CONFIG_MAX + 1, f) : 0;
+    fclose(f);
+    sm_code rc;
+    if (!buf)
+        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+    else if (len > DOCKER_CONFIG_MAX)
+        rc = sm_fail(err, SM_E_LIMIT, "%s is larger than %u bytes", path, DOCKER_CONFIG_MAX);
+    else
+        rc = docker_config_credentials(buf, len, registry, user, password, err);
+    if (rc && rc != SM_E_NOTFOUND)
+        sm_error_prefix(err, "%s", path);
+    free(buf);
+    free(path);
+    return rc;
+}
