@@ -1,0 +1,242 @@
+/*
+ * rootfs_build: an image's layers -> one read-only squashfs, as any user.
+ *
+ *   layers_flatten --pax tar over a socketpair--> tar2sqfs --> OUT.tmp.<pid>
+ *   then fsync(OUT.tmp.<pid>), rename to OUT, fsync(OUT's folder)
+ *
+ * Why not extraction to a folder plus mksquashfs or mkfs.erofs: without root,
+ * extraction loses owners, device nodes and trusted./security. xattrs, and
+ * bookworm's mkfs.erofs has no tar input. tar2sqfs (squashfs-tools-ng) reads
+ * the tar and stores all of them.
+ *
+ * The tar2sqfs command line:
+ *
+ *  | option                       | why                                                        |
+ *  |------------------------------|------------------------------------------------------------|
+ *  | --compressor zstd            | the guest kernel has SQUASHFS_ZSTD (not LZ4 or XZ)          |
+ *  | --no-skip                    | a tar record it cannot read aborts instead of being skipped |
+ *  | --defaults uid=0,gid=0,      | for folders it would create itself; layers_flatten writes   |
+ *  |   mode=0755,mtime=0          | every folder, the root as "./", so these are a fallback     |
+ *  | --quiet                      | no progress lines                                          |
+ *  | --force                      | the temporary name is ours: a leftover of a dead process    |
+ *  |                              | that had our pid is overwritten                            |
+ *  | (defaults kept)              | mtimes kept; xattrs copied from SCHILY.xattr records       |
+ *  |                              | (layers_flatten keeps only user./trusted./security., the   |
+ *  |                              | prefixes squashfs accepts); block size 128 KiB             |
+ *
+ * tar2sqfs exits 0 on a tar that just stops, so success needs both:
+ * layers_flatten returned SM_OK and tar2sqfs exited 0. The socket (not a
+ * pipe) lets the writer see tar2sqfs going away as EPIPE, not SIGPIPE.
+ */
+#include "image/rootfs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lib/error.h"
+
+#define TOOL_LOG_TAIL 320 /* bytes of tar2sqfs's output quoted in an error */
+
+extern char **environ;
+
+/* Starts tar2sqfs writing `image`, reading the tar from in_fd; its stdout
+ * and stderr go to log_fd. */
+static sm_code spawn_packer(const char *image, int in_fd, int log_fd, pid_t *pid, sm_error *err)
+{
+    char *const argv[] = {
+        (char *)ROOTFS_TOOL, (char *)"--quiet", (char *)"--no-skip", (char *)"--force",
+        (char *)"--compressor", (char *)"zstd",
+        (char *)"--defaults", (char *)"uid=0,gid=0,mode=0755,mtime=0",
+        (char *)image, NULL,
+    };
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    if (posix_spawn_file_actions_init(&fa) != 0)
+        return sm_fail(err, SM_E_NOMEM, "starting %s: out of memory", ROOTFS_TOOL);
+    if (posix_spawnattr_init(&attr) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        return sm_fail(err, SM_E_NOMEM, "starting %s: out of memory", ROOTFS_TOOL);
+    }
+    /* The caller's signal mask and ignored SIGPIPE must not leak into it. */
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    int rc = posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
+    if (rc == 0)
+        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    if (rc == 0)
+        rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (rc == 0)
+        rc = posix_spawnattr_setsigdefault(&attr, &defaults);
+    if (rc == 0)
+        rc = posix_spawnp(pid, ROOTFS_TOOL, &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc == ENOENT)
+        return sm_fail(err, SM_E_UNSUPPORTED,
+                       "%s is not installed (it packs image layers into the guest's squashfs): "
+                       "apt-get install %s",
+                       ROOTFS_TOOL, ROOTFS_TOOL_PACKAGE);
+    if (rc != 0)
+        return sm_fail_errno(err, SM_E_IO, rc, "starting %s", ROOTFS_TOOL);
+    return SM_OK;
+}
+
+static sm_code wait_packer(pid_t pid, int *status, sm_error *err)
+{
+    while (waitpid(pid, status, 0) < 0) {
+        if (errno != EINTR)
+            return sm_fail_errno(err, SM_E_IO, errno, "waiting for %s", ROOTFS_TOOL);
+    }
+    return SM_OK;
+}
+
+/* The end of what tar2sqfs printed, on one line. */
+static void packer_log_tail(int log_fd, char *out, size_t cap)
+{
+    out[0] = 0;
+    off_t end = lseek(log_fd, 0, SEEK_END);
+    if (end <= 0 || cap < 2)
+        return;
+    size_t want = cap - 1 < (size_t)end ? cap - 1 : (size_t)end;
+    ssize_t got = pread(log_fd, out, want, end - (off_t)want);
+    if (got <= 0)
+        return;
+    size_t len = (size_t)got;
+    while (len && (out[len - 1] == '\n' || out[len - 1] == ' '))
+        len--;
+    out[len] = 0;
+    for (size_t i = 0; i < len; i++)
+        if (out[i] == '\n')
+            out[i] = ';';
+        else if ((unsigned char)out[i] < 0x20)
+            out[i] = ' ';
+}
+
+static void describe_status(int status, char *out, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(out, cap, "exit status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, cap, "killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(out, cap, "status 0x%x", (unsigned)status);
+}
+
+static bool exited_zero(int status)
+{
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static sm_code fsync_path(const char *path, int flags, sm_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    if (fd < 0)
+        return sm_fail_errno(err, SM_E_IO, errno, "opening %s to sync it", path);
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    if (rc != 0)
+        return sm_fail_errno(err, SM_E_IO, saved, "fsync %s", path);
+    return SM_OK;
+}
+
+/* Makes the finished temporary image durable and gives it its name. */
+static sm_code publish(const char *tmp, const char *out_path, sm_error *err)
+{
+    sm_code rc = fsync_path(tmp, 0, err);
+    if (rc != SM_OK)
+        return rc;
+    if (rename(tmp, out_path) != 0)
+        return sm_fail_errno(err, SM_E_IO, errno, "renaming %s to %s", tmp, out_path);
+    char dir[PATH_MAX];
+    const char *slash = strrchr(out_path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == out_path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - out_path), out_path);
+    return fsync_path(dir, O_DIRECTORY, err);
+}
+
+/* Runs the flattening into a started tar2sqfs and judges the outcome. */
+static sm_code feed_packer(const char *const *layer_paths, size_t n, int sock, pid_t pid, int log_fd,
+                           struct layers_stats *st, sm_error *err)
+{
+    sm_error flat_err = { 0 };
+    sm_code flat = layers_flatten(layer_paths, n, sock, st, &flat_err);
+    close(sock); /* end of the tar for tar2sqfs */
+    if (flat != SM_OK)
+        kill(pid, SIGKILL); /* ours: a half tar must not become an image */
+    int status = 0;
+    sm_code rc = wait_packer(pid, &status, err);
+    if (rc != SM_OK)
+        return rc;
+    char how[48], said[TOOL_LOG_TAIL];
+    describe_status(status, how, sizeof how);
+    packer_log_tail(log_fd, said, sizeof said);
+    if (flat == SM_OK) {
+        if (exited_zero(status))
+            return SM_OK;
+        return sm_fail(err, SM_E_IO, "%s failed (%s): %s", ROOTFS_TOOL, how, said[0] ? said : "(no message)");
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0) /* it stopped first: its reason comes first */
+        return sm_fail(err, SM_E_IO, "%s failed (%s): %s; then: %s", ROOTFS_TOOL, how,
+                       said[0] ? said : "(no message)", flat_err.message);
+    if (err)
+        *err = flat_err;
+    return flat;
+}
+
+sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_path, struct layers_stats *st,
+                     sm_error *err)
+{
+    if (!out_path || !out_path[0])
+        return sm_fail(err, SM_E_INVALID, "rootfs_build: no output path");
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid()) >= (int)sizeof tmp)
+        return sm_fail(err, SM_E_INVALID, "rootfs_build: output path too long");
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return sm_fail_errno(err, SM_E_IO, errno, "rootfs_build: socketpair");
+    int log_fd = memfd_create("tar2sqfs-log", MFD_CLOEXEC);
+    if (log_fd < 0) {
+        int saved = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return sm_fail_errno(err, SM_E_IO, saved, "rootfs_build: memfd_create");
+    }
+    pid_t pid;
+    sm_code rc = spawn_packer(tmp, sv[1], log_fd, &pid, err);
+    close(sv[1]);
+    if (rc != SM_OK) {
+        close(sv[0]);
+    } else {
+        rc = feed_packer(layer_paths, n, sv[0], pid, log_fd, st, err);
+        if (rc == SM_OK)
+            rc = publish(tmp, out_path, err);
+        if (rc != SM_OK)
+            unlink(tmp);
+    }
+    close(log_fd);
+    if (rc != SM_OK)
+        sm_error_prefix(err, "building the root filesystem %s", out_path);
+    return rc;
+}
