@@ -234,7 +234,7 @@ static sm_code fetch_registry(const char *refstr, const struct oci_fetch_options
     rc = registry_open(&ref, &ro, &c, err);
     if (rc)
         return rc;
-    struct oci_manifest m;
+    struct oci_manifest m = {0};
     rc = resolve_registry_manifest(c, opt, &ref, &m, out->manifest_digest, err);
     if (!rc)
         rc = fetch_blobs(c, opt, &m, out, err);
@@ -244,7 +244,10 @@ static sm_code fetch_registry(const char *refstr, const struct oci_fetch_options
     oci_reference_format(&ref, canonical, sizeof canonical);
     if (!rc && !(out->canonical_ref = strdup(canonical)))
         rc = sm_fail(err, SM_E_NOMEM, "out of memory");
-    if (rc)
+    /* Manifest errors already name the reference; blob errors do not. */
+    char name[OCI_REF_NAME_MAX * 2 + 2];
+    snprintf(name, sizeof name, "%s/%s", ref.registry, ref.repository);
+    if (rc && err && strncmp(err->message, name, strlen(name)) != 0)
         sm_error_prefix(err, "%s", canonical);
     oci_manifest_free(&m);
     registry_close(c);
