@@ -7,14 +7,16 @@
 #   scripts/test-image.sh --print-dir   build if needed, print only its folder
 #
 # Needs root (debootstrap) and Debian's archive (SM_DEBIAN_MIRROR, default
-# http://deb.debian.org/debian); first build about 30-60 s here.
+# http://deb.debian.org/debian); the first build took 27-105 s here, mostly
+# debootstrap's downloads.
 #
 # Cache: ${XDG_CACHE_HOME:-~/.cache}/supermachine/test-image/KEY, where KEY is
 # the first 16 hex digits of this script's sha256: editing the script makes a
 # new image, an unchanged script reuses the built one (a read-only cache, as
 # inside tools/kvmbox, is fine once built). Concurrent runs wait on a flock;
 # the build happens in a temporary folder next to it and is renamed into place
-# at the end, so KEY either is complete or does not exist.
+# at the end, so KEY either is complete or does not exist. A build removes
+# the other KEYs (images of older versions of this script).
 #
 # What KEY/ holds: two OCI image layouts (skopeo `oci:KEY/debian:test`,
 # umoci `--image KEY/debian:test`):
@@ -22,6 +24,9 @@
 #   layout       tag             what the tag's descriptor points at
 #   -----------  --------------  ---------------------------------------------
 #   debian       test            OCI manifest, linux/amd64, the two layers below
+#   debian       zstd            OCI manifest, debian:test with its layers
+#                                recompressed with zstd (tar+zstd media type;
+#                                same config, same diff_ids)
 #   debian       multi           OCI index: linux/arm64 -> the "other" manifest,
 #                                linux/amd64 -> the "test" manifest (a client
 #                                must pick amd64 out of it)
@@ -248,18 +253,32 @@ make_arm64() {
     umoci gc --layout "$layout"
 }
 
-# Adds the hand-written indexes: debian:multi, other:arm64 (see the header).
+# debian:test with zstd layers, in a layout of its own (skopeo recompresses
+# only uncompressed layers: hence the detour through an uncompressed copy).
+make_zstd() {
+    local debian=$1 layout=$2
+    log "recompressing debian:test's layers with zstd"
+    skopeo copy --quiet --dest-decompress "oci:$debian:test" "dir:$tmp/uncompressed"
+    skopeo copy --quiet --dest-compress-format zstd "dir:$tmp/uncompressed" "oci:$layout:zstd"
+    rm -rf "$tmp/uncompressed"
+}
+
+# Adds the hand-written indexes: debian:multi, other:arm64 (see the header),
+# and merges the zstd layout into debian's.
 write_indexes() {
-    local debian=$1 other=$2 amd arm multi only
+    local debian=$1 other=$2 zstd=$3 amd arm zst multi only
     amd=$(only_descriptor "$debian")
     arm=$(only_descriptor "$other")
-    cp -n "$other"/blobs/sha256/* "$debian/blobs/sha256/"
+    zst=$(only_descriptor "$zstd")
+    cp -n "$other"/blobs/sha256/* "$zstd"/blobs/sha256/* "$debian/blobs/sha256/"
+    rm -rf "$zstd"
     # shellcheck disable=SC2086  # "DIGEST SIZE" split on purpose
     multi=$(put_blob "$debian" "$(index_json "$(manifest_desc $arm arm64)" "$(manifest_desc $amd amd64)")")
     # shellcheck disable=SC2086
     only=$(put_blob "$other" "$(index_json "$(manifest_desc $arm arm64)")")
     # shellcheck disable=SC2086
-    index_json "$(manifest_desc $amd "" test)" "$(index_desc $multi multi)" >"$debian/index.json"
+    index_json "$(manifest_desc $amd "" test)" "$(manifest_desc $zst "" zstd)" \
+        "$(index_desc $multi multi)" >"$debian/index.json"
     # shellcheck disable=SC2086
     index_json "$(manifest_desc $arm "" arm64-manifest)" "$(index_desc $only arm64)" >"$other/index.json"
 }
@@ -267,7 +286,7 @@ write_indexes() {
 build() {
     ((EUID == 0)) || die "building the test image needs root (debootstrap); run as root once, later runs reuse $base"
     local cmd
-    for cmd in debootstrap umoci tar sha256sum flock; do
+    for cmd in debootstrap umoci skopeo tar sha256sum flock; do
         command -v "$cmd" >/dev/null || die "$cmd is missing: run scripts/deps.sh"
     done
     local start=$SECONDS
@@ -276,11 +295,15 @@ build() {
     mkdir "$tmp/out"
     make_debian "$tmp/out/debian"
     make_arm64 "$tmp/out/other"
-    write_indexes "$tmp/out/debian" "$tmp/out/other"
+    make_zstd "$tmp/out/debian" "$tmp/out/zstd"
+    write_indexes "$tmp/out/debian" "$tmp/out/other" "$tmp/out/zstd"
     chmod -R a+rX "$tmp/out"
     mv "$tmp/out" "$dir"
     rm -rf "$tmp"
     trap - EXIT
+    # Older versions of this script's images, and builds killed midway: we
+    # hold the lock, so no build is running and nothing else should use them.
+    find "$base" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} +
     log "built $dir in $((SECONDS - start)) s"
 }
 
@@ -298,6 +321,7 @@ if ((print_dir)); then
 fi
 echo "test image: $dir"
 echo "  oci:$dir/debian:test          linux/amd64, 2 layers"
+echo "  oci:$dir/debian:zstd          the same with zstd layers"
 echo "  oci:$dir/debian:multi         index: linux/arm64 + linux/amd64"
 echo "  oci:$dir/other:arm64          index: linux/arm64 only"
 echo "  oci:$dir/other:arm64-manifest manifest, config says arm64"
