@@ -194,7 +194,9 @@ static sm_code open_locked_partial(struct blob_writer *w, bool *present, sm_erro
             *present = true;
             return SM_OK;
         }
-        int fd = open(w->partial_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        /* O_APPEND: writes land after the bytes a resumed .partial holds. */
+        int fd = open(w->partial_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+                      0644);
         if (fd < 0)
             return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", w->partial_path);
         while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
@@ -246,7 +248,10 @@ static sm_code rename_into_place(struct blob_writer *w, const char *got, sm_erro
         blob_writer_discard(w);
         return sm_fail(err, SM_E_NOMEM, "out of memory");
     }
-    if (fsync(w->fd) < 0)
+    struct stat st;
+    if (fstat(w->fd, &st) < 0 || (uint64_t)st.st_size != w->written)
+        rc = sm_fail(err, SM_E_IO, "%s changed while it was written", w->partial_path);
+    else if (fsync(w->fd) < 0)
         rc = sm_fail_errno(err, SM_E_IO, errno, "cannot sync %s", w->partial_path);
     else if (rename(w->partial_path, final) < 0)
         rc = sm_fail_errno(err, SM_E_IO, errno, "cannot rename %s to %s", w->partial_path, final);
