@@ -886,8 +886,9 @@ static sm_code check_diff_ids(const struct docker_archive *d, const struct oci_f
             char name[64];
             blob_name("layer", d->layers[i].digest, name, sizeof name);
             rc = sm_fail(err, SM_E_PROTOCOL,
-                         "%s (%s) is corrupt: it is not the layer the config lists (diff_id %s)",
-                         name, d->layer_paths[i], cfg.diff_ids[i]);
+                         "%s (layer %zu, %s) is corrupt: it is not the layer the config lists "
+                         "(diff_id %s)",
+                         name, i + 1, d->layer_paths[i], cfg.diff_ids[i]);
         }
     }
     oci_config_free(&cfg);
