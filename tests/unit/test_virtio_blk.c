@@ -798,6 +798,51 @@ static void test_image_shrunk_after_create(void **state)
     assert_true(holds_image(f, DATA_GPA, 612, 9 * 512));
 }
 
+/*
+ * Snapshots: the transport's state saved with a request posted but not yet
+ * kicked, then restored onto a fresh device over the same image (what a
+ * restored VM does). The restore serves the pending request, and the queue
+ * goes on from where it was.
+ */
+static void test_restore_onto_fresh_device(void **state)
+{
+    struct fixture *f = *state;
+    bring_up(f);
+    uint16_t head = post_simple(f, T_IN, 4, 512, true);
+    kick(f);
+    expect_used(f, head, 513);
+    head = post_simple(f, T_IN, 6, 1024, true); /* posted, not kicked */
+    struct virtio_mmio_state saved;
+    virtio_mmio_save(f->t, &saved);
+    virtio_mmio_destroy(f->t);
+
+    f->t = virtio_mmio_create(virtio_blk_create(open_image(f->path), SERIAL), &f->mem, &f->irq.line);
+    assert_non_null(f->t);
+    sm_error err = { 0 };
+    assert_int_equal(virtio_mmio_restore(f->t, &saved, &err), SM_OK);
+    expect_used(f, head, 1025);
+    assert_int_equal(status_at(f, STATUS_GPA), ST_OK);
+    assert_true(holds_image(f, DATA_GPA, 1024, 6 * 512));
+    head = post_simple(f, T_GET_ID, 0, 20, true);
+    kick(f);
+    expect_used(f, head, 21);
+    assert_memory_equal(f->ram + DATA_GPA, SERIAL, sizeof SERIAL);
+}
+
+/* A state saved from another kind of device does not restore onto blk, and the message names blk. */
+static void test_restore_refuses_other_device(void **state)
+{
+    struct fixture *f = *state;
+    bring_up(f);
+    struct virtio_mmio_state saved;
+    virtio_mmio_save(f->t, &saved);
+    assert_int_equal(saved.device_id, 2);
+    saved.device_id = 4; /* rng */
+    sm_error err = { 0 };
+    assert_int_equal(virtio_mmio_restore(f->t, &saved, &err), SM_E_INVALID);
+    assert_non_null(strstr(err.message, "blk"));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -826,6 +871,8 @@ int main(void)
         T(test_create_checks_its_inputs),
         T(test_empty_image_and_no_serial),
         T(test_image_shrunk_after_create),
+        T(test_restore_onto_fresh_device),
+        T(test_restore_refuses_other_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
