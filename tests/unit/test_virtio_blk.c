@@ -509,13 +509,49 @@ static void test_many_requests_one_kick(void **state)
         };
         heads[i] = post_chain(f, segs, 3);
     }
+    int pulses = f->irq.pulses;
     kick(f);
+    assert_int_equal(f->irq.pulses, pulses + 1); /* one interrupt for the batch */
     for (int i = 0; i < N; i++) {
         expect_used(f, heads[i], 513);
         assert_int_equal(status_at(f, STATUS_GPA + (uint32_t)i), ST_OK);
         assert_true(holds_image(f, DATA_GPA + 512u * (uint32_t)i, 512, 512u * (uint32_t)i));
     }
     expect_nothing_more_used(f);
+}
+
+/* A driver that asked for no interrupts (avail flags NO_INTERRUPT) gets none, but its requests are served. */
+static void test_no_interrupt_flag_is_honoured(void **state)
+{
+    struct fixture *f = *state;
+    bring_up(f);
+    uint16_t no_interrupt = 1;
+    memcpy(f->ram + AVAIL_GPA, &no_interrupt, 2);
+    int pulses = f->irq.pulses;
+    uint16_t head = post_simple(f, T_IN, 0, 512, true);
+    kick(f);
+    expect_used(f, head, 513);
+    assert_int_equal(f->irq.pulses, pulses);
+}
+
+/* Requests served before the driver broke the ring stay served and are signalled; then reset is asked. */
+static void test_served_requests_survive_a_broken_ring(void **state)
+{
+    struct fixture *f = *state;
+    bring_up(f);
+    uint16_t head = post_simple(f, T_IN, 8, 512, true);
+    uint16_t bad_head = QSIZE + 1;
+    memcpy(f->ram + AVAIL_GPA + 4 + 2 * (f->avail_idx % QSIZE), &bad_head, 2);
+    f->avail_idx++;
+    memcpy(f->ram + AVAIL_GPA + 2, &f->avail_idx, 2);
+    int pulses = f->irq.pulses;
+    kick(f);
+    expect_used(f, head, 513);
+    expect_nothing_more_used(f);
+    assert_true(holds_image(f, DATA_GPA, 512, 8 * 512));
+    assert_true(rd(f, STATUS) & S_NEEDS_RESET);
+    assert_true(rd(f, 0x060) & 1); /* InterruptStatus: used buffer */
+    assert_true(f->irq.pulses > pulses);
 }
 
 /* --- the other request types ------------------------------------------------------------- */
@@ -858,6 +894,8 @@ int main(void)
         T(test_read_seg_max_segments_indirect),
         T(test_chain_of_seg_max_plus_two_is_served),
         T(test_many_requests_one_kick),
+        T(test_no_interrupt_flag_is_honoured),
+        T(test_served_requests_survive_a_broken_ring),
         T(test_write_is_refused_and_file_unchanged),
         T(test_flush_succeeds),
         T(test_get_id),
