@@ -45,7 +45,7 @@
  * Design: two passes. Pass 1 reads every layer's headers (no data), bottom
  * first, and applies the table to an in-memory tree of paths. Each non-folder
  * names a "file" (an inode: the layer and entry number that carries its data,
- * and how many names it has). Pass 2 writes every folder from the tree
+ * shared by hard links). Pass 2 writes every folder from the tree
  * (parents first), then reads the layers again in order and copies the data
  * of each file that still has a name, under that name, then writes the other
  * names of multi-name files as hard links. The second read costs one more
@@ -75,7 +75,7 @@
 
 #define COMPONENT_MAX 255            /* bytes of one path component (NAME_MAX) */
 #define XATTR_NAME_MAX_LEN 255       /* bytes of one xattr name */
-#define XATTRS_MAX_COUNT 1024        /* xattrs of one entry */
+#define XATTRS_MAX_COUNT 256         /* xattrs of one entry (each may be read twice, see entry_xattrs) */
 #define READ_BLOCK (64 * 1024)
 #define COPY_CHUNK (128 * 1024)
 #define IMPLICIT_DIR_PERM 0755
@@ -118,12 +118,12 @@ struct node {
     size_t file;           /* non-folders: index into merge.files */
 };
 
-/* A non-folder's content: where its data is, and how many names it has. */
+/* A non-folder's content: where its data is. Several names (hard links) may
+ * share one; the tree walk before pass 2 finds the names still present. */
 struct file {
     uint32_t layer;
     uint64_t ordinal;   /* entry number within the layer, from 0 */
     uint64_t path_hash; /* of the entry's own path, checked on the second read */
-    uint64_t names;
     unsigned type;      /* AE_IFREG, AE_IFLNK, ... */
     struct node *primary; /* pass 2: the name its data is written under */
 };
@@ -413,11 +413,9 @@ static sm_code node_new(struct merge *m, const char *path, size_t len, struct no
     return SM_OK;
 }
 
-/* Gives node's file one name less (a non-folder losing its path). */
-static void drop_file(struct merge *m, struct node *n)
+/* A non-folder losing its path (its file may keep other names). */
+static void drop_file(struct node *n)
 {
-    if (n->file != NO_FILE && m->files[n->file].names > 0)
-        m->files[n->file].names--;
     n->file = NO_FILE;
 }
 
@@ -438,7 +436,7 @@ static void node_delete(struct merge *m, struct node *n)
         link = &(*link)->hash_next;
     *link = n->hash_next;
     m->nnodes--;
-    drop_file(m, n);
+    drop_file(n);
     dir_meta_free(m, n->meta);
     uncharge(m, sizeof(struct node) + n->len + 1);
     free(n->path);
@@ -530,20 +528,15 @@ static sm_code new_file(struct merge *m, uint32_t layer, uint64_t ordinal, uint6
 static sm_code put_file(struct merge *m, uint32_t layer, struct node *parent, struct node *node, const char *path,
                         size_t len, size_t idx)
 {
-    m->files[idx].names++; /* first: the old content may hold idx's other name */
     if (!node) {
         sm_code rc = node_new(m, path, len, parent, false, layer, &node);
-        if (rc != SM_OK) {
-            m->files[idx].names--;
+        if (rc != SM_OK)
             return rc;
-        }
     } else if (node->is_dir) {
         remove_children(m, node, UINT32_MAX);
         dir_meta_free(m, node->meta);
         node->meta = NULL;
         node->is_dir = false;
-    } else {
-        drop_file(m, node);
     }
     node->file = idx;
     node->origin = layer;
@@ -659,7 +652,7 @@ static sm_code set_dir(struct merge *m, uint32_t layer, struct node *n, struct a
     if (rc != SM_OK)
         return rc;
     if (!n->is_dir) {
-        drop_file(m, n);
+        drop_file(n);
         n->is_dir = true;
     }
     dir_meta_free(m, n->meta);
