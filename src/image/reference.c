@@ -228,6 +228,8 @@ sm_code oci_reference_parse(const char *ref, struct oci_reference *out, sm_error
     bool hub = true;
     if (slash && looks_like_registry(ref, (size_t)(slash - ref))) {
         size_t rlen = (size_t)(slash - ref);
+        if (rlen + 2 > OCI_REF_NAME_MAX)
+            return bad(err, ref, "the name is longer than 255 bytes");
         if (!valid_registry(ref, rlen))
             return bad(err, ref, "the registry must be host[:port] (a DNS name, IPv4 or [IPv6])");
         hub = is_docker_hub(ref, rlen);

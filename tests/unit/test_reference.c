@@ -148,6 +148,11 @@ static void test_length_limits(void **state)
     buf[238] = '\0';
     assert_int_equal(oci_reference_parse(buf, &r, &err), SM_E_INVALID);
     assert_non_null(strstr(err.message, "longer than 255"));
+    /* a registry longer than the whole name may be (found by fuzzing) */
+    memset(buf, 'r', 300);
+    memcpy(buf + 300, ".io/a", 6);
+    assert_int_equal(oci_reference_parse(buf, &r, &err), SM_E_INVALID);
+    assert_non_null(strstr(err.message, "longer than 255"));
     memset(buf, 'a', 1500);
     buf[1500] = '\0';
     assert_int_equal(oci_reference_parse(buf, &r, &err), SM_E_INVALID);
