@@ -5,6 +5,14 @@
 #
 #   scripts/test-image.sh               build if needed, then describe it
 #   scripts/test-image.sh --print-dir   build if needed, print only its folder
+#   scripts/test-image.sh --check-tree ROOT
+#                                       check a flattened debian:test at ROOT
+#   scripts/test-image.sh --print-check print that check as a POSIX sh script
+#                                       (dash, coreutils) for / in a guest:
+#     supermachine run REF -- sh -c "$(scripts/test-image.sh --print-check)"
+#   The check prints "sm-test tree ok" or one "sm-test tree: ..." line per
+#   mismatch (exit 1). It checks the user.sm-test xattr only where getfattr
+#   exists (not in the image itself).
 #
 # Needs root (debootstrap) and Debian's archive (SM_DEBIAN_MIRROR, default
 # http://deb.debian.org/debian); the first build took 27-105 s here, mostly
@@ -96,13 +104,59 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: scripts/test-image.sh [--print-dir]" >&2
+    echo "usage: scripts/test-image.sh [--print-dir | --check-tree ROOT | --print-check]" >&2
     exit 2
 }
+
+# The expected tree of a flattened debian:test (see the header), as a POSIX sh
+# script that runs with the image's own tools; $1 is the root (default /).
+# shellcheck disable=SC2016  # expanded by the script it becomes, not here
+check_script='r=${1:-}; r=${r%/}; bad=0
+no() { echo "sm-test tree: $*"; bad=1; }
+absent() { for p; do { [ -e "$r$p" ] || [ -L "$r$p" ]; } && no "$p should not exist"; done; }
+content() { [ -f "$r$1" ] && [ ! -L "$r$1" ] && [ "$(cat "$r$1")" = "$2" ] || no "$1 should be a file holding: $2"; }
+meta() { [ "$(stat -c "%u:%g %a %h" "$r$1" 2>/dev/null)" = "$2" ] || no "$1: uid:gid mode links should be $2, not $(stat -c "%u:%g %a %h" "$r$1" 2>&1)"; }
+points() { [ -L "$r$1" ] && [ "$(readlink "$r$1")" = "$2" ] || no "$1 should be a symlink to $2"; }
+absent /etc/motd /usr/share/doc/dpkg /opt/sm-test/a /opt/sm-test/b /opt/sm-test/sub /opt/sm-keep/was-dir/x
+content /etc/sm-test-layer "supermachine test image, layer 2"
+content /opt/sm-test/c c
+[ "$(ls -A "$r/opt/sm-test" 2>&1)" = c ] ||
+    no "/opt/sm-test should hold only c, not: $(ls -A "$r/opt/sm-test" 2>&1 | tr "\n" " ")"
+content /opt/sm-keep/owned owned
+meta /opt/sm-keep/owned "1234:5678 640 2"
+[ "$(stat -c %i "$r/opt/sm-keep/owned" 2>&1)" = "$(stat -c %i "$r/opt/sm-keep/hardlink" 2>&1)" ] ||
+    no "/opt/sm-keep/hardlink should be the same inode as owned"
+points /opt/sm-keep/link owned
+points /opt/sm-keep/abs-link /etc/debian_version
+[ -p "$r/opt/sm-keep/fifo" ] && meta /opt/sm-keep/fifo "0:0 600 1" || no "/opt/sm-keep/fifo should be a named pipe"
+content /opt/sm-keep/replaced "layer 2"
+content /opt/sm-keep/was-dir "now a file"
+[ -d "$r/opt/sm-keep/was-file" ] && [ ! -L "$r/opt/sm-keep/was-file" ] || no "/opt/sm-keep/was-file should be a folder"
+content /opt/sm-keep/was-file/inside inside
+content /opt/sm-keep/xattr xattr
+if command -v getfattr >/dev/null; then
+    [ "$(getfattr --only-values -n user.sm-test "$r/opt/sm-keep/xattr" 2>&1)" = layer2 ] ||
+        no "/opt/sm-keep/xattr should carry user.sm-test=layer2"
+fi
+case $(cat "$r/etc/debian_version" 2>&1) in 12.*) ;; *) no "/etc/debian_version should say 12.x" ;; esac
+points /bin usr/bin
+[ -x "$r/usr/bin/apt-get" ] || no "/usr/bin/apt-get should exist"
+wh=$(find "$r/" -xdev -name ".wh.*" 2>/dev/null | head -n 3)
+[ -z "$wh" ] || no "whiteout files left: $wh"
+[ $bad = 0 ] && echo "sm-test tree ok"
+exit $bad'
 
 print_dir=0
 case ${1:-} in
     --print-dir) print_dir=1 ;;
+    --check-tree)
+        [[ -n ${2:-} ]] || usage
+        exec sh -c "$check_script" check-tree "$2"
+        ;;
+    --print-check)
+        printf '%s\n' "$check_script"
+        exit 0
+        ;;
     "") ;;
     *) usage ;;
 esac
@@ -147,7 +201,7 @@ manifest_desc() {
 
 index_desc() {
     printf '{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"%s","size":%s,%s}' \
-        "$1" "$2" '"annotations":{"org.opencontainers.image.ref.name":"'$3'"}'
+        "$1" "$2" '"annotations":{"org.opencontainers.image.ref.name":"'"$3"'"}'
 }
 
 index_json() {
@@ -228,6 +282,7 @@ make_debian() {
     log "packing debian:test with umoci"
     umoci init --layout "$layout"
     umoci new --image "$layout:test"
+    # shellcheck disable=SC2016  # $SM_TEST and $(pwd) are for the guest's shell
     umoci config --image "$layout:test" --no-history --architecture amd64 --os linux \
         --author "supermachine scripts/test-image.sh" \
         --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
