@@ -10,6 +10,7 @@
  *  | D/.wh..wh..opq                 | deletes everything below D that came from layers below i;  |
  *  |                                | D stays (created as a folder if absent)                    |
  *  | D/.wh..wh.OTHER                | ignored (aufs bookkeeping such as .wh..wh.plnk)            |
+ *  | .wh.X/... (a marker as folder) | error                                                      |
  *  | folder P over a folder P       | merge: the lower children stay, P takes the new metadata   |
  *  | folder P over a non-folder P   | replaces it                                                |
  *  | non-folder P over a folder P   | replaces it and deletes everything below it                |
@@ -718,6 +719,16 @@ static sm_code apply_hardlink(struct merge *m, uint32_t layer, const char *path,
     return put_file(m, layer, parent, node, path, len, t->file);
 }
 
+/* Does a folder part of path (its first `folders` bytes) start with ".wh."?
+ * Such a folder would reach the output, where no whiteout name may appear. */
+static bool marker_in_folders(const char *path, size_t folders)
+{
+    for (size_t i = 0; i + 4 <= folders; i++)
+        if ((i == 0 || path[i - 1] == '/') && memcmp(path + i, ".wh.", 4) == 0)
+            return true;
+    return false;
+}
+
 static sm_code apply_entry(struct merge *m, uint32_t layer, uint64_t ordinal, struct archive_entry *e)
 {
     const char *raw = archive_entry_pathname(e);
@@ -731,6 +742,8 @@ static sm_code apply_entry(struct merge *m, uint32_t layer, uint64_t ordinal, st
     size_t base_at = len ? parent_len(path, len) : 0;
     if (base_at)
         base_at++;
+    if (marker_in_folders(path, base_at))
+        return entry_fail(m, SM_E_INVALID, "a whiteout name used as a folder");
     if (strncmp(path + base_at, ".wh.", 4) == 0)
         return apply_whiteout(m, layer, path, len, base_at);
     const char *hardlink = archive_entry_hardlink(e);

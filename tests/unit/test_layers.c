@@ -567,6 +567,9 @@ static void test_dotdot_refused(void **state)
     assert_non_null(strstr(t.err.message, "leaves the root"));
     const char *l4 = make_layer("dd4.tar", PLAIN, (struct ent[]){ { .path = "./.wh..." }, END });
     assert_int_equal(flatten(&t, 1, l4), SM_E_INVALID);
+    const char *l5 = make_layer("dd5.tar", PLAIN, (struct ent[]){ { .path = "a/.wh.b/c", .data = "c" }, END });
+    assert_int_equal(flatten(&t, 1, l5), SM_E_INVALID);
+    assert_non_null(strstr(t.err.message, "whiteout name used as a folder"));
 }
 
 static void test_write_through_symlink_refused(void **state)
