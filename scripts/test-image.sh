@@ -43,6 +43,13 @@
 #   other        arm64-manifest  OCI manifest whose config says arm64/linux
 #                                (a client must refuse it too)
 #
+# and KEY/debian-test.docker.tar (117 MB): debian:test as `docker save`
+# writes it, for `docker-archive:PATH` inputs (skopeo's docker-archive:):
+# manifest.json [{"Config":"HEX.json","RepoTags":["docker.io/library/
+# debian:test"],"Layers":["HEX.tar","HEX.tar"]}] with the layers as
+# uncompressed tars named by their diff_id, the legacy ID/layer.tar entries
+# being symlinks to them, and a `repositories` file.
+#
 # debian:test's layers (gzip, in this order):
 #
 #   layer 1  `debootstrap --variant=minbase bookworm` (Debian 12, apt, dpkg,
@@ -352,6 +359,9 @@ build() {
     make_arm64 "$tmp/out/other"
     make_zstd "$tmp/out/debian" "$tmp/out/zstd"
     write_indexes "$tmp/out/debian" "$tmp/out/other" "$tmp/out/zstd"
+    log "writing debian:test as a docker-archive"
+    skopeo copy --quiet "oci:$tmp/out/debian:test" \
+        "docker-archive:$tmp/out/debian-test.docker.tar:debian:test"
     chmod -R a+rX "$tmp/out"
     mv "$tmp/out" "$dir"
     rm -rf "$tmp"
@@ -363,6 +373,9 @@ build() {
 }
 
 if [[ ! -d $dir ]]; then
+    if [[ -n ${KVMBOX:-} ]]; then   # its root, and so the cache, is read-only
+        die "the test image is not built: run scripts/test-image.sh outside tools/kvmbox first"
+    fi
     mkdir -p "$base"
     exec 9>"$base/.lock"
     flock 9
@@ -380,4 +393,5 @@ echo "  oci:$dir/debian:zstd          the same with zstd layers"
 echo "  oci:$dir/debian:multi         index: linux/arm64 + linux/amd64"
 echo "  oci:$dir/other:arm64          index: linux/arm64 only"
 echo "  oci:$dir/other:arm64-manifest manifest, config says arm64"
+echo "  docker-archive:$dir/debian-test.docker.tar  debian:test as docker save writes it"
 echo "  size on disk: $(du -sh "$dir" | cut -f1)"

@@ -27,6 +27,7 @@
 # side from the same run. When `supermachine pull` does not exist (yet), or
 # with --no-pull, it skips (b) and runs (a) and (c) where it is.
 set -eu
+self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../.."
 pull=1
 if [ "${1:-}" = "--no-pull" ]; then
@@ -58,7 +59,7 @@ if [ $pull = 1 ] && ! "$sm" doctor --quiet; then
         exit 1
     fi
     echo "bench/pull: this host cannot run guests directly; running inside tools/kvmbox" >&2
-    exec tools/kvmbox --mem 4096 -- "$0" "$@"
+    exec tools/kvmbox --mem 4096 -- "$self" "$@"
 fi
 
 export TMPDIR="${TMPDIR:-/tmp}"   # skopeo's default, /var/tmp, is read-only in the box
