@@ -322,6 +322,9 @@ static sm_code perform(struct registry_client *c, const char *url, const char *a
             return sm_fail(err, SM_E_IO,
                            "%s: TLS handshake with %s failed (%s); is it a plain-HTTP registry?",
                            r->what, c->host, why);
+        if (r->received)
+            return sm_fail(err, code, "%s: the connection to %s broke: %s", r->what, c->host,
+                           why);
         return sm_fail(err, code, "%s: cannot reach %s: %s", r->what, c->host, why);
     }
     return SM_OK;
