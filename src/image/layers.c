@@ -68,8 +68,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/error.h"
@@ -148,6 +150,7 @@ struct merge {
     struct node **links; /* names written as hard links at the end */
     size_t nlinks, links_cap;
     uint64_t entries_read, memory;
+    uint64_t hash_key[2];
     struct xref xrefs[XATTRS_MAX_COUNT]; /* the current entry's xattrs, see entry_xattrs */
     struct layers_stats st;
     sm_error *err;
@@ -299,14 +302,62 @@ static size_t parent_len(const char *path, size_t len)
     return slash ? (size_t)(slash - path) : 0;
 }
 
-static uint64_t path_hash(const char *path, size_t len)
+/* SipHash-2-4 (Aumasson and Bernstein), keyed at random per flattening: the
+ * paths are hostile, and a predictable hash would let a layer put every path
+ * in one bucket of the table. */
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static void sip_round(uint64_t v[4])
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)path[i];
-        h *= 1099511628211ull;
+    v[0] += v[1]; v[1] = ROTL64(v[1], 13); v[1] ^= v[0]; v[0] = ROTL64(v[0], 32);
+    v[2] += v[3]; v[3] = ROTL64(v[3], 16); v[3] ^= v[2];
+    v[0] += v[3]; v[3] = ROTL64(v[3], 21); v[3] ^= v[0];
+    v[2] += v[1]; v[1] = ROTL64(v[1], 17); v[1] ^= v[2]; v[2] = ROTL64(v[2], 32);
+}
+
+static uint64_t siphash24(const uint64_t key[2], const char *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    uint64_t v[4] = { key[0] ^ 0x736f6d6570736575ull, key[1] ^ 0x646f72616e646f6dull,
+                      key[0] ^ 0x6c7967656e657261ull, key[1] ^ 0x7465646279746573ull };
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t word = 0;
+        for (int b = 0; b < 8; b++)
+            word |= (uint64_t)p[i + b] << (8 * b);
+        v[3] ^= word;
+        sip_round(v);
+        sip_round(v);
+        v[0] ^= word;
     }
-    return h;
+    uint64_t last = (uint64_t)len << 56;
+    for (int b = 0; i + (size_t)b < len; b++)
+        last |= (uint64_t)p[i + b] << (8 * b);
+    v[3] ^= last;
+    sip_round(v);
+    sip_round(v);
+    v[0] ^= last;
+    v[2] ^= 0xff;
+    for (int r = 0; r < 4; r++)
+        sip_round(v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+static uint64_t path_hash(const struct merge *m, const char *path, size_t len)
+{
+    return siphash24(m->hash_key, path, len);
+}
+
+/* A key no layer can guess: getrandom, or failing that, bits of the time and
+ * addresses (still unknown in advance). */
+static void pick_hash_key(uint64_t key[2])
+{
+    if (getrandom(key, 2 * sizeof key[0], GRND_NONBLOCK) == (ssize_t)(2 * sizeof key[0]))
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    key[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)key;
+    key[1] = (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&ts;
 }
 
 /* ---- memory budget --------------------------------------------------------- */
@@ -329,7 +380,7 @@ static void uncharge(struct merge *m, size_t bytes)
 
 static struct node *lookup(const struct merge *m, const char *path, size_t len)
 {
-    uint64_t h = path_hash(path, len);
+    uint64_t h = path_hash(m, path, len);
     for (struct node *n = m->buckets[h & (m->nbuckets - 1)]; n; n = n->hash_next)
         if (n->hash == h && n->len == len && memcmp(n->path, path, len) == 0)
             return n;
@@ -393,7 +444,7 @@ static sm_code node_new(struct merge *m, const char *path, size_t len, struct no
     copy[len] = 0;
     n->path = copy;
     n->len = len;
-    n->hash = path_hash(path, len);
+    n->hash = path_hash(m, path, len);
     n->is_dir = is_dir;
     n->origin = origin;
     n->file = NO_FILE;
@@ -779,7 +830,7 @@ static sm_code apply_entry(struct merge *m, uint32_t layer, uint64_t ordinal, st
         return set_dir(m, layer, node, e);
     }
     size_t idx = NO_FILE;
-    rc = new_file(m, layer, ordinal, path_hash(path, len), type, &idx);
+    rc = new_file(m, layer, ordinal, path_hash(m, path, len), type, &idx);
     if (rc != SM_OK)
         return rc;
     return put_file(m, layer, parent, node, path, len, idx);
@@ -1010,14 +1061,14 @@ static sm_code write_file(struct merge *m, struct out *o, struct archive *a, str
 }
 
 /* Is the entry at this position the one pass 1 saw there? */
-static bool same_entry(const struct file *f, struct archive_entry *e)
+static bool same_entry(const struct merge *m, const struct file *f, struct archive_entry *e)
 {
     const char *raw = archive_entry_pathname(e);
     char path[PATH_MAX];
     size_t len;
     if (!raw || normalise_path(raw, path, &len) || archive_entry_hardlink(e))
         return false;
-    return path_hash(path, len) == f->path_hash && archive_entry_filetype(e) == f->type;
+    return path_hash(m, path, len) == f->path_hash && archive_entry_filetype(e) == f->type;
 }
 
 /* The next file from *cursor on that still has a name. */
@@ -1057,7 +1108,7 @@ static sm_code copy_layer(struct merge *m, struct out *o, size_t k, size_t *curs
         if (ordinal != m->files[c].ordinal)
             continue;
         remember_entry(m, archive_entry_pathname(e));
-        if (!same_entry(&m->files[c], e)) {
+        if (!same_entry(m, &m->files[c], e)) {
             rc = entry_fail(m, SM_E_INVALID, "the layer changed while being read");
             break;
         }
@@ -1171,6 +1222,7 @@ static void merge_free(struct merge *m)
 static sm_code merge_init(struct merge *m, const char *const *paths, size_t n, sm_error *err)
 {
     *m = (struct merge){ .paths = paths, .n = n, .err = err, .nbuckets = 1024 };
+    pick_hash_key(m->hash_key);
     m->ids = calloc(n ? n : 1, sizeof *m->ids);
     m->buckets = calloc(m->nbuckets, sizeof *m->buckets);
     if (!m->ids || !m->buckets)
