@@ -808,6 +808,14 @@ static void test_rootfs_build_failures_leave_nothing(void **state)
     assert_int_equal(rootfs_build(layers, 2, out, NULL, &err), SM_E_INVALID);
     assert_int_equal(access(out, F_OK), -1);
     assert_true(no_leftovers(out));
+    /* tar2sqfs itself fails (no such folder for the image): its message. */
+    char nodir[700];
+    snprintf(nodir, sizeof nodir, "%s/no/such/dir/x.sqfs", tmpdir);
+    layers[1] = big_layer("rfbig.tar", PLAIN, 1 << 20);
+    assert_int_equal(rootfs_build(layers, 2, nodir, NULL, &err), SM_E_IO);
+    printf("     (expected refusal) %s\n", err.message);
+    assert_non_null(strstr(err.message, "tar2sqfs failed"));
+    assert_non_null(strstr(err.message, "No such file or directory"));
     /* No tar2sqfs on PATH: a clear error naming the package. */
     char *saved = strdup(getenv("PATH") ? getenv("PATH") : "");
     setenv("PATH", tmpdir, 1);
