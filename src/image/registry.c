@@ -25,6 +25,8 @@
  * 401 on an expired one gets a fresh one). A blob download that breaks
  * after receiving bytes is resumed up to 3 times. Bodies are bounded: a
  * manifest 4 MiB, a token reply or an error body 64 KiB, a blob its size.
+ * Time is bounded too: 30 s to connect; less than 1 KiB/s for 60 s ends a
+ * transfer; a manifest or token request has 120 s in all.
  */
 #include "image/registry.h"
 
@@ -44,7 +46,9 @@
 
 #define USER_AGENT "supermachine/0.1"
 #define CONNECT_TIMEOUT_S 30L
-#define STALL_TIMEOUT_S 60L     /* abort below 1 byte/s for this long */
+#define STALL_SPEED 1024L       /* abort below this many bytes/s ... */
+#define STALL_TIMEOUT_S 60L     /* ... for this long */
+#define SMALL_REPLY_TIMEOUT_S 120L /* the whole of a manifest or token request */
 #define MAX_REDIRECTS 5L
 #define BLOB_RESUME_TRIES 3
 #define CHALLENGE_MAX 4096
@@ -57,7 +61,6 @@ struct registry_client {
     bool plain_http;
     char *ca_file;
     char *user, *password;
-    bool explicit_credentials;
     char *authorization; /* "Authorization: ..." header, or NULL */
     void (*progress)(void *ctx, const char *what, uint64_t done, uint64_t total);
     void *progress_ctx;
@@ -250,7 +253,7 @@ static sm_code set_common(struct registry_client *c, const char *url, struct cur
     e |= curl_easy_setopt(h, CURLOPT_USERAGENT, USER_AGENT);
     e |= curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     e |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-    e |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    e |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, STALL_SPEED);
     e |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, STALL_TIMEOUT_S);
     e |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     e |= curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -260,6 +263,10 @@ static sm_code set_common(struct registry_client *c, const char *url, struct cur
     e |= curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
     e |= curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
     e |= curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    /* Blobs may take long on a slow link; a manifest or a token may not (a
+     * registry dribbling a 4 MiB reply must not hold us for hours). */
+    if (!r->blob)
+        e |= curl_easy_setopt(h, CURLOPT_TIMEOUT, SMALL_REPLY_TIMEOUT_S);
     if (c->ca_file) {
         /* CAINFO alone would replace the system bundle: keep the system's
          * folder of CAs as well. */
@@ -630,7 +637,6 @@ sm_code registry_open(const struct oci_reference *ref, const struct registry_opt
     if (!rc && opt && opt->ca_file && !(c->ca_file = strdup(opt->ca_file)))
         rc = sm_fail(err, SM_E_NOMEM, "out of memory");
     if (!rc && opt && opt->username) {
-        c->explicit_credentials = true;
         c->user = strdup(opt->username);
         c->password = strdup(opt->password ? opt->password : "");
         if (!c->user || !c->password)
