@@ -539,13 +539,15 @@ static sm_code ensure_parent(struct merge *m, uint32_t layer, const char *path, 
         have = parent_len(path, have);
     if (!found)
         found = m->root;
-    if (!found->is_dir)
+    if (!found->is_dir) {
+        char shown[SHOWN_PATH_MAX + 8];
+        printable(found->path, found->len, shown, sizeof shown);
         return entry_fail(m, SM_E_INVALID,
-                          "its parent '%.*s' is not a folder in the merged tree (a %s from layer %u): "
+                          "its parent '%s' is not a folder in the merged tree (a %s from layer %u): "
                           "refused, a real extraction would write through it",
-                          (int)(found->len < SHOWN_PATH_MAX ? found->len : SHOWN_PATH_MAX), found->path,
-                          m->files[found->file].type == AE_IFLNK ? "symlink" : "non-folder",
+                          shown, m->files[found->file].type == AE_IFLNK ? "symlink" : "non-folder",
                           (unsigned)found->origin + 1);
+    }
     while (have < end) {
         const char *slash = memchr(path + have + (have ? 1 : 0), '/', end - have - (have ? 1 : 0));
         size_t next = slash ? (size_t)(slash - path) : end;
@@ -628,9 +630,12 @@ static sm_code check_metadata(struct merge *m, struct archive_entry *e, unsigned
         size_t nlen = name ? strnlen(name, XATTR_NAME_MAX_LEN + 1) : 0;
         if (nlen == 0 || nlen > XATTR_NAME_MAX_LEN)
             return entry_fail(m, SM_E_INVALID, "an xattr name that is empty or longer than 255 bytes");
-        if (size > LAYERS_MAX_XATTR_VALUE)
-            return entry_fail(m, SM_E_LIMIT, "xattr '%s' holds %zu bytes (at most %u)", name, size,
+        if (size > LAYERS_MAX_XATTR_VALUE) {
+            char shown[64];
+            printable(name, nlen, shown, sizeof shown);
+            return entry_fail(m, SM_E_LIMIT, "xattr '%s' holds %zu bytes (at most %u)", shown, size,
                               LAYERS_MAX_XATTR_VALUE);
+        }
         total += nlen + size;
         if (++count > XATTRS_MAX_COUNT || total > LAYERS_MAX_XATTRS_TOTAL)
             return entry_fail(m, SM_E_LIMIT, "more than %d xattrs or %u bytes of them", XATTRS_MAX_COUNT,
@@ -750,14 +755,15 @@ static sm_code apply_hardlink(struct merge *m, uint32_t layer, const char *path,
     if (why)
         return entry_fail(m, SM_E_INVALID, "a hard link to %s", why);
     struct node *t = tlen ? lookup(m, target, tlen) : m->root;
+    char shown[SHOWN_PATH_MAX + 8];
+    printable(target, tlen, shown, sizeof shown);
     if (!t)
         return entry_fail(m, SM_E_INVALID,
-                          "a hard link to '%.*s', which is not in the merged tree at this point "
+                          "a hard link to '%s', which is not in the merged tree at this point "
                           "(never added, or deleted by a whiteout)",
-                          (int)(tlen < SHOWN_PATH_MAX ? tlen : SHOWN_PATH_MAX), target);
+                          shown);
     if (t->is_dir)
-        return entry_fail(m, SM_E_INVALID, "a hard link to the folder '%.*s'",
-                          (int)(tlen < SHOWN_PATH_MAX ? tlen : SHOWN_PATH_MAX), target);
+        return entry_fail(m, SM_E_INVALID, "a hard link to the folder '%s'", shown);
     if (len == 0)
         return entry_fail(m, SM_E_INVALID, "a hard link as the root folder");
     struct node *parent;
