@@ -252,7 +252,5 @@ sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_p
             unlink(tmp);
     }
     close(log_fd);
-    if (rc != SM_OK)
-        sm_error_prefix(err, "building the root filesystem %s", out_path);
-    return rc;
+    return rc; /* no prefix: callers add theirs, and the layer messages are long */
 }
