@@ -16,6 +16,7 @@
  *  | non-folder P over a folder P   | replaces it and deletes everything below it                |
  *  | non-folder over a non-folder   | replaces it (a file with other hard-linked names keeps     |
  *  |                                | them, and its data)                                        |
+ *  | the same path twice in a layer | the later entry wins, as on extraction                     |
  *  | hard link P -> T               | P becomes one more name of the file at T as the tree is at |
  *  |                                | that point (T from layer i, earlier in the stream, or from |
  *  |                                | a lower layer). T absent (never added, or deleted by a     |
@@ -27,6 +28,8 @@
  *  | "." or "/" (the root)          | a folder: sets the root's metadata; anything else: error   |
  *  | socket                         | dropped (counted in layers_stats)                          |
  *  | any other unknown type         | error                                                      |
+ *  | a layer that is not a tar, or  | error, naming the layer (and the last good entry); gzip,  |
+ *  | a truncated or corrupt one     | zstd and plain tars only (no xz/bzip2: not OCI media types)|
  *
  * Whiteouts never appear in the output, and never hide what their own layer
  * adds, wherever they sit in its stream (the spec: they apply to lower layers
