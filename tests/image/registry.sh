@@ -50,6 +50,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 timeout=${SM_TEST_REGISTRY_TIMEOUT:-120}
+export TMPDIR="${TMPDIR:-/tmp}"   # skopeo's default, /var/tmp, is read-only in kvmbox
 
 log() { echo "registry: $*" >&2; }
 die() { log "$*"; exit 1; }
