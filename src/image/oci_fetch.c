@@ -15,7 +15,10 @@
  *                                          symlinks to other entries (duplicate layers)
  *                        The layers are (usually uncompressed) tars stored under their own
  *                        sha256; when the config lists rootfs.diff_ids, an uncompressed
- *                        layer's digest must equal its diff_id.
+ *                        layer's digest must equal its diff_id. Read in two passes: (1)
+ *                        manifest.json, symlinks, and small *.json files (the config is
+ *                        "<hex>.json" and comes before manifest.json); (2) the config and
+ *                        layers into the store, skipping layers whose diff_id is stored.
  */
 #include "image/oci_fetch.h"
 
@@ -45,6 +48,8 @@
 #define ARCHIVE_MAX_LINKS 100000
 #define ARCHIVE_PATH_MAX 1024
 #define ARCHIVE_CHUNK (256u << 10)
+#define ARCHIVE_JSON_KEEP (16u << 20) /* *.json bytes kept from the first pass */
+#define ARCHIVE_JSON_FILES 64
 #define LAYOUT_FILE_MAX 4096
 
 char *oci_blob_path(const char *store_dir, const char *digest)
@@ -496,6 +501,12 @@ struct archive_link {
     char *target; /* normalized path it points to */
 };
 
+struct small_file {
+    char *name;
+    char *data;
+    size_t len;
+};
+
 struct docker_archive {
     const char *path;
     char *manifest_json;
@@ -507,6 +518,10 @@ struct docker_archive {
     size_t nlayers;
     char config_digest[OCI_DIGEST_SIZE];
     struct oci_layer *layers; /* digest "" until found */
+    struct small_file *jsons; /* "*.json" files kept from pass 1 (the config among them) */
+    size_t njsons, json_bytes;
+    struct oci_config config; /* parsed when the config was among them */
+    bool have_config;
 };
 
 /* Normalizes base + "/" + rel into out: no ".", "..", "//" or leading "/";
@@ -572,8 +587,8 @@ static sm_code read_entry_bounded(struct archive *a, struct archive_entry *e, si
 {
     int64_t size = archive_entry_size(e);
     if (size < 0 || (uint64_t)size > max)
-        return sm_fail(err, SM_E_LIMIT, "docker-archive:%s: manifest.json is larger than %zu bytes",
-                       path, max);
+        return sm_fail(err, SM_E_LIMIT, "docker-archive:%s: %s is larger than %zu bytes", path,
+                       archive_entry_pathname(e), max);
     *buf = malloc((size_t)size + 1);
     if (!*buf)
         return sm_fail(err, SM_E_NOMEM, "out of memory");
@@ -584,7 +599,8 @@ static sm_code read_entry_bounded(struct archive *a, struct archive_entry *e, si
             free(*buf);
             *buf = NULL;
             return r < 0 ? archive_fail(a, path, err)
-                         : sm_fail(err, SM_E_PROTOCOL, "docker-archive:%s: manifest.json is cut short", path);
+                         : sm_fail(err, SM_E_PROTOCOL, "docker-archive:%s: %s is cut short", path,
+                                   archive_entry_pathname(e));
         }
         got += (size_t)r;
     }
@@ -626,7 +642,29 @@ static sm_code remember_link(struct docker_archive *d, const char *name, const c
     return SM_OK;
 }
 
-/* Pass 1: manifest.json and the symlinks. */
+/* Keeps a small "*.json" file: the config of a legacy `docker save` tar is
+ * "<hex>.json", written before manifest.json names it. With it in hand,
+ * layers already in the store need not be copied again (pass 2). */
+static sm_code maybe_keep_json(struct docker_archive *d, struct archive *a,
+                               struct archive_entry *e, const char *name, sm_error *err)
+{
+    size_t n = strlen(name);
+    int64_t size = archive_entry_size(e);
+    if (n < 5 || strcmp(name + n - 5, ".json") != 0 || size < 0 || size > OCI_JSON_MAX ||
+        d->json_bytes + (uint64_t)size > ARCHIVE_JSON_KEEP || d->njsons == ARCHIVE_JSON_FILES)
+        return SM_OK;
+    if (d->njsons == 0 && !(d->jsons = calloc(ARCHIVE_JSON_FILES, sizeof *d->jsons)))
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    struct small_file *f = &d->jsons[d->njsons];
+    if (!(f->name = strdup(name)))
+        return sm_fail(err, SM_E_NOMEM, "out of memory");
+    d->njsons++;
+    sm_code rc = read_entry_bounded(a, e, OCI_JSON_MAX, d->path, &f->data, &f->len, err);
+    d->json_bytes += f->len;
+    return rc;
+}
+
+/* Pass 1: manifest.json, the symlinks and small *.json files. */
 static sm_code archive_scan(struct docker_archive *d, sm_error *err)
 {
     struct archive *a;
@@ -646,6 +684,8 @@ static sm_code archive_scan(struct docker_archive *d, sm_error *err)
                                     &d->manifest_len, err);
         } else if (archive_entry_filetype(e) == AE_IFLNK && archive_entry_symlink(e)) {
             rc = remember_link(d, name, archive_entry_symlink(e), err);
+        } else if (archive_entry_filetype(e) == AE_IFREG) {
+            rc = maybe_keep_json(d, a, e, name, err);
         }
     }
     if (!rc && r != ARCHIVE_EOF)
@@ -795,6 +835,58 @@ static sm_code archive_entry_to_store(struct docker_archive *d, struct archive *
     return rc;
 }
 
+/* The config, when pass 1 kept it: into the store (checked against the
+ * digest its name gives), and parsed for its diff_ids. */
+static sm_code preload_config(struct docker_archive *d, const struct oci_fetch_options *opt,
+                              uint64_t *copied, sm_error *err)
+{
+    const struct small_file *f = NULL;
+    for (size_t i = 0; i < d->njsons && !f; i++)
+        if (strcmp(d->jsons[i].name, d->config_path) == 0)
+            f = &d->jsons[i];
+    if (!f || !f->data)
+        return SM_OK;
+    char digest[OCI_DIGEST_SIZE], named[OCI_DIGEST_SIZE], what[ARCHIVE_PATH_MAX + 64];
+    sm_code rc = oci_sha256_buffer(f->data, f->len, digest, err);
+    if (rc)
+        return rc;
+    digest_from_name(f->name, named);
+    snprintf(what, sizeof what, "docker-archive:%s: %s", d->path, f->name);
+    if (named[0] && strcmp(named, digest) != 0)
+        return sm_fail(err, SM_E_PROTOCOL, "%s is corrupt: its name is not its digest", what);
+    if (!blob_store_has(opt->store_dir, digest, f->len))
+        *copied += f->len;
+    rc = blob_store_put_buffer(opt->store_dir, digest, f->data, f->len, what, err);
+    if (!rc)
+        rc = oci_config_parse(f->data, f->len, &d->config, err);
+    if (!rc) {
+        d->have_config = true;
+        memcpy(d->config_digest, digest, OCI_DIGEST_SIZE);
+    }
+    return rc;
+}
+
+/* Is the layer file `name` (of size bytes) already stored? An uncompressed
+ * layer's digest is its diff_id, which the (verified) config lists. */
+static bool layer_in_store(const struct docker_archive *d, const struct oci_fetch_options *opt,
+                           const char *name, int64_t size, char digest[OCI_DIGEST_SIZE])
+{
+    const char *diff_id = NULL;
+    if (!d->have_config || size < 0)
+        return false;
+    for (size_t i = 0; i < d->nlayers; i++) {
+        if (strcmp(name, d->layer_paths[i]) != 0)
+            continue;
+        if (i >= d->config.ndiff_ids || (diff_id && strcmp(diff_id, d->config.diff_ids[i]) != 0))
+            return false;
+        diff_id = d->config.diff_ids[i];
+    }
+    if (!diff_id || !blob_store_has(opt->store_dir, diff_id, (uint64_t)size))
+        return false;
+    memcpy(digest, diff_id, OCI_DIGEST_SIZE);
+    return true;
+}
+
 /* Pass 2: the config and the layers into the store. */
 static sm_code archive_copy_blobs(struct docker_archive *d, const struct oci_fetch_options *opt,
                                   uint64_t *copied, sm_error *err)
@@ -815,10 +907,13 @@ static sm_code archive_copy_blobs(struct docker_archive *d, const struct oci_fet
         bool is_layer = false;
         for (size_t i = 0; i < d->nlayers && !is_layer; i++)
             is_layer = strcmp(name, d->layer_paths[i]) == 0;
+        if (is_config && d->have_config)
+            is_config = false; /* stored by preload_config */
         if (!is_config && !is_layer)
             continue;
-        uint64_t size = 0;
-        rc = archive_entry_to_store(d, a, e, name, opt, digest, &size, copied, err);
+        uint64_t size = (uint64_t)archive_entry_size(e);
+        if (is_config || !layer_in_store(d, opt, name, archive_entry_size(e), digest))
+            rc = archive_entry_to_store(d, a, e, name, opt, digest, &size, copied, err);
         if (rc)
             break;
         if (is_config)
@@ -908,6 +1003,12 @@ static void docker_archive_free(struct docker_archive *d)
         free(d->layer_paths[i]);
     free(d->layer_paths);
     free(d->layers);
+    for (size_t i = 0; i < d->njsons; i++) {
+        free(d->jsons[i].name);
+        free(d->jsons[i].data);
+    }
+    free(d->jsons);
+    oci_config_free(&d->config);
 }
 
 static sm_code fetch_docker_archive(const char *path, const struct oci_fetch_options *opt,
@@ -921,6 +1022,8 @@ static sm_code fetch_docker_archive(const char *path, const struct oci_fetch_opt
     sm_code rc = archive_scan(&d, err);
     if (!rc)
         rc = parse_archive_manifest(&d, err);
+    if (!rc)
+        rc = preload_config(&d, opt, &out->downloaded, err);
     if (!rc)
         rc = archive_copy_blobs(&d, opt, &out->downloaded, err);
     for (size_t i = 0; !rc && i < d.nlayers; i++)

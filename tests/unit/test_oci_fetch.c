@@ -340,11 +340,18 @@ static void test_docker_archive(void **state)
     assert_string_equal(out.layers[0].media_type, OCI_MT_LAYER_TAR);
     assert_int_equal(out.layers[0].size, strlen(layer_bytes[0]));
     assert_string_equal(out.canonical_ref, ref);
+    assert_true(out.downloaded > strlen(layer_bytes[0]));
     oci_fetched_free(&out);
     int blobs, others;
     count_store(f, &blobs, &others);
     assert_int_equal(blobs, 2);
     assert_int_equal(others, 0);
+
+    /* again: the config names the layers (diff_ids), all stored: no copy */
+    assert_int_equal(oci_fetch(ref, &opt, &out, &err), SM_OK);
+    assert_int_equal(out.downloaded, 0);
+    assert_string_equal(out.layers[1].digest, layer_digest);
+    oci_fetched_free(&out);
 
     /* a layer that is not the one its config lists */
     char other[72] = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
