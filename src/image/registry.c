@@ -585,6 +585,13 @@ static sm_code request(struct registry_client *c, const char *url, const char *a
         sm_code rc = perform(c, url, accept, c->authorization, r, err);
         if (rc || r->status != 401)
             return rc;
+        if (attempt == 1 && strstr(r->challenge, "insufficient_scope"))
+            /* A token, but not for this repository (Docker Hub answers so
+             * for repositories that do not exist, too). */
+            return sm_fail(err, SM_E_SETUP,
+                           "%s: access denied (HTTP 401): the repository %s does not exist on "
+                           "%s, or it needs credentials",
+                           r->what, c->ref.repository, c->ref.registry);
         if (attempt == 1)
             return auth_failed(c, r->status, err);
         rc = answer_challenge(c, r, err);

@@ -196,6 +196,13 @@ static void route(int fd, const char *req)
             free(idx);
         } else if (strcmp(ref, "single") == 0 || strcmp(ref, fk->manifest_digest) == 0) {
             respond(fd, 200, OCI_MT_OCI_MANIFEST, NULL, fk->manifest, fk->manifest_len, SIZE_MAX);
+        } else if (strcmp(ref, "private") == 0) {
+            char extra[300];
+            snprintf(extra, sizeof extra,
+                     "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:%d/token\","
+                     "service=\"fake\",scope=\"repository:t:pull\",error=\"insufficient_scope\"\r\n",
+                     fk->port);
+            respond_json(fd, 401, extra, "{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}");
         } else if (strcmp(ref, "old") == 0) {
             respond_json(fd, 200, NULL, "{\"schemaVersion\":1,\"fsLayers\":[]}");
         } else {
@@ -389,6 +396,19 @@ static void test_bearer_index_and_cache(void **state)
     assert_int_equal(fk->manifest_gets + fk->blob_gets, 0);
 }
 
+static void test_token_without_access(void **state)
+{
+    (void)state;
+    fk->auth = AUTH_BEARER;
+    char want[128];
+    snprintf(want, sizeof want,
+             "access denied (HTTP 401): the repository t does not exist on 127.0.0.1:%d, or it "
+             "needs credentials",
+             fk->port);
+    expect_pull_fails("private", SM_E_SETUP, want);
+    assert_int_equal(fk->token_gets, 1);
+}
+
 static void test_basic_auth(void **state)
 {
     (void)state;
@@ -536,6 +556,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_bearer_index_and_cache, reset),
+        cmocka_unit_test_setup(test_token_without_access, reset),
         cmocka_unit_test_setup(test_basic_auth, reset),
         cmocka_unit_test_setup(test_bearer_token_needs_credentials, reset),
         cmocka_unit_test_setup(test_resume_after_broken_transfers, reset),
