@@ -38,11 +38,14 @@ struct fake {
     int port;
     pthread_t thread;
     pthread_mutex_t lock;
+    pthread_cond_t idle; /* signalled when a connection handler ends */
+    int handlers;        /* connection handlers running */
     /* content */
     char config[512];
     size_t config_len;
     char config_digest[OCI_DIGEST_SIZE];
     char *layer;
+    const char *layer_copy; /* the buffer serve_layer is sending */
     char layer_digest[OCI_DIGEST_SIZE];
     char manifest[1024];
     size_t manifest_len;
@@ -54,6 +57,8 @@ struct fake {
     size_t cut_after;   /* >0: close the layer's body after this many bytes */
     bool corrupt_layer; /* flip a byte */
     bool long_layer;    /* send bytes past its size */
+    bool slow_layer;    /* send it in 16 KiB pieces, 3 ms apart */
+    int layer_gets;
     /* what happened */
     int manifest_gets, blob_gets, token_gets, range_gets, unauthorized;
     char store[64];
@@ -63,15 +68,38 @@ static struct fake *fk; /* the one server of this process */
 
 /* ---- the scripted server --------------------------------------------------- */
 
+/* What a handler answers: built under the server's lock, sent after it. */
+struct reply {
+    char *data;
+    size_t len;
+    bool slow;
+};
+static __thread struct reply *cur_reply;
+
 static void send_all(int fd, const void *buf, size_t len)
 {
-    const char *p = buf;
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n <= 0)
+    (void)fd;
+    struct reply *r = cur_reply;
+    char *grown = realloc(r->data, r->len + len + 1);
+    assert_non_null(grown);
+    r->data = grown;
+    memcpy(r->data + r->len, buf, len);
+    r->len += len;
+}
+
+static void send_reply(int fd, const struct reply *r)
+{
+    size_t off = 0;
+    while (off < r->len) {
+        size_t n = r->len - off;
+        if (r->slow && n > 16384)
+            n = 16384;
+        ssize_t w = send(fd, r->data + off, n, MSG_NOSIGNAL);
+        if (w <= 0)
             return;
-        p += n;
-        len -= (size_t)n;
+        off += (size_t)w;
+        if (r->slow)
+            usleep(3000);
     }
 }
 
@@ -85,6 +113,8 @@ static void respond(int fd, int status, const char *ctype, const char *extra, co
                      status, ctype, len, extra ? extra : "");
     send_all(fd, head, (size_t)n);
     send_all(fd, body, send_only < len ? send_only : len);
+    if (fk->slow_layer && body == fk->layer_copy)
+        cur_reply->slow = true;
 }
 
 static void respond_json(int fd, int status, const char *extra, const char *json)
@@ -155,6 +185,8 @@ static void serve_layer(int fd, const char *req)
         memcpy(body + LAYER_SIZE, "0123456789abcdef", 16);
         len += 16;
     }
+    fk->layer_gets++;
+    fk->layer_copy = body;
     const char *range = header_value(req, "Range");
     unsigned long long start = 0;
     if (range) {
@@ -224,6 +256,38 @@ static void route(int fd, const char *req)
     respond_json(fd, 404, NULL, "{}");
 }
 
+static void *handle_connection(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char req[16384];
+    size_t got = 0;
+    while (got + 1 < sizeof req) {
+        ssize_t n = recv(fd, req + got, sizeof req - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        req[got] = '\0';
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    req[got] = '\0';
+    struct reply reply = {0};
+    cur_reply = &reply;
+    pthread_mutex_lock(&fk->lock);
+    route(fd, req);
+    pthread_mutex_unlock(&fk->lock);
+    send_reply(fd, &reply);
+    free(reply.data);
+    shutdown(fd, SHUT_WR);
+    close(fd);
+    pthread_mutex_lock(&fk->lock);
+    fk->handlers--;
+    pthread_cond_broadcast(&fk->idle);
+    pthread_mutex_unlock(&fk->lock);
+    return NULL;
+}
+
+/* One thread per connection, so that two clients overlap. */
 static void *serve(void *arg)
 {
     (void)arg;
@@ -234,23 +298,18 @@ static void *serve(void *arg)
                 continue;
             return NULL; /* shut down */
         }
-        char req[16384];
-        size_t got = 0;
-        while (got + 1 < sizeof req) {
-            ssize_t n = recv(fd, req + got, sizeof req - 1 - got, 0);
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-            req[got] = '\0';
-            if (strstr(req, "\r\n\r\n"))
-                break;
-        }
-        req[got] = '\0';
+        pthread_t t;
         pthread_mutex_lock(&fk->lock);
-        route(fd, req);
+        fk->handlers++;
         pthread_mutex_unlock(&fk->lock);
-        shutdown(fd, SHUT_WR);
-        close(fd);
+        if (pthread_create(&t, NULL, handle_connection, (void *)(intptr_t)fd) == 0) {
+            pthread_detach(t);
+        } else {
+            close(fd);
+            pthread_mutex_lock(&fk->lock);
+            fk->handlers--;
+            pthread_mutex_unlock(&fk->lock);
+        }
     }
 }
 
@@ -262,6 +321,7 @@ static int setup(void **state)
     fk = calloc(1, sizeof *fk);
     sm_error err;
     pthread_mutex_init(&fk->lock, NULL);
+    pthread_cond_init(&fk->idle, NULL);
     fk->layer = malloc(LAYER_SIZE);
     for (size_t i = 0; i < LAYER_SIZE; i++)
         fk->layer[i] = (char)((i * 2654435761u) >> 13);
@@ -300,6 +360,10 @@ static int teardown(void **state)
     (void)state;
     shutdown(fk->listen_fd, SHUT_RDWR);
     pthread_join(fk->thread, NULL);
+    pthread_mutex_lock(&fk->lock);
+    while (fk->handlers > 0)
+        pthread_cond_wait(&fk->idle, &fk->lock);
+    pthread_mutex_unlock(&fk->lock);
     close(fk->listen_fd);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", fk->store);
@@ -319,6 +383,8 @@ static int reset(void **state)
     pthread_mutex_lock(&fk->lock);
     fk->auth = AUTH_NONE;
     fk->token_needs_credentials = fk->ignore_range = fk->corrupt_layer = fk->long_layer = false;
+    fk->slow_layer = false;
+    fk->layer_gets = 0;
     fk->cut_after = 0;
     fk->manifest_gets = fk->blob_gets = fk->token_gets = fk->range_gets = fk->unauthorized = 0;
     pthread_mutex_unlock(&fk->lock);
@@ -394,6 +460,52 @@ static void test_bearer_index_and_cache(void **state)
     assert_int_equal(pull(at, NULL, NULL, &out, &err), SM_OK);
     oci_fetched_free(&out);
     assert_int_equal(fk->manifest_gets + fk->blob_gets, 0);
+}
+
+struct racer {
+    sm_code rc;
+    sm_error err;
+    struct oci_fetched out;
+};
+
+static void *race_pull(void *arg)
+{
+    struct racer *r = arg;
+    r->rc = pull("single", NULL, NULL, &r->out, &r->err);
+    return NULL;
+}
+
+/* Two pulls of one image into one store at once: the second waits for the
+ * first one's download (flock on the .partial) and then uses its blob. */
+static void test_concurrent_pulls(void **state)
+{
+    (void)state;
+    struct racer r[2];
+    pthread_t t[2];
+    memset(r, 0, sizeof r);
+    fk->slow_layer = true; /* so that the second pull finds the first one downloading */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, race_pull, &r[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        if (r[i].rc != SM_OK)
+            fail_msg("pull %d: %s", i, r[i].err.message);
+        assert_string_equal(r[i].out.layers[0].digest, fk->layer_digest);
+        oci_fetched_free(&r[i].out);
+    }
+    assert_int_equal(fk->layer_gets, 1); /* downloaded once */
+    assert_true(blob_store_has(fk->store, fk->layer_digest, LAYER_SIZE));
+    assert_int_equal(partial_size(), UINT64_MAX);
+    char *buf;
+    size_t len;
+    char digest[OCI_DIGEST_SIZE];
+    sm_error err;
+    assert_int_equal(blob_store_read(fk->store, fk->layer_digest, LAYER_SIZE, &buf, &len, &err),
+                     SM_OK);
+    oci_sha256_buffer(buf, len, digest, &err);
+    free(buf);
+    assert_string_equal(digest, fk->layer_digest);
 }
 
 static void test_token_without_access(void **state)
@@ -557,6 +669,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_bearer_index_and_cache, reset),
         cmocka_unit_test_setup(test_token_without_access, reset),
+        cmocka_unit_test_setup(test_concurrent_pulls, reset),
         cmocka_unit_test_setup(test_basic_auth, reset),
         cmocka_unit_test_setup(test_bearer_token_needs_credentials, reset),
         cmocka_unit_test_setup(test_resume_after_broken_transfers, reset),
