@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define USER_AGENT "supermachine/0.1"
 #define CONNECT_TIMEOUT_S 30L
@@ -641,6 +642,9 @@ sm_code registry_open(const struct oci_reference *ref, const struct registry_opt
     }
     c->curl = curl_easy_init();
     sm_code rc = c->curl ? SM_OK : sm_fail(err, SM_E_NOMEM, "libcurl: out of memory");
+    if (!rc && opt && opt->ca_file && access(opt->ca_file, R_OK) != 0)
+        rc = sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
+                           "cannot read the CA file %s", opt->ca_file);
     if (!rc && opt && opt->ca_file && !(c->ca_file = strdup(opt->ca_file)))
         rc = sm_fail(err, SM_E_NOMEM, "out of memory");
     if (!rc && opt && opt->username) {

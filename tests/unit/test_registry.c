@@ -628,6 +628,19 @@ static void test_bad_blobs(void **state)
     assert_false(blob_store_has(fk->store, fk->layer_digest, BLOB_SIZE_UNKNOWN));
 }
 
+static void test_missing_ca_file(void **state)
+{
+    (void)state;
+    char ref[64];
+    snprintf(ref, sizeof ref, "127.0.0.1:%d/t:single", fk->port);
+    struct oci_fetch_options opt = {.store_dir = fk->store, .ca_file = "/nonexistent/ca.pem"};
+    struct oci_fetched out;
+    sm_error err;
+    assert_int_equal(oci_fetch(ref, &opt, &out, &err), SM_E_NOTFOUND);
+    assert_non_null(strstr(err.message, "cannot read the CA file /nonexistent/ca.pem"));
+    assert_int_equal(fk->manifest_gets, 0);
+}
+
 static void test_manifest_errors(void **state)
 {
     (void)state;
@@ -675,6 +688,7 @@ int main(void)
         cmocka_unit_test_setup(test_resume_after_broken_transfers, reset),
         cmocka_unit_test_setup(test_server_ignoring_range, reset),
         cmocka_unit_test_setup(test_bad_blobs, reset),
+        cmocka_unit_test_setup(test_missing_ca_file, reset),
         cmocka_unit_test_setup(test_manifest_errors, reset),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
