@@ -47,13 +47,21 @@ struct oci_fetch_options {
     const char *username, *password; /* basic auth; when NULL, credentials from
                                         $DOCKER_CONFIG/config.json or ~/.docker/config.json
                                         ("auths" -> "auth": base64 of user:pass) */
-    void (*progress)(void *ctx, const char *what, uint64_t done, uint64_t total); /* or NULL */
+    /* Called while blobs arrive: what is "layer sha256:0123456789ab…" (or
+     * "config ...", or a path inside a docker-archive), done and total in
+     * bytes (done counts a resumed .partial's bytes too); once with
+     * done == total for a blob already in the store. May be NULL. */
+    void (*progress)(void *ctx, const char *what, uint64_t done, uint64_t total);
     void *progress_ctx;
 };
 
 /* Fetches ref into opt->store_dir and describes it in *out (free with
  * oci_fetched_free, also after a failure). On failure nothing half-written
- * is left in the store but a resumable .partial download. */
+ * is left in the store but a resumable .partial download. Several calls may
+ * run at once, in threads or processes, on one store: a blob being written
+ * by one is waited for by the others. Credential helpers ("credsStore",
+ * "credHelpers") of the docker config are not used: such registries are
+ * reached anonymously unless username/password are given. */
 sm_code oci_fetch(const char *ref, const struct oci_fetch_options *opt, struct oci_fetched *out,
                   sm_error *err);
 void oci_fetched_free(struct oci_fetched *f);
