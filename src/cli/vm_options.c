@@ -22,6 +22,8 @@ static void usage(FILE *out, const char *prog, bool process)
             "  --memory MIB         guest memory, %d to %u (default 256)\n"
             "  --cpus N             vCPUs, 1 to %d (default 1)\n"
             "  --console FILE       write the guest console to FILE ('-' for stdout)\n"
+            "  --disk FILE          a read-only disk image, /dev/vda in the guest (a restore\n"
+            "                       needs the image its snapshot was baked with)\n"
             "  --timeout S          give up if not ready after S seconds (default 60)\n",
             prog,
             process ? "Runs one microVM in this process until the guest powers off or a\n"
@@ -51,7 +53,7 @@ int vm_cli_parse(struct vm_cli *cli, int argc, char **argv, bool process)
         { "vsock-socket", required_argument, NULL, 'V' }, { "exec-socket", required_argument, NULL, 'E' },
         { "ready-fd", required_argument, NULL, 'R' },     { "die-with-parent", no_argument, NULL, 'D' },
         { "restore", required_argument, NULL, 'S' },      { "snapshot-when-ready", required_argument, NULL, 'W' },
-        { "control-socket", required_argument, NULL, 'C' },
+        { "control-socket", required_argument, NULL, 'C' }, { "disk", required_argument, NULL, 'd' },
         { NULL, 0, NULL, 0 },
     };
     const char *prog = argv[0];
@@ -76,6 +78,7 @@ int vm_cli_parse(struct vm_cli *cli, int argc, char **argv, bool process)
         case 'm': ok = parse_u32_option("--memory", optarg, &cli->cfg.mem_mib); break;
         case 'n': ok = parse_u32_option("--cpus", optarg, &cli->cfg.cpus); break;
         case 'o': cli->console_path = optarg; break;
+        case 'd': cli->cfg.disk_path = optarg; break;
         case 't': ok = parse_seconds_option("--timeout", optarg, &cli->run.timeout_s); break;
         case 'V': cli->cfg.vsock_socket = optarg; break;
         case 'E': cli->cfg.exec_socket = optarg; break;

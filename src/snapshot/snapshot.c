@@ -354,6 +354,27 @@ static sm_code write_file_atomic(const char *dir, const char *name, const uint8_
     return rc;
 }
 
+/*
+ * A VM with a disk: DIR/disk, a symlink to the image (absolute), so that a
+ * restore of DIR finds the disk its guest had mounted. The image must not
+ * change after this (the library keeps them by digest).
+ */
+static sm_code link_disk(struct vm *vm, const char *dir, sm_error *err)
+{
+    if (!vm->disk_real)
+        return SM_OK;
+    char link[4096], tmp[4096];
+    snprintf(link, sizeof link, "%s/%s", dir, SNAPSHOT_DISK_LINK);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, SNAPSHOT_DISK_LINK);
+    unlink(tmp);
+    if (symlink(vm->disk_real, tmp) < 0 || rename(tmp, link) < 0) {
+        int e = errno;
+        unlink(tmp);
+        return sm_fail_errno(err, SM_E_IO, e, "cannot link the disk image into %s", dir);
+    }
+    return SM_OK;
+}
+
 sm_code snapshot_save(struct vm *vm, const char *dir, sm_error *err)
 {
     if (strlen(dir) > 3000)
@@ -375,6 +396,8 @@ sm_code snapshot_save(struct vm *vm, const char *dir, sm_error *err)
         rc = sm_fail_errno(err, SM_E_IO, errno, "cannot rename %s", mem_tmp);
     if (rc)
         unlink(mem_tmp);
+    if (!rc)
+        rc = link_disk(vm, dir, err);
     if (!rc)
         rc = write_file_atomic(dir, SNAPSHOT_STATE_FILE, w.buf, w.len, err);
     snap_writer_free(&w);
@@ -698,6 +721,11 @@ struct vm *snapshot_restore(const char *dir, const struct vm_config *cfg, sm_err
         rc = open_memory(dir, info.mem_bytes, &memfd, err);
     if (!rc) {
         struct vm_config c = *cfg;
+        /* The disk the snapshot was taken with, unless the caller names one. */
+        char disk[4096];
+        snprintf(disk, sizeof disk, "%s/%s", dir, SNAPSHOT_DISK_LINK);
+        if (!c.disk_path && access(disk, F_OK) == 0)
+            c.disk_path = disk;
         c.mem_mib = (uint32_t)(info.mem_bytes >> 20);
         c.cpus = info.ncpus;
         c.guest_cid = info.guest_cid;

@@ -19,6 +19,7 @@
 
 #include "devices/i8042.h"
 #include "devices/serial_8250.h"
+#include "devices/virtio/blk.h"
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
@@ -388,6 +389,26 @@ static sm_code add_vsock(struct vm *vm, sm_error *err)
     return add_virtio_device(vm, vm->vsock, err);
 }
 
+/* The read-only root disk, after vsock: slot 2, /dev/vda in the guest. */
+static sm_code add_disk(struct vm *vm, sm_error *err)
+{
+    if (!vm->cfg.disk_path)
+        return SM_OK;
+    int fd = open(vm->cfg.disk_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot open the disk image %s", vm->cfg.disk_path);
+    if (!(vm->disk_real = realpath(vm->cfg.disk_path, NULL))) {
+        int e = errno;
+        close(fd);
+        return sm_fail_errno(err, SM_E_IO, e, "cannot resolve the disk image path %s", vm->cfg.disk_path);
+    }
+    struct virtio_device *blk = virtio_blk_create(fd, "supermachine-root");
+    if (!blk)
+        return sm_fail_errno(err, SM_E_INVALID, errno,
+                             "%s cannot be a disk (a regular file or block device, read-only)", vm->cfg.disk_path);
+    return add_virtio_device(vm, blk, err);
+}
+
 static sm_code build_cmdline(struct vm *vm, char *out, size_t len, sm_error *err)
 {
     size_t used = (size_t)snprintf(out, len, "%s", default_cmdline);
@@ -478,7 +499,7 @@ static sm_code build_machine(struct vm *vm, int memory_fd, sm_error *err)
     sm_code rc;
     if ((rc = init_host_side(vm, err)) || (rc = create_kvm_vm(vm, err)) || (rc = create_memory(vm, memory_fd, err)) ||
         (rc = add_legacy_devices(vm, err)) || (rc = add_virtio_device(vm, virtio_rng_create(), err)) ||
-        (rc = add_vsock(vm, err)))
+        (rc = add_vsock(vm, err)) || (rc = add_disk(vm, err)))
         return rc;
     return SM_OK;
 }
@@ -572,6 +593,7 @@ void vm_destroy(struct vm *vm)
     vm_stop(vm);
     for (int i = 0; i < vm->ncpus; i++)
         vcpu_destroy(&vm->vcpus[i]);
+    free(vm->disk_real);
     for (int i = 0; i < vm->nvirtio; i++)
         destroy_virtio(&vm->virtio[i]);
     if (vm->serial)

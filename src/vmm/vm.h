@@ -45,6 +45,8 @@ struct vm_config {
     uint64_t guest_cid;         /* vsock address of the guest (default 3) */
     const char *vsock_socket;   /* host Unix socket for `CONNECT <port>` dials; may be NULL */
     const char *exec_socket;    /* host Unix socket wired straight to the agent; may be NULL */
+    const char *disk_path;      /* read-only virtio-blk image (/dev/vda); may be NULL. A VM
+                                   restored from a snapshot needs the same image as its bake */
 };
 
 /* Fills defaults: 256 MiB, 1 vCPU, console discarded. */
@@ -99,6 +101,7 @@ struct vm_virtio_slot {
 
 struct vm {
     struct vm_config cfg;
+    char *disk_real;            /* cfg.disk_path resolved (malloc'd), for snapshots; or NULL */
     int kvm_fd;
     int vm_fd;
     struct guest_memory mem;
