@@ -138,6 +138,20 @@ int files_open_for_read(const char *path, uint64_t *size, uint32_t *mode, uint32
 
 /* Mounts, console (in_vm only), environment defaults. Never fails fatally. */
 void pid1_setup(bool in_vm);
+
+/* ---- image_root.c: the OCI image's root filesystem and settings ---- */
+/* Mounts the image named by supermachine.root= as / (overlay on tmpfs) and
+ * applies its settings; false when the guest has no image root. */
+bool image_root_setup(void);
+/* Whether the image names a user to run commands as, and why it cannot be
+ * used (NULL when it can). */
+bool image_user_wanted(void);
+const char *image_user_error(void);
+/* argv for running path+argv as the image's user through --exec-as; ids is
+ * scratch space it points into. Free the array (not its strings). */
+const char **image_user_wrap(const char *path, const char *const *argv, char *ids, size_t ids_cap);
+/* main() of `supermachine-agent --exec-as UID:GID PATH ARGV...`. */
+int image_user_exec(int argc, char **argv);
 /* Tells the VMM we are ready; returns true if it asked for power off. */
 bool pid1_signal_ready(void);
 /* After a snapshot restore: sets the wall clock and mixes the host's

@@ -76,6 +76,8 @@ void pid1_setup(bool in_vm)
     setenv("TERM", "linux", 0);
     if (chdir("/") < 0)
         agent_log("chdir /: %s", strerror(errno));
+    /* Last: it may change the directory and the environment. */
+    image_root_setup();
 }
 
 bool pid1_signal_ready(void)

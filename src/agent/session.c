@@ -287,7 +287,16 @@ static int spawn_one(session *s, const char *path, const char **argv, pid_t *pid
     }
     posix_spawnattr_setflags(&at, flags);
     /* Every agent fd is O_CLOEXEC, so the command inherits only 0, 1, 2. */
-    int rc = posix_spawn(pid, path, &fa, &at, (char *const *)argv, s->envp);
+    int rc;
+    if (image_user_wanted()) {
+        /* posix_spawn cannot change user: this agent does it, re-executed. */
+        char ids[64];
+        const char **wrapped = image_user_wrap(path, argv, ids, sizeof ids);
+        rc = wrapped ? posix_spawn(pid, "/proc/self/exe", &fa, &at, (char *const *)wrapped, s->envp) : ENOMEM;
+        free(wrapped);
+    } else {
+        rc = posix_spawn(pid, path, &fa, &at, (char *const *)argv, s->envp);
+    }
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     return rc;
@@ -640,6 +649,11 @@ void session_start(agent *ag, conn *c, uint8_t *payload, uint32_t length)
         return;
     }
     s->tty = s->req.flags & SM_WIRE_REQ_TTY;
+    if (image_user_error()) {
+        conn_fail(c, SM_WIRE_ERR_SPAWN, "%s", image_user_error());
+        session_free(s);
+        return;
+    }
     if (!stage_files(s, why, sizeof why)) {
         conn_fail(c, SM_WIRE_ERR_STAGE, "%s", why);
         session_free(s);
