@@ -381,6 +381,8 @@ typedef struct sm_image_info {
     uint32_t cpus;
     int64_t created_unix;
     uint64_t disk_bytes;   /* space the image takes (its memory file is sparse) */
+    char ref[256];         /* an OCI image's reference ("" for others) */
+    char digest[72];       /* an OCI image's manifest digest ("" for others) */
 } sm_image_info;
 
 /* An image from any snapshot folder (state + memory). SM_E_NOTFOUND when the
@@ -400,6 +402,44 @@ sm_code sm_image_remove(const char *name, sm_error *err);
 sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err);
 /* Where named images live (created if missing). */
 sm_code sm_images_dir(char *out, size_t cap, sm_error *err);
+
+/* ---- Images from OCI/Docker images ----
+ * Any linux/amd64 image from a registry (docker.io/library/debian:bookworm,
+ * 127.0.0.1:5000/app:1, name@sha256:...), an OCI layout folder (oci:PATH[:TAG])
+ * or a `docker save` tar (docker-archive:PATH): pulled (every blob verified,
+ * cached by digest), turned into a read-only root filesystem that every VM of
+ * the image shares, booted with the image's Env, WorkingDir and User, and
+ * baked. Later calls with the same reference and VM settings open the baked
+ * image without asking the registry (unless refresh is set).
+ *
+ *   sm_image *img;
+ *   sm_image_from_oci("debian:bookworm", NULL, NULL, &img, &err);
+ *   sm_vm_config_image(cfg, img);                   // then sm_vm_start */
+typedef struct sm_pull_options sm_pull_options;
+/* Progress: what is happening ("sha256:ab12…", "building the root
+ * filesystem", ...) and, for downloads, bytes done of total (total 0: unknown). */
+typedef void (*sm_progress_fn)(void *ctx, const char *what, uint64_t done, uint64_t total);
+sm_pull_options *sm_pull_options_new(void); /* NULL: out of memory */
+void sm_pull_options_free(sm_pull_options *o);
+/* Talk plain http:// to the registry (a local test registry). Default off. */
+sm_code sm_pull_options_plain_http(sm_pull_options *o, bool on);
+/* A CA bundle to trust besides the system's, for a registry's HTTPS. */
+sm_code sm_pull_options_ca_file(sm_pull_options *o, const char *path);
+/* Basic-auth credentials (both or neither); without them, those of
+ * $DOCKER_CONFIG/config.json or ~/.docker/config.json, else anonymous. */
+sm_code sm_pull_options_credentials(sm_pull_options *o, const char *user, const char *password);
+/* Ask the registry what the reference names now, even when it was pulled
+ * before (`supermachine pull`). Default off. */
+sm_code sm_pull_options_refresh(sm_pull_options *o, bool on);
+sm_code sm_pull_options_progress(sm_pull_options *o, sm_progress_fn fn, void *ctx);
+/* Pulls ref as needed and bakes it with cfg's memory and vCPUs (NULL:
+ * defaults). opt may be NULL. */
+sm_code sm_image_from_oci(const char *ref, const sm_pull_options *opt, const sm_vm_config *cfg, sm_image **out,
+                          sm_error *err);
+/* An OCI image's default command, Entrypoint then Cmd, as a NULL-terminated
+ * array (free with sm_argv_free). SM_E_NOTFOUND when it has none. */
+sm_code sm_image_default_argv(const sm_image *img, char ***argv, sm_error *err);
+void sm_argv_free(char **argv);
 
 /* Start VMs from this image (restore) instead of booting. The image must
  * outlive the config; memory and vCPUs come from the image. NULL: boot. */

@@ -4,7 +4,11 @@
  *   state         the snapshot's state (src/snapshot/format.h)
  *   memory        the snapshot's guest memory, mapped copy-on-write by every
  *                 VM restored from it: never modified once written
- *   image.info    what it is: "memory_mib N\ncpus N\ncreated_unix N\n"
+ *   image.info    what it is, a line per "key value": memory_mib, cpus,
+ *                 created_unix; for an OCI image also ref and digest
+ *   disk          an OCI image's root filesystem: a symlink to its squashfs
+ *                 in the OCI store (src/lib/oci_image.c), /dev/vda in guests
+ *   oci-config.json  an OCI image's config (Entrypoint, Cmd, ...)
  *
  * Named images live in ${XDG_DATA_HOME:-~/.local/share}/supermachine/images/
  * NAME. Baking writes into a hidden temporary folder beside the final one and
@@ -35,6 +39,7 @@
 extern char **environ;
 
 #define IMAGE_INFO "image.info"
+#define IMAGE_OCI_CONFIG "oci-config.json"
 #define BAKE_LOG_TAIL 400
 
 struct sm_image {
@@ -149,6 +154,11 @@ static sm_code named_dir(const char *name, char *out, size_t cap, sm_error *err)
     return SM_OK;
 }
 
+sm_code image_named_dir(const char *name, char *out, size_t cap, sm_error *err)
+{
+    return named_dir(name, out, cap, err);
+}
+
 sm_code sm_image_open(const char *name, sm_image **out, sm_error *err)
 {
     char dir[PATH_MAX];
@@ -200,15 +210,23 @@ static void read_info(const char *dir, sm_image_info *info)
     FILE *f = join(p, sizeof p, dir, IMAGE_INFO) ? fopen(p, "re") : NULL;
     if (!f)
         return;
-    char key[32];
-    long long v;
-    while (fscanf(f, "%31s %lld", key, &v) == 2) {
-        if (!strcmp(key, "memory_mib"))
-            info->memory_mib = (uint32_t)v;
-        else if (!strcmp(key, "cpus"))
-            info->cpus = (uint32_t)v;
-        else if (!strcmp(key, "created_unix"))
-            info->created_unix = v;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *value = strchr(line, ' ');
+        if (!value)
+            continue;
+        *value++ = 0;
+        if (!strcmp(line, "memory_mib"))
+            info->memory_mib = (uint32_t)strtoul(value, NULL, 10);
+        else if (!strcmp(line, "cpus"))
+            info->cpus = (uint32_t)strtoul(value, NULL, 10);
+        else if (!strcmp(line, "created_unix"))
+            info->created_unix = strtoll(value, NULL, 10);
+        else if (!strcmp(line, "ref"))
+            snprintf(info->ref, sizeof info->ref, "%s", value);
+        else if (!strcmp(line, "digest"))
+            snprintf(info->digest, sizeof info->digest, "%s", value);
     }
     fclose(f);
 }
@@ -216,8 +234,10 @@ static void read_info(const char *dir, sm_image_info *info)
 static uint64_t disk_bytes(const char *dir)
 {
     uint64_t total = 0;
-    const char *names[] = { SNAPSHOT_STATE_FILE, SNAPSHOT_MEMORY_FILE, IMAGE_INFO };
-    for (size_t i = 0; i < 3; i++) {
+    /* The disk (an OCI image's root filesystem) is shared by the images baked
+     * from it with other VM settings, and counted in each. */
+    const char *names[] = { SNAPSHOT_STATE_FILE, SNAPSHOT_MEMORY_FILE, IMAGE_INFO, SNAPSHOT_DISK_LINK };
+    for (size_t i = 0; i < 4; i++) {
         char p[PATH_MAX];
         struct stat st;
         if (join(p, sizeof p, dir, names[i]) && stat(p, &st) == 0)
@@ -268,7 +288,7 @@ sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err)
 
 /* ---- baking ------------------------------------------------------------------- */
 
-static sm_code write_info(const char *dir, const sm_vm_config *cfg, sm_error *err)
+static sm_code write_info(const char *dir, const sm_vm_config *cfg, const struct image_bake_extra *x, sm_error *err)
 {
     char p[PATH_MAX];
     FILE *f = join(p, sizeof p, dir, IMAGE_INFO) ? fopen(p, "we") : NULL;
@@ -276,7 +296,25 @@ static sm_code write_info(const char *dir, const sm_vm_config *cfg, sm_error *er
         return sm_fail_errno(err, SM_E_IO, errno, "cannot write the image info in %s", dir);
     fprintf(f, "memory_mib %u\ncpus %u\ncreated_unix %lld\n", vm_config_memory_mib(cfg), vm_config_cpus(cfg),
             (long long)time(NULL));
+    if (x && x->ref)
+        fprintf(f, "ref %s\n", x->ref);
+    if (x && x->digest)
+        fprintf(f, "digest %s\n", x->digest);
     return fclose(f) == 0 ? SM_OK : sm_fail_errno(err, SM_E_IO, errno, "cannot write %s", p);
+}
+
+static sm_code write_config(const char *dir, const struct image_bake_extra *x, sm_error *err)
+{
+    char p[PATH_MAX];
+    if (!x || !x->config_json)
+        return SM_OK;
+    FILE *f = join(p, sizeof p, dir, IMAGE_OCI_CONFIG) ? fopen(p, "we") : NULL;
+    if (!f)
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot write the image config in %s", dir);
+    size_t n = fwrite(x->config_json, 1, x->config_len, f);
+    if (fclose(f) != 0 || n != x->config_len)
+        return sm_fail_errno(err, SM_E_IO, errno, "cannot write %s", p);
+    return SM_OK;
 }
 
 static void log_tail(int fd, char *out, size_t cap)
@@ -294,7 +332,7 @@ static void log_tail(int fd, char *out, size_t cap)
 }
 
 /* Boots the guest with supermachine-vmm --snapshot-when-ready into tmp. */
-static sm_code run_bake(const sm_vm_config *cfg, const char *tmp, sm_error *err)
+static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *x, const char *tmp, sm_error *err)
 {
     char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], mem[16], cpus[16], logp[PATH_MAX];
     sm_code rc;
@@ -306,8 +344,18 @@ static sm_code run_bake(const sm_vm_config *cfg, const char *tmp, sm_error *err)
     snprintf(cpus, sizeof cpus, "%u", vm_config_cpus(cfg));
     if (!join(logp, sizeof logp, tmp, ".bake.log"))
         return sm_fail(err, SM_E_LIMIT, "image path too long");
-    char *argv[] = { vmm, "--kernel", kernel, "--initrd", initrd, "--memory", mem, "--cpus", cpus,
-                     "--snapshot-when-ready", (char *)tmp, NULL };
+    char *argv[16] = { vmm, "--kernel", kernel, "--initrd", initrd, "--memory", mem, "--cpus", cpus,
+                       "--snapshot-when-ready", (char *)tmp, NULL };
+    int argc = 11;
+    if (x && x->disk) {
+        argv[argc++] = "--disk";
+        argv[argc++] = (char *)x->disk;
+    }
+    if (x && x->cmdline) {
+        argv[argc++] = "--cmdline";
+        argv[argc++] = (char *)x->cmdline;
+    }
+    argv[argc] = NULL;
     int log = open(logp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (log < 0)
         return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", logp);
@@ -338,6 +386,12 @@ static sm_code run_bake(const sm_vm_config *cfg, const char *tmp, sm_error *err)
 
 sm_code sm_image_bake(const char *name, const sm_vm_config *cfg, sm_image **out, sm_error *err)
 {
+    return image_bake(name, cfg, NULL, out, err);
+}
+
+sm_code image_bake(const char *name, const sm_vm_config *cfg, const struct image_bake_extra *x, sm_image **out,
+                   sm_error *err)
+{
     char dir[PATH_MAX], tmp[PATH_MAX + 32];
     sm_code rc = named_dir(name, dir, sizeof dir, err);
     if (rc)
@@ -351,9 +405,11 @@ sm_code sm_image_bake(const char *name, const sm_vm_config *cfg, sm_image **out,
     if (mkdir(tmp, 0755) < 0)
         rc = sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", tmp);
     if (!rc)
-        rc = run_bake(cfg, tmp, err);
+        rc = run_bake(cfg, x, tmp, err);
     if (!rc)
-        rc = write_info(tmp, cfg, err);
+        rc = write_info(tmp, cfg, x, err);
+    if (!rc)
+        rc = write_config(tmp, x, err);
     /* Replace an older image of the same name only once the new one is whole. */
     if (!rc && access(dir, F_OK) == 0)
         rc = remove_tree(dir, err);

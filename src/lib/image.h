@@ -13,4 +13,18 @@ uint32_t vm_config_cpus(const sm_vm_config *cfg);
 sm_code vm_config_kernel_path(const sm_vm_config *cfg, char *out, size_t cap, sm_error *err);
 sm_code vm_config_initrd_path(const sm_vm_config *cfg, char *out, size_t cap, sm_error *err);
 
+/* What an OCI image adds to a bake (src/lib/oci_image.c). */
+struct image_bake_extra {
+    const char *disk;          /* the root disk image, or NULL */
+    const char *cmdline;       /* extra kernel parameters, or NULL */
+    const char *ref, *digest;  /* recorded in image.info, or NULL */
+    const char *config_json;   /* kept as oci-config.json, or NULL */
+    size_t config_len;
+};
+/* sm_image_bake with extras (x may be NULL). */
+sm_code image_bake(const char *name, const sm_vm_config *cfg, const struct image_bake_extra *x, sm_image **out,
+                   sm_error *err);
+/* name's folder in the images dir (need not exist); SM_E_INVALID for a bad name. */
+sm_code image_named_dir(const char *name, char *out, size_t cap, sm_error *err);
+
 #endif
