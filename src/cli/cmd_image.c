@@ -68,7 +68,8 @@ int cmd_bake(int argc, char **argv)
 int cmd_images(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: supermachine images\n\nLists the named images: memory, vCPUs, disk use, age.\n");
+        printf("usage: supermachine images\n\nLists the named images: memory, vCPUs, disk use (an OCI image's\n"
+               "root filesystem included), age, and for OCI images the reference and digest.\n");
         return 0;
     }
     if (argc != 1) {
@@ -82,15 +83,16 @@ int cmd_images(int argc, char **argv)
         fprintf(stderr, "supermachine images: %s\n", err.message);
         return 1;
     }
-    printf("%-24s %8s %5s %10s  %s\n", "NAME", "MEMORY", "CPUS", "DISK", "CREATED");
+    printf("%-28s %8s %5s %10s  %-16s  %s\n", "NAME", "MEMORY", "CPUS", "DISK", "CREATED", "FROM");
     for (size_t i = 0; i < n; i++) {
         char when[32] = "-";
         time_t t = (time_t)list[i].created_unix;
         struct tm tm;
         if (t && localtime_r(&t, &tm))
             strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
-        printf("%-24s %6uMi %5u %8.1fMi  %s\n", list[i].name, list[i].memory_mib, list[i].cpus,
-               (double)list[i].disk_bytes / (1024.0 * 1024.0), when);
+        printf("%-28s %6uMi %5u %8.1fMi  %-16s  %s%s%.19s\n", list[i].name, list[i].memory_mib, list[i].cpus,
+               (double)list[i].disk_bytes / (1024.0 * 1024.0), when, list[i].ref[0] ? list[i].ref : "-",
+               list[i].digest[0] ? " " : "", list[i].digest);
     }
     free(list);
     return 0;

@@ -10,6 +10,7 @@ int cmd_doctor(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_images(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 int cmd_rmi(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_start(int argc, char **argv);

@@ -20,6 +20,7 @@ static const struct command commands[] = {
     { "ps",     cmd_ps,     "list VMs: id, state, pid, memory, vCPUs, age" },
     { "stop",   cmd_stop,   "stop a VM (or clean up a dead one) and remove its state" },
     { "bake",   cmd_bake,   "boot the default guest and keep its snapshot as a named image" },
+    { "pull",   cmd_pull,   "pull an OCI/Docker image and bake it" },
     { "images", cmd_images, "list the named images" },
     { "rmi",    cmd_rmi,    "delete named images" },
 };

@@ -1,0 +1,106 @@
+#include "cli/pull_options.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool ensure(sm_pull_options **o)
+{
+    if (!*o)
+        *o = sm_pull_options_new();
+    return *o != NULL;
+}
+
+/* The password for --username: the first line of standard input. */
+static bool read_password(char *out, size_t cap)
+{
+    if (!fgets(out, (int)cap, stdin))
+        return false;
+    out[strcspn(out, "\r\n")] = 0;
+    return true;
+}
+
+int pull_option(const char *prog, int argc, char **argv, int *i, sm_pull_options **o)
+{
+    const char *a = argv[*i];
+    bool takes_value = !strcmp(a, "--ca-file") || !strcmp(a, "--username");
+    if (strcmp(a, "--plain-http") && !takes_value)
+        return 0;
+    if (takes_value && *i + 1 >= argc) {
+        fprintf(stderr, "%s: %s needs a value\n", prog, a);
+        return -1;
+    }
+    if (!ensure(o)) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return -1;
+    }
+    sm_code rc = SM_OK;
+    if (!strcmp(a, "--plain-http")) {
+        rc = sm_pull_options_plain_http(*o, true);
+    } else if (!strcmp(a, "--ca-file")) {
+        rc = sm_pull_options_ca_file(*o, argv[++*i]);
+    } else {
+        char password[1024];
+        const char *user = argv[++*i];
+        if (!read_password(password, sizeof password)) {
+            fprintf(stderr, "%s: --username %s: give the password on standard input\n", prog, user);
+            return -1;
+        }
+        rc = sm_pull_options_credentials(*o, user, password);
+        explicit_bzero(password, sizeof password);
+    }
+    if (rc) {
+        fprintf(stderr, "%s: %s: %s\n", prog, a, sm_strerror(rc));
+        return -1;
+    }
+    (*i)++;
+    return 1;
+}
+
+/* ---- progress ---------------------------------------------------------------- */
+
+static struct {
+    bool tty;
+    bool line_open;       /* a redrawn line is on the terminal */
+    char last_what[96];   /* plain mode: one line per step */
+    bool said_done;       /* ... and one when its download finished */
+} progress;
+
+static void on_progress(void *ctx, const char *what, uint64_t done, uint64_t total)
+{
+    (void)ctx;
+    if (progress.tty) {
+        if (total)
+            fprintf(stderr, "\r\033[K%s %5.1f%% of %.1f MiB", what, 100.0 * (double)done / (double)total,
+                    (double)total / (1024.0 * 1024.0));
+        else
+            fprintf(stderr, "\r\033[K%s", what);
+        progress.line_open = true;
+        return;
+    }
+    bool finished = total && done >= total;
+    if (strcmp(what, progress.last_what) != 0) {
+        snprintf(progress.last_what, sizeof progress.last_what, "%s", what);
+        progress.said_done = false;
+        if (!finished)
+            fprintf(stderr, "%s%s\n", what, total ? " ..." : "");
+    }
+    if (finished && !progress.said_done) {
+        fprintf(stderr, "%s done (%.1f MiB)\n", what, (double)total / (1024.0 * 1024.0));
+        progress.said_done = true;
+    }
+}
+
+void pull_progress_attach(sm_pull_options *o)
+{
+    progress.tty = isatty(STDERR_FILENO);
+    sm_pull_options_progress(o, on_progress, NULL);
+}
+
+void pull_progress_done(void)
+{
+    if (progress.line_open)
+        fputs("\r\033[K", stderr);
+    progress.line_open = false;
+}
