@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/random.h>
+#include <net/if.h>
 #include <sys/io.h>
+#include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -66,9 +68,25 @@ static void stdio_to_console(void)
         close(fd);
 }
 
+/* The loopback interface up: programs in images expect 127.0.0.1 to work. */
+static void loopback_up(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0 ||
+        (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr) < 0))
+        agent_log("cannot bring up the loopback interface: %s", strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
 void pid1_setup(bool in_vm)
 {
     mount_all();
+    if (in_vm)
+        loopback_up();
     if (in_vm)
         stdio_to_console();
     setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 0);

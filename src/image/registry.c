@@ -60,6 +60,7 @@ struct registry_client {
     char host[OCI_REF_NAME_MAX + 1];
     const char *scheme;
     bool plain_http;
+    bool tls_handshake_failed; /* the last request's TLS handshake failed (plain HTTP there?) */
     char *ca_file;
     char *user, *password;
     char *authorization; /* "Authorization: ..." header, or NULL */
@@ -307,6 +308,7 @@ static sm_code perform(struct registry_client *c, const char *url, const char *a
     if (!rc)
         curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
     CURLcode cr = rc ? CURLE_OK : curl_easy_perform(c->curl);
+    c->tls_handshake_failed = cr == CURLE_SSL_CONNECT_ERROR;
     curl_slist_free_all(headers);
     if (rc)
         return rc;
@@ -622,6 +624,15 @@ static sm_code status_error(struct registry_client *c, const struct response *r,
 
 /* ---- the client ---------------------------------------------------------- */
 
+/* localhost, 127.0.0.0/8 or [::1], with or without a port. */
+static bool host_is_loopback(const char *host)
+{
+    size_t n = strcspn(host, host[0] == '[' ? "]" : ":");
+    if (host[0] == '[')
+        return n == 4 && !strncmp(host, "[::1", 4);
+    return (n == 9 && !strncmp(host, "localhost", 9)) || !strncmp(host, "127.", 4);
+}
+
 sm_code registry_open(const struct oci_reference *ref, const struct registry_options *opt,
                       struct registry_client **out, sm_error *err)
 {
@@ -698,6 +709,18 @@ sm_code registry_get_manifest(struct registry_client *c, const char *target, cha
     response_reset(&r, OCI_JSON_MAX);
     sm_code rc = request(c, url, OCI_MANIFEST_ACCEPT, &r, err);
     free(url);
+    if (rc && c->tls_handshake_failed && !c->plain_http && host_is_loopback(c->host)) {
+        /* As Docker does: a registry on this machine may speak plain HTTP.
+         * Only a failed handshake falls back, never a certificate that
+         * does not verify. */
+        c->plain_http = true;
+        c->scheme = "http";
+        if (asprintf(&url, "%s://%s/v2/%s/manifests/%s", c->scheme, c->host, c->ref.repository, target) < 0)
+            return sm_fail(err, SM_E_NOMEM, "out of memory");
+        response_reset(&r, OCI_JSON_MAX);
+        rc = request(c, url, OCI_MANIFEST_ACCEPT, &r, err);
+        free(url);
+    }
     if (!rc && r.status == 404) {
         char detail[256];
         error_detail(&r, detail, sizeof detail);
