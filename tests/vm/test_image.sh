@@ -166,6 +166,40 @@ t_img_corrupt_blob() {
         { echo "a corrupt blob was stored"; return 1; }
 }
 
+# An OCI layout of debian:test whose config says User USER (tag "user"), in
+# DIR: the config and manifest rewritten, the layers linked.
+img_layout_with_user() {
+    local dir=$1 user=$2 src=$img_layouts/debian m cfg cfg_d cfg_n man man_d b
+    m=$(tr -d '\n' <"$src/index.json" | grep -o '"digest":"sha256:[0-9a-f]*","size":[0-9]*,"annotations":{"org.opencontainers.image.ref.name":"test"}' |
+        grep -o 'sha256:[0-9a-f]*')
+    [[ -n $m ]] || return 1
+    mkdir -p "$dir/blobs/sha256"
+    cp "$src/oci-layout" "$dir/"
+    for b in "$src"/blobs/sha256/*; do ln -s "$b" "$dir/blobs/sha256/"; done
+    cfg=$(grep -o '"config":{[^}]*}' "$src/blobs/sha256/${m#sha256:}" | grep -o 'sha256:[0-9a-f]*')
+    sed "s|\"WorkingDir\":|\"User\":\"$user\",\"WorkingDir\":|" "$src/blobs/sha256/${cfg#sha256:}" >"$dir/cfg"
+    cfg_d=$(sha256sum "$dir/cfg" | cut -d' ' -f1)
+    cfg_n=$(stat -c %s "$dir/cfg")
+    rm -f "$dir/blobs/sha256/$cfg_d" && mv "$dir/cfg" "$dir/blobs/sha256/$cfg_d"
+    sed -e "s|${cfg}|sha256:$cfg_d|" -e "s|\"size\":[0-9]*},\"layers\"|\"size\":$cfg_n},\"layers\"|" \
+        "$src/blobs/sha256/${m#sha256:}" >"$dir/man"
+    man_d=$(sha256sum "$dir/man" | cut -d' ' -f1)
+    printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"user"}}]}' \
+        "$man_d" "$(stat -c %s "$dir/man")" >"$dir/index.json"
+    mv "$dir/man" "$dir/blobs/sha256/$man_d"
+}
+
+t_img_user() {
+    img_layout_with_user "$T/nobody" nobody || { echo "cannot make the layout with a User"; return 1; }
+    img_layout_with_user "$T/ghost" ghost || return 1
+    local out
+    out=$(sm run "oci:$T/nobody:user" -- sh -c 'echo "$(id -un) $(id -u) $HOME"; touch /root/x 2>&1 | grep -c denied' 2>"$T/err")
+    [[ $out == $'nobody 65534 /nonexistent\n1' ]] || { echo "User nobody: got '$out', stderr: $(cat "$T/err")"; return 1; }
+    out=$(sm run "oci:$T/ghost:user" -- true 2>&1) && { echo "a User missing from /etc/passwd ran: $out"; return 1; }
+    [[ $out == *"'ghost' is not in its /etc/passwd"* ]] || { echo "User ghost: got '$out'"; return 1; }
+    echo "info: User ghost: $(tail -1 <<<"$out")"
+}
+
 t_img_stop_registry() {
     "$SM_ROOT/tests/image/registry.sh" stop "$img_reg"
 }
@@ -176,6 +210,7 @@ check "image: a second run needs no registry (it is stopped) and says nothing" t
 check "image: the layers' tree in the guest (whiteouts, opaque folder, owners, links)" t_img_tree
 check "image: Cmd, Env and WorkingDir honoured; -e wins; hostname, /etc/hosts; settings hidden" t_img_config
 check "image: what one VM writes stays in it; the next VM of the image starts clean" t_img_writes_stay_in_vm
+check "image: the config's User: commands run as that user; an unknown user is refused with the reason" t_img_user
 check "image: HTTPS with basic auth and a CA file; wrong password, no password, no CA refused" t_img_https_auth
 check "image: zstd layers; images lists both with ref and digest" t_img_zstd_and_list
 check "image: bad references refused with the reason, nothing half-written" t_img_refused
