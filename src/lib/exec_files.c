@@ -11,19 +11,25 @@
 
 #define FILE_CHUNK (256u << 10)
 
-/* Reads the one-frame answer (OK) of a WRITE_FILE or POWEROFF. */
-static sm_code expect_ok(int fd, const char *path, const char *what, sm_error *err)
+/* Reads the one-frame answer (OK) of a WRITE_FILE, POWEROFF or SYNC; gives
+ * up when wake_fd (if >= 0) becomes readable. */
+static sm_code expect_ok_or_wake(int fd, const char *path, const char *what, int wake_fd, sm_error *err)
 {
     exec_reader r;
     exec_reader_init(&r, fd, path);
     sm_wire_frame f;
-    sm_code rc = exec_read_frame(&r, &f, -1, 0, err);
+    sm_code rc = exec_read_frame(&r, &f, wake_fd, 0, err);
     if (!rc && f.type != SM_WIRE_OK)
         rc = exec_unexpected(&r, &f, err);
     if (rc && err)
         sm_error_prefix(err, "%s", what);
     exec_reader_destroy(&r);
     return rc;
+}
+
+static sm_code expect_ok(int fd, const char *path, const char *what, sm_error *err)
+{
+    return expect_ok_or_wake(fd, path, what, -1, err);
 }
 
 sm_code sm_exec_write_file(const char *exec_socket_path, const char *guest_path,
@@ -166,6 +172,11 @@ sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err)
 
 sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err)
 {
+    return exec_sync(exec_socket_path, -1, err);
+}
+
+sm_code exec_sync(const char *exec_socket_path, int wake_fd, sm_error *err)
+{
     sm_wire_sync sync;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -181,7 +192,7 @@ sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err)
                             : exec_dial(exec_socket_path, &fd, err);
     if (!rc) {
         (void)exec_send_all(fd, buf.data, buf.len, false, NULL);
-        rc = expect_ok(fd, exec_socket_path, "sync", err);
+        rc = expect_ok_or_wake(fd, exec_socket_path, "sync", wake_fd, err);
         close(fd);
     }
     explicit_bzero(buf.data, buf.len);

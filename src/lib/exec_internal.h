@@ -54,6 +54,8 @@ typedef struct exec_reader {
 
 /* Connects to the exec socket; SM_E_SETUP (retryable) when nobody answers. */
 sm_code exec_dial(const char *path, int *fd, sm_error *err);
+/* sm_exec_sync that gives up when wake_fd (if >= 0) becomes readable. */
+sm_code exec_sync(const char *exec_socket_path, int wake_fd, sm_error *err);
 /* Sends every byte (blocking); SM_E_DROPPED/SM_E_SETUP on a broken pipe. */
 sm_code exec_send_all(int fd, const void *data, size_t len, bool started, sm_error *err);
 /* Dials, sends HELLO + REQUEST (+ STDIN_CLOSE if close_stdin) in one go. */

@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "lib/exec_internal.h"
 #include "snapshot/snapshot.h"
 #include "vmm/control.h"
 #include "vmm/vm.h"
@@ -91,13 +93,14 @@ static int watch_stop_signals(struct vm *vm)
 struct sync_job {
     struct vm *vm;
     const char *exec_socket;
+    int wake_fd; /* readable: stop waiting for the guest */
 };
 
 static void *sync_guest(void *arg)
 {
     struct sync_job *job = arg;
     sm_error err = { 0 };
-    if (sm_exec_sync(job->exec_socket, &err) == SM_OK)
+    if (exec_sync(job->exec_socket, job->wake_fd, &err) == SM_OK)
         vm_mark_ready(job->vm);
     else
         vm_fail(job->vm, "the restored guest's agent did not take the clock and entropy: %s", err.message);
@@ -169,9 +172,12 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
         vm_destroy(vm);
         return VM_EXIT_STATUS_ERROR;
     }
-    struct sync_job job = { .vm = vm, .exec_socket = cfg->exec_socket };
+    struct sync_job job = { .vm = vm, .exec_socket = cfg->exec_socket, .wake_fd = -1 };
     pthread_t sync_thread;
-    bool syncing = opt->restore_dir && pthread_create(&sync_thread, NULL, sync_guest, &job) == 0;
+    if (opt->restore_dir)
+        job.wake_fd = eventfd(0, EFD_CLOEXEC);
+    bool syncing = opt->restore_dir && job.wake_fd >= 0 &&
+                   pthread_create(&sync_thread, NULL, sync_guest, &job) == 0;
     if (opt->restore_dir && !syncing)
         vm_fail(vm, "cannot start the thread that syncs the restored guest");
     int64_t deadline = vm->created_ns + (int64_t)(opt->timeout_s * 1e9);
@@ -196,9 +202,15 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
         break;
     }
     if (syncing) {
-        vm_stop(vm);   /* a sync still waiting on the guest ends with it */
+        /* A sync still waiting on a guest that will never answer (it
+         * panicked, say) gives up: the wait must not outlive the VM. */
+        uint64_t one = 1;
+        if (write(job.wake_fd, &one, sizeof one) != sizeof one)
+            vm_stop(vm);
         pthread_join(sync_thread, NULL);
     }
+    if (job.wake_fd >= 0)
+        close(job.wake_fd);
     vm_control_close(control);
     vm_destroy(vm);
     return status;
