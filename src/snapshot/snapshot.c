@@ -141,6 +141,15 @@ static sm_code save_vcpu(struct snap_writer *w, struct vcpu *v, const struct kvm
     memset(&s, 0, sizeof s);
     if (ioctl(v->fd, KVM_GET_MP_STATE, &s.mp_state) < 0)
         return ioctl_fail(err, "KVM_GET_MP_STATE", v->index);
+    /*
+     * Events before registers: without KVM_CAP_EXCEPTION_PAYLOAD, KVM may
+     * write a pending #PF's address into CR2 (a #DB's bits into DR6) only
+     * when the events are read, and registers read before that would keep
+     * the old CR2. (Tried against the bakes whose restored PID 1 dies of
+     * SIGSEGV at once, see image.c: it did not cure them.)
+     */
+    if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &s.events) < 0)
+        return ioctl_fail(err, "KVM_GET_VCPU_EVENTS", v->index);
     if (ioctl(v->fd, KVM_GET_REGS, &s.regs) < 0)
         return ioctl_fail(err, "KVM_GET_REGS", v->index);
     if (ioctl(v->fd, KVM_GET_SREGS, &s.sregs) < 0)
@@ -149,8 +158,6 @@ static sm_code save_vcpu(struct snap_writer *w, struct vcpu *v, const struct kvm
         return ioctl_fail(err, "KVM_GET_XCRS", v->index);
     if (ioctl(v->fd, KVM_GET_LAPIC, &s.lapic) < 0)
         return ioctl_fail(err, "KVM_GET_LAPIC", v->index);
-    if (ioctl(v->fd, KVM_GET_VCPU_EVENTS, &s.events) < 0)
-        return ioctl_fail(err, "KVM_GET_VCPU_EVENTS", v->index);
     if (ioctl(v->fd, KVM_GET_DEBUGREGS, &s.debugregs) < 0)
         return ioctl_fail(err, "KVM_GET_DEBUGREGS", v->index);
     uint8_t *xsave = calloc(1, xsz);
