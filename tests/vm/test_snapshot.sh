@@ -43,13 +43,23 @@ snap_our_vmms() {
 }
 
 t_snap_bake() {
-    local start ms apparent allocated
-    start=$(now_ms)
-    timeout -k 5 300 "$snap_vmm" --kernel "$SM_KERNEL" --initrd "$SM_INITRD" --timeout 120 \
-        --console "$T/console" --snapshot-when-ready "$snap_dir" >"$T/out" 2>"$T/err" </dev/null
-    boot_status=$?
-    ms=$(($(now_ms) - start))
-    expect_status 0 || return 1
+    local start ms apparent allocated attempt
+    # As the library's bake does (src/lib/image.c): a snapshot that does not
+    # restore (under emulated KVM, now and then the restored PID 1 dies of
+    # SIGSEGV at once; cause not known yet) is baked again, at most 3 times,
+    # and said so.
+    for attempt in 1 2 3; do
+        rm -rf "$snap_dir"
+        start=$(now_ms)
+        timeout -k 5 300 "$snap_vmm" --kernel "$SM_KERNEL" --initrd "$SM_INITRD" --timeout 120 \
+            --console "$T/console" --snapshot-when-ready "$snap_dir" >"$T/out" 2>"$T/err" </dev/null
+        boot_status=$?
+        ms=$(($(now_ms) - start))
+        expect_status 0 || return 1
+        snap_sm run "$snap_dir" -- true >"$T/verify" 2>&1 && break
+        echo "info: bake $attempt does not restore: $(tail -c 200 "$T/verify" | tr '\n' ' ')"
+        ((attempt < 3)) || { echo "3 bakes in a row do not restore"; return 1; }
+    done
     [[ -f $snap_dir/state && -f $snap_dir/memory ]] ||
         { echo "no state and memory in $snap_dir: $(ls -la "$snap_dir" 2>&1)"; return 1; }
     [[ $(head -c 8 "$snap_dir/state" | od -An -c | tr -d ' ') == 'SMSNAP\r\n' ]] ||
