@@ -14,8 +14,9 @@ packages=(
     # the guest kernel (scripts/build-kernel.sh)
     linux-source-6.1 bc flex bison libelf-dev libssl-dev cpio xz-utils
     # tools/kvmbox, the emulated KVM host (flock comes from util-linux and
-    # perl from perl-base: both essential, always present)
-    qemu-system-x86 busybox-static
+    # perl from perl-base: both essential, always present); QEMU itself comes
+    # from bookworm-backports, below
+    busybox-static
     # later issues: images, registries, seccomp
     zlib1g-dev libcurl4-openssl-dev libarchive-dev libzstd-dev libjson-c-dev libseccomp-dev
     # OCI images (issue 6): tar2sqfs turns a flattened root into the
@@ -32,21 +33,57 @@ installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
 }
 
+# tools/kvmbox's QEMU: 10.x from bookworm-backports. Measured on these
+# machines (2026-12-03), bookworm's 7.2 stalled the box under restores in 2 of
+# 2 runs of bench/restore, where 10.0.2 finished every run.
+backports_list=/etc/apt/sources.list.d/supermachine-bookworm-backports.sources
+qemu_min=1:10.0
+
+qemu_ok() {
+    local v
+    v=$(dpkg-query -W -f='${Version}' qemu-system-x86 2>/dev/null) || return 1
+    installed qemu-system-x86 && dpkg --compare-versions "$v" ge "$qemu_min"
+}
+
+# Adds bookworm-backports beside the machine's own Debian source (same mirror
+# and keyring); backports are never preferred over bookworm unless asked for.
+add_backports() {
+    [[ -f $backports_list ]] && return 0
+    local uri
+    uri=$(grep -hoE '^URIs: *[^ ]+/debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 | awk '{print $2}')
+    [[ -n $uri ]] || uri=$(grep -hoE '^deb +[^ ]+/debian/? +bookworm ' /etc/apt/sources.list 2>/dev/null | head -n1 | awk '{print $2}')
+    [[ -n $uri ]] || uri=http://deb.debian.org/debian
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$uri" >"$backports_list"
+}
+
 missing=()
 for p in "${packages[@]}"; do
     installed "$p" || missing+=("$p")
 done
-((${#missing[@]} == 0)) && exit 0
+need_qemu=0
+qemu_ok || need_qemu=1
+((${#missing[@]} == 0 && need_qemu == 0)) && exit 0
 
 cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+qemu_cmd="apt-get install -y --no-install-recommends -t bookworm-backports qemu-system-x86"
 if ((EUID != 0)); then
-    echo "deps: missing packages: ${missing[*]}" >&2
-    echo "deps: run as root: apt-get update && $cmd" >&2
+    ((${#missing[@]})) && echo "deps: missing packages: ${missing[*]}" >&2
+    ((need_qemu)) && echo "deps: kvmbox needs qemu-system-x86 >= ${qemu_min#1:} from bookworm-backports" >&2
+    echo "deps: run as root: scripts/deps.sh" >&2
     exit 1
 fi
-echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-if ! apt-get update -qq || ! $cmd; then
-    echo "deps: apt failed; to retry by hand: apt-get update && $cmd" >&2
+((need_qemu)) && add_backports
+if ! apt-get update -qq; then
+    echo "deps: apt-get update failed" >&2
     exit 1
+fi
+if ((${#missing[@]})); then
+    echo "deps: installing ${missing[*]}" >&2
+    $cmd || { echo "deps: apt failed; to retry by hand: apt-get update && $cmd" >&2; exit 1; }
+fi
+if ((need_qemu)); then
+    echo "deps: installing qemu-system-x86 from bookworm-backports" >&2
+    $qemu_cmd || { echo "deps: apt failed; to retry by hand: apt-get update && $qemu_cmd" >&2; exit 1; }
 fi
