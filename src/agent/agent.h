@@ -152,14 +152,15 @@ const char *image_user_error(void);
 const char **image_user_wrap(const char *path, const char *const *argv, char *ids, size_t ids_cap);
 /* main() of `supermachine-agent --exec-as UID:GID PATH ARGV...`. */
 int image_user_exec(int argc, char **argv);
-/* Tells the VMM we are ready; returns true if it asked for power off. */
+/* Tells the VMM we are ready (protocol/guest_abi.h) and gives up the port;
+ * returns true if the VMM asked for power off. */
 bool pid1_signal_ready(void);
 /* After a snapshot restore: sets the wall clock and mixes the host's
  * entropy into the kernel's pool, then forces a reseed, so that clones do
  * not share random state. False with a reason when either fails. */
 bool pid1_sync(uint64_t realtime_ns, const uint8_t *entropy, size_t len, char *why, size_t why_len);
-/* Prints a line, syncs, signals the VMM (in_vm) and reboots (reboot=k
- * resets; in a PID namespace, reboot ends the namespace). */
-void pid1_poweroff(const char *why, bool in_vm) __attribute__((noreturn));
+/* Prints a line, syncs and reboots (reboot=k resets through the i8042, which
+ * the VMM takes as power off; in a PID namespace, reboot ends the namespace). */
+void pid1_poweroff(const char *why) __attribute__((noreturn));
 
 #endif

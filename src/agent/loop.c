@@ -770,7 +770,7 @@ void agent_run(agent *ag)
         }
         tick_and_collect(ag);
         if (ag->poweroff && poweroff_may_go(ag))
-            pid1_poweroff("power off requested by the host", ag->in_vm);
+            pid1_poweroff("power off requested by the host");
     }
 }
 

@@ -88,7 +88,7 @@ int main(int argc, char **argv)
     agent ag;
     if (!agent_init(&ag, pid1)) {
         if (pid1)
-            pid1_poweroff("the event loop could not start", in_vm);
+            pid1_poweroff("the event loop could not start");
         return 1;
     }
     int listening = 0;
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
         snprintf(spec, sizeof spec, "vsock:%u", SM_AGENT_VSOCK_PORT);
         listening += agent_listen(&ag, spec);
         if (pid1_signal_ready())
-            pid1_poweroff("the VMM asked for power off at boot", in_vm);
+            pid1_poweroff("the VMM asked for power off at boot");
     } else if (pid1) {
         dprintf(1, "supermachine-agent: ready\n");
     } else if (listening < nlistens || !listening) {
@@ -111,7 +111,7 @@ int main(int argc, char **argv)
     ag.in_vm = in_vm;
     agent_run(&ag);
     if (pid1)
-        pid1_poweroff("the event loop ended", in_vm);
+        pid1_poweroff("the event loop ended");
     agent_shutdown(&ag);
     return 0;
 }

@@ -108,16 +108,17 @@ bool pid1_signal_ready(void)
     }
     outl(SM_SIGNAL_READY, SM_SIGNAL_PORT);
     unsigned cmd = inl(SM_SIGNAL_PORT);
+    /* No port I/O from user mode after this point (protocol/guest_abi.h):
+     * the VMM may snapshot us from here on. */
+    ioperm(SM_SIGNAL_PORT, 4, 0);
     dprintf(1, "supermachine-agent: ready\n");
     return cmd == SM_SIGNAL_CMD_POWEROFF;
 }
 
-void pid1_poweroff(const char *why, bool in_vm)
+void pid1_poweroff(const char *why)
 {
     dprintf(1, "supermachine-agent: powering off (%s)\n", why);
     sync();
-    if (in_vm && ioperm(SM_SIGNAL_PORT, 4, 1) == 0)
-        outl(SM_SIGNAL_POWEROFF, SM_SIGNAL_PORT);
     reboot(RB_AUTOBOOT); /* reboot=k: the i8042 reset, which the VMM takes as power off */
     for (;;)
         pause();

@@ -16,16 +16,16 @@ static void signal_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
     struct signal_port *sp = opaque;
     uint32_t v = offset == 0 ? atomic_load(&sp->command) : 0;
     memcpy(data, &v, len < 4 ? len : 4);
+    if (offset == 0 && len == 4 && atomic_exchange(&sp->ready_written, false) && sp->on_ready)
+        sp->on_ready(sp->ctx);
 }
 
 static void signal_write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len)
 {
     struct signal_port *sp = opaque;
     uint32_t v = le32(data, len);
-    if (offset == 0 && len == 4 && v == SM_SIGNAL_READY && sp->on_ready)
-        sp->on_ready(sp->ctx);
-    else if (offset == 0 && len == 4 && v == SM_SIGNAL_POWEROFF && sp->on_poweroff)
-        sp->on_poweroff(sp->ctx);
+    if (offset == 0 && len == 4 && v == SM_SIGNAL_READY)
+        atomic_store(&sp->ready_written, true);
     else
         atomic_fetch_add(&sp->unknown_writes, 1);
 }

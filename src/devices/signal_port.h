@@ -7,15 +7,16 @@
 #define SM_DEVICES_SIGNAL_PORT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "devices/bus.h"
 
 struct signal_port {
-    void (*on_ready)(void *ctx);
-    void (*on_poweroff)(void *ctx);
+    void (*on_ready)(void *ctx); /* called at the read that follows READY */
     void *ctx;
     _Atomic uint32_t command;   /* what a guest read returns: SM_SIGNAL_CMD_* */
+    _Atomic bool ready_written; /* step 1 seen, step 2 not yet */
     _Atomic uint64_t unknown_writes;
 };
 

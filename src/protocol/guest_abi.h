@@ -7,14 +7,21 @@
  * the VMM learns that the guest is ready without any device driver, and how
  * the agent learns what to do next, in one round trip:
  *
- *   direction  width  value                  meaning
- *   guest out  4      SM_SIGNAL_READY        the agent is up and serving
- *   guest in   4      SM_SIGNAL_CMD_SERVE    keep running (the normal case)
- *                     SM_SIGNAL_CMD_POWEROFF power off now (boot probes)
- *   guest out  4      SM_SIGNAL_POWEROFF     the agent is about to power off
+ *   step  direction  width  value                  meaning
+ *   1     guest out  4      SM_SIGNAL_READY        the agent is up and serving
+ *   2     guest in   4      SM_SIGNAL_CMD_SERVE    keep running (the normal case)
+ *                           SM_SIGNAL_CMD_POWEROFF power off now (boot probes)
  *
- * Any other value written is counted and ignored; reads other than the one
- * after READY return SM_SIGNAL_CMD_SERVE.
+ * The VMM counts the guest as ready at step 2, not step 1: the in is the
+ * agent's last port access (it gives up the port right after), so a snapshot
+ * taken once the VM is ready never holds a vCPU between the two instructions.
+ * That matters because a restored vCPU must not run port I/O in user mode:
+ * KVM on AMD reports the task register as busy (type 11), and an emulated
+ * AMD host (QEMU TCG, tools/kvmbox) then refuses the I/O bitmap check with
+ * #GP, which kills PID 1.
+ *
+ * Any other value written is counted and ignored; a read not preceded by
+ * READY returns SM_SIGNAL_CMD_SERVE and means nothing.
  *
  * Power off
  * ---------
@@ -27,7 +34,6 @@
 
 #define SM_SIGNAL_PORT          0x0700u
 #define SM_SIGNAL_READY         0x52454459u /* "REDY" */
-#define SM_SIGNAL_POWEROFF      0x4f464621u /* "OFF!" */
 #define SM_SIGNAL_CMD_SERVE     0u
 #define SM_SIGNAL_CMD_POWEROFF  1u
 

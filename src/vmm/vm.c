@@ -316,7 +316,7 @@ static sm_code add_legacy_devices(struct vm *vm, sm_error *err)
     vm->i8042 = i8042_create(on_guest_reset, vm);
     if (!vm->serial || !vm->i8042)
         return sm_fail(err, SM_E_NOMEM, "out of memory for legacy devices");
-    vm->signal = (struct signal_port){ .on_ready = on_agent_ready, .on_poweroff = NULL, .ctx = vm };
+    vm->signal = (struct signal_port){ .on_ready = on_agent_ready, .ctx = vm };
     atomic_store(&vm->signal.command, vm->cfg.poweroff_when_ready ? SM_SIGNAL_CMD_POWEROFF : SM_SIGNAL_CMD_SERVE);
     if (bus_add(&vm->pio, SERIAL_COM1_BASE, SERIAL_PORT_COUNT, &serial_bus_ops, vm->serial) < 0 ||
         bus_add(&vm->pio, I8042_BASE, I8042_PORT_COUNT, &i8042_bus_ops, vm->i8042) < 0 ||

@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <zlib.h>
+#include <linux/kvm.h>
 
 #include "supermachine.h"
 
@@ -645,6 +646,8 @@ static void test_damaged_snapshot_refused(void **state)
  *   section-len A LEN   set section A's payload length, re-seal
  *   vm-cpus N           set the VM section's vCPU count, re-seal
  *   list                print each section: type index length offset
+ *   vcpus               print each vCPU's run state, RIP, CPL (CS.DPL), CS
+ *                       and TR types: where the snapshot stopped each vCPU
  *
  * The layout is that of src/snapshot/format.h, read here independently: a
  * 32-byte header (magic, version, header size, section count, total size,
@@ -754,11 +757,38 @@ static int damage_swap(struct damage_file *f, const char *a_name, const char *b_
     return 0;
 }
 
+/* The head of a VCPU section's payload (struct snap_vcpu of snapshot.c). */
+struct vcpu_head {
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    struct kvm_xcrs xcrs;
+    struct kvm_lapic_state lapic;
+    struct kvm_vcpu_events events;
+    struct kvm_mp_state mp_state;
+};
+
+static void print_vcpus(const struct damage_file *f)
+{
+    for (uint32_t k = 0;; k++) {
+        uint64_t len;
+        size_t pos = section_at(f, k, &len);
+        if (!pos)
+            break;
+        if (le32(f->buf + pos) != 3 || len < sizeof(struct vcpu_head) || pos + 16 + len > f->len)
+            continue;
+        struct vcpu_head h;
+        memcpy(&h, f->buf + pos + 16, sizeof h);
+        printf("vcpu %u mp_state %u rip 0x%llx cpl %u cs_type %u tr_type %u exception %s\n", le32(f->buf + pos + 4),
+               h.mp_state.mp_state, (unsigned long long)h.regs.rip, h.sregs.cs.dpl, h.sregs.cs.type,
+               h.sregs.tr.type, h.events.exception.injected || h.events.exception.pending ? "pending" : "none");
+    }
+}
+
 static int damage_main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: test_snapshot --damage STATE flip OFFSET | magic | version N | swap A B | "
-                        "section-len A LEN | vm-cpus N | list\n");
+                        "section-len A LEN | vm-cpus N | list | vcpus\n");
         return 2;
     }
     const char *path = argv[0], *action = argv[1];
@@ -776,7 +806,10 @@ static int damage_main(int argc, char **argv)
         return 1;
     }
     int rc = 0, write = 1;
-    if (!strcmp(action, "list")) {
+    if (!strcmp(action, "vcpus")) {
+        write = 0;
+        print_vcpus(&f);
+    } else if (!strcmp(action, "list")) {
         write = 0;
         for (uint32_t k = 0;; k++) {
             uint64_t len;
