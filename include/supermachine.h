@@ -195,13 +195,17 @@ sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **child, sm_error 
 /* Blocks until all of len is sent (large input waits for the command). */
 sm_code sm_exec_child_stdin_write(sm_exec_child *c, const void *buf, size_t len, sm_error *err);
 sm_code sm_exec_child_stdin_close(sm_exec_child *c, sm_error *err);
-/* Blocking reads; *got == 0 means end of the stream. */
+/* Blocking reads. *got == 0 with SM_OK is the clean end of the stream: the
+ * agent's exit report arrived. If the connection broke first, the reads give
+ * every byte that did arrive and then fail with wait's error (SM_E_DROPPED
+ * after output, SM_E_SETUP before any), never a clean end. */
 sm_code sm_exec_child_stdout_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
                                   sm_error *err);
 sm_code sm_exec_child_stderr_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
                                   sm_error *err);
 /* Descriptors that poll readable when the read functions have data or EOF.
- * Owned by the child; do not close them. */
+ * Owned by the child; do not close them. Reading them directly, EOF does not
+ * say how the stream ended: sm_exec_child_wait does. */
 int sm_exec_child_stdout_fd(const sm_exec_child *c);
 int sm_exec_child_stderr_fd(const sm_exec_child *c);
 /* Sends signo to the command's whole process group. */
@@ -219,7 +223,9 @@ void sm_exec_child_abort(sm_exec_child *c);
 /* Closes stdin if still open, then waits for the exit report. As with
  * pipes, read stdout and stderr meanwhile if the command may write more than
  * their capacity (1 MiB each), or it blocks. SM_OK means the exit report
- * arrived; the status may still say it was killed or timed out. */
+ * arrived; the status may still say it was killed or timed out. Only the
+ * exit report ends a command cleanly: any other end is an error, and then
+ * *status has code -1 and signal 0, never a status that reads as success. */
 sm_code sm_exec_child_wait(sm_exec_child *c, sm_exec_status *status, sm_error *err);
 /* Aborts the command if it has not been waited for. */
 void sm_exec_child_free(sm_exec_child *c);

@@ -9,9 +9,11 @@
  *
  * Streams the command's stdout/stderr as they come, passes stdin with -i,
  * puts the terminal in raw mode with -t (forwarding window size changes), and
- * forwards SIGINT/SIGTERM/SIGHUP to the command's process group. Exit status:
- * the command's code, 128+N if killed by signal N, 124 if the timeout fired,
- * 125 if it could not be run at all, 2 for a usage error.
+ * forwards SIGINT/SIGTERM/SIGHUP to the command's process group; if the
+ * command has not ended SIGNAL_GRACE_MS after that, it gives up on it (exit
+ * 128+N). Exit status: the command's code, 128+N if killed by signal N, 124
+ * if the timeout fired, 125 if it could not be run at all or its connection
+ * broke, 2 for a usage error.
  */
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -27,6 +29,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_TIMEOUT 124
@@ -275,11 +278,42 @@ static void send_winsize(sm_exec_child *child)
         sm_exec_child_resize(child, ws.ws_col, ws.ws_row, NULL);
 }
 
-/* Moves bytes between us and the child until its output ends. */
-static void pump(sm_exec_child *child, const struct exec_opts *o)
+/* After forwarding SIGINT/SIGTERM/SIGHUP, how long the command may take to
+ * end before we give up on it (the VM or its agent may not answer). */
+#define SIGNAL_GRACE_MS 5000
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Forwards the signals that arrived; returns the first stop signal, or 0. */
+static int forward_signals(sm_exec_child *child)
+{
+    unsigned char signo;
+    int stop = 0;
+    while (read(signal_pipe[0], &signo, 1) == 1) {
+        if (signo == SIGWINCH) {
+            send_winsize(child);
+            continue;
+        }
+        sm_exec_child_signal(child, signo, NULL);
+        if (!stop)
+            stop = signo;
+    }
+    return stop;
+}
+
+/* Moves bytes between us and the child until its output ends. Returns 0, or
+ * the stop signal after which the command did not end within the grace. */
+static int pump(sm_exec_child *child, const struct exec_opts *o)
 {
     static uint8_t buf[256 << 10];
     bool out_open = true, err_open = true, in_open = o->interactive;
+    int stop_signal = 0;
+    int64_t give_up_at = 0;
     while (out_open || err_open) {
         struct pollfd p[4] = {
             { .fd = out_open ? sm_exec_child_stdout_fd(child) : -1, .events = POLLIN },
@@ -287,10 +321,13 @@ static void pump(sm_exec_child *child, const struct exec_opts *o)
             { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN },
             { .fd = signal_pipe[0], .events = POLLIN },
         };
-        if (poll(p, 4, -1) < 0) {
+        int timeout = give_up_at ? (int)(give_up_at - now_ms()) : -1;
+        if (give_up_at && timeout <= 0)
+            return stop_signal;
+        if (poll(p, 4, timeout) < 0) {
             if (errno == EINTR)
                 continue;
-            return;
+            return 0;
         }
         for (int s = 0; s < 2; s++) {
             if (!p[s].revents)
@@ -315,15 +352,14 @@ static void pump(sm_exec_child *child, const struct exec_opts *o)
             sm_exec_child_stdin_close(child, NULL);
         }
         if (p[3].revents) {
-            unsigned char signo;
-            while (read(signal_pipe[0], &signo, 1) == 1) {
-                if (signo == SIGWINCH)
-                    send_winsize(child);
-                else
-                    sm_exec_child_signal(child, signo, NULL);
+            int stop = forward_signals(child);
+            if (stop && !give_up_at) {
+                stop_signal = stop;
+                give_up_at = now_ms() + SIGNAL_GRACE_MS;
             }
         }
     }
+    return 0;
 }
 
 static void setup_signals(bool tty)
@@ -376,7 +412,17 @@ int cmd_exec(int argc, char **argv)
     }
     if (!o.interactive)
         sm_exec_child_stdin_close(child, NULL);
-    pump(child, &o);
+    int unanswered = pump(child, &o);
+    if (unanswered) {
+        /* Dropping the connection makes the agent kill the group, if it can. */
+        sm_exec_child_free(child);
+        if (raw)
+            tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+        sm_exec_builder_free(b);
+        fprintf(stderr, "supermachine exec: the command did not end within %d s of signal %d (%s); "
+                "gave up on it\n", SIGNAL_GRACE_MS / 1000, unanswered, strsignal(unanswered));
+        return 128 + unanswered;
+    }
     sm_exec_status st;
     sm_code rc = sm_exec_child_wait(child, &st, &err);
     sm_exec_child_free(child);

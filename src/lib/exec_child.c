@@ -170,12 +170,13 @@ static void *pump_main(void *arg)
         }
     }
     exec_reader_destroy(&r);
-    close(c->out_w);
-    close(c->err_w);
-    c->out_w = c->err_w = -1;
+    if (rc)
+        status = (sm_exec_status){ .code = -1 }; /* no exit report: nothing that reads as success */
     pthread_mutex_lock(&c->link->lock);
     c->link->done = true;
     pthread_mutex_unlock(&c->link->lock);
+    /* The result is in place before the pipes close, so a reader that meets
+     * their end can tell an exit report from a broken connection. */
     pthread_mutex_lock(&c->lock);
     c->result = rc;
     c->error = error;
@@ -183,6 +184,9 @@ static void *pump_main(void *arg)
     c->done = true;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
+    close(c->out_w);
+    close(c->err_w);
+    c->out_w = c->err_w = -1;
     return NULL;
 }
 
@@ -299,18 +303,35 @@ sm_code sm_exec_child_stdin_close(sm_exec_child *c, sm_error *err)
     return link_send(c->link, SM_WIRE_STDIN_CLOSE, NULL, 0, err);
 }
 
-static sm_code read_stream(int fd, const char *name, void *buf, size_t cap, size_t *got,
-                           sm_error *err)
+/* The end of a stream is clean only if the exit report arrived; after a
+ * broken connection the reader gets the pump's error instead, once every
+ * byte that did arrive has been read. */
+static sm_code end_of_stream(sm_exec_child *c, sm_error *err)
+{
+    pthread_mutex_lock(&c->lock);
+    while (!c->done)
+        pthread_cond_wait(&c->cond, &c->lock);
+    sm_code rc = c->result;
+    if (rc && err)
+        *err = c->error;
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+static sm_code read_stream(sm_exec_child *c, int fd, const char *name, void *buf, size_t cap,
+                           size_t *got, sm_error *err)
 {
     if (!buf || !got)
         return sm_fail(err, SM_E_INVALID, "buffer or length pointer is NULL");
     *got = 0;
     for (;;) {
         ssize_t n = read(fd, buf, cap);
-        if (n >= 0) {
+        if (n > 0 || (n == 0 && cap == 0)) {
             *got = (size_t)n;
             return SM_OK;
         }
+        if (n == 0)
+            return end_of_stream(c, err);
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN) { /* the caller made it non-blocking: wait here */
@@ -327,7 +348,7 @@ sm_code sm_exec_child_stdout_read(sm_exec_child *c, void *buf, size_t cap, size_
 {
     if (!c)
         return sm_fail(err, SM_E_INVALID, "child is NULL");
-    return read_stream(c->out_r, "stdout", buf, cap, got, err);
+    return read_stream(c, c->out_r, "stdout", buf, cap, got, err);
 }
 
 sm_code sm_exec_child_stderr_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
@@ -335,7 +356,7 @@ sm_code sm_exec_child_stderr_read(sm_exec_child *c, void *buf, size_t cap, size_
 {
     if (!c)
         return sm_fail(err, SM_E_INVALID, "child is NULL");
-    return read_stream(c->err_r, "stderr", buf, cap, got, err);
+    return read_stream(c, c->err_r, "stderr", buf, cap, got, err);
 }
 
 int sm_exec_child_stdout_fd(const sm_exec_child *c)

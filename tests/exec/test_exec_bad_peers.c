@@ -8,7 +8,10 @@
  * Against the host library (fake agents served from this process): garbage,
  * oversized frames and a wrong version give SM_E_PROTOCOL; a connection that
  * closes before anything is SM_E_SETUP and is retried by output_resilient,
- * one that drops mid-stream is SM_E_DROPPED and never retried.
+ * one that drops mid-stream is SM_E_DROPPED and never retried, and a drop
+ * never reads as a clean end: not through spawn's reads, not through wait's
+ * status, not through the CLI; and a CLI whose command never answers a
+ * SIGTERM gives up after its grace.
  */
 #include "exec_helpers.h"
 #include "protocol/wire.h"
@@ -20,6 +23,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 /* ---- raw connections to the agent --------------------------------------------- */
 
@@ -296,7 +300,12 @@ typedef enum fake_mode {
     FAKE_OLD_VERSION,    /* HELLO with version 2 */
     FAKE_CLOSE_THEN_OK,  /* close at once `fail_first` times, then serve */
     FAKE_PARTIAL_DROP,   /* HELLO, some STDOUT, then close */
+    FAKE_BIG_DROP,       /* HELLO, BIG_DROP_BYTES of STDOUT and some STDERR, then close */
+    FAKE_SILENT,         /* HELLO, then nothing until the client leaves */
 } fake_mode;
+
+#define BIG_DROP_BYTES (3u << 20) /* more than the child's pipes hold */
+#define BIG_DROP_CHUNK (60u << 10)
 
 typedef struct fake_agent {
     char path[108];
@@ -360,6 +369,24 @@ static void fake_serve_one(fake_agent *f, int fd)
         fake_hello(fd, SM_WIRE_VERSION);
         put_frame(fd, SM_WIRE_STDOUT, "partial", 7);
         break;
+    case FAKE_BIG_DROP: {
+        static uint8_t chunk[BIG_DROP_CHUNK];
+        fake_hello(fd, SM_WIRE_VERSION);
+        put_frame(fd, SM_WIRE_STDERR, "err", 3);
+        for (uint32_t sent = 0; sent < BIG_DROP_BYTES; sent += BIG_DROP_CHUNK) {
+            uint32_t len = BIG_DROP_BYTES - sent < BIG_DROP_CHUNK ? BIG_DROP_BYTES - sent : BIG_DROP_CHUNK;
+            memset(chunk, (int)(sent / BIG_DROP_CHUNK), len);
+            put_frame(fd, SM_WIRE_STDOUT, chunk, len);
+        }
+        break;
+    }
+    case FAKE_SILENT: {
+        fake_hello(fd, SM_WIRE_VERSION);
+        char sink[4096];
+        while (recv(fd, sink, sizeof sink, 0) > 0)
+            ;
+        break;
+    }
     }
     close(fd);
 }
@@ -482,6 +509,117 @@ static void test_resilient_never_reruns_a_started_command(void **state)
     assert_int_equal(fake_stop(f), 1);
 }
 
+/* Spawn against an agent that drops after 3 MiB: every byte that arrived
+ * is read, then the reads fail with SM_E_DROPPED instead of ending cleanly,
+ * and wait fails the same way with a status that is not success. */
+static void test_spawn_drop_is_not_a_clean_end(void **state)
+{
+    (void)state;
+    fake_agent *f = fake_start(FAKE_BIG_DROP, 0);
+    sm_exec_builder *b = sm_exec_builder_new(f->path);
+    const char *argv[] = { "head", "-c", "3145728", "/dev/zero" };
+    sm_exec_builder_argv(b, 4, argv);
+    sm_exec_child *c;
+    sm_error err = { 0 };
+    assert_int_equal(sm_exec_spawn(b, &c, &err), SM_OK);
+    static uint8_t buf[100000];
+    size_t total = 0, got;
+    sm_code rc;
+    bool in_order = true;
+    while ((rc = sm_exec_child_stdout_read(c, buf, sizeof buf, &got, &err)) == SM_OK && got) {
+        for (size_t i = 0; i < got; i++)
+            in_order &= buf[i] == (uint8_t)((total + i) / BIG_DROP_CHUNK);
+        total += got;
+    }
+    assert_true(in_order);
+    assert_int_equal(total, BIG_DROP_BYTES);
+    assert_int_equal(rc, SM_E_DROPPED);
+    if (!strstr(err.message, "mid-stream"))
+        fail_msg("stdout read error '%s' does not say mid-stream", err.message);
+    assert_int_equal(sm_exec_child_stderr_read(c, buf, sizeof buf, &got, &err), SM_OK);
+    assert_int_equal(got, 3);
+    assert_int_equal(sm_exec_child_stderr_read(c, buf, sizeof buf, &got, &err), SM_E_DROPPED);
+    sm_exec_status st = { .code = 0 };
+    assert_int_equal(sm_exec_child_wait(c, &st, &err), SM_E_DROPPED);
+    assert_int_equal(st.code, -1);
+    assert_int_equal(st.signal, 0);
+    sm_exec_child_free(c);
+    sm_exec_builder_free(b);
+    fake_stop(f);
+}
+
+static const char *cli_path(void)
+{
+    const char *cli = getenv("SM_EXEC_CLI");
+    return cli && *cli ? cli : NULL;
+}
+
+/* Runs the CLI against a fake agent; returns its exit status, stderr in err. */
+static int run_cli(const char *cli, const char *socket, int signal_after_ms, char *err, size_t cap,
+                   uint64_t *took_ms)
+{
+    int errp[2];
+    assert_int_equal(pipe(errp), 0);
+    uint64_t t0 = now_ms();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(errp[1], 2);
+        execl(cli, cli, "exec", "--socket", socket, "--", "head", "-c", "3145728", "/dev/zero", (char *)NULL);
+        _exit(127);
+    }
+    close(errp[1]);
+    if (signal_after_ms) {
+        usleep((useconds_t)signal_after_ms * 1000);
+        kill(pid, SIGTERM);
+    }
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < cap && (n = read(errp[0], err + len, cap - 1 - len)) > 0)
+        len += (size_t)n;
+    err[len] = 0;
+    close(errp[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    *took_ms = now_ms() - t0;
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void test_cli_drop_fails(void **state)
+{
+    (void)state;
+    const char *cli = cli_path();
+    if (!cli)
+        skip();
+    fake_agent *f = fake_start(FAKE_BIG_DROP, 0);
+    char err[2048];
+    uint64_t took;
+    int code = run_cli(cli, f->path, 0, err, sizeof err, &took);
+    fake_stop(f);
+    if (code != 125 || !strstr(err, "mid-stream"))
+        fail_msg("CLI exec after a drop: exit %d, stderr '%s' (want 125 and 'mid-stream')", code, err);
+}
+
+static void test_cli_gives_up_after_sigterm(void **state)
+{
+    (void)state;
+    const char *cli = cli_path();
+    if (!cli)
+        skip();
+    fake_agent *f = fake_start(FAKE_SILENT, 0);
+    char err[2048];
+    uint64_t took;
+    int code = run_cli(cli, f->path, 300, err, sizeof err, &took);
+    fake_stop(f);
+    if (code != 143 || !strstr(err, "gave up"))
+        fail_msg("CLI exec, SIGTERM, silent agent: exit %d, stderr '%s' (want 143 and 'gave up')", code, err);
+    assert_true(took < 30000);
+}
+
 int main(void)
 {
     if (!exec_require_socket())
@@ -502,6 +640,9 @@ int main(void)
         cmocka_unit_test(test_host_setup_vs_dropped),
         cmocka_unit_test(test_resilient_retries_setup_failures),
         cmocka_unit_test(test_resilient_never_reruns_a_started_command),
+        cmocka_unit_test(test_spawn_drop_is_not_a_clean_end),
+        cmocka_unit_test(test_cli_drop_fails),
+        cmocka_unit_test(test_cli_gives_up_after_sigterm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
