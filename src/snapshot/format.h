@@ -35,7 +35,7 @@
 #include "supermachine.h"
 
 #define SNAP_MAGIC "SMSNAP\r\n"
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u
 #define SNAP_HEADER_SIZE 32u
 #define SNAP_SECTION_HEADER 16u
 #define SNAP_MAX_SECTION (4u << 20)     /* one section: 4 MiB */
@@ -61,6 +61,8 @@ struct snap_vm_info {
     uint64_t guest_cid;
     uint64_t created_unix_s; /* when the snapshot was taken */
     char cpu_vendor[16];     /* CPUID leaf 0 vendor string of the host that took it */
+    uint32_t tsc_khz;        /* the guest's TSC rate (KVM_GET_TSC_KHZ); 0: unknown */
+    uint32_t reserved;       /* zero */
 };
 
 /* --- writing ---------------------------------------------------------------- */

@@ -66,9 +66,11 @@ static sm_code ioctl_fail(sm_error *err, const char *what, int index)
     return sm_fail_errno(err, SM_E_KVM, errno, "%s on vCPU %d failed", what, index);
 }
 
-static uint32_t xsave_size(int kvm_fd)
+/* Asked of the VM fd: the size covers the features this VM has enabled,
+ * which the system fd's answer need not match. */
+static uint32_t xsave_size(int vm_fd)
 {
-    int n = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+    int n = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
     return n > (int)sizeof(struct kvm_xsave) ? (uint32_t)n : (uint32_t)sizeof(struct kvm_xsave);
 }
 
@@ -260,6 +262,8 @@ static sm_code build_state(struct vm *vm, struct snap_writer *w, sm_error *err)
     info.guest_cid = vm->cfg.guest_cid;
     info.created_unix_s = (uint64_t)time(NULL);
     cpu_vendor(vm->cpuid, info.cpu_vendor);
+    int khz = ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0);
+    info.tsc_khz = khz > 0 ? (uint32_t)khz : 0;
     snap_begin_section(w, SNAP_SEC_VM, 0);
     snap_put(w, &info, sizeof info);
     snap_end_section(w);
@@ -280,7 +284,7 @@ static sm_code build_state(struct vm *vm, struct snap_writer *w, sm_error *err)
     struct kvm_msr_list *list = msr_index_list(vm->kvm_fd, err);
     if (!list)
         return err ? err->code : SM_E_KVM;
-    uint32_t xsz = xsave_size(vm->kvm_fd);
+    uint32_t xsz = xsave_size(vm->vm_fd);
     sm_code rc = SM_OK;
     for (int i = 0; i < vm->ncpus && !rc; i++)
         rc = save_vcpu(w, &vm->vcpus[i], list, xsz, err);
@@ -691,6 +695,24 @@ static sm_code open_memory(const char *dir, uint64_t expect, int *fd_out, sm_err
     return SM_OK;
 }
 
+/* The guest calibrated its clocks against the TSC rate it booted with: on a
+ * host whose rate differs, KVM must scale it, or the restore is refused. */
+static sm_code restore_tsc_khz(struct vm *vm, uint32_t khz, sm_error *err)
+{
+    if (!khz)
+        return SM_OK; /* the saving host could not say */
+    for (int i = 0; i < vm->ncpus; i++) {
+        int here = ioctl(vm->vcpus[i].fd, KVM_GET_TSC_KHZ, 0);
+        if (here == (int)khz)
+            continue;
+        if (ioctl(vm->vcpus[i].fd, KVM_SET_TSC_KHZ, (unsigned long)khz) < 0)
+            return sm_fail_errno(err, SM_E_UNSUPPORTED, errno,
+                                 "the snapshot's guest TSC runs at %u kHz, this host's at %d kHz, and KVM "
+                                 "cannot scale it (KVM_SET_TSC_KHZ)", khz, here);
+    }
+    return SM_OK;
+}
+
 static sm_code read_vm_info(struct snap_reader *r, struct snap_vm_info *info, sm_error *err)
 {
     struct snap_section sec;
@@ -746,7 +768,9 @@ struct vm *snapshot_restore(const char *dir, const struct vm_config *cfg, sm_err
                      device_count(vm));
     if (!rc && !(rc = snap_expect(&r, SNAP_SEC_CPUID, 0, &sec, err)))
         rc = restore_cpuid(vm, &sec, err);
-    uint32_t xsz = vm ? xsave_size(vm->kvm_fd) : 0;
+    if (!rc)
+        rc = restore_tsc_khz(vm, info.tsc_khz, err);
+    uint32_t xsz = vm ? xsave_size(vm->vm_fd) : 0;
     for (int i = 0; !rc && i < vm->ncpus; i++) {
         rc = snap_expect(&r, SNAP_SEC_VCPU, (uint32_t)i, &sec, err);
         if (!rc)

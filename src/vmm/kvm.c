@@ -86,6 +86,8 @@ struct kvm_cpuid2 *kvm_supported_cpuid(int kvm_fd, sm_error *err)
 #define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
 #define CPUID_1_ECX_HYPERVISOR (1u << 31)
 #define CPUID_1_EDX_HTT        (1u << 28)
+#define CPUID_1_ECX_VMX        (1u << 5)
+#define CPUID_80000001_ECX_SVM (1u << 2)
 
 bool kvm_has_tsc_deadline(int kvm_fd)
 {
@@ -111,6 +113,12 @@ void cpuid_patch_for_vcpu(struct kvm_cpuid2 *cpuid, int index, int ncpus, bool t
                 e->edx |= CPUID_1_EDX_HTT;
             else
                 e->edx &= ~CPUID_1_EDX_HTT;
+            /* No nested virtualization: a snapshot does not hold nested
+             * state, so a guest must never start a VM of its own. */
+            e->ecx &= ~CPUID_1_ECX_VMX;
+            break;
+        case 0x80000001:
+            e->ecx &= ~CPUID_80000001_ECX_SVM;
             break;
         case 0xb:
         case 0x1f:

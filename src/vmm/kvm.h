@@ -21,7 +21,7 @@ struct kvm_cpuid2 *kvm_supported_cpuid(int kvm_fd, sm_error *err);
 bool kvm_has_tsc_deadline(int kvm_fd);
 
 /* Adjusts the supported CPUID for vCPU `index` of `ncpus` (APIC ids,
- * topology, hypervisor and TSC-deadline bits). */
+ * topology, hypervisor and TSC-deadline bits; VMX and SVM hidden). */
 void cpuid_patch_for_vcpu(struct kvm_cpuid2 *cpuid, int index, int ncpus, bool tsc_deadline);
 
 #endif

@@ -131,6 +131,13 @@ sm_code vm_pause(struct vm *vm, sm_error *err)
         return sm_fail(err, SM_E_KVM, "could not pause every vCPU within %d s (the VM is stopping or failed)",
                        PAUSE_TIMEOUT_S);
     }
+    /* Tell the guest's kvmclock it was stopped (a flag in its own memory,
+     * so a snapshot keeps it): after a resume or a restore, however late,
+     * its soft-lockup watchdog does not take the gap for a hang. EINVAL
+     * just means the guest does not use kvmclock. */
+    for (int i = 0; i < vm->ncpus; i++)
+        if (vm->vcpus[i].thread_started)
+            (void)ioctl(vm->vcpus[i].fd, KVM_KVMCLOCK_CTRL, 0);
     return SM_OK;
 }
 

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "vmm/boot.h"
+#include "vmm/kvm.h"
 #include "vmm/memory.h"
 #include "vmm/mptable.h"
 #include "vmm/vm.h"
@@ -282,6 +283,29 @@ static void guest_memory_bounds(void **state)
     assert_int_equal(x, 0x42);
 }
 
+/* The guest never sees VMX or SVM (nested state is not in a snapshot), and
+ * each vCPU gets its own APIC id. */
+static void cpuid_hides_nested_virtualization(void **state)
+{
+    (void)state;
+    union {
+        struct kvm_cpuid2 c;
+        uint8_t bytes[sizeof(struct kvm_cpuid2) + 3 * sizeof(struct kvm_cpuid_entry2)];
+    } u;
+    memset(&u, 0, sizeof u);
+    u.c.nent = 3;
+    u.c.entries[0] = (struct kvm_cpuid_entry2){ .function = 1, .ecx = 1u << 5, .ebx = 0xffffffffu };
+    u.c.entries[1] = (struct kvm_cpuid_entry2){ .function = 0x80000001, .ecx = 0xffffffffu };
+    u.c.entries[2] = (struct kvm_cpuid_entry2){ .function = 0xb, .edx = 7 };
+    cpuid_patch_for_vcpu(&u.c, 2, 4, false);
+    assert_int_equal(u.c.entries[0].ecx & (1u << 5), 0);          /* VMX */
+    assert_int_not_equal(u.c.entries[0].ecx & (1u << 31), 0);     /* hypervisor */
+    assert_int_equal(u.c.entries[0].ebx >> 24, 2);                /* APIC id */
+    assert_int_equal((u.c.entries[0].ebx >> 16) & 0xff, 4);
+    assert_int_equal(u.c.entries[1].ecx, 0xffffffffu & ~(1u << 2)); /* SVM only */
+    assert_int_equal(u.c.entries[2].edx, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +318,7 @@ int main(void)
         cmocka_unit_test(mptable_is_well_formed),
         cmocka_unit_test(vm_options_are_validated),
         cmocka_unit_test(guest_memory_bounds),
+        cmocka_unit_test(cpuid_hides_nested_virtualization),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,23 +43,19 @@ snap_our_vmms() {
 }
 
 t_snap_bake() {
-    local start ms apparent allocated attempt
-    # As the library's bake does (src/lib/image.c): a snapshot that does not
-    # restore (under emulated KVM, now and then the restored PID 1 dies of
-    # SIGSEGV at once; cause not known yet) is baked again, at most 3 times,
-    # and said so.
-    for attempt in 1 2 3; do
-        rm -rf "$snap_dir"
-        start=$(now_ms)
-        timeout -k 5 300 "$snap_vmm" --kernel "$SM_KERNEL" --initrd "$SM_INITRD" --timeout 120 \
-            --console "$T/console" --snapshot-when-ready "$snap_dir" >"$T/out" 2>"$T/err" </dev/null
-        boot_status=$?
-        ms=$(($(now_ms) - start))
-        expect_status 0 || return 1
-        snap_sm run "$snap_dir" -- true >"$T/verify" 2>&1 && break
-        echo "info: bake $attempt does not restore: $(tail -c 200 "$T/verify" | tr '\n' ' ')"
-        ((attempt < 3)) || { echo "3 bakes in a row do not restore"; return 1; }
-    done
+    local start ms apparent allocated
+    # One bake, and it must restore: no second attempt (a snapshot that does
+    # not restore is a bug; bench/soak/bakes.sh loops this by the hundred).
+    rm -rf "$snap_dir"
+    start=$(now_ms)
+    timeout -k 5 300 "$snap_vmm" --kernel "$SM_KERNEL" --initrd "$SM_INITRD" --timeout 120 \
+        --console "$T/console" --snapshot-when-ready "$snap_dir" >"$T/out" 2>"$T/err" </dev/null
+    boot_status=$?
+    ms=$(($(now_ms) - start))
+    expect_status 0 || return 1
+    echo "info: $(snap_damage "$snap_dir/state" vcpus | head -n 1)"
+    snap_sm run "$snap_dir" -- true >"$T/verify" 2>&1 ||
+        { echo "the bake does not restore: $(tail -c 300 "$T/verify" | tr '\n' ' ')"; return 1; }
     [[ -f $snap_dir/state && -f $snap_dir/memory ]] ||
         { echo "no state and memory in $snap_dir: $(ls -la "$snap_dir" 2>&1)"; return 1; }
     [[ $(head -c 8 "$snap_dir/state" | od -An -c | tr -d ' ') == 'SMSNAP\r\n' ]] ||
@@ -246,8 +242,8 @@ check "snapshot refused: a flipped byte in the body" t_snap_damaged \
 check "snapshot refused: a flipped byte in the header" t_snap_damaged \
     'snapshot header is corrupt \(checksum mismatch\)$' flip 16
 check "snapshot refused: a bad magic" t_snap_damaged 'not a supermachine snapshot' magic
-check "snapshot refused: format version 2 (header re-sealed)" t_snap_damaged \
-    'snapshot format version 2; this build reads version 1 only' version 2
+check "snapshot refused: format version 3 (header re-sealed)" t_snap_damaged \
+    'snapshot format version 3; this build reads version 2 only' version 3
 check "snapshot refused: IRQCHIP and PIT swapped (re-sealed)" t_snap_damaged \
     'snapshot sections are out of order: found PIT 0 where IRQCHIP 0 belongs$' swap IRQCHIP PIT
 check "snapshot refused: two devices swapped (re-sealed)" t_snap_damaged \
