@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# tests/vm/run-all.sh: every VM test (tests/vm/test_*.sh), on a host whose
+# tests/vm/run-all.sh [SHARD...]: the VM tests (tests/vm/test_SHARD.sh; all
+# of them by default: boot exec_vm image pool snapshot), on a host whose
 # /dev/kvm runs standard guests: hardware KVM, or inside tools/kvmbox
-# (tests/run picks; by hand: tools/kvmbox -- tests/vm/run-all.sh).
+# (tests/run picks, and runs one box per shard there; by hand:
+# tools/kvmbox -- tests/vm/run-all.sh pool). The shards share nothing.
 # Needs `make all kernel`. The last line is "N passed, N failed"; the exit
 # status is non-zero when a test failed.
 #   SM_BUILD (default build), SM_CHECK_TIMEOUT (seconds per test, default 300)
@@ -47,7 +49,20 @@ if ! "$SM_BIN" doctor --quiet; then
     "$SM_BIN" doctor | sed 's/^/  /'
 fi
 
-for t in tests/vm/test_*.sh; do
+shards=("$@")
+if ((${#shards[@]} == 0)); then
+    for t in tests/vm/test_*.sh; do
+        t=${t#tests/vm/test_}
+        shards+=("${t%.sh}")
+    done
+fi
+for shard in "${shards[@]}"; do
+    t=tests/vm/test_$shard.sh
+    if [[ ! -f $t ]]; then
+        echo "FAIL VM tests: no shard '$shard' ($t)"
+        vm_failed=$((vm_failed + 1))
+        continue
+    fi
     echo "--- $t"
     source "$t"
 done
