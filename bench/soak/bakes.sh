@@ -43,7 +43,7 @@ for ((i = 1; i <= n; i++)); do
     else
         bad=$((bad + 1))
         echo "bake $i: DOES NOT RESTORE; $regs"
-        tail -n 6 "$tmp/run.out" | sed 's/^/  | /'
+        tail -n 45 "$tmp/run.out" | sed 's/^/  | /'
     fi
 done
 echo "bakes: $n, bad: $bad"
