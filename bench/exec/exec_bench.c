@@ -135,13 +135,18 @@ static double agent_stream(const char *sock)
     }
     unsigned long long total = 0;
     size_t got;
-    while (sm_exec_child_stdout_read(c, buf, sizeof buf, &got, &err) == SM_OK && got)
+    sm_code rc;
+    while ((rc = sm_exec_child_stdout_read(c, buf, sizeof buf, &got, &err)) == SM_OK && got)
         total += got;
     sm_exec_status st;
-    sm_exec_child_wait(c, &st, &err);
+    sm_code wrc = sm_exec_child_wait(c, &st, rc ? NULL : &err);
     double t = now_s() - t0;
     sm_exec_child_free(c);
     sm_exec_builder_free(b);
+    if (rc || wrc) {
+        fprintf(stderr, "exec_bench: the stream broke after %llu bytes: %s\n", total, err.message);
+        exit(1);
+    }
     if (total != stream_bytes || st.code != 0) {
         fprintf(stderr, "exec_bench: agent gave %llu bytes, exit %d\n", total, st.code);
         exit(1);
