@@ -275,12 +275,15 @@ sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err);
  * Assets: without sm_vm_config_kernel/_initrd, the guest kernel (bzImage) and
  * initramfs (initramfs.cpio) are looked for, in order, in: the environment
  * ($SUPERMACHINE_KERNEL and $SUPERMACHINE_INITRD, or the folder
- * $SUPERMACHINE_ASSETS), beside the running executable (and in
- * ../lib/supermachine from it, as `make install` lays out), in
+ * $SUPERMACHINE_ASSETS), beside the running executable, in the installed
+ * asset folder (`make install`'s PKGLIBDIR) found from the executable's
+ * folder (../lib/supermachine by default: the path from BINDIR is compiled
+ * in) and then from libsupermachine.so's folder when the program uses the
+ * shared library (LIBDIR/supermachine), in
  * ${XDG_DATA_HOME:-~/.local/share}/supermachine, and in the build tree
  * (BUILD/guest when the executable is in BUILD/bin or BUILD/tests). The VMM
- * program: $SUPERMACHINE_VMM, beside the executable, BUILD/bin, then $PATH.
- * A failure names every place looked. */
+ * program: $SUPERMACHINE_VMM, beside the executable, the same two installed
+ * asset folders, BUILD/bin, then $PATH. A failure names every place looked. */
 
 typedef struct sm_vm_config sm_vm_config;
 typedef struct sm_vm sm_vm;

@@ -2,6 +2,7 @@
 #include "lib/assets.h"
 #include "lib/error.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -9,6 +10,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Where `make install` puts the assets (the VMM, kernel and initramfs: its
+ * PKGLIBDIR, LIBDIR/supermachine by default), relative to BINDIR and to LIBDIR.
+ * The Makefile defines both from the install layout; relative, so a whole
+ * installed tree still finds its assets after it is moved (DESTDIR staging). */
+#ifndef SM_ASSETS_FROM_BIN
+#define SM_ASSETS_FROM_BIN "../lib/supermachine"
+#endif
+#ifndef SM_ASSETS_FROM_LIB
+#define SM_ASSETS_FROM_LIB "supermachine"
+#endif
 
 /* Which names and variables each asset has. */
 static const struct {
@@ -60,6 +72,18 @@ static bool try_in(struct search *s, const char *dir, asset_kind kind, char *out
     return true;
 }
 
+/* Tries the folder BASE/REL (canonical when it exists: no "bin/../lib" in
+ * the paths handed on); true (with out filled) when the asset is there. */
+static bool try_relative(struct search *s, const char *base, const char *rel, asset_kind kind,
+                         char *out, size_t cap)
+{
+    char dir[PATH_MAX], real[PATH_MAX];
+    int n = snprintf(dir, sizeof dir, "%s/%s", base, rel);
+    if (n < 0 || (size_t)n >= sizeof dir)
+        return false;
+    return try_in(s, realpath(dir, real) ? real : dir, kind, out, cap);
+}
+
 /* The folder of the running executable, or "" when /proc cannot say. */
 static void exe_dir(char *out, size_t cap)
 {
@@ -74,6 +98,30 @@ static void exe_dir(char *out, size_t cap)
         return;
     *slash = 0;
     snprintf(out, cap, "%s", slash == path ? "/" : path);
+}
+
+/* The folder of the shared library this code is in (libsupermachine.so, for
+ * a program that links it), or "" when this code is part of the executable
+ * itself (the static library) or the dynamic linker cannot say. */
+static void shared_lib_dir(char *out, size_t cap)
+{
+    Dl_info info;
+    char lib[PATH_MAX], exe[PATH_MAX];
+    out[0] = 0;
+    if (!dladdr((void *)shared_lib_dir, &info) || !info.dli_fname || !info.dli_fname[0] ||
+        !realpath(info.dli_fname, lib))
+        return;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        if (!strcmp(exe, lib))
+            return;
+    }
+    char *slash = strrchr(lib, '/');
+    if (!slash || (size_t)(slash - lib) >= cap)
+        return;
+    *slash = 0;
+    snprintf(out, cap, "%s", slash == lib ? "/" : lib);
 }
 
 /* dirname into out; "" when there is no parent. */
@@ -167,7 +215,7 @@ sm_code assets_find(asset_kind kind, char *out, size_t cap, sm_error *err)
     if (rc || found)
         return rc;
     struct search s = { .used = 0 };
-    char exe[PATH_MAX], dir[PATH_MAX + 32];
+    char exe[PATH_MAX], lib[PATH_MAX], dir[PATH_MAX + 32];
     exe_dir(exe, sizeof exe);
     const char *assets = getenv("SUPERMACHINE_ASSETS");
     if (kind != ASSET_VMM && assets && *assets && try_in(&s, assets, kind, out, cap))
@@ -175,10 +223,15 @@ sm_code assets_find(asset_kind kind, char *out, size_t cap, sm_error *err)
     if (exe[0]) {
         if (try_in(&s, exe, kind, out, cap))
             return SM_OK;
-        snprintf(dir, sizeof dir, "%s/../lib/supermachine", exe);
-        if (kind != ASSET_VMM && try_in(&s, dir, kind, out, cap))
+        /* The installed tree: BINDIR/SM_ASSETS_FROM_BIN is PKGLIBDIR. */
+        if (try_relative(&s, exe, SM_ASSETS_FROM_BIN, kind, out, cap))
             return SM_OK;
     }
+    /* A program linked with the installed libsupermachine.so, wherever the
+     * program is: LIBDIR/SM_ASSETS_FROM_LIB is PKGLIBDIR too. */
+    shared_lib_dir(lib, sizeof lib);
+    if (lib[0] && try_relative(&s, lib, SM_ASSETS_FROM_LIB, kind, out, cap))
+        return SM_OK;
     if (kind != ASSET_VMM) {
         const char *data = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
         if (data && *data)
