@@ -7,6 +7,9 @@
 #   make test            every test (VM tests through tools/kvmbox when needed)
 #   make SANITIZE=1 ...  the same with ASan+UBSan, in build/asan
 #   make fuzz            libFuzzer targets (clang) in build/fuzz
+#   make man             man pages (help2man on --help) in build/man
+#   make install         PREFIX, BINDIR, LIBDIR, INCLUDEDIR, MANDIR, DESTDIR...
+#   make uninstall       removes what `make install` (same variables) put there
 
 SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
@@ -20,7 +23,27 @@ endif
 CC      ?= cc
 MUSL_CC ?= musl-gcc
 CLANG   ?= clang
-PREFIX  ?= /usr/local
+
+# --- install layout (GNU-style; see "install" below) ---------------------------
+# One version, the header's; the shared library's soname carries the major.
+VERSION    := $(shell awk '/^\#define SM_VERSION_(MAJOR|MINOR|PATCH)/ { v = v (v == "" ? "" : ".") $$3 } END { print v }' include/supermachine.h)
+SOVERSION  := $(firstword $(subst ., ,$(VERSION)))
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR    ?= $(PREFIX)/share
+MANDIR     ?= $(DATADIR)/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# The VMM, guest kernel and initramfs: programs and data for the library's
+# own use, not for $PATH.
+PKGLIBDIR  ?= $(LIBDIR)/supermachine
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+# Where the library looks for PKGLIBDIR, relative to BINDIR (from the running
+# executable) and to LIBDIR (from libsupermachine.so): compiled into
+# src/lib/assets.c, so that an installed tree moved as a whole still works.
+ASSETS_FROM_BIN := $(shell realpath -m --relative-to='$(BINDIR)' '$(PKGLIBDIR)')
+ASSETS_FROM_LIB := $(shell realpath -m --relative-to='$(LIBDIR)' '$(PKGLIBDIR)')
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
 CPPFLAGS := -Iinclude -Isrc -D_GNU_SOURCE -MMD -MP
@@ -57,7 +80,7 @@ MKINITRAMFS := $(BUILD)/bin/mkinitramfs
 INITRAMFS   := $(BUILD)/guest/initramfs.cpio
 KERNEL      := build/guest/bzImage
 
-.PHONY: all kernel run test check-unit check-exec check-vm fuzz bench install clean deps
+.PHONY: all kernel run test check-unit check-exec check-vm fuzz bench install uninstall man clean deps
 all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(CLI) $(VMM) $(AGENT_HOST) $(AGENT_GUEST) $(INITRAMFS) $(GUEST_TEST_INITS)
 
 # --- host objects --------------------------------------------------------
@@ -69,13 +92,31 @@ $(LIB_A): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# libsupermachine.so (soname libsupermachine.so.MAJOR, also linked here so
+# that programs built against the build tree run with LD_LIBRARY_PATH).
 $(LIB_SO): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libsupermachine.so.0 $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) -shared -Wl,-soname,libsupermachine.so.$(SOVERSION) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	ln -sfn libsupermachine.so $(dir $@)libsupermachine.so.$(SOVERSION)
 
+# The install paths the library is compiled with (assets.c), rewritten only
+# when they change, so that a different layout recompiles that one file.
+INSTALL_PATHS := $(BUILD)/install-paths
+$(INSTALL_PATHS): FORCE
+	@mkdir -p $(dir $@)
+	@echo 'SM_ASSETS_FROM_BIN=$(ASSETS_FROM_BIN) SM_ASSETS_FROM_LIB=$(ASSETS_FROM_LIB)' | cmp -s - $@ \
+		|| echo 'SM_ASSETS_FROM_BIN=$(ASSETS_FROM_BIN) SM_ASSETS_FROM_LIB=$(ASSETS_FROM_LIB)' >$@
+$(call obj,src/lib/assets.c): $(INSTALL_PATHS)
+$(call obj,src/lib/assets.c): CPPFLAGS += -DSM_ASSETS_FROM_BIN='"$(ASSETS_FROM_BIN)"' -DSM_ASSETS_FROM_LIB='"$(ASSETS_FROM_LIB)"'
+.PHONY: FORCE
+FORCE:
+
+# supermachine.pc for the build tree itself (PKG_CONFIG_PATH=build/lib/pkgconfig);
+# `make install` writes the installed one, with the install paths.
+PC_SED = sed -e 's|@PREFIX@|$(1)|' -e 's|@LIBDIR@|$(2)|' -e 's|@INCLUDEDIR@|$(3)|' -e 's|@VERSION@|$(VERSION)|'
 $(LIB_PC): supermachine.pc.in
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' $< > $@
+	$(call PC_SED,$(CURDIR)/$(BUILD),$${prefix}/lib,$(CURDIR)/include) $< >$@
 
 $(CLI): $(CLI_OBJS) $(LIB_A)
 	@mkdir -p $(dir $@)
@@ -165,16 +206,69 @@ fuzz: $(patsubst fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRCS))
 # Kept between runs: relinking one target must not recompile the library.
 .SECONDARY: $(FUZZ_OBJS)
 
+# --- man pages -----------------------------------------------------------------
+# supermachine(1) and supermachine-COMMAND(1), one per command of
+# src/cli/main.c, made by help2man from the built CLI's --help (so they say
+# what --help says), plus the hand-written libsupermachine(3).
+MAN_DIR  := $(BUILD)/man
+MAN_CMDS := $(shell sed -n 's/^ *{ *"\([a-z][a-z0-9-]*\)", *cmd_[a-z0-9_]*,.*/\1/p' src/cli/main.c)
+MAN1     := $(MAN_DIR)/supermachine.1 $(patsubst %,$(MAN_DIR)/supermachine-%.1,$(MAN_CMDS))
+MAN3     := $(MAN_DIR)/libsupermachine.3
+man: $(MAN1) $(MAN3)
+$(MAN_DIR)/supermachine.1: $(CLI) man/help2man.sh man/supermachine.h2m
+	man/help2man.sh $(CLI) '' $@
+$(MAN_DIR)/supermachine-%.1: $(CLI) man/help2man.sh
+	man/help2man.sh $(CLI) $* $@
+$(MAN3): man/libsupermachine.3
+	@mkdir -p $(dir $@)
+	sed -e 's|@VERSION@|$(VERSION)|' $< >$@
+
 # --- install -----------------------------------------------------------------
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/supermachine
-	install -m 755 $(CLI) $(VMM) $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/libsupermachine.so.0
-	ln -sf libsupermachine.so.0 $(DESTDIR)$(PREFIX)/lib/libsupermachine.so
-	install -m 644 $(LIB_PC) $(DESTDIR)$(PREFIX)/lib/pkgconfig/
-	install -m 644 include/supermachine.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(INITRAMFS) $(KERNEL) $(DESTDIR)$(PREFIX)/lib/supermachine/
+# make install [PREFIX=/usr/local] [BINDIR=] [LIBDIR=] [INCLUDEDIR=] [MANDIR=]
+#              [PKGLIBDIR=] [DESTDIR=]
+# The tree: BINDIR/supermachine; LIBDIR/libsupermachine.{a,so*} and
+# PKGCONFIGDIR/supermachine.pc (written here, with these paths);
+# INCLUDEDIR/supermachine.h; PKGLIBDIR/{supermachine-vmm,bzImage,
+# initramfs.cpio}; MANDIR/man1, man3; BASHCOMPDIR/supermachine. DESTDIR
+# stages it all without changing a path compiled in or written.
+INSTALL ?= install
+INSTALLED_BIN := $(DESTDIR)$(BINDIR)/supermachine
+INSTALLED_LIB := $(addprefix $(DESTDIR)$(LIBDIR)/,libsupermachine.a libsupermachine.so \
+                   libsupermachine.so.$(SOVERSION) libsupermachine.so.$(VERSION))
+INSTALLED_PC  := $(DESTDIR)$(PKGCONFIGDIR)/supermachine.pc
+INSTALLED_H   := $(DESTDIR)$(INCLUDEDIR)/supermachine.h
+INSTALLED_PKGLIB := $(addprefix $(DESTDIR)$(PKGLIBDIR)/,supermachine-vmm bzImage initramfs.cpio)
+INSTALLED_MAN := $(patsubst $(MAN_DIR)/%,$(DESTDIR)$(MANDIR)/man1/%,$(MAN1)) \
+                 $(DESTDIR)$(MANDIR)/man3/libsupermachine.3
+INSTALLED_COMPLETION := $(DESTDIR)$(BASHCOMPDIR)/supermachine
+# In the .pc, paths under PREFIX are written from ${prefix}, so that
+# pkg-config --define-prefix can relocate them.
+pc_rel = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+install: all $(KERNEL) man
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 755 $(VMM) $(DESTDIR)$(PKGLIBDIR)/
+	$(INSTALL) -m 644 $(INITRAMFS) $(KERNEL) $(DESTDIR)$(PKGLIBDIR)/
+	$(INSTALL) -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 644 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libsupermachine.so.$(VERSION)
+	ln -sfn libsupermachine.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libsupermachine.so.$(SOVERSION)
+	ln -sfn libsupermachine.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libsupermachine.so
+	$(call PC_SED,$(PREFIX),$(call pc_rel,$(LIBDIR)),$(call pc_rel,$(INCLUDEDIR))) supermachine.pc.in \
+		>$(INSTALLED_PC).tmp && chmod 644 $(INSTALLED_PC).tmp && mv $(INSTALLED_PC).tmp $(INSTALLED_PC)
+	$(INSTALL) -m 644 include/supermachine.h $(DESTDIR)$(INCLUDEDIR)/
+	$(INSTALL) -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/
+	$(INSTALL) -m 644 completion/supermachine.bash $(INSTALLED_COMPLETION)
+
+# Exactly the files install writes (same variables), then PKGLIBDIR, which is
+# ours; shared folders (bin, lib, man1...) stay.
+uninstall:
+	rm -f $(INSTALLED_BIN) $(INSTALLED_LIB) $(INSTALLED_PC) $(INSTALLED_H) \
+		$(INSTALLED_PKGLIB) $(INSTALLED_MAN) $(INSTALLED_COMPLETION)
+	rmdir $(DESTDIR)$(PKGLIBDIR) 2>/dev/null || true
 
 clean:
 	rm -rf build

@@ -11,6 +11,9 @@ set -euo pipefail
 packages=(
     # build and test
     build-essential clang libclang-rt-14-dev musl-tools libcmocka-dev
+    # man pages from --help (make man, make install); the install tests
+    # (tests/install/run.sh) read them with man and build through pkg-config
+    help2man man-db pkgconf
     # the guest kernel (scripts/build-kernel.sh)
     linux-source-6.1 bc flex bison libelf-dev libssl-dev cpio xz-utils
     # tools/kvmbox, the emulated KVM host (flock comes from util-linux and
@@ -27,6 +30,8 @@ packages=(
     # (tests/image/registry.sh: docker-registry, htpasswd from apache2-utils,
     # a self-signed CA with openssl) and skopeo to push to and copy from them
     debootstrap docker-registry skopeo umoci apache2-utils openssl ca-certificates
+    # the Debian packages (make deb: dpkg-buildpackage, dh, lintian)
+    dpkg-dev debhelper lintian
 )
 
 installed() {
