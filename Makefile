@@ -10,6 +10,7 @@
 #   make man             man pages (help2man on --help) in build/man
 #   make install         PREFIX, BINDIR, LIBDIR, INCLUDEDIR, MANDIR, DESTDIR...
 #   make uninstall       removes what `make install` (same variables) put there
+#   make deb             Debian packages in build/deb (slow; not in `make test`)
 
 SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
@@ -80,7 +81,7 @@ MKINITRAMFS := $(BUILD)/bin/mkinitramfs
 INITRAMFS   := $(BUILD)/guest/initramfs.cpio
 KERNEL      := build/guest/bzImage
 
-.PHONY: all kernel run test check-unit check-exec check-vm fuzz bench install uninstall man clean deps
+.PHONY: all kernel run test check-unit check-exec check-vm fuzz bench install uninstall man deb clean deps
 all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(CLI) $(VMM) $(AGENT_HOST) $(AGENT_GUEST) $(INITRAMFS) $(GUEST_TEST_INITS)
 
 # --- host objects --------------------------------------------------------
@@ -269,6 +270,21 @@ uninstall:
 	rm -f $(INSTALLED_BIN) $(INSTALLED_LIB) $(INSTALLED_PC) $(INSTALLED_H) \
 		$(INSTALLED_PKGLIB) $(INSTALLED_MAN) $(INSTALLED_COMPLETION)
 	rmdir $(DESTDIR)$(PKGLIBDIR) 2>/dev/null || true
+
+# --- Debian packages -----------------------------------------------------------
+# Builds supermachine, libsupermachine0 and libsupermachine-dev with
+# dpkg-buildpackage in a copy of this tree (build/deb/supermachine-VERSION: the
+# packaging's build and clean never touch ./build), so the .deb, .changes
+# and .buildinfo files land in build/deb/; then lintian on them. Slow the
+# first time on a machine (the guest kernel; cached after, see make kernel).
+DEB_DIR := build/deb
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/supermachine-$(VERSION)
+	git ls-files -z --cached --others --exclude-standard \
+		| tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(DEB_DIR)/supermachine-$(VERSION)
+	cd $(DEB_DIR)/supermachine-$(VERSION) && dpkg-buildpackage -us -uc -b
+	lintian --display-info $(DEB_DIR)/*.changes
+	@ls -l $(DEB_DIR)/*.deb
 
 clean:
 	rm -rf build
