@@ -389,6 +389,7 @@ static sm_code add_vsock(struct vm *vm, sm_error *err)
         .uds_path = vm->cfg.vsock_socket,
         .exec_path = vm->cfg.exec_socket,
         .exec_port = SM_AGENT_VSOCK_PORT,
+        .log_fd = STDERR_FILENO,
     };
     vm->vsock = virtio_vsock_create(&vc, &vm->loop, err);
     if (!vm->vsock)

@@ -48,6 +48,7 @@
 #define ACCEPT_BUDGET   16    /* connections accepted per listener wakeup */
 #define EVENT_BATCH     64
 #define LISTEN_BACKLOG  128
+#define MAX_END_LOGS    64    /* connection ends logged per device */
 
 /* epoll tags of the fds that are not connections; connections use gen << 32 | index. */
 #define TAG_UDS_LISTENER  0xfffffff0u
@@ -94,6 +95,8 @@ struct vsock {
     struct vsock_hdr rst_queue[RST_QUEUE_LEN];
     uint32_t rst_head, rst_len;
     struct vsock_stats stats;
+    int log_fd;                 /* vsock_config's */
+    uint32_t end_logs;          /* connection ends logged so far (log_conn_end) */
     struct vq_chain chain;      /* scratch: too big for the stack */
 };
 
@@ -210,9 +213,24 @@ static bool guest_knows(const struct vsock_conn *c)
     return c->hashed && c->state != VSOCK_CONN_HOST_HANDSHAKE && !(c->pending & VSOCK_PEND_REQUEST);
 }
 
-/* Ends c: the host socket closes now, the guest gets an RST when it gives us a buffer. */
-static void conn_abort(struct vsock *v, struct vsock_conn *c)
+/* Why a connection ended, on the VMM's stderr (its log): at most
+ * MAX_END_LOGS lines per device, since a guest can end connections at will. */
+static void log_conn_end(struct vsock *v, const struct vsock_conn *c, const char *why)
 {
+    if (v->log_fd <= 0 || v->end_logs >= MAX_END_LOGS)
+        return;
+    if (++v->end_logs == MAX_END_LOGS)
+        dprintf(v->log_fd, "supermachine-vmm: vsock: %u connection ends logged; no more will be\n", MAX_END_LOGS);
+    else
+        dprintf(v->log_fd, "supermachine-vmm: vsock: connection host port %u <-> guest port %u ended: %s "
+                "(%llu bytes to the host, %u waiting)\n", c->local_port, c->peer_port, why,
+                (unsigned long long)c->fwd_cnt, c->to_host.len);
+}
+
+/* Ends c: the host socket closes now, the guest gets an RST when it gives us a buffer. */
+static void conn_abort(struct vsock *v, struct vsock_conn *c, const char *why)
+{
+    log_conn_end(v, c, why);
     if (!guest_knows(c)) {
         conn_free(v, c);
         return;
@@ -225,10 +243,10 @@ static void conn_abort(struct vsock *v, struct vsock_conn *c)
     rx_enqueue(v, c);
 }
 
-static void conn_protocol_error(struct vsock *v, struct vsock_conn *c)
+static void conn_protocol_error(struct vsock *v, struct vsock_conn *c, const char *why)
 {
     v->stats.protocol_errors++;
-    conn_abort(v, c);
+    conn_abort(v, c, why);
 }
 
 /* The events c needs now; *watch says whether its socket belongs in our epoll set at all. */
@@ -269,7 +287,7 @@ static void update_interest(struct vsock *v, struct vsock_conn *c)
     struct epoll_event ev = { .events = want, .data.u64 = (uint64_t)c->gen << 32 | c->index };
     int op = !watch ? EPOLL_CTL_DEL : c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(v->epfd, op, c->fd, &ev) < 0) {
-        conn_abort(v, c); /* out of kernel memory: give this connection up, not the device */
+        conn_abort(v, c, "epoll_ctl failed (out of kernel memory)"); /* give this connection up, not the device */
         return;
     }
     c->in_epoll = watch;
@@ -393,6 +411,7 @@ static uint32_t send_host_data(struct vsock *v, struct vsock_conn *c, const stru
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return send_conn_op(v, c, chain, VSOCK_OP_CREDIT_UPDATE, 0);
     /* The host socket failed: this buffer carries the RST, and the connection ends. */
+    log_conn_end(v, c, strerror(errno));
     uint32_t len = send_conn_op(v, c, chain, VSOCK_OP_RST, 0);
     conn_free(v, c);
     return len;
@@ -542,7 +561,7 @@ static int flush_to_host(struct vsock *v, struct vsock_conn *c)
         struct iovec iov = { .iov_base = c->line + c->line_off, .iov_len = (size_t)(c->line_len - c->line_off) };
         ssize_t n = send_iov(c->fd, &iov, 1);
         if (n < 0) {
-            conn_abort(v, c);
+            conn_abort(v, c, strerror(errno));
             return -1;
         }
         c->line_off = (uint8_t)(c->line_off + n);
@@ -554,7 +573,7 @@ static int flush_to_host(struct vsock *v, struct vsock_conn *c)
         int cnt = vsock_ring_iov(&c->to_host, iov);
         ssize_t n = send_iov(c->fd, iov, cnt);
         if (n < 0) {
-            conn_abort(v, c);
+            conn_abort(v, c, strerror(errno));
             return -1;
         }
         vsock_ring_consume(&c->to_host, (uint32_t)n);
@@ -567,7 +586,7 @@ static int flush_to_host(struct vsock *v, struct vsock_conn *c)
 static void deliver_to_host(struct vsock *v, struct vsock_conn *c, const struct vq_chain *chain, uint32_t len)
 {
     if (c->state != VSOCK_CONN_ESTABLISHED || (c->guest_shutdown & VSOCK_SHUTDOWN_SEND)) {
-        conn_protocol_error(v, c);
+        conn_protocol_error(v, c, "the guest sent data on a connection not open for it");
         return;
     }
     struct iovec iov[VQ_MAX_CHAIN_BUFS];
@@ -577,14 +596,14 @@ static void deliver_to_host(struct vsock *v, struct vsock_conn *c, const struct 
     if (!c->to_host.len && c->line_off >= c->line_len) {
         ssize_t sent = send_iov(c->fd, iov, n);
         if (sent < 0) {
-            conn_abort(v, c);
+            conn_abort(v, c, strerror(errno));
             return;
         }
         done = (uint64_t)sent;
         note_forwarded(v, c, (uint32_t)sent);
     }
     if (covered - done > (uint64_t)VSOCK_CONN_BUF_ALLOC - c->to_host.len) {
-        conn_protocol_error(v, c); /* more than the credit we gave */
+        conn_protocol_error(v, c, "the guest sent more than the credit we gave");
         return;
     }
     for (int i = 0; i < n; i++) {
@@ -592,7 +611,7 @@ static void deliver_to_host(struct vsock *v, struct vsock_conn *c, const struct 
         done -= skip;
         if (vsock_ring_push(&c->to_host, VSOCK_CONN_BUF_ALLOC, (uint8_t *)iov[i].iov_base + skip,
                             (uint32_t)(iov[i].iov_len - skip)) < 0) {
-            conn_abort(v, c); /* out of memory */
+            conn_abort(v, c, "out of memory buffering guest data");
             return;
         }
     }
@@ -643,11 +662,11 @@ static void on_conn_event(struct vsock *v, struct vsock_conn *c, uint32_t events
     }
     if (c->state == VSOCK_CONN_HOST_CONNECTING) {
         if (events & (EPOLLHUP | EPOLLERR))
-            conn_abort(v, c); /* the client left before the guest answered */
+            conn_abort(v, c, "the host client left before the guest answered");
         return;
     }
     if (!c->epoll_events && (events & (EPOLLHUP | EPOLLERR))) {
-        conn_abort(v, c); /* the client is gone while we wanted nothing from it */
+        conn_abort(v, c, "the host client closed its socket");
         return;
     }
     if (c->state != VSOCK_CONN_ESTABLISHED) {
@@ -746,7 +765,7 @@ static void refuse(struct vsock *v, struct vsock_conn *c, const struct vsock_hdr
     if (c && h->op == VSOCK_OP_RST)
         conn_free(v, c);
     else if (c)
-        conn_abort(v, c);
+        conn_abort(v, c, "a malformed packet");
     else
         queue_rst_reply(v, h);
 }
@@ -783,7 +802,7 @@ static void guest_connect(struct vsock *v, const struct vsock_hdr *h)
 static void guest_accepted(struct vsock *v, struct vsock_conn *c)
 {
     if (c->state != VSOCK_CONN_HOST_CONNECTING || (c->pending & VSOCK_PEND_REQUEST)) {
-        conn_protocol_error(v, c);
+        conn_protocol_error(v, c, "a RESPONSE to no REQUEST");
         return;
     }
     c->state = VSOCK_CONN_ESTABLISHED;
@@ -801,7 +820,7 @@ static void guest_accepted(struct vsock *v, struct vsock_conn *c)
 static void guest_shutdown(struct vsock *v, struct vsock_conn *c, uint32_t flags)
 {
     if (c->state != VSOCK_CONN_ESTABLISHED) {
-        conn_protocol_error(v, c);
+        conn_protocol_error(v, c, "a SHUTDOWN on a connection not open");
         return;
     }
     c->guest_shutdown |= flags & (VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND);
@@ -820,9 +839,9 @@ static void handle_conn_op(struct vsock *v, struct vsock_conn *c, const struct v
     }
     vsock_conn_update_peer(c, h);
     switch (h->op) {
-    case VSOCK_OP_REQUEST: conn_protocol_error(v, c); return;  /* already connected */
+    case VSOCK_OP_REQUEST: conn_protocol_error(v, c, "a REQUEST on an open connection"); return;
     case VSOCK_OP_RESPONSE: guest_accepted(v, c); break;
-    case VSOCK_OP_RST: conn_free(v, c); return;
+    case VSOCK_OP_RST: log_conn_end(v, c, "the guest reset it"); conn_free(v, c); return;
     case VSOCK_OP_SHUTDOWN: guest_shutdown(v, c, h->flags); break;
     case VSOCK_OP_RW: deliver_to_host(v, c, chain, h->len); break;
     case VSOCK_OP_CREDIT_UPDATE: break;
@@ -830,7 +849,7 @@ static void handle_conn_op(struct vsock *v, struct vsock_conn *c, const struct v
         c->pending |= VSOCK_PEND_CREDIT_UPDATE;
         rx_enqueue(v, c);
         break;
-    default: conn_protocol_error(v, c); return;
+    default: conn_protocol_error(v, c, "an unknown op"); return;
     }
 }
 
@@ -927,7 +946,7 @@ static void on_timer(struct vsock *v)
         struct vsock_conn *c = &v->table.conns[i];
         if (c->state != VSOCK_CONN_FREE && c->deadline_ns && now >= c->deadline_ns) {
             v->stats.connect_timeouts++;
-            conn_abort(v, c); /* the client sees EOF; the guest an RST if it had the REQUEST */
+            conn_abort(v, c, "the guest did not answer the connect in time"); /* the client sees EOF */
         }
     }
     if (!v->ndeadlines)
@@ -1173,6 +1192,7 @@ struct virtio_device *virtio_vsock_create(const struct vsock_config *cfg, struct
     v->exec_port = cfg->exec_port;
     v->epfd = v->kick_fd = v->timer_fd = v->uds.fd = v->exec.fd = -1;
     v->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : VSOCK_CONNECT_TIMEOUT_MS;
+    v->log_fd = cfg->log_fd;
     v->rx_head = v->rx_tail = -1;
     if (vsock_setup(v, cfg, loop, err)) {
         vsock_destroy(&v->dev);

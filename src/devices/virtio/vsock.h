@@ -61,6 +61,9 @@ struct vsock_config {
     uint32_t connect_timeout_ms; /* a host client not connected this long after
                                     accept (no CONNECT line, no answer from the
                                     guest) is closed; 0: VSOCK_CONNECT_TIMEOUT_MS */
+    int log_fd;              /* where to say why a connection ended (the VMM's
+                                stderr), -1 for nowhere; 0 is taken as -1 so
+                                that a zeroed config logs nothing */
 };
 
 #define VSOCK_CONNECT_TIMEOUT_MS 10000u
