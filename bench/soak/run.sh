@@ -46,7 +46,7 @@ tmp=$(mktemp -d /tmp/sm-soak.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -m 700 "$tmp/rt"
 export XDG_RUNTIME_DIR=$tmp/rt
-export SUPERMACHINE_VMM=$PWD/build/bin/supermachine-vmm
+export SUPERMACHINE_VMM=${SM_SOAK_VMM:-$PWD/build/bin/supermachine-vmm}   # SM_SOAK_VMM: another VMM (the ASan one)
 export SUPERMACHINE_KERNEL=$PWD/build/guest/bzImage SUPERMACHINE_INITRD=$PWD/build/guest/initramfs.cpio
 if [[ $mode == streams ]]; then
     build/bench/streams "${ratios[@]}" --rounds "${2:-10}" --mib "${3:-64}"

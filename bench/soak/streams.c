@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 enum way { W_OUT_SPAWN, W_OUT_OUTPUT, W_IN_STDIN, W_IN_FILE, W_OUT_FILE, W_KINDS };
 static const char *const way_names[W_KINDS] = { "out-spawn", "out-output", "in-stdin", "in-file", "out-file" };
@@ -90,8 +91,16 @@ static int failed(enum way w, int round, const char *what, size_t moved)
     printf("streams: round %d, %s FAILED after %zu of %zu bytes: %s\n", round, way_names[w], moved, stream_bytes,
            what);
     printf("streams: the VMM is %s\n", sm_vm_running(vm) ? "running" : "gone");
+    sleep(2); /* the guest's own report of the end may still be on its way out of the console */
     show_file("vmm.log", 30);
     show_file("console.log", 30);
+    sm_error err = { 0 };
+    if (sm_vm_stop(vm, &err))
+        printf("streams: stopping the VM: %s\n", err.message);
+    printf("streams: the host kernel's last messages:\n");
+    fflush(stdout);
+    if (system("dmesg 2>/dev/null | tail -n 15 | sed 's/^/  | /'") != 0)
+        printf("  (dmesg unreadable)\n");
     return 1;
 }
 

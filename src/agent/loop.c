@@ -318,6 +318,9 @@ static void conn_close(conn *c, const char *why)
         session *s = c->s;
         c->s = NULL;
         session_detach(s);
+    } else if (c->state != C_DONE || conn_backlog(c)) {
+        agent_log("connection %d ended before its reply was whole (%s; %zu bytes unsent)", c->w.fd, why,
+                  conn_backlog(c));
     }
     if (c->state == C_UPLOAD)
         files_upload_abort(&c->up);

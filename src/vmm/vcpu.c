@@ -237,11 +237,17 @@ static void handle_exit(struct vcpu *v)
     case KVM_EXIT_INTR:
         count_exit(vm, VM_EXIT_INTR);
         break;
-    case KVM_EXIT_SHUTDOWN:
-        /* A triple fault: what a PC does on a failed reboot, or a crash. */
+    case KVM_EXIT_SHUTDOWN: {
+        /* A triple fault. Our guests reboot through the i8042 (reboot=k), so
+         * this is always a crash, never a power off: say so and where. */
         count_exit(vm, VM_EXIT_SHUTDOWN);
-        vm_request_stop(vm, VM_STOP_GUEST_RESET);
+        struct kvm_regs r;
+        struct kvm_sregs sr;
+        bool regs = ioctl(v->fd, KVM_GET_REGS, &r) == 0 && ioctl(v->fd, KVM_GET_SREGS, &sr) == 0;
+        vm_fail(vm, "vCPU %d: the guest triple-faulted (a crash of the guest kernel; RIP 0x%llx, CPL %d)",
+                v->index, regs ? (unsigned long long)r.rip : 0ull, regs ? sr.cs.dpl : -1);
         break;
+    }
     case KVM_EXIT_SYSTEM_EVENT:
         count_exit(vm, VM_EXIT_OTHER);
         vm_request_stop(vm, VM_STOP_GUEST_RESET);
