@@ -10,6 +10,10 @@
  * streams stay continuous across chained commands; it closes them when the
  * last one exits, and then waits for end-of-file, at most DRAIN_GRACE_US
  * (a background process still holding the pipe does not hold up the report).
+ * The grace counts only time spent reading: while the output is paused
+ * because the connection is slow (BACKLOG_HIGH), what is left in the pipe is
+ * the command's output, not a background writer's, and closing the pipe
+ * then would drop it (a slow host lost up to a pipe's worth, exit code 0).
  *
  * Process groups: every command runs with setpgid(0,0) (or setsid with a
  * tty), so the group id is its pid. Signals, the timeout's SIGKILL and a
@@ -350,8 +354,8 @@ static void report(session *s)
     if (!s->finished || s->reported)
         return;
     bool open = s->w_out.fd >= 0 || s->w_err.fd >= 0;
-    if (open && agent_now_us() < s->grace_us)
-        return;
+    if (open && (s->output_paused || agent_now_us() < s->grace_us))
+        return; /* paused: session_resume_output restarts the grace */
     close_watch(s, &s->w_out);
     close_watch(s, &s->w_err);
     s->reported = true;
@@ -502,8 +506,11 @@ static void pause_output(session *s, bool pause)
 
 void session_resume_output(session *s)
 {
-    if (s->output_paused)
-        pause_output(s, false);
+    if (!s->output_paused)
+        return;
+    pause_output(s, false);
+    if (s->finished)
+        s->grace_us = agent_now_us() + DRAIN_GRACE_US; /* the grace counts from the reading */
 }
 
 static void read_output(session *s, watch *w)
@@ -559,6 +566,8 @@ void session_detach(session *s)
     s->c = NULL;
     s->detached = true;
     s->stdin_q.len = s->stdin_sent = 0;
+    if (s->output_paused)
+        pause_output(s, false); /* nobody resumes it now: read_output discards */
     if (!s->finished) {
         close_watch(s, &s->w_in);
         session_kill_all(s, SIGHUP);
@@ -583,7 +592,7 @@ void session_tick(session *s, uint64_t now)
         s->kill_at_us = 0;
         session_kill_all(s, SIGKILL);
     }
-    if (s->finished && !s->reported && now >= s->grace_us)
+    if (s->finished && !s->reported && !s->output_paused && now >= s->grace_us)
         report(s);
 }
 
@@ -593,7 +602,7 @@ uint64_t session_next_deadline(const session *s)
     const uint64_t candidates[3] = {
         s->finished ? 0 : s->deadline_us,
         s->kill_at_us,
-        s->finished && !s->reported ? s->grace_us : 0,
+        s->finished && !s->reported && !s->output_paused ? s->grace_us : 0, /* paused: no timer */
     };
     for (int i = 0; i < 3; i++)
         if (candidates[i] && (!next || candidates[i] < next))

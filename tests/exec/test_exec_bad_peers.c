@@ -548,6 +548,42 @@ static void test_spawn_drop_is_not_a_clean_end(void **state)
     fake_stop(f);
 }
 
+/* A reader that stops for a while: the agent pauses the command's output
+ * (its backlog is full) and must not mistake the paused pipe, once the
+ * command has exited, for a background writer's, closing it with output
+ * still inside (seen: up to a pipe's worth lost, exit code 0). */
+static void slow_reader_round(size_t want)
+{
+    char count[32];
+    snprintf(count, sizeof count, "%zu", want);
+    sm_exec_builder *b = builder_v("head", "-c", count, "/dev/zero", NULL);
+    sm_exec_child *c;
+    sm_error err = { 0 };
+    assert_int_equal(sm_exec_spawn(b, &c, &err), SM_OK);
+    usleep(800 * 1000); /* the agent's backlog fills; head exits meanwhile */
+    static uint8_t buf[1 << 16];
+    size_t total = 0, got;
+    while (sm_exec_child_stdout_read(c, buf, sizeof buf, &got, &err) == SM_OK && got)
+        total += got;
+    sm_exec_status st;
+    assert_int_equal(sm_exec_child_wait(c, &st, &err), SM_OK);
+    sm_exec_child_free(c);
+    sm_exec_builder_free(b);
+    assert_int_equal(st.code, 0);
+    if (total != want)
+        fail_msg("%zu of %zu bytes arrived, exit code 0", total, want);
+}
+
+/* Several sizes: which one makes head exit while its output is paused
+ * depends on the buffers along the way. */
+static void test_slow_reader_gets_every_byte(void **state)
+{
+    (void)state;
+    const size_t mib[] = { 5, 6, 7, 9, 13 };
+    for (size_t i = 0; i < sizeof mib / sizeof mib[0]; i++)
+        slow_reader_round(mib[i] << 20);
+}
+
 static const char *cli_path(void)
 {
     const char *cli = getenv("SM_EXEC_CLI");
@@ -641,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_resilient_retries_setup_failures),
         cmocka_unit_test(test_resilient_never_reruns_a_started_command),
         cmocka_unit_test(test_spawn_drop_is_not_a_clean_end),
+        cmocka_unit_test(test_slow_reader_gets_every_byte),
         cmocka_unit_test(test_cli_drop_fails),
         cmocka_unit_test(test_cli_gives_up_after_sigterm),
     };

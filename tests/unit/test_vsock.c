@@ -420,6 +420,12 @@ static void test_connect_line_and_credit(void **state)
     assert_int_equal(vsock_conn_peer_credit(&c), 900); /* 100 in flight across the wrap */
     c.peer_fwd_cnt = 200;                              /* the guest claims more than we sent */
     assert_int_equal(vsock_conn_peer_credit(&c), 0);
+    /* Our own fwd_cnt wraps too: half the buffer freed since the last update, across the wrap. */
+    c.fwd_cnt_sent = UINT32_MAX - 20;
+    c.fwd_cnt = VSOCK_CONN_BUF_ALLOC / 2 - 22;
+    assert_false(vsock_conn_credit_update_due(&c));
+    c.fwd_cnt++;
+    assert_true(vsock_conn_credit_update_due(&c));
 }
 
 static void test_table(void **state)
@@ -1283,6 +1289,425 @@ static void test_device_reset_drops_connections(void **state)
     assert_int_equal(stats(g).connections, 0);
 }
 
+/* --- a Linux 6.1 guest streaming to a slow host ---------------------------------------------
+ * The exec connection as issue 15 used it: the host sends a request, then the
+ * guest streams output for a long time while the host reads slowly and
+ * intermittently. The guest side is a replica of Linux 6.1's
+ * virtio_transport_common.c rules, not a well-behaved simplification:
+ *   - credit is virtio_transport_get_credit(): u32 peer_buf_alloc -
+ *     (tx_cnt - peer_fwd_cnt), capped at the 64 KiB packet size, tx_cnt
+ *     counted when the packet is made (so a device that let the guest get
+ *     ahead of its buf_alloc would see the u32 wrap into "lots of credit");
+ *   - every packet the device sends updates peer_buf_alloc/peer_fwd_cnt;
+ *   - packets wait in a FIFO (send_pkt_list) and enter the ring as
+ *     descriptors free up, split over 1 to 3 descriptors, and the kick may
+ *     come late (an ioeventfd the VMM reads later), so credit updates race
+ *     with packets in flight;
+ *   - the guest may process its rx queue late (its credit is then stale);
+ *   - out of credit it sometimes sends CREDIT_REQUEST (Linux 6.1 never
+ *     does; the device must cope either way);
+ *   - host->guest bytes count against its 256 KiB buf_alloc, and it sends a
+ *     CREDIT_UPDATE when its free space drops under 64 KiB, as Linux does.
+ * Meanwhile host clients that never speak keep the connect-deadline timer
+ * ticking (connect_timeout_ms is 100 here), so a deadline that could touch an
+ * established connection would fire. Everything is driven from this thread
+ * from a fixed seed: the run is the same every time. */
+
+#define LX_BUF_ALLOC  (256u * 1024)  /* the guest socket's receive buffer (Linux's default) */
+#define LX_MAX_PKT    (64u * 1024)   /* VIRTIO_VSOCK_MAX_PKT_BUF_SIZE */
+#define LX_FIFO       4096u
+#define LX_SILENT     64             /* silent host clients alive at once, at most */
+#define STREAM_REQ    100u           /* the host's request bytes */
+
+static uint8_t out_byte(uint64_t off) { return (uint8_t)(off * 131u + (off >> 9) * 7u + (off >> 17) + (off >> 32)); }
+static uint8_t in_byte(uint64_t off) { return (uint8_t)(off * 29u + (off >> 7) + 5u); }
+
+/* Stream size: 64 MiB, or SM_VSOCK_STREAM_MB (1..8192; over 4096 wraps every u32 counter). */
+static uint64_t stream_bytes(void)
+{
+    const char *s = getenv("SM_VSOCK_STREAM_MB");
+    long mb = s ? strtol(s, NULL, 10) : 64;
+    return (uint64_t)(mb >= 1 && mb <= 8192 ? mb : 64) << 20;
+}
+
+struct lx_pkt {
+    struct vsock_hdr h;
+    uint64_t off;                /* stream offset of an RW payload */
+};
+
+struct lx_guest {
+    struct guest *g;
+    uint32_t rng;
+    uint32_t host_port;
+    /* struct virtio_vsock_sock, tx half */
+    uint32_t tx_cnt, peer_buf_alloc, peer_fwd_cnt;
+    /* rx half */
+    uint32_t fwd_cnt, last_fwd_cnt, rx_bytes;
+    uint64_t rx_total;           /* host->guest bytes received */
+    /* send_pkt_list */
+    struct lx_pkt fifo[LX_FIFO];
+    uint32_t fifo_head, fifo_len;
+    /* tx ring: free descriptors and buffers, and what each head holds */
+    uint16_t free_desc[QSIZE], nfree;
+    bool slot_busy[QSIZE];
+    uint16_t head_slot[QSIZE], head_ndesc[QSIZE], head_descs[QSIZE][3];
+    uint16_t used_seen;
+    uint32_t unkicked;
+    /* the app (the agent) */
+    uint64_t app_off, total;
+    bool asked;                  /* CREDIT_REQUEST sent in this stall */
+    uint32_t credit_stalls;      /* writes that found no credit */
+    uint32_t max_in_flight;      /* largest tx_cnt - peer_fwd_cnt seen */
+};
+
+static uint32_t lx_rand(struct lx_guest *lg)
+{
+    lg->rng = lg->rng * 1664525u + 1013904223u;
+    return lg->rng >> 8;
+}
+
+/* virtio_transport_get_credit(), to the letter. */
+static uint32_t lx_get_credit(struct lx_guest *lg, uint32_t credit)
+{
+    uint32_t ret = lg->peer_buf_alloc - (lg->tx_cnt - lg->peer_fwd_cnt);
+    if (ret > credit)
+        ret = credit;
+    lg->tx_cnt += ret;
+    return ret;
+}
+
+/* virtio_transport_has_space(): an s64 made from a u32 difference, so never negative. */
+static int64_t lx_has_space(const struct lx_guest *lg)
+{
+    int64_t bytes = lg->peer_buf_alloc - (lg->tx_cnt - lg->peer_fwd_cnt);
+    return bytes < 0 ? 0 : bytes;
+}
+
+/* virtio_transport_alloc_pkt() + inc_tx_pkt(): the header carries our rx credit. */
+static void lx_queue(struct lx_guest *lg, uint16_t op, uint32_t flags, uint32_t len, uint64_t off)
+{
+    assert_true(lg->fifo_len < LX_FIFO);
+    lg->last_fwd_cnt = lg->fwd_cnt;
+    struct lx_pkt *p = &lg->fifo[(lg->fifo_head + lg->fifo_len++) % LX_FIFO];
+    p->h = ghdr(EXEC_PORT, lg->host_port, op, LX_BUF_ALLOC, lg->fwd_cnt);
+    p->h.flags = flags;
+    p->h.len = len;
+    p->off = off;
+}
+
+/* vsock_connectible_sendmsg() on a non-blocking socket: the bytes taken. */
+static uint32_t lx_send(struct lx_guest *lg, uint32_t len)
+{
+    uint32_t written = 0;
+    while (written < len && lx_has_space(lg) > 0) {
+        uint32_t pkt_len = lx_get_credit(lg, len - written > LX_MAX_PKT ? LX_MAX_PKT : len - written);
+        if (pkt_len == 0)
+            break;
+        lx_queue(lg, VSOCK_OP_RW, 0, pkt_len, lg->app_off + written);
+        written += pkt_len;
+    }
+    uint32_t in_flight = lg->tx_cnt - lg->peer_fwd_cnt;
+    if (in_flight > lg->max_in_flight)
+        lg->max_in_flight = in_flight;
+    lg->app_off += written;
+    return written;
+}
+
+/* One packet into the tx ring, split the way a driver may; false if the ring is full. */
+static bool lx_publish(struct lx_guest *lg, const struct lx_pkt *p)
+{
+    struct guest *g = lg->g;
+    uint32_t len = p->h.len, total = VSOCK_HDR_SIZE + len;
+    uint16_t ndesc = (uint16_t)(1 + lx_rand(lg) % (len ? 3 : 2));
+    int slot = -1;
+    for (int s = 0; s < (int)QSIZE && slot < 0; s++)
+        if (!lg->slot_busy[s])
+            slot = s;
+    if (lg->nfree < ndesc || slot < 0)
+        return false;
+    uint64_t buf = TX_AREA + TX_STRIDE * (uint64_t)slot;
+    vsock_hdr_encode(&p->h, g->ram + buf);
+    for (uint32_t i = 0; i < len; i++)
+        g->ram[buf + VSOCK_HDR_SIZE + i] = out_byte(p->off + i);
+    /* Piece boundaries: whole; header | payload; part of the header | rest | rest of the payload. */
+    uint32_t cut[4] = { 0, total, total, total };
+    if (ndesc == 2)
+        cut[1] = len ? VSOCK_HDR_SIZE : 20;
+    if (ndesc == 3) {
+        cut[1] = 20;
+        cut[2] = VSOCK_HDR_SIZE + len / 2;
+    }
+    uint16_t descs[3];
+    for (uint16_t i = 0; i < ndesc; i++)
+        descs[i] = lg->free_desc[--lg->nfree];
+    uint16_t head = descs[0];
+    for (uint16_t i = 0; i < ndesc; i++) {
+        bool more = i + 1 < ndesc;
+        set_desc(g, 1, descs[i], buf + cut[i], cut[i + 1] - cut[i], more ? VIRTQ_DESC_F_NEXT : 0,
+                 more ? descs[i + 1] : 0);
+        lg->head_descs[head][i] = descs[i];
+    }
+    lg->head_ndesc[head] = ndesc;
+    lg->head_slot[head] = (uint16_t)slot;
+    lg->slot_busy[slot] = true;
+    publish(g, 1, head);
+    lg->unkicked++;
+    return true;
+}
+
+/* send_pkt_work: the FIFO into the ring; the kick now, or (a quarter of the time) later. */
+static void lx_flush(struct lx_guest *lg)
+{
+    while (lg->fifo_len && lx_publish(lg, &lg->fifo[lg->fifo_head])) {
+        lg->fifo_head = (lg->fifo_head + 1) % LX_FIFO;
+        lg->fifo_len--;
+    }
+    if (lg->unkicked && lx_rand(lg) % 4 != 0) {
+        lg->unkicked = 0;
+        kick(lg->g, 1);
+    }
+}
+
+/* The device returned tx chains: their descriptors and buffers are free again. */
+static void lx_reclaim(struct lx_guest *lg)
+{
+    struct guest *g = lg->g;
+    uint64_t used = g->q[1].used;
+    while (get16(g, used + 2) != lg->used_seen) {
+        uint32_t head = get32(g, used + 4 + 8ull * (lg->used_seen % QSIZE));
+        lg->used_seen++;
+        assert_true(head < QSIZE && lg->head_ndesc[head]);
+        for (uint16_t i = 0; i < lg->head_ndesc[head]; i++)
+            lg->free_desc[lg->nfree++] = lg->head_descs[head][i];
+        lg->head_ndesc[head] = 0;
+        lg->slot_busy[lg->head_slot[head]] = false;
+    }
+}
+
+/* virtio_transport_recv_pkt() for the connected socket. */
+static void lx_receive(struct lx_guest *lg)
+{
+    struct pkt p;
+    while (rx_take(lg->g, &p)) {
+        assert_int_equal(p.h.src_port, lg->host_port);
+        assert_int_equal(p.h.dst_port, EXEC_PORT);
+        if (p.h.op == VSOCK_OP_RST)
+            fail_msg("the device reset the stream after %llu of %llu bytes (stats: %llu protocol errors, "
+                     "%llu malformed)", (unsigned long long)lg->app_off, (unsigned long long)lg->total,
+                     (unsigned long long)stats(lg->g).protocol_errors, (unsigned long long)stats(lg->g).malformed);
+        lg->peer_buf_alloc = p.h.buf_alloc; /* virtio_transport_space_update() */
+        lg->peer_fwd_cnt = p.h.fwd_cnt;
+        if (lx_has_space(lg) > 0)
+            lg->asked = false;
+        if (p.h.op == VSOCK_OP_RW) {
+            for (uint32_t i = 0; i < p.h.len; i++)
+                if (p.data[i] != in_byte(lg->rx_total + i))
+                    fail_msg("host->guest byte %llu differs", (unsigned long long)(lg->rx_total + i));
+            lg->rx_total += p.h.len;
+            lg->rx_bytes += p.h.len;
+            assert_true(lg->rx_bytes <= LX_BUF_ALLOC); /* Linux would drop it silently */
+        } else if (p.h.op == VSOCK_OP_CREDIT_REQUEST) {
+            lx_queue(lg, VSOCK_OP_CREDIT_UPDATE, 0, 0, 0);
+        } else if (p.h.op != VSOCK_OP_CREDIT_UPDATE) {
+            fail_msg("unexpected %s in the stream", vsock_op_name(p.h.op));
+        }
+    }
+}
+
+/* The app reads what the host sent: virtio_transport_stream_do_dequeue()'s credit rule. */
+static void lx_consume(struct lx_guest *lg)
+{
+    if (!lg->rx_bytes)
+        return;
+    uint32_t n = 1 + lx_rand(lg) % lg->rx_bytes;
+    lg->rx_bytes -= n;
+    lg->fwd_cnt += n;
+    uint32_t free_space = LX_BUF_ALLOC - (lg->fwd_cnt - lg->last_fwd_cnt);
+    if (free_space < LX_MAX_PKT)
+        lx_queue(lg, VSOCK_OP_CREDIT_UPDATE, 0, 0, 0);
+}
+
+/* The app's writes: the agent's frames are sometimes small, sometimes up to 512 KiB + header. */
+static void lx_app_writes(struct lx_guest *lg)
+{
+    for (uint32_t k = 1 + lx_rand(lg) % 8; k > 0 && lg->app_off < lg->total; k--) {
+        if (lg->fifo_len > LX_FIFO - 128)
+            return; /* the app is slower than its kernel: a test resource limit, not a rule */
+        uint32_t len = lx_rand(lg) % 2 ? 1 + lx_rand(lg) % 3000 : 1 + lx_rand(lg) % (600u << 10);
+        if (len > lg->total - lg->app_off)
+            len = (uint32_t)(lg->total - lg->app_off);
+        if (lx_send(lg, len) == 0) {
+            lg->credit_stalls++;
+            if (!lg->asked && lx_rand(lg) % 2) {
+                lx_queue(lg, VSOCK_OP_CREDIT_REQUEST, 0, 0, 0);
+                lg->asked = true;
+            }
+            return;
+        }
+    }
+}
+
+/* Runs everything that is ready now, without waiting: the kernel makes a Unix
+ * socket writable as soon as its reader takes bytes, so nothing is missed. */
+static void pump_now(struct guest *g)
+{
+    for (int i = 0; i < 256 && evl_run_once(&g->loop, 0) > 0; i++)
+        ;
+}
+
+static void test_stream_guest_to_slow_host_linux_credit(void **state)
+{
+    struct guest *g = *state;
+    struct lx_guest *lg = calloc(1, sizeof *lg);
+    lg->g = g;
+    const char *seed = getenv("SM_VSOCK_STREAM_SEED");
+    lg->rng = seed ? (uint32_t)strtoul(seed, NULL, 0) : 0x5eed1234u;
+    lg->total = stream_bytes();
+    for (uint16_t d = 0; d < QSIZE; d++)
+        lg->free_desc[lg->nfree++] = (uint16_t)(QSIZE - 1 - d);
+    post_all_rx(g);
+
+    /* The library: connect, send the request at once. */
+    int fd = unix_connect(g->exec);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    uint8_t req[STREAM_REQ];
+    for (uint32_t i = 0; i < STREAM_REQ; i++)
+        req[i] = in_byte(i);
+    write_all(fd, req, sizeof req);
+    uint64_t host_in = STREAM_REQ; /* host->guest bytes written */
+
+    /* The agent's listener accepts: credit from the REQUEST, RESPONSE back. */
+    struct pkt p;
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
+    lg->host_port = p.h.src_port;
+    lg->peer_buf_alloc = p.h.buf_alloc;
+    lg->peer_fwd_cnt = p.h.fwd_cnt;
+    lx_queue(lg, VSOCK_OP_RESPONSE, 0, 0, 0);
+    lx_flush(lg);
+    kick(g, 1);
+    lg->unkicked = 0;
+
+    int silent[LX_SILENT];
+    int nsilent = 0;
+    uint64_t got = 0;
+    uint32_t stall = 0, rx_lag = 0, rounds = 0, reads = 0, eagain_rounds = 0, last_progress = 0;
+    double t0 = now_s();
+    for (; got < lg->total; rounds++) {
+        /* Stalls last 64 rounds at most: this long without a byte is a stuck stream. */
+        if (rounds - last_progress > 50000)
+            fail_msg("stuck for %u rounds: host got %llu, guest sent %llu, tx_cnt %u, peer_fwd_cnt %u",
+                     rounds - last_progress, (unsigned long long)got, (unsigned long long)lg->app_off, lg->tx_cnt,
+                     lg->peer_fwd_cnt);
+        lx_reclaim(lg);
+        /* The guest: its rx work now or (in a lag) later, its app, its tx work. */
+        if (rx_lag)
+            rx_lag--;
+        else {
+            lx_receive(lg);
+            if (lx_rand(lg) % 4 == 0)
+                lx_consume(lg);
+            if (lx_rand(lg) % 64 == 0)
+                rx_lag = lx_rand(lg) % 16;
+        }
+        lx_app_writes(lg);
+        lx_flush(lg);
+
+        /* The host: now and then a little stdin; reads in bursts between stalls. */
+        if (lx_rand(lg) % 128 == 0 && host_in < (1u << 20)) {
+            uint8_t chunk[3000];
+            uint32_t n = 1 + lx_rand(lg) % sizeof chunk;
+            for (uint32_t i = 0; i < n; i++)
+                chunk[i] = in_byte(host_in + i);
+            ssize_t w = send(fd, chunk, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0)
+                host_in += (uint64_t)w;
+        }
+        if (stall) {
+            stall--;
+        } else {
+            static uint8_t in[256 << 10];
+            uint32_t want = lx_rand(lg) % 4 == 0 ? 1 + lx_rand(lg) % 512 : 1 + lx_rand(lg) % sizeof in;
+            ssize_t n = recv(fd, in, want, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN))
+                fail_msg("the host saw the stream end after %llu of %llu bytes (%s)", (unsigned long long)got,
+                         (unsigned long long)lg->total, n ? strerror(errno) : "EOF");
+            eagain_rounds += n < 0;
+            for (ssize_t i = 0; i < n; i++)
+                if (in[i] != out_byte(got + (uint64_t)i))
+                    fail_msg("guest->host byte %llu differs", (unsigned long long)(got + (uint64_t)i));
+            if (n > 0) {
+                got += (uint64_t)n;
+                reads++;
+                last_progress = rounds;
+            }
+            if (lx_rand(lg) % 16 == 0)
+                stall = lx_rand(lg) % 64;
+        }
+
+        /* Clients that never speak: the deadline timer ticks all along. */
+        if (rounds % 512 == 0 && nsilent < LX_SILENT)
+            silent[nsilent++] = unix_connect(g->uds);
+        if (rounds % 64 == 0)
+            usleep(500);
+        pump_now(g);
+    }
+    double secs = now_s() - t0;
+
+    /* The agent half-closes: the host reads the end of the stream, nothing was reset. */
+    for (int i = 0; i < 1000 && lg->fifo_len; i++) {
+        lx_reclaim(lg);
+        lx_flush(lg);
+        pump_now(g);
+    }
+    lx_receive(lg);
+    lx_queue(lg, VSOCK_OP_SHUTDOWN, VSOCK_SHUTDOWN_SEND, 0, 0);
+    for (int i = 0; i < 100 && lg->fifo_len; i++) {
+        lx_reclaim(lg);
+        lx_flush(lg);
+    }
+    kick(g, 1);
+    assert_true(host_sees_end(g, fd));
+    struct vsock_stats s = stats(g);
+    print_message("guest->host: %llu MiB in %.2f s, %u rounds, %u host reads (%u found nothing), %u guest writes "
+                  "without credit, guest in flight at most %u, %llu host->guest bytes, %llu silent clients timed "
+                  "out\n",
+                  (unsigned long long)(lg->total >> 20), secs, rounds, reads, eagain_rounds, lg->credit_stalls,
+                  lg->max_in_flight, (unsigned long long)lg->rx_total, (unsigned long long)s.connect_timeouts);
+    assert_int_equal(s.rst_sent, 0);
+    assert_int_equal(s.protocol_errors, 0);
+    assert_int_equal(s.malformed, 0);
+    assert_int_equal(s.bytes_to_host, lg->total);
+    assert_true(s.connect_timeouts > 0); /* the timer really ran during the stream */
+    assert_true(lg->max_in_flight <= VSOCK_CONN_BUF_ALLOC);
+    assert_true(lg->credit_stalls > 0);  /* the host really was slower than the guest... */
+    assert_true(eagain_rounds > 0);      /* ...and at times faster */
+    assert_int_equal(reg_read(g, 0x070) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
+    /* Every stdin byte reached the guest too (drain what is still on the way). */
+    for (int i = 0; i < 200 && lg->rx_total < host_in; i++) {
+        pump_now(g);
+        lx_receive(lg);
+        lg->fwd_cnt += lg->rx_bytes;
+        lg->rx_bytes = 0;
+        lx_queue(lg, VSOCK_OP_CREDIT_UPDATE, 0, 0, 0);
+        lx_flush(lg);
+        kick(g, 1);
+        lx_reclaim(lg);
+        usleep(1000);
+    }
+    assert_int_equal(lg->rx_total, host_in);
+
+    /* The host hangs up: SHUTDOWN, then the RST that ends a finished connection. */
+    close(fd);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_SHUTDOWN);
+    rx_expect(g, &p);
+    assert_int_equal(p.h.op, VSOCK_OP_RST);
+    for (int i = 0; i < nsilent; i++)
+        close(silent[i]);
+    free(lg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1312,6 +1737,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transport_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restore_discards_stale_tx, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_reset_drops_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_guest_to_slow_host_linux_credit, setup_short_timeout, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
