@@ -30,6 +30,8 @@ packages=(
     # (tests/image/registry.sh: docker-registry, htpasswd from apache2-utils,
     # a self-signed CA with openssl) and skopeo to push to and copy from them
     debootstrap docker-registry skopeo umoci apache2-utils openssl ca-certificates
+    # bench/soak/qemu-streams.sh: a relay from a Unix socket to a guest's vsock port
+    socat
     # the Debian packages (make deb: dpkg-buildpackage, dh, lintian)
     dpkg-dev debhelper lintian
 )
