@@ -63,6 +63,8 @@ AGENT_SRCS := $(wildcard src/agent/*.c) $(wildcard src/protocol/*.c)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 EXEC_TESTS := $(patsubst tests/exec/%.c,$(BUILD)/tests/%,$(wildcard tests/exec/test_*.c))
 VM_TESTS   := $(patsubst tests/vm/%.c,$(BUILD)/tests/%,$(wildcard tests/vm/test_*.c))
+# The soak loops the VM suite also runs (bench/soak/streams.c: streams in and out).
+SOAK_PROGS := $(BUILD)/bench/streams
 FUZZ_SRCS  := $(wildcard fuzz/fuzz_*.c)
 GUEST_TEST_INITS := $(patsubst tests/vm/%.c,$(BUILD)/guest/test-%,$(wildcard tests/vm/init_*.c))
 
@@ -188,7 +190,11 @@ test: deps
 	tests/run
 
 .PHONY: all-tests
-all-tests: all $(UNIT_TESTS) $(EXEC_TESTS) $(VM_TESTS)
+all-tests: all $(UNIT_TESTS) $(EXEC_TESTS) $(VM_TESTS) $(SOAK_PROGS)
+
+$(BUILD)/bench/%: bench/soak/%.c $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(LIB_A) -o $@ $(LDFLAGS) $(LDLIBS)
 
 run: deps
 	$(MAKE) all kernel

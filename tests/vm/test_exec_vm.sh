@@ -7,7 +7,9 @@
 #      whole exec suite (tests/exec, plain and ASan builds) against its exec
 #      socket, last test_exec_pid1, which powers the guest off: ps then says
 #      dead, exec says so, and stop cleans up;
-#   3. a second CLI VM stopped while a command runs in it.
+#   3. a second CLI VM stopped while a command runs in it;
+#   4. 64 MiB out of the CLI VM through exec, and bench/soak/streams' ten
+#      64 MiB streams in and out of its own 2-vCPU VM, byte for byte.
 # Every VM lives under this file's own runtime folder ($SM_VM_WORK/rt), which
 # must be empty at the end, with no supermachine-vmm process left.
 
@@ -194,6 +196,28 @@ t_cli_stop_running() {
     [[ ! -e $vm_rt/supermachine/vms/$id ]] || { echo "stop left the folder"; return 1; }
 }
 
+# 64 MiB out of the CLI VM (2 vCPUs) through `exec`, byte-exact: the stream
+# of issue 15, which broke off and read as a clean end.
+t_cli_stream() {
+    local id=$(cli_vm_id) start sum rc
+    start=$(now_ms)
+    sum=$(sm exec "$id" -- head -c 67108864 /dev/zero 2>"$T/err" | md5sum); rc=${PIPESTATUS[0]}
+    echo "info: 64 MiB out through exec in $(($(now_ms) - start)) ms"
+    [[ $rc == 0 ]] || { echo "exec exited $rc: $(cat "$T/err")"; return 1; }
+    [[ $sum == "7f614da9329cd3aebf59b91aadc30bf0  -" ]] ||
+        { echo "md5 of the stream: $sum"; return 1; }
+}
+
+# bench/soak/streams: its own 2-vCPU VM, 64 MiB five ways (out through spawn
+# and output, in through stdin and write_file, out through read_file), twice:
+# ten streams, each checked byte for byte.
+t_streams() {
+    local bin=$SM_BUILD/bench/streams
+    [[ -x $bin ]] || { echo "$bin is not built (make all-tests)"; return 1; }
+    XDG_RUNTIME_DIR=$vm_rt SUPERMACHINE_VMM=$SM_BUILD/bin/supermachine-vmm SUPERMACHINE_KERNEL=$SM_KERNEL \
+        SUPERMACHINE_INITRD=$SM_INITRD "$bin" --ratios-only --rounds 2 --mib 64
+}
+
 t_nothing_left() {
     local left
     left=$(our_vmms)
@@ -214,6 +238,8 @@ check "cli: usage errors and failed starts" t_cli_usage
 check "cli: start prints an id; ps shows it running" t_cli_start
 check "cli: exec ID -- sh -c 'echo hi && exit 7'" t_cli_exec_hi
 check "cli: cp 10 MB both ways, unchanged" t_cli_cp
+check "cli: 64 MiB out of a 2-vCPU VM through exec, whole" t_cli_stream
+SM_CHECK_TIMEOUT=600 check "streams: ten 64 MiB streams in and out of a 2-vCPU VM, five ways, byte-exact" t_streams
 for vm_suite_bin in "$SM_BUILD"/tests/test_exec_*; do
     case $vm_suite_bin in *.d|*/test_exec_pid1) continue ;; esac
     check "exec suite in a VM: $(basename "$vm_suite_bin")" t_exec_suite "$vm_suite_bin"
