@@ -51,6 +51,7 @@ struct agent {
     bool stopping;
     bool poweroff;              /* PID 1: power off once the OK has reached the host */
     uint64_t poweroff_deadline; /* ... or at this agent_now_us() at the latest */
+    unsigned drop_logs;         /* dropped replies logged so far (loop.c) */
 };
 
 /* ---- loop.c ---------------------------------------------------------- */

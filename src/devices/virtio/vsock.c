@@ -213,11 +213,12 @@ static bool guest_knows(const struct vsock_conn *c)
     return c->hashed && c->state != VSOCK_CONN_HOST_HANDSHAKE && !(c->pending & VSOCK_PEND_REQUEST);
 }
 
-/* Why a connection ended, on the VMM's stderr (its log): at most
- * MAX_END_LOGS lines per device, since a guest can end connections at will. */
+/* Why a connection ended, on the VMM's stderr (its log), when the end came
+ * from the guest or from us; a host client that leaves needs no line (NULL).
+ * At most MAX_END_LOGS lines per device: a guest can end connections at will. */
 static void log_conn_end(struct vsock *v, const struct vsock_conn *c, const char *why)
 {
-    if (v->log_fd <= 0 || v->end_logs >= MAX_END_LOGS)
+    if (!why || v->log_fd <= 0 || v->end_logs >= MAX_END_LOGS)
         return;
     if (++v->end_logs == MAX_END_LOGS)
         dprintf(v->log_fd, "supermachine-vmm: vsock: %u connection ends logged; no more will be\n", MAX_END_LOGS);
@@ -411,8 +412,7 @@ static uint32_t send_host_data(struct vsock *v, struct vsock_conn *c, const stru
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return send_conn_op(v, c, chain, VSOCK_OP_CREDIT_UPDATE, 0);
     /* The host socket failed: this buffer carries the RST, and the connection ends. */
-    log_conn_end(v, c, strerror(errno));
-    uint32_t len = send_conn_op(v, c, chain, VSOCK_OP_RST, 0);
+    uint32_t len = send_conn_op(v, c, chain, VSOCK_OP_RST, 0); /* the host client's socket failed */
     conn_free(v, c);
     return len;
 }
@@ -561,7 +561,7 @@ static int flush_to_host(struct vsock *v, struct vsock_conn *c)
         struct iovec iov = { .iov_base = c->line + c->line_off, .iov_len = (size_t)(c->line_len - c->line_off) };
         ssize_t n = send_iov(c->fd, &iov, 1);
         if (n < 0) {
-            conn_abort(v, c, strerror(errno));
+            conn_abort(v, c, NULL); /* the host client's socket failed */
             return -1;
         }
         c->line_off = (uint8_t)(c->line_off + n);
@@ -573,7 +573,7 @@ static int flush_to_host(struct vsock *v, struct vsock_conn *c)
         int cnt = vsock_ring_iov(&c->to_host, iov);
         ssize_t n = send_iov(c->fd, iov, cnt);
         if (n < 0) {
-            conn_abort(v, c, strerror(errno));
+            conn_abort(v, c, NULL); /* the host client's socket failed */
             return -1;
         }
         vsock_ring_consume(&c->to_host, (uint32_t)n);
@@ -596,7 +596,7 @@ static void deliver_to_host(struct vsock *v, struct vsock_conn *c, const struct 
     if (!c->to_host.len && c->line_off >= c->line_len) {
         ssize_t sent = send_iov(c->fd, iov, n);
         if (sent < 0) {
-            conn_abort(v, c, strerror(errno));
+            conn_abort(v, c, NULL); /* the host client's socket failed */
             return;
         }
         done = (uint64_t)sent;
@@ -662,11 +662,11 @@ static void on_conn_event(struct vsock *v, struct vsock_conn *c, uint32_t events
     }
     if (c->state == VSOCK_CONN_HOST_CONNECTING) {
         if (events & (EPOLLHUP | EPOLLERR))
-            conn_abort(v, c, "the host client left before the guest answered");
+            conn_abort(v, c, NULL); /* the host client left before the guest answered */
         return;
     }
     if (!c->epoll_events && (events & (EPOLLHUP | EPOLLERR))) {
-        conn_abort(v, c, "the host client closed its socket");
+        conn_abort(v, c, NULL); /* the host client closed its socket */
         return;
     }
     if (c->state != VSOCK_CONN_ESTABLISHED) {
