@@ -335,7 +335,7 @@ static void fake_hello(int fd, uint16_t version)
 
 static void fake_serve_one(fake_agent *f, int fd)
 {
-    int n = f->connections++;
+    int n = __atomic_fetch_add(&f->connections, 1, __ATOMIC_ACQ_REL);
     switch (f->mode) {
     case FAKE_GARBAGE:
         put_frame(fd, 0xee, "zz", 2);
@@ -590,10 +590,13 @@ static const char *cli_path(void)
     return cli && *cli ? cli : NULL;
 }
 
-/* Runs the CLI against a fake agent; returns its exit status, stderr in err. */
-static int run_cli(const char *cli, const char *socket, int signal_after_ms, char *err, size_t cap,
-                   uint64_t *took_ms)
+/* Runs the CLI against a fake agent; returns its exit status, stderr in err.
+ * With signal_it, SIGTERM goes to the CLI once it has connected to the fake
+ * (it installs its handlers before connecting; a fixed delay raced them on a
+ * slow host, and the default action killed it). */
+static int run_cli(const char *cli, fake_agent *f, bool signal_it, char *err, size_t cap, uint64_t *took_ms)
 {
+    const char *socket = f->path;
     int errp[2];
     assert_int_equal(pipe(errp), 0);
     uint64_t t0 = now_ms();
@@ -608,8 +611,10 @@ static int run_cli(const char *cli, const char *socket, int signal_after_ms, cha
         _exit(127);
     }
     close(errp[1]);
-    if (signal_after_ms) {
-        usleep((useconds_t)signal_after_ms * 1000);
+    if (signal_it) {
+        for (int i = 0; i < 3000 && !__atomic_load_n(&f->connections, __ATOMIC_ACQUIRE); i++)
+            usleep(10 * 1000);
+        assert_int_not_equal(__atomic_load_n(&f->connections, __ATOMIC_ACQUIRE), 0);
         kill(pid, SIGTERM);
     }
     size_t len = 0;
@@ -634,7 +639,7 @@ static void test_cli_drop_fails(void **state)
     fake_agent *f = fake_start(FAKE_BIG_DROP, 0);
     char err[2048];
     uint64_t took;
-    int code = run_cli(cli, f->path, 0, err, sizeof err, &took);
+    int code = run_cli(cli, f, false, err, sizeof err, &took);
     fake_stop(f);
     if (code != 125 || !strstr(err, "mid-stream"))
         fail_msg("CLI exec after a drop: exit %d, stderr '%s' (want 125 and 'mid-stream')", code, err);
@@ -649,7 +654,7 @@ static void test_cli_gives_up_after_sigterm(void **state)
     fake_agent *f = fake_start(FAKE_SILENT, 0);
     char err[2048];
     uint64_t took;
-    int code = run_cli(cli, f->path, 300, err, sizeof err, &took);
+    int code = run_cli(cli, f, true, err, sizeof err, &took);
     fake_stop(f);
     if (code != 143 || !strstr(err, "gave up"))
         fail_msg("CLI exec, SIGTERM, silent agent: exit %d, stderr '%s' (want 143 and 'gave up')", code, err);
