@@ -201,7 +201,8 @@ t_cli_stop_running() {
 t_cli_stream() {
     local id=$(cli_vm_id) start sum rc
     start=$(now_ms)
-    sum=$(sm exec "$id" -- head -c 67108864 /dev/zero 2>"$T/err" | md5sum); rc=${PIPESTATUS[0]}
+    # pipefail inside the substitution: its status is exec's, not md5sum's.
+    sum=$(set -o pipefail; sm exec "$id" -- head -c 67108864 /dev/zero 2>"$T/err" | md5sum); rc=$?
     echo "info: 64 MiB out through exec in $(($(now_ms) - start)) ms"
     [[ $rc == 0 ]] || { echo "exec exited $rc: $(cat "$T/err")"; return 1; }
     [[ $sum == "7f614da9329cd3aebf59b91aadc30bf0  -" ]] ||
