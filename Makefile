@@ -56,10 +56,10 @@ LDFLAGS  += $(SAN_FLAGS) -Wl,--as-needed
 LDLIBS   := -lcurl -larchive -ljson-c -lcrypto -lpthread -lz
 
 # --- sources -------------------------------------------------------------
-LIB_SRCS   := $(wildcard src/lib/*.c src/protocol/*.c src/vmm/*.c src/snapshot/*.c src/devices/*.c src/devices/virtio/*.c src/image/*.c)
+LIB_SRCS   := $(wildcard src/lib/*.c src/base/*.c src/protocol/*.c src/vmm/*.c src/snapshot/*.c src/devices/*.c src/devices/virtio/*.c src/image/*.c)
 LIB_SRCS   := $(filter-out src/vmm/main.c,$(LIB_SRCS))
 CLI_SRCS   := $(wildcard src/cli/*.c)
-AGENT_SRCS := $(wildcard src/agent/*.c) $(wildcard src/protocol/*.c)
+AGENT_SRCS := $(wildcard src/agent/*.c) $(wildcard src/protocol/*.c) src/base/file.c src/base/clock.c
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 EXEC_TESTS := $(patsubst tests/exec/%.c,$(BUILD)/tests/%,$(wildcard tests/exec/test_*.c))
 VM_TESTS   := $(patsubst tests/vm/%.c,$(BUILD)/tests/%,$(wildcard tests/vm/test_*.c))
@@ -147,7 +147,7 @@ $(MUSL_INC)/.stamp:
 	@touch $@
 
 GUEST_CFLAGS := -std=c11 $(WARN) -O2 -static -Iinclude -Isrc -D_GNU_SOURCE -isystem $(MUSL_INC)
-$(AGENT_GUEST): $(AGENT_SRCS) $(MUSL_INC)/.stamp $(wildcard src/agent/*.h src/protocol/*.h)
+$(AGENT_GUEST): $(AGENT_SRCS) $(MUSL_INC)/.stamp $(wildcard src/agent/*.h src/protocol/*.h src/base/*.h)
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) $(GUEST_CFLAGS) $(AGENT_SRCS) -o $@
 

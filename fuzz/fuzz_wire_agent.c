@@ -13,47 +13,47 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_request(const sm_wire_frame *f)
+static void check_request(const wire_frame *f)
 {
-    sm_wire_request req;
-    sm_wire_error e;
-    if (!sm_wire_get_request(f, &req, &e))
+    wire_request req;
+    wire_error e;
+    if (!wire_get_request(f, &req, &e))
         return;
-    sm_wire_buf b = { 0 };
-    if (sm_wire_put_request(&b, &req, &e)) {
-        if (b.len != SM_WIRE_HEADER_SIZE + f->length ||
-            memcmp(b.data + SM_WIRE_HEADER_SIZE, f->payload, f->length))
+    wire_buf b = { 0 };
+    if (wire_put_request(&b, &req, &e)) {
+        if (b.len != WIRE_HEADER_SIZE + f->length ||
+            memcmp(b.data + WIRE_HEADER_SIZE, f->payload, f->length))
             abort(); /* decode -> encode must reproduce the payload */
     }
-    sm_wire_buf_free(&b);
-    sm_wire_request_free(&req);
+    wire_buf_free(&b);
+    wire_request_free(&req);
 }
 
-static void decode(const sm_wire_frame *f)
+static void decode(const wire_frame *f)
 {
-    sm_wire_error e;
+    wire_error e;
     switch (f->type) {
-    case SM_WIRE_HELLO:
-        sm_wire_check_hello(f, "host", &e);
+    case WIRE_HELLO:
+        wire_check_hello(f, "host", &e);
         break;
-    case SM_WIRE_REQUEST:
+    case WIRE_REQUEST:
         check_request(f);
         break;
-    case SM_WIRE_SIGNAL: {
+    case WIRE_SIGNAL: {
         int signo;
-        if (sm_wire_get_signal(f, &signo, &e) && (signo < 1 || signo > 64))
+        if (wire_get_signal(f, &signo, &e) && (signo < 1 || signo > 64))
             abort();
         break;
     }
-    case SM_WIRE_RESIZE: {
+    case WIRE_RESIZE: {
         uint16_t c, r;
-        sm_wire_get_resize(f, &c, &r, &e);
+        wire_get_resize(f, &c, &r, &e);
         break;
     }
-    case SM_WIRE_WRITE_FILE:
-    case SM_WIRE_READ_FILE: {
-        sm_wire_file_head h;
-        if (sm_wire_get_file_head(f, &h, &e) && (h.path[0] != '/' || h.mode > 07777))
+    case WIRE_WRITE_FILE:
+    case WIRE_READ_FILE: {
+        wire_file_head h;
+        if (wire_get_file_head(f, &h, &e) && (h.path[0] != '/' || h.mode > 07777))
             abort();
         break;
     }
@@ -64,24 +64,24 @@ static void decode(const sm_wire_frame *f)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    sm_wire_reader r;
-    sm_wire_reader_init(&r, SM_WIRE_AT_AGENT);
+    wire_reader r;
+    wire_reader_init(&r, WIRE_AT_AGENT);
     /* Feed in uneven pieces, as a socket would deliver them. */
     size_t off = 0, piece = 1;
     while (off < size) {
         size_t n = size - off < piece ? size - off : piece;
-        if (!sm_wire_reader_feed(&r, data + off, n, NULL))
+        if (!wire_reader_feed(&r, data + off, n, NULL))
             break;
         off += n;
         piece = piece * 3 + 1;
-        sm_wire_frame f;
-        sm_wire_error e;
+        wire_frame f;
+        wire_error e;
         int got;
-        while ((got = sm_wire_reader_next(&r, &f, &e)) > 0)
+        while ((got = wire_reader_next(&r, &f, &e)) > 0)
             decode(&f);
         if (got < 0)
             break;
     }
-    sm_wire_reader_destroy(&r);
+    wire_reader_destroy(&r);
     return 0;
 }

@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     exec_reader r;
     exec_reader_init(&r, sv[0], "fuzz");
     for (;;) {
-        sm_wire_frame f;
+        wire_frame f;
         sm_error err;
         sm_code rc = exec_read_frame(&r, &f, -1, 0, &err);
         if (rc) {
@@ -41,19 +41,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort(); /* every failure has a message; SETUP only before output */
             break;
         }
-        sm_wire_error e;
-        if (f.type == SM_WIRE_EXIT) {
-            sm_wire_exit x;
+        wire_error e;
+        if (f.type == WIRE_EXIT) {
+            wire_exit x;
             sm_exec_status st;
-            if (sm_wire_get_exit(&f, &x, &e)) {
+            if (wire_get_exit(&f, &x, &e)) {
                 exec_status_from_wire(&x, &st);
                 int code = sm_exec_status_shell_code(&st);
                 if (code < 0 || code > 255 + 64 + 128)
                     abort();
             }
-        } else if (f.type == SM_WIRE_FILE_INFO) {
-            sm_wire_file_head h;
-            if (sm_wire_get_file_head(&f, &h, &e) && h.size > SM_WIRE_MAX_FILE_SIZE)
+        } else if (f.type == WIRE_FILE_INFO) {
+            wire_file_head h;
+            if (wire_get_file_head(&f, &h, &e) && h.size > WIRE_MAX_FILE_SIZE)
                 abort();
         }
     }

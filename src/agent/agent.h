@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "base/clock.h"
+#include "base/file.h"
 #include "protocol/wire.h"
 
 typedef struct agent agent;
@@ -50,7 +52,7 @@ struct agent {
     bool in_vm;    /* PID 1 of a guest (not of a PID namespace: --no-vm) */
     bool stopping;
     bool poweroff;              /* PID 1: power off once the OK has reached the host */
-    uint64_t poweroff_deadline; /* ... or at this agent_now_us() at the latest */
+    uint64_t poweroff_deadline; /* ... or at this clock_now_us() at the latest */
     unsigned drop_logs;         /* dropped replies logged so far (loop.c) */
 };
 
@@ -66,7 +68,6 @@ void agent_run(agent *ag);
 void agent_shutdown(agent *ag);
 
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-uint64_t agent_now_us(void);
 /* epoll interest changes; events == 0 removes the fd from epoll. */
 void agent_watch_set(agent *ag, watch *w, uint32_t events);
 
@@ -76,7 +77,7 @@ bool conn_send_data(conn *c, uint8_t type, const void *data, size_t len);
 /* Reads up to `max` bytes from fd straight into a STDOUT/STDERR frame.
  * Returns read(2)'s result (or -1 with errno). */
 ssize_t conn_send_from_fd(conn *c, uint8_t type, int fd, size_t max);
-void conn_send_exit(conn *c, const sm_wire_exit *x);
+void conn_send_exit(conn *c, const wire_exit *x);
 /* Sends ERROR and closes once flushed. */
 void conn_fail(conn *c, uint32_t kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Bytes queued towards the host and not yet written. */
@@ -93,7 +94,7 @@ void conn_pause_reading(conn *c, bool pause);
 /* Starts the REQUEST in payload (taken over, freed by the session) and sets
  * c->s through conn_attach. On failure, sends ERROR on c instead. */
 void session_start(agent *ag, conn *c, uint8_t *payload, uint32_t length);
-void session_on_frame(session *s, const sm_wire_frame *f);
+void session_on_frame(session *s, const wire_frame *f);
 /* The host connection dropped: SIGHUP the group, SIGKILL shortly after. */
 void session_detach(session *s);
 void session_on_event(session *s, watch *w, uint32_t events);
@@ -119,13 +120,13 @@ bool files_write_atomic(const char *path, const void *data, size_t len, uint32_t
 
 /* A WRITE_FILE in progress. */
 typedef struct file_upload {
-    int fd;
-    char *path, *tmp;
+    bool active;              /* between begin and finish/abort */
+    struct atomic_file file;
     uint32_t mode;
     uint64_t size, got;
 } file_upload;
 
-bool files_upload_begin(file_upload *u, const sm_wire_file_head *h, char *why, size_t whylen);
+bool files_upload_begin(file_upload *u, const wire_file_head *h, char *why, size_t whylen);
 bool files_upload_data(file_upload *u, const uint8_t *data, size_t len, char *why, size_t whylen);
 bool files_upload_finish(file_upload *u, char *why, size_t whylen);
 void files_upload_abort(file_upload *u);

@@ -4,11 +4,11 @@
  * part) for staged files and WRITE_FILE, and opening files for READ_FILE.
  */
 #include "agent/agent.h"
+#include "base/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,7 +16,7 @@
 /* Creates every missing parent folder of path (mode 0755). */
 static bool make_parents(const char *path, char *why, size_t whylen)
 {
-    char buf[SM_WIRE_MAX_PATH];
+    char buf[WIRE_MAX_PATH];
     if (strlen(path) >= sizeof buf) {
         snprintf(why, whylen, "path too long: %.80s", path);
         return false;
@@ -33,104 +33,61 @@ static bool make_parents(const char *path, char *why, size_t whylen)
     return true;
 }
 
-/* Opens a fresh temporary file beside path; returns the fd and its name. */
-static int open_temp(const char *path, char **tmp_out, char *why, size_t whylen)
+/* Starts the atomic replacement of path (src/base/file.h), creating its
+ * parent folders. The file is created 0600 and gets its mode at the end, so
+ * nobody reads a half-written file through a looser mode. */
+static bool begin_replace(struct atomic_file *f, const char *path, char *why, size_t whylen)
 {
-    static unsigned counter;
+    f->fd = -1;
     if (!make_parents(path, why, whylen))
-        return -1;
+        return false;
     const char *slash = strrchr(path, '/');
     if (!slash || !slash[1]) {
         snprintf(why, whylen, "'%.80s' does not name a file", path);
-        return -1;
+        return false;
     }
-    size_t len = strlen(path) + 64;
-    char *tmp = malloc(len);
-    if (!tmp) {
-        snprintf(why, whylen, "out of memory");
-        return -1;
-    }
-    snprintf(tmp, len, "%.*s.%s.sm-%d-%u", (int)(slash + 1 - path), path, slash + 1,
-             (int)getpid(), counter++);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(why, whylen, "cannot create %s: %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    *tmp_out = tmp;
-    return fd;
-}
-
-static bool write_all(int fd, const uint8_t *data, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        data += n;
-        len -= (size_t)n;
+    if (!atomic_file_begin(f, path, 0600)) {
+        snprintf(why, whylen, "cannot create a file beside %s: %s", path, strerror(errno));
+        return false;
     }
     return true;
 }
 
-/* Sets the mode and renames into place; closes fd, removes tmp on failure. */
-static bool commit_temp(int fd, char *tmp, const char *path, uint32_t mode, char *why,
-                        size_t whylen)
+/* Sets the mode and commits; removes the temporary file on failure. */
+static bool finish_replace(struct atomic_file *f, uint32_t mode, char *why, size_t whylen)
 {
-    bool ok = fchmod(fd, (mode_t)mode) == 0;
-    if (!ok)
-        snprintf(why, whylen, "cannot set mode %o on %s: %s", mode, path, strerror(errno));
-    if (close(fd) < 0 && ok) {
-        snprintf(why, whylen, "writing %s failed: %s", path, strerror(errno));
-        ok = false;
+    if (fchmod(f->fd, (mode_t)mode) < 0) {
+        snprintf(why, whylen, "cannot set mode %o on %s: %s", mode, f->path, strerror(errno));
+        atomic_file_abort(f);
+        return false;
     }
-    if (ok && rename(tmp, path) < 0) {
-        snprintf(why, whylen, "cannot rename into %s: %s", path, strerror(errno));
-        ok = false;
+    if (!atomic_file_commit(f)) {
+        snprintf(why, whylen, "writing %s failed: %s", f->path, strerror(errno));
+        return false;
     }
-    if (!ok)
-        unlink(tmp);
-    return ok;
+    return true;
 }
 
 bool files_write_atomic(const char *path, const void *data, size_t len, uint32_t mode,
                         char *why, size_t whylen)
 {
-    char *tmp;
-    int fd = open_temp(path, &tmp, why, whylen);
-    if (fd < 0)
+    struct atomic_file f;
+    if (!begin_replace(&f, path, why, whylen))
         return false;
-    bool ok = write_all(fd, data, len);
-    if (!ok) {
+    if (!write_all(f.fd, data, len)) {
         snprintf(why, whylen, "writing %s failed: %s", path, strerror(errno));
-        close(fd);
-        unlink(tmp);
-    } else {
-        ok = commit_temp(fd, tmp, path, mode, why, whylen);
+        atomic_file_abort(&f);
+        return false;
     }
-    free(tmp);
-    return ok;
+    return finish_replace(&f, mode, why, whylen);
 }
 
-bool files_upload_begin(file_upload *u, const sm_wire_file_head *h, char *why, size_t whylen)
+bool files_upload_begin(file_upload *u, const wire_file_head *h, char *why, size_t whylen)
 {
     memset(u, 0, sizeof *u);
-    u->fd = -1;
-    u->path = strdup(h->path);
-    if (!u->path) {
-        snprintf(why, whylen, "out of memory");
+    if (!begin_replace(&u->file, h->path, why, whylen))
         return false;
-    }
-    u->fd = open_temp(h->path, &u->tmp, why, whylen);
-    if (u->fd < 0) {
-        free(u->path);
-        u->path = NULL;
-        return false;
-    }
+    u->active = true;
     u->mode = h->mode;
     u->size = h->size;
     return true;
@@ -140,12 +97,12 @@ bool files_upload_data(file_upload *u, const uint8_t *data, size_t len, char *wh
 {
     if (len > u->size - u->got) {
         snprintf(why, whylen, "more bytes than the %llu announced for %s",
-                 (unsigned long long)u->size, u->path);
+                 (unsigned long long)u->size, u->file.path);
         files_upload_abort(u);
         return false;
     }
-    if (!write_all(u->fd, data, len)) {
-        snprintf(why, whylen, "writing %s failed: %s", u->path, strerror(errno));
+    if (!write_all(u->file.fd, data, len)) {
+        snprintf(why, whylen, "writing %s failed: %s", u->file.path, strerror(errno));
         files_upload_abort(u);
         return false;
     }
@@ -155,34 +112,25 @@ bool files_upload_data(file_upload *u, const uint8_t *data, size_t len, char *wh
 
 bool files_upload_finish(file_upload *u, char *why, size_t whylen)
 {
-    if (u->fd < 0) {
+    if (!u->active) {
         snprintf(why, whylen, "no file upload in progress");
         return false;
     }
     if (u->got != u->size) {
-        snprintf(why, whylen, "%s: got %llu bytes of the %llu announced", u->path,
+        snprintf(why, whylen, "%s: got %llu bytes of the %llu announced", u->file.path,
                  (unsigned long long)u->got, (unsigned long long)u->size);
         files_upload_abort(u);
         return false;
     }
-    bool ok = commit_temp(u->fd, u->tmp, u->path, u->mode, why, whylen);
-    u->fd = -1;
-    free(u->tmp);
-    free(u->path);
-    u->tmp = u->path = NULL;
-    return ok;
+    u->active = false;
+    return finish_replace(&u->file, u->mode, why, whylen);
 }
 
 void files_upload_abort(file_upload *u)
 {
-    if (u->fd >= 0) {
-        close(u->fd);
-        unlink(u->tmp);
-    }
-    u->fd = -1;
-    free(u->tmp);
-    free(u->path);
-    u->tmp = u->path = NULL;
+    if (u->active)
+        atomic_file_abort(&u->file);
+    u->active = false;
 }
 
 int files_open_for_read(const char *path, uint64_t *size, uint32_t *mode, uint32_t *kind,
@@ -190,21 +138,21 @@ int files_open_for_read(const char *path, uint64_t *size, uint32_t *mode, uint32
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        *kind = errno == ENOENT ? SM_WIRE_ERR_NOTFOUND : SM_WIRE_ERR_IO;
+        *kind = errno == ENOENT ? WIRE_ERR_NOTFOUND : WIRE_ERR_IO;
         snprintf(why, whylen, "cannot open %s in the guest: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        *kind = SM_WIRE_ERR_IO;
+        *kind = WIRE_ERR_IO;
         snprintf(why, whylen, "%s in the guest is not a regular file", path);
         close(fd);
         return -1;
     }
-    if ((uint64_t)st.st_size > SM_WIRE_MAX_FILE_SIZE) {
-        *kind = SM_WIRE_ERR_LIMIT;
+    if ((uint64_t)st.st_size > WIRE_MAX_FILE_SIZE) {
+        *kind = WIRE_ERR_LIMIT;
         snprintf(why, whylen, "%s is %lld bytes, over the transfer limit of %llu", path,
-                 (long long)st.st_size, (unsigned long long)SM_WIRE_MAX_FILE_SIZE);
+                 (long long)st.st_size, (unsigned long long)WIRE_MAX_FILE_SIZE);
         close(fd);
         return -1;
     }

@@ -47,8 +47,8 @@ struct conn {
     conn *next;
     watch w;
     conn_state state;
-    sm_wire_reader rd;
-    sm_wire_buf out;
+    wire_reader rd;
+    wire_buf out;
     size_t sent;         /* bytes of out already written */
     session *s;
     file_upload up;
@@ -68,13 +68,6 @@ void agent_log(const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     dprintf(2, "supermachine-agent: %s\n", line);
-}
-
-uint64_t agent_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 void agent_watch_set(agent *ag, watch *w, uint32_t events)
@@ -223,14 +216,14 @@ static void conn_flush(conn *c)
     if (c->sent == c->out.len) {
         c->sent = c->out.len = 0;
     } else if (c->sent > (1u << 20) && c->sent > c->out.len / 2) {
-        sm_wire_buf_consume(&c->out, c->sent);
+        wire_buf_consume(&c->out, c->sent);
         c->sent = 0;
     }
     if (c->state == C_DONE && !conn_backlog(c) && !c->half_closed) {
         shutdown(c->w.fd, SHUT_WR);
         c->half_closed = true;
         c->reading = true; /* drain until the host closes */
-        c->deadline = agent_now_us() + LINGER_US;
+        c->deadline = clock_now_us() + LINGER_US;
     }
     conn_update_interest(c);
 }
@@ -239,8 +232,8 @@ bool conn_send_data(conn *c, uint8_t type, const void *data, size_t len)
 {
     if (!c || c->dead)
         return false;
-    sm_wire_error e;
-    if (!sm_wire_put_data(&c->out, type, data, len, &e)) {
+    wire_error e;
+    if (!wire_put_data(&c->out, type, data, len, &e)) {
         conn_close(c, e.message);
         return false;
     }
@@ -249,27 +242,27 @@ bool conn_send_data(conn *c, uint8_t type, const void *data, size_t len)
 
 ssize_t conn_send_from_fd(conn *c, uint8_t type, int fd, size_t max)
 {
-    if (max > SM_WIRE_MAX_DATA)
-        max = SM_WIRE_MAX_DATA;
-    if (!sm_wire_buf_reserve(&c->out, SM_WIRE_HEADER_SIZE + max)) {
+    if (max > WIRE_MAX_DATA)
+        max = WIRE_MAX_DATA;
+    if (!wire_buf_reserve(&c->out, WIRE_HEADER_SIZE + max)) {
         c->out.failed = false;
         errno = ENOMEM;
         return -1;
     }
     uint8_t *at = c->out.data + c->out.len;
-    ssize_t n = read(fd, at + SM_WIRE_HEADER_SIZE, max);
+    ssize_t n = read(fd, at + WIRE_HEADER_SIZE, max);
     if (n > 0) {
-        sm_wire_header_encode(at, type, (uint32_t)n);
-        c->out.len += SM_WIRE_HEADER_SIZE + (size_t)n;
+        wire_header_encode(at, type, (uint32_t)n);
+        c->out.len += WIRE_HEADER_SIZE + (size_t)n;
         conn_flush(c);
     }
     return n;
 }
 
-void conn_send_exit(conn *c, const sm_wire_exit *x)
+void conn_send_exit(conn *c, const wire_exit *x)
 {
-    sm_wire_error e;
-    if (!sm_wire_put_exit(&c->out, x, &e))
+    wire_error e;
+    if (!wire_put_exit(&c->out, x, &e))
         agent_log("cannot encode EXIT: %s", e.message);
     conn_session_ended(c);
 }
@@ -289,7 +282,7 @@ void conn_session_ended(conn *c)
 
 void conn_fail(conn *c, uint32_t kind, const char *fmt, ...)
 {
-    char msg[SM_WIRE_MAX_MESSAGE];
+    char msg[WIRE_MAX_MESSAGE];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -302,8 +295,8 @@ void conn_fail(conn *c, uint32_t kind, const char *fmt, ...)
     }
     if (c->state == C_UPLOAD)
         files_upload_abort(&c->up);
-    sm_wire_error e;
-    sm_wire_put_error(&c->out, kind, msg, &e);
+    wire_error e;
+    wire_put_error(&c->out, kind, msg, &e);
     c->state = C_DONE;
     c->reading = false;
     conn_flush(c);
@@ -347,15 +340,15 @@ static void conn_pump_download(conn *c)
         if (c->dl_left == 0) {
             close(c->dl_fd);
             c->dl_fd = -1;
-            sm_wire_put_empty(&c->out, SM_WIRE_FILE_END, NULL);
+            wire_put_empty(&c->out, WIRE_FILE_END, NULL);
             c->state = C_DONE;
             conn_flush(c);
             return;
         }
-        size_t want = c->dl_left < SM_WIRE_MAX_DATA ? (size_t)c->dl_left : SM_WIRE_MAX_DATA;
-        ssize_t n = conn_send_from_fd(c, SM_WIRE_FILE_DATA, c->dl_fd, want);
+        size_t want = c->dl_left < WIRE_MAX_DATA ? (size_t)c->dl_left : WIRE_MAX_DATA;
+        ssize_t n = conn_send_from_fd(c, WIRE_FILE_DATA, c->dl_fd, want);
         if (n <= 0) {
-            conn_fail(c, SM_WIRE_ERR_IO, "reading the file failed: %s",
+            conn_fail(c, WIRE_ERR_IO, "reading the file failed: %s",
                       n == 0 ? "it shrank while being read" : strerror(errno));
             return;
         }
@@ -365,16 +358,16 @@ static void conn_pump_download(conn *c)
 
 /* ---- frames ------------------------------------------------------------ */
 
-static void conn_start_operation(conn *c, const sm_wire_frame *f)
+static void conn_start_operation(conn *c, const wire_frame *f)
 {
     char why[512];
-    sm_wire_error e;
+    wire_error e;
     c->deadline = 0;
     switch (f->type) {
-    case SM_WIRE_REQUEST: {
+    case WIRE_REQUEST: {
         uint8_t *copy = malloc(f->length ? f->length : 1);
         if (!copy) {
-            conn_fail(c, SM_WIRE_ERR_LIMIT, "out of memory for a %u-byte request", f->length);
+            conn_fail(c, WIRE_ERR_LIMIT, "out of memory for a %u-byte request", f->length);
             return;
         }
         memcpy(copy, f->payload, f->length);
@@ -382,109 +375,109 @@ static void conn_start_operation(conn *c, const sm_wire_frame *f)
         session_start(c->ag, c, copy, f->length);
         return;
     }
-    case SM_WIRE_WRITE_FILE: {
-        sm_wire_file_head h;
-        if (!sm_wire_get_file_head(f, &h, &e)) {
-            conn_fail(c, SM_WIRE_ERR_PROTOCOL, "%s", e.message);
+    case WIRE_WRITE_FILE: {
+        wire_file_head h;
+        if (!wire_get_file_head(f, &h, &e)) {
+            conn_fail(c, WIRE_ERR_PROTOCOL, "%s", e.message);
             return;
         }
         if (!files_upload_begin(&c->up, &h, why, sizeof why)) {
-            conn_fail(c, SM_WIRE_ERR_IO, "%s", why);
+            conn_fail(c, WIRE_ERR_IO, "%s", why);
             return;
         }
         c->state = C_UPLOAD;
         return;
     }
-    case SM_WIRE_READ_FILE: {
-        sm_wire_file_head h;
-        if (!sm_wire_get_file_head(f, &h, &e)) {
-            conn_fail(c, SM_WIRE_ERR_PROTOCOL, "%s", e.message);
+    case WIRE_READ_FILE: {
+        wire_file_head h;
+        if (!wire_get_file_head(f, &h, &e)) {
+            conn_fail(c, WIRE_ERR_PROTOCOL, "%s", e.message);
             return;
         }
         uint32_t kind;
-        sm_wire_file_head info = { 0 };
+        wire_file_head info = { 0 };
         c->dl_fd = files_open_for_read(h.path, &info.size, &info.mode, &kind, why, sizeof why);
         if (c->dl_fd < 0) {
             conn_fail(c, kind, "%s", why);
             return;
         }
-        sm_wire_put_file_head(&c->out, SM_WIRE_FILE_INFO, &info, NULL);
+        wire_put_file_head(&c->out, WIRE_FILE_INFO, &info, NULL);
         c->dl_left = info.size;
         c->state = C_DOWNLOAD;
         c->reading = false;
         conn_pump_download(c);
         return;
     }
-    case SM_WIRE_POWEROFF:
+    case WIRE_POWEROFF:
         if (!c->ag->pid1) {
-            conn_fail(c, SM_WIRE_ERR_REFUSED, "power off refused: this agent is not PID 1");
+            conn_fail(c, WIRE_ERR_REFUSED, "power off refused: this agent is not PID 1");
             return;
         }
-        sm_wire_put_empty(&c->out, SM_WIRE_OK, NULL);
+        wire_put_empty(&c->out, WIRE_OK, NULL);
         c->state = C_DONE;
         c->ag->poweroff = true;
-        c->ag->poweroff_deadline = agent_now_us() + POWEROFF_GRACE_US;
+        c->ag->poweroff_deadline = clock_now_us() + POWEROFF_GRACE_US;
         conn_flush(c);
         return;
-    case SM_WIRE_SYNC: {
-        sm_wire_sync sync;
+    case WIRE_SYNC: {
+        wire_sync sync;
         char reason[160];
-        sm_wire_error we;
-        if (!sm_wire_sync_decode(f->payload, f->length, &sync, &we)) {
-            conn_fail(c, SM_WIRE_ERR_PROTOCOL, "%s", we.message);
+        wire_error we;
+        if (!wire_sync_decode(f->payload, f->length, &sync, &we)) {
+            conn_fail(c, WIRE_ERR_PROTOCOL, "%s", we.message);
             return;
         }
         if (!c->ag->in_vm) {
-            conn_fail(c, SM_WIRE_ERR_REFUSED, "sync refused: this agent is not a guest's PID 1");
+            conn_fail(c, WIRE_ERR_REFUSED, "sync refused: this agent is not a guest's PID 1");
             return;
         }
         bool synced = pid1_sync(sync.realtime_ns, sync.entropy, sizeof sync.entropy, reason, sizeof reason);
         explicit_bzero(&sync, sizeof sync);
         if (!synced) {
-            conn_fail(c, SM_WIRE_ERR_IO, "%s", reason);
+            conn_fail(c, WIRE_ERR_IO, "%s", reason);
             return;
         }
-        sm_wire_put_empty(&c->out, SM_WIRE_OK, NULL);
+        wire_put_empty(&c->out, WIRE_OK, NULL);
         c->state = C_DONE;
         conn_flush(c);
         return;
     }
     default:
-        conn_fail(c, SM_WIRE_ERR_PROTOCOL, "expected REQUEST, WRITE_FILE, READ_FILE, POWEROFF or SYNC,"
-                  " got %s", sm_wire_type_name(f->type));
+        conn_fail(c, WIRE_ERR_PROTOCOL, "expected REQUEST, WRITE_FILE, READ_FILE, POWEROFF or SYNC,"
+                  " got %s", wire_type_name(f->type));
     }
 }
 
-static void conn_upload_frame(conn *c, const sm_wire_frame *f)
+static void conn_upload_frame(conn *c, const wire_frame *f)
 {
     char why[512];
-    if (f->type == SM_WIRE_FILE_DATA) {
+    if (f->type == WIRE_FILE_DATA) {
         if (!files_upload_data(&c->up, f->payload, f->length, why, sizeof why))
-            conn_fail(c, SM_WIRE_ERR_LIMIT, "%s", why);
-    } else if (f->type == SM_WIRE_FILE_END) {
+            conn_fail(c, WIRE_ERR_LIMIT, "%s", why);
+    } else if (f->type == WIRE_FILE_END) {
         bool ok = files_upload_finish(&c->up, why, sizeof why);
         c->state = C_DONE; /* the upload is finished either way */
         if (!ok) {
-            conn_fail(c, SM_WIRE_ERR_IO, "%s", why);
+            conn_fail(c, WIRE_ERR_IO, "%s", why);
             return;
         }
-        sm_wire_put_empty(&c->out, SM_WIRE_OK, NULL);
+        wire_put_empty(&c->out, WIRE_OK, NULL);
         c->reading = false;
         conn_flush(c);
     } else {
-        conn_fail(c, SM_WIRE_ERR_PROTOCOL, "expected FILE_DATA or FILE_END, got %s",
-                  sm_wire_type_name(f->type));
+        conn_fail(c, WIRE_ERR_PROTOCOL, "expected FILE_DATA or FILE_END, got %s",
+                  wire_type_name(f->type));
     }
 }
 
-static void conn_on_frame(conn *c, const sm_wire_frame *f)
+static void conn_on_frame(conn *c, const wire_frame *f)
 {
-    sm_wire_error e;
+    wire_error e;
     switch (c->state) {
     case C_HELLO:
-        if (!sm_wire_check_hello(f, "host", &e)) {
-            bool version = f->type == SM_WIRE_HELLO;
-            conn_fail(c, version ? SM_WIRE_ERR_VERSION : SM_WIRE_ERR_PROTOCOL, "%s", e.message);
+        if (!wire_check_hello(f, "host", &e)) {
+            bool version = f->type == WIRE_HELLO;
+            conn_fail(c, version ? WIRE_ERR_VERSION : WIRE_ERR_PROTOCOL, "%s", e.message);
             return;
         }
         c->state = C_IDLE;
@@ -500,8 +493,8 @@ static void conn_on_frame(conn *c, const sm_wire_frame *f)
         conn_upload_frame(c, f);
         return;
     case C_DOWNLOAD:
-        conn_fail(c, SM_WIRE_ERR_PROTOCOL, "unexpected %s during READ_FILE",
-                  sm_wire_type_name(f->type));
+        conn_fail(c, WIRE_ERR_PROTOCOL, "unexpected %s during READ_FILE",
+                  wire_type_name(f->type));
         return;
     case C_DONE:
         return; /* after our answer: ignore whatever the host still sends */
@@ -512,9 +505,9 @@ static void conn_on_readable(conn *c)
 {
     for (int round = 0; round < 4 && c->reading && !c->dead; round++) {
         size_t avail;
-        uint8_t *dst = sm_wire_reader_space(&c->rd, READ_CHUNK, &avail);
+        uint8_t *dst = wire_reader_space(&c->rd, READ_CHUNK, &avail);
         if (!dst) {
-            conn_fail(c, SM_WIRE_ERR_LIMIT, "out of memory reading a frame");
+            conn_fail(c, WIRE_ERR_LIMIT, "out of memory reading a frame");
             return;
         }
         ssize_t n = recv(c->w.fd, dst, avail, 0);
@@ -526,19 +519,19 @@ static void conn_on_readable(conn *c)
             return;
         }
         if (n == 0) {
-            if (sm_wire_reader_pending(&c->rd) && c->state != C_DONE)
+            if (wire_reader_pending(&c->rd) && c->state != C_DONE)
                 agent_log("connection %d closed in the middle of a frame (%zu bytes pending)",
-                          c->w.fd, sm_wire_reader_pending(&c->rd));
+                          c->w.fd, wire_reader_pending(&c->rd));
             conn_close(c, "the host closed the connection");
             return;
         }
-        sm_wire_reader_commit(&c->rd, (size_t)n);
-        sm_wire_frame f;
-        sm_wire_error e;
+        wire_reader_commit(&c->rd, (size_t)n);
+        wire_frame f;
+        wire_error e;
         int got;
-        while (!c->dead && c->state != C_DONE && (got = sm_wire_reader_next(&c->rd, &f, &e))) {
+        while (!c->dead && c->state != C_DONE && (got = wire_reader_next(&c->rd, &f, &e))) {
             if (got < 0) {
-                conn_fail(c, SM_WIRE_ERR_PROTOCOL, "%s", e.message);
+                conn_fail(c, WIRE_ERR_PROTOCOL, "%s", e.message);
                 return;
             }
             conn_on_frame(c, &f);
@@ -563,12 +556,12 @@ void conn_pause_reading(conn *c, bool pause)
 /* Over the limit: say so (best effort, the socket buffer takes it) and close. */
 static void refuse(int fd)
 {
-    sm_wire_buf b = { 0 };
-    sm_wire_put_hello(&b, NULL);
-    sm_wire_put_error(&b, SM_WIRE_ERR_LIMIT, "the agent serves at most 512 connections at once: "
+    wire_buf b = { 0 };
+    wire_put_hello(&b, NULL);
+    wire_put_error(&b, WIRE_ERR_LIMIT, "the agent serves at most 512 connections at once: "
                       "retry later", NULL);
     if (!b.failed && send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) { /* gone */ }
-    sm_wire_buf_free(&b);
+    wire_buf_free(&b);
     close(fd);
 }
 
@@ -599,11 +592,11 @@ static void conn_accept(agent *ag, watch *lw)
         c->ag = ag;
         c->w = (watch){ .kind = W_CONN, .fd = fd, .owner = c };
         c->dl_fd = -1;
-        c->up.fd = -1;
+        c->up.active = false;
         c->reading = true;
-        c->deadline = agent_now_us() + IDLE_FRAME_US;
-        sm_wire_reader_init(&c->rd, SM_WIRE_AT_AGENT);
-        sm_wire_put_hello(&c->out, NULL);
+        c->deadline = clock_now_us() + IDLE_FRAME_US;
+        wire_reader_init(&c->rd, WIRE_AT_AGENT);
+        wire_put_hello(&c->out, NULL);
         c->next = ag->conns;
         ag->conns = c;
         conn_flush(c);
@@ -673,7 +666,7 @@ static void on_signals(agent *ag)
 
 static void tick_and_collect(agent *ag)
 {
-    uint64_t now = agent_now_us();
+    uint64_t now = clock_now_us();
     for (session *s = ag->sessions; s; s = *session_next(s))
         session_tick(s, now);
     for (conn *c = ag->conns; c; c = c->next) {
@@ -682,7 +675,7 @@ static void tick_and_collect(agent *ag)
         if (c->state == C_DONE)
             conn_close(c, "linger time over");
         else if (c->state == C_HELLO || c->state == C_IDLE)
-            conn_fail(c, SM_WIRE_ERR_PROTOCOL, "no complete HELLO and operation frame within %u s",
+            conn_fail(c, WIRE_ERR_PROTOCOL, "no complete HELLO and operation frame within %u s",
                       IDLE_FRAME_US / 1000000u);
     }
     /* Free what died during this batch. */
@@ -693,8 +686,8 @@ static void tick_and_collect(agent *ag)
             continue;
         }
         *pc = c->next;
-        sm_wire_reader_destroy(&c->rd);
-        sm_wire_buf_free(&c->out);
+        wire_reader_destroy(&c->rd);
+        wire_buf_free(&c->out);
         free(c);
     }
     for (session **ps = &ag->sessions; *ps;) {
@@ -723,7 +716,7 @@ static int next_timeout_ms(agent *ag)
         next = ag->poweroff_deadline;
     if (next == UINT64_MAX)
         return -1;
-    uint64_t now = agent_now_us();
+    uint64_t now = clock_now_us();
     if (next <= now)
         return 0;
     uint64_t ms = (next - now + 999) / 1000;
@@ -739,7 +732,7 @@ static int next_timeout_ms(agent *ag)
  */
 static bool poweroff_may_go(const agent *ag)
 {
-    if (agent_now_us() >= ag->poweroff_deadline)
+    if (clock_now_us() >= ag->poweroff_deadline)
         return true;
     for (const conn *c = ag->conns; c; c = c->next)
         if (!c->dead)
@@ -790,8 +783,8 @@ void agent_shutdown(agent *ag)
     for (conn *c = ag->conns; c; c = c->next)
         conn_close(c, "the agent is stopping");
     /* Wait for the killed commands so none is left behind. */
-    uint64_t give_up = agent_now_us() + 2000000u;
-    while (ag->sessions && agent_now_us() < give_up) {
+    uint64_t give_up = clock_now_us() + 2000000u;
+    while (ag->sessions && clock_now_us() < give_up) {
         int status;
         struct rusage ru;
         pid_t pid = wait4(-1, &status, 0, &ru);

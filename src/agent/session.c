@@ -50,19 +50,19 @@ struct session {
     session *next;
     conn *c;               /* NULL once the connection dropped or we reported */
     uint8_t *payload;      /* the REQUEST bytes; req points into them */
-    sm_wire_request req;
+    wire_request req;
     char **envp;           /* the agent's environment with the request's on top */
     bool tty;
     char pty_name[64];
     watch w_out, w_err, w_in; /* our ends: output readers, stdin writer */
     int child_out, child_err, child_in; /* child ends, kept for the chain */
-    sm_wire_buf stdin_q;
+    wire_buf stdin_q;
     size_t stdin_sent;
     bool stdin_close_wanted;
     bool output_paused;
     bool conn_paused;
     pid_t pid;             /* the running command, 0 between/after */
-    pid_t pgids[SM_WIRE_MAX_CHAIN + 1];
+    pid_t pgids[WIRE_MAX_CHAIN + 1];
     unsigned npgids;
     unsigned step;         /* 0 = argv, i = chain[i - 1] */
     uint64_t start_us, end_us, deadline_us, grace_us, kill_at_us;
@@ -111,7 +111,7 @@ static size_t key_len(const char *kv)
     return eq ? (size_t)(eq - kv) : strlen(kv);
 }
 
-static char **merge_env(const sm_wire_argv *extra)
+static char **merge_env(const wire_argv *extra)
 {
     size_t n = 0;
     while (environ && environ[n])
@@ -311,7 +311,7 @@ static void on_step_exit(session *s, int status, long rss_kib);
 
 static void spawn_step(session *s)
 {
-    const sm_wire_argv *a = s->step == 0 ? &s->req.argv : &s->req.chain[s->step - 1];
+    const wire_argv *a = s->step == 0 ? &s->req.argv : &s->req.chain[s->step - 1];
     char path[4096];
     int err = resolve_program(a->argv[0], s->envp, path, sizeof path);
     pid_t pid = 0;
@@ -322,7 +322,7 @@ static void spawn_step(session *s)
         int n = snprintf(msg, sizeof msg, "supermachine-agent: cannot run '%.200s'%s%.200s%s: %s\n",
                          a->argv[0], s->req.cwd[0] ? " in '" : "", s->req.cwd,
                          s->req.cwd[0] ? "'" : "", strerror(err));
-        conn_send_data(s->c, s->tty ? SM_WIRE_STDOUT : SM_WIRE_STDERR, msg,
+        conn_send_data(s->c, s->tty ? WIRE_STDOUT : WIRE_STDERR, msg,
                        n > 0 && (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
         /* The shell's convention: 127 not found, 126 found but not runnable. */
         on_step_exit(s, (err == ENOENT ? 127 : 126) << 8, 0); /* a wait status */
@@ -354,13 +354,13 @@ static void report(session *s)
     if (!s->finished || s->reported)
         return;
     bool open = s->w_out.fd >= 0 || s->w_err.fd >= 0;
-    if (open && (s->output_paused || agent_now_us() < s->grace_us))
+    if (open && (s->output_paused || clock_now_us() < s->grace_us))
         return; /* paused: session_resume_output restarts the grace */
     close_watch(s, &s->w_out);
     close_watch(s, &s->w_err);
     s->reported = true;
     if (s->c) {
-        sm_wire_exit x = {
+        wire_exit x = {
             .code = WIFEXITED(s->status) ? WEXITSTATUS(s->status) : -1,
             .signal = WIFSIGNALED(s->status) ? WTERMSIG(s->status) : 0,
             .timed_out = s->timed_out,
@@ -378,7 +378,7 @@ static void report(session *s)
 static void finish(session *s)
 {
     s->finished = true;
-    s->end_us = agent_now_us();
+    s->end_us = clock_now_us();
     s->deadline_us = 0;
     close_fd(&s->child_out);
     close_fd(&s->child_err);
@@ -441,16 +441,16 @@ static void flush_stdin(session *s)
 
 /* ---- frames from the host -------------------------------------------------- */
 
-void session_on_frame(session *s, const sm_wire_frame *f)
+void session_on_frame(session *s, const wire_frame *f)
 {
-    sm_wire_error e;
+    wire_error e;
     switch (f->type) {
-    case SM_WIRE_STDIN:
+    case WIRE_STDIN:
         if (s->w_in.fd < 0 || s->stdin_close_wanted)
             return; /* stdin already closed: nobody would read it */
-        sm_wire_buf_put(&s->stdin_q, f->payload, f->length);
+        wire_buf_put(&s->stdin_q, f->payload, f->length);
         if (s->stdin_q.failed) {
-            conn_fail(s->c, SM_WIRE_ERR_LIMIT, "out of memory buffering stdin");
+            conn_fail(s->c, WIRE_ERR_LIMIT, "out of memory buffering stdin");
             return;
         }
         flush_stdin(s);
@@ -459,26 +459,26 @@ void session_on_frame(session *s, const sm_wire_frame *f)
             conn_pause_reading(s->c, true);
         }
         return;
-    case SM_WIRE_STDIN_CLOSE:
+    case WIRE_STDIN_CLOSE:
         if (s->w_in.fd < 0)
             return;
         s->stdin_close_wanted = true;
         flush_stdin(s);
         return;
-    case SM_WIRE_SIGNAL: {
+    case WIRE_SIGNAL: {
         int signo;
-        if (!sm_wire_get_signal(f, &signo, &e)) {
-            conn_fail(s->c, SM_WIRE_ERR_PROTOCOL, "%s", e.message);
+        if (!wire_get_signal(f, &signo, &e)) {
+            conn_fail(s->c, WIRE_ERR_PROTOCOL, "%s", e.message);
             return;
         }
         if (s->pid && kill(-s->pgids[s->npgids - 1], signo) < 0)
             agent_log("forwarding signal %d: %s", signo, strerror(errno));
         return;
     }
-    case SM_WIRE_RESIZE: {
+    case WIRE_RESIZE: {
         uint16_t cols, rows;
-        if (!sm_wire_get_resize(f, &cols, &rows, &e)) {
-            conn_fail(s->c, SM_WIRE_ERR_PROTOCOL, "%s", e.message);
+        if (!wire_get_resize(f, &cols, &rows, &e)) {
+            conn_fail(s->c, WIRE_ERR_PROTOCOL, "%s", e.message);
             return;
         }
         if (s->tty && s->w_out.fd >= 0) {
@@ -488,8 +488,8 @@ void session_on_frame(session *s, const sm_wire_frame *f)
         return;
     }
     default:
-        conn_fail(s->c, SM_WIRE_ERR_PROTOCOL, "unexpected %s frame while a command runs",
-                  sm_wire_type_name(f->type));
+        conn_fail(s->c, WIRE_ERR_PROTOCOL, "unexpected %s frame while a command runs",
+                  wire_type_name(f->type));
     }
 }
 
@@ -510,13 +510,13 @@ void session_resume_output(session *s)
         return;
     pause_output(s, false);
     if (s->finished)
-        s->grace_us = agent_now_us() + DRAIN_GRACE_US; /* the grace counts from the reading */
+        s->grace_us = clock_now_us() + DRAIN_GRACE_US; /* the grace counts from the reading */
 }
 
 static void read_output(session *s, watch *w)
 {
     static uint8_t discard[64 << 10];
-    uint8_t type = w == &s->w_out ? SM_WIRE_STDOUT : SM_WIRE_STDERR;
+    uint8_t type = w == &s->w_out ? WIRE_STDOUT : WIRE_STDERR;
     for (int round = 0; round < 8 && w->fd >= 0; round++) {
         ssize_t n = s->c ? conn_send_from_fd(s->c, type, w->fd, OUTPUT_CHUNK)
                          : read(w->fd, discard, sizeof discard);
@@ -572,7 +572,7 @@ void session_detach(session *s)
         close_watch(s, &s->w_in);
         session_kill_all(s, SIGHUP);
         session_kill_all(s, SIGCONT);
-        s->kill_at_us = agent_now_us() + HUP_TO_KILL_US;
+        s->kill_at_us = clock_now_us() + HUP_TO_KILL_US;
     } else if (!s->reported) {
         s->reported = true;
         s->dead = true;
@@ -618,8 +618,8 @@ void session_free(session *s)
     close_fd(&s->child_out);
     close_fd(&s->child_err);
     close_fd(&s->child_in);
-    sm_wire_buf_free(&s->stdin_q);
-    sm_wire_request_free(&s->req);
+    wire_buf_free(&s->stdin_q);
+    wire_request_free(&s->req);
     free(s->envp);
     free(s->payload);
     free(s);
@@ -628,7 +628,7 @@ void session_free(session *s)
 static bool stage_files(session *s, char *why, size_t whylen)
 {
     for (uint32_t i = 0; i < s->req.nfiles; i++) {
-        const sm_wire_file *f = &s->req.files[i];
+        const wire_file *f = &s->req.files[i];
         if (!files_write_atomic(f->path, f->data, f->size, f->mode, why, whylen))
             return false;
     }
@@ -640,7 +640,7 @@ void session_start(agent *ag, conn *c, uint8_t *payload, uint32_t length)
     session *s = calloc(1, sizeof *s);
     if (!s) {
         free(payload);
-        conn_fail(c, SM_WIRE_ERR_LIMIT, "out of memory starting a command");
+        conn_fail(c, WIRE_ERR_LIMIT, "out of memory starting a command");
         return;
     }
     s->ag = ag;
@@ -649,33 +649,33 @@ void session_start(agent *ag, conn *c, uint8_t *payload, uint32_t length)
     s->w_err = (watch){ .kind = W_ERR, .fd = -1, .owner = s };
     s->w_in = (watch){ .kind = W_IN, .fd = -1, .owner = s };
     s->child_out = s->child_err = s->child_in = -1;
-    sm_wire_frame f = { .type = SM_WIRE_REQUEST, .length = length, .payload = payload };
-    sm_wire_error e;
+    wire_frame f = { .type = WIRE_REQUEST, .length = length, .payload = payload };
+    wire_error e;
     char why[600];
-    if (!sm_wire_get_request(&f, &s->req, &e)) {
-        conn_fail(c, SM_WIRE_ERR_PROTOCOL, "%s", e.message);
+    if (!wire_get_request(&f, &s->req, &e)) {
+        conn_fail(c, WIRE_ERR_PROTOCOL, "%s", e.message);
         session_free(s);
         return;
     }
-    s->tty = s->req.flags & SM_WIRE_REQ_TTY;
+    s->tty = s->req.flags & WIRE_REQ_TTY;
     if (image_user_error()) {
-        conn_fail(c, SM_WIRE_ERR_SPAWN, "%s", image_user_error());
+        conn_fail(c, WIRE_ERR_SPAWN, "%s", image_user_error());
         session_free(s);
         return;
     }
     if (!stage_files(s, why, sizeof why)) {
-        conn_fail(c, SM_WIRE_ERR_STAGE, "%s", why);
+        conn_fail(c, WIRE_ERR_STAGE, "%s", why);
         session_free(s);
         return;
     }
     s->envp = merge_env(&s->req.env);
     if (!s->envp) {
-        conn_fail(c, SM_WIRE_ERR_SPAWN, "out of memory building the environment");
+        conn_fail(c, WIRE_ERR_SPAWN, "out of memory building the environment");
         session_free(s);
         return;
     }
     if (!(s->tty ? setup_pty(s, why, sizeof why) : setup_pipes(s, why, sizeof why))) {
-        conn_fail(c, SM_WIRE_ERR_SPAWN, "%s", why);
+        conn_fail(c, WIRE_ERR_SPAWN, "%s", why);
         session_free(s);
         return;
     }
@@ -686,7 +686,7 @@ void session_start(agent *ag, conn *c, uint8_t *payload, uint32_t length)
     conn_attach(c, s);
     s->next = ag->sessions;
     ag->sessions = s;
-    s->start_us = agent_now_us();
+    s->start_us = clock_now_us();
     if (s->req.timeout_ms)
         s->deadline_us = s->start_us + (uint64_t)s->req.timeout_ms * 1000u;
     spawn_step(s);

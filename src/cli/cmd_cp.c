@@ -10,6 +10,7 @@
  * 2 for a usage error.
  */
 #include "cli/commands.h"
+#include "base/file.h"
 #include "supermachine.h"
 
 #include <errno.h>
@@ -87,30 +88,11 @@ static bool read_host(const char *path, uint8_t **data, size_t *len, mode_t *mod
     return true;
 }
 
-/* Writes beside path, then renames over it. */
+/* Replaces path atomically (src/base/file.h). */
 static bool write_host(const char *path, const uint8_t *data, size_t len)
 {
-    char tmp[PATH_MAX];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.sm-cp.%d", path, (int)getpid()) >= sizeof tmp) {
-        fprintf(stderr, "supermachine cp: %s: path too long\n", path);
-        return false;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    bool ok = fd >= 0;
-    for (size_t done = 0; ok && done < len;) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        ok = w > 0;
-        if (ok)
-            done += (size_t)w;
-    }
-    if (fd >= 0)
-        ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) < 0) {
+    if (!write_file_atomic(path, data, len, 0644)) {
         fprintf(stderr, "supermachine cp: cannot write %s: %s\n", path, strerror(errno));
-        if (fd >= 0)
-            unlink(tmp);
         return false;
     }
     return true;

@@ -16,6 +16,8 @@
  * broke, 2 for a usage error.
  */
 #include "cli/commands.h"
+#include "base/file.h"
+#include "base/clock.h"
 #include "cli/options.h"
 #include "supermachine.h"
 
@@ -256,21 +258,6 @@ static int parse(int argc, char **argv, struct exec_opts *o, sm_exec_builder **o
     return 0;
 }
 
-static bool write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static void send_winsize(sm_exec_child *child)
 {
     struct winsize ws;
@@ -281,13 +268,6 @@ static void send_winsize(sm_exec_child *child)
 /* After forwarding SIGINT/SIGTERM/SIGHUP, how long the command may take to
  * end before we give up on it (the VM or its agent may not answer). */
 #define SIGNAL_GRACE_MS 5000
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Forwards the signals that arrived; returns the first stop signal, or 0. */
 static int forward_signals(sm_exec_child *child)
@@ -321,7 +301,7 @@ static int pump(sm_exec_child *child, const struct exec_opts *o)
             { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN },
             { .fd = signal_pipe[0], .events = POLLIN },
         };
-        int timeout = give_up_at ? (int)(give_up_at - now_ms()) : -1;
+        int timeout = give_up_at ? (int)(give_up_at - (int64_t)clock_now_ms()) : -1;
         if (give_up_at && timeout <= 0)
             return stop_signal;
         if (poll(p, 4, timeout) < 0) {
@@ -355,7 +335,7 @@ static int pump(sm_exec_child *child, const struct exec_opts *o)
             int stop = forward_signals(child);
             if (stop && !give_up_at) {
                 stop_signal = stop;
-                give_up_at = now_ms() + SIGNAL_GRACE_MS;
+                give_up_at = (int64_t)clock_now_ms() + SIGNAL_GRACE_MS;
             }
         }
     }

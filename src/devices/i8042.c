@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #define STATUS_OBF      0x01
 #define STATUS_SYS      0x04
@@ -284,25 +284,25 @@ static bool is_param_command(uint8_t cmd) { return cmd == 0 || cmd == 0xed || cm
 static sm_code check_state(const struct i8042_state *in, sm_error *err)
 {
     if (in->out_count > OUT_QUEUE)
-        return sm_fail(err, SM_E_INVALID, "i8042 state: output count %u exceeds the %d-byte queue", in->out_count,
+        return error_set(err, SM_E_INVALID, "i8042 state: output count %u exceeds the %d-byte queue", in->out_count,
                        OUT_QUEUE);
     for (unsigned i = in->out_count; i < OUT_QUEUE; i++)
         if (in->out[i])
-            return sm_fail(err, SM_E_INVALID, "i8042 state: output byte %u lies past the count %u and is not 0", i,
+            return error_set(err, SM_E_INVALID, "i8042 state: output byte %u lies past the count %u and is not 0", i,
                            in->out_count);
     if (in->next_data > DATA_TARGET_LAST)
-        return sm_fail(err, SM_E_INVALID, "i8042 state: next_data %u is not a known target (0..%d)", in->next_data,
+        return error_set(err, SM_E_INVALID, "i8042 state: next_data %u is not a known target (0..%d)", in->next_data,
                        DATA_TARGET_LAST);
     if (!is_param_command(in->kbd_awaiting_param))
-        return sm_fail(err, SM_E_INVALID, "i8042 state: keyboard command 0x%02x takes no parameter",
+        return error_set(err, SM_E_INVALID, "i8042 state: keyboard command 0x%02x takes no parameter",
                        in->kbd_awaiting_param);
     if (in->reserved)
-        return sm_fail(err, SM_E_INVALID, "i8042 state: reserved byte is 0x%02x, not 0", in->reserved);
+        return error_set(err, SM_E_INVALID, "i8042 state: reserved byte is 0x%02x, not 0", in->reserved);
     /* Status is derived: only the CMD bit is state of its own. */
     uint8_t expected = STATUS_UNLOCKED | (in->out_count ? STATUS_OBF : 0) | (in->ctr & CTR_SYS ? STATUS_SYS : 0) |
                        (in->status & STATUS_CMD);
     if (in->status != expected)
-        return sm_fail(err, SM_E_INVALID, "i8042 state: status 0x%02x disagrees with the state (expected 0x%02x)",
+        return error_set(err, SM_E_INVALID, "i8042 state: status 0x%02x disagrees with the state (expected 0x%02x)",
                        in->status, expected);
     return SM_OK;
 }

@@ -40,7 +40,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 enum {
     REG_DATA = 0, REG_IER = 1, REG_IIR_FCR = 2, REG_LCR = 3,
@@ -502,21 +502,21 @@ void serial_save(struct serial *s, struct serial_state *out)
 static sm_code check_plain_fields(const struct serial_state *in, sm_error *err)
 {
     if (in->ier & ~IER_MASK)
-        return sm_fail(err, SM_E_INVALID, "serial state: IER 0x%02x has bits beyond 0-3", in->ier);
+        return error_set(err, SM_E_INVALID, "serial state: IER 0x%02x has bits beyond 0-3", in->ier);
     if (in->mcr & ~MCR_MASK)
-        return sm_fail(err, SM_E_INVALID, "serial state: MCR 0x%02x has bits beyond 0-4", in->mcr);
+        return error_set(err, SM_E_INVALID, "serial state: MCR 0x%02x has bits beyond 0-4", in->mcr);
     if (in->fcr & ~FCR_ENABLE)
-        return sm_fail(err, SM_E_INVALID, "serial state: FCR 0x%02x has bits other than FIFO enable", in->fcr);
+        return error_set(err, SM_E_INVALID, "serial state: FCR 0x%02x has bits other than FIFO enable", in->fcr);
     if (in->thr_pending > 1)
-        return sm_fail(err, SM_E_INVALID, "serial state: thr_pending is %u, not 0 or 1", in->thr_pending);
+        return error_set(err, SM_E_INVALID, "serial state: thr_pending is %u, not 0 or 1", in->thr_pending);
     if (in->reserved)
-        return sm_fail(err, SM_E_INVALID, "serial state: reserved byte is 0x%02x, not 0", in->reserved);
+        return error_set(err, SM_E_INVALID, "serial state: reserved byte is 0x%02x, not 0", in->reserved);
     if (in->rx_count > SERIAL_RX_FIFO)
-        return sm_fail(err, SM_E_INVALID, "serial state: rx count %u exceeds the %d-byte FIFO", in->rx_count,
+        return error_set(err, SM_E_INVALID, "serial state: rx count %u exceeds the %d-byte FIFO", in->rx_count,
                        SERIAL_RX_FIFO);
     for (size_t i = in->rx_count; i < SERIAL_RX_FIFO; i++)
         if (in->rx[i])
-            return sm_fail(err, SM_E_INVALID, "serial state: rx byte %zu lies past rx count %u and is not 0", i,
+            return error_set(err, SM_E_INVALID, "serial state: rx byte %zu lies past rx count %u and is not 0", i,
                            in->rx_count);
     return SM_OK;
 }
@@ -527,13 +527,13 @@ static sm_code check_derived_registers(const struct serial_state *in, const stru
 {
     uint8_t lsr = lsr_value(candidate);
     if (in->lsr != lsr)
-        return sm_fail(err, SM_E_INVALID, "serial state: LSR 0x%02x disagrees with the FIFO (expected 0x%02x)",
+        return error_set(err, SM_E_INVALID, "serial state: LSR 0x%02x disagrees with the FIFO (expected 0x%02x)",
                        in->lsr, lsr);
     if ((in->msr & ~MSR_DELTA) != msr_lines(candidate))
-        return sm_fail(err, SM_E_INVALID, "serial state: MSR 0x%02x disagrees with MCR 0x%02x", in->msr, in->mcr);
+        return error_set(err, SM_E_INVALID, "serial state: MSR 0x%02x disagrees with MCR 0x%02x", in->msr, in->mcr);
     uint8_t iir = iir_value(candidate);
     if (in->iir != iir)
-        return sm_fail(err, SM_E_INVALID, "serial state: IIR 0x%02x disagrees with the state (expected 0x%02x)",
+        return error_set(err, SM_E_INVALID, "serial state: IIR 0x%02x disagrees with the state (expected 0x%02x)",
                        in->iir, iir);
     return SM_OK;
 }

@@ -19,8 +19,9 @@
  * ever fetched again for it.
  */
 #include "image/blob_store.h"
+#include "base/file.h"
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,16 +60,16 @@ static sm_code mkdir_one(const char *path, sm_error *err)
 {
     if (mkdir(path, 0755) == 0 || errno == EEXIST)
         return SM_OK;
-    return sm_fail_errno(err, SM_E_IO, errno, "cannot create the image store folder %s", path);
+    return error_set_errno(err, SM_E_IO, errno, "cannot create the image store folder %s", path);
 }
 
 sm_code blob_store_init(const char *store_dir, sm_error *err)
 {
     if (!store_dir || !store_dir[0])
-        return sm_fail(err, SM_E_INVALID, "no image store folder given");
+        return error_set(err, SM_E_INVALID, "no image store folder given");
     char *path;
     if (asprintf(&path, "%s/" BLOB_DIR, store_dir) < 0)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     /* mkdir -p: every '/' after the first character ends a parent. */
     sm_code rc = SM_OK;
     for (char *p = path + 1; *p && !rc; p++) {
@@ -99,14 +100,14 @@ static sm_code read_fd_bounded(int fd, const char *path, size_t max, char **buf,
 {
     struct stat st;
     if (fstat(fd, &st) < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot stat %s", path);
+        return error_set_errno(err, SM_E_IO, errno, "cannot stat %s", path);
     if ((uint64_t)st.st_size > max)
-        return sm_fail(err, SM_E_LIMIT, "%s is %lld bytes, more than the limit of %zu", path,
+        return error_set(err, SM_E_LIMIT, "%s is %lld bytes, more than the limit of %zu", path,
                        (long long)st.st_size, max);
     size_t n = (size_t)st.st_size;
     char *b = malloc(n + 1);
     if (!b)
-        return sm_fail(err, SM_E_NOMEM, "out of memory reading %s", path);
+        return error_set(err, SM_E_NOMEM, "out of memory reading %s", path);
     size_t got = 0;
     while (got < n) {
         ssize_t r = read(fd, b + got, n - got);
@@ -115,7 +116,7 @@ static sm_code read_fd_bounded(int fd, const char *path, size_t max, char **buf,
         if (r <= 0) {
             int e = r < 0 ? errno : EIO;
             free(b);
-            return sm_fail_errno(err, SM_E_IO, e, "cannot read %s", path);
+            return error_set_errno(err, SM_E_IO, e, "cannot read %s", path);
         }
         got += (size_t)r;
     }
@@ -132,11 +133,11 @@ sm_code blob_store_read(const char *store_dir, const char *digest, size_t max, c
     *len = 0;
     char *path = blob_store_path(store_dir, digest);
     if (!path)
-        return sm_fail(err, SM_E_INVALID, "bad blob digest");
+        return error_set(err, SM_E_INVALID, "bad blob digest");
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     sm_code rc;
     if (fd < 0)
-        rc = sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
+        rc = error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
                            "cannot open the blob %s", path);
     else
         rc = read_fd_bounded(fd, path, max, buf, len, err);
@@ -165,7 +166,7 @@ static sm_code rehash_existing(struct blob_writer *w, sm_error *err)
 {
     char *buf = malloc(COPY_CHUNK);
     if (!buf)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     uint64_t off = 0;
     sm_code rc = SM_OK;
     while (off < w->written && !rc) {
@@ -174,7 +175,7 @@ static sm_code rehash_existing(struct blob_writer *w, sm_error *err)
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
-            rc = sm_fail_errno(err, SM_E_IO, r < 0 ? errno : EIO, "cannot read %s",
+            rc = error_set_errno(err, SM_E_IO, r < 0 ? errno : EIO, "cannot read %s",
                                w->partial_path);
         else {
             oci_sha256_update(&w->hash, buf, (size_t)r);
@@ -198,7 +199,7 @@ static sm_code open_locked_partial(struct blob_writer *w, bool *present, sm_erro
         int fd = open(w->partial_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
                       0644);
         if (fd < 0)
-            return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", w->partial_path);
+            return error_set_errno(err, SM_E_IO, errno, "cannot create %s", w->partial_path);
         while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
             ;
         struct stat held, now;
@@ -209,34 +210,21 @@ static sm_code open_locked_partial(struct blob_writer *w, bool *present, sm_erro
         }
         close(fd);
     }
-    return sm_fail(err, SM_E_IO, "%s keeps changing under us (another writer?)", w->partial_path);
+    return error_set(err, SM_E_IO, "%s keeps changing under us (another writer?)", w->partial_path);
 }
 
 static sm_code open_temporary(struct blob_writer *w, sm_error *err)
 {
     if (asprintf(&w->partial_path, "%s/" BLOB_DIR "/.import-XXXXXX", w->store_dir) < 0) {
         w->partial_path = NULL;
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     }
     w->fd = mkostemp(w->partial_path, O_CLOEXEC);
     if (w->fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot create a file in %s/" BLOB_DIR,
+        return error_set_errno(err, SM_E_IO, errno, "cannot create a file in %s/" BLOB_DIR,
                              w->store_dir);
     fchmod(w->fd, 0644);
     return SM_OK;
-}
-
-static void sync_dir(const char *store_dir)
-{
-    char *dir;
-    if (asprintf(&dir, "%s/" BLOB_DIR, store_dir) < 0)
-        return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
 }
 
 /* The verified file becomes the blob `got`; the writer is closed either way. */
@@ -246,21 +234,22 @@ static sm_code rename_into_place(struct blob_writer *w, const char *got, sm_erro
     char *final = blob_store_path(w->store_dir, got);
     if (!final) {
         blob_writer_discard(w);
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     }
     struct stat st;
     if (fstat(w->fd, &st) < 0 || (uint64_t)st.st_size != w->written)
-        rc = sm_fail(err, SM_E_IO, "%s changed while it was written", w->partial_path);
+        rc = error_set(err, SM_E_IO, "%s changed while it was written", w->partial_path);
     else if (fsync(w->fd) < 0)
-        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot sync %s", w->partial_path);
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot sync %s", w->partial_path);
     else if (rename(w->partial_path, final) < 0)
-        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot rename %s to %s", w->partial_path, final);
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot rename %s to %s", w->partial_path, final);
+    else if (!fsync_parent_dir(final))
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot sync the folder of %s", final);
     free(final);
     if (rc) {
         blob_writer_discard(w);
         return rc;
     }
-    sync_dir(w->store_dir);
     memmove(w->digest, got, OCI_DIGEST_SIZE);
     writer_free(w);
     return SM_OK;
@@ -272,7 +261,7 @@ static sm_code adopt_partial(struct blob_writer *w, bool *present, sm_error *err
 {
     struct stat st;
     if (fstat(w->fd, &st) < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot stat %s", w->partial_path);
+        return error_set_errno(err, SM_E_IO, errno, "cannot stat %s", w->partial_path);
     w->written = (uint64_t)st.st_size;
     if (w->written > w->size)
         return blob_writer_restart(w, err);
@@ -298,14 +287,14 @@ sm_code blob_writer_open(const char *store_dir, const char *digest, uint64_t siz
     *present = false;
     bool known = digest && digest[0];
     if (known && !oci_digest_valid(digest))
-        return sm_fail(err, SM_E_INVALID, "%s: bad digest", what);
+        return error_set(err, SM_E_INVALID, "%s: bad digest", what);
     snprintf(w->digest, sizeof w->digest, "%s", known ? digest : "");
     snprintf(w->what, sizeof w->what, "%s", what);
     w->size = size;
     w->store_dir = strdup(store_dir);
     if (!w->store_dir || (known && !(w->partial_path = blob_store_partial_path(store_dir, digest)))) {
         writer_free(w);
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     }
     sm_code rc = blob_store_init(store_dir, err);
     if (!rc)
@@ -319,30 +308,14 @@ sm_code blob_writer_open(const char *store_dir, const char *digest, uint64_t siz
     return rc;
 }
 
-static sm_code write_all(int fd, const void *buf, size_t len, const char *path, sm_error *err)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t r = write(fd, p, len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return sm_fail_errno(err, SM_E_IO, errno, "cannot write %s", path);
-        p += r;
-        len -= (size_t)r;
-    }
-    return SM_OK;
-}
-
 sm_code blob_writer_write(struct blob_writer *w, const void *buf, size_t len, sm_error *err)
 {
     if (w->size != BLOB_SIZE_UNKNOWN && len > w->size - w->written)
-        return sm_fail(err, SM_E_PROTOCOL,
+        return error_set(err, SM_E_PROTOCOL,
                        "%s is corrupt: more bytes than the %llu its descriptor gives", w->what,
                        (unsigned long long)w->size);
-    sm_code rc = write_all(w->fd, buf, len, w->partial_path, err);
-    if (rc)
-        return rc;
+    if (!write_all(w->fd, buf, len))
+        return error_set_errno(err, SM_E_IO, errno, "cannot write %s", w->partial_path);
     oci_sha256_update(&w->hash, buf, len);
     w->written += len;
     return SM_OK;
@@ -351,7 +324,7 @@ sm_code blob_writer_write(struct blob_writer *w, const void *buf, size_t len, sm
 sm_code blob_writer_restart(struct blob_writer *w, sm_error *err)
 {
     if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot empty %s", w->partial_path);
+        return error_set_errno(err, SM_E_IO, errno, "cannot empty %s", w->partial_path);
     oci_sha256_reset(&w->hash);
     w->written = 0;
     return SM_OK;
@@ -362,7 +335,7 @@ sm_code blob_writer_commit(struct blob_writer *w, sm_error *err)
     char got[OCI_DIGEST_SIZE], short_got[32];
     sm_code rc = SM_OK;
     if (w->size != BLOB_SIZE_UNKNOWN && w->written != w->size) {
-        rc = sm_fail(err, SM_E_PROTOCOL, "%s is truncated: got %llu of %llu bytes", w->what,
+        rc = error_set(err, SM_E_PROTOCOL, "%s is truncated: got %llu of %llu bytes", w->what,
                      (unsigned long long)w->written, (unsigned long long)w->size);
         blob_writer_close(w); /* resumable */
         return rc;
@@ -370,7 +343,7 @@ sm_code blob_writer_commit(struct blob_writer *w, sm_error *err)
     oci_sha256_final(&w->hash, got);
     if (w->digest[0] && strcmp(got, w->digest) != 0) {
         oci_digest_short(got, short_got);
-        rc = sm_fail(err, SM_E_PROTOCOL, "%s is corrupt: digest mismatch (got %s…)", w->what,
+        rc = error_set(err, SM_E_PROTOCOL, "%s is corrupt: digest mismatch (got %s…)", w->what,
                      short_got);
         blob_writer_discard(w);
         return rc;
@@ -429,13 +402,13 @@ sm_code blob_store_put_fd(const char *store_dir, int fd, const char *digest, uin
         rc = blob_writer_restart(&w, err);
     char *buf = rc ? NULL : malloc(COPY_CHUNK);
     if (!rc && !buf)
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     while (!rc) {
         ssize_t r = read(fd, buf, COPY_CHUNK);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
-            rc = sm_fail_errno(err, SM_E_IO, errno, "%s: cannot read", what);
+            rc = error_set_errno(err, SM_E_IO, errno, "%s: cannot read", what);
         if (r <= 0)
             break;
         rc = blob_writer_write(&w, buf, (size_t)r, err);

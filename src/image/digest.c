@@ -1,6 +1,6 @@
 #include "image/digest.h"
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -43,10 +43,10 @@ sm_code oci_sha256_init(oci_sha256 *h, sm_error *err)
 {
     h->ctx = EVP_MD_CTX_new();
     if (!h->ctx)
-        return sm_fail(err, SM_E_NOMEM, "sha256: out of memory");
+        return error_set(err, SM_E_NOMEM, "sha256: out of memory");
     if (EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
         oci_sha256_free(h);
-        return sm_fail(err, SM_E_UNSUPPORTED, "sha256: OpenSSL refused to start a digest");
+        return error_set(err, SM_E_UNSUPPORTED, "sha256: OpenSSL refused to start a digest");
     }
     return SM_OK;
 }

@@ -77,7 +77,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #define COMPONENT_MAX 255            /* bytes of one path component (NAME_MAX) */
 #define XATTR_NAME_MAX_LEN 255       /* bytes of one xattr name */
@@ -229,7 +229,7 @@ static sm_code entry_fail(struct merge *m, sm_code code, const char *fmt, ...)
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     layer_label(m, m->layer, label, sizeof label);
-    return sm_fail(m->err, code, "%s: entry '%s': %s", label, m->last_entry, detail);
+    return error_set(m->err, code, "%s: entry '%s': %s", label, m->last_entry, detail);
 }
 
 static sm_code layer_fail(struct merge *m, sm_code code, const char *fmt, ...)
@@ -242,7 +242,7 @@ static sm_code layer_fail(struct merge *m, sm_code code, const char *fmt, ...)
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     layer_label(m, m->layer, label, sizeof label);
-    return sm_fail(m->err, code, "%s: %s", label, detail);
+    return error_set(m->err, code, "%s: %s", label, detail);
 }
 
 /* A read error from libarchive: a corrupt, truncated or unreadable layer. */
@@ -398,7 +398,7 @@ static sm_code grow_table(struct merge *m)
         return rc;
     struct node **b = calloc(nb, sizeof *b);
     if (!b)
-        return sm_fail(m->err, SM_E_NOMEM, "flattening layers: out of memory for %zu paths", m->nnodes);
+        return error_set(m->err, SM_E_NOMEM, "flattening layers: out of memory for %zu paths", m->nnodes);
     for (size_t i = 0; i < m->nbuckets; i++) {
         for (struct node *n = m->buckets[i], *next; n; n = next) {
             next = n->hash_next;
@@ -441,7 +441,7 @@ static sm_code node_new(struct merge *m, const char *path, size_t len, struct no
         free(n);
         free(copy);
         uncharge(m, sizeof(struct node) + len + 1);
-        return sm_fail(m->err, SM_E_NOMEM, "flattening layers: out of memory for %zu paths", m->nnodes);
+        return error_set(m->err, SM_E_NOMEM, "flattening layers: out of memory for %zu paths", m->nnodes);
     }
     memcpy(copy, path, len);
     copy[len] = 0;
@@ -572,7 +572,7 @@ static sm_code new_file(struct merge *m, uint32_t layer, uint64_t ordinal, uint6
             return rc;
         struct file *f = realloc(m->files, cap * sizeof *f);
         if (!f)
-            return sm_fail(m->err, SM_E_NOMEM, "flattening layers: out of memory for %zu files", m->nfiles);
+            return error_set(m->err, SM_E_NOMEM, "flattening layers: out of memory for %zu files", m->nfiles);
         m->files = f;
         m->files_cap = cap;
     }
@@ -679,7 +679,7 @@ static sm_code dir_meta_from(struct merge *m, struct archive_entry *e, struct di
     if (!meta || (count && !(meta->xattrs = calloc(count, sizeof *meta->xattrs)))) {
         free(meta);
         uncharge(m, charged);
-        return sm_fail(m->err, SM_E_NOMEM, "flattening layers: out of memory");
+        return error_set(m->err, SM_E_NOMEM, "flattening layers: out of memory");
     }
     meta->charged = charged;
     meta->perm = archive_entry_perm(e) & 07777;
@@ -697,7 +697,7 @@ static sm_code dir_meta_from(struct merge *m, struct archive_entry *e, struct di
         x->size = from->size;
         if (!x->name || !x->value) {
             dir_meta_free(m, meta);
-            return sm_fail(m->err, SM_E_NOMEM, "flattening layers: out of memory");
+            return error_set(m->err, SM_E_NOMEM, "flattening layers: out of memory");
         }
         memcpy(x->value, from->value, from->size);
     }
@@ -870,7 +870,7 @@ static sm_code open_layer(struct merge *m, size_t k, bool again, struct archive 
     struct archive *a = archive_read_new();
     if (!a) {
         close(fd);
-        return sm_fail(m->err, SM_E_NOMEM, "flattening layers: out of memory");
+        return error_set(m->err, SM_E_NOMEM, "flattening layers: out of memory");
     }
     archive_read_support_filter_gzip(a);
     archive_read_support_filter_zstd(a);
@@ -962,7 +962,7 @@ static la_ssize_t sink_write(struct archive *w, void *ctx, const void *buf, size
 static sm_code write_fail(struct merge *m, struct out *o)
 {
     const char *why = archive_error_string(o->w);
-    return sm_fail(m->err, SM_E_IO, "writing the merged tar: %s", why ? why : "failed");
+    return error_set(m->err, SM_E_IO, "writing the merged tar: %s", why ? why : "failed");
 }
 
 static sm_code out_open(struct merge *m, struct out *o, int fd)
@@ -973,7 +973,7 @@ static sm_code out_open(struct merge *m, struct out *o, int fd)
     o->e = archive_entry_new();
     o->buf = malloc(COPY_CHUNK);
     if (!o->w || !o->e || !o->buf)
-        return sm_fail(m->err, SM_E_NOMEM, "flattening layers: out of memory");
+        return error_set(m->err, SM_E_NOMEM, "flattening layers: out of memory");
     /* pax: xattrs, long names, big ids. hdrcharset=BINARY: names are bytes,
      * written as they came, whatever this process's locale. */
     if (archive_write_set_format_pax_restricted(o->w) != ARCHIVE_OK ||
@@ -1142,7 +1142,7 @@ static sm_code push_link(struct merge *m, struct node *n)
             return rc;
         struct node **l = realloc(m->links, cap * sizeof *l);
         if (!l)
-            return sm_fail(m->err, SM_E_NOMEM, "flattening layers: out of memory");
+            return error_set(m->err, SM_E_NOMEM, "flattening layers: out of memory");
         m->links = l;
         m->links_cap = cap;
     }
@@ -1235,7 +1235,7 @@ static sm_code merge_init(struct merge *m, const char *const *paths, size_t n, s
     m->ids = calloc(n ? n : 1, sizeof *m->ids);
     m->buckets = calloc(m->nbuckets, sizeof *m->buckets);
     if (!m->ids || !m->buckets)
-        return sm_fail(err, SM_E_NOMEM, "flattening layers: out of memory");
+        return error_set(err, SM_E_NOMEM, "flattening layers: out of memory");
     m->memory = m->nbuckets * sizeof *m->buckets;
     return node_new(m, "", 0, NULL, true, 0, &m->root);
 }
@@ -1244,12 +1244,12 @@ sm_code layers_flatten(const char *const *layer_paths, size_t n, int out_fd, str
                        sm_error *err)
 {
     if ((n && !layer_paths) || out_fd < 0)
-        return sm_fail(err, SM_E_INVALID, "layers_flatten: no layer list or no output file");
+        return error_set(err, SM_E_INVALID, "layers_flatten: no layer list or no output file");
     if (n > LAYERS_MAX_LAYERS)
-        return sm_fail(err, SM_E_LIMIT, "an image of %zu layers (at most %u)", n, LAYERS_MAX_LAYERS);
+        return error_set(err, SM_E_LIMIT, "an image of %zu layers (at most %u)", n, LAYERS_MAX_LAYERS);
     for (size_t i = 0; i < n; i++)
         if (!layer_paths[i])
-            return sm_fail(err, SM_E_INVALID, "layers_flatten: layer %zu has no path", i + 1);
+            return error_set(err, SM_E_INVALID, "layers_flatten: layer %zu has no path", i + 1);
     struct merge m;
     sm_code rc = merge_init(&m, layer_paths, n, err);
     for (size_t k = 0; rc == SM_OK && k < n; k++)

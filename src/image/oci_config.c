@@ -2,7 +2,7 @@
 
 #include "image/digest.h"
 #include "image/oci_manifest.h"
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -28,21 +28,21 @@ static sm_code get_string_array(struct json_object *obj, const char *key, char *
         json_object_is_type(arr, json_type_null))
         return SM_OK;
     if (!json_object_is_type(arr, json_type_array))
-        return sm_fail(err, SM_E_PROTOCOL, "image config: %s is not an array", key);
+        return error_set(err, SM_E_PROTOCOL, "image config: %s is not an array", key);
     size_t len = json_object_array_length(arr);
     if (len > OCI_CONFIG_MAX_ITEMS)
-        return sm_fail(err, SM_E_LIMIT, "image config: %s has %zu entries, more than %d", key, len,
+        return error_set(err, SM_E_LIMIT, "image config: %s has %zu entries, more than %d", key, len,
                        OCI_CONFIG_MAX_ITEMS);
     char **v = calloc(len + 1, sizeof *v);
     if (!v)
-        return sm_fail(err, SM_E_NOMEM, "image config: out of memory");
+        return error_set(err, SM_E_NOMEM, "image config: out of memory");
     for (size_t i = 0; i < len; i++) {
         struct json_object *s = json_object_array_get_idx(arr, i);
         size_t slen = s ? (size_t)json_object_get_string_len(s) : 0;
         if (!s || !json_object_is_type(s, json_type_string) || slen > OCI_CONFIG_MAX_STRING ||
             strlen(json_object_get_string(s)) != slen) {
             free_strings(v, i);
-            return sm_fail(err, SM_E_PROTOCOL,
+            return error_set(err, SM_E_PROTOCOL,
                            "image config: entry %zu of %s is not a string of at most %u bytes "
                            "without NUL",
                            i + 1, key, OCI_CONFIG_MAX_STRING);
@@ -50,7 +50,7 @@ static sm_code get_string_array(struct json_object *obj, const char *key, char *
         v[i] = strdup(json_object_get_string(s));
         if (!v[i]) {
             free_strings(v, i);
-            return sm_fail(err, SM_E_NOMEM, "image config: out of memory");
+            return error_set(err, SM_E_NOMEM, "image config: out of memory");
         }
     }
     *out = v;
@@ -65,11 +65,11 @@ static sm_code get_string(struct json_object *obj, const char *key, char **out, 
     const char *s = oci_json_string(obj, key, OCI_CONFIG_MAX_STRING, &bad);
     *out = NULL;
     if (bad)
-        return sm_fail(err, SM_E_PROTOCOL,
+        return error_set(err, SM_E_PROTOCOL,
                        "image config: %s is not a string of at most %u bytes without NUL", key,
                        OCI_CONFIG_MAX_STRING);
     if (s && s[0] && !(*out = strdup(s)))
-        return sm_fail(err, SM_E_NOMEM, "image config: out of memory");
+        return error_set(err, SM_E_NOMEM, "image config: out of memory");
     return SM_OK;
 }
 
@@ -79,7 +79,7 @@ static sm_code get_short(struct json_object *obj, const char *key, char *dst, si
     bool bad = false;
     const char *s = oci_json_string(obj, key, cap - 1, &bad);
     if (bad)
-        return sm_fail(err, SM_E_PROTOCOL, "image config: %s is not a short string", key);
+        return error_set(err, SM_E_PROTOCOL, "image config: %s is not a short string", key);
     snprintf(dst, cap, "%s", s ? s : "");
     return SM_OK;
 }
@@ -89,7 +89,7 @@ static sm_code check_env(const struct oci_config *c, sm_error *err)
     for (size_t i = 0; i < c->nenv; i++) {
         const char *eq = strchr(c->env[i], '=');
         if (!eq || eq == c->env[i])
-            return sm_fail(err, SM_E_PROTOCOL,
+            return error_set(err, SM_E_PROTOCOL,
                            "image config: Env entry %zu (\"%.60s\") is not KEY=VALUE", i + 1,
                            c->env[i]);
     }
@@ -100,7 +100,7 @@ static sm_code check_diff_ids(const struct oci_config *c, sm_error *err)
 {
     for (size_t i = 0; i < c->ndiff_ids; i++)
         if (!oci_digest_valid(c->diff_ids[i]))
-            return sm_fail(err, SM_E_PROTOCOL,
+            return error_set(err, SM_E_PROTOCOL,
                            "image config: rootfs.diff_ids entry %zu is not a sha256 digest", i + 1);
     return SM_OK;
 }
@@ -108,16 +108,16 @@ static sm_code check_diff_ids(const struct oci_config *c, sm_error *err)
 static sm_code parse_root(struct json_object *root, struct oci_config *out, sm_error *err)
 {
     if (!json_object_is_type(root, json_type_object))
-        return sm_fail(err, SM_E_PROTOCOL, "image config is not a JSON object");
+        return error_set(err, SM_E_PROTOCOL, "image config is not a JSON object");
     struct json_object *cfg = NULL, *rootfs = NULL;
     if (json_object_object_get_ex(root, "config", &cfg) &&
         !json_object_is_type(cfg, json_type_null) && !json_object_is_type(cfg, json_type_object))
-        return sm_fail(err, SM_E_PROTOCOL, "image config: \"config\" is not an object");
+        return error_set(err, SM_E_PROTOCOL, "image config: \"config\" is not an object");
     if (cfg && json_object_is_type(cfg, json_type_null))
         cfg = NULL;
     if (json_object_object_get_ex(root, "rootfs", &rootfs) &&
         !json_object_is_type(rootfs, json_type_object))
-        return sm_fail(err, SM_E_PROTOCOL, "image config: \"rootfs\" is not an object");
+        return error_set(err, SM_E_PROTOCOL, "image config: \"rootfs\" is not an object");
     sm_code rc = get_string_array(cfg, "Env", &out->env, &out->nenv, err);
     if (!rc)
         rc = get_string(cfg, "WorkingDir", &out->working_dir, err);

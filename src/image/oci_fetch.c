@@ -28,7 +28,7 @@
 #include "image/oci_manifest.h"
 #include "image/reference.h"
 #include "image/registry.h"
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -94,11 +94,11 @@ static sm_code check_config(const char *json, size_t len, size_t nlayers, sm_err
         return rc;
     if ((cfg.os[0] && strcmp(cfg.os, WANT_OS) != 0) ||
         (cfg.architecture[0] && strcmp(cfg.architecture, WANT_ARCH) != 0))
-        rc = sm_fail(err, SM_E_UNSUPPORTED, "the image is for %s/%s%s%s, not " WANT_OS "/" WANT_ARCH,
+        rc = error_set(err, SM_E_UNSUPPORTED, "the image is for %s/%s%s%s, not " WANT_OS "/" WANT_ARCH,
                      cfg.os[0] ? cfg.os : "?", cfg.architecture[0] ? cfg.architecture : "?",
                      cfg.variant[0] ? "/" : "", cfg.variant);
     else if (cfg.ndiff_ids && cfg.ndiff_ids != nlayers)
-        rc = sm_fail(err, SM_E_PROTOCOL,
+        rc = error_set(err, SM_E_PROTOCOL,
                      "the image config lists %zu layers (rootfs.diff_ids) but the manifest %zu",
                      cfg.ndiff_ids, nlayers);
     oci_config_free(&cfg);
@@ -120,7 +120,7 @@ static sm_code finish(const struct oci_fetch_options *opt, const char *config_di
     snprintf(out->config_digest, sizeof out->config_digest, "%s", config_digest);
     out->layers = calloc(nlayers ? nlayers : 1, sizeof *out->layers);
     if (!out->layers)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     memcpy(out->layers, layers, nlayers * sizeof *layers);
     out->nlayers = nlayers;
     out->compressed_size = 0;
@@ -155,10 +155,10 @@ static sm_code load_manifest(struct registry_client *c, const struct oci_fetch_o
         char got[32], name[64];
         oci_digest_short(digest, got);
         blob_name("manifest", want_digest, name, sizeof name);
-        rc = sm_fail(err, SM_E_PROTOCOL, "%s is corrupt: digest mismatch (got %s…)", name, got);
+        rc = error_set(err, SM_E_PROTOCOL, "%s is corrupt: digest mismatch (got %s…)", name, got);
     }
     if (!rc && want_size != BLOB_SIZE_UNKNOWN && len != want_size)
-        rc = sm_fail(err, SM_E_PROTOCOL,
+        rc = error_set(err, SM_E_PROTOCOL,
                      "manifest %s is corrupt: %zu bytes where its descriptor says %llu", digest,
                      len, (unsigned long long)want_size);
     if (!rc)
@@ -180,13 +180,13 @@ static sm_code resolve_registry_manifest(struct registry_client *c,
     for (int depth = 0; !rc && m->kind == OCI_KIND_INDEX; depth++) {
         const struct oci_descriptor *d;
         if (depth == MAX_INDEX_DEPTH)
-            return sm_fail(err, SM_E_LIMIT, "indexes nested more than %d deep", MAX_INDEX_DEPTH);
+            return error_set(err, SM_E_LIMIT, "indexes nested more than %d deep", MAX_INDEX_DEPTH);
         rc = oci_index_select(m, WANT_OS, WANT_ARCH, NULL, &d, err);
         if (rc)
             return rc;
         struct oci_descriptor chosen = *d;
         if (chosen.size > OCI_JSON_MAX)
-            return sm_fail(err, SM_E_LIMIT, "the %s/%s manifest is %llu bytes, more than %u",
+            return error_set(err, SM_E_LIMIT, "the %s/%s manifest is %llu bytes, more than %u",
                            WANT_OS, WANT_ARCH, (unsigned long long)chosen.size, OCI_JSON_MAX);
         oci_manifest_free(m);
         rc = load_manifest(c, opt, chosen.digest, chosen.digest, chosen.size, chosen.media_type,
@@ -201,7 +201,7 @@ static sm_code fetch_blobs(struct registry_client *c, const struct oci_fetch_opt
     char name[64];
     uint64_t got = 0;
     if (m->config.size > OCI_JSON_MAX)
-        return sm_fail(err, SM_E_LIMIT, "the image config is %llu bytes, more than %u",
+        return error_set(err, SM_E_LIMIT, "the image config is %llu bytes, more than %u",
                        (unsigned long long)m->config.size, OCI_JSON_MAX);
     blob_name("config", m->config.digest, name, sizeof name);
     sm_code rc = registry_fetch_blob(c, opt->store_dir, m->config.digest, m->config.size, name,
@@ -248,12 +248,12 @@ static sm_code fetch_registry(const char *refstr, const struct oci_fetch_options
     char canonical[OCI_REF_INPUT_MAX];
     oci_reference_format(&ref, canonical, sizeof canonical);
     if (!rc && !(out->canonical_ref = strdup(canonical)))
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     /* Manifest errors already name the reference; blob errors do not. */
     char name[OCI_REF_NAME_MAX * 2 + 2];
     snprintf(name, sizeof name, "%s/%s", ref.registry, ref.repository);
     if (rc && err && strncmp(err->message, name, strlen(name)) != 0)
-        sm_error_prefix(err, "%s", canonical);
+        error_prefix(err, "%s", canonical);
     oci_manifest_free(&m);
     registry_close(c);
     return rc;
@@ -267,24 +267,24 @@ static sm_code read_small_file(const char *path, size_t max, char **buf, size_t 
     *buf = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
+        return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
                              "cannot open %s", path);
     struct stat st;
     sm_code rc = SM_OK;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        rc = sm_fail(err, SM_E_INVALID, "%s is not a regular file", path);
+        rc = error_set(err, SM_E_INVALID, "%s is not a regular file", path);
     else if ((uint64_t)st.st_size > max)
-        rc = sm_fail(err, SM_E_LIMIT, "%s is %lld bytes, more than the limit of %zu", path,
+        rc = error_set(err, SM_E_LIMIT, "%s is %lld bytes, more than the limit of %zu", path,
                      (long long)st.st_size, max);
     else if (!(*buf = malloc((size_t)st.st_size + 1)))
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     size_t got = 0;
     while (!rc && got < (size_t)st.st_size) {
         ssize_t r = read(fd, *buf + got, (size_t)st.st_size - got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
-            rc = sm_fail_errno(err, SM_E_IO, r < 0 ? errno : EIO, "cannot read %s", path);
+            rc = error_set_errno(err, SM_E_IO, r < 0 ? errno : EIO, "cannot read %s", path);
         else
             got += (size_t)r;
     }
@@ -317,11 +317,11 @@ static sm_code layout_read_blob(const struct layout *l, const struct oci_descrip
                                 char **buf, size_t *len, sm_error *err)
 {
     if (d->size > OCI_JSON_MAX)
-        return sm_fail(err, SM_E_LIMIT, "manifest %s is %llu bytes, more than %u", d->digest,
+        return error_set(err, SM_E_LIMIT, "manifest %s is %llu bytes, more than %u", d->digest,
                        (unsigned long long)d->size, OCI_JSON_MAX);
     char *path = layout_blob_path(l, d->digest);
     if (!path)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     sm_code rc = read_small_file(path, OCI_JSON_MAX, buf, len, err);
     free(path);
     char got[OCI_DIGEST_SIZE], name[64], s[32];
@@ -330,9 +330,9 @@ static sm_code layout_read_blob(const struct layout *l, const struct oci_descrip
     blob_name("manifest", d->digest, name, sizeof name);
     if (!rc && strcmp(got, d->digest) != 0) {
         oci_digest_short(got, s);
-        rc = sm_fail(err, SM_E_PROTOCOL, "%s is corrupt: digest mismatch (got %s…)", name, s);
+        rc = error_set(err, SM_E_PROTOCOL, "%s is corrupt: digest mismatch (got %s…)", name, s);
     } else if (!rc && *len != d->size) {
-        rc = sm_fail(err, SM_E_PROTOCOL, "%s is corrupt: %zu bytes where the index says %llu",
+        rc = error_set(err, SM_E_PROTOCOL, "%s is corrupt: %zu bytes where the index says %llu",
                      name, *len, (unsigned long long)d->size);
     }
     if (rc) {
@@ -348,16 +348,16 @@ static sm_code layout_check(const struct layout *l, sm_error *err)
     size_t len;
     struct json_object *root = NULL;
     if (asprintf(&path, "%s/oci-layout", l->dir) < 0)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     sm_code rc = read_small_file(path, LAYOUT_FILE_MAX, &buf, &len, err);
     if (rc == SM_E_NOTFOUND)
-        rc = sm_fail(err, SM_E_NOTFOUND, "%s is not an OCI image layout (it has no oci-layout file)",
+        rc = error_set(err, SM_E_NOTFOUND, "%s is not an OCI image layout (it has no oci-layout file)",
                      l->dir);
     if (!rc)
         rc = oci_json_parse(buf, len, LAYOUT_FILE_MAX, path, &root, err);
     bool bad = false;
     if (!rc && !oci_json_string(root, "imageLayoutVersion", 64, &bad))
-        rc = sm_fail(err, SM_E_PROTOCOL, "%s has no imageLayoutVersion", path);
+        rc = error_set(err, SM_E_PROTOCOL, "%s has no imageLayoutVersion", path);
     json_object_put(root);
     free(buf);
     free(path);
@@ -371,18 +371,18 @@ static sm_code layout_resolve(const struct layout *l, const struct oci_fetch_opt
     char *path = NULL, *buf = NULL;
     size_t len;
     if (asprintf(&path, "%s/index.json", l->dir) < 0)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     sm_code rc = read_small_file(path, OCI_JSON_MAX, &buf, &len, err);
     if (!rc)
         rc = oci_manifest_parse(buf, len, OCI_MT_OCI_INDEX, m, err);
     if (!rc && m->kind != OCI_KIND_INDEX)
-        rc = sm_fail(err, SM_E_PROTOCOL, "%s is not an image index", path);
+        rc = error_set(err, SM_E_PROTOCOL, "%s is not an image index", path);
     free(buf);
     free(path);
     for (int depth = 0; !rc && m->kind == OCI_KIND_INDEX; depth++) {
         const struct oci_descriptor *d;
         if (depth == MAX_INDEX_DEPTH)
-            return sm_fail(err, SM_E_LIMIT, "indexes nested more than %d deep", MAX_INDEX_DEPTH);
+            return error_set(err, SM_E_LIMIT, "indexes nested more than %d deep", MAX_INDEX_DEPTH);
         rc = oci_index_select(m, WANT_OS, WANT_ARCH, depth == 0 ? l->tag : NULL, &d, err);
         if (rc)
             return rc;
@@ -414,11 +414,11 @@ static sm_code layout_import(const struct layout *l, const struct oci_fetch_opti
     }
     char *path = layout_blob_path(l, digest);
     if (!path)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     sm_code rc = SM_OK;
     if (fd < 0)
-        rc = sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
+        rc = error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
                            "%s: cannot open %s", name, path);
     free(path);
     if (rc)
@@ -443,20 +443,20 @@ static sm_code layout_split(const char *spec, struct layout *l, sm_error *err)
     if (!(stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) && colon && !strchr(colon, '/')) {
         size_t tlen = strlen(colon + 1);
         if (tlen == 0 || tlen > OCI_REF_TAG_MAX)
-            return sm_fail(err, SM_E_INVALID, "oci:%s: a tag is 1 to %d characters", spec,
+            return error_set(err, SM_E_INVALID, "oci:%s: a tag is 1 to %d characters", spec,
                            OCI_REF_TAG_MAX);
         memcpy(l->tag, colon + 1, tlen + 1);
         dir_len = (size_t)(colon - spec);
     }
     if (dir_len == 0)
-        return sm_fail(err, SM_E_INVALID, "oci: needs a folder, as in oci:/path/to/layout[:tag]");
+        return error_set(err, SM_E_INVALID, "oci: needs a folder, as in oci:/path/to/layout[:tag]");
     char *dir = strndup(spec, dir_len);
     if (!dir)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     l->dir = realpath(dir, NULL);
     int e = errno;
     sm_code rc = l->dir ? SM_OK
-                        : sm_fail_errno(err, e == ENOENT ? SM_E_NOTFOUND : SM_E_IO, e,
+                        : error_set_errno(err, e == ENOENT ? SM_E_NOTFOUND : SM_E_IO, e,
                                         "oci:%s: cannot open the folder %s", spec, dir);
     free(dir);
     return rc;
@@ -474,7 +474,7 @@ static sm_code fetch_oci_layout(const char *spec, const struct oci_fetch_options
     if (!rc)
         rc = layout_resolve(&l, opt, &m, out->manifest_digest, err);
     if (!rc && m.config.size > OCI_JSON_MAX)
-        rc = sm_fail(err, SM_E_LIMIT, "the image config is more than %u bytes", OCI_JSON_MAX);
+        rc = error_set(err, SM_E_LIMIT, "the image config is more than %u bytes", OCI_JSON_MAX);
     if (!rc)
         rc = layout_import(&l, opt, "config", m.config.digest, m.config.size, &out->downloaded,
                            err);
@@ -485,10 +485,10 @@ static sm_code fetch_oci_layout(const char *spec, const struct oci_fetch_options
         rc = finish(opt, m.config.digest, m.layers, m.nlayers, out, err);
     if (!rc && asprintf(&out->canonical_ref, "oci:%s%s%s", l.dir, l.tag[0] ? ":" : "", l.tag) < 0) {
         out->canonical_ref = NULL;
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     }
     if (rc)
-        sm_error_prefix(err, "oci:%s", spec);
+        error_prefix(err, "oci:%s", spec);
     oci_manifest_free(&m);
     free(l.dir);
     return rc;
@@ -563,11 +563,11 @@ static sm_code archive_open_file(const char *path, struct archive **out, sm_erro
 {
     struct archive *a = archive_read_new();
     if (!a)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     archive_read_support_filter_all(a);
     archive_read_support_format_tar(a);
     if (archive_read_open_filename(a, path, 64 << 10) != ARCHIVE_OK) {
-        sm_code rc = sm_fail(err, SM_E_IO, "docker-archive:%s: %s", path, archive_error_string(a));
+        sm_code rc = error_set(err, SM_E_IO, "docker-archive:%s: %s", path, archive_error_string(a));
         archive_read_free(a);
         return rc;
     }
@@ -578,7 +578,7 @@ static sm_code archive_open_file(const char *path, struct archive **out, sm_erro
 static sm_code archive_fail(struct archive *a, const char *path, sm_error *err)
 {
     const char *why = archive_error_string(a);
-    return sm_fail(err, SM_E_PROTOCOL, "docker-archive:%s: cannot read the tar: %s", path,
+    return error_set(err, SM_E_PROTOCOL, "docker-archive:%s: cannot read the tar: %s", path,
                    why ? why : "unknown error");
 }
 
@@ -587,11 +587,11 @@ static sm_code read_entry_bounded(struct archive *a, struct archive_entry *e, si
 {
     int64_t size = archive_entry_size(e);
     if (size < 0 || (uint64_t)size > max)
-        return sm_fail(err, SM_E_LIMIT, "docker-archive:%s: %s is larger than %zu bytes", path,
+        return error_set(err, SM_E_LIMIT, "docker-archive:%s: %s is larger than %zu bytes", path,
                        archive_entry_pathname(e), max);
     *buf = malloc((size_t)size + 1);
     if (!*buf)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     size_t got = 0;
     while (got < (size_t)size) {
         la_ssize_t r = archive_read_data(a, *buf + got, (size_t)size - got);
@@ -599,7 +599,7 @@ static sm_code read_entry_bounded(struct archive *a, struct archive_entry *e, si
             free(*buf);
             *buf = NULL;
             return r < 0 ? archive_fail(a, path, err)
-                         : sm_fail(err, SM_E_PROTOCOL, "docker-archive:%s: %s is cut short", path,
+                         : error_set(err, SM_E_PROTOCOL, "docker-archive:%s: %s is cut short", path,
                                    archive_entry_pathname(e));
         }
         got += (size_t)r;
@@ -613,7 +613,7 @@ static sm_code remember_link(struct docker_archive *d, const char *name, const c
                              sm_error *err)
 {
     if (d->nlinks >= ARCHIVE_MAX_LINKS)
-        return sm_fail(err, SM_E_LIMIT, "docker-archive:%s: more than %d symlinks", d->path,
+        return error_set(err, SM_E_LIMIT, "docker-archive:%s: more than %d symlinks", d->path,
                        ARCHIVE_MAX_LINKS);
     char dir[ARCHIVE_PATH_MAX], resolved[ARCHIVE_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", name);
@@ -627,7 +627,7 @@ static sm_code remember_link(struct docker_archive *d, const char *name, const c
     if (d->nlinks % 64 == 0) {
         struct archive_link *grown = realloc(d->links, (d->nlinks + 64) * sizeof *grown);
         if (!grown)
-            return sm_fail(err, SM_E_NOMEM, "out of memory");
+            return error_set(err, SM_E_NOMEM, "out of memory");
         d->links = grown;
     }
     struct archive_link *l = &d->links[d->nlinks];
@@ -636,7 +636,7 @@ static sm_code remember_link(struct docker_archive *d, const char *name, const c
     if (!l->name || !l->target) {
         free(l->name);
         free(l->target);
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     }
     d->nlinks++;
     return SM_OK;
@@ -654,10 +654,10 @@ static sm_code maybe_keep_json(struct docker_archive *d, struct archive *a,
         d->json_bytes + (uint64_t)size > ARCHIVE_JSON_KEEP || d->njsons == ARCHIVE_JSON_FILES)
         return SM_OK;
     if (d->njsons == 0 && !(d->jsons = calloc(ARCHIVE_JSON_FILES, sizeof *d->jsons)))
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     struct small_file *f = &d->jsons[d->njsons];
     if (!(f->name = strdup(name)))
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     d->njsons++;
     sm_code rc = read_entry_bounded(a, e, OCI_JSON_MAX, d->path, &f->data, &f->len, err);
     d->json_bytes += f->len;
@@ -692,7 +692,7 @@ static sm_code archive_scan(struct docker_archive *d, sm_error *err)
         rc = archive_fail(a, d->path, err);
     archive_read_free(a);
     if (!rc && !d->manifest_json)
-        rc = sm_fail(err, SM_E_PROTOCOL,
+        rc = error_set(err, SM_E_PROTOCOL,
                      "docker-archive:%s has no manifest.json (is it a `docker save` tar?)",
                      d->path);
     return rc;
@@ -704,7 +704,7 @@ static sm_code resolve_archive_path(const struct docker_archive *d, const char *
 {
     char cur[ARCHIVE_PATH_MAX];
     if (!normalize_path("", raw, cur, sizeof cur))
-        return sm_fail(err, SM_E_PROTOCOL, "docker-archive:%s: bad path \"%.100s\" in manifest.json",
+        return error_set(err, SM_E_PROTOCOL, "docker-archive:%s: bad path \"%.100s\" in manifest.json",
                        d->path, raw);
     for (int hops = 0; hops < 8; hops++) {
         size_t i = 0;
@@ -712,11 +712,11 @@ static sm_code resolve_archive_path(const struct docker_archive *d, const char *
             i++;
         if (i == d->nlinks) {
             *out = strdup(cur);
-            return *out ? SM_OK : sm_fail(err, SM_E_NOMEM, "out of memory");
+            return *out ? SM_OK : error_set(err, SM_E_NOMEM, "out of memory");
         }
         snprintf(cur, sizeof cur, "%s", d->links[i].target);
     }
-    return sm_fail(err, SM_E_PROTOCOL, "docker-archive:%s: symlinks loop at \"%.100s\"", d->path,
+    return error_set(err, SM_E_PROTOCOL, "docker-archive:%s: symlinks loop at \"%.100s\"", d->path,
                    raw);
 }
 
@@ -731,7 +731,7 @@ static sm_code parse_archive_manifest(struct docker_archive *d, sm_error *err)
     const char *config = NULL;
     size_t n = 0;
     if (!json_object_is_type(root, json_type_array) || json_object_array_length(root) != 1)
-        rc = sm_fail(err, SM_E_UNSUPPORTED,
+        rc = error_set(err, SM_E_UNSUPPORTED,
                      "docker-archive:%s: manifest.json must list exactly one image (save one "
                      "image per archive)",
                      d->path);
@@ -739,11 +739,11 @@ static sm_code parse_archive_manifest(struct docker_archive *d, sm_error *err)
              !(config = oci_json_string(img, "Config", ARCHIVE_PATH_MAX - 1, &bad)) ||
              !json_object_object_get_ex(img, "Layers", &layers) ||
              !json_object_is_type(layers, json_type_array))
-        rc = sm_fail(err, SM_E_PROTOCOL,
+        rc = error_set(err, SM_E_PROTOCOL,
                      "docker-archive:%s: manifest.json has no Config string and Layers array",
                      d->path);
     else if ((n = json_object_array_length(layers)) > OCI_MAX_LAYERS)
-        rc = sm_fail(err, SM_E_LIMIT, "docker-archive:%s: more than %d layers", d->path,
+        rc = error_set(err, SM_E_LIMIT, "docker-archive:%s: more than %d layers", d->path,
                      OCI_MAX_LAYERS);
     if (!rc)
         rc = resolve_archive_path(d, config, &d->config_path, err);
@@ -751,13 +751,13 @@ static sm_code parse_archive_manifest(struct docker_archive *d, sm_error *err)
         d->layer_paths = calloc(n ? n : 1, sizeof *d->layer_paths);
         d->layers = calloc(n ? n : 1, sizeof *d->layers);
         if (!d->layer_paths || !d->layers)
-            rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+            rc = error_set(err, SM_E_NOMEM, "out of memory");
     }
     for (size_t i = 0; !rc && i < n; i++) {
         struct json_object *item = json_object_array_get_idx(layers, i);
         if (!item || !json_object_is_type(item, json_type_string) ||
             (size_t)json_object_get_string_len(item) >= ARCHIVE_PATH_MAX)
-            rc = sm_fail(err, SM_E_PROTOCOL, "docker-archive:%s: layer %zu in manifest.json is "
+            rc = error_set(err, SM_E_PROTOCOL, "docker-archive:%s: layer %zu in manifest.json is "
                                              "not a path", d->path, i + 1);
         else
             rc = resolve_archive_path(d, json_object_get_string(item), &d->layer_paths[i], err);
@@ -796,7 +796,7 @@ static sm_code archive_entry_to_store(struct docker_archive *d, struct archive *
     digest_from_name(name, known);
     int64_t esize = archive_entry_size(e);
     if (esize < 0 || (uint64_t)esize > OCI_MAX_LAYER_SIZE)
-        return sm_fail(err, SM_E_LIMIT, "docker-archive:%s: %s is too large", d->path, name);
+        return error_set(err, SM_E_LIMIT, "docker-archive:%s: %s is too large", d->path, name);
     snprintf(what, sizeof what, "docker-archive:%s: %s", d->path, name);
     struct blob_writer w;
     bool present;
@@ -812,7 +812,7 @@ static sm_code archive_entry_to_store(struct docker_archive *d, struct archive *
         rc = blob_writer_restart(&w, err);
     char *buf = rc ? NULL : malloc(ARCHIVE_CHUNK);
     if (!rc && !buf)
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     while (!rc) {
         la_ssize_t r = archive_read_data(a, buf, ARCHIVE_CHUNK);
         if (r < 0)
@@ -853,7 +853,7 @@ static sm_code preload_config(struct docker_archive *d, const struct oci_fetch_o
     digest_from_name(f->name, named);
     snprintf(what, sizeof what, "docker-archive:%s: %s", d->path, f->name);
     if (named[0] && strcmp(named, digest) != 0)
-        return sm_fail(err, SM_E_PROTOCOL, "%s is corrupt: its name is not its digest", what);
+        return error_set(err, SM_E_PROTOCOL, "%s is corrupt: its name is not its digest", what);
     if (!blob_store_has(opt->store_dir, digest, f->len))
         *copied += f->len;
     rc = blob_store_put_buffer(opt->store_dir, digest, f->data, f->len, what, err);
@@ -929,11 +929,11 @@ static sm_code archive_copy_blobs(struct docker_archive *d, const struct oci_fet
         rc = archive_fail(a, d->path, err);
     archive_read_free(a);
     if (!rc && !d->config_digest[0])
-        rc = sm_fail(err, SM_E_PROTOCOL, "docker-archive:%s has no file %s (its Config)", d->path,
+        rc = error_set(err, SM_E_PROTOCOL, "docker-archive:%s has no file %s (its Config)", d->path,
                      d->config_path);
     for (size_t i = 0; !rc && i < d->nlayers; i++)
         if (!d->layers[i].digest[0])
-            rc = sm_fail(err, SM_E_PROTOCOL, "docker-archive:%s has no file %s (layer %zu)",
+            rc = error_set(err, SM_E_PROTOCOL, "docker-archive:%s has no file %s (layer %zu)",
                          d->path, d->layer_paths[i], i + 1);
     return rc;
 }
@@ -944,14 +944,14 @@ static sm_code sniff_layer_type(const struct oci_fetch_options *opt, struct oci_
 {
     char *path = blob_store_path(opt->store_dir, l->digest);
     if (!path)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     unsigned char magic[4] = {0};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t n = fd >= 0 ? read(fd, magic, sizeof magic) : -1;
     int e = errno;
     if (fd >= 0)
         close(fd);
-    sm_code rc = n < 0 ? sm_fail_errno(err, SM_E_IO, e, "cannot read %s", path) : SM_OK;
+    sm_code rc = n < 0 ? error_set_errno(err, SM_E_IO, e, "cannot read %s", path) : SM_OK;
     free(path);
     if (n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b)
         strcpy(l->media_type, OCI_MT_LAYER_GZIP);
@@ -980,7 +980,7 @@ static sm_code check_diff_ids(const struct docker_archive *d, const struct oci_f
             strcmp(d->layers[i].digest, cfg.diff_ids[i]) != 0) {
             char name[64];
             blob_name("layer", d->layers[i].digest, name, sizeof name);
-            rc = sm_fail(err, SM_E_PROTOCOL,
+            rc = error_set(err, SM_E_PROTOCOL,
                          "%s (layer %zu, %s) is corrupt: it is not the layer the config lists "
                          "(diff_id %s)",
                          name, i + 1, d->layer_paths[i], cfg.diff_ids[i]);
@@ -1017,7 +1017,7 @@ static sm_code fetch_docker_archive(const char *path, const struct oci_fetch_opt
     struct docker_archive d = {.path = path};
     char *abs = realpath(path, NULL);
     if (!abs)
-        return sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
+        return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
                              "docker-archive:%s", path);
     sm_code rc = archive_scan(&d, err);
     if (!rc)
@@ -1039,7 +1039,7 @@ static sm_code fetch_docker_archive(const char *path, const struct oci_fetch_opt
         memcpy(out->manifest_digest, d.config_digest, OCI_DIGEST_SIZE);
     if (!rc && asprintf(&out->canonical_ref, "docker-archive:%s", abs) < 0) {
         out->canonical_ref = NULL;
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     }
     docker_archive_free(&d);
     free(abs);
@@ -1052,12 +1052,12 @@ sm_code oci_fetch(const char *ref, const struct oci_fetch_options *opt, struct o
                   sm_error *err)
 {
     if (!out)
-        return sm_fail(err, SM_E_INVALID, "oci_fetch: no result to fill");
+        return error_set(err, SM_E_INVALID, "oci_fetch: no result to fill");
     memset(out, 0, sizeof *out);
     if (!ref || !ref[0])
-        return sm_fail(err, SM_E_INVALID, "no image reference given");
+        return error_set(err, SM_E_INVALID, "no image reference given");
     if (!opt || !opt->store_dir || !opt->store_dir[0])
-        return sm_fail(err, SM_E_INVALID, "oci_fetch: no store folder given");
+        return error_set(err, SM_E_INVALID, "oci_fetch: no store folder given");
     sm_code rc = blob_store_init(opt->store_dir, err);
     if (rc)
         return rc;

@@ -1,6 +1,6 @@
 #include "image/oci_manifest.h"
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
@@ -16,13 +16,13 @@ sm_code oci_json_parse(const char *buf, size_t len, size_t max, const char *what
 {
     *out = NULL;
     if (len > max)
-        return sm_fail(err, SM_E_LIMIT, "%s is %zu bytes, more than the limit of %zu", what, len,
+        return error_set(err, SM_E_LIMIT, "%s is %zu bytes, more than the limit of %zu", what, len,
                        max);
     if (len > INT32_MAX)
-        return sm_fail(err, SM_E_LIMIT, "%s is too large", what);
+        return error_set(err, SM_E_LIMIT, "%s is too large", what);
     struct json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
     if (!tok)
-        return sm_fail(err, SM_E_NOMEM, "%s: out of memory", what);
+        return error_set(err, SM_E_NOMEM, "%s: out of memory", what);
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     struct json_object *obj = json_tokener_parse_ex(tok, buf, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
@@ -30,7 +30,7 @@ sm_code oci_json_parse(const char *buf, size_t len, size_t max, const char *what
     json_tokener_free(tok);
     if (!obj || jerr != json_tokener_success) {
         json_object_put(obj);
-        return sm_fail(err, SM_E_PROTOCOL, "%s is not valid JSON: %s", what,
+        return error_set(err, SM_E_PROTOCOL, "%s is not valid JSON: %s", what,
                        jerr == json_tokener_continue ? "it ends too early"
                                                      : json_tokener_error_desc(jerr));
     }
@@ -38,7 +38,7 @@ sm_code oci_json_parse(const char *buf, size_t len, size_t max, const char *what
         char c = buf[i];
         if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
             json_object_put(obj);
-            return sm_fail(err, SM_E_PROTOCOL, "%s is not valid JSON: data after the end", what);
+            return error_set(err, SM_E_PROTOCOL, "%s is not valid JSON: data after the end", what);
         }
     }
     *out = obj;
@@ -91,11 +91,11 @@ static sm_code copy_string_field(struct json_object *o, const char *key, char *d
     bool bad = false;
     const char *s = oci_json_string(o, key, cap - 1, &bad);
     if (bad)
-        return sm_fail(err, SM_E_PROTOCOL, "%s: \"%s\" is not a string of at most %zu bytes", what,
+        return error_set(err, SM_E_PROTOCOL, "%s: \"%s\" is not a string of at most %zu bytes", what,
                        key, cap - 1);
     if (!s) {
         if (required)
-            return sm_fail(err, SM_E_PROTOCOL, "%s has no \"%s\"", what, key);
+            return error_set(err, SM_E_PROTOCOL, "%s has no \"%s\"", what, key);
         dst[0] = '\0';
         return SM_OK;
     }
@@ -110,7 +110,7 @@ static sm_code parse_platform(struct json_object *o, struct oci_descriptor *d, c
     if (!json_object_object_get_ex(o, "platform", &p) || json_object_is_type(p, json_type_null))
         return SM_OK;
     if (!json_object_is_type(p, json_type_object))
-        return sm_fail(err, SM_E_PROTOCOL, "%s: \"platform\" is not an object", what);
+        return error_set(err, SM_E_PROTOCOL, "%s: \"platform\" is not an object", what);
     sm_code rc = copy_string_field(p, "os", d->os, sizeof d->os, false, what, err);
     if (!rc)
         rc = copy_string_field(p, "architecture", d->architecture, sizeof d->architecture, false,
@@ -136,7 +136,7 @@ static sm_code parse_descriptor(struct json_object *o, const char *what, bool ne
 {
     memset(d, 0, sizeof *d);
     if (!o || !json_object_is_type(o, json_type_object))
-        return sm_fail(err, SM_E_PROTOCOL, "%s is not a JSON object", what);
+        return error_set(err, SM_E_PROTOCOL, "%s is not a JSON object", what);
     sm_code rc = copy_string_field(o, "mediaType", d->media_type, sizeof d->media_type,
                                    need_media_type, what, err);
     if (rc)
@@ -144,20 +144,20 @@ static sm_code parse_descriptor(struct json_object *o, const char *what, bool ne
     bool bad = false;
     const char *digest = oci_json_string(o, "digest", 256, &bad);
     if (!digest || bad)
-        return sm_fail(err, SM_E_PROTOCOL, "%s has no \"digest\" string", what);
+        return error_set(err, SM_E_PROTOCOL, "%s has no \"digest\" string", what);
     if (!oci_digest_valid(digest)) {
         if (strncmp(digest, "sha256:", 7) != 0 && strchr(digest, ':'))
-            return sm_fail(err, SM_E_UNSUPPORTED, "%s: digest \"%.80s\" is not sha256", what,
+            return error_set(err, SM_E_UNSUPPORTED, "%s: digest \"%.80s\" is not sha256", what,
                            digest);
-        return sm_fail(err, SM_E_PROTOCOL, "%s: \"%.80s\" is not a sha256 digest", what, digest);
+        return error_set(err, SM_E_PROTOCOL, "%s: \"%.80s\" is not a sha256 digest", what, digest);
     }
     strcpy(d->digest, digest);
     struct json_object *size;
     if (!json_object_object_get_ex(o, "size", &size) || !json_object_is_type(size, json_type_int))
-        return sm_fail(err, SM_E_PROTOCOL, "%s has no integer \"size\"", what);
+        return error_set(err, SM_E_PROTOCOL, "%s has no integer \"size\"", what);
     int64_t sz = json_object_get_int64(size); /* saturates: huge values fail below */
     if (sz < 0 || (uint64_t)sz > OCI_MAX_LAYER_SIZE)
-        return sm_fail(err, SM_E_PROTOCOL, "%s: size %lld is out of range", what, (long long)sz);
+        return error_set(err, SM_E_PROTOCOL, "%s: size %lld is out of range", what, (long long)sz);
     d->size = (uint64_t)sz;
     rc = parse_platform(o, d, what, err);
     struct json_object *ann;
@@ -172,10 +172,10 @@ static sm_code get_array(struct json_object *root, const char *key, size_t max,
                          struct json_object **arr, size_t *n, sm_error *err)
 {
     if (!json_object_object_get_ex(root, key, arr) || !json_object_is_type(*arr, json_type_array))
-        return sm_fail(err, SM_E_PROTOCOL, "the manifest has no \"%s\" array", key);
+        return error_set(err, SM_E_PROTOCOL, "the manifest has no \"%s\" array", key);
     *n = json_object_array_length(*arr);
     if (*n > max)
-        return sm_fail(err, SM_E_LIMIT, "the manifest lists %zu %s, more than the limit of %zu",
+        return error_set(err, SM_E_LIMIT, "the manifest lists %zu %s, more than the limit of %zu",
                        *n, key, max);
     return SM_OK;
 }
@@ -184,13 +184,13 @@ static sm_code parse_image(struct json_object *root, struct oci_manifest *m, sm_
 {
     struct json_object *cfg, *arr;
     if (!json_object_object_get_ex(root, "config", &cfg))
-        return sm_fail(err, SM_E_PROTOCOL, "the image manifest has no \"config\"");
+        return error_set(err, SM_E_PROTOCOL, "the image manifest has no \"config\"");
     sm_code rc = parse_descriptor(cfg, "the manifest's config", true, &m->config, err);
     if (rc)
         return rc;
     if (strcmp(m->config.media_type, OCI_MT_OCI_CONFIG) != 0 &&
         strcmp(m->config.media_type, OCI_MT_DOCKER_CONFIG) != 0)
-        return sm_fail(err, SM_E_UNSUPPORTED,
+        return error_set(err, SM_E_UNSUPPORTED,
                        "not a container image: its config has media type \"%s\"",
                        m->config.media_type);
     size_t n;
@@ -199,7 +199,7 @@ static sm_code parse_image(struct json_object *root, struct oci_manifest *m, sm_
         return rc;
     m->layers = calloc(n ? n : 1, sizeof *m->layers);
     if (!m->layers)
-        return sm_fail(err, SM_E_NOMEM, "manifest: out of memory");
+        return error_set(err, SM_E_NOMEM, "manifest: out of memory");
     for (size_t i = 0; i < n; i++) {
         char what[48];
         struct oci_descriptor d;
@@ -208,7 +208,7 @@ static sm_code parse_image(struct json_object *root, struct oci_manifest *m, sm_
         if (rc)
             return rc;
         if (oci_layer_compression_of(d.media_type) == OCI_LAYER_UNKNOWN)
-            return sm_fail(err, SM_E_UNSUPPORTED,
+            return error_set(err, SM_E_UNSUPPORTED,
                            "%s has media type \"%s\", not a tar layer (plain, gzip or zstd)", what,
                            d.media_type);
         memcpy(m->layers[i].digest, d.digest, sizeof d.digest);
@@ -228,7 +228,7 @@ static sm_code parse_index(struct json_object *root, struct oci_manifest *m, sm_
         return rc;
     m->manifests = calloc(n ? n : 1, sizeof *m->manifests);
     if (!m->manifests)
-        return sm_fail(err, SM_E_NOMEM, "index: out of memory");
+        return error_set(err, SM_E_NOMEM, "index: out of memory");
     for (size_t i = 0; i < n; i++) {
         char what[48];
         struct json_object *e = json_object_array_get_idx(arr, i);
@@ -267,12 +267,12 @@ static sm_code decide_kind(struct json_object *root, const char *doc_mt, const c
         goto schema1;
     if (!json_object_object_get_ex(root, "schemaVersion", &v) ||
         !json_object_is_type(v, json_type_int))
-        return sm_fail(err, SM_E_PROTOCOL, "the manifest has no integer \"schemaVersion\"");
+        return error_set(err, SM_E_PROTOCOL, "the manifest has no integer \"schemaVersion\"");
     int64_t version = json_object_get_int64(v);
     if (version == 1)
         goto schema1;
     if (version != 2)
-        return sm_fail(err, SM_E_UNSUPPORTED, "manifest schemaVersion %lld is not supported",
+        return error_set(err, SM_E_UNSUPPORTED, "manifest schemaVersion %lld is not supported",
                        (long long)version);
 
     const char *mt = doc_mt[0] ? doc_mt : hint_mt;
@@ -281,7 +281,7 @@ static sm_code decide_kind(struct json_object *root, const char *doc_mt, const c
     else if (strcmp(mt, OCI_MT_OCI_MANIFEST) == 0 || strcmp(mt, OCI_MT_DOCKER_MANIFEST) == 0)
         m->kind = OCI_KIND_IMAGE;
     else if (doc_mt[0])
-        return sm_fail(err, SM_E_UNSUPPORTED, "unsupported manifest media type \"%s\"", doc_mt);
+        return error_set(err, SM_E_UNSUPPORTED, "unsupported manifest media type \"%s\"", doc_mt);
     else if (json_object_object_get_ex(root, "manifests", &v))
         m->kind = OCI_KIND_INDEX; /* OCI allows leaving mediaType out */
     else
@@ -298,7 +298,7 @@ static sm_code decide_kind(struct json_object *root, const char *doc_mt, const c
              doc_mt[0] ? doc_mt : hint_same_kind ? hint_mt : fallback);
     return SM_OK;
 schema1:
-    return sm_fail(err, SM_E_UNSUPPORTED,
+    return error_set(err, SM_E_UNSUPPORTED,
                    "the image has a Docker schema 1 manifest, which is deprecated and not "
                    "supported: push it again with a current Docker or skopeo (schema 2 / OCI)");
 }
@@ -313,7 +313,7 @@ sm_code oci_manifest_parse(const char *json, size_t len, const char *content_typ
         return rc;
     char doc_mt[128], hint_mt[128];
     if (!json_object_is_type(root, json_type_object)) {
-        rc = sm_fail(err, SM_E_PROTOCOL, "the manifest is not a JSON object");
+        rc = error_set(err, SM_E_PROTOCOL, "the manifest is not a JSON object");
         goto out;
     }
     rc = copy_string_field(root, "mediaType", doc_mt, sizeof doc_mt, false, "the manifest", err);
@@ -393,11 +393,11 @@ sm_code oci_index_select(const struct oci_manifest *index, const char *os,
         return SM_OK;
     }
     if (candidates == 0 && by_name)
-        return sm_fail(err, SM_E_NOTFOUND, "no image named \"%s\" in the index", ref_name);
+        return error_set(err, SM_E_NOTFOUND, "no image named \"%s\" in the index", ref_name);
     if (candidates == 0)
-        return sm_fail(err, SM_E_NOTFOUND, "the index lists no image");
+        return error_set(err, SM_E_NOTFOUND, "the index lists no image");
     if (without_platform)
         list_append(offered, sizeof offered, "(entries without a platform)");
-    return sm_fail(err, SM_E_NOTFOUND, "no %s/%s image: the index offers %s", os, architecture,
+    return error_set(err, SM_E_NOTFOUND, "no %s/%s image: the index offers %s", os, architecture,
                    offered);
 }

@@ -1,6 +1,6 @@
 #include "image/reference.h"
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -145,7 +145,7 @@ static bool is_docker_hub(const char *s, size_t n)
 
 static sm_code bad(sm_error *err, const char *ref, const char *why)
 {
-    return sm_fail(err, SM_E_INVALID, "invalid image reference \"%.300s\": %s", ref, why);
+    return error_set(err, SM_E_INVALID, "invalid image reference \"%.300s\": %s", ref, why);
 }
 
 /* Splits off "@digest" and ":tag" from the end of ref; *name_len is what is left. */
@@ -207,13 +207,13 @@ static sm_code check_repository(const char *ref, const char *path, size_t n, sm_
 sm_code oci_reference_parse(const char *ref, struct oci_reference *out, sm_error *err)
 {
     if (!ref || !out)
-        return sm_fail(err, SM_E_INVALID, "invalid image reference: NULL");
+        return error_set(err, SM_E_INVALID, "invalid image reference: NULL");
     memset(out, 0, sizeof *out);
     size_t len = strnlen(ref, OCI_REF_INPUT_MAX + 1);
     if (len == 0)
-        return sm_fail(err, SM_E_INVALID, "invalid image reference: empty");
+        return error_set(err, SM_E_INVALID, "invalid image reference: empty");
     if (len > OCI_REF_INPUT_MAX)
-        return sm_fail(err, SM_E_INVALID, "invalid image reference: longer than %d bytes",
+        return error_set(err, SM_E_INVALID, "invalid image reference: longer than %d bytes",
                        OCI_REF_INPUT_MAX);
     size_t name_len = 0;
     sm_code rc = split_suffixes(ref, len, out, &name_len, err);

@@ -32,7 +32,7 @@
 
 #include "image/blob_store.h"
 #include "image/oci_manifest.h"
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -177,14 +177,14 @@ static sm_code start_blob_body(struct response *r)
     if (r->status == 206 && r->range_start > 0) {
         unsigned long long first = 0;
         if (sscanf(r->content_range, "bytes %llu-", &first) != 1 || first != r->range_start)
-            return sm_fail(&r->write_err, SM_E_PROTOCOL,
+            return error_set(&r->write_err, SM_E_PROTOCOL,
                            "%s: the registry answered a resumed download with the wrong range "
                            "(\"%.60s\")",
                            r->what, r->content_range);
         return SM_OK;
     }
     if (r->status != 200)
-        return sm_fail(&r->write_err, SM_E_PROTOCOL, "%s: unexpected HTTP %ld", r->what,
+        return error_set(&r->write_err, SM_E_PROTOCOL, "%s: unexpected HTTP %ld", r->what,
                        r->status);
     /* The server ignored Range (or none was asked): the whole blob follows. */
     return r->blob->written ? blob_writer_restart(r->blob, &r->write_err) : SM_OK;
@@ -214,7 +214,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     if (n) {
         char *grown = realloc(r->body, r->len + n + 1);
         if (!grown) {
-            sm_fail(&r->write_err, SM_E_NOMEM, "out of memory");
+            error_set(&r->write_err, SM_E_NOMEM, "out of memory");
             r->write_failed = true;
             return 0;
         }
@@ -277,7 +277,7 @@ static sm_code set_common(struct registry_client *c, const char *url, struct cur
         e |= curl_easy_setopt(h, CURLOPT_CAPATH, v->capath ? v->capath : "/etc/ssl/certs");
     }
     if (e != CURLE_OK)
-        return sm_fail(err, SM_E_UNSUPPORTED, "libcurl refused an option (too old a libcurl?)");
+        return error_set(err, SM_E_UNSUPPORTED, "libcurl refused an option (too old a libcurl?)");
     return SM_OK;
 }
 
@@ -301,7 +301,7 @@ static sm_code perform(struct registry_client *c, const char *url, const char *a
     }
     if (!ok) {
         curl_slist_free_all(headers);
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     }
     char errbuf[CURL_ERROR_SIZE] = "";
     sm_code rc = set_common(c, url, headers, r, err);
@@ -318,24 +318,24 @@ static sm_code perform(struct registry_client *c, const char *url, const char *a
         return r->write_err.code ? r->write_err.code : SM_E_PROTOCOL;
     }
     if (r->too_long && r->status >= 200 && r->status < 300)
-        return sm_fail(err, SM_E_LIMIT, "%s: the reply is longer than %zu bytes", r->what,
+        return error_set(err, SM_E_LIMIT, "%s: the reply is longer than %zu bytes", r->what,
                        r->max);
     if (cr != CURLE_OK) {
         const char *why = errbuf[0] ? errbuf : curl_easy_strerror(cr);
         sm_code code = (cr == CURLE_OPERATION_TIMEDOUT) ? SM_E_TIMEOUT : SM_E_IO;
         if (cr == CURLE_PEER_FAILED_VERIFICATION || cr == CURLE_SSL_CACERT_BADFILE)
-            return sm_fail(err, SM_E_IO,
+            return error_set(err, SM_E_IO,
                            "%s: TLS certificate of %s not trusted (%s): give its CA with the CA "
                            "file option, or use plain HTTP for a local test registry",
                            r->what, c->host, why);
         if (cr == CURLE_SSL_CONNECT_ERROR && c->plain_http == false)
-            return sm_fail(err, SM_E_IO,
+            return error_set(err, SM_E_IO,
                            "%s: TLS handshake with %s failed (%s); is it a plain-HTTP registry?",
                            r->what, c->host, why);
         if (r->received)
-            return sm_fail(err, code, "%s: the connection to %s broke: %s", r->what, c->host,
+            return error_set(err, code, "%s: the connection to %s broke: %s", r->what, c->host,
                            why);
-        return sm_fail(err, code, "%s: cannot reach %s: %s", r->what, c->host, why);
+        return error_set(err, code, "%s: cannot reach %s: %s", r->what, c->host, why);
     }
     return SM_OK;
 }
@@ -418,7 +418,7 @@ sm_code registry_parse_challenge(const char *header, struct auth_challenge *out,
     while (*p && *p != ' ' && n + 1 < sizeof out->scheme)
         out->scheme[n++] = *p++;
     if (*p && *p != ' ')
-        return sm_fail(err, SM_E_PROTOCOL, "the registry's WWW-Authenticate has an odd scheme");
+        return error_set(err, SM_E_PROTOCOL, "the registry's WWW-Authenticate has an odd scheme");
     bool ok = true;
     while (*p && ok) {
         while (*p == ' ' || *p == ',')
@@ -443,9 +443,9 @@ sm_code registry_parse_challenge(const char *header, struct auth_challenge *out,
             snprintf(out->scope, sizeof out->scope, "%s", val);
     }
     if (!ok)
-        return sm_fail(err, SM_E_PROTOCOL, "the registry's WWW-Authenticate header is malformed");
+        return error_set(err, SM_E_PROTOCOL, "the registry's WWW-Authenticate header is malformed");
     if (strcasecmp(out->scheme, "Bearer") == 0 && !out->realm[0])
-        return sm_fail(err, SM_E_PROTOCOL, "the registry's Bearer challenge has no realm");
+        return error_set(err, SM_E_PROTOCOL, "the registry's Bearer challenge has no realm");
     return SM_OK;
 }
 
@@ -477,10 +477,10 @@ static void set_authorization(struct registry_client *c, char *header)
 static sm_code auth_failed(struct registry_client *c, long status, sm_error *err)
 {
     if (c->user)
-        return sm_fail(err, SM_E_SETUP,
+        return error_set(err, SM_E_SETUP,
                        "authentication failed for %s (HTTP %ld): check the user name and password",
                        c->host, status);
-    return sm_fail(err, SM_E_SETUP,
+    return error_set(err, SM_E_SETUP,
                    "%s requires authentication (HTTP %ld): give a user name and password, or "
                    "log in with `docker login %s`",
                    c->host, status, c->host);
@@ -501,9 +501,9 @@ static sm_code token_from_reply(struct registry_client *c, const struct response
         tok = oci_json_string(root, "access_token", REGISTRY_TOKEN_MAX, &bad);
     char *h = NULL;
     if (!tok || !is_header_token(tok, strlen(tok)))
-        rc = sm_fail(err, SM_E_PROTOCOL, "the token service of %s sent no usable token", c->host);
+        rc = error_set(err, SM_E_PROTOCOL, "the token service of %s sent no usable token", c->host);
     else if (asprintf(&h, "Authorization: Bearer %s", tok) < 0)
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     else
         set_authorization(c, h);
     json_object_put(root);
@@ -516,7 +516,7 @@ static sm_code fetch_token(struct registry_client *c, const struct auth_challeng
     bool https = strncasecmp(ch->realm, "https://", 8) == 0;
     bool http = strncasecmp(ch->realm, "http://", 7) == 0;
     if (!https && !(http && c->plain_http))
-        return sm_fail(err, SM_E_PROTOCOL,
+        return error_set(err, SM_E_PROTOCOL,
                        "%s sent a token realm that is not an https:// URL (\"%.100s\")", c->host,
                        ch->realm);
     char default_scope[OCI_REF_NAME_MAX + 32];
@@ -532,7 +532,7 @@ static sm_code fetch_token(struct registry_client *c, const struct auth_challeng
     curl_free(service);
     curl_free(scope);
     if (n < 0)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     char *basic = c->user ? basic_header(c->user, c->password) : NULL;
     struct response r = {.client = c, .what = "token request"};
     response_reset(&r, REGISTRY_TOKEN_MAX);
@@ -542,7 +542,7 @@ static sm_code fetch_token(struct registry_client *c, const struct auth_challeng
     if (!rc && (r.status == 401 || r.status == 403))
         rc = auth_failed(c, r.status, err);
     else if (!rc && r.status != 200)
-        rc = sm_fail(err, SM_E_PROTOCOL, "the token service of %s answered HTTP %ld", c->host,
+        rc = error_set(err, SM_E_PROTOCOL, "the token service of %s answered HTTP %ld", c->host,
                      r.status);
     else if (!rc)
         rc = token_from_reply(c, &r, err);
@@ -556,7 +556,7 @@ static sm_code answer_challenge(struct registry_client *c, const struct response
 {
     struct auth_challenge ch;
     if (!r->challenge[0])
-        return sm_fail(err, SM_E_PROTOCOL, "%s answered HTTP 401 without a WWW-Authenticate",
+        return error_set(err, SM_E_PROTOCOL, "%s answered HTTP 401 without a WWW-Authenticate",
                        c->host);
     sm_code rc = registry_parse_challenge(r->challenge, &ch, err);
     if (rc)
@@ -568,13 +568,13 @@ static sm_code answer_challenge(struct registry_client *c, const struct response
             return auth_failed(c, 401, err);
         char *h = basic_header(c->user, c->password);
         if (!h)
-            return sm_fail(err, SM_E_INVALID, "the user name and password are too long");
+            return error_set(err, SM_E_INVALID, "the user name and password are too long");
         set_authorization(c, h);
         return SM_OK;
     }
     char scheme[20];
     sanitize(scheme, sizeof scheme, ch.scheme);
-    return sm_fail(err, SM_E_UNSUPPORTED, "%s asks for \"%s\" authentication, which is not supported",
+    return error_set(err, SM_E_UNSUPPORTED, "%s asks for \"%s\" authentication, which is not supported",
                    c->host, scheme);
 }
 
@@ -591,7 +591,7 @@ static sm_code request(struct registry_client *c, const char *url, const char *a
         if (attempt == 1 && strstr(r->challenge, "insufficient_scope"))
             /* A token, but not for this repository (Docker Hub answers so
              * for repositories that do not exist, too). */
-            return sm_fail(err, SM_E_SETUP,
+            return error_set(err, SM_E_SETUP,
                            "%s: access denied (HTTP 401): the repository %s does not exist on "
                            "%s, or it needs credentials",
                            r->what, c->ref.repository, c->ref.registry);
@@ -610,15 +610,15 @@ static sm_code status_error(struct registry_client *c, const struct response *r,
     char detail[256];
     error_detail(r, detail, sizeof detail);
     if (r->status == 404)
-        return sm_fail(err, SM_E_NOTFOUND, "%s: %s (HTTP 404)", subject,
+        return error_set(err, SM_E_NOTFOUND, "%s: %s (HTTP 404)", subject,
                        detail[0] ? detail : "not found");
     if (r->status == 403)
-        return sm_fail(err, SM_E_SETUP, "%s: access denied by %s (HTTP 403)%s%s", subject,
+        return error_set(err, SM_E_SETUP, "%s: access denied by %s (HTTP 403)%s%s", subject,
                        c->host, detail[0] ? ": " : "", detail);
     if (r->status == 429)
-        return sm_fail(err, SM_E_SETUP, "%s: %s limits the request rate (HTTP 429); try later",
+        return error_set(err, SM_E_SETUP, "%s: %s limits the request rate (HTTP 429); try later",
                        subject, c->host);
-    return sm_fail(err, SM_E_PROTOCOL, "%s: %s answered HTTP %ld%s%s", subject, c->host,
+    return error_set(err, SM_E_PROTOCOL, "%s: %s answered HTTP %ld%s%s", subject, c->host,
                    r->status, detail[0] ? ": " : "", detail);
 }
 
@@ -639,10 +639,10 @@ sm_code registry_open(const struct oci_reference *ref, const struct registry_opt
     *out = NULL;
     pthread_once(&curl_once, init_curl);
     if (curl_init_rc != CURLE_OK)
-        return sm_fail(err, SM_E_IO, "libcurl failed to initialise");
+        return error_set(err, SM_E_IO, "libcurl failed to initialise");
     struct registry_client *c = calloc(1, sizeof *c);
     if (!c)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     c->ref = *ref;
     snprintf(c->host, sizeof c->host, "%s", oci_reference_api_host(ref));
     c->plain_http = opt && opt->plain_http;
@@ -652,22 +652,22 @@ sm_code registry_open(const struct oci_reference *ref, const struct registry_opt
         c->progress_ctx = opt->progress_ctx;
     }
     c->curl = curl_easy_init();
-    sm_code rc = c->curl ? SM_OK : sm_fail(err, SM_E_NOMEM, "libcurl: out of memory");
+    sm_code rc = c->curl ? SM_OK : error_set(err, SM_E_NOMEM, "libcurl: out of memory");
     if (!rc && opt && opt->ca_file && access(opt->ca_file, R_OK) != 0)
-        rc = sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
+        rc = error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
                            "cannot read the CA file %s", opt->ca_file);
     if (!rc && opt && opt->ca_file && !(c->ca_file = strdup(opt->ca_file)))
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     if (!rc && opt && opt->username) {
         c->user = strdup(opt->username);
         c->password = strdup(opt->password ? opt->password : "");
         if (!c->user || !c->password)
-            rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+            rc = error_set(err, SM_E_NOMEM, "out of memory");
     } else if (!rc) {
         sm_error lookup_err;
         sm_code lrc = docker_config_lookup(ref->registry, &c->user, &c->password, &lookup_err);
         if (lrc && lrc != SM_E_NOTFOUND)
-            rc = sm_fail(err, lrc, "%s", lookup_err.message);
+            rc = error_set(err, lrc, "%s", lookup_err.message);
     }
     if (rc) {
         registry_close(c);
@@ -704,7 +704,7 @@ sm_code registry_get_manifest(struct registry_client *c, const char *target, cha
     char *url;
     if (asprintf(&url, "%s://%s/v2/%s/manifests/%s", c->scheme, c->host, c->ref.repository,
                  target) < 0)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     struct response r = {.client = c, .what = subject};
     response_reset(&r, OCI_JSON_MAX);
     sm_code rc = request(c, url, OCI_MANIFEST_ACCEPT, &r, err);
@@ -716,7 +716,7 @@ sm_code registry_get_manifest(struct registry_client *c, const char *target, cha
         c->plain_http = true;
         c->scheme = "http";
         if (asprintf(&url, "%s://%s/v2/%s/manifests/%s", c->scheme, c->host, c->ref.repository, target) < 0)
-            return sm_fail(err, SM_E_NOMEM, "out of memory");
+            return error_set(err, SM_E_NOMEM, "out of memory");
         response_reset(&r, OCI_JSON_MAX);
         rc = request(c, url, OCI_MANIFEST_ACCEPT, &r, err);
         free(url);
@@ -724,7 +724,7 @@ sm_code registry_get_manifest(struct registry_client *c, const char *target, cha
     if (!rc && r.status == 404) {
         char detail[256];
         error_detail(&r, detail, sizeof detail);
-        rc = sm_fail(err, SM_E_NOTFOUND, "%s: %s (HTTP 404)", subject,
+        rc = error_set(err, SM_E_NOTFOUND, "%s: %s (HTTP 404)", subject,
                      detail[0] ? detail : "manifest unknown");
     } else if (!rc && r.status != 200) {
         rc = status_error(c, &r, subject, err);
@@ -734,7 +734,7 @@ sm_code registry_get_manifest(struct registry_client *c, const char *target, cha
         return rc;
     }
     if (!r.body && !(r.body = calloc(1, 1))) {
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     }
     *body = r.body;
     *len = r.len;
@@ -774,7 +774,7 @@ sm_code registry_fetch_blob(struct registry_client *c, const char *store_dir, co
     if (asprintf(&url, "%s://%s/v2/%s/blobs/%s", c->scheme, c->host, c->ref.repository, digest) <
         0) {
         blob_writer_close(&w);
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     }
     struct response r = {.client = c, .what = what, .blob = &w, .total = size};
     response_reset(&r, REGISTRY_ERROR_BODY_MAX);
@@ -877,7 +877,7 @@ sm_code docker_config_credentials(const char *json, size_t len, const char *regi
     sm_code rc = oci_json_parse(json, len, DOCKER_CONFIG_MAX, "the docker config", &root, err);
     if (rc)
         return rc;
-    rc = sm_fail(err, SM_E_NOTFOUND, "no credentials for %s in the docker config", registry);
+    rc = error_set(err, SM_E_NOTFOUND, "no credentials for %s in the docker config", registry);
     if (json_object_is_type(root, json_type_object) &&
         json_object_object_get_ex(root, "auths", &auths) &&
         json_object_is_type(auths, json_type_object)) {
@@ -893,7 +893,7 @@ sm_code docker_config_credentials(const char *json, size_t len, const char *regi
             char *colon = plain ? strchr(plain, ':') : NULL;
             if (!colon) {
                 free(plain);
-                rc = sm_fail(err, SM_E_INVALID,
+                rc = error_set(err, SM_E_INVALID,
                              "the docker config's \"auth\" for %s is not base64 of user:password",
                              registry);
                 break;
@@ -907,7 +907,7 @@ sm_code docker_config_credentials(const char *json, size_t len, const char *regi
                 free(*user);
                 free(*password);
                 *user = *password = NULL;
-                rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+                rc = error_set(err, SM_E_NOMEM, "out of memory");
             } else {
                 rc = SM_OK;
             }
@@ -928,12 +928,12 @@ sm_code docker_config_lookup(const char *registry, char **user, char **password,
             : (home && home[0]) ? asprintf(&path, "%s/.docker/config.json", home)
                                 : -1;
     if (n < 0)
-        return sm_fail(err, SM_E_NOTFOUND, "no docker config");
+        return error_set(err, SM_E_NOTFOUND, "no docker config");
     FILE *f = fopen(path, "re");
     if (!f) {
         int e = errno;
-        sm_code rc = e == ENOENT ? sm_fail(err, SM_E_NOTFOUND, "no docker config at %s", path)
-                                 : sm_fail_errno(err, SM_E_IO, e, "cannot read %s", path);
+        sm_code rc = e == ENOENT ? error_set(err, SM_E_NOTFOUND, "no docker config at %s", path)
+                                 : error_set_errno(err, SM_E_IO, e, "cannot read %s", path);
         free(path);
         return rc;
     }
@@ -942,13 +942,13 @@ sm_code docker_config_lookup(const char *registry, char **user, char **password,
     fclose(f);
     sm_code rc;
     if (!buf)
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     else if (len > DOCKER_CONFIG_MAX)
-        rc = sm_fail(err, SM_E_LIMIT, "%s is larger than %u bytes", path, DOCKER_CONFIG_MAX);
+        rc = error_set(err, SM_E_LIMIT, "%s is larger than %u bytes", path, DOCKER_CONFIG_MAX);
     else
         rc = docker_config_credentials(buf, len, registry, user, password, err);
     if (rc && rc != SM_E_NOTFOUND)
-        sm_error_prefix(err, "%s", path);
+        error_prefix(err, "%s", path);
     free(buf);
     free(path);
     return rc;

@@ -30,6 +30,7 @@
  * pipe) lets the writer see tar2sqfs going away as EPIPE, not SIGPIPE.
  */
 #include "image/rootfs.h"
+#include "base/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +46,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #define TOOL_LOG_TAIL 320 /* bytes of tar2sqfs's output quoted in an error */
 
@@ -79,10 +80,10 @@ static sm_code spawn_packer(const char *image, int in_fd, int log_fd, pid_t *pid
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     if (posix_spawn_file_actions_init(&fa) != 0)
-        return sm_fail(err, SM_E_NOMEM, "starting %s: out of memory", ROOTFS_TOOL);
+        return error_set(err, SM_E_NOMEM, "starting %s: out of memory", ROOTFS_TOOL);
     if (posix_spawnattr_init(&attr) != 0) {
         posix_spawn_file_actions_destroy(&fa);
-        return sm_fail(err, SM_E_NOMEM, "starting %s: out of memory", ROOTFS_TOOL);
+        return error_set(err, SM_E_NOMEM, "starting %s: out of memory", ROOTFS_TOOL);
     }
     /* The caller's signal mask and ignored SIGPIPE must not leak into it. */
     sigset_t none, defaults;
@@ -105,12 +106,12 @@ static sm_code spawn_packer(const char *image, int in_fd, int log_fd, pid_t *pid
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc == ENOENT)
-        return sm_fail(err, SM_E_UNSUPPORTED,
+        return error_set(err, SM_E_UNSUPPORTED,
                        "%s is not installed (it packs image layers into the guest's squashfs): "
                        "apt-get install %s",
                        ROOTFS_TOOL, ROOTFS_TOOL_PACKAGE);
     if (rc != 0)
-        return sm_fail_errno(err, SM_E_IO, rc, "starting %s", ROOTFS_TOOL);
+        return error_set_errno(err, SM_E_IO, rc, "starting %s", ROOTFS_TOOL);
     return SM_OK;
 }
 
@@ -118,7 +119,7 @@ static sm_code wait_packer(pid_t pid, int *status, sm_error *err)
 {
     while (waitpid(pid, status, 0) < 0) {
         if (errno != EINTR)
-            return sm_fail_errno(err, SM_E_IO, errno, "waiting for %s", ROOTFS_TOOL);
+            return error_set_errno(err, SM_E_IO, errno, "waiting for %s", ROOTFS_TOOL);
     }
     return SM_OK;
 }
@@ -160,36 +161,23 @@ static bool exited_zero(int status)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-static sm_code fsync_path(const char *path, int flags, sm_error *err)
+/* Gives the finished temporary image its name, by the rule of src/base/file.h
+ * (tar2sqfs wrote it, so the steps are spelled out here). */
+static sm_code publish(const char *tmp, const char *out_path, sm_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "opening %s to sync it", path);
+        return error_set_errno(err, SM_E_IO, errno, "opening %s to sync it", tmp);
     int rc = fsync(fd);
     int saved = errno;
     close(fd);
     if (rc != 0)
-        return sm_fail_errno(err, SM_E_IO, saved, "fsync %s", path);
-    return SM_OK;
-}
-
-/* Makes the finished temporary image durable and gives it its name. */
-static sm_code publish(const char *tmp, const char *out_path, sm_error *err)
-{
-    sm_code rc = fsync_path(tmp, 0, err);
-    if (rc != SM_OK)
-        return rc;
+        return error_set_errno(err, SM_E_IO, saved, "fsync %s", tmp);
     if (rename(tmp, out_path) != 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "renaming %s to %s", tmp, out_path);
-    char dir[PATH_MAX];
-    const char *slash = strrchr(out_path, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == out_path)
-        snprintf(dir, sizeof dir, "/");
-    else
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - out_path), out_path);
-    return fsync_path(dir, O_DIRECTORY, err);
+        return error_set_errno(err, SM_E_IO, errno, "renaming %s to %s", tmp, out_path);
+    if (!fsync_parent_dir(out_path))
+        return error_set_errno(err, SM_E_IO, errno, "fsync the folder of %s", out_path);
+    return SM_OK;
 }
 
 /* Runs the flattening into a started tar2sqfs and judges the outcome. */
@@ -211,10 +199,10 @@ static sm_code feed_packer(const char *const *layer_paths, size_t n, int sock, p
     if (flat == SM_OK) {
         if (exited_zero(status))
             return SM_OK;
-        return sm_fail(err, SM_E_IO, "%s failed (%s): %s", ROOTFS_TOOL, how, said[0] ? said : "(no message)");
+        return error_set(err, SM_E_IO, "%s failed (%s): %s", ROOTFS_TOOL, how, said[0] ? said : "(no message)");
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) != 0) /* it stopped first: its reason comes first */
-        return sm_fail(err, SM_E_IO, "%s failed (%s): %s; then: %s", ROOTFS_TOOL, how,
+        return error_set(err, SM_E_IO, "%s failed (%s): %s; then: %s", ROOTFS_TOOL, how,
                        said[0] ? said : "(no message)", flat_err.message);
     if (err)
         *err = flat_err;
@@ -225,19 +213,19 @@ sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_p
                      sm_error *err)
 {
     if (!out_path || !out_path[0])
-        return sm_fail(err, SM_E_INVALID, "rootfs_build: no output path");
+        return error_set(err, SM_E_INVALID, "rootfs_build: no output path");
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid()) >= (int)sizeof tmp)
-        return sm_fail(err, SM_E_INVALID, "rootfs_build: output path too long");
+        return error_set(err, SM_E_INVALID, "rootfs_build: output path too long");
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "rootfs_build: socketpair");
+        return error_set_errno(err, SM_E_IO, errno, "rootfs_build: socketpair");
     int log_fd = memfd_create("tar2sqfs-log", MFD_CLOEXEC);
     if (log_fd < 0) {
         int saved = errno;
         close(sv[0]);
         close(sv[1]);
-        return sm_fail_errno(err, SM_E_IO, saved, "rootfs_build: memfd_create");
+        return error_set_errno(err, SM_E_IO, saved, "rootfs_build: memfd_create");
     }
     pid_t pid;
     sm_code rc = spawn_packer(tmp, sv[1], log_fd, &pid, err);

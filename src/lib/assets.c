@@ -1,6 +1,6 @@
 /* Asset lookup and the runtime folder (see assets.h). */
 #include "lib/assets.h"
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -197,10 +197,10 @@ static sm_code from_env(asset_kind kind, char *out, size_t cap, bool *found, sm_
     if (!v || !*v)
         return SM_OK;
     if (!usable_file(v, asset_names[kind].executable))
-        return sm_fail(err, SM_E_INVALID, "$%s is '%s', which is not a %s file; fix or unset it",
+        return error_set(err, SM_E_INVALID, "$%s is '%s', which is not a %s file; fix or unset it",
                        var, v, asset_names[kind].executable ? "runnable" : "readable");
     if (strlen(v) >= cap)
-        return sm_fail(err, SM_E_INVALID, "$%s is too long a path", var);
+        return error_set(err, SM_E_INVALID, "$%s is too long a path", var);
     snprintf(out, cap, "%s", v);
     *found = true;
     return SM_OK;
@@ -209,7 +209,7 @@ static sm_code from_env(asset_kind kind, char *out, size_t cap, bool *found, sm_
 sm_code assets_find(asset_kind kind, char *out, size_t cap, sm_error *err)
 {
     if ((unsigned)kind > ASSET_VMM || !out || cap == 0)
-        return sm_fail(err, SM_E_INVALID, "assets_find: bad arguments");
+        return error_set(err, SM_E_INVALID, "assets_find: bad arguments");
     bool found;
     sm_code rc = from_env(kind, out, cap, &found, err);
     if (rc || found)
@@ -247,7 +247,7 @@ sm_code assets_find(asset_kind kind, char *out, size_t cap, sm_error *err)
         return SM_OK;
     if (kind == ASSET_VMM && try_path_env(&s, out, cap))
         return SM_OK;
-    return sm_fail(err, SM_E_NOTFOUND,
+    return error_set(err, SM_E_NOTFOUND,
                    "no %s found; set $%s%s, or install it (make install); looked in: %s%s",
                    asset_names[kind].file, asset_names[kind].env,
                    kind == ASSET_VMM ? "" : " or $SUPERMACHINE_ASSETS", s.looked,
@@ -259,7 +259,7 @@ static sm_code make_dir(const char *path, sm_error *err)
 {
     if (mkdir(path, 0700) == 0 || errno == EEXIST)
         return SM_OK;
-    return sm_fail_errno(err, SM_E_IO, errno, "cannot create the folder %s", path);
+    return error_set_errno(err, SM_E_IO, errno, "cannot create the folder %s", path);
 }
 
 /* The /tmp fallback is shared by all users: it must be ours, a real folder,
@@ -268,9 +268,9 @@ static sm_code check_private_dir(const char *path, sm_error *err)
 {
     struct stat st;
     if (lstat(path, &st) < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot examine %s", path);
+        return error_set_errno(err, SM_E_IO, errno, "cannot examine %s", path);
     if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
-        return sm_fail(err, SM_E_IO, "%s is not a private folder of this user (owner %u, mode "
+        return error_set(err, SM_E_IO, "%s is not a private folder of this user (owner %u, mode "
                        "%o); remove it or set $XDG_RUNTIME_DIR", path, (unsigned)st.st_uid,
                        (unsigned)(st.st_mode & 07777));
     return SM_OK;
@@ -284,10 +284,10 @@ sm_code assets_vms_dir(char *out, size_t cap, bool create, sm_error *err)
     if (fallback)
         snprintf(base, sizeof base, "/tmp/supermachine-%u", (unsigned)geteuid());
     else if ((size_t)snprintf(base, sizeof base, "%s", runtime) >= sizeof base)
-        return sm_fail(err, SM_E_INVALID, "$XDG_RUNTIME_DIR is too long");
+        return error_set(err, SM_E_INVALID, "$XDG_RUNTIME_DIR is too long");
     int n = snprintf(out, cap, "%s/supermachine/vms", base);
     if (n < 0 || (size_t)n >= cap)
-        return sm_fail(err, SM_E_INVALID, "the runtime folder %s is too long a path", base);
+        return error_set(err, SM_E_INVALID, "the runtime folder %s is too long a path", base);
     if (!create)
         return fallback && access(base, F_OK) == 0 ? check_private_dir(base, err) : SM_OK;
     char mid[PATH_MAX + 16];

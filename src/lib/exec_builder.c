@@ -1,6 +1,6 @@
 /* The exec builder: plain data describing one request; every setter copies. */
 #include "lib/exec_internal.h"
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +9,7 @@ static sm_code record(sm_exec_builder *b, sm_code code, const char *what)
 {
     if (b && !b->failed) {
         b->failed = true;
-        sm_fail(&b->first_error, code, "exec builder: %s", what);
+        error_set(&b->first_error, code, "exec builder: %s", what);
     }
     return code;
 }
@@ -183,7 +183,7 @@ sm_code sm_exec_builder_stage_file_mode(sm_exec_builder *b, const char *guest_pa
         return record(b, SM_E_INVALID, "staged file bytes are NULL");
     if (mode > 07777)
         return record(b, SM_E_INVALID, "staged file mode is beyond 07777");
-    if (len > SM_WIRE_MAX_REQUEST)
+    if (len > WIRE_MAX_REQUEST)
         return record(b, SM_E_LIMIT, "a staged file is over the 64 MiB request limit: "
                       "use sm_exec_write_file");
     exec_staged f = { .path = strdup(guest_path), .data = malloc(len ? len : 1), .len = len,

@@ -10,7 +10,8 @@
  * link, so they stay valid after the child is freed.
  */
 #include "lib/exec_internal.h"
-#include "lib/error.h"
+#include "base/file.h"
+#include "base/error.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -70,15 +71,15 @@ static void link_unref(exec_link *l)
 static sm_code link_send(exec_link *l, uint8_t type, const void *payload, size_t len,
                          sm_error *err)
 {
-    uint8_t header[SM_WIRE_HEADER_SIZE];
-    sm_wire_header_encode(header, type, (uint32_t)len);
+    uint8_t header[WIRE_HEADER_SIZE];
+    wire_header_encode(header, type, (uint32_t)len);
     struct iovec iov[2] = { { header, sizeof header }, { (void *)payload, len } };
     size_t total = sizeof header + len, sent = 0;
     pthread_mutex_lock(&l->lock);
     sm_code rc = SM_OK;
     if (l->fd < 0 || l->done) {
-        rc = sm_fail(err, SM_E_INVALID, "the command has finished: nothing to send %s to",
-                     sm_wire_type_name(type));
+        rc = error_set(err, SM_E_INVALID, "the command has finished: nothing to send %s to",
+                     wire_type_name(type));
         goto out;
     }
     while (sent < total) {
@@ -102,8 +103,8 @@ static sm_code link_send(exec_link *l, uint8_t type, const void *payload, size_t
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            rc = sm_fail_errno(err, SM_E_DROPPED, errno, "sending %s to the agent failed",
-                               sm_wire_type_name(type));
+            rc = error_set_errno(err, SM_E_DROPPED, errno, "sending %s to the agent failed",
+                               wire_type_name(type));
             break;
         }
         sent += (size_t)w;
@@ -116,27 +117,12 @@ out:
 static sm_code link_signal(exec_link *l, int signo, sm_error *err)
 {
     if (signo < 1 || signo > 64)
-        return sm_fail(err, SM_E_INVALID, "signal %d is not a signal number (1..64)", signo);
+        return error_set(err, SM_E_INVALID, "signal %d is not a signal number (1..64)", signo);
     uint8_t p[4] = { (uint8_t)signo, 0, 0, 0 };
-    return link_send(l, SM_WIRE_SIGNAL, p, sizeof p, err);
+    return link_send(l, WIRE_SIGNAL, p, sizeof p, err);
 }
 
 /* ---- the pump thread ------------------------------------------------------ */
-
-static bool write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return false; /* the caller stopped reading: drop the rest */
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
 
 static void *pump_main(void *arg)
 {
@@ -148,23 +134,23 @@ static void *pump_main(void *arg)
     sm_exec_status status = { 0 };
     bool out_open = true, err_open = true;
     for (;;) {
-        sm_wire_frame f;
+        wire_frame f;
         rc = exec_read_frame(&r, &f, -1, 0, &error);
         if (rc)
             break;
-        if (f.type == SM_WIRE_STDOUT && out_open) {
-            out_open = write_all(c->out_w, f.payload, f.length);
-        } else if (f.type == SM_WIRE_STDERR && err_open) {
+        if (f.type == WIRE_STDOUT && out_open) {
+            out_open = write_all(c->out_w, f.payload, f.length); /* false: the caller stopped reading, drop the rest */
+        } else if (f.type == WIRE_STDERR && err_open) {
             err_open = write_all(c->err_w, f.payload, f.length);
-        } else if (f.type == SM_WIRE_EXIT) {
-            sm_wire_exit x;
-            sm_wire_error we;
-            if (sm_wire_get_exit(&f, &x, &we))
+        } else if (f.type == WIRE_EXIT) {
+            wire_exit x;
+            wire_error we;
+            if (wire_get_exit(&f, &x, &we))
                 exec_status_from_wire(&x, &status);
             else
-                rc = sm_fail(&error, SM_E_PROTOCOL, "bad EXIT from %s: %s", c->path, we.message);
+                rc = error_set(&error, SM_E_PROTOCOL, "bad EXIT from %s: %s", c->path, we.message);
             break;
-        } else if (f.type != SM_WIRE_STDOUT && f.type != SM_WIRE_STDERR) {
+        } else if (f.type != WIRE_STDOUT && f.type != WIRE_STDERR) {
             rc = exec_unexpected(&r, &f, &error);
             break;
         }
@@ -227,7 +213,7 @@ static void child_destroy(sm_exec_child *c)
 sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **out, sm_error *err)
 {
     if (!out)
-        return sm_fail(err, SM_E_INVALID, "child pointer is NULL");
+        return error_set(err, SM_E_INVALID, "child pointer is NULL");
     *out = NULL;
     sm_exec_child *c = calloc(1, sizeof *c);
     exec_link *l = calloc(1, sizeof *l);
@@ -236,7 +222,7 @@ sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **out, sm_error *e
         if (c)
             free(c->path);
         free(c);
-        return sm_fail(err, b ? SM_E_NOMEM : SM_E_INVALID, "cannot spawn: %s",
+        return error_set(err, b ? SM_E_NOMEM : SM_E_INVALID, "cannot spawn: %s",
                        b ? "out of memory" : "builder is NULL");
     }
     pthread_mutex_init(&c->lock, NULL);
@@ -247,7 +233,7 @@ sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **out, sm_error *e
     c->link = l;
     c->out_r = c->out_w = c->err_r = c->err_w = -1;
     if (!make_pipe(&c->out_r, &c->out_w) || !make_pipe(&c->err_r, &c->err_w)) {
-        sm_code rc = sm_fail_errno(err, SM_E_IO, errno, "cannot create pipes for the child");
+        sm_code rc = error_set_errno(err, SM_E_IO, errno, "cannot create pipes for the child");
         child_destroy(c);
         return rc;
     }
@@ -266,7 +252,7 @@ sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **out, sm_error *e
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e) {
         child_destroy(c);
-        return sm_fail_errno(err, SM_E_IO, e, "cannot start the child's pump thread");
+        return error_set_errno(err, SM_E_IO, e, "cannot start the child's pump thread");
     }
     c->pump_running = true;
     *out = c;
@@ -278,13 +264,13 @@ sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **out, sm_error *e
 sm_code sm_exec_child_stdin_write(sm_exec_child *c, const void *buf, size_t len, sm_error *err)
 {
     if (!c || (!buf && len))
-        return sm_fail(err, SM_E_INVALID, "child or buffer is NULL");
+        return error_set(err, SM_E_INVALID, "child or buffer is NULL");
     if (c->stdin_closed)
-        return sm_fail(err, SM_E_INVALID, "stdin was already closed");
+        return error_set(err, SM_E_INVALID, "stdin was already closed");
     const uint8_t *p = buf;
     while (len) {
         size_t n = len < STDIN_CHUNK ? len : STDIN_CHUNK;
-        sm_code rc = link_send(c->link, SM_WIRE_STDIN, p, n, err);
+        sm_code rc = link_send(c->link, WIRE_STDIN, p, n, err);
         if (rc)
             return rc;
         p += n;
@@ -296,11 +282,11 @@ sm_code sm_exec_child_stdin_write(sm_exec_child *c, const void *buf, size_t len,
 sm_code sm_exec_child_stdin_close(sm_exec_child *c, sm_error *err)
 {
     if (!c)
-        return sm_fail(err, SM_E_INVALID, "child is NULL");
+        return error_set(err, SM_E_INVALID, "child is NULL");
     if (c->stdin_closed)
         return SM_OK;
     c->stdin_closed = true;
-    return link_send(c->link, SM_WIRE_STDIN_CLOSE, NULL, 0, err);
+    return link_send(c->link, WIRE_STDIN_CLOSE, NULL, 0, err);
 }
 
 /* The end of a stream is clean only if the exit report arrived; after a
@@ -322,7 +308,7 @@ static sm_code read_stream(sm_exec_child *c, int fd, const char *name, void *buf
                            size_t *got, sm_error *err)
 {
     if (!buf || !got)
-        return sm_fail(err, SM_E_INVALID, "buffer or length pointer is NULL");
+        return error_set(err, SM_E_INVALID, "buffer or length pointer is NULL");
     *got = 0;
     for (;;) {
         ssize_t n = read(fd, buf, cap);
@@ -339,7 +325,7 @@ static sm_code read_stream(sm_exec_child *c, int fd, const char *name, void *buf
             poll(&p, 1, -1);
             continue;
         }
-        return sm_fail_errno(err, SM_E_IO, errno, "reading the command's %s", name);
+        return error_set_errno(err, SM_E_IO, errno, "reading the command's %s", name);
     }
 }
 
@@ -347,7 +333,7 @@ sm_code sm_exec_child_stdout_read(sm_exec_child *c, void *buf, size_t cap, size_
                                   sm_error *err)
 {
     if (!c)
-        return sm_fail(err, SM_E_INVALID, "child is NULL");
+        return error_set(err, SM_E_INVALID, "child is NULL");
     return read_stream(c, c->out_r, "stdout", buf, cap, got, err);
 }
 
@@ -355,7 +341,7 @@ sm_code sm_exec_child_stderr_read(sm_exec_child *c, void *buf, size_t cap, size_
                                   sm_error *err)
 {
     if (!c)
-        return sm_fail(err, SM_E_INVALID, "child is NULL");
+        return error_set(err, SM_E_INVALID, "child is NULL");
     return read_stream(c, c->err_r, "stderr", buf, cap, got, err);
 }
 
@@ -372,7 +358,7 @@ int sm_exec_child_stderr_fd(const sm_exec_child *c)
 sm_code sm_exec_child_signal(sm_exec_child *c, int signo, sm_error *err)
 {
     if (!c)
-        return sm_fail(err, SM_E_INVALID, "child is NULL");
+        return error_set(err, SM_E_INVALID, "child is NULL");
     return link_signal(c->link, signo, err);
 }
 
@@ -393,7 +379,7 @@ sm_exec_signaller *sm_exec_child_signaller(sm_exec_child *c)
 sm_code sm_exec_signaller_signal(sm_exec_signaller *s, int signo, sm_error *err)
 {
     if (!s)
-        return sm_fail(err, SM_E_INVALID, "signaller is NULL");
+        return error_set(err, SM_E_INVALID, "signaller is NULL");
     return link_signal(s->link, signo, err);
 }
 
@@ -408,9 +394,9 @@ void sm_exec_signaller_free(sm_exec_signaller *s)
 sm_code sm_exec_child_resize(sm_exec_child *c, uint16_t cols, uint16_t rows, sm_error *err)
 {
     if (!c)
-        return sm_fail(err, SM_E_INVALID, "child is NULL");
+        return error_set(err, SM_E_INVALID, "child is NULL");
     uint8_t p[4] = { (uint8_t)cols, (uint8_t)(cols >> 8), (uint8_t)rows, (uint8_t)(rows >> 8) };
-    return link_send(c->link, SM_WIRE_RESIZE, p, sizeof p, err);
+    return link_send(c->link, WIRE_RESIZE, p, sizeof p, err);
 }
 
 void sm_exec_child_abort(sm_exec_child *c)
@@ -426,7 +412,7 @@ void sm_exec_child_abort(sm_exec_child *c)
 sm_code sm_exec_child_wait(sm_exec_child *c, sm_exec_status *status, sm_error *err)
 {
     if (!c)
-        return sm_fail(err, SM_E_INVALID, "child is NULL");
+        return error_set(err, SM_E_INVALID, "child is NULL");
     if (!c->stdin_closed)
         sm_exec_child_stdin_close(c, NULL); /* a command reading stdin would wait forever */
     pthread_mutex_lock(&c->lock);

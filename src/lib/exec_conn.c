@@ -1,6 +1,7 @@
 /* Talking to an agent: dial, send, read frames, turn agent errors into codes. */
 #include "lib/exec_internal.h"
-#include "lib/error.h"
+#include "base/clock.h"
+#include "base/error.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -13,35 +14,28 @@
 
 #define READ_CHUNK (256u << 10)
 
-uint64_t exec_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 sm_code exec_dial(const char *path, int *out, sm_error *err)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if (!path || strlen(path) >= sizeof sa.sun_path)
-        return sm_fail(err, SM_E_INVALID, "exec socket path is missing or longer than %zu bytes",
+        return error_set(err, SM_E_INVALID, "exec socket path is missing or longer than %zu bytes",
                        sizeof sa.sun_path - 1);
     strcpy(sa.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return sm_fail_errno(err, SM_E_SETUP, errno, "cannot create a socket");
+        return error_set_errno(err, SM_E_SETUP, errno, "cannot create a socket");
     while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
         if (errno == EINTR)
             continue;
         int e = errno;
         close(fd);
         if (e == ENOENT)
-            return sm_fail(err, SM_E_SETUP, "no exec socket at %s: is the agent or VM running?",
+            return error_set(err, SM_E_SETUP, "no exec socket at %s: is the agent or VM running?",
                            path);
         if (e == ECONNREFUSED)
-            return sm_fail(err, SM_E_SETUP, "nothing listens on the exec socket %s: the agent "
+            return error_set(err, SM_E_SETUP, "nothing listens on the exec socket %s: the agent "
                            "or VM has stopped (remove the stale socket)", path);
-        return sm_fail_errno(err, SM_E_SETUP, e, "cannot connect to the exec socket %s", path);
+        return error_set_errno(err, SM_E_SETUP, e, "cannot connect to the exec socket %s", path);
     }
     int sz = 1 << 20;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
@@ -57,7 +51,7 @@ sm_code exec_send_all(int fd, const void *data, size_t len, bool started, sm_err
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return sm_fail_errno(err, started ? SM_E_DROPPED : SM_E_SETUP, errno,
+            return error_set_errno(err, started ? SM_E_DROPPED : SM_E_SETUP, errno,
                                  "sending to the agent failed");
         }
         p += n;
@@ -66,7 +60,7 @@ sm_code exec_send_all(int fd, const void *data, size_t len, bool started, sm_err
     return SM_OK;
 }
 
-static void to_wire_argv(const exec_argv *a, sm_wire_argv *w)
+static void to_wire_argv(const exec_argv *a, wire_argv *w)
 {
     w->argc = (uint32_t)a->argc;
     w->argv = (const char **)a->argv;
@@ -75,16 +69,16 @@ static void to_wire_argv(const exec_argv *a, sm_wire_argv *w)
 sm_code exec_open_request(const sm_exec_builder *b, bool close_stdin, int *out, sm_error *err)
 {
     if (!b)
-        return sm_fail(err, SM_E_INVALID, "exec builder is NULL");
+        return error_set(err, SM_E_INVALID, "exec builder is NULL");
     if (b->failed) {
         if (err)
             *err = b->first_error;
         return b->first_error.code;
     }
     if (!b->argv.argc)
-        return sm_fail(err, SM_E_INVALID, "exec builder has no argv: call sm_exec_builder_argv");
-    sm_wire_request req = {
-        .flags = b->tty ? SM_WIRE_REQ_TTY : 0,
+        return error_set(err, SM_E_INVALID, "exec builder has no argv: call sm_exec_builder_argv");
+    wire_request req = {
+        .flags = b->tty ? WIRE_REQ_TTY : 0,
         .cols = b->cols,
         .rows = b->rows,
         .timeout_ms = b->timeout_ms,
@@ -94,30 +88,30 @@ sm_code exec_open_request(const sm_exec_builder *b, bool close_stdin, int *out, 
         .nchain = (uint32_t)b->nchain,
     };
     to_wire_argv(&b->argv, &req.argv);
-    sm_wire_file *files = calloc(b->nfiles ? b->nfiles : 1, sizeof *files);
-    sm_wire_argv *chain = calloc(b->nchain ? b->nchain : 1, sizeof *chain);
-    sm_wire_buf buf = { 0 };
-    sm_wire_error we;
+    wire_file *files = calloc(b->nfiles ? b->nfiles : 1, sizeof *files);
+    wire_argv *chain = calloc(b->nchain ? b->nchain : 1, sizeof *chain);
+    wire_buf buf = { 0 };
+    wire_error we;
     sm_code rc = SM_OK;
     if (!files || !chain) {
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory encoding the request");
+        rc = error_set(err, SM_E_NOMEM, "out of memory encoding the request");
         goto out;
     }
     for (size_t i = 0; i < b->nfiles; i++) {
         if (b->files[i].len > UINT32_MAX) {
-            rc = sm_fail(err, SM_E_LIMIT, "staged file %s is too large", b->files[i].path);
+            rc = error_set(err, SM_E_LIMIT, "staged file %s is too large", b->files[i].path);
             goto out;
         }
-        files[i] = (sm_wire_file){ b->files[i].path, b->files[i].data, (uint32_t)b->files[i].len,
+        files[i] = (wire_file){ b->files[i].path, b->files[i].data, (uint32_t)b->files[i].len,
                                    b->files[i].mode };
     }
     for (size_t i = 0; i < b->nchain; i++)
         to_wire_argv(&b->chain[i], &chain[i]);
     req.files = files;
     req.chain = chain;
-    if (!sm_wire_put_hello(&buf, &we) || !sm_wire_put_request(&buf, &req, &we) ||
-        (close_stdin && !sm_wire_put_empty(&buf, SM_WIRE_STDIN_CLOSE, &we))) {
-        rc = sm_fail(err, buf.failed ? SM_E_NOMEM : SM_E_LIMIT, "cannot send this request: %s",
+    if (!wire_put_hello(&buf, &we) || !wire_put_request(&buf, &req, &we) ||
+        (close_stdin && !wire_put_empty(&buf, WIRE_STDIN_CLOSE, &we))) {
+        rc = error_set(err, buf.failed ? SM_E_NOMEM : SM_E_LIMIT, "cannot send this request: %s",
                      we.message);
         goto out;
     }
@@ -133,7 +127,7 @@ sm_code exec_open_request(const sm_exec_builder *b, bool close_stdin, int *out, 
 out:
     free(files);
     free(chain);
-    sm_wire_buf_free(&buf);
+    wire_buf_free(&buf);
     return rc;
 }
 
@@ -142,31 +136,31 @@ void exec_reader_init(exec_reader *r, int fd, const char *path)
     memset(r, 0, sizeof *r);
     r->fd = fd;
     r->path = path;
-    sm_wire_reader_init(&r->rd, SM_WIRE_AT_HOST);
+    wire_reader_init(&r->rd, WIRE_AT_HOST);
 }
 
 void exec_reader_destroy(exec_reader *r)
 {
-    sm_wire_reader_destroy(&r->rd);
+    wire_reader_destroy(&r->rd);
 }
 
-static sm_code agent_error(const exec_reader *r, const sm_wire_frame *f, sm_error *err)
+static sm_code agent_error(const exec_reader *r, const wire_frame *f, sm_error *err)
 {
-    sm_wire_errmsg m;
-    sm_wire_error we;
-    if (!sm_wire_get_error(f, &m, &we))
-        return sm_fail(err, SM_E_PROTOCOL, "agent at %s sent a malformed ERROR: %s", r->path,
+    wire_errmsg m;
+    wire_error we;
+    if (!wire_get_error(f, &m, &we))
+        return error_set(err, SM_E_PROTOCOL, "agent at %s sent a malformed ERROR: %s", r->path,
                        we.message);
     sm_code code;
     switch (m.kind) {
-    case SM_WIRE_ERR_PROTOCOL:
-    case SM_WIRE_ERR_VERSION: code = SM_E_PROTOCOL; break;
-    case SM_WIRE_ERR_NOTFOUND: code = SM_E_NOTFOUND; break;
-    case SM_WIRE_ERR_LIMIT: code = SM_E_LIMIT; break;
-    case SM_WIRE_ERR_REFUSED: code = SM_E_INVALID; break;
+    case WIRE_ERR_PROTOCOL:
+    case WIRE_ERR_VERSION: code = SM_E_PROTOCOL; break;
+    case WIRE_ERR_NOTFOUND: code = SM_E_NOTFOUND; break;
+    case WIRE_ERR_LIMIT: code = SM_E_LIMIT; break;
+    case WIRE_ERR_REFUSED: code = SM_E_INVALID; break;
     default: code = SM_E_GUEST; break;
     }
-    return sm_fail(err, code, "the agent refused: %s", m.message);
+    return error_set(err, code, "the agent refused: %s", m.message);
 }
 
 /* Blocks until the fd is readable, the wake fd fires or the deadline passes. */
@@ -176,39 +170,39 @@ static sm_code wait_readable(exec_reader *r, int wake_fd, uint64_t deadline_us, 
         struct pollfd p[2] = { { .fd = r->fd, .events = POLLIN }, { .fd = wake_fd, .events = POLLIN } };
         int timeout = -1;
         if (deadline_us) {
-            uint64_t now = exec_now_us();
+            uint64_t now = clock_now_us();
             if (now >= deadline_us)
-                return sm_fail(err, SM_E_TIMEOUT, "the agent at %s sent no exit report in time "
+                return error_set(err, SM_E_TIMEOUT, "the agent at %s sent no exit report in time "
                                "(it may be hung): gave up", r->path);
             timeout = (int)((deadline_us - now + 999) / 1000);
         }
         int n = poll(p, wake_fd >= 0 ? 2 : 1, timeout);
         if (n < 0 && errno != EINTR)
-            return sm_fail_errno(err, SM_E_IO, errno, "poll");
+            return error_set_errno(err, SM_E_IO, errno, "poll");
         if (n > 0 && wake_fd >= 0 && (p[1].revents & POLLIN))
-            return sm_fail(err, SM_E_CANCELLED, "cancelled");
+            return error_set(err, SM_E_CANCELLED, "cancelled");
         if (n > 0 && p[0].revents)
             return SM_OK;
     }
 }
 
-sm_code exec_read_frame(exec_reader *r, sm_wire_frame *f, int wake_fd, uint64_t deadline_us,
+sm_code exec_read_frame(exec_reader *r, wire_frame *f, int wake_fd, uint64_t deadline_us,
                         sm_error *err)
 {
     for (;;) {
-        sm_wire_error we;
-        int got = sm_wire_reader_next(&r->rd, f, &we);
+        wire_error we;
+        int got = wire_reader_next(&r->rd, f, &we);
         if (got < 0)
-            return sm_fail(err, SM_E_PROTOCOL, "agent at %s sent a bad frame: %s", r->path,
+            return error_set(err, SM_E_PROTOCOL, "agent at %s sent a bad frame: %s", r->path,
                            we.message);
         if (got > 0) {
             if (!r->got_hello) {
-                if (!sm_wire_check_hello(f, "agent", &we))
-                    return sm_fail(err, SM_E_PROTOCOL, "%s (socket %s)", we.message, r->path);
+                if (!wire_check_hello(f, "agent", &we))
+                    return error_set(err, SM_E_PROTOCOL, "%s (socket %s)", we.message, r->path);
                 r->got_hello = true;
                 continue;
             }
-            if (f->type == SM_WIRE_ERROR)
+            if (f->type == WIRE_ERROR)
                 return agent_error(r, f, err);
             r->got_output = true;
             return SM_OK;
@@ -219,9 +213,9 @@ sm_code exec_read_frame(exec_reader *r, sm_wire_frame *f, int wake_fd, uint64_t 
                 return rc;
         }
         size_t avail;
-        uint8_t *dst = sm_wire_reader_space(&r->rd, READ_CHUNK, &avail);
+        uint8_t *dst = wire_reader_space(&r->rd, READ_CHUNK, &avail);
         if (!dst)
-            return sm_fail(err, SM_E_NOMEM, "out of memory reading from the agent");
+            return error_set(err, SM_E_NOMEM, "out of memory reading from the agent");
         ssize_t n = recv(r->fd, dst, avail, 0);
         if (n < 0 && errno == EINTR)
             continue;
@@ -229,22 +223,22 @@ sm_code exec_read_frame(exec_reader *r, sm_wire_frame *f, int wake_fd, uint64_t 
             int e = n < 0 ? errno : 0;
             const char *why = e ? strerror(e) : "connection closed";
             if (!r->got_output)
-                return sm_fail(err, SM_E_SETUP, "the agent at %s closed the connection before "
+                return error_set(err, SM_E_SETUP, "the agent at %s closed the connection before "
                                "the command produced anything (%s): safe to retry", r->path, why);
-            return sm_fail(err, SM_E_DROPPED, "the connection to the agent at %s dropped "
+            return error_set(err, SM_E_DROPPED, "the connection to the agent at %s dropped "
                            "mid-stream (%s): the command ran, at least partly", r->path, why);
         }
-        sm_wire_reader_commit(&r->rd, (size_t)n);
+        wire_reader_commit(&r->rd, (size_t)n);
     }
 }
 
-sm_code exec_unexpected(const exec_reader *r, const sm_wire_frame *f, sm_error *err)
+sm_code exec_unexpected(const exec_reader *r, const wire_frame *f, sm_error *err)
 {
-    return sm_fail(err, SM_E_PROTOCOL, "agent at %s sent an unexpected %s frame", r->path,
-                   sm_wire_type_name(f->type));
+    return error_set(err, SM_E_PROTOCOL, "agent at %s sent an unexpected %s frame", r->path,
+                   wire_type_name(f->type));
 }
 
-void exec_status_from_wire(const sm_wire_exit *x, sm_exec_status *st)
+void exec_status_from_wire(const wire_exit *x, sm_exec_status *st)
 {
     st->code = x->code;
     st->signal = x->signal;

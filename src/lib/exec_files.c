@@ -1,6 +1,6 @@
 /* File transfer and power off through an exec socket (one connection each). */
 #include "lib/exec_internal.h"
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -17,12 +17,12 @@ static sm_code expect_ok_or_wake(int fd, const char *path, const char *what, int
 {
     exec_reader r;
     exec_reader_init(&r, fd, path);
-    sm_wire_frame f;
+    wire_frame f;
     sm_code rc = exec_read_frame(&r, &f, wake_fd, 0, err);
-    if (!rc && f.type != SM_WIRE_OK)
+    if (!rc && f.type != WIRE_OK)
         rc = exec_unexpected(&r, &f, err);
     if (rc && err)
-        sm_error_prefix(err, "%s", what);
+        error_prefix(err, "%s", what);
     exec_reader_destroy(&r);
     return rc;
 }
@@ -36,18 +36,18 @@ sm_code sm_exec_write_file(const char *exec_socket_path, const char *guest_path,
                            const void *bytes, size_t len, uint32_t mode, sm_error *err)
 {
     if (!guest_path || (!bytes && len))
-        return sm_fail(err, SM_E_INVALID, "write_file: guest path or bytes are NULL");
-    sm_wire_buf buf = { 0 };
-    sm_wire_error we;
-    sm_wire_file_head h = { .mode = mode, .size = len, .path = guest_path };
-    if (!sm_wire_put_hello(&buf, &we) || !sm_wire_put_file_head(&buf, SM_WIRE_WRITE_FILE, &h, &we)) {
-        sm_wire_buf_free(&buf);
-        return sm_fail(err, SM_E_INVALID, "write_file %s: %s", guest_path, we.message);
+        return error_set(err, SM_E_INVALID, "write_file: guest path or bytes are NULL");
+    wire_buf buf = { 0 };
+    wire_error we;
+    wire_file_head h = { .mode = mode, .size = len, .path = guest_path };
+    if (!wire_put_hello(&buf, &we) || !wire_put_file_head(&buf, WIRE_WRITE_FILE, &h, &we)) {
+        wire_buf_free(&buf);
+        return error_set(err, SM_E_INVALID, "write_file %s: %s", guest_path, we.message);
     }
     int fd;
     sm_code rc = exec_dial(exec_socket_path, &fd, err);
     if (rc) {
-        sm_wire_buf_free(&buf);
+        wire_buf_free(&buf);
         return rc;
     }
     rc = exec_send_all(fd, buf.data, buf.len, true, err);
@@ -55,17 +55,17 @@ sm_code sm_exec_write_file(const char *exec_socket_path, const char *guest_path,
     for (size_t left = len; !rc && left;) {
         size_t n = left < FILE_CHUNK ? left : FILE_CHUNK;
         buf.len = 0;
-        if (!sm_wire_put_data(&buf, SM_WIRE_FILE_DATA, p, n, &we))
-            rc = sm_fail(err, SM_E_NOMEM, "write_file: %s", we.message);
+        if (!wire_put_data(&buf, WIRE_FILE_DATA, p, n, &we))
+            rc = error_set(err, SM_E_NOMEM, "write_file: %s", we.message);
         else
             rc = exec_send_all(fd, buf.data, buf.len, true, err);
         p += n;
         left -= n;
     }
     buf.len = 0;
-    if (!rc && sm_wire_put_empty(&buf, SM_WIRE_FILE_END, &we))
+    if (!rc && wire_put_empty(&buf, WIRE_FILE_END, &we))
         rc = exec_send_all(fd, buf.data, buf.len, true, err);
-    sm_wire_buf_free(&buf);
+    wire_buf_free(&buf);
     /* Even if sending failed, the agent may have said why. */
     sm_error reply;
     sm_code answer = expect_ok(fd, exec_socket_path, "write_file", &reply);
@@ -82,40 +82,40 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
                           uint8_t **bytes, size_t *len, sm_error *err)
 {
     if (!guest_path || !bytes || !len)
-        return sm_fail(err, SM_E_INVALID, "read_file: NULL argument");
+        return error_set(err, SM_E_INVALID, "read_file: NULL argument");
     *bytes = NULL;
     *len = 0;
-    sm_wire_buf buf = { 0 };
-    sm_wire_error we;
-    sm_wire_file_head h = { .path = guest_path };
-    if (!sm_wire_put_hello(&buf, &we) || !sm_wire_put_file_head(&buf, SM_WIRE_READ_FILE, &h, &we)) {
-        sm_wire_buf_free(&buf);
-        return sm_fail(err, SM_E_INVALID, "read_file %s: %s", guest_path, we.message);
+    wire_buf buf = { 0 };
+    wire_error we;
+    wire_file_head h = { .path = guest_path };
+    if (!wire_put_hello(&buf, &we) || !wire_put_file_head(&buf, WIRE_READ_FILE, &h, &we)) {
+        wire_buf_free(&buf);
+        return error_set(err, SM_E_INVALID, "read_file %s: %s", guest_path, we.message);
     }
     int fd;
     sm_code rc = exec_dial(exec_socket_path, &fd, err);
     if (!rc)
         (void)exec_send_all(fd, buf.data, buf.len, false, NULL); /* the reply says what failed */
-    sm_wire_buf_free(&buf);
+    wire_buf_free(&buf);
     if (rc)
         return rc;
     exec_reader r;
     exec_reader_init(&r, fd, exec_socket_path);
-    sm_wire_frame f;
+    wire_frame f;
     uint8_t *data = NULL;
     uint64_t size = 0, got = 0;
     rc = exec_read_frame(&r, &f, -1, 0, err);
-    if (!rc && f.type != SM_WIRE_FILE_INFO)
+    if (!rc && f.type != WIRE_FILE_INFO)
         rc = exec_unexpected(&r, &f, err);
     if (!rc) {
-        sm_wire_file_head info;
-        if (!sm_wire_get_file_head(&f, &info, &we))
-            rc = sm_fail(err, SM_E_PROTOCOL, "read_file: %s", we.message);
+        wire_file_head info;
+        if (!wire_get_file_head(&f, &info, &we))
+            rc = error_set(err, SM_E_PROTOCOL, "read_file: %s", we.message);
         else if (info.size > max_len)
-            rc = sm_fail(err, SM_E_LIMIT, "read_file: %s is %llu bytes, more than the %zu "
+            rc = error_set(err, SM_E_LIMIT, "read_file: %s is %llu bytes, more than the %zu "
                          "allowed", guest_path, (unsigned long long)info.size, max_len);
         else if (!(data = malloc(info.size + 1)))
-            rc = sm_fail(err, SM_E_NOMEM, "read_file: out of memory for %llu bytes",
+            rc = error_set(err, SM_E_NOMEM, "read_file: out of memory for %llu bytes",
                          (unsigned long long)info.size);
         size = info.size;
     }
@@ -123,16 +123,16 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
         rc = exec_read_frame(&r, &f, -1, 0, err);
         if (rc)
             break;
-        if (f.type == SM_WIRE_FILE_END) {
+        if (f.type == WIRE_FILE_END) {
             if (got != size)
-                rc = sm_fail(err, SM_E_PROTOCOL, "read_file: got %llu of %llu bytes",
+                rc = error_set(err, SM_E_PROTOCOL, "read_file: got %llu of %llu bytes",
                              (unsigned long long)got, (unsigned long long)size);
             break;
         }
-        if (f.type != SM_WIRE_FILE_DATA) {
+        if (f.type != WIRE_FILE_DATA) {
             rc = exec_unexpected(&r, &f, err);
         } else if (f.length > size - got) {
-            rc = sm_fail(err, SM_E_PROTOCOL, "read_file: the agent sent more than the %llu "
+            rc = error_set(err, SM_E_PROTOCOL, "read_file: the agent sent more than the %llu "
                          "bytes announced", (unsigned long long)size);
         } else {
             memcpy(data + got, f.payload, f.length);
@@ -144,7 +144,7 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
     if (rc) {
         free(data);
         if (err)
-            sm_error_prefix(err, "reading %s", guest_path);
+            error_prefix(err, "reading %s", guest_path);
         return rc;
     }
     data[size] = 0;
@@ -155,18 +155,18 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
 
 sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err)
 {
-    sm_wire_buf buf = { 0 };
-    sm_wire_put_hello(&buf, NULL);
-    sm_wire_put_empty(&buf, SM_WIRE_POWEROFF, NULL);
+    wire_buf buf = { 0 };
+    wire_put_hello(&buf, NULL);
+    wire_put_empty(&buf, WIRE_POWEROFF, NULL);
     int fd;
-    sm_code rc = buf.failed ? sm_fail(err, SM_E_NOMEM, "out of memory")
+    sm_code rc = buf.failed ? error_set(err, SM_E_NOMEM, "out of memory")
                             : exec_dial(exec_socket_path, &fd, err);
     if (!rc) {
         (void)exec_send_all(fd, buf.data, buf.len, false, NULL);
         rc = expect_ok(fd, exec_socket_path, "poweroff", err);
         close(fd);
     }
-    sm_wire_buf_free(&buf);
+    wire_buf_free(&buf);
     return rc;
 }
 
@@ -177,18 +177,18 @@ sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err)
 
 sm_code exec_sync(const char *exec_socket_path, int wake_fd, sm_error *err)
 {
-    sm_wire_sync sync;
+    wire_sync sync;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     sync.realtime_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
     if (getrandom(sync.entropy, sizeof sync.entropy, 0) != (ssize_t)sizeof sync.entropy)
-        return sm_fail_errno(err, SM_E_IO, errno, "getrandom for the guest's entropy");
-    sm_wire_buf buf = { 0 };
-    sm_wire_put_hello(&buf, NULL);
-    sm_wire_put_sync(&buf, &sync, NULL);
+        return error_set_errno(err, SM_E_IO, errno, "getrandom for the guest's entropy");
+    wire_buf buf = { 0 };
+    wire_put_hello(&buf, NULL);
+    wire_put_sync(&buf, &sync, NULL);
     explicit_bzero(&sync, sizeof sync);
     int fd;
-    sm_code rc = buf.failed ? sm_fail(err, SM_E_NOMEM, "out of memory")
+    sm_code rc = buf.failed ? error_set(err, SM_E_NOMEM, "out of memory")
                             : exec_dial(exec_socket_path, &fd, err);
     if (!rc) {
         (void)exec_send_all(fd, buf.data, buf.len, false, NULL);
@@ -196,6 +196,6 @@ sm_code exec_sync(const char *exec_socket_path, int wake_fd, sm_error *err)
         close(fd);
     }
     explicit_bzero(buf.data, buf.len);
-    sm_wire_buf_free(&buf);
+    wire_buf_free(&buf);
     return rc;
 }

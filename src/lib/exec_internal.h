@@ -46,7 +46,7 @@ struct sm_exec_builder {
 /* Reading frames from an agent connection. */
 typedef struct exec_reader {
     int fd;
-    sm_wire_reader rd;
+    wire_reader rd;
     const char *path;  /* for messages */
     bool got_hello;
     bool got_output;   /* any frame past HELLO: the command started */
@@ -66,11 +66,10 @@ void exec_reader_destroy(exec_reader *r);
 /* Next frame after HELLO (checked here). wake_fd (or -1) readable ->
  * SM_E_CANCELLED; deadline_us (monotonic, 0 = none) passed -> SM_E_TIMEOUT.
  * An ERROR frame becomes the matching code and the agent's message. */
-sm_code exec_read_frame(exec_reader *r, sm_wire_frame *f, int wake_fd, uint64_t deadline_us,
+sm_code exec_read_frame(exec_reader *r, wire_frame *f, int wake_fd, uint64_t deadline_us,
                         sm_error *err);
 /* Fails with "unexpected frame" for f in the current operation. */
-sm_code exec_unexpected(const exec_reader *r, const sm_wire_frame *f, sm_error *err);
-void exec_status_from_wire(const sm_wire_exit *x, sm_exec_status *st);
-uint64_t exec_now_us(void);
+sm_code exec_unexpected(const exec_reader *r, const wire_frame *f, sm_error *err);
+void exec_status_from_wire(const wire_exit *x, sm_exec_status *st);
 
 #endif

@@ -1,6 +1,7 @@
 /* Run to completion: output, output_resilient, output_with_cancel. */
 #include "lib/exec_internal.h"
-#include "lib/error.h"
+#include "base/clock.h"
+#include "base/error.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -92,28 +93,28 @@ static sm_code collect(exec_reader *r, const sm_exec_builder *b, sm_cancel *canc
                        sm_exec_outcome *out, sm_error *err)
 {
     size_t out_cap = 0, err_cap = 0;
-    uint64_t deadline = b->timeout_ms ? exec_now_us() + (uint64_t)b->timeout_ms * 1000u +
+    uint64_t deadline = b->timeout_ms ? clock_now_us() + (uint64_t)b->timeout_ms * 1000u +
                                         HUNG_AGENT_SLACK_US : 0;
     for (;;) {
-        sm_wire_frame f;
+        wire_frame f;
         sm_code rc = exec_read_frame(r, &f, cancel ? cancel->efd : -1, deadline, err);
         if (rc)
             return rc;
-        sm_wire_error we;
+        wire_error we;
         switch (f.type) {
-        case SM_WIRE_STDOUT:
-        case SM_WIRE_STDERR: {
-            bool is_out = f.type == SM_WIRE_STDOUT;
+        case WIRE_STDOUT:
+        case WIRE_STDERR: {
+            bool is_out = f.type == WIRE_STDOUT;
             if (!append(is_out ? &out->stdout_buf : &out->stderr_buf,
                         is_out ? &out->stdout_len : &out->stderr_len,
                         is_out ? &out_cap : &err_cap, f.payload, f.length))
-                return sm_fail(err, SM_E_NOMEM, "out of memory collecting the command's output");
+                return error_set(err, SM_E_NOMEM, "out of memory collecting the command's output");
             break;
         }
-        case SM_WIRE_EXIT: {
-            sm_wire_exit x;
-            if (!sm_wire_get_exit(&f, &x, &we))
-                return sm_fail(err, SM_E_PROTOCOL, "bad EXIT from %s: %s", r->path, we.message);
+        case WIRE_EXIT: {
+            wire_exit x;
+            if (!wire_get_exit(&f, &x, &we))
+                return error_set(err, SM_E_PROTOCOL, "bad EXIT from %s: %s", r->path, we.message);
             exec_status_from_wire(&x, &out->status);
             out->timed_out = x.timed_out;
             out->duration_us = x.duration_us;
@@ -135,7 +136,7 @@ static sm_code ensure_buffers(sm_exec_outcome *out, sm_code rc, sm_error *err)
         out->stderr_buf = calloc(1, 1);
     if (!out->stdout_buf || !out->stderr_buf) {
         sm_exec_outcome_free(out);
-        return rc ? rc : sm_fail(err, SM_E_NOMEM, "out of memory");
+        return rc ? rc : error_set(err, SM_E_NOMEM, "out of memory");
     }
     return rc;
 }
@@ -144,10 +145,10 @@ static sm_code run_output(const sm_exec_builder *b, sm_cancel *cancel, sm_exec_o
                           sm_error *err)
 {
     if (!out)
-        return sm_fail(err, SM_E_INVALID, "outcome pointer is NULL");
+        return error_set(err, SM_E_INVALID, "outcome pointer is NULL");
     memset(out, 0, sizeof *out);
     if (sm_cancel_fired(cancel))
-        return ensure_buffers(out, sm_fail(err, SM_E_CANCELLED, "cancelled before starting"),
+        return ensure_buffers(out, error_set(err, SM_E_CANCELLED, "cancelled before starting"),
                               err);
     int fd;
     sm_code rc = exec_open_request(b, true, &fd, err);
@@ -160,14 +161,14 @@ static sm_code run_output(const sm_exec_builder *b, sm_cancel *cancel, sm_exec_o
         /* Best effort: kill through the agent, then drop the connection,
          * which makes the agent SIGHUP/SIGKILL the group even if the frame
          * could not be sent. */
-        sm_wire_buf kill_frame = { 0 };
-        if (sm_wire_put_signal(&kill_frame, SIGKILL, NULL))
+        wire_buf kill_frame = { 0 };
+        if (wire_put_signal(&kill_frame, SIGKILL, NULL))
             if (send(fd, kill_frame.data, kill_frame.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
                 /* the drop below does it */
             }
-        sm_wire_buf_free(&kill_frame);
+        wire_buf_free(&kill_frame);
         shutdown(fd, SHUT_RDWR);
-        sm_fail(err, SM_E_CANCELLED, "cancelled: the command was killed");
+        error_set(err, SM_E_CANCELLED, "cancelled: the command was killed");
     }
     exec_reader_destroy(&r);
     close(fd);
@@ -183,7 +184,7 @@ sm_code sm_exec_output_with_cancel(const sm_exec_builder *b, sm_cancel *cancel,
                                    sm_exec_outcome *out, sm_error *err)
 {
     if (!cancel)
-        return sm_fail(err, SM_E_INVALID, "cancel handle is NULL: use sm_exec_output");
+        return error_set(err, SM_E_INVALID, "cancel handle is NULL: use sm_exec_output");
     return run_output(b, cancel, out, err);
 }
 
@@ -196,7 +197,7 @@ sm_code sm_exec_output_resilient(const sm_exec_builder *b, unsigned retries,
          * so it did not (visibly) start. Anything later could re-run it. */
         if (rc != SM_E_SETUP || attempt >= retries) {
             if (rc == SM_E_SETUP && retries && err)
-                sm_error_prefix(err, "gave up after %u attempts", attempt + 1);
+                error_prefix(err, "gave up after %u attempts", attempt + 1);
             return rc;
         }
         sm_exec_outcome_free(out);

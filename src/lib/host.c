@@ -16,7 +16,7 @@
  * neither vmx nor svm, says a standard guest kernel will not boot here.
  */
 #include "lib/host.h"
-#include "lib/error.h"
+#include "base/error.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -87,7 +87,7 @@ static bool flags_line_has(const char *line, const char *end, const char *flag)
     return false;
 }
 
-bool sm_host_cpuinfo_has_flag(const char *cpuinfo, size_t len, const char *flag)
+bool host_cpuinfo_has_flag(const char *cpuinfo, size_t len, const char *flag)
 {
     const char *p = cpuinfo, *end = cpuinfo + len;
     while (p < end) {
@@ -118,9 +118,9 @@ static void read_cpu_flags(sm_host_report *r)
         len += (size_t)got;
     }
     close(fd);
-    r->cpu_vmx = sm_host_cpuinfo_has_flag(buf, len, "vmx");
-    r->cpu_svm = sm_host_cpuinfo_has_flag(buf, len, "svm");
-    r->cpu_hypervisor = sm_host_cpuinfo_has_flag(buf, len, "hypervisor");
+    r->cpu_vmx = host_cpuinfo_has_flag(buf, len, "vmx");
+    r->cpu_svm = host_cpuinfo_has_flag(buf, len, "svm");
+    r->cpu_hypervisor = host_cpuinfo_has_flag(buf, len, "hypervisor");
     free(buf);
 }
 
@@ -176,7 +176,7 @@ static void probe_kvm(sm_host_report *r)
 static const char kvmbox_hint[] =
     "; to work here anyway, run VM work inside the emulated KVM host: tools/kvmbox -- CMD";
 
-void sm_host_classify(sm_host_report *r)
+void host_classify(sm_host_report *r)
 {
     bool hw_flags = r->cpu_vmx || r->cpu_svm;
     r->advice[0] = '\0';
@@ -234,14 +234,14 @@ void sm_host_classify(sm_host_report *r)
 sm_code sm_host_check(sm_host_report *out, sm_error *err)
 {
     if (!out)
-        return sm_fail(err, SM_E_INVALID, "sm_host_check: the report pointer is NULL");
+        return error_set(err, SM_E_INVALID, "sm_host_check: the report pointer is NULL");
     memset(out, 0, sizeof *out);
     out->api_version = -1;
     read_cpu_flags(out);
     find_kvm_module(out);
     probe_kvm(out);
-    sm_host_classify(out);
+    host_classify(out);
     if (out->kind != SM_HOST_KVM_HARDWARE)
-        return sm_fail(err, SM_E_UNSUPPORTED, "%s: %s", out->summary, out->advice);
+        return error_set(err, SM_E_UNSUPPORTED, "%s: %s", out->summary, out->advice);
     return SM_OK;
 }

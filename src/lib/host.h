@@ -7,10 +7,10 @@
 
 /* True when the first "flags" line of a /proc/cpuinfo text lists `flag` as a
  * whole word. Reads at most `len` bytes of `cpuinfo` (no NUL needed). */
-bool sm_host_cpuinfo_has_flag(const char *cpuinfo, size_t len, const char *flag);
+bool host_cpuinfo_has_flag(const char *cpuinfo, size_t len, const char *flag);
 
 /* Sets r->kind, r->summary and r->advice from the facts already in *r
  * (kvm_present, kvm_open_errno, api_version, missing_caps, cpu_*, kvm_module). */
-void sm_host_classify(sm_host_report *r);
+void host_classify(sm_host_report *r);
 
 #endif

@@ -33,7 +33,7 @@
 #include <unistd.h>
 
 #include "lib/assets.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "snapshot/snapshot.h"
 
 extern char **environ;
@@ -63,17 +63,17 @@ static bool is_file(const char *dir, const char *name)
 sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err)
 {
     if (!dir || !out)
-        return sm_fail(err, SM_E_INVALID, "sm_image_from_snapshot: NULL argument");
+        return error_set(err, SM_E_INVALID, "sm_image_from_snapshot: NULL argument");
     *out = NULL;
     char real[PATH_MAX];
     if (!realpath(dir, real))
-        return sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "no image at %s", dir);
+        return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "no image at %s", dir);
     if (!is_file(real, SNAPSHOT_STATE_FILE) || !is_file(real, SNAPSHOT_MEMORY_FILE))
-        return sm_fail(err, SM_E_NOTFOUND, "%s is not an image: it needs the files %s and %s (bake one with "
+        return error_set(err, SM_E_NOTFOUND, "%s is not an image: it needs the files %s and %s (bake one with "
                        "`supermachine bake NAME`)", real, SNAPSHOT_STATE_FILE, SNAPSHOT_MEMORY_FILE);
     sm_image *img = calloc(1, sizeof *img);
     if (!img)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     snprintf(img->dir, sizeof img->dir, "%s", real);
     *out = img;
     return SM_OK;
@@ -114,10 +114,10 @@ static sm_code mkdir_p(char *path, sm_error *err)
         int r = mkdir(path, 0755);
         *p = '/';
         if (r < 0 && errno != EEXIST)
-            return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", path);
+            return error_set_errno(err, SM_E_IO, errno, "cannot create %s", path);
     }
     if (mkdir(path, 0755) < 0 && errno != EEXIST)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", path);
+        return error_set_errno(err, SM_E_IO, errno, "cannot create %s", path);
     return SM_OK;
 }
 
@@ -134,23 +134,23 @@ sm_code sm_images_dir(char *out, size_t cap, sm_error *err)
     else if (home && *home)
         n = snprintf(out, cap, "%s/.local/share/supermachine/images", home);
     else
-        return sm_fail(err, SM_E_NOTFOUND, "no place for images: set SUPERMACHINE_IMAGES, XDG_DATA_HOME or HOME");
+        return error_set(err, SM_E_NOTFOUND, "no place for images: set SUPERMACHINE_IMAGES, XDG_DATA_HOME or HOME");
     if (n < 0 || (size_t)n >= cap)
-        return sm_fail(err, SM_E_LIMIT, "the images folder path is too long");
+        return error_set(err, SM_E_LIMIT, "the images folder path is too long");
     return mkdir_p(out, err);
 }
 
 static sm_code named_dir(const char *name, char *out, size_t cap, sm_error *err)
 {
     if (!name || !valid_name(name))
-        return sm_fail(err, SM_E_INVALID, "image name '%s' is not valid: use 1-64 of [A-Za-z0-9._-], not starting "
+        return error_set(err, SM_E_INVALID, "image name '%s' is not valid: use 1-64 of [A-Za-z0-9._-], not starting "
                        "with '.'", name ? name : "(null)");
     char base[PATH_MAX];
     sm_code rc = sm_images_dir(base, sizeof base, err);
     if (rc)
         return rc;
     if (snprintf(out, cap, "%s/%s", base, name) >= (int)cap)
-        return sm_fail(err, SM_E_LIMIT, "image path too long");
+        return error_set(err, SM_E_LIMIT, "image path too long");
     return SM_OK;
 }
 
@@ -166,7 +166,7 @@ sm_code sm_image_open(const char *name, sm_image **out, sm_error *err)
     if (rc)
         return rc;
     if (access(dir, F_OK) != 0)
-        return sm_fail(err, SM_E_NOTFOUND, "no image named '%s' (bake it with `supermachine bake %s`)", name, name);
+        return error_set(err, SM_E_NOTFOUND, "no image named '%s' (bake it with `supermachine bake %s`)", name, name);
     return sm_image_from_snapshot(dir, out, err);
 }
 
@@ -174,7 +174,7 @@ static sm_code remove_tree(const char *dir, sm_error *err)
 {
     DIR *d = opendir(dir);
     if (!d)
-        return errno == ENOENT ? SM_OK : sm_fail_errno(err, SM_E_IO, errno, "cannot open %s", dir);
+        return errno == ENOENT ? SM_OK : error_set_errno(err, SM_E_IO, errno, "cannot open %s", dir);
     struct dirent *e;
     sm_code rc = SM_OK;
     while ((e = readdir(d))) {
@@ -183,11 +183,11 @@ static sm_code remove_tree(const char *dir, sm_error *err)
         char p[PATH_MAX];
         /* Images hold plain files only; anything else is not ours to delete. */
         if ((!join(p, sizeof p, dir, e->d_name) || unlink(p) < 0) && !rc)
-            rc = sm_fail_errno(err, SM_E_IO, errno, "cannot remove %s", p);
+            rc = error_set_errno(err, SM_E_IO, errno, "cannot remove %s", p);
     }
     closedir(d);
     if (!rc && rmdir(dir) < 0)
-        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot remove %s", dir);
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot remove %s", dir);
     return rc;
 }
 
@@ -198,7 +198,7 @@ sm_code sm_image_remove(const char *name, sm_error *err)
     if (rc)
         return rc;
     if (access(dir, F_OK) != 0)
-        return sm_fail(err, SM_E_NOTFOUND, "no image named '%s'", name);
+        return error_set(err, SM_E_NOTFOUND, "no image named '%s'", name);
     /* VMs restored from it keep their mapping of its memory: removing the
      * names is safe for them. */
     return remove_tree(dir, err);
@@ -256,7 +256,7 @@ sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err)
         return rc;
     DIR *d = opendir(base);
     if (!d)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot list %s", base);
+        return error_set_errno(err, SM_E_IO, errno, "cannot list %s", base);
     struct dirent *e;
     size_t cap = 0;
     while ((e = readdir(d))) {
@@ -272,7 +272,7 @@ sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err)
                 free(*list);
                 *list = NULL;
                 *count = 0;
-                return sm_fail(err, SM_E_NOMEM, "out of memory");
+                return error_set(err, SM_E_NOMEM, "out of memory");
             }
             *list = grown;
         }
@@ -293,14 +293,14 @@ static sm_code write_info(const char *dir, const sm_vm_config *cfg, const struct
     char p[PATH_MAX];
     FILE *f = join(p, sizeof p, dir, IMAGE_INFO) ? fopen(p, "we") : NULL;
     if (!f)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot write the image info in %s", dir);
+        return error_set_errno(err, SM_E_IO, errno, "cannot write the image info in %s", dir);
     fprintf(f, "memory_mib %u\ncpus %u\ncreated_unix %lld\n", vm_config_memory_mib(cfg), vm_config_cpus(cfg),
             (long long)time(NULL));
     if (x && x->ref)
         fprintf(f, "ref %s\n", x->ref);
     if (x && x->digest)
         fprintf(f, "digest %s\n", x->digest);
-    return fclose(f) == 0 ? SM_OK : sm_fail_errno(err, SM_E_IO, errno, "cannot write %s", p);
+    return fclose(f) == 0 ? SM_OK : error_set_errno(err, SM_E_IO, errno, "cannot write %s", p);
 }
 
 static sm_code write_config(const char *dir, const struct image_bake_extra *x, sm_error *err)
@@ -310,10 +310,10 @@ static sm_code write_config(const char *dir, const struct image_bake_extra *x, s
         return SM_OK;
     FILE *f = join(p, sizeof p, dir, IMAGE_OCI_CONFIG) ? fopen(p, "we") : NULL;
     if (!f)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot write the image config in %s", dir);
+        return error_set_errno(err, SM_E_IO, errno, "cannot write the image config in %s", dir);
     size_t n = fwrite(x->config_json, 1, x->config_len, f);
     if (fclose(f) != 0 || n != x->config_len)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot write %s", p);
+        return error_set_errno(err, SM_E_IO, errno, "cannot write %s", p);
     return SM_OK;
 }
 
@@ -343,7 +343,7 @@ static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *
     snprintf(mem, sizeof mem, "%u", vm_config_memory_mib(cfg));
     snprintf(cpus, sizeof cpus, "%u", vm_config_cpus(cfg));
     if (!join(logp, sizeof logp, tmp, ".bake.log"))
-        return sm_fail(err, SM_E_LIMIT, "image path too long");
+        return error_set(err, SM_E_LIMIT, "image path too long");
     char *argv[16] = { vmm, "--kernel", kernel, "--initrd", initrd, "--memory", mem, "--cpus", cpus,
                        "--snapshot-when-ready", (char *)tmp, NULL };
     int argc = 11;
@@ -358,7 +358,7 @@ static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *
     argv[argc] = NULL;
     int log = open(logp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (log < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", logp);
+        return error_set_errno(err, SM_E_IO, errno, "cannot create %s", logp);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -369,7 +369,7 @@ static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *
     posix_spawn_file_actions_destroy(&fa);
     if (e) {
         close(log);
-        return sm_fail_errno(err, SM_E_IO, e, "cannot run %s", vmm);
+        return error_set_errno(err, SM_E_IO, e, "cannot run %s", vmm);
     }
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -379,7 +379,7 @@ static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *
     close(log);
     unlink(logp);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return sm_fail(err, SM_E_GUEST, "baking failed: the VMM ended with status %d: %s",
+        return error_set(err, SM_E_GUEST, "baking failed: the VMM ended with status %d: %s",
                        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), tail);
     return SM_OK;
 }
@@ -397,7 +397,7 @@ static sm_code verify_bake(const char *tmp, sm_error *err)
     sm_image *img = NULL;
     sm_vm *vm = NULL;
     sm_vm_config *c = sm_vm_config_new();
-    sm_code rc = !c ? sm_fail(err, SM_E_NOMEM, "out of memory") : sm_image_from_snapshot(tmp, &img, err);
+    sm_code rc = !c ? error_set(err, SM_E_NOMEM, "out of memory") : sm_image_from_snapshot(tmp, &img, err);
     if (!rc)
         rc = sm_vm_config_image(c, img);
     if (!rc)
@@ -424,16 +424,16 @@ sm_code image_bake(const char *name, const sm_vm_config *cfg, const struct image
         return rc;
     sm_vm_config *own = NULL;
     if (!cfg && !(cfg = own = sm_vm_config_new()))
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     char *slash = strrchr(dir, '/');
     snprintf(tmp, sizeof tmp, "%.*s/.%s.baking-%d", (int)(slash - dir), dir, name, (int)getpid());
     remove_tree(tmp, NULL);
     if (mkdir(tmp, 0755) < 0)
-        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", tmp);
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot create %s", tmp);
     if (!rc)
         rc = run_bake(cfg, x, tmp, err);
     if (!rc && (rc = verify_bake(tmp, err)))
-        sm_error_prefix(err, "the baked snapshot does not restore");
+        error_prefix(err, "the baked snapshot does not restore");
     if (!rc)
         rc = write_info(tmp, cfg, x, err);
     if (!rc)
@@ -442,7 +442,7 @@ sm_code image_bake(const char *name, const sm_vm_config *cfg, const struct image
     if (!rc && access(dir, F_OK) == 0)
         rc = remove_tree(dir, err);
     if (!rc && rename(tmp, dir) < 0)
-        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot rename %s to %s", tmp, dir);
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot rename %s to %s", tmp, dir);
     if (rc)
         remove_tree(tmp, NULL);
     sm_vm_config_free(own);
@@ -456,19 +456,19 @@ sm_code image_bake(const char *name, const sm_vm_config *cfg, const struct image
 sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err)
 {
     if (!vm || !dest_dir)
-        return sm_fail(err, SM_E_INVALID, "sm_vm_snapshot: NULL argument");
+        return error_set(err, SM_E_INVALID, "sm_vm_snapshot: NULL argument");
     char dest[PATH_MAX];
     if (mkdir(dest_dir, 0755) < 0 && errno != EEXIST)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", dest_dir);
+        return error_set_errno(err, SM_E_IO, errno, "cannot create %s", dest_dir);
     if (!realpath(dest_dir, dest))
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot resolve %s", dest_dir);
+        return error_set_errno(err, SM_E_IO, errno, "cannot resolve %s", dest_dir);
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     if (snprintf(addr.sun_path, sizeof addr.sun_path, "%s/control.sock", sm_vm_state_dir(vm)) >=
         (int)sizeof addr.sun_path)
-        return sm_fail(err, SM_E_LIMIT, "control socket path too long");
+        return error_set(err, SM_E_LIMIT, "control socket path too long");
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
-        sm_code rc = sm_fail_errno(err, SM_E_IO, errno, "cannot reach the VMM of VM %s (is it running?)",
+        sm_code rc = error_set_errno(err, SM_E_IO, errno, "cannot reach the VMM of VM %s (is it running?)",
                                    sm_vm_id(vm));
         if (fd >= 0)
             close(fd);
@@ -478,7 +478,7 @@ sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err)
     int n = snprintf(req, sizeof req, "snapshot %s\n", dest);
     sm_code rc = SM_OK;
     if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
-        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot ask the VMM for a snapshot");
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot ask the VMM for a snapshot");
     size_t got = 0;
     while (!rc && got < sizeof reply - 1) {
         ssize_t k = recv(fd, reply + got, sizeof reply - 1 - got, 0);
@@ -491,7 +491,7 @@ sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err)
     close(fd);
     reply[got] = 0;
     if (!rc && strncmp(reply, "ok\n", 3) != 0)
-        rc = sm_fail(err, SM_E_IO, "the VMM could not snapshot VM %s: %s", sm_vm_id(vm),
+        rc = error_set(err, SM_E_IO, "the VMM could not snapshot VM %s: %s", sm_vm_id(vm),
                      got ? reply : "(no answer)");
     if (!rc) {
         /* The folder becomes an image: say what it holds. */

@@ -30,10 +30,11 @@
 #include <archive_entry.h>
 
 #include "image/digest.h"
+#include "base/file.h"
 #include "image/oci_config.h"
 #include "image/oci_fetch.h"
 #include "image/rootfs.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/image.h"
 #include "snapshot/snapshot.h"
 
@@ -124,9 +125,9 @@ struct oci_paths {
 static sm_code mkdir_in(const char *parent, const char *name, char *out, size_t cap, sm_error *err)
 {
     if (snprintf(out, cap, "%s/%s", parent, name) >= (int)cap)
-        return sm_fail(err, SM_E_LIMIT, "path too long: %s/%s", parent, name);
+        return error_set(err, SM_E_LIMIT, "path too long: %s/%s", parent, name);
     if (mkdir(out, 0755) < 0 && errno != EEXIST)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", out);
+        return error_set_errno(err, SM_E_IO, errno, "cannot create %s", out);
     return SM_OK;
 }
 
@@ -154,7 +155,7 @@ static sm_code ref_file(const struct oci_paths *p, const char *ref, char *out, s
     char h[OCI_DIGEST_SIZE];
     sm_code rc = oci_sha256_buffer(ref, strlen(ref), h, err);
     if (!rc && snprintf(out, cap, "%s/refs/%s", p->store, oci_digest_hex(h)) >= (int)cap)
-        rc = sm_fail(err, SM_E_LIMIT, "path too long");
+        rc = error_set(err, SM_E_LIMIT, "path too long");
     return rc;
 }
 
@@ -176,18 +177,8 @@ static bool ref_lookup(const struct oci_paths *p, const char *ref, char digest[O
 
 static sm_code write_atomic(const char *path, const void *data, size_t len, sm_error *err)
 {
-    char tmp[PATH_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", tmp);
-    bool ok = write(fd, data, len) == (ssize_t)len;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return sm_fail_errno(err, SM_E_IO, e, "cannot write %s", path);
-    }
+    if (!write_file_atomic(path, data, len, 0644))
+        return error_set_errno(err, SM_E_IO, errno, "cannot write %s", path);
     return SM_OK;
 }
 
@@ -243,7 +234,7 @@ static sm_code settings_bytes(const struct oci_config *c, struct strbuf *b, sm_e
         sb_put(b, "user");
         sb_put(b, c->user);
     }
-    return b->failed ? sm_fail(err, SM_E_NOMEM, "out of memory") : SM_OK;
+    return b->failed ? error_set(err, SM_E_NOMEM, "out of memory") : SM_OK;
 }
 
 static bool add_entry(struct archive *a, const char *path, mode_t type, mode_t perm, const void *data, size_t len)
@@ -270,13 +261,13 @@ static sm_code write_settings_layer(const char *path, const struct oci_config *c
     sm_code rc = settings_bytes(c, &b, err);
     struct archive *a = rc ? NULL : archive_write_new();
     if (!rc && !a)
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     if (!rc && (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
                 archive_write_open_filename(a, path) != ARCHIVE_OK))
-        rc = sm_fail(err, SM_E_IO, "cannot write %s: %s", path, archive_error_string(a));
+        rc = error_set(err, SM_E_IO, "cannot write %s: %s", path, archive_error_string(a));
     if (!rc && (!add_entry(a, ".supermachine", AE_IFDIR, 0755, NULL, 0) ||
                 !add_entry(a, SETTINGS_PATH, AE_IFREG, 0644, b.data, b.len) || archive_write_close(a) != ARCHIVE_OK))
-        rc = sm_fail(err, SM_E_IO, "cannot write %s: %s", path, archive_error_string(a));
+        rc = error_set(err, SM_E_IO, "cannot write %s: %s", path, archive_error_string(a));
     if (a)
         archive_write_free(a);
     free(b.data);
@@ -292,11 +283,11 @@ static sm_code build_rootfs(const struct oci_paths *p, const struct oci_fetched 
     snprintf(settings, sizeof settings, "%s/rootfs/.settings.%d.tar", p->store, (int)getpid());
     const char **paths = calloc(f->nlayers + 1, sizeof *paths);
     if (!paths)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     sm_code rc = SM_OK;
     for (size_t i = 0; i < f->nlayers && !rc; i++)
         if (!(paths[i] = oci_blob_path(p->store, f->layers[i].digest)))
-            rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+            rc = error_set(err, SM_E_NOMEM, "out of memory");
     if (!rc)
         rc = write_settings_layer(settings, c, err);
     paths[f->nlayers] = settings;
@@ -307,7 +298,7 @@ static sm_code build_rootfs(const struct oci_paths *p, const struct oci_fetched 
         free((char *)paths[i]);
     free(paths);
     if (rc)
-        sm_error_prefix(err, "building the root filesystem of %s", f->canonical_ref ? f->canonical_ref : "the image");
+        error_prefix(err, "building the root filesystem of %s", f->canonical_ref ? f->canonical_ref : "the image");
     return rc;
 }
 
@@ -346,7 +337,7 @@ static sm_code bake(const char *ref, const sm_pull_options *opt, const struct oc
         return rc;
     if (snprintf(rootfs, sizeof rootfs, "%s/rootfs/%s.sqfs", p->store, oci_digest_hex(f->manifest_digest)) >=
         (int)sizeof rootfs)
-        rc = sm_fail(err, SM_E_LIMIT, "path too long");
+        rc = error_set(err, SM_E_LIMIT, "path too long");
     if (!rc && stat(rootfs, &st) < 0) {
         say(opt, "building the root filesystem");
         rc = build_rootfs(p, f, &c, rootfs, err);
@@ -360,7 +351,7 @@ static sm_code bake(const char *ref, const sm_pull_options *opt, const struct oc
                                   .config_len = f->config_len };
     rc = image_bake(name, cfg, &x, out, err);
     if (rc)
-        sm_error_prefix(err, "baking %s", ref);
+        error_prefix(err, "baking %s", ref);
     return rc;
 }
 
@@ -368,10 +359,10 @@ sm_code sm_image_from_oci(const char *ref, const sm_pull_options *opt, const sm_
                           sm_error *err)
 {
     if (!ref || !*ref)
-        return sm_fail(err, SM_E_INVALID, "no image reference given");
+        return error_set(err, SM_E_INVALID, "no image reference given");
     sm_vm_config *own = NULL;
     if (!cfg && !(cfg = own = sm_vm_config_new()))
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     struct oci_paths p;
     char digest[OCI_DIGEST_SIZE], name[96];
     sm_code rc = store_paths(&p, err);
@@ -414,13 +405,13 @@ static sm_code read_small_file(const char *path, char **out, size_t *len, sm_err
 {
     FILE *f = fopen(path, "re");
     if (!f)
-        return sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "cannot open %s", path);
+        return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "cannot open %s", path);
     size_t cap = 4u << 20;
     char *buf = malloc(cap + 1);
     size_t n = buf ? fread(buf, 1, cap, f) : 0;
     fclose(f);
     if (!buf)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     buf[n] = 0;
     *out = buf;
     *len = n;
@@ -433,10 +424,10 @@ sm_code sm_image_default_argv(const sm_image *img, char ***argv, sm_error *err)
     size_t len = 0;
     *argv = NULL;
     if (snprintf(path, sizeof path, "%s/oci-config.json", sm_image_dir(img)) >= (int)sizeof path)
-        return sm_fail(err, SM_E_LIMIT, "path too long");
+        return error_set(err, SM_E_LIMIT, "path too long");
     sm_code rc = read_small_file(path, &json, &len, err);
     if (rc == SM_E_NOTFOUND)
-        return sm_fail(err, SM_E_NOTFOUND, "image %s is not an OCI image: it has no default command; give one "
+        return error_set(err, SM_E_NOTFOUND, "image %s is not an OCI image: it has no default command; give one "
                        "after --", sm_image_dir(img));
     struct oci_config c;
     if (!rc)
@@ -447,12 +438,12 @@ sm_code sm_image_default_argv(const sm_image *img, char ***argv, sm_error *err)
     size_t n = c.nentrypoint + c.ncmd;
     char **v = n ? calloc(n + 1, sizeof *v) : NULL;
     if (!n)
-        rc = sm_fail(err, SM_E_NOTFOUND, "the image has neither Entrypoint nor Cmd: give a command after --");
+        rc = error_set(err, SM_E_NOTFOUND, "the image has neither Entrypoint nor Cmd: give a command after --");
     else if (!v)
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
     for (size_t i = 0; !rc && i < n; i++)
         if (!(v[i] = strdup(i < c.nentrypoint ? c.entrypoint[i] : c.cmd[i - c.nentrypoint])))
-            rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+            rc = error_set(err, SM_E_NOMEM, "out of memory");
     oci_config_free(&c);
     if (rc) {
         sm_argv_free(v);

@@ -34,7 +34,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "lib/error.h"
+#include "base/error.h"
+#include "base/clock.h"
 #include "supermachine.h"
 
 #define DEFAULT_MIN 1
@@ -148,13 +149,6 @@ sm_code sm_pool_config_restore_on_release(sm_pool_config *cfg, bool on)
 
 /* ---- time ---------------------------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Waits on cv until the monotonic time deadline_ms (the condvars are made
  * with CLOCK_MONOTONIC). */
 static void wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t deadline_ms)
@@ -235,7 +229,7 @@ static void *starter_main(void *arg)
         pthread_mutex_lock(&p->mu);
         p->starting--;
         if (rc == SM_OK) {
-            p->idle[p->n_idle++] = (struct idle_vm){ vm, now_ms() };
+            p->idle[p->n_idle++] = (struct idle_vm){ vm, clock_now_ms() };
             p->restored++;
             retry_ms = 0;
         } else {
@@ -250,8 +244,8 @@ static void *starter_main(void *arg)
             retry_ms = retry_ms ? retry_ms * 2 : RETRY_FIRST_MS;
             if (retry_ms > RETRY_MAX_MS)
                 retry_ms = RETRY_MAX_MS;
-            uint64_t until = now_ms() + retry_ms;
-            while (!p->closing && now_ms() < until)
+            uint64_t until = clock_now_ms() + retry_ms;
+            while (!p->closing && clock_now_ms() < until)
                 wait_until(&p->work, &p->mu, until);
         }
     }
@@ -308,7 +302,7 @@ static void *stopper_main(void *arg)
     pthread_mutex_lock(&p->mu);
     while (!p->closing) {
         stop_doomed(p);
-        uint64_t now = now_ms();
+        uint64_t now = clock_now_ms();
         uint64_t next = sweep_idle(p, now);
         if (p->n_doomed)
             continue;
@@ -367,7 +361,7 @@ static sm_code init_sync(sm_pool *p, sm_error *err)
 {
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca))
-        return sm_fail(err, SM_E_NOMEM, "cannot make the pool's condition variables");
+        return error_set(err, SM_E_NOMEM, "cannot make the pool's condition variables");
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     int e = pthread_mutex_init(&p->mu, NULL);
     if (!e)
@@ -375,7 +369,7 @@ static sm_code init_sync(sm_pool *p, sm_error *err)
     if (!e)
         e = pthread_cond_init(&p->ready, &ca);
     pthread_condattr_destroy(&ca);
-    return e ? sm_fail_errno(err, SM_E_NOMEM, e, "cannot make the pool's locks") : SM_OK;
+    return e ? error_set_errno(err, SM_E_NOMEM, e, "cannot make the pool's locks") : SM_OK;
 }
 
 static sm_code pool_alloc(const sm_image *img, const sm_pool_config *cfg, sm_pool **out,
@@ -383,14 +377,14 @@ static sm_code pool_alloc(const sm_image *img, const sm_pool_config *cfg, sm_poo
 {
     sm_pool *p = calloc(1, sizeof *p);
     if (!p)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     p->cfg = *cfg;
     p->idle = calloc(cfg->max, sizeof *p->idle);
     p->in_use = calloc(cfg->max, sizeof *p->in_use);
     p->doomed = calloc(2 * (size_t)cfg->max, sizeof *p->doomed);
     p->vm_cfg = sm_vm_config_new();
     sm_code rc = (!p->idle || !p->in_use || !p->doomed || !p->vm_cfg)
-                     ? sm_fail(err, SM_E_NOMEM, "out of memory")
+                     ? error_set(err, SM_E_NOMEM, "out of memory")
                      : sm_image_from_snapshot(sm_image_dir(img), &p->image, err);
     if (!rc)
         rc = sm_vm_config_image(p->vm_cfg, p->image);
@@ -408,11 +402,11 @@ static sm_code start_threads(sm_pool *p, sm_error *err)
 {
     int e = pthread_create(&p->starter, NULL, starter_main, p);
     if (e)
-        return sm_fail_errno(err, SM_E_IO, e, "cannot start the pool's thread");
+        return error_set_errno(err, SM_E_IO, e, "cannot start the pool's thread");
     p->starter_running = true;
     e = pthread_create(&p->stopper, NULL, stopper_main, p);
     if (e)
-        return sm_fail_errno(err, SM_E_IO, e, "cannot start the pool's thread");
+        return error_set_errno(err, SM_E_IO, e, "cannot start the pool's thread");
     p->stopper_running = true;
     return SM_OK;
 }
@@ -425,7 +419,7 @@ static sm_code wait_min_ready(sm_pool *p, sm_error *err)
     while (p->n_idle < p->cfg.min && p->start_failures == 0)
         pthread_cond_wait(&p->ready, &p->mu);
     if (p->n_idle < p->cfg.min) {
-        rc = sm_fail(err, p->last_start_error.code, "the pool could not restore its first VMs "
+        rc = error_set(err, p->last_start_error.code, "the pool could not restore its first VMs "
                      "(%u of min %u ready): %s", p->n_idle, p->cfg.min,
                      p->last_start_error.message);
     }
@@ -437,10 +431,10 @@ sm_code sm_pool_new(const sm_image *img, const sm_pool_config *cfg, sm_pool **ou
                     sm_error *err)
 {
     if (!img || !cfg || !out)
-        return sm_fail(err, SM_E_INVALID, "sm_pool_new: NULL image, config or out");
+        return error_set(err, SM_E_INVALID, "sm_pool_new: NULL image, config or out");
     *out = NULL;
     if (cfg->min > cfg->max)
-        return sm_fail(err, SM_E_INVALID, "pool: min (%u) is more than max (%u)", cfg->min,
+        return error_set(err, SM_E_INVALID, "pool: min (%u) is more than max (%u)", cfg->min,
                        cfg->max);
     sm_pool *p = NULL;
     sm_code rc = pool_alloc(img, cfg, &p, err);
@@ -474,7 +468,7 @@ static sm_code acquire_timed_out(sm_pool *p, uint64_t waited_ms, sm_error *err)
 {
     p->acquire_timeouts++;
     bool failing = p->start_failures > 0 && p->last_start_error.message[0];
-    return sm_fail(err, SM_E_TIMEOUT, "no VM free in the pool after %llu ms: %u in use, %u "
+    return error_set(err, SM_E_TIMEOUT, "no VM free in the pool after %llu ms: %u in use, %u "
                    "starting, max %u (release VMs sooner, raise max, or raise the acquire "
                    "timeout)%s%s", (unsigned long long)waited_ms, p->n_in_use, p->starting,
                    p->cfg.max, failing ? "; the last restore failed: " : "",
@@ -484,17 +478,17 @@ static sm_code acquire_timed_out(sm_pool *p, uint64_t waited_ms, sm_error *err)
 sm_code sm_pool_acquire(sm_pool *pool, sm_vm **vm, sm_error *err)
 {
     if (!pool || !vm)
-        return sm_fail(err, SM_E_INVALID, "sm_pool_acquire: NULL pool or vm");
+        return error_set(err, SM_E_INVALID, "sm_pool_acquire: NULL pool or vm");
     *vm = NULL;
     sm_pool *p = pool;
-    uint64_t start = now_ms(), deadline = start + p->cfg.acquire_timeout_ms;
+    uint64_t start = clock_now_ms(), deadline = start + p->cfg.acquire_timeout_ms;
     sm_code rc = SM_OK;
     bool waited = false;
     pthread_mutex_lock(&p->mu);
     uint64_t failures_seen = p->start_failures;
     for (;;) {
         if (p->closing) {
-            rc = sm_fail(err, SM_E_CANCELLED, "the pool is being freed");
+            rc = error_set(err, SM_E_CANCELLED, "the pool is being freed");
             break;
         }
         sm_vm *got = take_idle(p);
@@ -504,11 +498,11 @@ sm_code sm_pool_acquire(sm_pool *pool, sm_vm **vm, sm_error *err)
             break;
         }
         if (p->start_failures != failures_seen && p->starting == 0) {
-            rc = sm_fail(err, p->last_start_error.code, "the pool could not restore a VM: %s",
+            rc = error_set(err, p->last_start_error.code, "the pool could not restore a VM: %s",
                          p->last_start_error.message);
             break;
         }
-        uint64_t now = now_ms();
+        uint64_t now = clock_now_ms();
         if (now >= deadline) {
             rc = acquire_timed_out(p, now - start, err);
             break;
@@ -546,7 +540,7 @@ void sm_pool_release(sm_pool *pool, sm_vm *vm)
         if (p->replace_wanted < p->cfg.max)
             p->replace_wanted++;
     } else {
-        p->idle[p->n_idle++] = (struct idle_vm){ vm, now_ms() };
+        p->idle[p->n_idle++] = (struct idle_vm){ vm, clock_now_ms() };
         pthread_cond_broadcast(&p->ready);
     }
     pthread_cond_broadcast(&p->work);

@@ -12,8 +12,9 @@
  * reap when it is our child, remove the folder.
  */
 #include "lib/assets.h"
+#include "base/clock.h"
 #include "lib/image.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "lib/vm_state.h"
 #include "vmm/run.h"
 #include "vmm/vm.h"
@@ -177,20 +178,6 @@ sm_code sm_vm_config_console_path(sm_vm_config *cfg, const char *path)
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
 /* A descriptor at 10 or above, close-on-exec, so that the child's dup2 onto
  * 0..3 can never overwrite another of ours (the embedder may have closed its
  * stdio, making our fds small). Closes fd. */
@@ -207,7 +194,7 @@ static sm_code new_id(char out[16], sm_error *err)
 {
     uint8_t b[VM_ID_LEN / 2];
     if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot draw a VM id (getrandom)");
+        return error_set_errno(err, SM_E_IO, errno, "cannot draw a VM id (getrandom)");
     for (size_t i = 0; i < sizeof b; i++)
         snprintf(out + 2 * i, 3, "%02x", b[i]);
     return SM_OK;
@@ -221,7 +208,7 @@ static sm_code set_paths(sm_vm *vm, const char *vms, const char *id, sm_error *e
     int n = snprintf(vm->dir, sizeof vm->dir, "%s/%s", vms, id);
     int m = snprintf(vm->exec_socket, sizeof vm->exec_socket, "%s/exec.sock", vm->dir);
     if (n < 0 || m < 0 || (size_t)m + sizeof "/vsock.sock" - sizeof "/exec.sock" >= sizeof vm->dir)
-        return sm_fail(err, SM_E_INVALID, "the runtime folder %s is too long for Unix socket "
+        return error_set(err, SM_E_INVALID, "the runtime folder %s is too long for Unix socket "
                        "paths (%zu bytes at most); set $XDG_RUNTIME_DIR to a shorter one", vms,
                        sizeof vm->dir - 24);
     return SM_OK;
@@ -242,9 +229,9 @@ static sm_code make_state_dir(sm_vm *vm, sm_error *err)
         if (mkdir(vm->dir, 0700) == 0)
             return SM_OK;
         if (errno != EEXIST)
-            return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", vm->dir);
+            return error_set_errno(err, SM_E_IO, errno, "cannot create %s", vm->dir);
     }
-    return rc ? rc : sm_fail(err, SM_E_IO, "no free VM id in %s", vms);
+    return rc ? rc : error_set(err, SM_E_IO, "no free VM id in %s", vms);
 }
 
 /* The last lines of DIR/vmm.log, on one line, for an error message. */
@@ -307,13 +294,13 @@ static bool vmm_gone(sm_vm *vm, int *wstatus)
 
 static bool wait_gone(sm_vm *vm, unsigned ms, int *wstatus)
 {
-    uint64_t deadline = now_ms() + ms;
+    uint64_t deadline = clock_now_ms() + ms;
     for (unsigned step = 1;; step = step < 50 ? step * 2 : 50) {
         if (vmm_gone(vm, wstatus))
             return true;
-        if (now_ms() >= deadline)
+        if (clock_now_ms() >= deadline)
             return false;
-        sleep_ms(step);
+        clock_sleep_ms(step);
     }
 }
 
@@ -358,7 +345,7 @@ static sm_code open_spawn_files(const sm_vm *vm, struct spawn_files *f, int *rea
     }
     if (f->devnull >= 0 && f->log >= 0 && *ready_r >= 0 && f->ready_w >= 0)
         return SM_OK;
-    return sm_fail_errno(err, SM_E_IO, errno, "cannot set up the VMM's files in %s", vm->dir);
+    return error_set_errno(err, SM_E_IO, errno, "cannot set up the VMM's files in %s", vm->dir);
 }
 
 static void close_spawn_files(struct spawn_files *f)
@@ -452,7 +439,7 @@ static sm_code spawn_vmm(sm_vm *vm, const sm_vm_config *cfg, char *const argv[],
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (e)
-        return sm_fail_errno(err, SM_E_IO, e, "cannot run %s", argv[0]);
+        return error_set_errno(err, SM_E_IO, e, "cannot run %s", argv[0]);
     vm->rec.pid = pid;
     vm->our_child = true;
     vm->rec.start_ticks = vm_process_start_ticks(pid);
@@ -472,18 +459,18 @@ static sm_code explain_exit(sm_vm *vm, int wstatus, sm_error *err)
     char tail[LOG_TAIL_BYTES + 1];
     log_tail(vm, tail, sizeof tail);
     if (wstatus == STATUS_UNKNOWN)
-        return sm_fail(err, SM_E_IO, "the VM did not start: supermachine-vmm ended before the "
+        return error_set(err, SM_E_IO, "the VM did not start: supermachine-vmm ended before the "
                        "guest was ready (its exit status went elsewhere)%s%s",
                        tail[0] ? ": " : "", tail);
     if (WIFSIGNALED(wstatus))
-        return sm_fail(err, SM_E_IO, "the VMM (%s) was killed by signal %d before the guest was "
+        return error_set(err, SM_E_IO, "the VMM (%s) was killed by signal %d before the guest was "
                        "ready%s%s", vm->id, WTERMSIG(wstatus), tail[0] ? ": " : "", tail);
     int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
     sm_code rc = code == VM_EXIT_STATUS_USAGE     ? SM_E_INVALID
                  : code == VM_EXIT_STATUS_PANIC   ? SM_E_GUEST
                  : code == VM_EXIT_STATUS_TIMEOUT ? SM_E_TIMEOUT
                                                   : SM_E_IO;
-    return sm_fail(err, rc, "the VM did not start: supermachine-vmm exited with status %d "
+    return error_set(err, rc, "the VM did not start: supermachine-vmm exited with status %d "
                    "(%s)%s%s", code, sm_strerror(rc), tail[0] ? ": " : "", tail);
 }
 
@@ -492,16 +479,16 @@ static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *
 {
     char line[64];
     size_t got = 0;
-    uint64_t deadline = now_ms() + (uint64_t)(timeout_s + READY_SLACK_S) * 1000u;
+    uint64_t deadline = clock_now_ms() + (uint64_t)(timeout_s + READY_SLACK_S) * 1000u;
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = clock_now_ms();
         if (now >= deadline)
-            return sm_fail(err, SM_E_TIMEOUT, "the VM %s was not ready after %u s (its VMM "
+            return error_set(err, SM_E_TIMEOUT, "the VM %s was not ready after %u s (its VMM "
                            "did not say ready, nor exit)", vm->id, timeout_s + READY_SLACK_S);
         struct pollfd p = { .fd = ready_r, .events = POLLIN };
         int r = poll(&p, 1, (int)(deadline - now));
         if (r < 0 && errno != EINTR)
-            return sm_fail_errno(err, SM_E_IO, errno, "waiting for the VM to be ready");
+            return error_set_errno(err, SM_E_IO, errno, "waiting for the VM to be ready");
         if (r <= 0)
             continue;
         ssize_t n = read(ready_r, line + got, sizeof line - 1 - got);
@@ -513,14 +500,14 @@ static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *
             if (strchr(line, '\n'))
                 return !strncmp(line, "ready ", 6)
                            ? SM_OK
-                           : sm_fail(err, SM_E_PROTOCOL, "the VMM said '%.40s', not ready", line);
+                           : error_set(err, SM_E_PROTOCOL, "the VMM said '%.40s', not ready", line);
             if (got < sizeof line - 1)
                 continue;
         }
         /* The pipe ended (the VMM exits) or overflowed without a line. */
         int wstatus = STATUS_UNKNOWN;
         if (!wait_gone(vm, 3000, &wstatus) && !end_vmm(vm, &wstatus))
-            return sm_fail(err, SM_E_IO, "the VMM %d of VM %s closed its ready pipe but does "
+            return error_set(err, SM_E_IO, "the VMM %d of VM %s closed its ready pipe but does "
                            "not exit", (int)vm->rec.pid, vm->id);
         return explain_exit(vm, wstatus, err);
     }
@@ -529,7 +516,7 @@ static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *
 sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
 {
     if (!cfg || !out)
-        return sm_fail(err, SM_E_INVALID, "sm_vm_start: NULL config or out");
+        return error_set(err, SM_E_INVALID, "sm_vm_start: NULL config or out");
     *out = NULL;
     char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX];
     sm_code rc = assets_find(ASSET_VMM, vmm, sizeof vmm, err);
@@ -545,7 +532,7 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     if (!vm || !argv) {
         free(vm);
         free(argv);
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     }
     struct spawn_files files = { -1, -1, -1 };
     int ready_r = -1;
@@ -580,10 +567,10 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
 sm_code sm_vm_open(const char *id, sm_vm **out, sm_error *err)
 {
     if (!out)
-        return sm_fail(err, SM_E_INVALID, "sm_vm_open: NULL out");
+        return error_set(err, SM_E_INVALID, "sm_vm_open: NULL out");
     *out = NULL;
     if (!vm_id_valid(id))
-        return sm_fail(err, SM_E_INVALID, "'%s' is not a VM id (hex digits, as `supermachine "
+        return error_set(err, SM_E_INVALID, "'%s' is not a VM id (hex digits, as `supermachine "
                        "start` prints)", id ? id : "(null)");
     char vms[PATH_MAX];
     sm_code rc = assets_vms_dir(vms, sizeof vms, false, err);
@@ -591,11 +578,11 @@ sm_code sm_vm_open(const char *id, sm_vm **out, sm_error *err)
         return rc;
     sm_vm *vm = calloc(1, sizeof *vm);
     if (!vm)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     rc = set_paths(vm, vms, id, err);
     struct stat st;
     if (!rc && (lstat(vm->dir, &st) < 0 || !S_ISDIR(st.st_mode)))
-        rc = sm_fail(err, SM_E_NOTFOUND, "no VM %s (no folder %s; `supermachine ps` lists VMs)",
+        rc = error_set(err, SM_E_NOTFOUND, "no VM %s (no folder %s; `supermachine ps` lists VMs)",
                      id, vm->dir);
     if (rc) {
         free(vm);
@@ -637,9 +624,9 @@ sm_code sm_vm_write_file(const sm_vm *vm, const char *guest_path, const void *by
                          uint32_t mode, sm_error *err)
 {
     if (!vm)
-        return sm_fail(err, SM_E_INVALID, "write_file: NULL VM");
+        return error_set(err, SM_E_INVALID, "write_file: NULL VM");
     if (len > SM_VM_FILE_MAX)
-        return sm_fail(err, SM_E_LIMIT, "write_file %s: %zu bytes, more than the %zu allowed",
+        return error_set(err, SM_E_LIMIT, "write_file %s: %zu bytes, more than the %zu allowed",
                        guest_path ? guest_path : "", len, SM_VM_FILE_MAX);
     return sm_exec_write_file(vm->exec_socket, guest_path, bytes, len, mode, err);
 }
@@ -648,7 +635,7 @@ sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t max_len,
                         size_t *len, sm_error *err)
 {
     if (!vm)
-        return sm_fail(err, SM_E_INVALID, "read_file: NULL VM");
+        return error_set(err, SM_E_INVALID, "read_file: NULL VM");
     if (max_len == 0 || max_len > SM_VM_FILE_MAX)
         max_len = SM_VM_FILE_MAX;
     return sm_exec_read_file(vm->exec_socket, guest_path, max_len, bytes, len, err);
@@ -657,11 +644,11 @@ sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t max_len,
 sm_code sm_vm_stop(sm_vm *vm, sm_error *err)
 {
     if (!vm)
-        return sm_fail(err, SM_E_INVALID, "sm_vm_stop: NULL VM");
+        return error_set(err, SM_E_INVALID, "sm_vm_stop: NULL VM");
     if (vm->removed)
         return SM_OK;
     if (!end_vmm(vm, NULL))
-        return sm_fail(err, SM_E_IO, "the VMM %d of VM %s did not end, even after SIGKILL",
+        return error_set(err, SM_E_IO, "the VMM %d of VM %s did not end, even after SIGKILL",
                        (int)vm->rec.pid, vm->id);
     sm_code rc = vm_dir_remove(vm->dir, err);
     if (!rc)
@@ -694,7 +681,7 @@ static void fill_info(sm_vm *vm, sm_vm_info *info)
 sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err)
 {
     if (!vm || !info)
-        return sm_fail(err, SM_E_INVALID, "sm_vm_get_info: NULL argument");
+        return error_set(err, SM_E_INVALID, "sm_vm_get_info: NULL argument");
     fill_info(vm, info);
     return SM_OK;
 }
@@ -710,7 +697,7 @@ static int by_start(const void *a, const void *b)
 sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err)
 {
     if (!list || !count)
-        return sm_fail(err, SM_E_INVALID, "sm_vm_list: NULL argument");
+        return error_set(err, SM_E_INVALID, "sm_vm_list: NULL argument");
     *list = NULL;
     *count = 0;
     char vms[PATH_MAX];
@@ -719,7 +706,7 @@ sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err)
         return rc;
     DIR *d = opendir(vms);
     if (!d)
-        return errno == ENOENT ? SM_OK : sm_fail_errno(err, SM_E_IO, errno, "cannot list %s", vms);
+        return errno == ENOENT ? SM_OK : error_set_errno(err, SM_E_IO, errno, "cannot list %s", vms);
     sm_vm_info *v = NULL;
     size_t n = 0, cap = 0;
     for (struct dirent *e; !rc && (e = readdir(d));) {
@@ -732,7 +719,7 @@ sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err)
             size_t ncap = cap ? cap * 2 : 16;
             sm_vm_info *nv = realloc(v, ncap * sizeof *nv);
             if (!nv)
-                rc = sm_fail(err, SM_E_NOMEM, "out of memory");
+                rc = error_set(err, SM_E_NOMEM, "out of memory");
             else {
                 v = nv;
                 cap = ncap;

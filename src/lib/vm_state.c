@@ -16,7 +16,8 @@
  * malformed pid line makes the whole file unreadable.
  */
 #include "lib/vm_state.h"
-#include "lib/error.h"
+#include "base/file.h"
+#include "base/error.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -77,23 +78,14 @@ bool vm_record_alive(const struct vm_record *r)
 
 sm_code vm_record_write(const char *dir, const struct vm_record *r, sm_error *err)
 {
-    char path[512], tmp[520], text[VM_INFO_MAX];
+    char path[512], text[VM_INFO_MAX];
     snprintf(path, sizeof path, "%s/%s", dir, VM_INFO_FILE);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int len = snprintf(text, sizeof text,
                        "version 1\npid %d\nstart_ticks %" PRIu64 "\nmemory_mib %" PRIu32
                        "\ncpus %" PRIu32 "\nstarted_unix %" PRId64 "\n",
                        (int)r->pid, r->start_ticks, r->memory_mib, r->cpus, r->started_unix);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot write %s", tmp);
-    bool ok = write(fd, text, (size_t)len) == len;
-    ok = close(fd) == 0 && ok;
-    if (!ok || rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return sm_fail_errno(err, SM_E_IO, e, "cannot write %s", path);
-    }
+    if (!write_file_atomic(path, text, (size_t)len, 0600))
+        return error_set_errno(err, SM_E_IO, errno, "cannot write %s", path);
     return SM_OK;
 }
 
@@ -130,17 +122,17 @@ sm_code vm_record_read(const char *dir, struct vm_record *r, sm_error *err)
     snprintf(path, sizeof path, "%s/%s", dir, VM_INFO_FILE);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
+        return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
                              "cannot read %s", path);
     ssize_t n = read(fd, text, VM_INFO_MAX);
     close(fd);
     if (n < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot read %s", path);
+        return error_set_errno(err, SM_E_IO, errno, "cannot read %s", path);
     text[n] = 0;
     uint64_t pid = 0, ticks = 0, mem = 0, cpus = 0, started = 0;
     if (!field_u64(text, "pid", &pid) || pid == 0 || pid > INT32_MAX ||
         !field_u64(text, "start_ticks", &ticks))
-        return sm_fail(err, SM_E_PROTOCOL, "%s is malformed (no pid or start_ticks line)", path);
+        return error_set(err, SM_E_PROTOCOL, "%s is malformed (no pid or start_ticks line)", path);
     field_u64(text, "memory_mib", &mem);
     field_u64(text, "cpus", &cpus);
     field_u64(text, "started_unix", &started);
@@ -157,21 +149,21 @@ sm_code vm_dir_remove(const char *dir, sm_error *err)
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (dfd < 0)
         return errno == ENOENT ? SM_OK
-                               : sm_fail_errno(err, SM_E_IO, errno, "cannot open %s", dir);
+                               : error_set_errno(err, SM_E_IO, errno, "cannot open %s", dir);
     DIR *d = fdopendir(dfd);
     if (!d) {
         close(dfd);
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot list %s", dir);
+        return error_set_errno(err, SM_E_IO, errno, "cannot list %s", dir);
     }
     sm_code rc = SM_OK;
     for (struct dirent *e; (e = readdir(d));) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT && !rc)
-            rc = sm_fail_errno(err, SM_E_IO, errno, "cannot remove %s/%s", dir, e->d_name);
+            rc = error_set_errno(err, SM_E_IO, errno, "cannot remove %s/%s", dir, e->d_name);
     }
     closedir(d);
     if (!rc && rmdir(dir) < 0 && errno != ENOENT)
-        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot remove %s", dir);
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot remove %s", dir);
     return rc;
 }

@@ -6,7 +6,7 @@
  *
  *  type name         dir  payload                                      max payload
  *  0x01 HELLO        both u32 magic "SMEX" | u16 version | u16 0         8 (exact)
- *  0x02 REQUEST      h->a see sm_wire_request in wire.h                 64 MiB
+ *  0x02 REQUEST      h->a see wire_request in wire.h                 64 MiB
  *  0x03 STDIN        h->a bytes for the command's stdin                 1 MiB
  *  0x04 STDIN_CLOSE  h->a (empty): close the command's stdin            0
  *  0x05 SIGNAL       h->a u32 signo (1..64): kill(-pgid, signo)          4 (exact)
@@ -20,7 +20,7 @@
  *                         of a guest sets its clock, reseeds; reply OK
  *  0x10 STDOUT       a->h bytes the command wrote to stdout (or pty)    1 MiB
  *  0x11 STDERR       a->h bytes the command wrote to stderr             1 MiB
- *  0x12 EXIT         a->h see sm_wire_exit; the last frame of an exec   32 (exact)
+ *  0x12 EXIT         a->h see wire_exit; the last frame of an exec   32 (exact)
  *  0x13 ERROR        a->h u32 kind | message string; then the agent     8+1024
  *                         closes the connection
  *  0x14 OK           a->h (empty): WRITE_FILE stored, POWEROFF accepted 0
@@ -56,28 +56,28 @@ struct frame_rule {
 
 #define STR_MAX(n) (4u + (n))
 static const struct frame_rule rules[256] = {
-    [SM_WIRE_HELLO]       = { "HELLO", BOTH, 8, 8 },
-    [SM_WIRE_REQUEST]     = { "REQUEST", AT_AGENT, SM_WIRE_MAX_REQUEST, -1 },
-    [SM_WIRE_STDIN]       = { "STDIN", AT_AGENT, SM_WIRE_MAX_DATA, -1 },
-    [SM_WIRE_STDIN_CLOSE] = { "STDIN_CLOSE", AT_AGENT, 0, 0 },
-    [SM_WIRE_SIGNAL]      = { "SIGNAL", AT_AGENT, 4, 4 },
-    [SM_WIRE_RESIZE]      = { "RESIZE", AT_AGENT, 4, 4 },
-    [SM_WIRE_POWEROFF]    = { "POWEROFF", AT_AGENT, 0, 0 },
-    [SM_WIRE_WRITE_FILE]  = { "WRITE_FILE", AT_AGENT, 12 + STR_MAX(SM_WIRE_MAX_PATH), -1 },
-    [SM_WIRE_READ_FILE]   = { "READ_FILE", AT_AGENT, STR_MAX(SM_WIRE_MAX_PATH), -1 },
-    [SM_WIRE_SYNC]        = { "SYNC", AT_AGENT, SM_WIRE_SYNC_SIZE, SM_WIRE_SYNC_SIZE },
-    [SM_WIRE_FILE_DATA]   = { "FILE_DATA", BOTH, SM_WIRE_MAX_DATA, -1 },
-    [SM_WIRE_FILE_END]    = { "FILE_END", BOTH, 0, 0 },
-    [SM_WIRE_STDOUT]      = { "STDOUT", AT_HOST, SM_WIRE_MAX_DATA, -1 },
-    [SM_WIRE_STDERR]      = { "STDERR", AT_HOST, SM_WIRE_MAX_DATA, -1 },
-    [SM_WIRE_EXIT]        = { "EXIT", AT_HOST, 32, 32 },
-    [SM_WIRE_ERROR]       = { "ERROR", AT_HOST, 4 + STR_MAX(SM_WIRE_MAX_MESSAGE), -1 },
-    [SM_WIRE_OK]          = { "OK", AT_HOST, 0, 0 },
-    [SM_WIRE_FILE_INFO]   = { "FILE_INFO", AT_HOST, 12, 12 },
+    [WIRE_HELLO]       = { "HELLO", BOTH, 8, 8 },
+    [WIRE_REQUEST]     = { "REQUEST", AT_AGENT, WIRE_MAX_REQUEST, -1 },
+    [WIRE_STDIN]       = { "STDIN", AT_AGENT, WIRE_MAX_DATA, -1 },
+    [WIRE_STDIN_CLOSE] = { "STDIN_CLOSE", AT_AGENT, 0, 0 },
+    [WIRE_SIGNAL]      = { "SIGNAL", AT_AGENT, 4, 4 },
+    [WIRE_RESIZE]      = { "RESIZE", AT_AGENT, 4, 4 },
+    [WIRE_POWEROFF]    = { "POWEROFF", AT_AGENT, 0, 0 },
+    [WIRE_WRITE_FILE]  = { "WRITE_FILE", AT_AGENT, 12 + STR_MAX(WIRE_MAX_PATH), -1 },
+    [WIRE_READ_FILE]   = { "READ_FILE", AT_AGENT, STR_MAX(WIRE_MAX_PATH), -1 },
+    [WIRE_SYNC]        = { "SYNC", AT_AGENT, WIRE_SYNC_SIZE, WIRE_SYNC_SIZE },
+    [WIRE_FILE_DATA]   = { "FILE_DATA", BOTH, WIRE_MAX_DATA, -1 },
+    [WIRE_FILE_END]    = { "FILE_END", BOTH, 0, 0 },
+    [WIRE_STDOUT]      = { "STDOUT", AT_HOST, WIRE_MAX_DATA, -1 },
+    [WIRE_STDERR]      = { "STDERR", AT_HOST, WIRE_MAX_DATA, -1 },
+    [WIRE_EXIT]        = { "EXIT", AT_HOST, 32, 32 },
+    [WIRE_ERROR]       = { "ERROR", AT_HOST, 4 + STR_MAX(WIRE_MAX_MESSAGE), -1 },
+    [WIRE_OK]          = { "OK", AT_HOST, 0, 0 },
+    [WIRE_FILE_INFO]   = { "FILE_INFO", AT_HOST, 12, 12 },
 };
 
-static bool fail(sm_wire_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool fail(sm_wire_error *e, const char *fmt, ...)
+static bool fail(wire_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool fail(wire_error *e, const char *fmt, ...)
 {
     if (e) {
         va_list ap;
@@ -101,12 +101,12 @@ static void wr32(uint8_t *p, uint32_t v)
 
 /* ---- header ---------------------------------------------------------- */
 
-const char *sm_wire_type_name(uint8_t type)
+const char *wire_type_name(uint8_t type)
 {
     return rules[type].name ? rules[type].name : "unknown";
 }
 
-int64_t sm_wire_max_payload(uint8_t type, sm_wire_side side)
+int64_t wire_max_payload(uint8_t type, wire_side side)
 {
     const struct frame_rule *r = &rules[type];
     if (!r->name || !(r->towards & (int)side))
@@ -114,8 +114,8 @@ int64_t sm_wire_max_payload(uint8_t type, sm_wire_side side)
     return r->max;
 }
 
-bool sm_wire_header_decode(const uint8_t bytes[SM_WIRE_HEADER_SIZE], sm_wire_side side,
-                           sm_wire_header *out, sm_wire_error *e)
+bool wire_header_decode(const uint8_t bytes[WIRE_HEADER_SIZE], wire_side side,
+                           wire_header *out, wire_error *e)
 {
     uint32_t length = rd32(bytes);
     uint8_t type = bytes[4];
@@ -124,7 +124,7 @@ bool sm_wire_header_decode(const uint8_t bytes[SM_WIRE_HEADER_SIZE], sm_wire_sid
         return fail(e, "unknown frame type 0x%02x", type);
     if (!(r->towards & (int)side))
         return fail(e, "%s frame sent the wrong way (to the %s)", r->name,
-                    side == SM_WIRE_AT_AGENT ? "agent" : "host");
+                    side == WIRE_AT_AGENT ? "agent" : "host");
     if (bytes[5] || bytes[6] || bytes[7])
         return fail(e, "%s frame has non-zero flags/reserved bytes", r->name);
     if (length > r->max)
@@ -136,7 +136,7 @@ bool sm_wire_header_decode(const uint8_t bytes[SM_WIRE_HEADER_SIZE], sm_wire_sid
     return true;
 }
 
-void sm_wire_header_encode(uint8_t bytes[SM_WIRE_HEADER_SIZE], uint8_t type, uint32_t length)
+void wire_header_encode(uint8_t bytes[WIRE_HEADER_SIZE], uint8_t type, uint32_t length)
 {
     wr32(bytes, length);
     bytes[4] = type;
@@ -145,33 +145,33 @@ void sm_wire_header_encode(uint8_t bytes[SM_WIRE_HEADER_SIZE], uint8_t type, uin
 
 /* ---- reader ------------------------------------------------------------ */
 
-void sm_wire_reader_init(sm_wire_reader *r, sm_wire_side side)
+void wire_reader_init(wire_reader *r, wire_side side)
 {
     memset(r, 0, sizeof *r);
     r->side = side;
 }
 
-void sm_wire_reader_destroy(sm_wire_reader *r)
+void wire_reader_destroy(wire_reader *r)
 {
     free(r->buf);
     memset(r, 0, sizeof *r);
 }
 
-size_t sm_wire_reader_pending(const sm_wire_reader *r)
+size_t wire_reader_pending(const wire_reader *r)
 {
     return r->end - r->start;
 }
 
 /* Bytes the frame at the front still needs beyond what is buffered. */
-static size_t frame_shortfall(const sm_wire_reader *r)
+static size_t frame_shortfall(const wire_reader *r)
 {
     size_t pending = r->end - r->start;
-    if (pending < SM_WIRE_HEADER_SIZE)
-        return SM_WIRE_HEADER_SIZE - pending;
-    sm_wire_header h;
-    if (!sm_wire_header_decode(r->buf + r->start, r->side, &h, NULL))
+    if (pending < WIRE_HEADER_SIZE)
+        return WIRE_HEADER_SIZE - pending;
+    wire_header h;
+    if (!wire_header_decode(r->buf + r->start, r->side, &h, NULL))
         return 0;
-    size_t total = SM_WIRE_HEADER_SIZE + (size_t)h.length;
+    size_t total = WIRE_HEADER_SIZE + (size_t)h.length;
     return total > pending ? total - pending : 0;
 }
 
@@ -180,7 +180,7 @@ static size_t frame_shortfall(const sm_wire_reader *r)
  * header that merely claims a large frame costs nothing. */
 #define GROW_STEP (1u << 20)
 
-uint8_t *sm_wire_reader_space(sm_wire_reader *r, size_t want, size_t *avail)
+uint8_t *wire_reader_space(wire_reader *r, size_t want, size_t *avail)
 {
     if (r->start == r->end)
         r->start = r->end = 0;
@@ -210,48 +210,48 @@ uint8_t *sm_wire_reader_space(sm_wire_reader *r, size_t want, size_t *avail)
     return r->buf + r->end;
 }
 
-void sm_wire_reader_commit(sm_wire_reader *r, size_t n)
+void wire_reader_commit(wire_reader *r, size_t n)
 {
     r->end += n;
 }
 
-bool sm_wire_reader_feed(sm_wire_reader *r, const void *data, size_t len, sm_wire_error *e)
+bool wire_reader_feed(wire_reader *r, const void *data, size_t len, wire_error *e)
 {
     size_t avail;
-    uint8_t *dst = sm_wire_reader_space(r, len, &avail);
+    uint8_t *dst = wire_reader_space(r, len, &avail);
     if (!dst)
         return fail(e, "out of memory buffering %zu bytes", len);
     memcpy(dst, data, len);
-    sm_wire_reader_commit(r, len);
+    wire_reader_commit(r, len);
     return true;
 }
 
-int sm_wire_reader_next(sm_wire_reader *r, sm_wire_frame *f, sm_wire_error *e)
+int wire_reader_next(wire_reader *r, wire_frame *f, wire_error *e)
 {
     size_t pending = r->end - r->start;
-    if (pending < SM_WIRE_HEADER_SIZE)
+    if (pending < WIRE_HEADER_SIZE)
         return 0;
-    sm_wire_header h;
-    if (!sm_wire_header_decode(r->buf + r->start, r->side, &h, e))
+    wire_header h;
+    if (!wire_header_decode(r->buf + r->start, r->side, &h, e))
         return -1;
-    if (pending - SM_WIRE_HEADER_SIZE < h.length)
+    if (pending - WIRE_HEADER_SIZE < h.length)
         return 0;
     f->type = h.type;
     f->length = h.length;
-    f->payload = r->buf + r->start + SM_WIRE_HEADER_SIZE;
-    r->start += SM_WIRE_HEADER_SIZE + (size_t)h.length;
+    f->payload = r->buf + r->start + WIRE_HEADER_SIZE;
+    r->start += WIRE_HEADER_SIZE + (size_t)h.length;
     return 1;
 }
 
 /* ---- output buffer ------------------------------------------------------ */
 
-void sm_wire_buf_free(sm_wire_buf *b)
+void wire_buf_free(wire_buf *b)
 {
     free(b->data);
     memset(b, 0, sizeof *b);
 }
 
-bool sm_wire_buf_reserve(sm_wire_buf *b, size_t extra)
+bool wire_buf_reserve(wire_buf *b, size_t extra)
 {
     if (b->failed)
         return false;
@@ -274,57 +274,57 @@ bool sm_wire_buf_reserve(sm_wire_buf *b, size_t extra)
     return true;
 }
 
-void sm_wire_buf_put(sm_wire_buf *b, const void *data, size_t len)
+void wire_buf_put(wire_buf *b, const void *data, size_t len)
 {
-    if (!len || !sm_wire_buf_reserve(b, len))
+    if (!len || !wire_buf_reserve(b, len))
         return;
     memcpy(b->data + b->len, data, len);
     b->len += len;
 }
 
-void sm_wire_buf_u16(sm_wire_buf *b, uint16_t v)
+void wire_buf_u16(wire_buf *b, uint16_t v)
 {
     uint8_t p[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
-    sm_wire_buf_put(b, p, 2);
+    wire_buf_put(b, p, 2);
 }
 
-void sm_wire_buf_u32(sm_wire_buf *b, uint32_t v)
+void wire_buf_u32(wire_buf *b, uint32_t v)
 {
     uint8_t p[4];
     wr32(p, v);
-    sm_wire_buf_put(b, p, 4);
+    wire_buf_put(b, p, 4);
 }
 
-void sm_wire_buf_u64(sm_wire_buf *b, uint64_t v)
+void wire_buf_u64(wire_buf *b, uint64_t v)
 {
-    sm_wire_buf_u32(b, (uint32_t)v);
-    sm_wire_buf_u32(b, (uint32_t)(v >> 32));
+    wire_buf_u32(b, (uint32_t)v);
+    wire_buf_u32(b, (uint32_t)(v >> 32));
 }
 
-void sm_wire_buf_str(sm_wire_buf *b, const char *s)
+void wire_buf_str(wire_buf *b, const char *s)
 {
     size_t n = strlen(s) + 1;
-    sm_wire_buf_u32(b, (uint32_t)n);
-    sm_wire_buf_put(b, s, n);
+    wire_buf_u32(b, (uint32_t)n);
+    wire_buf_put(b, s, n);
 }
 
-size_t sm_wire_frame_begin(sm_wire_buf *b, uint8_t type)
+size_t wire_frame_begin(wire_buf *b, uint8_t type)
 {
     size_t at = b->len;
-    uint8_t h[SM_WIRE_HEADER_SIZE];
-    sm_wire_header_encode(h, type, 0);
-    sm_wire_buf_put(b, h, sizeof h);
+    uint8_t h[WIRE_HEADER_SIZE];
+    wire_header_encode(h, type, 0);
+    wire_buf_put(b, h, sizeof h);
     return at;
 }
 
-bool sm_wire_frame_end(sm_wire_buf *b, size_t at, sm_wire_error *e)
+bool wire_frame_end(wire_buf *b, size_t at, wire_error *e)
 {
     if (b->failed) {
         b->len = at < b->len ? at : b->len;
         return fail(e, "out of memory encoding a frame");
     }
     uint8_t type = b->data[at + 4];
-    size_t length = b->len - at - SM_WIRE_HEADER_SIZE;
+    size_t length = b->len - at - WIRE_HEADER_SIZE;
     if (length > rules[type].max) {
         b->len = at;
         return fail(e, "%s frame of %zu bytes exceeds the protocol limit of %u bytes",
@@ -334,7 +334,7 @@ bool sm_wire_frame_end(sm_wire_buf *b, size_t at, sm_wire_error *e)
     return true;
 }
 
-void sm_wire_buf_consume(sm_wire_buf *b, size_t n)
+void wire_buf_consume(wire_buf *b, size_t n)
 {
     if (n >= b->len) {
         b->len = 0;
@@ -346,16 +346,16 @@ void sm_wire_buf_consume(sm_wire_buf *b, size_t n)
 
 /* ---- encoders ------------------------------------------------------------ */
 
-bool sm_wire_put_hello(sm_wire_buf *b, sm_wire_error *e)
+bool wire_put_hello(wire_buf *b, wire_error *e)
 {
-    size_t at = sm_wire_frame_begin(b, SM_WIRE_HELLO);
-    sm_wire_buf_u32(b, SM_WIRE_MAGIC);
-    sm_wire_buf_u16(b, SM_WIRE_VERSION);
-    sm_wire_buf_u16(b, 0);
-    return sm_wire_frame_end(b, at, e);
+    size_t at = wire_frame_begin(b, WIRE_HELLO);
+    wire_buf_u32(b, WIRE_MAGIC);
+    wire_buf_u16(b, WIRE_VERSION);
+    wire_buf_u16(b, 0);
+    return wire_frame_end(b, at, e);
 }
 
-static bool check_str(const char *what, const char *s, size_t limit, sm_wire_error *e)
+static bool check_str(const char *what, const char *s, size_t limit, wire_error *e)
 {
     if (!s)
         return fail(e, "%s is missing", what);
@@ -365,46 +365,46 @@ static bool check_str(const char *what, const char *s, size_t limit, sm_wire_err
     return true;
 }
 
-static bool put_argv(sm_wire_buf *b, const char *what, const sm_wire_argv *a, bool env,
-                     sm_wire_error *e)
+static bool put_argv(wire_buf *b, const char *what, const wire_argv *a, bool env,
+                     wire_error *e)
 {
     if (!env && a->argc == 0)
         return fail(e, "%s is empty: give at least the program name", what);
-    if (a->argc > SM_WIRE_MAX_ARGS)
-        return fail(e, "%s has %u entries, the limit is %u", what, a->argc, SM_WIRE_MAX_ARGS);
-    sm_wire_buf_u32(b, a->argc);
+    if (a->argc > WIRE_MAX_ARGS)
+        return fail(e, "%s has %u entries, the limit is %u", what, a->argc, WIRE_MAX_ARGS);
+    wire_buf_u32(b, a->argc);
     for (uint32_t i = 0; i < a->argc; i++) {
-        if (!check_str(what, a->argv[i], SM_WIRE_MAX_ARG, e))
+        if (!check_str(what, a->argv[i], WIRE_MAX_ARG, e))
             return false;
         if (env && (a->argv[i][0] == '=' || !strchr(a->argv[i], '=')))
             return fail(e, "environment entry '%.40s' is not KEY=VALUE", a->argv[i]);
-        sm_wire_buf_str(b, a->argv[i]);
+        wire_buf_str(b, a->argv[i]);
     }
     return true;
 }
 
-bool sm_wire_put_request(sm_wire_buf *b, const sm_wire_request *req, sm_wire_error *e)
+bool wire_put_request(wire_buf *b, const wire_request *req, wire_error *e)
 {
-    size_t at = sm_wire_frame_begin(b, SM_WIRE_REQUEST);
+    size_t at = wire_frame_begin(b, WIRE_REQUEST);
     bool ok = false;
-    sm_wire_buf_u32(b, req->flags);
-    sm_wire_buf_u16(b, req->cols);
-    sm_wire_buf_u16(b, req->rows);
-    sm_wire_buf_u32(b, req->timeout_ms);
-    sm_wire_buf_u32(b, 0);
+    wire_buf_u32(b, req->flags);
+    wire_buf_u16(b, req->cols);
+    wire_buf_u16(b, req->rows);
+    wire_buf_u32(b, req->timeout_ms);
+    wire_buf_u32(b, 0);
     if (!put_argv(b, "argv", &req->argv, false, e) || !put_argv(b, "env", &req->env, true, e))
         goto out;
-    if (!check_str("cwd", req->cwd ? req->cwd : "", SM_WIRE_MAX_PATH, e))
+    if (!check_str("cwd", req->cwd ? req->cwd : "", WIRE_MAX_PATH, e))
         goto out;
-    sm_wire_buf_str(b, req->cwd ? req->cwd : "");
-    if (req->nfiles > SM_WIRE_MAX_FILES) {
-        fail(e, "%u staged files, the limit is %u", req->nfiles, SM_WIRE_MAX_FILES);
+    wire_buf_str(b, req->cwd ? req->cwd : "");
+    if (req->nfiles > WIRE_MAX_FILES) {
+        fail(e, "%u staged files, the limit is %u", req->nfiles, WIRE_MAX_FILES);
         goto out;
     }
-    sm_wire_buf_u32(b, req->nfiles);
+    wire_buf_u32(b, req->nfiles);
     for (uint32_t i = 0; i < req->nfiles; i++) {
-        const sm_wire_file *f = &req->files[i];
-        if (!check_str("staged file path", f->path, SM_WIRE_MAX_PATH, e))
+        const wire_file *f = &req->files[i];
+        if (!check_str("staged file path", f->path, WIRE_MAX_PATH, e))
             goto out;
         if (f->path[0] != '/') {
             fail(e, "staged file path '%.60s' must be absolute", f->path);
@@ -414,16 +414,16 @@ bool sm_wire_put_request(sm_wire_buf *b, const sm_wire_request *req, sm_wire_err
             fail(e, "staged file '%.60s' has mode %o, beyond 07777", f->path, f->mode);
             goto out;
         }
-        sm_wire_buf_u32(b, f->mode);
-        sm_wire_buf_str(b, f->path);
-        sm_wire_buf_u32(b, f->size);
-        sm_wire_buf_put(b, f->data, f->size);
+        wire_buf_u32(b, f->mode);
+        wire_buf_str(b, f->path);
+        wire_buf_u32(b, f->size);
+        wire_buf_put(b, f->data, f->size);
     }
-    if (req->nchain > SM_WIRE_MAX_CHAIN) {
-        fail(e, "%u chained commands, the limit is %u", req->nchain, SM_WIRE_MAX_CHAIN);
+    if (req->nchain > WIRE_MAX_CHAIN) {
+        fail(e, "%u chained commands, the limit is %u", req->nchain, WIRE_MAX_CHAIN);
         goto out;
     }
-    sm_wire_buf_u32(b, req->nchain);
+    wire_buf_u32(b, req->nchain);
     for (uint32_t i = 0; i < req->nchain; i++)
         if (!put_argv(b, "chained argv", &req->chain[i], false, e))
             goto out;
@@ -434,105 +434,105 @@ out:
             b->len = at;
         return false;
     }
-    return sm_wire_frame_end(b, at, e);
+    return wire_frame_end(b, at, e);
 }
 
-bool sm_wire_put_data(sm_wire_buf *b, uint8_t type, const void *data, size_t len, sm_wire_error *e)
+bool wire_put_data(wire_buf *b, uint8_t type, const void *data, size_t len, wire_error *e)
 {
-    if (len > SM_WIRE_MAX_DATA)
-        return fail(e, "%s chunk of %zu bytes exceeds %u", sm_wire_type_name(type), len,
-                    SM_WIRE_MAX_DATA);
-    size_t at = sm_wire_frame_begin(b, type);
-    sm_wire_buf_put(b, data, len);
-    return sm_wire_frame_end(b, at, e);
+    if (len > WIRE_MAX_DATA)
+        return fail(e, "%s chunk of %zu bytes exceeds %u", wire_type_name(type), len,
+                    WIRE_MAX_DATA);
+    size_t at = wire_frame_begin(b, type);
+    wire_buf_put(b, data, len);
+    return wire_frame_end(b, at, e);
 }
 
-bool sm_wire_put_empty(sm_wire_buf *b, uint8_t type, sm_wire_error *e)
+bool wire_put_empty(wire_buf *b, uint8_t type, wire_error *e)
 {
-    size_t at = sm_wire_frame_begin(b, type);
-    return sm_wire_frame_end(b, at, e);
+    size_t at = wire_frame_begin(b, type);
+    return wire_frame_end(b, at, e);
 }
 
-bool sm_wire_put_signal(sm_wire_buf *b, int signo, sm_wire_error *e)
+bool wire_put_signal(wire_buf *b, int signo, wire_error *e)
 {
     if (signo < 1 || signo > 64)
         return fail(e, "signal %d is not a signal number (1..64)", signo);
-    size_t at = sm_wire_frame_begin(b, SM_WIRE_SIGNAL);
-    sm_wire_buf_u32(b, (uint32_t)signo);
-    return sm_wire_frame_end(b, at, e);
+    size_t at = wire_frame_begin(b, WIRE_SIGNAL);
+    wire_buf_u32(b, (uint32_t)signo);
+    return wire_frame_end(b, at, e);
 }
 
-bool sm_wire_put_sync(sm_wire_buf *b, const sm_wire_sync *sync, sm_wire_error *e)
+bool wire_put_sync(wire_buf *b, const wire_sync *sync, wire_error *e)
 {
-    size_t at = sm_wire_frame_begin(b, SM_WIRE_SYNC);
-    sm_wire_buf_u64(b, sync->realtime_ns);
-    sm_wire_buf_put(b, sync->entropy, sizeof sync->entropy);
-    return sm_wire_frame_end(b, at, e);
+    size_t at = wire_frame_begin(b, WIRE_SYNC);
+    wire_buf_u64(b, sync->realtime_ns);
+    wire_buf_put(b, sync->entropy, sizeof sync->entropy);
+    return wire_frame_end(b, at, e);
 }
 
-bool sm_wire_sync_decode(const uint8_t *payload, uint32_t len, sm_wire_sync *out, sm_wire_error *e)
+bool wire_sync_decode(const uint8_t *payload, uint32_t len, wire_sync *out, wire_error *e)
 {
-    if (len != SM_WIRE_SYNC_SIZE)
-        return fail(e, "SYNC frame must be %u bytes, got %u", SM_WIRE_SYNC_SIZE, len);
+    if (len != WIRE_SYNC_SIZE)
+        return fail(e, "SYNC frame must be %u bytes, got %u", WIRE_SYNC_SIZE, len);
     out->realtime_ns = rd64(payload);
     memcpy(out->entropy, payload + 8, sizeof out->entropy);
     return true;
 }
 
-bool sm_wire_put_resize(sm_wire_buf *b, uint16_t cols, uint16_t rows, sm_wire_error *e)
+bool wire_put_resize(wire_buf *b, uint16_t cols, uint16_t rows, wire_error *e)
 {
-    size_t at = sm_wire_frame_begin(b, SM_WIRE_RESIZE);
-    sm_wire_buf_u16(b, cols);
-    sm_wire_buf_u16(b, rows);
-    return sm_wire_frame_end(b, at, e);
+    size_t at = wire_frame_begin(b, WIRE_RESIZE);
+    wire_buf_u16(b, cols);
+    wire_buf_u16(b, rows);
+    return wire_frame_end(b, at, e);
 }
 
-bool sm_wire_put_exit(sm_wire_buf *b, const sm_wire_exit *x, sm_wire_error *e)
+bool wire_put_exit(wire_buf *b, const wire_exit *x, wire_error *e)
 {
-    size_t at = sm_wire_frame_begin(b, SM_WIRE_EXIT);
-    sm_wire_buf_u32(b, (uint32_t)x->code);
-    sm_wire_buf_u32(b, (uint32_t)x->signal);
-    sm_wire_buf_u32(b, x->timed_out ? SM_WIRE_EXIT_TIMED_OUT : 0);
-    sm_wire_buf_u32(b, x->steps_run);
-    sm_wire_buf_u64(b, x->duration_us);
-    sm_wire_buf_u64(b, x->peak_rss_kib);
-    return sm_wire_frame_end(b, at, e);
+    size_t at = wire_frame_begin(b, WIRE_EXIT);
+    wire_buf_u32(b, (uint32_t)x->code);
+    wire_buf_u32(b, (uint32_t)x->signal);
+    wire_buf_u32(b, x->timed_out ? WIRE_EXIT_TIMED_OUT : 0);
+    wire_buf_u32(b, x->steps_run);
+    wire_buf_u64(b, x->duration_us);
+    wire_buf_u64(b, x->peak_rss_kib);
+    return wire_frame_end(b, at, e);
 }
 
-bool sm_wire_put_error(sm_wire_buf *b, uint32_t kind, const char *message, sm_wire_error *e)
+bool wire_put_error(wire_buf *b, uint32_t kind, const char *message, wire_error *e)
 {
-    char clipped[SM_WIRE_MAX_MESSAGE];
+    char clipped[WIRE_MAX_MESSAGE];
     snprintf(clipped, sizeof clipped, "%s", message);
-    size_t at = sm_wire_frame_begin(b, SM_WIRE_ERROR);
-    sm_wire_buf_u32(b, kind);
-    sm_wire_buf_str(b, clipped);
-    return sm_wire_frame_end(b, at, e);
+    size_t at = wire_frame_begin(b, WIRE_ERROR);
+    wire_buf_u32(b, kind);
+    wire_buf_str(b, clipped);
+    return wire_frame_end(b, at, e);
 }
 
-bool sm_wire_put_file_head(sm_wire_buf *b, uint8_t type, const sm_wire_file_head *h,
-                           sm_wire_error *e)
+bool wire_put_file_head(wire_buf *b, uint8_t type, const wire_file_head *h,
+                           wire_error *e)
 {
-    if (type != SM_WIRE_WRITE_FILE && type != SM_WIRE_FILE_INFO && type != SM_WIRE_READ_FILE)
+    if (type != WIRE_WRITE_FILE && type != WIRE_FILE_INFO && type != WIRE_READ_FILE)
         return fail(e, "not a file head frame type: 0x%02x", type);
-    if (type != SM_WIRE_READ_FILE && h->mode > 07777)
+    if (type != WIRE_READ_FILE && h->mode > 07777)
         return fail(e, "file mode %o is beyond 07777", h->mode);
-    if (type != SM_WIRE_READ_FILE && h->size > SM_WIRE_MAX_FILE_SIZE)
+    if (type != WIRE_READ_FILE && h->size > WIRE_MAX_FILE_SIZE)
         return fail(e, "file of %llu bytes exceeds the transfer limit of %llu bytes",
-                    (unsigned long long)h->size, (unsigned long long)SM_WIRE_MAX_FILE_SIZE);
-    if (type != SM_WIRE_FILE_INFO) {
-        if (!check_str("file path", h->path, SM_WIRE_MAX_PATH, e))
+                    (unsigned long long)h->size, (unsigned long long)WIRE_MAX_FILE_SIZE);
+    if (type != WIRE_FILE_INFO) {
+        if (!check_str("file path", h->path, WIRE_MAX_PATH, e))
             return false;
         if (h->path[0] != '/')
             return fail(e, "guest path '%.60s' must be absolute", h->path);
     }
-    size_t at = sm_wire_frame_begin(b, type);
-    if (type != SM_WIRE_READ_FILE) {
-        sm_wire_buf_u32(b, h->mode);
-        sm_wire_buf_u64(b, h->size);
+    size_t at = wire_frame_begin(b, type);
+    if (type != WIRE_READ_FILE) {
+        wire_buf_u32(b, h->mode);
+        wire_buf_u64(b, h->size);
     }
-    if (type != SM_WIRE_FILE_INFO)
-        sm_wire_buf_str(b, h->path);
-    return sm_wire_frame_end(b, at, e);
+    if (type != WIRE_FILE_INFO)
+        wire_buf_str(b, h->path);
+    return wire_frame_end(b, at, e);
 }
 
 /* ---- decoders ------------------------------------------------------------ */
@@ -542,13 +542,13 @@ typedef struct cursor {
     const uint8_t *p;
     size_t left;
     const char *frame;
-    sm_wire_error *e;
+    wire_error *e;
     bool ok;
 } cursor;
 
-static cursor cursor_of(const sm_wire_frame *f, sm_wire_error *e)
+static cursor cursor_of(const wire_frame *f, wire_error *e)
 {
-    return (cursor){ f->payload, f->length, sm_wire_type_name(f->type), e, true };
+    return (cursor){ f->payload, f->length, wire_type_name(f->type), e, true };
 }
 
 static bool take(cursor *c, size_t n, const char *what)
@@ -617,10 +617,10 @@ static bool finish(cursor *c)
     return c->ok;
 }
 
-bool sm_wire_get_hello(const sm_wire_frame *f, sm_wire_hello *out, sm_wire_error *e)
+bool wire_get_hello(const wire_frame *f, wire_hello *out, wire_error *e)
 {
-    if (f->type != SM_WIRE_HELLO)
-        return fail(e, "expected HELLO first, got %s", sm_wire_type_name(f->type));
+    if (f->type != WIRE_HELLO)
+        return fail(e, "expected HELLO first, got %s", wire_type_name(f->type));
     cursor c = cursor_of(f, e);
     out->magic = get32(&c, "magic");
     out->version = get16(&c, "version");
@@ -629,28 +629,28 @@ bool sm_wire_get_hello(const sm_wire_frame *f, sm_wire_hello *out, sm_wire_error
     return finish(&c);
 }
 
-bool sm_wire_check_hello(const sm_wire_frame *f, const char *peer, sm_wire_error *e)
+bool wire_check_hello(const wire_frame *f, const char *peer, wire_error *e)
 {
-    sm_wire_hello h;
-    if (!sm_wire_get_hello(f, &h, e))
+    wire_hello h;
+    if (!wire_get_hello(f, &h, e))
         return false;
-    if (h.magic != SM_WIRE_MAGIC)
+    if (h.magic != WIRE_MAGIC)
         return fail(e, "the %s is not a supermachine exec peer (bad HELLO magic 0x%08x)", peer,
                     h.magic);
-    if (h.version != SM_WIRE_VERSION)
+    if (h.version != WIRE_VERSION)
         return fail(e, "the %s speaks exec protocol version %u, this side speaks %u: update "
-                    "the older one", peer, h.version, SM_WIRE_VERSION);
+                    "the older one", peer, h.version, WIRE_VERSION);
     return true;
 }
 
-static bool get_argv(cursor *c, const char *what, sm_wire_argv *a, bool env)
+static bool get_argv(cursor *c, const char *what, wire_argv *a, bool env)
 {
     uint32_t n = get32(c, what);
     if (!c->ok)
         return false;
-    if ((!env && n == 0) || n > SM_WIRE_MAX_ARGS) {
+    if ((!env && n == 0) || n > WIRE_MAX_ARGS) {
         c->ok = fail(c->e, "%s frame: %s has %u entries, allowed %u..%u", c->frame, what, n,
-                     env ? 0 : 1, SM_WIRE_MAX_ARGS);
+                     env ? 0 : 1, WIRE_MAX_ARGS);
         return false;
     }
     if ((size_t)n * 5 > c->left) { /* each entry takes at least 5 bytes */
@@ -665,7 +665,7 @@ static bool get_argv(cursor *c, const char *what, sm_wire_argv *a, bool env)
     }
     a->argc = n;
     for (uint32_t i = 0; i < n; i++) {
-        a->argv[i] = get_str(c, what, SM_WIRE_MAX_ARG);
+        a->argv[i] = get_str(c, what, WIRE_MAX_ARG);
         if (!c->ok)
             return false;
         if (env && (a->argv[i][0] == '=' || !strchr(a->argv[i], '='))) {
@@ -676,14 +676,14 @@ static bool get_argv(cursor *c, const char *what, sm_wire_argv *a, bool env)
     return true;
 }
 
-static bool get_files(cursor *c, sm_wire_request *out)
+static bool get_files(cursor *c, wire_request *out)
 {
     uint32_t n = get32(c, "file count");
     if (!c->ok)
         return false;
-    if (n > SM_WIRE_MAX_FILES || (size_t)n * 13 > c->left) {
+    if (n > WIRE_MAX_FILES || (size_t)n * 13 > c->left) {
         c->ok = fail(c->e, "REQUEST frame: %u staged files (limit %u, %zu bytes left)", n,
-                     SM_WIRE_MAX_FILES, c->left);
+                     WIRE_MAX_FILES, c->left);
         return false;
     }
     out->files = calloc(n ? n : 1, sizeof *out->files);
@@ -693,9 +693,9 @@ static bool get_files(cursor *c, sm_wire_request *out)
     }
     out->nfiles = n;
     for (uint32_t i = 0; i < n && c->ok; i++) {
-        sm_wire_file *f = &out->files[i];
+        wire_file *f = &out->files[i];
         f->mode = get32(c, "file mode");
-        f->path = get_str(c, "file path", SM_WIRE_MAX_PATH);
+        f->path = get_str(c, "file path", WIRE_MAX_PATH);
         f->size = get32(c, "file size");
         if (!c->ok)
             break;
@@ -713,26 +713,26 @@ static bool get_files(cursor *c, sm_wire_request *out)
     return c->ok;
 }
 
-bool sm_wire_get_request(const sm_wire_frame *f, sm_wire_request *out, sm_wire_error *e)
+bool wire_get_request(const wire_frame *f, wire_request *out, wire_error *e)
 {
     memset(out, 0, sizeof *out);
-    if (f->type != SM_WIRE_REQUEST)
-        return fail(e, "expected REQUEST, got %s", sm_wire_type_name(f->type));
+    if (f->type != WIRE_REQUEST)
+        return fail(e, "expected REQUEST, got %s", wire_type_name(f->type));
     cursor c = cursor_of(f, e);
     out->flags = get32(&c, "flags");
     out->cols = get16(&c, "cols");
     out->rows = get16(&c, "rows");
     out->timeout_ms = get32(&c, "timeout");
     uint32_t reserved = get32(&c, "reserved");
-    if (c.ok && ((out->flags & ~SM_WIRE_REQ_TTY) || reserved))
+    if (c.ok && ((out->flags & ~WIRE_REQ_TTY) || reserved))
         c.ok = fail(e, "REQUEST frame has unknown flags 0x%x or reserved bits", out->flags);
     if (c.ok && get_argv(&c, "argv", &out->argv, false) && get_argv(&c, "env", &out->env, true))
-        out->cwd = get_str(&c, "cwd", SM_WIRE_MAX_PATH);
+        out->cwd = get_str(&c, "cwd", WIRE_MAX_PATH);
     if (c.ok && get_files(&c, out)) {
         uint32_t n = get32(&c, "chain count");
-        if (c.ok && (n > SM_WIRE_MAX_CHAIN || (size_t)n * 9 > c.left))
+        if (c.ok && (n > WIRE_MAX_CHAIN || (size_t)n * 9 > c.left))
             c.ok = fail(e, "REQUEST frame: %u chained commands (limit %u, %zu bytes left)", n,
-                        SM_WIRE_MAX_CHAIN, c.left);
+                        WIRE_MAX_CHAIN, c.left);
         if (c.ok) {
             out->chain = calloc(n ? n : 1, sizeof *out->chain);
             if (!out->chain)
@@ -744,13 +744,13 @@ bool sm_wire_get_request(const sm_wire_frame *f, sm_wire_request *out, sm_wire_e
             get_argv(&c, "chained argv", &out->chain[i], false);
     }
     if (!finish(&c)) {
-        sm_wire_request_free(out);
+        wire_request_free(out);
         return false;
     }
     return true;
 }
 
-void sm_wire_request_free(sm_wire_request *req)
+void wire_request_free(wire_request *req)
 {
     free(req->argv.argv);
     free(req->env.argv);
@@ -762,7 +762,7 @@ void sm_wire_request_free(sm_wire_request *req)
     memset(req, 0, sizeof *req);
 }
 
-bool sm_wire_get_signal(const sm_wire_frame *f, int *signo, sm_wire_error *e)
+bool wire_get_signal(const wire_frame *f, int *signo, wire_error *e)
 {
     cursor c = cursor_of(f, e);
     uint32_t v = get32(&c, "signal");
@@ -772,7 +772,7 @@ bool sm_wire_get_signal(const sm_wire_frame *f, int *signo, sm_wire_error *e)
     return finish(&c);
 }
 
-bool sm_wire_get_resize(const sm_wire_frame *f, uint16_t *cols, uint16_t *rows, sm_wire_error *e)
+bool wire_get_resize(const wire_frame *f, uint16_t *cols, uint16_t *rows, wire_error *e)
 {
     cursor c = cursor_of(f, e);
     *cols = get16(&c, "cols");
@@ -780,7 +780,7 @@ bool sm_wire_get_resize(const sm_wire_frame *f, uint16_t *cols, uint16_t *rows, 
     return finish(&c);
 }
 
-bool sm_wire_get_exit(const sm_wire_frame *f, sm_wire_exit *out, sm_wire_error *e)
+bool wire_get_exit(const wire_frame *f, wire_exit *out, wire_error *e)
 {
     cursor c = cursor_of(f, e);
     out->code = (int32_t)get32(&c, "code");
@@ -789,8 +789,8 @@ bool sm_wire_get_exit(const sm_wire_frame *f, sm_wire_exit *out, sm_wire_error *
     out->steps_run = get32(&c, "steps");
     out->duration_us = get64(&c, "duration");
     out->peak_rss_kib = get64(&c, "peak RSS");
-    out->timed_out = flags & SM_WIRE_EXIT_TIMED_OUT;
-    if (c.ok && (flags & ~SM_WIRE_EXIT_TIMED_OUT))
+    out->timed_out = flags & WIRE_EXIT_TIMED_OUT;
+    if (c.ok && (flags & ~WIRE_EXIT_TIMED_OUT))
         c.ok = fail(e, "EXIT frame has unknown flags 0x%x", flags);
     if (c.ok && (out->signal < 0 || out->signal > 64 || (out->signal == 0 && (out->code < 0 ||
                  out->code > 255)) || (out->signal != 0 && out->code != -1)))
@@ -798,27 +798,27 @@ bool sm_wire_get_exit(const sm_wire_frame *f, sm_wire_exit *out, sm_wire_error *
     return finish(&c);
 }
 
-bool sm_wire_get_error(const sm_wire_frame *f, sm_wire_errmsg *out, sm_wire_error *e)
+bool wire_get_error(const wire_frame *f, wire_errmsg *out, wire_error *e)
 {
     cursor c = cursor_of(f, e);
     out->kind = get32(&c, "kind");
-    out->message = get_str(&c, "message", SM_WIRE_MAX_MESSAGE);
+    out->message = get_str(&c, "message", WIRE_MAX_MESSAGE);
     return finish(&c);
 }
 
-bool sm_wire_get_file_head(const sm_wire_frame *f, sm_wire_file_head *out, sm_wire_error *e)
+bool wire_get_file_head(const wire_frame *f, wire_file_head *out, wire_error *e)
 {
     cursor c = cursor_of(f, e);
     memset(out, 0, sizeof *out);
-    if (f->type != SM_WIRE_READ_FILE) {
+    if (f->type != WIRE_READ_FILE) {
         out->mode = get32(&c, "mode");
         out->size = get64(&c, "size");
-        if (c.ok && (out->mode > 07777 || out->size > SM_WIRE_MAX_FILE_SIZE))
+        if (c.ok && (out->mode > 07777 || out->size > WIRE_MAX_FILE_SIZE))
             c.ok = fail(e, "%s frame: mode %o or size %llu out of range", c.frame, out->mode,
                         (unsigned long long)out->size);
     }
-    if (f->type != SM_WIRE_FILE_INFO && c.ok) {
-        out->path = get_str(&c, "path", SM_WIRE_MAX_PATH);
+    if (f->type != WIRE_FILE_INFO && c.ok) {
+        out->path = get_str(&c, "path", WIRE_MAX_PATH);
         if (c.ok && out->path[0] != '/')
             c.ok = fail(e, "%s frame: path '%.60s' is not absolute", c.frame, out->path);
     }

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void wr64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
@@ -123,7 +123,7 @@ sm_code snap_finish(struct snap_writer *w, sm_error *err)
     snap_begin_section(w, SNAP_SEC_END, 0);
     snap_end_section(w);
     if (w->error)
-        return sm_fail(err, w->error, "cannot build the snapshot state: %s", sm_strerror(w->error));
+        return error_set(err, w->error, "cannot build the snapshot state: %s", sm_strerror(w->error));
     uint8_t *h = w->buf;
     memcpy(h, SNAP_MAGIC, 8);
     wr32(h + 8, SNAP_VERSION);
@@ -141,40 +141,40 @@ sm_code snap_reader_open(struct snap_reader *r, const uint8_t *buf, size_t len, 
 {
     memset(r, 0, sizeof *r);
     if (len < SNAP_HEADER_SIZE || memcmp(buf, SNAP_MAGIC, 8) != 0)
-        return sm_fail(err, SM_E_INVALID, "not a supermachine snapshot (no SMSNAP header)");
+        return error_set(err, SM_E_INVALID, "not a supermachine snapshot (no SMSNAP header)");
     uint32_t version = rd32(buf + 8);
     if (rd32(buf + 28) != crc32_of(buf, 28))
-        return sm_fail(err, SM_E_INVALID, "snapshot header is corrupt (checksum mismatch)");
+        return error_set(err, SM_E_INVALID, "snapshot header is corrupt (checksum mismatch)");
     if (version != SNAP_VERSION)
-        return sm_fail(err, SM_E_INVALID,
+        return error_set(err, SM_E_INVALID,
                        "snapshot format version %u; this build reads version %u only (re-bake the image)", version,
                        SNAP_VERSION);
     uint32_t total = rd32(buf + 20);
     if (rd32(buf + 12) != SNAP_HEADER_SIZE || total > SNAP_MAX_FILE)
-        return sm_fail(err, SM_E_INVALID, "snapshot header is malformed");
+        return error_set(err, SM_E_INVALID, "snapshot header is malformed");
     if (total != len)
-        return sm_fail(err, SM_E_INVALID, "snapshot state is truncated or padded: %zu bytes where the header says %u",
+        return error_set(err, SM_E_INVALID, "snapshot state is truncated or padded: %zu bytes where the header says %u",
                        len, total);
     if (rd32(buf + 24) != crc32_of(buf + SNAP_HEADER_SIZE, len - SNAP_HEADER_SIZE))
-        return sm_fail(err, SM_E_INVALID, "snapshot state is corrupt (checksum mismatch)");
+        return error_set(err, SM_E_INVALID, "snapshot state is corrupt (checksum mismatch)");
     r->buf = buf;
     r->len = len;
     r->pos = SNAP_HEADER_SIZE;
     r->remaining = rd32(buf + 16);
     if (r->remaining == 0 || r->remaining > SNAP_MAX_SECTIONS)
-        return sm_fail(err, SM_E_INVALID, "snapshot has %u sections", r->remaining);
+        return error_set(err, SM_E_INVALID, "snapshot has %u sections", r->remaining);
     return SM_OK;
 }
 
 sm_code snap_next(struct snap_reader *r, struct snap_section *out, sm_error *err)
 {
     if (r->remaining == 0 || r->len - r->pos < SNAP_SECTION_HEADER)
-        return sm_fail(err, SM_E_INVALID, "snapshot ends before its END section");
+        return error_set(err, SM_E_INVALID, "snapshot ends before its END section");
     const uint8_t *h = r->buf + r->pos;
     uint64_t len = rd64(h + 8);
     size_t avail = r->len - r->pos - SNAP_SECTION_HEADER;
     if (len > SNAP_MAX_SECTION || len > avail)
-        return sm_fail(err, SM_E_INVALID, "snapshot section %s is %llu bytes, beyond the file or the limit",
+        return error_set(err, SM_E_INVALID, "snapshot section %s is %llu bytes, beyond the file or the limit",
                        snap_section_name(rd32(h)), (unsigned long long)len);
     out->type = rd32(h);
     out->index = rd32(h + 4);
@@ -192,7 +192,7 @@ sm_code snap_expect(struct snap_reader *r, uint32_t type, uint32_t index, struct
     if (rc)
         return rc;
     if (out->type != type || out->index != index)
-        return sm_fail(err, SM_E_INVALID, "snapshot sections are out of order: found %s %u where %s %u belongs",
+        return error_set(err, SM_E_INVALID, "snapshot sections are out of order: found %s %u where %s %u belongs",
                        snap_section_name(out->type), out->index, snap_section_name(type), index);
     return SM_OK;
 }

@@ -31,7 +31,8 @@
 #include "devices/serial_8250.h"
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/vsock.h"
-#include "lib/error.h"
+#include "base/error.h"
+#include "base/file.h"
 #include "snapshot/format.h"
 #include "vmm/kvm.h"
 #include "vmm/vcpu.h"
@@ -63,7 +64,7 @@ struct snap_vcpu {
 
 static sm_code ioctl_fail(sm_error *err, const char *what, int index)
 {
-    return sm_fail_errno(err, SM_E_KVM, errno, "%s on vCPU %d failed", what, index);
+    return error_set_errno(err, SM_E_KVM, errno, "%s on vCPU %d failed", what, index);
 }
 
 /* Asked of the VM fd: the size covers the features this VM has enabled,
@@ -80,17 +81,17 @@ static struct kvm_msr_list *msr_index_list(int kvm_fd, sm_error *err)
     struct kvm_msr_list probe = { .nmsrs = 0 };
     ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe); /* E2BIG, with nmsrs set */
     if (probe.nmsrs == 0 || probe.nmsrs > MAX_MSRS) {
-        sm_fail(err, SM_E_KVM, "KVM_GET_MSR_INDEX_LIST reports %u MSRs", probe.nmsrs);
+        error_set(err, SM_E_KVM, "KVM_GET_MSR_INDEX_LIST reports %u MSRs", probe.nmsrs);
         return NULL;
     }
     struct kvm_msr_list *list = calloc(1, sizeof *list + probe.nmsrs * sizeof list->indices[0]);
     if (!list) {
-        sm_fail(err, SM_E_NOMEM, "out of memory for the MSR list");
+        error_set(err, SM_E_NOMEM, "out of memory for the MSR list");
         return NULL;
     }
     list->nmsrs = probe.nmsrs;
     if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
-        sm_fail_errno(err, SM_E_KVM, errno, "KVM_GET_MSR_INDEX_LIST failed");
+        error_set_errno(err, SM_E_KVM, errno, "KVM_GET_MSR_INDEX_LIST failed");
         free(list);
         return NULL;
     }
@@ -166,7 +167,7 @@ static sm_code save_vcpu(struct snap_writer *w, struct vcpu *v, const struct kvm
     struct kvm_msrs *msrs = read_msrs(v, list);
     sm_code rc = SM_OK;
     if (!xsave || !msrs)
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory saving vCPU %d", v->index);
+        rc = error_set(err, SM_E_NOMEM, "out of memory saving vCPU %d", v->index);
     else if (ioctl(v->fd, xsz > sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, xsave) < 0)
         rc = ioctl_fail(err, "KVM_GET_XSAVE", v->index);
     if (!rc) {
@@ -190,16 +191,16 @@ static sm_code save_vm_level(struct snap_writer *w, struct vm *vm, sm_error *err
     for (uint32_t i = 0; i < 3; i++) {
         chips[i].chip_id = i;
         if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chips[i]) < 0)
-            return sm_fail_errno(err, SM_E_KVM, errno, "KVM_GET_IRQCHIP %u failed", i);
+            return error_set_errno(err, SM_E_KVM, errno, "KVM_GET_IRQCHIP %u failed", i);
     }
     struct kvm_pit_state2 pit;
     struct kvm_clock_data clock;
     memset(&pit, 0, sizeof pit);
     memset(&clock, 0, sizeof clock);
     if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_GET_PIT2 failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_GET_PIT2 failed");
     if (ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_GET_CLOCK failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_GET_CLOCK failed");
     snap_begin_section(w, SNAP_SEC_IRQCHIP, 0);
     snap_put(w, chips, sizeof chips);
     snap_end_section(w);
@@ -272,7 +273,7 @@ static sm_code build_state(struct vm *vm, struct snap_writer *w, sm_error *err)
     size_t bytes = vm->cpuid->nent * sizeof vm->cpuid->entries[0];
     struct kvm_cpuid2 *seen = malloc(sizeof *seen + bytes);
     if (!seen)
-        return sm_fail(err, SM_E_NOMEM, "out of memory for CPUID");
+        return error_set(err, SM_E_NOMEM, "out of memory for CPUID");
     memcpy(seen, vm->cpuid, sizeof *seen + bytes);
     cpuid_patch_for_vcpu(seen, 0, vm->ncpus, kvm_has_tsc_deadline(vm->kvm_fd));
     snap_begin_section(w, SNAP_SEC_CPUID, 0);
@@ -296,20 +297,6 @@ static sm_code build_state(struct vm *vm, struct snap_writer *w, sm_error *err)
     return rc;
 }
 
-static sm_code write_all(int fd, const uint8_t *p, size_t n, const char *path, sm_error *err)
-{
-    while (n) {
-        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return sm_fail_errno(err, SM_E_IO, errno, "cannot write %s", path);
-        p += k;
-        n -= (size_t)k;
-    }
-    return SM_OK;
-}
-
 static bool page_is_zero(const uint8_t *p)
 {
     static const uint8_t zero[PAGE];
@@ -317,11 +304,8 @@ static bool page_is_zero(const uint8_t *p)
 }
 
 /* Guest RAM as one file, holes where pages are zero (most of a fresh guest). */
-static sm_code write_memory(struct vm *vm, const char *path, sm_error *err)
+static sm_code write_memory(struct vm *vm, int fd, const char *path, sm_error *err)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", path);
     sm_code rc = SM_OK;
     uint64_t off = 0;
     for (int r = 0; r < vm->mem.nregions && !rc; r++) {
@@ -334,34 +318,42 @@ static sm_code write_memory(struct vm *vm, const char *path, sm_error *err)
                 run += PAGE;
             if (!zero) {
                 if (lseek(fd, (off_t)(off + p), SEEK_SET) < 0)
-                    rc = sm_fail_errno(err, SM_E_IO, errno, "seek in %s", path);
-                else
-                    rc = write_all(fd, base + p, run - p, path, err);
+                    rc = error_set_errno(err, SM_E_IO, errno, "seek in %s", path);
+                else if (!write_all(fd, base + p, run - p))
+                    rc = error_set_errno(err, SM_E_IO, errno, "cannot write %s", path);
             }
             p = run;
         }
         off += size;
     }
     if (!rc && ftruncate(fd, (off_t)off) < 0)
-        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot size %s", path);
-    close(fd);
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot size %s", path);
     return rc;
 }
 
-static sm_code write_file_atomic(const char *dir, const char *name, const uint8_t *data, size_t len, sm_error *err)
+/* dir/name replaced atomically by the whole of data (src/base/file.h). */
+static sm_code replace_file(const char *dir, const char *name, const uint8_t *data, size_t len, sm_error *err)
 {
-    char tmp[4096], final[4096];
-    snprintf(final, sizeof final, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot create %s", tmp);
-    sm_code rc = write_all(fd, data, len, tmp, err);
-    close(fd);
-    if (!rc && rename(tmp, final) < 0)
-        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot rename %s", tmp);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (!write_file_atomic(path, data, len, 0644))
+        return error_set_errno(err, SM_E_IO, errno, "cannot write %s", path);
+    return SM_OK;
+}
+
+/* Guest RAM into dir/memory, replaced atomically. */
+static sm_code replace_memory(struct vm *vm, const char *dir, sm_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, SNAPSHOT_MEMORY_FILE);
+    struct atomic_file f;
+    if (!atomic_file_begin(&f, path, 0644))
+        return error_set_errno(err, SM_E_IO, errno, "cannot create a file beside %s", path);
+    sm_code rc = write_memory(vm, f.fd, path, err);
     if (rc)
-        unlink(tmp);
+        atomic_file_abort(&f);
+    else if (!atomic_file_commit(&f))
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot write %s", path);
     return rc;
 }
 
@@ -381,7 +373,7 @@ static sm_code link_disk(struct vm *vm, const char *dir, sm_error *err)
     if (symlink(vm->disk_real, tmp) < 0 || rename(tmp, link) < 0) {
         int e = errno;
         unlink(tmp);
-        return sm_fail_errno(err, SM_E_IO, e, "cannot link the disk image into %s", dir);
+        return error_set_errno(err, SM_E_IO, e, "cannot link the disk image into %s", dir);
     }
     return SM_OK;
 }
@@ -389,31 +381,24 @@ static sm_code link_disk(struct vm *vm, const char *dir, sm_error *err)
 sm_code snapshot_save(struct vm *vm, const char *dir, sm_error *err)
 {
     if (strlen(dir) > 3000)
-        return sm_fail(err, SM_E_INVALID, "snapshot folder path is too long");
+        return error_set(err, SM_E_INVALID, "snapshot folder path is too long");
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot create the snapshot folder %s", dir);
+        return error_set_errno(err, SM_E_IO, errno, "cannot create the snapshot folder %s", dir);
     struct snap_writer w;
     snap_writer_init(&w);
     sm_code rc = build_state(vm, &w, err);
     if (!rc)
         rc = snap_finish(&w, err);
     /* Memory first, state last: a folder with a state file is complete. */
-    char mem_tmp[4096], mem_final[4096];
-    snprintf(mem_tmp, sizeof mem_tmp, "%s/.%s.tmp", dir, SNAPSHOT_MEMORY_FILE);
-    snprintf(mem_final, sizeof mem_final, "%s/%s", dir, SNAPSHOT_MEMORY_FILE);
     if (!rc)
-        rc = write_memory(vm, mem_tmp, err);
-    if (!rc && rename(mem_tmp, mem_final) < 0)
-        rc = sm_fail_errno(err, SM_E_IO, errno, "cannot rename %s", mem_tmp);
-    if (rc)
-        unlink(mem_tmp);
+        rc = replace_memory(vm, dir, err);
     if (!rc)
         rc = link_disk(vm, dir, err);
     if (!rc)
-        rc = write_file_atomic(dir, SNAPSHOT_STATE_FILE, w.buf, w.len, err);
+        rc = replace_file(dir, SNAPSHOT_STATE_FILE, w.buf, w.len, err);
     snap_writer_free(&w);
     if (rc)
-        sm_error_prefix(err, "snapshot to %s", dir);
+        error_prefix(err, "snapshot to %s", dir);
     return rc;
 }
 
@@ -423,11 +408,11 @@ static sm_code read_state_file(const char *path, uint8_t **out, size_t *len, sm_
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "cannot open %s", path);
+        return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "cannot open %s", path);
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > SNAP_MAX_FILE) {
         close(fd);
-        return sm_fail(err, SM_E_INVALID, "%s is not a snapshot state file (not a file, or over %u MiB)", path,
+        return error_set(err, SM_E_INVALID, "%s is not a snapshot state file (not a file, or over %u MiB)", path,
                        SNAP_MAX_FILE >> 20);
     }
     uint8_t *buf = malloc((size_t)st.st_size + 1);
@@ -441,7 +426,7 @@ static sm_code read_state_file(const char *path, uint8_t **out, size_t *len, sm_
     close(fd);
     if (!buf || got != (size_t)st.st_size) {
         free(buf);
-        return sm_fail(err, SM_E_IO, "cannot read %s", path);
+        return error_set(err, SM_E_IO, "cannot read %s", path);
     }
     *out = buf;
     *len = got;
@@ -492,7 +477,7 @@ static sm_code check_cpuid(const struct kvm_cpuid_entry2 *saved, uint32_t n, int
     sm_code rc = SM_OK;
     const struct kvm_cpuid_entry2 *s0 = find_leaf(saved, n, 0, 0), *h0 = find_leaf(host->entries, host->nent, 0, 0);
     if (!s0 || !h0 || s0->ebx != h0->ebx || s0->ecx != h0->ecx || s0->edx != h0->edx)
-        rc = sm_fail(err, SM_E_UNSUPPORTED, "snapshot was taken on another CPU vendor; it cannot run here");
+        rc = error_set(err, SM_E_UNSUPPORTED, "snapshot was taken on another CPU vendor; it cannot run here");
     for (size_t i = 0; !rc && i < sizeof feature_words / sizeof feature_words[0]; i++) {
         const struct cpuid_check *c = &feature_words[i];
         const struct kvm_cpuid_entry2 *s = find_leaf(saved, n, c->function, c->index);
@@ -501,14 +486,14 @@ static sm_code check_cpuid(const struct kvm_cpuid_entry2 *saved, uint32_t n, int
         const struct kvm_cpuid_entry2 *h = find_leaf(host->entries, host->nent, c->function, c->index);
         uint32_t missing = (reg_of(s, c->reg) & ~c->ignore) & ~(h ? reg_of(h, c->reg) : 0);
         if (missing)
-            rc = sm_fail(err, SM_E_UNSUPPORTED,
+            rc = error_set(err, SM_E_UNSUPPORTED,
                          "this host's CPU lacks features the snapshot's guest saw: CPUID.(EAX=0x%x,ECX=%u):E%cX "
                          "bits 0x%08x; restore it on the kind of CPU that took it, or re-bake here",
                          c->function, c->index, c->reg - 'a' + 'A', missing);
     }
     const struct kvm_cpuid_entry2 *s1 = find_leaf(saved, n, 1, 0);
     if (!rc && s1 && (s1->ecx & (1u << 24)) && !kvm_has_tsc_deadline(kvm_fd))
-        rc = sm_fail(err, SM_E_UNSUPPORTED, "the snapshot's guest uses the TSC-deadline timer, which this host's KVM "
+        rc = error_set(err, SM_E_UNSUPPORTED, "the snapshot's guest uses the TSC-deadline timer, which this host's KVM "
                                             "does not emulate");
     free(host);
     return rc;
@@ -518,14 +503,14 @@ static sm_code restore_cpuid(struct vm *vm, const struct snap_section *sec, sm_e
 {
     uint32_t nent;
     if (sec->len < 4)
-        return sm_fail(err, SM_E_INVALID, "snapshot CPUID section is truncated");
+        return error_set(err, SM_E_INVALID, "snapshot CPUID section is truncated");
     memcpy(&nent, sec->data, 4);
     if (nent == 0 || nent > MAX_CPUID_ENTRIES || sec->len != 4 + (uint64_t)nent * sizeof(struct kvm_cpuid_entry2))
-        return sm_fail(err, SM_E_INVALID, "snapshot CPUID section has a bad size (%u entries in %llu bytes)", nent,
+        return error_set(err, SM_E_INVALID, "snapshot CPUID section has a bad size (%u entries in %llu bytes)", nent,
                        (unsigned long long)sec->len);
     vm->cpuid = malloc(sizeof *vm->cpuid + nent * sizeof(struct kvm_cpuid_entry2));
     if (!vm->cpuid)
-        return sm_fail(err, SM_E_NOMEM, "out of memory for CPUID");
+        return error_set(err, SM_E_NOMEM, "out of memory for CPUID");
     vm->cpuid->nent = nent;
     vm->cpuid->padding = 0;
     memcpy(vm->cpuid->entries, sec->data + 4, nent * sizeof(struct kvm_cpuid_entry2));
@@ -537,7 +522,7 @@ static sm_code set_vcpu_cpuid(struct vm *vm, struct vcpu *v, sm_error *err)
     size_t bytes = sizeof *vm->cpuid + vm->cpuid->nent * sizeof vm->cpuid->entries[0];
     struct kvm_cpuid2 *mine = malloc(bytes);
     if (!mine)
-        return sm_fail(err, SM_E_NOMEM, "out of memory for CPUID");
+        return error_set(err, SM_E_NOMEM, "out of memory for CPUID");
     memcpy(mine, vm->cpuid, bytes);
     const struct kvm_cpuid_entry2 *l1 = find_leaf(mine->entries, mine->nent, 1, 0);
     cpuid_patch_for_vcpu(mine, v->index, vm->ncpus, l1 && (l1->ecx & (1u << 24)));
@@ -551,23 +536,23 @@ static sm_code restore_vcpu(struct vm *vm, struct vcpu *v, const struct snap_sec
 {
     struct snap_vcpu s;
     if (sec->len < sizeof s)
-        return sm_fail(err, SM_E_INVALID, "snapshot VCPU %d section is truncated", v->index);
+        return error_set(err, SM_E_INVALID, "snapshot VCPU %d section is truncated", v->index);
     memcpy(&s, sec->data, sizeof s);
     if (s.xsave_size != xsz)
-        return sm_fail(err, SM_E_UNSUPPORTED, "snapshot's XSAVE area is %u bytes; this host's is %u", s.xsave_size,
+        return error_set(err, SM_E_UNSUPPORTED, "snapshot's XSAVE area is %u bytes; this host's is %u", s.xsave_size,
                        xsz);
     if (s.nmsrs > MAX_MSRS ||
         sec->len != sizeof s + (uint64_t)s.xsave_size + (uint64_t)s.nmsrs * sizeof(struct kvm_msr_entry))
-        return sm_fail(err, SM_E_INVALID, "snapshot VCPU %d section has a bad size", v->index);
+        return error_set(err, SM_E_INVALID, "snapshot VCPU %d section has a bad size", v->index);
     if (s.mp_state.mp_state > KVM_MP_STATE_AP_RESET_HOLD)
-        return sm_fail(err, SM_E_INVALID, "snapshot VCPU %d has an unknown run state %u", v->index,
+        return error_set(err, SM_E_INVALID, "snapshot VCPU %d has an unknown run state %u", v->index,
                        s.mp_state.mp_state);
     const uint8_t *xsave = sec->data + sizeof s;
     struct kvm_msrs *msrs = alloc_msrs(s.nmsrs);
     uint8_t *xbuf = calloc(1, xsz < sizeof(struct kvm_xsave) ? sizeof(struct kvm_xsave) : xsz);
     sm_code rc = SM_OK;
     if (!msrs || !xbuf) {
-        rc = sm_fail(err, SM_E_NOMEM, "out of memory restoring vCPU %d", v->index);
+        rc = error_set(err, SM_E_NOMEM, "out of memory restoring vCPU %d", v->index);
         goto out;
     }
     memcpy(xbuf, xsave, xsz);
@@ -585,7 +570,7 @@ static sm_code restore_vcpu(struct vm *vm, struct vcpu *v, const struct snap_sec
     if (ioctl(v->fd, KVM_SET_LAPIC, &s.lapic) < 0) { rc = ioctl_fail(err, "KVM_SET_LAPIC", v->index); goto out; }
     int set = ioctl(v->fd, KVM_SET_MSRS, msrs);
     if (set != (int)s.nmsrs) {
-        rc = sm_fail(err, SM_E_KVM, "vCPU %d: KVM took %d of %u saved MSRs (stopped at 0x%x)", v->index, set, s.nmsrs,
+        rc = error_set(err, SM_E_KVM, "vCPU %d: KVM took %d of %u saved MSRs (stopped at 0x%x)", v->index, set, s.nmsrs,
                      set >= 0 && (uint32_t)set < s.nmsrs ? msrs->entries[set].index : 0);
         goto out;
     }
@@ -604,32 +589,32 @@ static sm_code restore_vm_level(struct vm *vm, struct snap_reader *r, sm_error *
         return rc;
     struct kvm_irqchip chips[3];
     if (sec.len != sizeof chips)
-        return sm_fail(err, SM_E_INVALID, "snapshot IRQCHIP section has a bad size");
+        return error_set(err, SM_E_INVALID, "snapshot IRQCHIP section has a bad size");
     memcpy(chips, sec.data, sizeof chips);
     for (uint32_t i = 0; i < 3; i++) {
         if (chips[i].chip_id != i)
-            return sm_fail(err, SM_E_INVALID, "snapshot IRQCHIP section names chip %u in slot %u", chips[i].chip_id, i);
+            return error_set(err, SM_E_INVALID, "snapshot IRQCHIP section names chip %u in slot %u", chips[i].chip_id, i);
         if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chips[i]) < 0)
-            return sm_fail_errno(err, SM_E_KVM, errno, "KVM_SET_IRQCHIP %u failed", i);
+            return error_set_errno(err, SM_E_KVM, errno, "KVM_SET_IRQCHIP %u failed", i);
     }
     if ((rc = snap_expect(r, SNAP_SEC_PIT, 0, &sec, err)))
         return rc;
     struct kvm_pit_state2 pit;
     if (sec.len != sizeof pit)
-        return sm_fail(err, SM_E_INVALID, "snapshot PIT section has a bad size");
+        return error_set(err, SM_E_INVALID, "snapshot PIT section has a bad size");
     memcpy(&pit, sec.data, sizeof pit);
     if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_SET_PIT2 failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_SET_PIT2 failed");
     if ((rc = snap_expect(r, SNAP_SEC_CLOCK, 0, &sec, err)))
         return rc;
     struct kvm_clock_data clock;
     if (sec.len != sizeof clock)
-        return sm_fail(err, SM_E_INVALID, "snapshot CLOCK section has a bad size");
+        return error_set(err, SM_E_INVALID, "snapshot CLOCK section has a bad size");
     memcpy(&clock, sec.data, sizeof clock);
     /* Only the guest's clock value: the host-specific flags do not carry over. */
     struct kvm_clock_data set = { .clock = clock.clock };
     if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &set) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_SET_CLOCK failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_SET_CLOCK failed");
     return SM_OK;
 }
 
@@ -638,10 +623,10 @@ static sm_code device_payload(const struct snap_section *sec, uint32_t kind, siz
 {
     uint32_t found;
     if (sec->len < 4)
-        return sm_fail(err, SM_E_INVALID, "snapshot DEVICE %u section is truncated", sec->index);
+        return error_set(err, SM_E_INVALID, "snapshot DEVICE %u section is truncated", sec->index);
     memcpy(&found, sec->data, 4);
     if (found != kind || sec->len != 4 + size)
-        return sm_fail(err, SM_E_INVALID, "snapshot DEVICE %u is not the device this VM has there (kind %u, %llu bytes)",
+        return error_set(err, SM_E_INVALID, "snapshot DEVICE %u is not the device this VM has there (kind %u, %llu bytes)",
                        sec->index, found, (unsigned long long)sec->len);
     *out = sec->data + 4;
     return SM_OK;
@@ -684,11 +669,11 @@ static sm_code open_memory(const char *dir, uint64_t expect, int *fd_out, sm_err
     snprintf(path, sizeof path, "%s/%s", dir, SNAPSHOT_MEMORY_FILE);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return sm_fail_errno(err, SM_E_NOTFOUND, errno, "cannot open the snapshot's memory %s", path);
+        return error_set_errno(err, SM_E_NOTFOUND, errno, "cannot open the snapshot's memory %s", path);
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != expect) {
         close(fd);
-        return sm_fail(err, SM_E_INVALID, "snapshot memory %s is %lld bytes; the state says %llu (truncated?)", path,
+        return error_set(err, SM_E_INVALID, "snapshot memory %s is %lld bytes; the state says %llu (truncated?)", path,
                        (long long)st.st_size, (unsigned long long)expect);
     }
     *fd_out = fd;
@@ -706,7 +691,7 @@ static sm_code restore_tsc_khz(struct vm *vm, uint32_t khz, sm_error *err)
         if (here == (int)khz)
             continue;
         if (ioctl(vm->vcpus[i].fd, KVM_SET_TSC_KHZ, (unsigned long)khz) < 0)
-            return sm_fail_errno(err, SM_E_UNSUPPORTED, errno,
+            return error_set_errno(err, SM_E_UNSUPPORTED, errno,
                                  "the snapshot's guest TSC runs at %u kHz, this host's at %d kHz, and KVM "
                                  "cannot scale it (KVM_SET_TSC_KHZ)", khz, here);
     }
@@ -720,13 +705,13 @@ static sm_code read_vm_info(struct snap_reader *r, struct snap_vm_info *info, sm
     if (rc)
         return rc;
     if (sec.len != sizeof *info)
-        return sm_fail(err, SM_E_INVALID, "snapshot VM section has a bad size");
+        return error_set(err, SM_E_INVALID, "snapshot VM section has a bad size");
     memcpy(info, sec.data, sizeof *info);
     if (info->ncpus < 1 || info->ncpus > VM_MAX_CPUS)
-        return sm_fail(err, SM_E_INVALID, "snapshot says %u vCPUs", info->ncpus);
+        return error_set(err, SM_E_INVALID, "snapshot says %u vCPUs", info->ncpus);
     if (info->mem_bytes % (1u << 20) || info->mem_bytes < ((uint64_t)VM_MIN_MEM_MIB << 20) ||
         info->mem_bytes > ((uint64_t)VM_MAX_MEM_MIB << 20))
-        return sm_fail(err, SM_E_INVALID, "snapshot says %llu bytes of memory", (unsigned long long)info->mem_bytes);
+        return error_set(err, SM_E_INVALID, "snapshot says %llu bytes of memory", (unsigned long long)info->mem_bytes);
     return SM_OK;
 }
 
@@ -764,7 +749,7 @@ struct vm *snapshot_restore(const char *dir, const struct vm_config *cfg, sm_err
             rc = err ? err->code : SM_E_KVM;
     }
     if (!rc && info.ndevices != device_count(vm))
-        rc = sm_fail(err, SM_E_INVALID, "snapshot has %u devices; this VMM builds %u", info.ndevices,
+        rc = error_set(err, SM_E_INVALID, "snapshot has %u devices; this VMM builds %u", info.ndevices,
                      device_count(vm));
     if (!rc && !(rc = snap_expect(&r, SNAP_SEC_CPUID, 0, &sec, err)))
         rc = restore_cpuid(vm, &sec, err);
@@ -793,7 +778,7 @@ struct vm *snapshot_restore(const char *dir, const struct vm_config *cfg, sm_err
     free(buf);
     if (rc) {
         vm_destroy(vm);
-        sm_error_prefix(err, "cannot restore %s", dir);
+        error_prefix(err, "cannot restore %s", dir);
         return NULL;
     }
     return vm;

@@ -31,7 +31,7 @@
 
 #include <string.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #define ZP_EXT_RAMDISK_IMAGE 0x0c0
 #define ZP_EXT_RAMDISK_SIZE  0x0c4
@@ -71,26 +71,26 @@ sm_code bzimage_parse(const uint8_t *image, size_t size, struct bzimage_info *ou
 {
     memset(out, 0, sizeof *out);
     if (size < HDR_INIT_SIZE + 4)
-        return sm_fail(err, SM_E_INVALID, "kernel image is too small (%zu bytes) to be a bzImage", size);
+        return error_set(err, SM_E_INVALID, "kernel image is too small (%zu bytes) to be a bzImage", size);
     if (rd16(image + HDR_BOOT_FLAG) != 0xaa55 || memcmp(image + HDR_MAGIC, "HdrS", 4) != 0)
-        return sm_fail(err, SM_E_INVALID,
+        return error_set(err, SM_E_INVALID,
                        "kernel image is not a bzImage (no boot signature); pass arch/x86/boot/bzImage, not vmlinux");
     out->protocol = rd16(image + HDR_VERSION);
     if (out->protocol < 0x020c)
-        return sm_fail(err, SM_E_INVALID, "kernel boot protocol %u.%02u is too old; 2.12 or newer is needed",
+        return error_set(err, SM_E_INVALID, "kernel boot protocol %u.%02u is too old; 2.12 or newer is needed",
                        out->protocol >> 8, out->protocol & 0xff);
     if (!(rd16(image + HDR_XLOADFLAGS) & XLF_KERNEL_64))
-        return sm_fail(err, SM_E_INVALID, "kernel has no 64-bit entry point (build it for x86-64)");
+        return error_set(err, SM_E_INVALID, "kernel has no 64-bit entry point (build it for x86-64)");
     if (!(image[HDR_LOADFLAGS] & LOADED_HIGH))
-        return sm_fail(err, SM_E_INVALID, "kernel is a zImage that loads low; a bzImage is needed");
+        return error_set(err, SM_E_INVALID, "kernel is a zImage that loads low; a bzImage is needed");
     uint32_t sects = image[HDR_SETUP_SECTS] ? image[HDR_SETUP_SECTS] : 4;
     out->setup_size = (sects + 1) * 512;
     if (out->setup_size >= size)
-        return sm_fail(err, SM_E_INVALID, "kernel image is truncated: setup (%u bytes) fills the file", out->setup_size);
+        return error_set(err, SM_E_INVALID, "kernel image is truncated: setup (%u bytes) fills the file", out->setup_size);
     out->payload_size = size - out->setup_size;
     out->header_end = 0x202 + image[HDR_JUMP_OFFSET];
     if (out->header_end > out->setup_size || out->header_end > ZP_SIZE)
-        return sm_fail(err, SM_E_INVALID, "kernel setup header is malformed (ends at 0x%x)", out->header_end);
+        return error_set(err, SM_E_INVALID, "kernel setup header is malformed (ends at 0x%x)", out->header_end);
     out->init_size = rd32(image + HDR_INIT_SIZE);
     if (out->init_size < out->payload_size)
         out->init_size = (uint32_t)out->payload_size;
@@ -137,7 +137,7 @@ static sm_code write_gdt_and_page_tables(const struct guest_memory *mem, sm_erro
     uint8_t *pdpt = gm_ptr(mem, BOOT_PDPT_ADDR, 0x1000);
     uint8_t *pd = gm_ptr(mem, BOOT_PD_ADDR, 0x1000);
     if (!p || !pml4 || !pdpt || !pd)
-        return sm_fail(err, SM_E_INVALID, "guest memory too small for boot structures");
+        return error_set(err, SM_E_INVALID, "guest memory too small for boot structures");
     for (int i = 0; i < 5; i++)
         wr64(p + 8 * i, gdt[i]);
     memset(pml4, 0, 0x1000);
@@ -157,10 +157,10 @@ static sm_code write_cmdline(const struct guest_memory *mem, const struct bzimag
     if (max > BOOT_CMDLINE_MAX - 1)
         max = BOOT_CMDLINE_MAX - 1;
     if (len > max)
-        return sm_fail(err, SM_E_INVALID, "kernel command line is %zu bytes; this kernel takes at most %llu", len,
+        return error_set(err, SM_E_INVALID, "kernel command line is %zu bytes; this kernel takes at most %llu", len,
                        (unsigned long long)max);
     if (!gm_write(mem, BOOT_CMDLINE_ADDR, cmdline, len + 1))
-        return sm_fail(err, SM_E_INVALID, "guest memory too small for the command line");
+        return error_set(err, SM_E_INVALID, "guest memory too small for the command line");
     return SM_OK;
 }
 
@@ -169,7 +169,7 @@ static sm_code write_zero_page(const struct guest_memory *mem, const struct boot
 {
     uint8_t *zp = gm_ptr(mem, BOOT_ZERO_PAGE_ADDR, ZP_SIZE);
     if (!zp)
-        return sm_fail(err, SM_E_INVALID, "guest memory too small for the zero page");
+        return error_set(err, SM_E_INVALID, "guest memory too small for the zero page");
     memset(zp, 0, ZP_SIZE);
     memcpy(zp + HDR_SETUP_SECTS, in->kernel + HDR_SETUP_SECTS, bz->header_end - HDR_SETUP_SECTS);
     wr16(zp + HDR_VID_MODE, 0xffff);
@@ -186,7 +186,7 @@ static sm_code write_zero_page(const struct guest_memory *mem, const struct boot
     struct e820_entry map[E820_MAX];
     int n = e820_build(mem, map, E820_MAX);
     if (n == 0)
-        return sm_fail(err, SM_E_INVALID, "guest memory too small for an e820 map");
+        return error_set(err, SM_E_INVALID, "guest memory too small for an e820 map");
     zp[ZP_E820_ENTRIES] = (uint8_t)n;
     for (int i = 0; i < n; i++) {
         uint8_t *e = zp + ZP_E820_TABLE + E820_ENTRY_SIZE * i;
@@ -205,22 +205,22 @@ sm_code boot_load(const struct guest_memory *mem, const struct boot_images *in, 
         return rc;
     uint64_t kernel_end = BOOT_KERNEL_ADDR + bz.init_size;
     if (kernel_end > gm_low_end(mem))
-        return sm_fail(err, SM_E_INVALID, "guest memory (%llu MiB) is too small for this kernel (needs %u MiB)",
+        return error_set(err, SM_E_INVALID, "guest memory (%llu MiB) is too small for this kernel (needs %u MiB)",
                        (unsigned long long)(mem->total >> 20), (unsigned)((kernel_end >> 20) + 1));
     if (!gm_write(mem, BOOT_KERNEL_ADDR, in->kernel + bz.setup_size, bz.payload_size))
-        return sm_fail(err, SM_E_INVALID, "guest memory too small for the kernel");
+        return error_set(err, SM_E_INVALID, "guest memory too small for the kernel");
 
     uint64_t initrd_addr = 0;
     if (in->initrd) {
         if (in->initrd_size > UINT32_MAX)
-            return sm_fail(err, SM_E_INVALID, "initrd is larger than 4 GiB");
+            return error_set(err, SM_E_INVALID, "initrd is larger than 4 GiB");
         initrd_addr = initrd_place(gm_low_end(mem), in->initrd_size, bz.initrd_addr_max, kernel_end);
         if (!initrd_addr)
-            return sm_fail(err, SM_E_INVALID,
+            return error_set(err, SM_E_INVALID,
                            "initrd (%zu KiB) does not fit in guest memory beside the kernel; give the VM more memory",
                            in->initrd_size >> 10);
         if (!gm_write(mem, initrd_addr, in->initrd, in->initrd_size))
-            return sm_fail(err, SM_E_INVALID, "initrd placement out of guest memory");
+            return error_set(err, SM_E_INVALID, "initrd placement out of guest memory");
     }
     if ((rc = write_cmdline(mem, &bz, in->cmdline ? in->cmdline : "", err)) ||
         (rc = write_zero_page(mem, in, &bz, initrd_addr, err)) ||

@@ -9,7 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 #include "snapshot/snapshot.h"
 
 struct vm_control {
@@ -138,12 +138,12 @@ struct vm_control *vm_control_open(struct vm *vm, const char *path, sm_error *er
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
     if (strlen(path) >= sizeof addr.sun_path) {
-        sm_fail(err, SM_E_INVALID, "control socket path is longer than %zu bytes: %s", sizeof addr.sun_path - 1, path);
+        error_set(err, SM_E_INVALID, "control socket path is longer than %zu bytes: %s", sizeof addr.sun_path - 1, path);
         return NULL;
     }
     struct vm_control *c = calloc(1, sizeof *c);
     if (!c) {
-        sm_fail(err, SM_E_NOMEM, "out of memory");
+        error_set(err, SM_E_NOMEM, "out of memory");
         return NULL;
     }
     c->vm = vm;
@@ -154,7 +154,7 @@ struct vm_control *vm_control_open(struct vm *vm, const char *path, sm_error *er
     c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (c->listen_fd < 0 || bind(c->listen_fd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
         listen(c->listen_fd, 4) < 0 || evl_add(&vm->loop, c->listen_fd, EPOLLIN, on_accept, c) < 0) {
-        sm_fail_errno(err, SM_E_IO, errno, "cannot listen on the control socket %s", path);
+        error_set_errno(err, SM_E_IO, errno, "cannot listen on the control socket %s", path);
         if (c->listen_fd >= 0)
             close(c->listen_fd);
         free(c);

@@ -7,7 +7,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 struct required_cap {
     int cap;
@@ -36,24 +36,24 @@ sm_code kvm_open_checked(int *kvm_fd, sm_error *err)
     if (fd < 0) {
         int e = errno;
         if (e == ENOENT)
-            return sm_fail(err, SM_E_UNSUPPORTED,
+            return error_set(err, SM_E_UNSUPPORTED,
                            "/dev/kvm does not exist: this host has no KVM (enable VT-x/AMD-V, load kvm_intel or "
                            "kvm_amd; `supermachine doctor` says more)");
         if (e == EACCES || e == EPERM)
-            return sm_fail(err, SM_E_UNSUPPORTED,
+            return error_set(err, SM_E_UNSUPPORTED,
                            "no permission to open /dev/kvm: add this user to the kvm group (then log in again)");
-        return sm_fail_errno(err, SM_E_IO, e, "cannot open /dev/kvm");
+        return error_set_errno(err, SM_E_IO, e, "cannot open /dev/kvm");
     }
     int version = ioctl(fd, KVM_GET_API_VERSION, 0);
     if (version != KVM_API_VERSION) {
         close(fd);
-        return sm_fail(err, SM_E_UNSUPPORTED, "/dev/kvm speaks API version %d; version %d is needed", version,
+        return error_set(err, SM_E_UNSUPPORTED, "/dev/kvm speaks API version %d; version %d is needed", version,
                        KVM_API_VERSION);
     }
     for (size_t i = 0; i < sizeof required_caps / sizeof required_caps[0]; i++) {
         if (ioctl(fd, KVM_CHECK_EXTENSION, required_caps[i].cap) <= 0) {
             close(fd);
-            return sm_fail(err, SM_E_UNSUPPORTED, "this host's KVM lacks %s, which supermachine needs",
+            return error_set(err, SM_E_UNSUPPORTED, "this host's KVM lacks %s, which supermachine needs",
                            required_caps[i].name);
         }
     }
@@ -66,7 +66,7 @@ struct kvm_cpuid2 *kvm_supported_cpuid(int kvm_fd, sm_error *err)
     for (uint32_t nent = 64; nent <= 4096; nent *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof *c + nent * sizeof c->entries[0]);
         if (!c) {
-            sm_fail(err, SM_E_NOMEM, "out of memory for CPUID entries");
+            error_set(err, SM_E_NOMEM, "out of memory for CPUID entries");
             return NULL;
         }
         c->nent = nent;
@@ -75,11 +75,11 @@ struct kvm_cpuid2 *kvm_supported_cpuid(int kvm_fd, sm_error *err)
         int e = errno;
         free(c);
         if (e != E2BIG) {
-            sm_fail_errno(err, SM_E_KVM, e, "KVM_GET_SUPPORTED_CPUID failed");
+            error_set_errno(err, SM_E_KVM, e, "KVM_GET_SUPPORTED_CPUID failed");
             return NULL;
         }
     }
-    sm_fail(err, SM_E_KVM, "KVM_GET_SUPPORTED_CPUID wants more than 4096 entries");
+    error_set(err, SM_E_KVM, "KVM_GET_SUPPORTED_CPUID wants more than 4096 entries");
     return NULL;
 }
 

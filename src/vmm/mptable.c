@@ -29,7 +29,7 @@
 
 #include <string.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 #define APIC_VERSION   0x14
 #define IOAPIC_VERSION 0x11
@@ -102,17 +102,17 @@ size_t mptable_size(int ncpus)
 sm_code mptable_write(const struct guest_memory *mem, uint64_t addr, int ncpus, sm_error *err)
 {
     if (ncpus < 1 || ncpus > MPTABLE_MAX_CPUS)
-        return sm_fail(err, SM_E_INVALID, "%d vCPUs: the MP table holds 1 to %d", ncpus, MPTABLE_MAX_CPUS);
+        return error_set(err, SM_E_INVALID, "%d vCPUs: the MP table holds 1 to %d", ncpus, MPTABLE_MAX_CPUS);
     size_t size = mptable_size(ncpus);
     uint8_t *base = gm_ptr(mem, addr, size);
     if (!base)
-        return sm_fail(err, SM_E_INVALID, "guest memory too small for the MP table");
+        return error_set(err, SM_E_INVALID, "guest memory too small for the MP table");
     struct mp_writer w = { .base = base, .cap = size };
 
     uint8_t *fp = mp_reserve(&w, 16);
     uint8_t *hdr = mp_reserve(&w, 44);
     if (!fp || !hdr)
-        return sm_fail(err, SM_E_INVALID, "MP table overflow");
+        return error_set(err, SM_E_INVALID, "MP table overflow");
     size_t hdr_off = w.len - 44;
     uint8_t ioapic_id = (uint8_t)ncpus;
 
@@ -136,7 +136,7 @@ sm_code mptable_write(const struct guest_memory *mem, uint64_t addr, int ncpus, 
     add_intr(&w, 4, 3, 0, 0xff, 0);  /* ExtINT on LINT0 */
     add_intr(&w, 4, 1, 0, 0xff, 1);  /* NMI on LINT1 */
     if (w.overflow)
-        return sm_fail(err, SM_E_INVALID, "MP table overflow");
+        return error_set(err, SM_E_INVALID, "MP table overflow");
 
     uint16_t entries = (uint16_t)(ncpus + 1 + 1 + IOAPIC_PINS + 2);
     memcpy(hdr, "PCMP", 4);

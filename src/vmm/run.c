@@ -5,6 +5,7 @@
  * supermachine-vmm process.
  */
 #include "vmm/run.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -135,7 +136,7 @@ static int run_after_ready(struct vm *vm, const struct vm_run_options *opt)
 {
     if (opt->snapshot_when_ready)
         return snapshot_and_stop(vm, opt);
-    int64_t deadline = opt->serve ? 0 : vm_now_ns() + POWEROFF_GRACE_NS;
+    int64_t deadline = opt->serve ? 0 : clock_now_ns() + POWEROFF_GRACE_NS;
     enum vm_wait_result w = vm_run_until(vm, false, deadline);
     if (w == VM_WAIT_TIMEOUT) {
         fprintf(stderr, "%s: the agent was ready but the guest did not power off within %lld s\n", opt->prog,

@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 #include "vmm/boot.h"
 #include "vmm/kvm.h"
 
@@ -42,15 +42,15 @@ sm_code vcpu_create(struct vcpu *v, struct vm *vm, int index, sm_error *err)
     v->index = index;
     v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, index);
     if (v->fd < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_CREATE_VCPU %d failed", index);
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_CREATE_VCPU %d failed", index);
     int size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (size < (int)sizeof(struct kvm_run))
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_GET_VCPU_MMAP_SIZE failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_GET_VCPU_MMAP_SIZE failed");
     v->run_size = (size_t)size;
     v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
     if (v->run == MAP_FAILED) {
         v->run = NULL;
-        return sm_fail_errno(err, SM_E_KVM, errno, "mmap of vCPU %d's run area failed", index);
+        return error_set_errno(err, SM_E_KVM, errno, "mmap of vCPU %d's run area failed", index);
     }
     return SM_OK;
 }
@@ -70,14 +70,14 @@ static sm_code set_cpuid(struct vcpu *v, const struct kvm_cpuid2 *base, int ncpu
     size_t bytes = sizeof *base + base->nent * sizeof base->entries[0];
     struct kvm_cpuid2 *mine = malloc(bytes);
     if (!mine)
-        return sm_fail(err, SM_E_NOMEM, "out of memory for CPUID");
+        return error_set(err, SM_E_NOMEM, "out of memory for CPUID");
     memcpy(mine, base, bytes);
     cpuid_patch_for_vcpu(mine, v->index, ncpus, kvm_has_tsc_deadline(v->vm->kvm_fd));
     int rc = ioctl(v->fd, KVM_SET_CPUID2, mine);
     int e = errno;
     free(mine);
     if (rc < 0)
-        return sm_fail_errno(err, SM_E_KVM, e, "KVM_SET_CPUID2 on vCPU %d failed", v->index);
+        return error_set_errno(err, SM_E_KVM, e, "KVM_SET_CPUID2 on vCPU %d failed", v->index);
     return SM_OK;
 }
 
@@ -94,11 +94,11 @@ static sm_code set_lapic(struct vcpu *v, sm_error *err)
 {
     struct kvm_lapic_state lapic;
     if (ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_GET_LAPIC failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_GET_LAPIC failed");
     set_lvt_mode(&lapic, APIC_LVT_LINT0, APIC_MODE_EXTINT);
     set_lvt_mode(&lapic, APIC_LVT_LINT1, APIC_MODE_NMI);
     if (ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_SET_LAPIC failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_SET_LAPIC failed");
     return SM_OK;
 }
 
@@ -115,7 +115,7 @@ static sm_code set_msrs(struct vcpu *v, sm_error *err)
     msrs.hdr.entries[1] = (struct kvm_msr_entry){ .index = MSR_MTRR_DEF_TYPE, .data = MTRR_ENABLE_WB };
     int n = ioctl(v->fd, KVM_SET_MSRS, &msrs);
     if (n != 2)
-        return sm_fail(err, SM_E_KVM, "KVM_SET_MSRS set %d of 2 boot MSRs", n);
+        return error_set(err, SM_E_KVM, "KVM_SET_MSRS set %d of 2 boot MSRs", n);
     return SM_OK;
 }
 
@@ -132,7 +132,7 @@ static sm_code set_boot_registers(struct vcpu *v, uint64_t entry, sm_error *err)
 {
     struct kvm_sregs s;
     if (ioctl(v->fd, KVM_GET_SREGS, &s) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_GET_SREGS failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_GET_SREGS failed");
     s.cs = flat_segment(BOOT_CS, 0xb, true);
     s.ds = s.es = s.fs = s.gs = s.ss = flat_segment(BOOT_DS, 0x3, false);
     s.tr = (struct kvm_segment){ .base = 0, .limit = 0xfff, .selector = BOOT_TSS, .type = 0xb, .present = 1 };
@@ -146,7 +146,7 @@ static sm_code set_boot_registers(struct vcpu *v, uint64_t entry, sm_error *err)
     s.cr4 = CR4_PAE;
     s.efer = EFER_LME | EFER_LMA;
     if (ioctl(v->fd, KVM_SET_SREGS, &s) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_SET_SREGS failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_SET_SREGS failed");
 
     struct kvm_regs r;
     memset(&r, 0, sizeof r);
@@ -154,14 +154,14 @@ static sm_code set_boot_registers(struct vcpu *v, uint64_t entry, sm_error *err)
     r.rsi = BOOT_ZERO_PAGE_ADDR;
     r.rflags = 0x2;
     if (ioctl(v->fd, KVM_SET_REGS, &r) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_SET_REGS failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_SET_REGS failed");
 
     struct kvm_fpu fpu;
     memset(&fpu, 0, sizeof fpu);
     fpu.fcw = 0x37f;
     fpu.mxcsr = 0x1f80;
     if (ioctl(v->fd, KVM_SET_FPU, &fpu) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_SET_FPU failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_SET_FPU failed");
     return SM_OK;
 }
 
@@ -359,7 +359,7 @@ sm_code vcpu_start(struct vcpu *v, sm_error *err)
     pthread_once(&kick_once, install_kick_handler);
     int rc = pthread_create(&v->thread, NULL, vcpu_thread, v);
     if (rc)
-        return sm_fail_errno(err, SM_E_IO, rc, "cannot start the thread of vCPU %d", v->index);
+        return error_set_errno(err, SM_E_IO, rc, "cannot start the thread of vCPU %d", v->index);
     v->thread_started = true;
     return SM_OK;
 }

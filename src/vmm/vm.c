@@ -2,6 +2,7 @@
  * Building, running and stopping one microVM for boot.
  */
 #include "vmm/vm.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +24,7 @@
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
-#include "lib/error.h"
+#include "base/error.h"
 #include "protocol/guest_abi.h"
 #include "vmm/boot.h"
 #include "vmm/kvm.h"
@@ -49,13 +50,6 @@ static const char default_cmdline[] =
     "console=ttyS0 reboot=k panic=-1 quiet lpj=1000000 tsc=reliable "
     "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
 
-int64_t vm_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 void vm_config_init(struct vm_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -68,14 +62,14 @@ void vm_config_init(struct vm_config *cfg)
 sm_code vm_config_validate(const struct vm_config *cfg, sm_error *err)
 {
     if (!cfg->kernel_path || !*cfg->kernel_path)
-        return sm_fail(err, SM_E_INVALID, "no kernel given");
+        return error_set(err, SM_E_INVALID, "no kernel given");
     if (cfg->cpus < 1 || cfg->cpus > VM_MAX_CPUS)
-        return sm_fail(err, SM_E_INVALID, "--cpus %u is out of range: 1 to %d", cfg->cpus, VM_MAX_CPUS);
+        return error_set(err, SM_E_INVALID, "--cpus %u is out of range: 1 to %d", cfg->cpus, VM_MAX_CPUS);
     if (cfg->mem_mib < VM_MIN_MEM_MIB || cfg->mem_mib > VM_MAX_MEM_MIB)
-        return sm_fail(err, SM_E_INVALID, "--memory %u MiB is out of range: %d to %u", cfg->mem_mib, VM_MIN_MEM_MIB,
+        return error_set(err, SM_E_INVALID, "--memory %u MiB is out of range: %d to %u", cfg->mem_mib, VM_MIN_MEM_MIB,
                        VM_MAX_MEM_MIB);
     if (cfg->guest_cid < 3 || cfg->guest_cid > 0xfffffffeu)
-        return sm_fail(err, SM_E_INVALID, "guest CID %llu is out of range: 3 to 4294967294",
+        return error_set(err, SM_E_INVALID, "guest CID %llu is out of range: 3 to 4294967294",
                        (unsigned long long)cfg->guest_cid);
     return SM_OK;
 }
@@ -128,7 +122,7 @@ sm_code vm_pause(struct vm *vm, sm_error *err)
     pthread_mutex_unlock(&vm->pause_lock);
     if (!ok) {
         vm_resume(vm);
-        return sm_fail(err, SM_E_KVM, "could not pause every vCPU within %d s (the VM is stopping or failed)",
+        return error_set(err, SM_E_KVM, "could not pause every vCPU within %d s (the VM is stopping or failed)",
                        PAUSE_TIMEOUT_S);
     }
     /* Tell the guest's kvmclock it was stopped (a flag in its own memory,
@@ -183,12 +177,12 @@ static sm_code irqfd_line(struct vm *vm, struct irq_line *line, uint32_t gsi, sm
 {
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "eventfd for IRQ %u", gsi);
+        return error_set_errno(err, SM_E_IO, errno, "eventfd for IRQ %u", gsi);
     struct kvm_irqfd req = { .fd = (uint32_t)fd, .gsi = gsi };
     if (ioctl(vm->vm_fd, KVM_IRQFD, &req) < 0) {
         int e = errno;
         close(fd);
-        return sm_fail_errno(err, SM_E_KVM, e, "KVM_IRQFD for IRQ %u", gsi);
+        return error_set_errno(err, SM_E_KVM, e, "KVM_IRQFD for IRQ %u", gsi);
     }
     *line = (struct irq_line){ .pulse = irqfd_pulse, .gsi = gsi, .fd = fd, .ctx = vm };
     return SM_OK;
@@ -204,7 +198,7 @@ static void on_guest_reset(void *ctx)
 void vm_mark_ready(struct vm *vm)
 {
     int64_t expected = 0;
-    atomic_compare_exchange_strong(&vm->ready_ns, &expected, vm_now_ns());
+    atomic_compare_exchange_strong(&vm->ready_ns, &expected, clock_now_ns());
     wake_loop(vm);
 }
 
@@ -238,21 +232,21 @@ static sm_code read_file(const char *what, const char *path, size_t max, uint8_t
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return sm_fail_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "cannot open %s %s", what, path);
+        return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "cannot open %s %s", what, path);
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return sm_fail(err, SM_E_INVALID, "%s %s is not a regular file", what, path);
+        return error_set(err, SM_E_INVALID, "%s %s is not a regular file", what, path);
     }
     if ((uint64_t)st.st_size > max) {
         close(fd);
-        return sm_fail(err, SM_E_LIMIT, "%s %s is %lld bytes; the limit is %zu", what, path, (long long)st.st_size,
+        return error_set(err, SM_E_LIMIT, "%s %s is %lld bytes; the limit is %zu", what, path, (long long)st.st_size,
                        max);
     }
     uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
     if (!buf) {
         close(fd);
-        return sm_fail(err, SM_E_NOMEM, "out of memory reading %s", path);
+        return error_set(err, SM_E_NOMEM, "out of memory reading %s", path);
     }
     size_t got = 0;
     while (got < (size_t)st.st_size) {
@@ -261,7 +255,7 @@ static sm_code read_file(const char *what, const char *path, size_t max, uint8_t
             int e = n < 0 ? errno : EIO;
             free(buf);
             close(fd);
-            return sm_fail_errno(err, SM_E_IO, e, "cannot read %s %s", what, path);
+            return error_set_errno(err, SM_E_IO, e, "cannot read %s %s", what, path);
         }
         got += (size_t)n;
     }
@@ -276,7 +270,7 @@ static sm_code create_kvm_vm(struct vm *vm, sm_error *err)
     /* PVM accepts every ioctl we make, then a standard kernel hangs silently:
      * say so now rather than after a timeout. */
     if (kvm_host_is_pvm() && !getenv("SM_ALLOW_PVM"))
-        return sm_fail(err, SM_E_UNSUPPORTED,
+        return error_set(err, SM_E_UNSUPPORTED,
                        "this host's /dev/kvm is PVM (kvm_pvm), which runs only PVM-patched guest kernels; "
                        "run through tools/kvmbox, or on a host with VT-x/AMD-V (see `supermachine doctor`)");
     sm_code rc = kvm_open_checked(&vm->kvm_fd, err);
@@ -284,17 +278,17 @@ static sm_code create_kvm_vm(struct vm *vm, sm_error *err)
         return rc;
     vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
     if (vm->vm_fd < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_CREATE_VM failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_CREATE_VM failed");
     if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_SET_TSS_ADDR failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_SET_TSS_ADDR failed");
     uint64_t identity = KVM_IDENTITY_MAP;
     if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_SET_IDENTITY_MAP_ADDR failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_SET_IDENTITY_MAP_ADDR failed");
     if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_CREATE_IRQCHIP failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_CREATE_IRQCHIP failed");
     struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
     if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
-        return sm_fail_errno(err, SM_E_KVM, errno, "KVM_CREATE_PIT2 failed");
+        return error_set_errno(err, SM_E_KVM, errno, "KVM_CREATE_PIT2 failed");
     return SM_OK;
 }
 
@@ -302,7 +296,7 @@ static sm_code create_memory(struct vm *vm, int memory_fd, sm_error *err)
 {
     uint64_t bytes = (uint64_t)vm->cfg.mem_mib << 20;
     if (memory_fd >= 0 ? gm_create_from_file(&vm->mem, memory_fd, bytes) < 0 : gm_create(&vm->mem, bytes) < 0)
-        return sm_fail_errno(err, SM_E_NOMEM, errno, "cannot map %u MiB of guest memory", vm->cfg.mem_mib);
+        return error_set_errno(err, SM_E_NOMEM, errno, "cannot map %u MiB of guest memory", vm->cfg.mem_mib);
     for (int i = 0; i < vm->mem.nregions; i++) {
         struct kvm_userspace_memory_region r = {
             .slot = (uint32_t)i,
@@ -311,7 +305,7 @@ static sm_code create_memory(struct vm *vm, int memory_fd, sm_error *err)
             .userspace_addr = (uint64_t)(uintptr_t)vm->mem.regions[i].host,
         };
         if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-            return sm_fail_errno(err, SM_E_KVM, errno, "KVM_SET_USER_MEMORY_REGION slot %d failed", i);
+            return error_set_errno(err, SM_E_KVM, errno, "KVM_SET_USER_MEMORY_REGION slot %d failed", i);
     }
     return SM_OK;
 }
@@ -322,13 +316,13 @@ static sm_code add_legacy_devices(struct vm *vm, sm_error *err)
     vm->serial = serial_create(vm->cfg.console_fd, &vm->serial_irq);
     vm->i8042 = i8042_create(on_guest_reset, vm);
     if (!vm->serial || !vm->i8042)
-        return sm_fail(err, SM_E_NOMEM, "out of memory for legacy devices");
+        return error_set(err, SM_E_NOMEM, "out of memory for legacy devices");
     vm->signal = (struct signal_port){ .on_ready = on_agent_ready, .ctx = vm };
     atomic_store(&vm->signal.command, vm->cfg.poweroff_when_ready ? SM_SIGNAL_CMD_POWEROFF : SM_SIGNAL_CMD_SERVE);
     if (bus_add(&vm->pio, SERIAL_COM1_BASE, SERIAL_PORT_COUNT, &serial_bus_ops, vm->serial) < 0 ||
         bus_add(&vm->pio, I8042_BASE, I8042_PORT_COUNT, &i8042_bus_ops, vm->i8042) < 0 ||
         bus_add(&vm->pio, SM_SIGNAL_PORT, 4, &signal_port_bus_ops, &vm->signal) < 0)
-        return sm_fail(err, SM_E_INVALID, "legacy device ports overlap");
+        return error_set(err, SM_E_INVALID, "legacy device ports overlap");
     return SM_OK;
 }
 
@@ -337,9 +331,9 @@ static sm_code add_legacy_devices(struct vm *vm, sm_error *err)
 static sm_code add_virtio_device(struct vm *vm, struct virtio_device *dev, sm_error *err)
 {
     if (!dev)
-        return sm_fail(err, SM_E_NOMEM, "out of memory for a virtio device");
+        return error_set(err, SM_E_NOMEM, "out of memory for a virtio device");
     if (vm->nvirtio >= VM_MAX_VIRTIO)
-        return sm_fail(err, SM_E_LIMIT, "too many virtio devices");
+        return error_set(err, SM_E_LIMIT, "too many virtio devices");
     struct vm_virtio_slot *slot = &vm->virtio[vm->nvirtio];
     uint64_t base = VM_VIRTIO_MMIO_BASE + VM_VIRTIO_MMIO_STRIDE * (uint64_t)vm->nvirtio;
     uint32_t gsi = VM_VIRTIO_FIRST_IRQ + (uint32_t)vm->nvirtio;
@@ -355,16 +349,16 @@ static sm_code add_virtio_device(struct vm *vm, struct virtio_device *dev, sm_er
     /* The transport owns the device from here on, even when it fails. */
     slot->transport = virtio_mmio_create(dev, &vm->mem, &slot->irq);
     if (!slot->transport)
-        return sm_fail(err, SM_E_NOMEM, "out of memory for a virtio transport");
+        return error_set(err, SM_E_NOMEM, "out of memory for a virtio transport");
     if (bus_add(&vm->mmio, base, VIRTIO_MMIO_WINDOW, &virtio_mmio_bus_ops, slot->transport) < 0)
-        return sm_fail(err, SM_E_INVALID, "virtio MMIO windows overlap");
+        return error_set(err, SM_E_INVALID, "virtio MMIO windows overlap");
     slot->nqueues = virtio_mmio_num_queues(slot->transport);
     if (slot->nqueues > 16)
-        return sm_fail(err, SM_E_LIMIT, "virtio device with %d queues; at most 16", slot->nqueues);
+        return error_set(err, SM_E_LIMIT, "virtio device with %d queues; at most 16", slot->nqueues);
     for (int q = 0; q < slot->nqueues; q++) {
         int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (fd < 0)
-            return sm_fail_errno(err, SM_E_IO, errno, "eventfd for a virtio queue");
+            return error_set_errno(err, SM_E_IO, errno, "eventfd for a virtio queue");
         slot->notify_fds[q] = fd;
         struct kvm_ioeventfd io = {
             .datamatch = (uint64_t)q,
@@ -374,10 +368,10 @@ static sm_code add_virtio_device(struct vm *vm, struct virtio_device *dev, sm_er
             .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
         };
         if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
-            return sm_fail_errno(err, SM_E_KVM, errno, "KVM_IOEVENTFD for a virtio queue");
+            return error_set_errno(err, SM_E_KVM, errno, "KVM_IOEVENTFD for a virtio queue");
         slot->notify_ctx[q] = (struct vm_notify_ctx){ .slot = slot, .queue = (uint16_t)q };
         if (evl_add(&vm->loop, fd, EPOLLIN, on_queue_notify, &slot->notify_ctx[q]) < 0)
-            return sm_fail_errno(err, SM_E_IO, errno, "event loop registration");
+            return error_set_errno(err, SM_E_IO, errno, "event loop registration");
     }
     return SM_OK;
 }
@@ -404,15 +398,15 @@ static sm_code add_disk(struct vm *vm, sm_error *err)
         return SM_OK;
     int fd = open(vm->cfg.disk_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot open the disk image %s", vm->cfg.disk_path);
+        return error_set_errno(err, SM_E_IO, errno, "cannot open the disk image %s", vm->cfg.disk_path);
     if (!(vm->disk_real = realpath(vm->cfg.disk_path, NULL))) {
         int e = errno;
         close(fd);
-        return sm_fail_errno(err, SM_E_IO, e, "cannot resolve the disk image path %s", vm->cfg.disk_path);
+        return error_set_errno(err, SM_E_IO, e, "cannot resolve the disk image path %s", vm->cfg.disk_path);
     }
     struct virtio_device *blk = virtio_blk_create(fd, "supermachine-root");
     if (!blk)
-        return sm_fail_errno(err, SM_E_INVALID, errno,
+        return error_set_errno(err, SM_E_INVALID, errno,
                              "%s cannot be a disk (a regular file or block device, read-only)", vm->cfg.disk_path);
     return add_virtio_device(vm, blk, err);
 }
@@ -427,7 +421,7 @@ static sm_code build_cmdline(struct vm *vm, char *out, size_t len, sm_error *err
     if (vm->cfg.cmdline_extra && *vm->cfg.cmdline_extra && used < len)
         used += (size_t)snprintf(out + used, len - used, " %s", vm->cfg.cmdline_extra);
     if (used >= len)
-        return sm_fail(err, SM_E_LIMIT, "kernel command line is longer than %zu bytes", len - 1);
+        return error_set(err, SM_E_LIMIT, "kernel command line is longer than %zu bytes", len - 1);
     return SM_OK;
 }
 
@@ -470,12 +464,12 @@ static sm_code create_vcpus(struct vm *vm, sm_error *err)
 static sm_code init_host_side(struct vm *vm, sm_error *err)
 {
     if (evl_init(&vm->loop) < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "epoll_create1");
+        return error_set_errno(err, SM_E_IO, errno, "epoll_create1");
     vm->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (vm->wake_fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "eventfd");
+        return error_set_errno(err, SM_E_IO, errno, "eventfd");
     if (evl_add(&vm->loop, vm->wake_fd, EPOLLIN, on_wake, vm) < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "event loop registration");
+        return error_set_errno(err, SM_E_IO, errno, "event loop registration");
     return SM_OK;
 }
 
@@ -485,10 +479,10 @@ static struct vm *vm_alloc(const struct vm_config *cfg, sm_error *err)
         return NULL;
     struct vm *vm = calloc(1, sizeof *vm);
     if (!vm) {
-        sm_fail(err, SM_E_NOMEM, "out of memory for a VM");
+        error_set(err, SM_E_NOMEM, "out of memory for a VM");
         return NULL;
     }
-    vm->created_ns = vm_now_ns();
+    vm->created_ns = clock_now_ns();
     vm->cfg = *cfg;
     vm->kvm_fd = vm->vm_fd = vm->wake_fd = vm->signal_fd = -1;
     vm->loop.epfd = -1;
@@ -560,7 +554,7 @@ enum vm_wait_result vm_run_until(struct vm *vm, bool want_ready, int64_t deadlin
             return VM_WAIT_READY;
         int timeout_ms = -1;
         if (deadline_ns) {
-            int64_t left = deadline_ns - vm_now_ns();
+            int64_t left = deadline_ns - clock_now_ns();
             if (left <= 0)
                 return VM_WAIT_TIMEOUT;
             timeout_ms = (int)((left + 999999) / 1000000);

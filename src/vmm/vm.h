@@ -167,7 +167,6 @@ int64_t vm_ready_us(struct vm *vm);
 void vm_mark_ready(struct vm *vm);
 
 /* Internal, shared by vm.c and vcpu.c. */
-int64_t vm_now_ns(void);
 void vm_fail(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void vm_request_stop(struct vm *vm, enum vm_stop_reason why);
 

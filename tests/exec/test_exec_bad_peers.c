@@ -45,8 +45,8 @@ static void raw_send(int fd, const void *data, size_t len)
 static void raw_hello(int fd, uint16_t version)
 {
     uint8_t f[16];
-    sm_wire_header_encode(f, SM_WIRE_HELLO, 8);
-    uint32_t magic = SM_WIRE_MAGIC;
+    wire_header_encode(f, WIRE_HELLO, 8);
+    uint32_t magic = WIRE_MAGIC;
     memcpy(f + 8, &magic, 4);
     f[12] = (uint8_t)version;
     f[13] = (uint8_t)(version >> 8);
@@ -58,8 +58,8 @@ static void raw_hello(int fd, uint16_t version)
  * fails the test if the agent did not answer HELLO then ERROR. */
 static void expect_agent_error(int fd, uint32_t kind, const char *needle)
 {
-    sm_wire_reader r;
-    sm_wire_reader_init(&r, SM_WIRE_AT_HOST);
+    wire_reader r;
+    wire_reader_init(&r, WIRE_AT_HOST);
     uint64_t give_up = now_ms() + 5000;
     bool hello = false, error = false;
     for (;;) {
@@ -71,27 +71,27 @@ static void expect_agent_error(int fd, uint32_t kind, const char *needle)
         ssize_t n = recv(fd, buf, sizeof buf, 0);
         if (n <= 0)
             break;
-        assert_true(sm_wire_reader_feed(&r, buf, (size_t)n, NULL));
-        sm_wire_frame f;
-        sm_wire_error e;
+        assert_true(wire_reader_feed(&r, buf, (size_t)n, NULL));
+        wire_frame f;
+        wire_error e;
         int got;
-        while ((got = sm_wire_reader_next(&r, &f, &e)) > 0) {
-            if (f.type == SM_WIRE_HELLO) {
+        while ((got = wire_reader_next(&r, &f, &e)) > 0) {
+            if (f.type == WIRE_HELLO) {
                 hello = true;
-            } else if (f.type == SM_WIRE_ERROR) {
-                sm_wire_errmsg m;
-                assert_true(sm_wire_get_error(&f, &m, &e));
+            } else if (f.type == WIRE_ERROR) {
+                wire_errmsg m;
+                assert_true(wire_get_error(&f, &m, &e));
                 assert_int_equal(m.kind, kind);
                 if (!strstr(m.message, needle))
                     fail_msg("agent error '%s' does not mention '%s'", m.message, needle);
                 error = true;
             } else {
-                fail_msg("unexpected %s frame", sm_wire_type_name(f.type));
+                fail_msg("unexpected %s frame", wire_type_name(f.type));
             }
         }
         assert_true(got == 0);
     }
-    sm_wire_reader_destroy(&r);
+    wire_reader_destroy(&r);
     assert_true(hello);
     assert_true(error);
     close(fd);
@@ -144,7 +144,7 @@ static void test_agent_garbage(void **state)
     for (size_t i = 0; i < sizeof junk; i++)
         junk[i] = (uint8_t)(0xf0 ^ (i * 37));
     raw_send(fd, junk, sizeof junk);
-    expect_agent_error(fd, SM_WIRE_ERR_PROTOCOL, "frame");
+    expect_agent_error(fd, WIRE_ERR_PROTOCOL, "frame");
     check_witness(w);
 }
 
@@ -153,36 +153,36 @@ static void test_agent_wrong_version(void **state)
     (void)state;
     int fd = raw_connect();
     raw_hello(fd, 99);
-    expect_agent_error(fd, SM_WIRE_ERR_VERSION, "version 99");
+    expect_agent_error(fd, WIRE_ERR_VERSION, "version 99");
 }
 
 static void test_agent_wrong_direction(void **state)
 {
     (void)state;
     int fd = raw_connect();
-    raw_hello(fd, SM_WIRE_VERSION);
-    uint8_t h[SM_WIRE_HEADER_SIZE];
-    sm_wire_header_encode(h, SM_WIRE_EXIT, 32);
+    raw_hello(fd, WIRE_VERSION);
+    uint8_t h[WIRE_HEADER_SIZE];
+    wire_header_encode(h, WIRE_EXIT, 32);
     raw_send(fd, h, sizeof h);
-    expect_agent_error(fd, SM_WIRE_ERR_PROTOCOL, "wrong way");
+    expect_agent_error(fd, WIRE_ERR_PROTOCOL, "wrong way");
 }
 
 static void test_agent_oversized_frames(void **state)
 {
     (void)state;
     const struct { uint8_t type; uint32_t len; } cases[] = {
-        { SM_WIRE_REQUEST, SM_WIRE_MAX_REQUEST + 1 },
-        { SM_WIRE_STDIN, 0x80000000u },
-        { SM_WIRE_READ_FILE, 1u << 20 },
-        { SM_WIRE_SIGNAL, 5 },
+        { WIRE_REQUEST, WIRE_MAX_REQUEST + 1 },
+        { WIRE_STDIN, 0x80000000u },
+        { WIRE_READ_FILE, 1u << 20 },
+        { WIRE_SIGNAL, 5 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int fd = raw_connect();
-        raw_hello(fd, SM_WIRE_VERSION);
-        uint8_t h[SM_WIRE_HEADER_SIZE];
-        sm_wire_header_encode(h, cases[i].type, cases[i].len);
+        raw_hello(fd, WIRE_VERSION);
+        uint8_t h[WIRE_HEADER_SIZE];
+        wire_header_encode(h, cases[i].type, cases[i].len);
         raw_send(fd, h, sizeof h);
-        expect_agent_error(fd, SM_WIRE_ERR_PROTOCOL, sm_wire_type_name(cases[i].type));
+        expect_agent_error(fd, WIRE_ERR_PROTOCOL, wire_type_name(cases[i].type));
     }
 }
 
@@ -190,11 +190,11 @@ static void test_agent_malformed_request(void **state)
 {
     (void)state;
     int fd = raw_connect();
-    raw_hello(fd, SM_WIRE_VERSION);
-    uint8_t f[SM_WIRE_HEADER_SIZE + 20] = { 0 }; /* flags..reserved, then argc = 0 */
-    sm_wire_header_encode(f, SM_WIRE_REQUEST, 20);
+    raw_hello(fd, WIRE_VERSION);
+    uint8_t f[WIRE_HEADER_SIZE + 20] = { 0 }; /* flags..reserved, then argc = 0 */
+    wire_header_encode(f, WIRE_REQUEST, 20);
     raw_send(fd, f, sizeof f);
-    expect_agent_error(fd, SM_WIRE_ERR_PROTOCOL, "argv");
+    expect_agent_error(fd, WIRE_ERR_PROTOCOL, "argv");
 }
 
 /* A peer that stops in the middle of a frame holds up nobody. */
@@ -204,10 +204,10 @@ static void test_agent_mid_frame_stall(void **state)
     int stalled[20];
     for (int i = 0; i < 20; i++) {
         stalled[i] = raw_connect();
-        raw_hello(stalled[i], SM_WIRE_VERSION);
-        uint8_t h[SM_WIRE_HEADER_SIZE];
-        sm_wire_header_encode(h, SM_WIRE_REQUEST, 1000);
-        raw_send(stalled[i], h, (size_t)(i % SM_WIRE_HEADER_SIZE) + 1);
+        raw_hello(stalled[i], WIRE_VERSION);
+        uint8_t h[WIRE_HEADER_SIZE];
+        wire_header_encode(h, WIRE_REQUEST, 1000);
+        raw_send(stalled[i], h, (size_t)(i % WIRE_HEADER_SIZE) + 1);
     }
     check_agent_serves();
     /* Half of them end mid-frame, the rest with a truncated payload. */
@@ -227,15 +227,15 @@ static void test_agent_stdin_flood(void **state)
 {
     (void)state;
     int fd = raw_connect();
-    sm_wire_buf b = { 0 };
+    wire_buf b = { 0 };
     const char *argv[] = { "sleep", "3070", NULL };
-    sm_wire_request req = { .argv = { 2, argv }, .cwd = "" };
-    assert_true(sm_wire_put_hello(&b, NULL));
-    assert_true(sm_wire_put_request(&b, &req, NULL));
+    wire_request req = { .argv = { 2, argv }, .cwd = "" };
+    assert_true(wire_put_hello(&b, NULL));
+    assert_true(wire_put_request(&b, &req, NULL));
     raw_send(fd, b.data, b.len);
-    static uint8_t chunk[SM_WIRE_MAX_DATA];
+    static uint8_t chunk[WIRE_MAX_DATA];
     b.len = 0;
-    assert_true(sm_wire_put_data(&b, SM_WIRE_STDIN, chunk, sizeof chunk, NULL));
+    assert_true(wire_put_data(&b, WIRE_STDIN, chunk, sizeof chunk, NULL));
     size_t sent_total = 0;
     fcntl(fd, F_SETFL, O_NONBLOCK);
     /* Generous waits: under a sanitizer on a loaded machine the agent may
@@ -256,7 +256,7 @@ static void test_agent_stdin_flood(void **state)
     assert_true(now_ms() < give_up);
     assert_true(sent_total >= (4u << 20));
     check_agent_serves();
-    sm_wire_buf_free(&b);
+    wire_buf_free(&b);
     close(fd);
     int left = -1;
     for (int i = 0; i < 30 && left; i++) {
@@ -274,7 +274,7 @@ static void test_agent_connection_limit(void **state)
     int *held = malloc(HOLD * sizeof *held);
     for (int i = 0; i < HOLD; i++) {
         held[i] = raw_connect();
-        raw_hello(held[i], SM_WIRE_VERSION);
+        raw_hello(held[i], WIRE_VERSION);
     }
     usleep(200000);
     sm_exec_builder *b = builder_v("true", NULL);
@@ -318,8 +318,8 @@ typedef struct fake_agent {
 
 static void put_frame(int fd, uint8_t type, const void *payload, uint32_t len)
 {
-    uint8_t h[SM_WIRE_HEADER_SIZE];
-    sm_wire_header_encode(h, type, len);
+    uint8_t h[WIRE_HEADER_SIZE];
+    wire_header_encode(h, type, len);
     if (send(fd, h, sizeof h, MSG_NOSIGNAL) < 0 || (len && send(fd, payload, len, MSG_NOSIGNAL) < 0))
         return; /* the client may be gone: fine for a fake */
 }
@@ -327,10 +327,10 @@ static void put_frame(int fd, uint8_t type, const void *payload, uint32_t len)
 static void fake_hello(int fd, uint16_t version)
 {
     uint8_t p[8] = { 0 };
-    uint32_t magic = SM_WIRE_MAGIC;
+    uint32_t magic = WIRE_MAGIC;
     memcpy(p, &magic, 4);
     p[4] = (uint8_t)version;
-    put_frame(fd, SM_WIRE_HELLO, p, 8);
+    put_frame(fd, WIRE_HELLO, p, 8);
 }
 
 static void fake_serve_one(fake_agent *f, int fd)
@@ -341,10 +341,10 @@ static void fake_serve_one(fake_agent *f, int fd)
         put_frame(fd, 0xee, "zz", 2);
         break;
     case FAKE_OVERSIZED:
-        fake_hello(fd, SM_WIRE_VERSION);
+        fake_hello(fd, WIRE_VERSION);
         {
-            uint8_t h[SM_WIRE_HEADER_SIZE];
-            sm_wire_header_encode(h, SM_WIRE_STDOUT, SM_WIRE_MAX_DATA + 1);
+            uint8_t h[WIRE_HEADER_SIZE];
+            wire_header_encode(h, WIRE_STDOUT, WIRE_MAX_DATA + 1);
             if (send(fd, h, sizeof h, MSG_NOSIGNAL) < 0)
                 break;
         }
@@ -355,33 +355,33 @@ static void fake_serve_one(fake_agent *f, int fd)
     case FAKE_CLOSE_THEN_OK:
         if (n < f->fail_first)
             break;
-        fake_hello(fd, SM_WIRE_VERSION);
-        put_frame(fd, SM_WIRE_STDOUT, "ok\n", 3);
+        fake_hello(fd, WIRE_VERSION);
+        put_frame(fd, WIRE_STDOUT, "ok\n", 3);
         {
-            sm_wire_buf b = { 0 };
-            sm_wire_exit x = { .code = 0, .steps_run = 1, .duration_us = 1 };
-            sm_wire_put_exit(&b, &x, NULL);
+            wire_buf b = { 0 };
+            wire_exit x = { .code = 0, .steps_run = 1, .duration_us = 1 };
+            wire_put_exit(&b, &x, NULL);
             if (send(fd, b.data, b.len, MSG_NOSIGNAL) < 0) { /* client gone */ }
-            sm_wire_buf_free(&b);
+            wire_buf_free(&b);
         }
         break;
     case FAKE_PARTIAL_DROP:
-        fake_hello(fd, SM_WIRE_VERSION);
-        put_frame(fd, SM_WIRE_STDOUT, "partial", 7);
+        fake_hello(fd, WIRE_VERSION);
+        put_frame(fd, WIRE_STDOUT, "partial", 7);
         break;
     case FAKE_BIG_DROP: {
         static uint8_t chunk[BIG_DROP_CHUNK];
-        fake_hello(fd, SM_WIRE_VERSION);
-        put_frame(fd, SM_WIRE_STDERR, "err", 3);
+        fake_hello(fd, WIRE_VERSION);
+        put_frame(fd, WIRE_STDERR, "err", 3);
         for (uint32_t sent = 0; sent < BIG_DROP_BYTES; sent += BIG_DROP_CHUNK) {
             uint32_t len = BIG_DROP_BYTES - sent < BIG_DROP_CHUNK ? BIG_DROP_BYTES - sent : BIG_DROP_CHUNK;
             memset(chunk, (int)(sent / BIG_DROP_CHUNK), len);
-            put_frame(fd, SM_WIRE_STDOUT, chunk, len);
+            put_frame(fd, WIRE_STDOUT, chunk, len);
         }
         break;
     }
     case FAKE_SILENT: {
-        fake_hello(fd, SM_WIRE_VERSION);
+        fake_hello(fd, WIRE_VERSION);
         char sink[4096];
         while (recv(fd, sink, sizeof sink, 0) > 0)
             ;

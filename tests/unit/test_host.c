@@ -13,7 +13,7 @@
 
 static bool has(const char *text, const char *flag)
 {
-    return sm_host_cpuinfo_has_flag(text, strlen(text), flag);
+    return host_cpuinfo_has_flag(text, strlen(text), flag);
 }
 
 static const char intel_cpuinfo[] =
@@ -54,8 +54,8 @@ static void test_malformed_cpuinfo(void **state)
     assert_true(has("flags: vmx", "vmx"));            /* no final newline */
     /* The length bounds the read: "vmx" lies past it. */
     const char *text = "flags : fpu vmx\n";
-    assert_false(sm_host_cpuinfo_has_flag(text, strlen("flags : fpu"), "vmx"));
-    assert_true(sm_host_cpuinfo_has_flag(text, strlen("flags : fpu"), "fpu"));
+    assert_false(host_cpuinfo_has_flag(text, strlen("flags : fpu"), "vmx"));
+    assert_true(host_cpuinfo_has_flag(text, strlen("flags : fpu"), "fpu"));
 }
 
 static sm_host_report working_amd(void)
@@ -73,7 +73,7 @@ static void test_hardware_kvm_runs_guests(void **state)
 {
     (void)state;
     sm_host_report r = working_amd();
-    sm_host_classify(&r);
+    host_classify(&r);
     assert_int_equal(r.kind, SM_HOST_KVM_HARDWARE);
     assert_string_equal(r.advice, "");
     assert_non_null(strstr(r.summary, "AMD-V"));
@@ -84,7 +84,7 @@ static void test_pvm_module_is_pvm(void **state)
     (void)state;
     sm_host_report r = working_amd();
     strcpy(r.kvm_module, "kvm_pvm");
-    sm_host_classify(&r);
+    host_classify(&r);
     assert_int_equal(r.kind, SM_HOST_KVM_PVM);
     assert_non_null(strstr(r.summary, "PVM"));
     assert_non_null(strstr(r.advice, "tools/kvmbox"));
@@ -96,7 +96,7 @@ static void test_kvm_without_cpu_flags_is_pvm(void **state)
     sm_host_report r = working_amd();
     r.cpu_svm = false;
     r.kvm_module[0] = '\0';
-    sm_host_classify(&r);
+    host_classify(&r);
     assert_int_equal(r.kind, SM_HOST_KVM_PVM);
 }
 
@@ -106,7 +106,7 @@ static void test_no_access_says_kvm_group(void **state)
     sm_host_report r = working_amd();
     r.kvm_open_errno = EACCES;
     r.api_version = -1;
-    sm_host_classify(&r);
+    host_classify(&r);
     assert_int_equal(r.kind, SM_HOST_KVM_NO_ACCESS);
     assert_non_null(strstr(r.advice, "kvm group"));
 }
@@ -116,17 +116,17 @@ static void test_no_kvm_advice_depends_on_cpu(void **state)
     (void)state;
     sm_host_report r = working_amd();
     r.kvm_present = false;
-    sm_host_classify(&r);
+    host_classify(&r);
     assert_int_equal(r.kind, SM_HOST_NO_KVM);
     assert_non_null(strstr(r.advice, "modprobe kvm_amd"));
 
     r.cpu_svm = false;
     r.cpu_hypervisor = false;
-    sm_host_classify(&r);
+    host_classify(&r);
     assert_non_null(strstr(r.advice, "firmware"));
 
     r.cpu_hypervisor = true;
-    sm_host_classify(&r);
+    host_classify(&r);
     assert_non_null(strstr(r.advice, "nested virtualization"));
 }
 
@@ -135,12 +135,12 @@ static void test_wrong_api_or_missing_caps_unusable(void **state)
     (void)state;
     sm_host_report r = working_amd();
     r.api_version = 11;
-    sm_host_classify(&r);
+    host_classify(&r);
     assert_int_equal(r.kind, SM_HOST_KVM_UNUSABLE);
 
     r = working_amd();
     strcpy(r.missing_caps, "KVM_CAP_IRQFD");
-    sm_host_classify(&r);
+    host_classify(&r);
     assert_int_equal(r.kind, SM_HOST_KVM_UNUSABLE);
     assert_non_null(strstr(r.summary, "KVM_CAP_IRQFD"));
 }

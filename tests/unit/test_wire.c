@@ -11,71 +11,71 @@
 
 /* Feeds b into a reader on `side` and returns the first frame (payload
  * valid while r lives). */
-static void one_frame(sm_wire_reader *r, sm_wire_side side, const sm_wire_buf *b,
-                      sm_wire_frame *f)
+static void one_frame(wire_reader *r, wire_side side, const wire_buf *b,
+                      wire_frame *f)
 {
-    sm_wire_error e;
-    sm_wire_reader_init(r, side);
-    assert_true(sm_wire_reader_feed(r, b->data, b->len, &e));
-    assert_int_equal(sm_wire_reader_next(r, f, &e), 1);
+    wire_error e;
+    wire_reader_init(r, side);
+    assert_true(wire_reader_feed(r, b->data, b->len, &e));
+    assert_int_equal(wire_reader_next(r, f, &e), 1);
 }
 
 static void test_header_checks(void **state)
 {
     (void)state;
-    uint8_t h[SM_WIRE_HEADER_SIZE];
-    sm_wire_header out;
-    sm_wire_error e;
+    uint8_t h[WIRE_HEADER_SIZE];
+    wire_header out;
+    wire_error e;
 
-    sm_wire_header_encode(h, SM_WIRE_STDIN, 10);
-    assert_true(sm_wire_header_decode(h, SM_WIRE_AT_AGENT, &out, &e));
+    wire_header_encode(h, WIRE_STDIN, 10);
+    assert_true(wire_header_decode(h, WIRE_AT_AGENT, &out, &e));
     assert_int_equal(out.length, 10);
-    assert_int_equal(out.type, SM_WIRE_STDIN);
+    assert_int_equal(out.type, WIRE_STDIN);
 
-    assert_false(sm_wire_header_decode(h, SM_WIRE_AT_HOST, &out, &e));
+    assert_false(wire_header_decode(h, WIRE_AT_HOST, &out, &e));
     assert_non_null(strstr(e.message, "wrong way"));
 
-    sm_wire_header_encode(h, 0x7f, 0);
-    assert_false(sm_wire_header_decode(h, SM_WIRE_AT_AGENT, &out, &e));
+    wire_header_encode(h, 0x7f, 0);
+    assert_false(wire_header_decode(h, WIRE_AT_AGENT, &out, &e));
     assert_non_null(strstr(e.message, "unknown frame type 0x7f"));
 
-    sm_wire_header_encode(h, SM_WIRE_STDOUT, SM_WIRE_MAX_DATA + 1);
-    assert_false(sm_wire_header_decode(h, SM_WIRE_AT_HOST, &out, &e));
+    wire_header_encode(h, WIRE_STDOUT, WIRE_MAX_DATA + 1);
+    assert_false(wire_header_decode(h, WIRE_AT_HOST, &out, &e));
     assert_non_null(strstr(e.message, "exceeds"));
 
-    sm_wire_header_encode(h, SM_WIRE_EXIT, 31);
-    assert_false(sm_wire_header_decode(h, SM_WIRE_AT_HOST, &out, &e));
+    wire_header_encode(h, WIRE_EXIT, 31);
+    assert_false(wire_header_decode(h, WIRE_AT_HOST, &out, &e));
 
-    sm_wire_header_encode(h, SM_WIRE_STDOUT, 1);
+    wire_header_encode(h, WIRE_STDOUT, 1);
     h[6] = 1;
-    assert_false(sm_wire_header_decode(h, SM_WIRE_AT_HOST, &out, &e));
+    assert_false(wire_header_decode(h, WIRE_AT_HOST, &out, &e));
     assert_non_null(strstr(e.message, "reserved"));
 
-    assert_int_equal(sm_wire_max_payload(SM_WIRE_REQUEST, SM_WIRE_AT_AGENT), SM_WIRE_MAX_REQUEST);
-    assert_int_equal(sm_wire_max_payload(SM_WIRE_REQUEST, SM_WIRE_AT_HOST), -1);
+    assert_int_equal(wire_max_payload(WIRE_REQUEST, WIRE_AT_AGENT), WIRE_MAX_REQUEST);
+    assert_int_equal(wire_max_payload(WIRE_REQUEST, WIRE_AT_HOST), -1);
 }
 
 /* Frames split at every byte boundary come out whole and in order. */
 static void test_reader_byte_by_byte(void **state)
 {
     (void)state;
-    sm_wire_buf b = { 0 };
-    sm_wire_error e;
-    assert_true(sm_wire_put_hello(&b, &e));
-    assert_true(sm_wire_put_data(&b, SM_WIRE_STDOUT, "hello", 5, &e));
-    assert_true(sm_wire_put_empty(&b, SM_WIRE_OK, &e));
-    assert_true(sm_wire_put_data(&b, SM_WIRE_STDERR, "", 0, &e));
-    sm_wire_reader r;
-    sm_wire_reader_init(&r, SM_WIRE_AT_HOST);
+    wire_buf b = { 0 };
+    wire_error e;
+    assert_true(wire_put_hello(&b, &e));
+    assert_true(wire_put_data(&b, WIRE_STDOUT, "hello", 5, &e));
+    assert_true(wire_put_empty(&b, WIRE_OK, &e));
+    assert_true(wire_put_data(&b, WIRE_STDERR, "", 0, &e));
+    wire_reader r;
+    wire_reader_init(&r, WIRE_AT_HOST);
     uint8_t types[8];
     int n = 0;
     for (size_t i = 0; i < b.len; i++) {
-        assert_true(sm_wire_reader_feed(&r, b.data + i, 1, &e));
-        sm_wire_frame f;
+        assert_true(wire_reader_feed(&r, b.data + i, 1, &e));
+        wire_frame f;
         int got;
-        while ((got = sm_wire_reader_next(&r, &f, &e)) == 1) {
+        while ((got = wire_reader_next(&r, &f, &e)) == 1) {
             types[n++] = f.type;
-            if (f.type == SM_WIRE_STDOUT) {
+            if (f.type == WIRE_STDOUT) {
                 assert_int_equal(f.length, 5);
                 assert_memory_equal(f.payload, "hello", 5);
             }
@@ -83,52 +83,52 @@ static void test_reader_byte_by_byte(void **state)
         assert_int_equal(got, 0);
     }
     assert_int_equal(n, 4);
-    assert_int_equal(types[0], SM_WIRE_HELLO);
-    assert_int_equal(types[1], SM_WIRE_STDOUT);
-    assert_int_equal(types[2], SM_WIRE_OK);
-    assert_int_equal(types[3], SM_WIRE_STDERR);
-    assert_int_equal(sm_wire_reader_pending(&r), 0);
-    sm_wire_reader_destroy(&r);
-    sm_wire_buf_free(&b);
+    assert_int_equal(types[0], WIRE_HELLO);
+    assert_int_equal(types[1], WIRE_STDOUT);
+    assert_int_equal(types[2], WIRE_OK);
+    assert_int_equal(types[3], WIRE_STDERR);
+    assert_int_equal(wire_reader_pending(&r), 0);
+    wire_reader_destroy(&r);
+    wire_buf_free(&b);
 }
 
 static void test_hello(void **state)
 {
     (void)state;
-    sm_wire_buf b = { 0 };
-    sm_wire_error e;
-    assert_true(sm_wire_put_hello(&b, &e));
-    sm_wire_reader r;
-    sm_wire_frame f;
-    one_frame(&r, SM_WIRE_AT_AGENT, &b, &f);
-    assert_true(sm_wire_check_hello(&f, "host", &e));
-    sm_wire_reader_destroy(&r);
+    wire_buf b = { 0 };
+    wire_error e;
+    assert_true(wire_put_hello(&b, &e));
+    wire_reader r;
+    wire_frame f;
+    one_frame(&r, WIRE_AT_AGENT, &b, &f);
+    assert_true(wire_check_hello(&f, "host", &e));
+    wire_reader_destroy(&r);
 
-    b.data[SM_WIRE_HEADER_SIZE + 4] = 9; /* version 9 */
-    one_frame(&r, SM_WIRE_AT_AGENT, &b, &f);
-    assert_false(sm_wire_check_hello(&f, "host", &e));
+    b.data[WIRE_HEADER_SIZE + 4] = 9; /* version 9 */
+    one_frame(&r, WIRE_AT_AGENT, &b, &f);
+    assert_false(wire_check_hello(&f, "host", &e));
     assert_non_null(strstr(e.message, "version 9"));
-    sm_wire_reader_destroy(&r);
+    wire_reader_destroy(&r);
 
-    b.data[SM_WIRE_HEADER_SIZE] ^= 0xff; /* magic */
-    one_frame(&r, SM_WIRE_AT_AGENT, &b, &f);
-    assert_false(sm_wire_check_hello(&f, "host", &e));
+    b.data[WIRE_HEADER_SIZE] ^= 0xff; /* magic */
+    one_frame(&r, WIRE_AT_AGENT, &b, &f);
+    assert_false(wire_check_hello(&f, "host", &e));
     assert_non_null(strstr(e.message, "magic"));
-    sm_wire_reader_destroy(&r);
-    sm_wire_buf_free(&b);
+    wire_reader_destroy(&r);
+    wire_buf_free(&b);
 }
 
 static const char *argv1[] = { "sh", "-c", "echo hi", NULL };
 static const char *env1[] = { "FOO=bar", "EMPTY=", NULL };
 static const char *chain1[] = { "true", NULL };
 
-static sm_wire_request sample_request(sm_wire_file *files, sm_wire_argv *chain)
+static wire_request sample_request(wire_file *files, wire_argv *chain)
 {
-    files[0] = (sm_wire_file){ "/tmp/a", (const uint8_t *)"abc", 3, 0755 };
-    files[1] = (sm_wire_file){ "/tmp/empty", NULL, 0, 0600 };
-    chain[0] = (sm_wire_argv){ 1, chain1 };
-    return (sm_wire_request){
-        .flags = SM_WIRE_REQ_TTY, .cols = 120, .rows = 40, .timeout_ms = 1500,
+    files[0] = (wire_file){ "/tmp/a", (const uint8_t *)"abc", 3, 0755 };
+    files[1] = (wire_file){ "/tmp/empty", NULL, 0, 0600 };
+    chain[0] = (wire_argv){ 1, chain1 };
+    return (wire_request){
+        .flags = WIRE_REQ_TTY, .cols = 120, .rows = 40, .timeout_ms = 1500,
         .argv = { 3, argv1 }, .env = { 2, env1 }, .cwd = "/work",
         .nfiles = 2, .files = files, .nchain = 1, .chain = chain,
     };
@@ -137,18 +137,18 @@ static sm_wire_request sample_request(sm_wire_file *files, sm_wire_argv *chain)
 static void test_request_roundtrip(void **state)
 {
     (void)state;
-    sm_wire_file files[2];
-    sm_wire_argv chain[1];
-    sm_wire_request req = sample_request(files, chain);
-    sm_wire_buf b = { 0 };
-    sm_wire_error e;
-    assert_true(sm_wire_put_request(&b, &req, &e));
-    sm_wire_reader r;
-    sm_wire_frame f;
-    one_frame(&r, SM_WIRE_AT_AGENT, &b, &f);
-    sm_wire_request got;
-    assert_true(sm_wire_get_request(&f, &got, &e));
-    assert_int_equal(got.flags, SM_WIRE_REQ_TTY);
+    wire_file files[2];
+    wire_argv chain[1];
+    wire_request req = sample_request(files, chain);
+    wire_buf b = { 0 };
+    wire_error e;
+    assert_true(wire_put_request(&b, &req, &e));
+    wire_reader r;
+    wire_frame f;
+    one_frame(&r, WIRE_AT_AGENT, &b, &f);
+    wire_request got;
+    assert_true(wire_get_request(&f, &got, &e));
+    assert_int_equal(got.flags, WIRE_REQ_TTY);
     assert_int_equal(got.cols, 120);
     assert_int_equal(got.rows, 40);
     assert_int_equal(got.timeout_ms, 1500);
@@ -166,57 +166,57 @@ static void test_request_roundtrip(void **state)
     assert_int_equal(got.files[1].size, 0);
     assert_int_equal(got.nchain, 1);
     assert_string_equal(got.chain[0].argv[0], "true");
-    sm_wire_request_free(&got);
-    sm_wire_reader_destroy(&r);
-    sm_wire_buf_free(&b);
+    wire_request_free(&got);
+    wire_reader_destroy(&r);
+    wire_buf_free(&b);
 }
 
 /* Every truncation of a valid request fails cleanly (no crash, no leak). */
 static void test_request_truncations(void **state)
 {
     (void)state;
-    sm_wire_file files[2];
-    sm_wire_argv chain[1];
-    sm_wire_request req = sample_request(files, chain);
-    sm_wire_buf b = { 0 };
-    assert_true(sm_wire_put_request(&b, &req, NULL));
-    const uint8_t *payload = b.data + SM_WIRE_HEADER_SIZE;
-    size_t full = b.len - SM_WIRE_HEADER_SIZE;
+    wire_file files[2];
+    wire_argv chain[1];
+    wire_request req = sample_request(files, chain);
+    wire_buf b = { 0 };
+    assert_true(wire_put_request(&b, &req, NULL));
+    const uint8_t *payload = b.data + WIRE_HEADER_SIZE;
+    size_t full = b.len - WIRE_HEADER_SIZE;
     for (size_t len = 0; len < full; len++) {
-        sm_wire_frame f = { SM_WIRE_REQUEST, (uint32_t)len, payload };
-        sm_wire_request got;
-        sm_wire_error e;
-        assert_false(sm_wire_get_request(&f, &got, &e));
+        wire_frame f = { WIRE_REQUEST, (uint32_t)len, payload };
+        wire_request got;
+        wire_error e;
+        assert_false(wire_get_request(&f, &got, &e));
         assert_true(strlen(e.message) > 0);
     }
     /* And one byte too many. */
     uint8_t *longer = malloc(full + 1);
     memcpy(longer, payload, full);
     longer[full] = 0;
-    sm_wire_frame f = { SM_WIRE_REQUEST, (uint32_t)full + 1, longer };
-    sm_wire_request got;
-    sm_wire_error e;
-    assert_false(sm_wire_get_request(&f, &got, &e));
+    wire_frame f = { WIRE_REQUEST, (uint32_t)full + 1, longer };
+    wire_request got;
+    wire_error e;
+    assert_false(wire_get_request(&f, &got, &e));
     assert_non_null(strstr(e.message, "trailing"));
     free(longer);
-    sm_wire_buf_free(&b);
+    wire_buf_free(&b);
 }
 
 /* Payload surgery: each bad field is named in the error. */
-static void expect_bad_request(const sm_wire_request *req, size_t at, uint8_t value,
+static void expect_bad_request(const wire_request *req, size_t at, uint8_t value,
                                const char *needle)
 {
-    sm_wire_buf b = { 0 };
-    assert_true(sm_wire_put_request(&b, req, NULL));
-    b.data[SM_WIRE_HEADER_SIZE + at] = value;
-    sm_wire_frame f = { SM_WIRE_REQUEST, (uint32_t)(b.len - SM_WIRE_HEADER_SIZE),
-                        b.data + SM_WIRE_HEADER_SIZE };
-    sm_wire_request got;
-    sm_wire_error e;
-    assert_false(sm_wire_get_request(&f, &got, &e));
+    wire_buf b = { 0 };
+    assert_true(wire_put_request(&b, req, NULL));
+    b.data[WIRE_HEADER_SIZE + at] = value;
+    wire_frame f = { WIRE_REQUEST, (uint32_t)(b.len - WIRE_HEADER_SIZE),
+                        b.data + WIRE_HEADER_SIZE };
+    wire_request got;
+    wire_error e;
+    assert_false(wire_get_request(&f, &got, &e));
     if (!strstr(e.message, needle))
         fail_msg("'%s' does not mention '%s'", e.message, needle);
-    sm_wire_buf_free(&b);
+    wire_buf_free(&b);
 }
 
 static void test_request_bad_fields(void **state)
@@ -224,7 +224,7 @@ static void test_request_bad_fields(void **state)
     (void)state;
     const char *argv[] = { "ab", NULL };
     const char *env[] = { "K=V", NULL };
-    sm_wire_request req = { .argv = { 1, argv }, .env = { 1, env }, .cwd = "" };
+    wire_request req = { .argv = { 1, argv }, .env = { 1, env }, .cwd = "" };
     /* layout: 16 fixed | argc(4) | len(4) "ab\0" | envc(4) | len(4) "K=V\0" | ... */
     expect_bad_request(&req, 0, 0x02, "flags");          /* unknown flag */
     expect_bad_request(&req, 16, 0, "argv");            /* argc = 0 */
@@ -235,8 +235,8 @@ static void test_request_bad_fields(void **state)
     expect_bad_request(&req, 35 + 1, 'x', "KEY=VALUE");  /* "KxV" has no '=' */
 
     const char *file_argv[] = { "x", NULL };
-    sm_wire_file file = { "/f", (const uint8_t *)"d", 1, 0644 };
-    sm_wire_request with_file = { .argv = { 1, file_argv }, .cwd = "", .nfiles = 1,
+    wire_file file = { "/f", (const uint8_t *)"d", 1, 0644 };
+    wire_request with_file = { .argv = { 1, file_argv }, .cwd = "", .nfiles = 1,
                                   .files = &file };
     /* 16 | argc 4 | 4+2 | envc 4 | cwd 4+1 | nfiles 4 | mode 4 | path 4+3 | size 4 | 1 */
     size_t mode_at = 16 + 4 + 6 + 4 + 5 + 4;
@@ -248,130 +248,130 @@ static void test_request_bad_fields(void **state)
 static void test_request_encoder_limits(void **state)
 {
     (void)state;
-    sm_wire_buf b = { 0 };
-    sm_wire_error e;
+    wire_buf b = { 0 };
+    wire_error e;
     const char *empty[] = { NULL };
-    sm_wire_request req = { .argv = { 0, empty }, .cwd = "" };
-    assert_false(sm_wire_put_request(&b, &req, &e));
+    wire_request req = { .argv = { 0, empty }, .cwd = "" };
+    assert_false(wire_put_request(&b, &req, &e));
     assert_non_null(strstr(e.message, "empty"));
     assert_int_equal(b.len, 0);
 
-    const char **many = calloc(SM_WIRE_MAX_ARGS + 2, sizeof *many);
-    for (size_t i = 0; i < SM_WIRE_MAX_ARGS + 1; i++)
+    const char **many = calloc(WIRE_MAX_ARGS + 2, sizeof *many);
+    for (size_t i = 0; i < WIRE_MAX_ARGS + 1; i++)
         many[i] = "a";
-    req.argv = (sm_wire_argv){ SM_WIRE_MAX_ARGS + 1, many };
-    assert_false(sm_wire_put_request(&b, &req, &e));
+    req.argv = (wire_argv){ WIRE_MAX_ARGS + 1, many };
+    assert_false(wire_put_request(&b, &req, &e));
     assert_non_null(strstr(e.message, "limit"));
     free(many);
 
     const char *argv[] = { "x", NULL };
-    size_t big = SM_WIRE_MAX_REQUEST;
+    size_t big = WIRE_MAX_REQUEST;
     uint8_t *data = calloc(1, big);
-    sm_wire_file file = { "/big", data, (uint32_t)big, 0644 };
-    req = (sm_wire_request){ .argv = { 1, argv }, .cwd = "", .nfiles = 1, .files = &file };
-    assert_false(sm_wire_put_request(&b, &req, &e));
+    wire_file file = { "/big", data, (uint32_t)big, 0644 };
+    req = (wire_request){ .argv = { 1, argv }, .cwd = "", .nfiles = 1, .files = &file };
+    assert_false(wire_put_request(&b, &req, &e));
     assert_non_null(strstr(e.message, "exceeds"));
     assert_int_equal(b.len, 0);
 
-    sm_wire_file rel = { "tmp/x", NULL, 0, 0644 };
-    req = (sm_wire_request){ .argv = { 1, argv }, .cwd = "", .nfiles = 1, .files = &rel };
-    assert_false(sm_wire_put_request(&b, &req, &e));
+    wire_file rel = { "tmp/x", NULL, 0, 0644 };
+    req = (wire_request){ .argv = { 1, argv }, .cwd = "", .nfiles = 1, .files = &rel };
+    assert_false(wire_put_request(&b, &req, &e));
     assert_non_null(strstr(e.message, "absolute"));
 
-    assert_false(sm_wire_put_signal(&b, 0, &e));
-    assert_false(sm_wire_put_signal(&b, 65, &e));
-    assert_false(sm_wire_put_data(&b, SM_WIRE_STDIN, data, SM_WIRE_MAX_DATA + 1, &e));
+    assert_false(wire_put_signal(&b, 0, &e));
+    assert_false(wire_put_signal(&b, 65, &e));
+    assert_false(wire_put_data(&b, WIRE_STDIN, data, WIRE_MAX_DATA + 1, &e));
     free(data);
-    sm_wire_buf_free(&b);
+    wire_buf_free(&b);
 }
 
 static void test_small_frames_roundtrip(void **state)
 {
     (void)state;
-    sm_wire_buf b = { 0 };
-    sm_wire_error e;
-    sm_wire_reader r;
-    sm_wire_frame f;
+    wire_buf b = { 0 };
+    wire_error e;
+    wire_reader r;
+    wire_frame f;
 
-    sm_wire_exit x = { .code = -1, .signal = 9, .timed_out = true, .steps_run = 2,
+    wire_exit x = { .code = -1, .signal = 9, .timed_out = true, .steps_run = 2,
                        .duration_us = 500123, .peak_rss_kib = 4096 };
-    assert_true(sm_wire_put_exit(&b, &x, &e));
-    one_frame(&r, SM_WIRE_AT_HOST, &b, &f);
-    sm_wire_exit gx;
-    assert_true(sm_wire_get_exit(&f, &gx, &e));
+    assert_true(wire_put_exit(&b, &x, &e));
+    one_frame(&r, WIRE_AT_HOST, &b, &f);
+    wire_exit gx;
+    assert_true(wire_get_exit(&f, &gx, &e));
     assert_int_equal(gx.code, -1);
     assert_int_equal(gx.signal, 9);
     assert_true(gx.timed_out);
     assert_int_equal(gx.steps_run, 2);
     assert_int_equal(gx.duration_us, 500123);
     assert_int_equal(gx.peak_rss_kib, 4096);
-    sm_wire_reader_destroy(&r);
+    wire_reader_destroy(&r);
 
     /* A code together with a signal is inconsistent. */
     b.len = 0;
     x.code = 3;
-    assert_true(sm_wire_put_exit(&b, &x, &e));
-    one_frame(&r, SM_WIRE_AT_HOST, &b, &f);
-    assert_false(sm_wire_get_exit(&f, &gx, &e));
-    sm_wire_reader_destroy(&r);
+    assert_true(wire_put_exit(&b, &x, &e));
+    one_frame(&r, WIRE_AT_HOST, &b, &f);
+    assert_false(wire_get_exit(&f, &gx, &e));
+    wire_reader_destroy(&r);
 
     b.len = 0;
-    assert_true(sm_wire_put_error(&b, SM_WIRE_ERR_STAGE, "cannot write /x", &e));
-    one_frame(&r, SM_WIRE_AT_HOST, &b, &f);
-    sm_wire_errmsg m;
-    assert_true(sm_wire_get_error(&f, &m, &e));
-    assert_int_equal(m.kind, SM_WIRE_ERR_STAGE);
+    assert_true(wire_put_error(&b, WIRE_ERR_STAGE, "cannot write /x", &e));
+    one_frame(&r, WIRE_AT_HOST, &b, &f);
+    wire_errmsg m;
+    assert_true(wire_get_error(&f, &m, &e));
+    assert_int_equal(m.kind, WIRE_ERR_STAGE);
     assert_string_equal(m.message, "cannot write /x");
-    sm_wire_reader_destroy(&r);
+    wire_reader_destroy(&r);
 
     b.len = 0;
-    assert_true(sm_wire_put_signal(&b, 15, &e));
-    assert_true(sm_wire_put_resize(&b, 300, 70, &e));
-    sm_wire_file_head wh = { .mode = 0640, .size = 1ull << 31, .path = "/data/x" };
-    assert_true(sm_wire_put_file_head(&b, SM_WIRE_WRITE_FILE, &wh, &e));
-    sm_wire_reader_init(&r, SM_WIRE_AT_AGENT);
-    assert_true(sm_wire_reader_feed(&r, b.data, b.len, &e));
+    assert_true(wire_put_signal(&b, 15, &e));
+    assert_true(wire_put_resize(&b, 300, 70, &e));
+    wire_file_head wh = { .mode = 0640, .size = 1ull << 31, .path = "/data/x" };
+    assert_true(wire_put_file_head(&b, WIRE_WRITE_FILE, &wh, &e));
+    wire_reader_init(&r, WIRE_AT_AGENT);
+    assert_true(wire_reader_feed(&r, b.data, b.len, &e));
     int signo;
-    assert_int_equal(sm_wire_reader_next(&r, &f, &e), 1);
-    assert_true(sm_wire_get_signal(&f, &signo, &e));
+    assert_int_equal(wire_reader_next(&r, &f, &e), 1);
+    assert_true(wire_get_signal(&f, &signo, &e));
     assert_int_equal(signo, 15);
     uint16_t cols, rows;
-    assert_int_equal(sm_wire_reader_next(&r, &f, &e), 1);
-    assert_true(sm_wire_get_resize(&f, &cols, &rows, &e));
+    assert_int_equal(wire_reader_next(&r, &f, &e), 1);
+    assert_true(wire_get_resize(&f, &cols, &rows, &e));
     assert_int_equal(cols, 300);
     assert_int_equal(rows, 70);
-    sm_wire_file_head gh;
-    assert_int_equal(sm_wire_reader_next(&r, &f, &e), 1);
-    assert_true(sm_wire_get_file_head(&f, &gh, &e));
+    wire_file_head gh;
+    assert_int_equal(wire_reader_next(&r, &f, &e), 1);
+    assert_true(wire_get_file_head(&f, &gh, &e));
     assert_int_equal(gh.mode, 0640);
     assert_int_equal(gh.size, 1ull << 31);
     assert_string_equal(gh.path, "/data/x");
-    sm_wire_reader_destroy(&r);
+    wire_reader_destroy(&r);
 
-    wh.size = SM_WIRE_MAX_FILE_SIZE + 1;
-    assert_false(sm_wire_put_file_head(&b, SM_WIRE_WRITE_FILE, &wh, &e));
-    sm_wire_buf_free(&b);
+    wh.size = WIRE_MAX_FILE_SIZE + 1;
+    assert_false(wire_put_file_head(&b, WIRE_WRITE_FILE, &wh, &e));
+    wire_buf_free(&b);
 }
 
 /* A stream with a bad frame in the middle stops there, with a message. */
 static void test_reader_stops_at_bad_frame(void **state)
 {
     (void)state;
-    sm_wire_buf b = { 0 };
-    sm_wire_error e;
-    assert_true(sm_wire_put_data(&b, SM_WIRE_STDOUT, "a", 1, &e));
-    uint8_t bad[SM_WIRE_HEADER_SIZE];
-    sm_wire_header_encode(bad, SM_WIRE_REQUEST, 0); /* host-bound reader: wrong way */
-    sm_wire_buf_put(&b, bad, sizeof bad);
-    sm_wire_reader r;
-    sm_wire_reader_init(&r, SM_WIRE_AT_HOST);
-    assert_true(sm_wire_reader_feed(&r, b.data, b.len, &e));
-    sm_wire_frame f;
-    assert_int_equal(sm_wire_reader_next(&r, &f, &e), 1);
-    assert_int_equal(sm_wire_reader_next(&r, &f, &e), -1);
+    wire_buf b = { 0 };
+    wire_error e;
+    assert_true(wire_put_data(&b, WIRE_STDOUT, "a", 1, &e));
+    uint8_t bad[WIRE_HEADER_SIZE];
+    wire_header_encode(bad, WIRE_REQUEST, 0); /* host-bound reader: wrong way */
+    wire_buf_put(&b, bad, sizeof bad);
+    wire_reader r;
+    wire_reader_init(&r, WIRE_AT_HOST);
+    assert_true(wire_reader_feed(&r, b.data, b.len, &e));
+    wire_frame f;
+    assert_int_equal(wire_reader_next(&r, &f, &e), 1);
+    assert_int_equal(wire_reader_next(&r, &f, &e), -1);
     assert_non_null(strstr(e.message, "REQUEST"));
-    sm_wire_reader_destroy(&r);
-    sm_wire_buf_free(&b);
+    wire_reader_destroy(&r);
+    wire_buf_free(&b);
 }
 
 /* A header that claims a big frame does not make the reader allocate it:
@@ -379,31 +379,31 @@ static void test_reader_stops_at_bad_frame(void **state)
 static void test_reader_grows_with_data(void **state)
 {
     (void)state;
-    sm_wire_reader r;
-    sm_wire_error e;
-    sm_wire_reader_init(&r, SM_WIRE_AT_AGENT);
-    uint8_t h[SM_WIRE_HEADER_SIZE];
+    wire_reader r;
+    wire_error e;
+    wire_reader_init(&r, WIRE_AT_AGENT);
+    uint8_t h[WIRE_HEADER_SIZE];
     uint32_t len = 48u << 20;
-    sm_wire_header_encode(h, SM_WIRE_REQUEST, len);
-    assert_true(sm_wire_reader_feed(&r, h, sizeof h, &e));
+    wire_header_encode(h, WIRE_REQUEST, len);
+    assert_true(wire_reader_feed(&r, h, sizeof h, &e));
     size_t avail;
-    assert_non_null(sm_wire_reader_space(&r, 64 << 10, &avail));
+    assert_non_null(wire_reader_space(&r, 64 << 10, &avail));
     assert_true(r.cap <= (2u << 20));
     static uint8_t chunk[64 << 10];
     size_t fed = 0;
-    sm_wire_frame f;
+    wire_frame f;
     while (fed < len) {
         size_t n = len - fed < sizeof chunk ? len - fed : sizeof chunk;
-        assert_true(sm_wire_reader_feed(&r, chunk, n, &e));
+        assert_true(wire_reader_feed(&r, chunk, n, &e));
         fed += n;
-        assert_true(r.cap <= 2 * (fed + SM_WIRE_HEADER_SIZE) + (2u << 20));
+        assert_true(r.cap <= 2 * (fed + WIRE_HEADER_SIZE) + (2u << 20));
         if (fed < len)
-            assert_int_equal(sm_wire_reader_next(&r, &f, &e), 0);
+            assert_int_equal(wire_reader_next(&r, &f, &e), 0);
     }
-    assert_int_equal(sm_wire_reader_next(&r, &f, &e), 1);
+    assert_int_equal(wire_reader_next(&r, &f, &e), 1);
     assert_int_equal(f.length, len);
-    assert_true(r.cap <= (size_t)len + SM_WIRE_HEADER_SIZE + (64u << 10));
-    sm_wire_reader_destroy(&r);
+    assert_true(r.cap <= (size_t)len + WIRE_HEADER_SIZE + (64u << 10));
+    wire_reader_destroy(&r);
 }
 
 int main(void)

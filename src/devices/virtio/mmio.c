@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/error.h"
+#include "base/error.h"
 
 enum mmio_reg {
     REG_MAGIC = 0x000,
@@ -499,24 +499,24 @@ static sm_code check_queue(const struct virtio_mmio *t, const struct virtio_queu
 {
     const char *name = t->dev->ops->name;
     if (!all_zero(q->reserved0, sizeof q->reserved0) || !all_zero(q->reserved1, sizeof q->reserved1))
-        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: queue %u: reserved bytes are not 0", name, i);
+        return error_set(err, SM_E_INVALID, "virtio-mmio %s state: queue %u: reserved bytes are not 0", name, i);
     if (q->max_size != t->dev->ops->queue_max_size)
-        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: queue %u: max size %u, but the device's is %u",
+        return error_set(err, SM_E_INVALID, "virtio-mmio %s state: queue %u: max size %u, but the device's is %u",
                        name, i, q->max_size, t->dev->ops->queue_max_size);
     if (q->ready > 1 || q->broken > 1)
-        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: queue %u: ready %u / broken %u are not 0 or 1",
+        return error_set(err, SM_E_INVALID, "virtio-mmio %s state: queue %u: ready %u / broken %u are not 0 or 1",
                        name, i, q->ready, q->broken);
     if (!q->ready) {
         /* A queue taken down restarts its indices; only a ready queue can break. */
         if (q->broken || q->last_avail_idx || q->used_idx)
-            return sm_fail(err, SM_E_INVALID,
+            return error_set(err, SM_E_INVALID,
                            "virtio-mmio %s state: queue %u is not ready but has indices %u/%u or is broken", name, i,
                            q->last_avail_idx, q->used_idx);
         return SM_OK;
     }
     struct virtqueue vq = queue_from_state(q);
     if (vq_validate(&vq, t->mem) < 0)
-        return sm_fail(err, SM_E_INVALID,
+        return error_set(err, SM_E_INVALID,
                        "virtio-mmio %s state: queue %u (size %u, desc 0x%llx, avail 0x%llx, used 0x%llx): size not a "
                        "power of two <= %u, or a ring misaligned or outside guest memory",
                        name, i, q->size, (unsigned long long)q->desc_addr, (unsigned long long)q->avail_addr,
@@ -524,7 +524,7 @@ static sm_code check_queue(const struct virtio_mmio *t, const struct virtio_queu
     /* The device never has more chains in hand than the ring holds. */
     uint16_t in_flight = (uint16_t)(q->last_avail_idx - q->used_idx);
     if (in_flight > q->size)
-        return sm_fail(err, SM_E_INVALID,
+        return error_set(err, SM_E_INVALID,
                        "virtio-mmio %s state: queue %u: %u chains taken (avail %u, used %u) but the ring holds %u", name,
                        i, in_flight, q->last_avail_idx, q->used_idx, q->size);
     return SM_OK;
@@ -535,24 +535,24 @@ static sm_code check_negotiation(const struct virtio_mmio *t, const struct virti
 {
     const char *name = t->dev->ops->name;
     if (in->device_features != t->device_features)
-        return sm_fail(err, SM_E_INVALID,
+        return error_set(err, SM_E_INVALID,
                        "virtio-mmio %s state: the saved device offered features 0x%llx, this one offers 0x%llx", name,
                        (unsigned long long)in->device_features, (unsigned long long)t->device_features);
     if (in->driver_features & ~t->device_features)
-        return sm_fail(err, SM_E_INVALID,
+        return error_set(err, SM_E_INVALID,
                        "virtio-mmio %s state: driver features 0x%llx include 0x%llx, which the device never offered",
                        name, (unsigned long long)in->driver_features,
                        (unsigned long long)(in->driver_features & ~t->device_features));
     if (in->status & ~SAVED_STATUS_BITS)
-        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: status 0x%x has unknown bits 0x%x", name, in->status,
+        return error_set(err, SM_E_INVALID, "virtio-mmio %s state: status 0x%x has unknown bits 0x%x", name, in->status,
                        in->status & ~SAVED_STATUS_BITS);
     if ((in->status & VIRTIO_STATUS_DRIVER_OK) && !(in->status & VIRTIO_STATUS_FEATURES_OK))
-        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: status 0x%x has DRIVER_OK without FEATURES_OK", name,
+        return error_set(err, SM_E_INVALID, "virtio-mmio %s state: status 0x%x has DRIVER_OK without FEATURES_OK", name,
                        in->status);
     if ((in->status & VIRTIO_STATUS_FEATURES_OK) && !((in->driver_features >> VIRTIO_F_VERSION_1) & 1))
-        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: FEATURES_OK without VERSION_1 accepted", name);
+        return error_set(err, SM_E_INVALID, "virtio-mmio %s state: FEATURES_OK without VERSION_1 accepted", name);
     if (in->interrupt_status & ~INTERRUPT_BITS)
-        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: interrupt status 0x%x has unknown bits", name,
+        return error_set(err, SM_E_INVALID, "virtio-mmio %s state: interrupt status 0x%x has unknown bits", name,
                        in->interrupt_status);
     return SM_OK;
 }
@@ -561,13 +561,13 @@ static sm_code check_state(const struct virtio_mmio *t, const struct virtio_mmio
 {
     const char *name = t->dev->ops->name;
     if (in->device_id != t->dev->ops->device_id)
-        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: saved device id %u, but this device's id is %u",
+        return error_set(err, SM_E_INVALID, "virtio-mmio %s state: saved device id %u, but this device's id is %u",
                        name, in->device_id, t->dev->ops->device_id);
     if (in->nqueues != t->num_queues)
-        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: %u queues saved, but the device has %u", name,
+        return error_set(err, SM_E_INVALID, "virtio-mmio %s state: %u queues saved, but the device has %u", name,
                        in->nqueues, t->num_queues);
     if (in->reserved0 || !all_zero(in->reserved1, sizeof in->reserved1))
-        return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: reserved bytes are not 0", name);
+        return error_set(err, SM_E_INVALID, "virtio-mmio %s state: reserved bytes are not 0", name);
     sm_code rc = check_negotiation(t, in, err);
     for (unsigned i = 0; rc == SM_OK && i < in->nqueues; i++)
         rc = check_queue(t, &in->queues[i], i, err);
@@ -575,7 +575,7 @@ static sm_code check_state(const struct virtio_mmio *t, const struct virtio_mmio
         return rc;
     for (unsigned i = in->nqueues; i < VIRTIO_MMIO_MAX_SAVED_QUEUES; i++)
         if (!all_zero(&in->queues[i], sizeof in->queues[i]))
-            return sm_fail(err, SM_E_INVALID, "virtio-mmio %s state: queue slot %u is past the %u queues and not 0",
+            return error_set(err, SM_E_INVALID, "virtio-mmio %s state: queue slot %u is past the %u queues and not 0",
                            name, i, in->nqueues);
     return SM_OK;
 }
@@ -609,7 +609,7 @@ sm_code virtio_mmio_restore(struct virtio_mmio *t, const struct virtio_mmio_stat
         activate(t);
         if (!t->activated) {
             device_reset(t);
-            rc = sm_fail(err, SM_E_GUEST,
+            rc = error_set(err, SM_E_GUEST,
                          "virtio-mmio %s: the device cannot resume from a snapshot (its activate failed); "
                          "the transport was reset",
                          t->dev->ops->name);

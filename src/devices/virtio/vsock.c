@@ -26,6 +26,7 @@
  * it, and on_epoll() takes it.
  */
 #include "devices/virtio/vsock.h"
+#include "base/clock.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -42,7 +43,7 @@
 #include <unistd.h>
 
 #include "devices/virtio/vsock_conn.h"
-#include "lib/error.h"
+#include "base/error.h"
 
 #define RST_QUEUE_LEN   128   /* RSTs for unknown connections waiting for rx buffers */
 #define ACCEPT_BUDGET   16    /* connections accepted per listener wakeup */
@@ -146,13 +147,6 @@ static void kick_self(struct vsock *v)
  * connect_timeout_ms of being accepted, so a guest that never answers, or a
  * client that never speaks, cannot hold a slot forever. */
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void arm_timer(struct vsock *v, bool on)
 {
     if (on == v->timer_armed)
@@ -172,7 +166,7 @@ static void set_deadline(struct vsock *v, struct vsock_conn *c)
 {
     if (!c->deadline_ns)
         v->ndeadlines++;
-    c->deadline_ns = mono_ns() + (int64_t)v->connect_timeout_ms * 1000000;
+    c->deadline_ns = clock_now_ns() + (int64_t)v->connect_timeout_ms * 1000000;
     arm_timer(v, true);
 }
 
@@ -941,7 +935,7 @@ static void on_timer(struct vsock *v)
     uint64_t ticks;
     ssize_t got = read(v->timer_fd, &ticks, sizeof ticks);
     (void)got;
-    int64_t now = mono_ns();
+    int64_t now = clock_now_ns();
     for (uint32_t i = 0; i < v->table.max && v->ndeadlines; i++) {
         struct vsock_conn *c = &v->table.conns[i];
         if (c->state != VSOCK_CONN_FREE && c->deadline_ns && now >= c->deadline_ns) {
@@ -1076,9 +1070,9 @@ static sm_code remove_stale_socket(const char *what, const struct sockaddr_un *s
 {
     struct stat st;
     if (lstat(sa->sun_path, &st) < 0)
-        return errno == ENOENT ? SM_OK : sm_fail_errno(err, SM_E_IO, errno, "%s socket %s", what, sa->sun_path);
+        return errno == ENOENT ? SM_OK : error_set_errno(err, SM_E_IO, errno, "%s socket %s", what, sa->sun_path);
     if (!S_ISSOCK(st.st_mode))
-        return sm_fail(err, SM_E_INVALID, "%s socket path %s exists and is not a socket; remove it or choose another",
+        return error_set(err, SM_E_INVALID, "%s socket path %s exists and is not a socket; remove it or choose another",
                        what, sa->sun_path);
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (probe >= 0) {
@@ -1086,11 +1080,11 @@ static sm_code remove_stale_socket(const char *what, const struct sockaddr_un *s
         int e = errno;
         close(probe);
         if (rc == 0 || e == EAGAIN)
-            return sm_fail(err, SM_E_INVALID, "%s socket %s is in use by a running process (another VM?)", what,
+            return error_set(err, SM_E_INVALID, "%s socket %s is in use by a running process (another VM?)", what,
                            sa->sun_path);
     }
     if (unlink(sa->sun_path) < 0 && errno != ENOENT)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot remove stale %s socket %s", what, sa->sun_path);
+        return error_set_errno(err, SM_E_IO, errno, "cannot remove stale %s socket %s", what, sa->sun_path);
     return SM_OK;
 }
 
@@ -1100,7 +1094,7 @@ static sm_code listen_unix(struct vsock *v, struct listener *l, const char *what
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     size_t len = strlen(path);
     if (len == 0 || len >= sizeof sa.sun_path)
-        return sm_fail(err, SM_E_INVALID, "%s socket path \"%s\" is %zu bytes; it must be 1 to %zu", what, path, len,
+        return error_set(err, SM_E_INVALID, "%s socket path \"%s\" is %zu bytes; it must be 1 to %zu", what, path, len,
                        sizeof sa.sun_path - 1);
     memcpy(sa.sun_path, path, len + 1);
     sm_code rc = remove_stale_socket(what, &sa, err);
@@ -1108,19 +1102,19 @@ static sm_code listen_unix(struct vsock *v, struct listener *l, const char *what
         return rc;
     l->path = strdup(path);
     if (!l->path)
-        return sm_fail(err, SM_E_NOMEM, "out of memory");
+        return error_set(err, SM_E_NOMEM, "out of memory");
     l->tag = tag;
     l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (l->fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "socket for %s socket %s", what, path);
+        return error_set_errno(err, SM_E_IO, errno, "socket for %s socket %s", what, path);
     if (bind(l->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
         int e = errno;
         free(l->path);
         l->path = NULL; /* nothing of ours to unlink */
         if (e == ENOENT)
-            return sm_fail(err, SM_E_NOTFOUND, "cannot create %s socket %s: its directory does not exist", what,
+            return error_set(err, SM_E_NOTFOUND, "cannot create %s socket %s: its directory does not exist", what,
                            path);
-        return sm_fail_errno(err, SM_E_IO, e, "cannot bind %s socket %s", what, path);
+        return error_set_errno(err, SM_E_IO, e, "cannot bind %s socket %s", what, path);
     }
     struct stat st;
     if (stat(path, &st) == 0) {
@@ -1128,42 +1122,42 @@ static sm_code listen_unix(struct vsock *v, struct listener *l, const char *what
         l->st_ino = st.st_ino;
     }
     if (listen(l->fd, LISTEN_BACKLOG) < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "cannot listen on %s socket %s", what, path);
+        return error_set_errno(err, SM_E_IO, errno, "cannot listen on %s socket %s", what, path);
     struct epoll_event ev = { .events = EPOLLIN, .data.u64 = tag };
     if (epoll_ctl(v->epfd, EPOLL_CTL_ADD, l->fd, &ev) < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "epoll for %s socket %s", what, path);
+        return error_set_errno(err, SM_E_IO, errno, "epoll for %s socket %s", what, path);
     return SM_OK;
 }
 
 static sm_code check_config(const struct vsock_config *cfg, sm_error *err)
 {
     if (cfg->guest_cid < 3 || cfg->guest_cid > 0xfffffffeull)
-        return sm_fail(err, SM_E_INVALID, "vsock guest CID %llu is out of range: 3 to 4294967294",
+        return error_set(err, SM_E_INVALID, "vsock guest CID %llu is out of range: 3 to 4294967294",
                        (unsigned long long)cfg->guest_cid);
     if (cfg->uds_path && cfg->exec_path && strcmp(cfg->uds_path, cfg->exec_path) == 0)
-        return sm_fail(err, SM_E_INVALID, "the vsock socket and the exec socket are the same path %s", cfg->uds_path);
+        return error_set(err, SM_E_INVALID, "the vsock socket and the exec socket are the same path %s", cfg->uds_path);
     return SM_OK;
 }
 
 static sm_code vsock_setup(struct vsock *v, const struct vsock_config *cfg, struct event_loop *loop, sm_error *err)
 {
     if (vsock_table_init(&v->table, VSOCK_MAX_CONNS) < 0)
-        return sm_fail(err, SM_E_NOMEM, "out of memory for the vsock connection table");
+        return error_set(err, SM_E_NOMEM, "out of memory for the vsock connection table");
     v->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (v->epfd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "epoll_create1 for vsock");
+        return error_set_errno(err, SM_E_IO, errno, "epoll_create1 for vsock");
     v->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (v->kick_fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "eventfd for vsock");
+        return error_set_errno(err, SM_E_IO, errno, "eventfd for vsock");
     struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_KICK };
     if (epoll_ctl(v->epfd, EPOLL_CTL_ADD, v->kick_fd, &ev) < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "epoll for vsock");
+        return error_set_errno(err, SM_E_IO, errno, "epoll for vsock");
     v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (v->timer_fd < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "timerfd for vsock");
+        return error_set_errno(err, SM_E_IO, errno, "timerfd for vsock");
     ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = TAG_TIMER };
     if (epoll_ctl(v->epfd, EPOLL_CTL_ADD, v->timer_fd, &ev) < 0)
-        return sm_fail_errno(err, SM_E_IO, errno, "epoll for vsock");
+        return error_set_errno(err, SM_E_IO, errno, "epoll for vsock");
     sm_code rc;
     if (cfg->uds_path && (rc = listen_unix(v, &v->uds, "vsock", cfg->uds_path, TAG_UDS_LISTENER, err)))
         return rc;
@@ -1171,7 +1165,7 @@ static sm_code vsock_setup(struct vsock *v, const struct vsock_config *cfg, stru
         return rc;
     if (loop) {
         if (evl_add(loop, v->epfd, EPOLLIN, on_epoll, v) < 0)
-            return sm_fail_errno(err, SM_E_IO, errno, "event loop registration for vsock");
+            return error_set_errno(err, SM_E_IO, errno, "event loop registration for vsock");
         v->loop = loop;
     }
     return SM_OK;
@@ -1183,7 +1177,7 @@ struct virtio_device *virtio_vsock_create(const struct vsock_config *cfg, struct
         return NULL;
     struct vsock *v = calloc(1, sizeof *v);
     if (!v) {
-        sm_fail(err, SM_E_NOMEM, "out of memory for a vsock device");
+        error_set(err, SM_E_NOMEM, "out of memory for a vsock device");
         return NULL;
     }
     v->dev.ops = &vsock_ops;

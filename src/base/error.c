@@ -1,4 +1,4 @@
-#include "error.h"
+#include "base/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,7 +31,7 @@ static void fill(sm_error *err, sm_code code, const char *fmt, va_list ap)
     vsnprintf(err->message, sizeof err->message, fmt, ap);
 }
 
-sm_code sm_fail(sm_error *err, sm_code code, const char *fmt, ...)
+sm_code error_set(sm_error *err, sm_code code, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -42,7 +42,7 @@ sm_code sm_fail(sm_error *err, sm_code code, const char *fmt, ...)
     return code;
 }
 
-sm_code sm_fail_errno(sm_error *err, sm_code code, int errno_value, const char *fmt, ...)
+sm_code error_set_errno(sm_error *err, sm_code code, int errno_value, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -55,7 +55,7 @@ sm_code sm_fail_errno(sm_error *err, sm_code code, int errno_value, const char *
     return code;
 }
 
-void sm_error_prefix(sm_error *err, const char *fmt, ...)
+void error_prefix(sm_error *err, const char *fmt, ...)
 {
     if (!err)
         return;

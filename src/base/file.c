@@ -1,0 +1,122 @@
+#include "base/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+bool write_all(int fd, const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    while (len) {
+        /* One write of at most 1 GiB: Linux caps a single write below 2 GiB. */
+        ssize_t n = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return false;
+        if (n == 0) {
+            errno = EIO;
+            return false;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* A name unique to this process and call, so that two writers of one path
+ * (two processes, or two threads) never share a temporary file. */
+static bool temp_name(char *out, size_t size, const char *path)
+{
+    static unsigned counter;
+    unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+    const char *slash = strrchr(path, '/');
+    int dir_len = slash ? (int)(slash - path + 1) : 0;
+    const char *name = slash ? slash + 1 : path;
+    int len = snprintf(out, size, "%.*s.%s.tmp.%ld.%u", dir_len, path, name, (long)getpid(), n);
+    if (len < 0 || (size_t)len >= size) {
+        errno = ENAMETOOLONG;
+        return false;
+    }
+    return true;
+}
+
+bool atomic_file_begin(struct atomic_file *f, const char *path, mode_t mode)
+{
+    f->fd = -1;
+    if (strlen(path) >= sizeof f->path) {
+        errno = ENAMETOOLONG;
+        return false;
+    }
+    strcpy(f->path, path);
+    if (!temp_name(f->tmp_path, sizeof f->tmp_path, path))
+        return false;
+    f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    return f->fd >= 0;
+}
+
+void atomic_file_abort(struct atomic_file *f)
+{
+    int saved = errno;
+    if (f->fd >= 0) {
+        close(f->fd);
+        unlink(f->tmp_path);
+    }
+    f->fd = -1;
+    errno = saved;
+}
+
+bool fsync_parent_dir(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else {
+        errno = ENAMETOOLONG;
+        return false;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool ok = fsync(fd) == 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return ok;
+}
+
+bool atomic_file_commit(struct atomic_file *f)
+{
+    if (fsync(f->fd) < 0) {
+        atomic_file_abort(f);
+        return false;
+    }
+    int fd = f->fd;
+    f->fd = -1;
+    if (close(fd) < 0 || rename(f->tmp_path, f->path) < 0) {
+        int saved = errno;
+        unlink(f->tmp_path);
+        errno = saved;
+        return false;
+    }
+    return fsync_parent_dir(f->path);
+}
+
+bool write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+    struct atomic_file f;
+    if (!atomic_file_begin(&f, path, mode))
+        return false;
+    if (!write_all(f.fd, data, len)) {
+        atomic_file_abort(&f);
+        return false;
+    }
+    return atomic_file_commit(&f);
+}

@@ -1,0 +1,47 @@
+/*
+ * Writing files whole, and replacing them atomically.
+ *
+ * Durability rule, the same for every file we replace (the image store, VM
+ * state folders, snapshots, files the agent writes in the guest): the new
+ * contents are fsync'd before the rename, and the folder after it. After a
+ * crash a reader finds the old file or the whole new one, never a mix or an
+ * empty file. On tmpfs, where most runtime state lives, fsync costs nothing.
+ *
+ * These functions report failure as false with errno set, so that the host
+ * (sm_error) and the agent (its own replies) word their messages themselves.
+ */
+#ifndef SM_BASE_FILE_H
+#define SM_BASE_FILE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Writes all of buf, through short writes and EINTR. */
+bool write_all(int fd, const void *buf, size_t len);
+
+/* A file being replaced: written to a temporary name beside it, made
+ * visible under its name by atomic_file_commit. */
+struct atomic_file {
+    int fd;
+    char path[PATH_MAX];
+    char tmp_path[PATH_MAX];
+};
+
+/* Creates the temporary file (exclusive, close-on-exec) with the given mode;
+ * false (ENAMETOOLONG for a path too long) if it cannot. */
+bool atomic_file_begin(struct atomic_file *f, const char *path, mode_t mode);
+/* fsync, close, rename over the path, fsync the folder. On failure the
+ * temporary file is removed and errno says why. Always closes. */
+bool atomic_file_commit(struct atomic_file *f);
+/* Closes and removes the temporary file, keeping errno. */
+void atomic_file_abort(struct atomic_file *f);
+
+/* The whole of data as path's new contents, by the rule above. */
+bool write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* fsyncs the folder holding path, so that a rename or create in it lasts. */
+bool fsync_parent_dir(const char *path);
+
+#endif
