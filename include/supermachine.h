@@ -18,6 +18,14 @@
 extern "C" {
 #endif
 
+/* Marks the library's API: libsupermachine.so exports these functions and
+ * nothing else (it is built with -fvisibility=hidden). */
+#if defined(__GNUC__)
+#define SM_API __attribute__((visibility("default")))
+#else
+#define SM_API
+#endif
+
 #define SM_VERSION_MAJOR 0
 #define SM_VERSION_MINOR 1
 #define SM_VERSION_PATCH 0
@@ -48,7 +56,7 @@ typedef struct sm_error {
 } sm_error;
 
 /* A short, static name of the code, e.g. "invalid argument". */
-const char *sm_strerror(sm_code code);
+SM_API const char *sm_strerror(sm_code code);
 
 /* ===== Host ============================================================ */
 /* (section owned by: host detection / doctor)
@@ -84,10 +92,10 @@ typedef struct sm_host_report {
  * SM_OK when guests can run here (kind SM_HOST_KVM_HARDWARE); otherwise
  * SM_E_UNSUPPORTED with err->message saying what to do (out is filled either
  * way). SM_E_INVALID when out is NULL. Never exits; opens nothing it keeps. */
-sm_code sm_host_check(sm_host_report *out, sm_error *err);
+SM_API sm_code sm_host_check(sm_host_report *out, sm_error *err);
 
 /* A short, static name of the kind, e.g. "hardware KVM". */
-const char *sm_host_kind_name(sm_host_kind kind);
+SM_API const char *sm_host_kind_name(sm_host_kind kind);
 
 /* ===== Exec ============================================================ */
 /* (section owned by: exec API, the spec's ExecBuilder)
@@ -128,7 +136,7 @@ typedef struct sm_exec_status {
 } sm_exec_status;
 
 /* The shell's view of a status: the code, or 128+N for signal N. */
-int sm_exec_status_shell_code(const sm_exec_status *st);
+SM_API int sm_exec_status_shell_code(const sm_exec_status *st);
 
 /* What sm_exec_output collects. Buffers are NUL-terminated for convenience
  * (the terminator is not counted in the lengths). */
@@ -142,108 +150,108 @@ typedef struct sm_exec_outcome {
     uint64_t duration_us;  /* == status.duration_us */
     uint64_t peak_rss_kib; /* == status.peak_rss_kib */
 } sm_exec_outcome;
-void sm_exec_outcome_free(sm_exec_outcome *out);
+SM_API void sm_exec_outcome_free(sm_exec_outcome *out);
 
 /* ---- builder: setters copy their arguments. A failing setter also records
  * its error in the builder, which spawn/output then report. */
-sm_exec_builder *sm_exec_builder_new(const char *exec_socket_path); /* NULL: no memory/path */
-sm_exec_builder *sm_exec_builder_copy(const sm_exec_builder *b);
-void sm_exec_builder_free(sm_exec_builder *b);
+SM_API sm_exec_builder *sm_exec_builder_new(const char *exec_socket_path); /* NULL: no memory/path */
+SM_API sm_exec_builder *sm_exec_builder_copy(const sm_exec_builder *b);
+SM_API void sm_exec_builder_free(sm_exec_builder *b);
 /* The program and its arguments; argv[0] is looked up through the guest's
  * PATH (the agent's environment merged with env). Replaces earlier argv. */
-sm_code sm_exec_builder_argv(sm_exec_builder *b, int argc, const char *const *argv);
+SM_API sm_code sm_exec_builder_argv(sm_exec_builder *b, int argc, const char *const *argv);
 /* Adds or replaces one variable on top of the agent's environment. */
-sm_code sm_exec_builder_env(sm_exec_builder *b, const char *key, const char *value);
-sm_code sm_exec_builder_cwd(sm_exec_builder *b, const char *guest_dir);
+SM_API sm_code sm_exec_builder_env(sm_exec_builder *b, const char *key, const char *value);
+SM_API sm_code sm_exec_builder_cwd(sm_exec_builder *b, const char *guest_dir);
 /* A pseudo-terminal: stdin/stdout through it, stderr merged into stdout. */
-sm_code sm_exec_builder_tty(sm_exec_builder *b, bool on);
-sm_code sm_exec_builder_winsize(sm_exec_builder *b, uint16_t cols, uint16_t rows);
+SM_API sm_code sm_exec_builder_tty(sm_exec_builder *b, bool on);
+SM_API sm_code sm_exec_builder_winsize(sm_exec_builder *b, uint16_t cols, uint16_t rows);
 /* Wall-clock limit for the command (a whole chain), from its start: its
  * process group is SIGKILLed and the status says timed_out. 0 = none.
  * Honoured by output and by spawn alike. */
-sm_code sm_exec_builder_timeout_ms(sm_exec_builder *b, uint32_t ms);
+SM_API sm_code sm_exec_builder_timeout_ms(sm_exec_builder *b, uint32_t ms);
 /* Writes bytes at an absolute guest path (atomically, parents created)
  * before the command runs; mode 0644 unless given. */
-sm_code sm_exec_builder_stage_file(sm_exec_builder *b, const char *guest_path, const void *bytes,
+SM_API sm_code sm_exec_builder_stage_file(sm_exec_builder *b, const char *guest_path, const void *bytes,
                                    size_t len);
-sm_code sm_exec_builder_stage_file_mode(sm_exec_builder *b, const char *guest_path,
+SM_API sm_code sm_exec_builder_stage_file_mode(sm_exec_builder *b, const char *guest_path,
                                         const void *bytes, size_t len, uint32_t mode);
 /* Runs argv after the previous command exited 0 (&&); stops at the first
  * non-zero exit, whose status is reported. */
-sm_code sm_exec_builder_chain(sm_exec_builder *b, int argc, const char *const *argv);
+SM_API sm_code sm_exec_builder_chain(sm_exec_builder *b, int argc, const char *const *argv);
 
 /* ---- run to completion */
-sm_code sm_exec_output(const sm_exec_builder *b, sm_exec_outcome *out, sm_error *err);
+SM_API sm_code sm_exec_output(const sm_exec_builder *b, sm_exec_outcome *out, sm_error *err);
 /* Retries only SM_E_SETUP failures (nothing of the command arrived), up to
  * `retries` more times with a linear backoff of 50 ms per attempt; a run that
  * started is never re-run. At-least-once: use for idempotent commands. */
-sm_code sm_exec_output_resilient(const sm_exec_builder *b, unsigned retries,
+SM_API sm_code sm_exec_output_resilient(const sm_exec_builder *b, unsigned retries,
                                  sm_exec_outcome *out, sm_error *err);
 /* Like sm_exec_output, but when `cancel` fires (from any thread) the command
  * is SIGKILLed through the agent and the connection is dropped; returns
  * SM_E_CANCELLED with what was collected so far in *out (free it). */
-sm_code sm_exec_output_with_cancel(const sm_exec_builder *b, sm_cancel *cancel,
+SM_API sm_code sm_exec_output_with_cancel(const sm_exec_builder *b, sm_cancel *cancel,
                                    sm_exec_outcome *out, sm_error *err);
 
-sm_cancel *sm_cancel_new(void);
-void sm_cancel_fire(sm_cancel *c); /* thread-safe and async-signal-safe */
-bool sm_cancel_fired(const sm_cancel *c);
-void sm_cancel_free(sm_cancel *c);
+SM_API sm_cancel *sm_cancel_new(void);
+SM_API void sm_cancel_fire(sm_cancel *c); /* thread-safe and async-signal-safe */
+SM_API bool sm_cancel_fired(const sm_cancel *c);
+SM_API void sm_cancel_free(sm_cancel *c);
 
 /* ---- streaming */
-sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **child, sm_error *err);
+SM_API sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **child, sm_error *err);
 /* Blocks until all of len is sent (large input waits for the command). */
-sm_code sm_exec_child_stdin_write(sm_exec_child *c, const void *buf, size_t len, sm_error *err);
-sm_code sm_exec_child_stdin_close(sm_exec_child *c, sm_error *err);
+SM_API sm_code sm_exec_child_stdin_write(sm_exec_child *c, const void *buf, size_t len, sm_error *err);
+SM_API sm_code sm_exec_child_stdin_close(sm_exec_child *c, sm_error *err);
 /* Blocking reads. *got == 0 with SM_OK is the clean end of the stream: the
  * agent's exit report arrived. If the connection broke first, the reads give
  * every byte that did arrive and then fail with wait's error (SM_E_DROPPED
  * after output, SM_E_SETUP before any), never a clean end. */
-sm_code sm_exec_child_stdout_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
+SM_API sm_code sm_exec_child_stdout_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
                                   sm_error *err);
-sm_code sm_exec_child_stderr_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
+SM_API sm_code sm_exec_child_stderr_read(sm_exec_child *c, void *buf, size_t cap, size_t *got,
                                   sm_error *err);
 /* Descriptors that poll readable when the read functions have data or EOF.
  * Owned by the child; do not close them. Reading them directly, EOF does not
  * say how the stream ended: sm_exec_child_wait does. */
-int sm_exec_child_stdout_fd(const sm_exec_child *c);
-int sm_exec_child_stderr_fd(const sm_exec_child *c);
+SM_API int sm_exec_child_stdout_fd(const sm_exec_child *c);
+SM_API int sm_exec_child_stderr_fd(const sm_exec_child *c);
 /* Sends signo to the command's whole process group. */
-sm_code sm_exec_child_signal(sm_exec_child *c, int signo, sm_error *err);
+SM_API sm_code sm_exec_child_signal(sm_exec_child *c, int signo, sm_error *err);
 /* A handle that can signal from any thread, and stays valid (failing with
  * SM_E_INVALID once the command is gone) after the child is freed. Frames
  * to the agent are sent in order: a signal waits behind a stdin write that
  * is itself waiting for a command that does not read its stdin. */
-sm_exec_signaller *sm_exec_child_signaller(sm_exec_child *c);
-sm_code sm_exec_signaller_signal(sm_exec_signaller *s, int signo, sm_error *err);
-void sm_exec_signaller_free(sm_exec_signaller *s);
-sm_code sm_exec_child_resize(sm_exec_child *c, uint16_t cols, uint16_t rows, sm_error *err);
+SM_API sm_exec_signaller *sm_exec_child_signaller(sm_exec_child *c);
+SM_API sm_code sm_exec_signaller_signal(sm_exec_signaller *s, int signo, sm_error *err);
+SM_API void sm_exec_signaller_free(sm_exec_signaller *s);
+SM_API sm_code sm_exec_child_resize(sm_exec_child *c, uint16_t cols, uint16_t rows, sm_error *err);
 /* Drops the connection: the agent SIGHUPs then SIGKILLs the group. */
-void sm_exec_child_abort(sm_exec_child *c);
+SM_API void sm_exec_child_abort(sm_exec_child *c);
 /* Closes stdin if still open, then waits for the exit report. As with
  * pipes, read stdout and stderr meanwhile if the command may write more than
  * their capacity (1 MiB each), or it blocks. SM_OK means the exit report
  * arrived; the status may still say it was killed or timed out. Only the
  * exit report ends a command cleanly: any other end is an error, and then
  * *status has code -1 and signal 0, never a status that reads as success. */
-sm_code sm_exec_child_wait(sm_exec_child *c, sm_exec_status *status, sm_error *err);
+SM_API sm_code sm_exec_child_wait(sm_exec_child *c, sm_exec_status *status, sm_error *err);
 /* Aborts the command if it has not been waited for. */
-void sm_exec_child_free(sm_exec_child *c);
+SM_API void sm_exec_child_free(sm_exec_child *c);
 
 /* ---- files and power, through the same exec socket */
 /* Writes len bytes at an absolute guest path atomically, streamed. */
-sm_code sm_exec_write_file(const char *exec_socket_path, const char *guest_path,
+SM_API sm_code sm_exec_write_file(const char *exec_socket_path, const char *guest_path,
                            const void *bytes, size_t len, uint32_t mode, sm_error *err);
 /* Reads a guest file into a malloc'd buffer (*bytes, *len); SM_E_NOTFOUND if
  * it does not exist, SM_E_LIMIT if it is larger than max_len. */
-sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, size_t max_len,
+SM_API sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, size_t max_len,
                           uint8_t **bytes, size_t *len, sm_error *err);
 /* Asks the agent (PID 1 only) to power the guest off. */
-sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err);
+SM_API sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err);
 /* Gives a guest's agent (PID 1) the host's wall clock and fresh entropy; the
  * VMM does it after every snapshot restore, before reporting ready, so VMs
  * restored from one snapshot never share random state or a stale clock. */
-sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err);
+SM_API sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err);
 
 /* ===== VMs ============================================================= */
 /* (section owned by: VM lifecycle)
@@ -285,75 +293,85 @@ sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err);
  * program: $SUPERMACHINE_VMM, beside the executable, the same two installed
  * asset folders, BUILD/bin, then $PATH. A failure names every place looked. */
 
+typedef enum sm_asset {
+    SM_ASSET_KERNEL, /* the guest kernel, bzImage */
+    SM_ASSET_INITRD, /* the initramfs with the agent, initramfs.cpio */
+    SM_ASSET_VMM,    /* the VMM program, supermachine-vmm */
+} sm_asset;
+
+/* Finds an asset by the search above and writes its path to out (cap bytes).
+ * SM_E_NOTFOUND names every place looked. */
+SM_API sm_code sm_asset_find(sm_asset which, char *out, size_t cap, sm_error *err);
+
 typedef struct sm_vm_config sm_vm_config;
 typedef struct sm_vm sm_vm;
 
 /* Defaults: 256 MiB, 1 vCPU, the assets found as above, console to the
  * state folder, attached (see sm_vm_config_detached). NULL: no memory. */
-sm_vm_config *sm_vm_config_new(void);
-void sm_vm_config_free(sm_vm_config *cfg);
+SM_API sm_vm_config *sm_vm_config_new(void);
+SM_API void sm_vm_config_free(sm_vm_config *cfg);
 /* 64 to 65536 MiB. */
-sm_code sm_vm_config_memory_mib(sm_vm_config *cfg, uint32_t mib);
+SM_API sm_code sm_vm_config_memory_mib(sm_vm_config *cfg, uint32_t mib);
 /* 1 to 32. */
-sm_code sm_vm_config_cpus(sm_vm_config *cfg, uint32_t cpus);
+SM_API sm_code sm_vm_config_cpus(sm_vm_config *cfg, uint32_t cpus);
 /* A bzImage, or NULL for the default lookup. Copied. */
-sm_code sm_vm_config_kernel(sm_vm_config *cfg, const char *path);
+SM_API sm_code sm_vm_config_kernel(sm_vm_config *cfg, const char *path);
 /* The initramfs whose /init is the agent, or NULL for the default lookup. */
-sm_code sm_vm_config_initrd(sm_vm_config *cfg, const char *path);
+SM_API sm_code sm_vm_config_initrd(sm_vm_config *cfg, const char *path);
 /* Where the guest console goes (created or truncated), or NULL for
  * console.log in the state folder. */
-sm_code sm_vm_config_console_path(sm_vm_config *cfg, const char *path);
+SM_API sm_code sm_vm_config_console_path(sm_vm_config *cfg, const char *path);
 /* Seconds to wait for the agent to be ready, 1 to 3600 (default 60). */
-sm_code sm_vm_config_boot_timeout_s(sm_vm_config *cfg, uint32_t seconds);
+SM_API sm_code sm_vm_config_boot_timeout_s(sm_vm_config *cfg, uint32_t seconds);
 /* Detached: the VM outlives this process (its VMM runs in its own session,
  * with stdio on /dev/null), sm_vm_free leaves it running, and only
  * sm_vm_stop (from any process, through sm_vm_open) ends it. Attached (the
  * default): the VMM gets SIGTERM when the thread that started it exits, and
  * sm_vm_free stops it. Start attached VMs from a thread that outlives them. */
-sm_code sm_vm_config_detached(sm_vm_config *cfg, bool detached);
+SM_API sm_code sm_vm_config_detached(sm_vm_config *cfg, bool detached);
 
 /* Boots a VM and waits until its agent is ready (or the boot timeout). On
  * failure nothing is left behind (process, sockets, folder), and the message
  * carries the end of the VMM's own error output. SM_E_NOTFOUND: an asset or
  * the VMM program was not found; SM_E_TIMEOUT: not ready in time; SM_E_GUEST:
  * the guest panicked; SM_E_IO/SM_E_KVM...: see the message. */
-sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err);
+SM_API sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err);
 /* A handle on a VM that another process started (detached), by its ID.
  * SM_E_NOTFOUND when no such VM folder exists. The VM may be dead: see
  * sm_vm_running. */
-sm_code sm_vm_open(const char *id, sm_vm **out, sm_error *err);
+SM_API sm_code sm_vm_open(const char *id, sm_vm **out, sm_error *err);
 
-const char *sm_vm_id(const sm_vm *vm);
-const char *sm_vm_exec_socket_path(const sm_vm *vm);
+SM_API const char *sm_vm_id(const sm_vm *vm);
+SM_API const char *sm_vm_exec_socket_path(const sm_vm *vm);
 /* The VM's state folder (see above). */
-const char *sm_vm_state_dir(const sm_vm *vm);
+SM_API const char *sm_vm_state_dir(const sm_vm *vm);
 /* Whether the VM's VMM process is still alive (a crashed or powered-off VM
  * is not). */
-bool sm_vm_running(sm_vm *vm);
+SM_API bool sm_vm_running(sm_vm *vm);
 
 /* A builder for a command in this VM: as sm_exec_builder_new with the VM's
  * exec socket. NULL: no memory. Free it with sm_exec_builder_free. */
-sm_exec_builder *sm_vm_exec_builder(const sm_vm *vm);
+SM_API sm_exec_builder *sm_vm_exec_builder(const sm_vm *vm);
 /* Writes len bytes at an absolute guest path: written to a temporary file
  * beside it and renamed, so readers see the old file or the whole new one;
  * missing parent folders are created. Binary-safe; up to SM_VM_FILE_MAX. */
-sm_code sm_vm_write_file(const sm_vm *vm, const char *guest_path, const void *bytes, size_t len,
+SM_API sm_code sm_vm_write_file(const sm_vm *vm, const char *guest_path, const void *bytes, size_t len,
                          uint32_t mode, sm_error *err);
 /* Reads a guest file into a malloc'd buffer (NUL-terminated, not counted in
  * *len). SM_E_NOTFOUND: it does not exist; SM_E_LIMIT: it is larger than
  * max_len (0 means SM_VM_FILE_MAX). The agent streams it; this side holds
  * it whole. */
-sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t max_len, uint8_t **bytes,
+SM_API sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t max_len, uint8_t **bytes,
                         size_t *len, sm_error *err);
 #define SM_VM_FILE_MAX ((size_t)1 << 30) /* 1 GiB: the largest file sm_vm_*_file moves */
 
 /* Stops the VM: SIGTERM, up to 5 s for a clean end, then SIGKILL; reaps the
  * VMM when it is this process's child; removes the state folder. Works on a
  * dead VM too (it only cleans up). Calling it again is harmless. */
-sm_code sm_vm_stop(sm_vm *vm, sm_error *err);
+SM_API sm_code sm_vm_stop(sm_vm *vm, sm_error *err);
 /* Stops an attached VM this handle started (see sm_vm_config_detached), then
  * frees the handle. NULL is fine. */
-void sm_vm_free(sm_vm *vm);
+SM_API void sm_vm_free(sm_vm *vm);
 
 /* What `supermachine ps` shows of one VM. */
 typedef struct sm_vm_info {
@@ -365,10 +383,10 @@ typedef struct sm_vm_info {
     int64_t started_unix; /* seconds since 1970 when it was started */
 } sm_vm_info;
 
-sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err);
+SM_API sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err);
 /* Every VM under this user's runtime folder, dead ones included, sorted by
  * start time. Free *list with free(). */
-sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err);
+SM_API sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err);
 
 /* ===== Images ========================================================== */
 /*
@@ -396,21 +414,21 @@ typedef struct sm_image_info {
 
 /* An image from any snapshot folder (state + memory). SM_E_NOTFOUND when the
  * folder lacks them. The snapshot itself is checked when a VM restores it. */
-sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err);
+SM_API sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err);
 /* A named image. SM_E_NOTFOUND: none by that name. */
-sm_code sm_image_open(const char *name, sm_image **out, sm_error *err);
+SM_API sm_code sm_image_open(const char *name, sm_image **out, sm_error *err);
 /* Boots the guest of cfg (NULL: defaults), snapshots it once its agent is
  * ready, and stores it under name (replacing an older one only when the new
  * one is complete). out may be NULL. */
-sm_code sm_image_bake(const char *name, const sm_vm_config *cfg, sm_image **out, sm_error *err);
-const char *sm_image_dir(const sm_image *img);
-void sm_image_free(sm_image *img);
+SM_API sm_code sm_image_bake(const char *name, const sm_vm_config *cfg, sm_image **out, sm_error *err);
+SM_API const char *sm_image_dir(const sm_image *img);
+SM_API void sm_image_free(sm_image *img);
 /* Deletes a named image; VMs running from it are not affected. */
-sm_code sm_image_remove(const char *name, sm_error *err);
+SM_API sm_code sm_image_remove(const char *name, sm_error *err);
 /* Every named image. Free *list with free(). */
-sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err);
+SM_API sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err);
 /* Where named images live (created if missing). */
-sm_code sm_images_dir(char *out, size_t cap, sm_error *err);
+SM_API sm_code sm_images_dir(char *out, size_t cap, sm_error *err);
 
 /* ---- Images from OCI/Docker images ----
  * Any linux/amd64 image from a registry (docker.io/library/debian:bookworm,
@@ -428,35 +446,35 @@ typedef struct sm_pull_options sm_pull_options;
 /* Progress: what is happening ("sha256:ab12…", "building the root
  * filesystem", ...) and, for downloads, bytes done of total (total 0: unknown). */
 typedef void (*sm_progress_fn)(void *ctx, const char *what, uint64_t done, uint64_t total);
-sm_pull_options *sm_pull_options_new(void); /* NULL: out of memory */
-void sm_pull_options_free(sm_pull_options *o);
+SM_API sm_pull_options *sm_pull_options_new(void); /* NULL: out of memory */
+SM_API void sm_pull_options_free(sm_pull_options *o);
 /* Talk plain http:// to the registry (a local test registry). Default off. */
-sm_code sm_pull_options_plain_http(sm_pull_options *o, bool on);
+SM_API sm_code sm_pull_options_plain_http(sm_pull_options *o, bool on);
 /* A CA bundle to trust besides the system's, for a registry's HTTPS. */
-sm_code sm_pull_options_ca_file(sm_pull_options *o, const char *path);
+SM_API sm_code sm_pull_options_ca_file(sm_pull_options *o, const char *path);
 /* Basic-auth credentials (both or neither); without them, those of
  * $DOCKER_CONFIG/config.json or ~/.docker/config.json, else anonymous. */
-sm_code sm_pull_options_credentials(sm_pull_options *o, const char *user, const char *password);
+SM_API sm_code sm_pull_options_credentials(sm_pull_options *o, const char *user, const char *password);
 /* Ask the registry what the reference names now, even when it was pulled
  * before (`supermachine pull`). Default off. */
-sm_code sm_pull_options_refresh(sm_pull_options *o, bool on);
-sm_code sm_pull_options_progress(sm_pull_options *o, sm_progress_fn fn, void *ctx);
+SM_API sm_code sm_pull_options_refresh(sm_pull_options *o, bool on);
+SM_API sm_code sm_pull_options_progress(sm_pull_options *o, sm_progress_fn fn, void *ctx);
 /* Pulls ref as needed and bakes it with cfg's memory and vCPUs (NULL:
  * defaults). opt may be NULL. */
-sm_code sm_image_from_oci(const char *ref, const sm_pull_options *opt, const sm_vm_config *cfg, sm_image **out,
+SM_API sm_code sm_image_from_oci(const char *ref, const sm_pull_options *opt, const sm_vm_config *cfg, sm_image **out,
                           sm_error *err);
 /* An OCI image's default command, Entrypoint then Cmd, as a NULL-terminated
  * array (free with sm_argv_free). SM_E_NOTFOUND when it has none. */
-sm_code sm_image_default_argv(const sm_image *img, char ***argv, sm_error *err);
-void sm_argv_free(char **argv);
+SM_API sm_code sm_image_default_argv(const sm_image *img, char ***argv, sm_error *err);
+SM_API void sm_argv_free(char **argv);
 
 /* Start VMs from this image (restore) instead of booting. The image must
  * outlive the config; memory and vCPUs come from the image. NULL: boot. */
-sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img);
+SM_API sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img);
 /* Snapshots a running VM into dest_dir (created if missing), which then is
  * an image: sm_image_from_snapshot(dest_dir). The VM pauses for the copy of
  * its memory and goes on. */
-sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err);
+SM_API sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err);
 
 /* ===== Pool ============================================================ */
 /* (section owned by: VM pool)
@@ -505,24 +523,24 @@ typedef struct sm_pool_config sm_pool_config;
 /* Defaults: min 1, max 4, idle timeout 300000 ms (5 min), acquire timeout
  * 30000 ms, restore-on-release on. NULL: no memory. Setters fail with
  * SM_E_INVALID on a NULL config or a value out of range. */
-sm_pool_config *sm_pool_config_new(void);
-void sm_pool_config_free(sm_pool_config *cfg);
+SM_API sm_pool_config *sm_pool_config_new(void);
+SM_API void sm_pool_config_free(sm_pool_config *cfg);
 /* VMs kept idle and ready: 0 to SM_POOL_MAX_VMS, at most max (checked by
  * sm_pool_new). 0 makes a lazy pool: VMs are restored on demand. */
-sm_code sm_pool_config_min(sm_pool_config *cfg, uint32_t n);
+SM_API sm_code sm_pool_config_min(sm_pool_config *cfg, uint32_t n);
 /* VMs at most (idle + in use + starting): 1 to SM_POOL_MAX_VMS. */
-sm_code sm_pool_config_max(sm_pool_config *cfg, uint32_t n);
+SM_API sm_code sm_pool_config_max(sm_pool_config *cfg, uint32_t n);
 /* How long a VM beyond min stays idle before it is stopped; 0: at once. */
-sm_code sm_pool_config_idle_timeout_ms(sm_pool_config *cfg, uint32_t ms);
+SM_API sm_code sm_pool_config_idle_timeout_ms(sm_pool_config *cfg, uint32_t ms);
 /* How long sm_pool_acquire waits for a VM when none is idle (for one to be
  * restored, or released); 0: never wait, fail at once. At most 3600000. */
-sm_code sm_pool_config_acquire_timeout_ms(sm_pool_config *cfg, uint32_t ms);
+SM_API sm_code sm_pool_config_acquire_timeout_ms(sm_pool_config *cfg, uint32_t ms);
 /* On (the default): a released VM is stopped and a fresh one restored from
  * the image in the background, so every acquire gets a VM no one used
  * before. Off: a released VM goes back to the idle set as it is, with the
  * files, processes and memory the last user left in it: faster, but users
  * of the pool are not isolated from each other. */
-sm_code sm_pool_config_restore_on_release(sm_pool_config *cfg, bool on);
+SM_API sm_code sm_pool_config_restore_on_release(sm_pool_config *cfg, bool on);
 
 /* Makes a pool of VMs restored from img, and waits until min of them are
  * ready (synchronously: each restore is done by the pool's own thread, one
@@ -530,7 +548,7 @@ sm_code sm_pool_config_restore_on_release(sm_pool_config *cfg, bool on);
  * is left (no VM, no thread) and err says why: SM_E_INVALID for a bad config
  * (min > max), else the error of the failed restore. img may be freed once
  * this returns (the pool keeps its own reference to the image folder). */
-sm_code sm_pool_new(const sm_image *img, const sm_pool_config *cfg, sm_pool **out,
+SM_API sm_code sm_pool_new(const sm_image *img, const sm_pool_config *cfg, sm_pool **out,
                     sm_error *err);
 /* Hands out a running VM: an idle one at once if there is one (the most
  * recently readied); else, under max, one is restored for this call; else
@@ -538,11 +556,11 @@ sm_code sm_pool_new(const sm_image *img, const sm_pool_config *cfg, sm_pool **ou
  * saying how many VMs are in use. When a restore fails while waiting, its
  * error is returned. The VM is the caller's until given back with
  * sm_pool_release; do not sm_vm_stop or sm_vm_free it while the pool lives. */
-sm_code sm_pool_acquire(sm_pool *pool, sm_vm **vm, sm_error *err);
+SM_API sm_code sm_pool_acquire(sm_pool *pool, sm_vm **vm, sm_error *err);
 /* Gives back a VM from sm_pool_acquire (see restore-on-release for what
  * happens to it); the handle must not be used after. A dead VM is thrown
  * away. NULL, or a VM this pool did not hand out, is ignored. */
-void sm_pool_release(sm_pool *pool, sm_vm *vm);
+SM_API void sm_pool_release(sm_pool *pool, sm_vm *vm);
 
 typedef struct sm_pool_stats {
     uint32_t alive;            /* idle + in_use: running VMs of the pool */
@@ -562,14 +580,14 @@ typedef struct sm_pool_stats {
  * alive leaves out VMs being restored (starting) and released VMs still
  * being stopped. SM_E_INVALID on NULL. (Named _get: sm_pool_stats is the
  * type.) */
-sm_code sm_pool_stats_get(sm_pool *pool, sm_pool_stats *out);
+SM_API sm_code sm_pool_stats_get(sm_pool *pool, sm_pool_stats *out);
 /* Stops every idle VM and the pool's threads, and frees the pool. Acquires
  * waiting at that moment return SM_E_CANCELLED; no call on the pool may
  * start once this has begun. VMs still acquired are not freed by the pool:
  * their handles stay valid and become the caller's to free with sm_vm_free
  * (not sm_pool_release), but their VMs end (SIGTERM), because the thread
  * that started them ends here. NULL is fine. */
-void sm_pool_free(sm_pool *pool);
+SM_API void sm_pool_free(sm_pool *pool);
 
 #ifdef __cplusplus
 }

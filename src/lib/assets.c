@@ -301,3 +301,13 @@ sm_code assets_vms_dir(char *out, size_t cap, bool create, sm_error *err)
         rc = make_dir(out, err);
     return rc;
 }
+
+sm_code sm_asset_find(sm_asset which, char *out, size_t cap, sm_error *err)
+{
+    switch (which) {
+    case SM_ASSET_KERNEL: return assets_find(ASSET_KERNEL, out, cap, err);
+    case SM_ASSET_INITRD: return assets_find(ASSET_INITRD, out, cap, err);
+    case SM_ASSET_VMM: return assets_find(ASSET_VMM, out, cap, err);
+    }
+    return error_set(err, SM_E_INVALID, "sm_asset_find: unknown asset %d", (int)which);
+}

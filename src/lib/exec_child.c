@@ -127,15 +127,15 @@ static sm_code link_signal(exec_link *l, int signo, sm_error *err)
 static void *pump_main(void *arg)
 {
     sm_exec_child *c = arg;
-    exec_reader r;
-    exec_reader_init(&r, c->link->fd, c->path);
+    agent_reader r;
+    agent_reader_init(&r, c->link->fd, c->path);
     sm_code rc;
     sm_error error = { 0 };
     sm_exec_status status = { 0 };
     bool out_open = true, err_open = true;
     for (;;) {
         wire_frame f;
-        rc = exec_read_frame(&r, &f, -1, 0, &error);
+        rc = agent_read_frame(&r, &f, -1, 0, &error);
         if (rc)
             break;
         if (f.type == WIRE_STDOUT && out_open) {
@@ -151,11 +151,11 @@ static void *pump_main(void *arg)
                 rc = error_set(&error, SM_E_PROTOCOL, "bad EXIT from %s: %s", c->path, we.message);
             break;
         } else if (f.type != WIRE_STDOUT && f.type != WIRE_STDERR) {
-            rc = exec_unexpected(&r, &f, &error);
+            rc = agent_unexpected(&r, &f, &error);
             break;
         }
     }
-    exec_reader_destroy(&r);
+    agent_reader_destroy(&r);
     if (rc)
         status = (sm_exec_status){ .code = -1 }; /* no exit report: nothing that reads as success */
     pthread_mutex_lock(&c->link->lock);

@@ -11,27 +11,6 @@
 
 #define FILE_CHUNK (256u << 10)
 
-/* Reads the one-frame answer (OK) of a WRITE_FILE, POWEROFF or SYNC; gives
- * up when wake_fd (if >= 0) becomes readable. */
-static sm_code expect_ok_or_wake(int fd, const char *path, const char *what, int wake_fd, sm_error *err)
-{
-    exec_reader r;
-    exec_reader_init(&r, fd, path);
-    wire_frame f;
-    sm_code rc = exec_read_frame(&r, &f, wake_fd, 0, err);
-    if (!rc && f.type != WIRE_OK)
-        rc = exec_unexpected(&r, &f, err);
-    if (rc && err)
-        error_prefix(err, "%s", what);
-    exec_reader_destroy(&r);
-    return rc;
-}
-
-static sm_code expect_ok(int fd, const char *path, const char *what, sm_error *err)
-{
-    return expect_ok_or_wake(fd, path, what, -1, err);
-}
-
 sm_code sm_exec_write_file(const char *exec_socket_path, const char *guest_path,
                            const void *bytes, size_t len, uint32_t mode, sm_error *err)
 {
@@ -45,12 +24,12 @@ sm_code sm_exec_write_file(const char *exec_socket_path, const char *guest_path,
         return error_set(err, SM_E_INVALID, "write_file %s: %s", guest_path, we.message);
     }
     int fd;
-    sm_code rc = exec_dial(exec_socket_path, &fd, err);
+    sm_code rc = agent_dial(exec_socket_path, &fd, err);
     if (rc) {
         wire_buf_free(&buf);
         return rc;
     }
-    rc = exec_send_all(fd, buf.data, buf.len, true, err);
+    rc = agent_send_all(fd, buf.data, buf.len, true, err);
     const uint8_t *p = bytes;
     for (size_t left = len; !rc && left;) {
         size_t n = left < FILE_CHUNK ? left : FILE_CHUNK;
@@ -58,17 +37,17 @@ sm_code sm_exec_write_file(const char *exec_socket_path, const char *guest_path,
         if (!wire_put_data(&buf, WIRE_FILE_DATA, p, n, &we))
             rc = error_set(err, SM_E_NOMEM, "write_file: %s", we.message);
         else
-            rc = exec_send_all(fd, buf.data, buf.len, true, err);
+            rc = agent_send_all(fd, buf.data, buf.len, true, err);
         p += n;
         left -= n;
     }
     buf.len = 0;
     if (!rc && wire_put_empty(&buf, WIRE_FILE_END, &we))
-        rc = exec_send_all(fd, buf.data, buf.len, true, err);
+        rc = agent_send_all(fd, buf.data, buf.len, true, err);
     wire_buf_free(&buf);
     /* Even if sending failed, the agent may have said why. */
     sm_error reply;
-    sm_code answer = expect_ok(fd, exec_socket_path, "write_file", &reply);
+    sm_code answer = agent_expect_ok(fd, exec_socket_path, "write_file", -1, &reply);
     close(fd);
     if (answer && (!rc || answer != SM_E_SETUP)) {
         if (err)
@@ -93,20 +72,20 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
         return error_set(err, SM_E_INVALID, "read_file %s: %s", guest_path, we.message);
     }
     int fd;
-    sm_code rc = exec_dial(exec_socket_path, &fd, err);
+    sm_code rc = agent_dial(exec_socket_path, &fd, err);
     if (!rc)
-        (void)exec_send_all(fd, buf.data, buf.len, false, NULL); /* the reply says what failed */
+        (void)agent_send_all(fd, buf.data, buf.len, false, NULL); /* the reply says what failed */
     wire_buf_free(&buf);
     if (rc)
         return rc;
-    exec_reader r;
-    exec_reader_init(&r, fd, exec_socket_path);
+    agent_reader r;
+    agent_reader_init(&r, fd, exec_socket_path);
     wire_frame f;
     uint8_t *data = NULL;
     uint64_t size = 0, got = 0;
-    rc = exec_read_frame(&r, &f, -1, 0, err);
+    rc = agent_read_frame(&r, &f, -1, 0, err);
     if (!rc && f.type != WIRE_FILE_INFO)
-        rc = exec_unexpected(&r, &f, err);
+        rc = agent_unexpected(&r, &f, err);
     if (!rc) {
         wire_file_head info;
         if (!wire_get_file_head(&f, &info, &we))
@@ -120,7 +99,7 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
         size = info.size;
     }
     while (!rc) {
-        rc = exec_read_frame(&r, &f, -1, 0, err);
+        rc = agent_read_frame(&r, &f, -1, 0, err);
         if (rc)
             break;
         if (f.type == WIRE_FILE_END) {
@@ -130,7 +109,7 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
             break;
         }
         if (f.type != WIRE_FILE_DATA) {
-            rc = exec_unexpected(&r, &f, err);
+            rc = agent_unexpected(&r, &f, err);
         } else if (f.length > size - got) {
             rc = error_set(err, SM_E_PROTOCOL, "read_file: the agent sent more than the %llu "
                          "bytes announced", (unsigned long long)size);
@@ -139,7 +118,7 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
             got += f.length;
         }
     }
-    exec_reader_destroy(&r);
+    agent_reader_destroy(&r);
     close(fd);
     if (rc) {
         free(data);
@@ -160,10 +139,10 @@ sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err)
     wire_put_empty(&buf, WIRE_POWEROFF, NULL);
     int fd;
     sm_code rc = buf.failed ? error_set(err, SM_E_NOMEM, "out of memory")
-                            : exec_dial(exec_socket_path, &fd, err);
+                            : agent_dial(exec_socket_path, &fd, err);
     if (!rc) {
-        (void)exec_send_all(fd, buf.data, buf.len, false, NULL);
-        rc = expect_ok(fd, exec_socket_path, "poweroff", err);
+        (void)agent_send_all(fd, buf.data, buf.len, false, NULL);
+        rc = agent_expect_ok(fd, exec_socket_path, "poweroff", -1, err);
         close(fd);
     }
     wire_buf_free(&buf);
@@ -172,30 +151,6 @@ sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err)
 
 sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err)
 {
-    return exec_sync(exec_socket_path, -1, err);
+    return agent_sync(exec_socket_path, -1, err);
 }
 
-sm_code exec_sync(const char *exec_socket_path, int wake_fd, sm_error *err)
-{
-    wire_sync sync;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    sync.realtime_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-    if (getrandom(sync.entropy, sizeof sync.entropy, 0) != (ssize_t)sizeof sync.entropy)
-        return error_set_errno(err, SM_E_IO, errno, "getrandom for the guest's entropy");
-    wire_buf buf = { 0 };
-    wire_put_hello(&buf, NULL);
-    wire_put_sync(&buf, &sync, NULL);
-    explicit_bzero(&sync, sizeof sync);
-    int fd;
-    sm_code rc = buf.failed ? error_set(err, SM_E_NOMEM, "out of memory")
-                            : exec_dial(exec_socket_path, &fd, err);
-    if (!rc) {
-        (void)exec_send_all(fd, buf.data, buf.len, false, NULL);
-        rc = expect_ok_or_wake(fd, exec_socket_path, "sync", wake_fd, err);
-        close(fd);
-    }
-    explicit_bzero(buf.data, buf.len);
-    wire_buf_free(&buf);
-    return rc;
-}

@@ -89,7 +89,7 @@ static bool append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *data,
     return true;
 }
 
-static sm_code collect(exec_reader *r, const sm_exec_builder *b, sm_cancel *cancel,
+static sm_code collect(agent_reader *r, const sm_exec_builder *b, sm_cancel *cancel,
                        sm_exec_outcome *out, sm_error *err)
 {
     size_t out_cap = 0, err_cap = 0;
@@ -97,7 +97,7 @@ static sm_code collect(exec_reader *r, const sm_exec_builder *b, sm_cancel *canc
                                         HUNG_AGENT_SLACK_US : 0;
     for (;;) {
         wire_frame f;
-        sm_code rc = exec_read_frame(r, &f, cancel ? cancel->efd : -1, deadline, err);
+        sm_code rc = agent_read_frame(r, &f, cancel ? cancel->efd : -1, deadline, err);
         if (rc)
             return rc;
         wire_error we;
@@ -122,7 +122,7 @@ static sm_code collect(exec_reader *r, const sm_exec_builder *b, sm_cancel *canc
             return SM_OK;
         }
         default:
-            return exec_unexpected(r, &f, err);
+            return agent_unexpected(r, &f, err);
         }
     }
 }
@@ -154,8 +154,8 @@ static sm_code run_output(const sm_exec_builder *b, sm_cancel *cancel, sm_exec_o
     sm_code rc = exec_open_request(b, true, &fd, err);
     if (rc)
         return ensure_buffers(out, rc, err);
-    exec_reader r;
-    exec_reader_init(&r, fd, b->socket_path);
+    agent_reader r;
+    agent_reader_init(&r, fd, b->socket_path);
     rc = collect(&r, b, cancel, out, err);
     if (rc == SM_E_CANCELLED) {
         /* Best effort: kill through the agent, then drop the connection,
@@ -170,7 +170,7 @@ static sm_code run_output(const sm_exec_builder *b, sm_cancel *cancel, sm_exec_o
         shutdown(fd, SHUT_RDWR);
         error_set(err, SM_E_CANCELLED, "cancelled: the command was killed");
     }
-    exec_reader_destroy(&r);
+    agent_reader_destroy(&r);
     close(fd);
     return ensure_buffers(out, rc, err);
 }

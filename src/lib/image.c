@@ -34,7 +34,8 @@
 
 #include "lib/assets.h"
 #include "base/error.h"
-#include "snapshot/snapshot.h"
+#include "protocol/vmm.h"
+#include "lib/vm_state.h"
 
 extern char **environ;
 
@@ -68,9 +69,9 @@ sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err)
     char real[PATH_MAX];
     if (!realpath(dir, real))
         return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "no image at %s", dir);
-    if (!is_file(real, SNAPSHOT_STATE_FILE) || !is_file(real, SNAPSHOT_MEMORY_FILE))
+    if (!is_file(real, VMM_SNAPSHOT_STATE) || !is_file(real, VMM_SNAPSHOT_MEMORY))
         return error_set(err, SM_E_NOTFOUND, "%s is not an image: it needs the files %s and %s (bake one with "
-                       "`supermachine bake NAME`)", real, SNAPSHOT_STATE_FILE, SNAPSHOT_MEMORY_FILE);
+                       "`supermachine bake NAME`)", real, VMM_SNAPSHOT_STATE, VMM_SNAPSHOT_MEMORY);
     sm_image *img = calloc(1, sizeof *img);
     if (!img)
         return error_set(err, SM_E_NOMEM, "out of memory");
@@ -236,7 +237,7 @@ static uint64_t disk_bytes(const char *dir)
     uint64_t total = 0;
     /* The disk (an OCI image's root filesystem) is shared by the images baked
      * from it with other VM settings, and counted in each. */
-    const char *names[] = { SNAPSHOT_STATE_FILE, SNAPSHOT_MEMORY_FILE, IMAGE_INFO, SNAPSHOT_DISK_LINK };
+    const char *names[] = { VMM_SNAPSHOT_STATE, VMM_SNAPSHOT_MEMORY, IMAGE_INFO, VMM_SNAPSHOT_DISK };
     for (size_t i = 0; i < 4; i++) {
         char p[PATH_MAX];
         struct stat st;
@@ -262,7 +263,7 @@ sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err)
     while ((e = readdir(d))) {
         char dir[PATH_MAX];
         if (!valid_name(e->d_name) || !join(dir, sizeof dir, base, e->d_name) ||
-            !is_file(dir, SNAPSHOT_STATE_FILE))
+            !is_file(dir, VMM_SNAPSHOT_STATE))
             continue;
         if (*count == cap) {
             cap = cap ? cap * 2 : 8;
@@ -334,28 +335,27 @@ static void log_tail(int fd, char *out, size_t cap)
 /* Boots the guest with supermachine-vmm --snapshot-when-ready into tmp. */
 static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *x, const char *tmp, sm_error *err)
 {
-    char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], mem[16], cpus[16], logp[PATH_MAX];
+    char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], logp[PATH_MAX];
     sm_code rc;
     if ((rc = assets_find(ASSET_VMM, vmm, sizeof vmm, err)) ||
         (rc = vm_config_kernel_path(cfg, kernel, sizeof kernel, err)) ||
         (rc = vm_config_initrd_path(cfg, initrd, sizeof initrd, err)))
         return rc;
-    snprintf(mem, sizeof mem, "%u", vm_config_memory_mib(cfg));
-    snprintf(cpus, sizeof cpus, "%u", vm_config_cpus(cfg));
     if (!join(logp, sizeof logp, tmp, ".bake.log"))
         return error_set(err, SM_E_LIMIT, "image path too long");
-    char *argv[16] = { vmm, "--kernel", kernel, "--initrd", initrd, "--memory", mem, "--cpus", cpus,
-                       "--snapshot-when-ready", (char *)tmp, NULL };
-    int argc = 11;
-    if (x && x->disk) {
-        argv[argc++] = "--disk";
-        argv[argc++] = (char *)x->disk;
-    }
-    if (x && x->cmdline) {
-        argv[argc++] = "--cmdline";
-        argv[argc++] = (char *)x->cmdline;
-    }
-    argv[argc] = NULL;
+    struct vmm_args a;
+    vmm_args_init(&a);
+    a.kernel = kernel;
+    a.initrd = initrd;
+    a.memory_mib = vm_config_memory_mib(cfg);
+    a.cpus = vm_config_cpus(cfg);
+    a.snapshot_when_ready = tmp;
+    a.disk = x ? x->disk : NULL;
+    a.cmdline = x ? x->cmdline : NULL;
+    struct vmm_argv args;
+    if (!vmm_args_format(&a, vmm, &args))
+        return error_set(err, SM_E_INVALID, "too many arguments for the VMM");
+    char **argv = args.argv;
     int log = open(logp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (log < 0)
         return error_set_errno(err, SM_E_IO, errno, "cannot create %s", logp);
@@ -462,37 +462,13 @@ sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err)
         return error_set_errno(err, SM_E_IO, errno, "cannot create %s", dest_dir);
     if (!realpath(dest_dir, dest))
         return error_set_errno(err, SM_E_IO, errno, "cannot resolve %s", dest_dir);
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    if (snprintf(addr.sun_path, sizeof addr.sun_path, "%s/control.sock", sm_vm_state_dir(vm)) >=
-        (int)sizeof addr.sun_path)
+    char sock[PATH_MAX];
+    if (!join(sock, sizeof sock, sm_vm_state_dir(vm), VM_CONTROL_SOCKET))
         return error_set(err, SM_E_LIMIT, "control socket path too long");
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
-        sm_code rc = error_set_errno(err, SM_E_IO, errno, "cannot reach the VMM of VM %s (is it running?)",
-                                   sm_vm_id(vm));
-        if (fd >= 0)
-            close(fd);
-        return rc;
-    }
-    char req[PATH_MAX + 16], reply[600];
-    int n = snprintf(req, sizeof req, "snapshot %s\n", dest);
-    sm_code rc = SM_OK;
-    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
-        rc = error_set_errno(err, SM_E_IO, errno, "cannot ask the VMM for a snapshot");
-    size_t got = 0;
-    while (!rc && got < sizeof reply - 1) {
-        ssize_t k = recv(fd, reply + got, sizeof reply - 1 - got, 0);
-        if (k <= 0)
-            break;
-        got += (size_t)k;
-        if (memchr(reply, '\n', got))
-            break;
-    }
-    close(fd);
-    reply[got] = 0;
-    if (!rc && strncmp(reply, "ok\n", 3) != 0)
-        rc = error_set(err, SM_E_IO, "the VMM could not snapshot VM %s: %s", sm_vm_id(vm),
-                     got ? reply : "(no answer)");
+    struct vmm_control_request req = { .verb = VMM_CONTROL_SNAPSHOT, .dir = dest };
+    sm_code rc = vmm_control_call(sock, &req, NULL, 0, err);
+    if (rc)
+        error_prefix(err, "the VMM could not snapshot VM %s", sm_vm_id(vm));
     if (!rc) {
         /* The folder becomes an image: say what it holds. */
         char p[PATH_MAX];

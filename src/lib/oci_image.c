@@ -36,7 +36,6 @@
 #include "image/rootfs.h"
 #include "base/error.h"
 #include "lib/image.h"
-#include "snapshot/snapshot.h"
 
 #define OCI_STORE      ".oci"
 #define ROOT_CMDLINE   "supermachine.root=/dev/vda"

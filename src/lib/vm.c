@@ -16,8 +16,7 @@
 #include "lib/image.h"
 #include "base/error.h"
 #include "lib/vm_state.h"
-#include "vmm/run.h"
-#include "vmm/vm.h"
+#include "protocol/vmm.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -93,7 +92,7 @@ void sm_vm_config_free(sm_vm_config *cfg)
 
 sm_code sm_vm_config_memory_mib(sm_vm_config *cfg, uint32_t mib)
 {
-    if (!cfg || mib < VM_MIN_MEM_MIB || mib > VM_MAX_MEM_MIB)
+    if (!cfg || mib < VMM_MIN_MEM_MIB || mib > VMM_MAX_MEM_MIB)
         return SM_E_INVALID;
     cfg->memory_mib = mib;
     return SM_OK;
@@ -101,7 +100,7 @@ sm_code sm_vm_config_memory_mib(sm_vm_config *cfg, uint32_t mib)
 
 sm_code sm_vm_config_cpus(sm_vm_config *cfg, uint32_t cpus)
 {
-    if (!cfg || cpus < 1 || cpus > VM_MAX_CPUS)
+    if (!cfg || cpus < 1 || cpus > VMM_MAX_CPUS)
         return SM_E_INVALID;
     cfg->cpus = cpus;
     return SM_OK;
@@ -207,7 +206,7 @@ static sm_code set_paths(sm_vm *vm, const char *vms, const char *id, sm_error *e
     /* The longest socket name must fit a sockaddr_un. */
     int n = snprintf(vm->dir, sizeof vm->dir, "%s/%s", vms, id);
     int m = snprintf(vm->exec_socket, sizeof vm->exec_socket, "%s/exec.sock", vm->dir);
-    if (n < 0 || m < 0 || (size_t)m + sizeof "/vsock.sock" - sizeof "/exec.sock" >= sizeof vm->dir)
+    if (n < 0 || m < 0 || (size_t)n + sizeof "/" VM_CONTROL_SOCKET >= sizeof vm->dir)
         return error_set(err, SM_E_INVALID, "the runtime folder %s is too long for Unix socket "
                        "paths (%zu bytes at most); set $XDG_RUNTIME_DIR to a shorter one", vms,
                        sizeof vm->dir - 24);
@@ -358,54 +357,42 @@ static void close_spawn_files(struct spawn_files *f)
         }
 }
 
-/* argv of supermachine-vmm; the strings live in `store`. */
-struct vmm_argv {
-    char *argv[24];
-    char store[4][PATH_MAX];
-    char mem[16], cpus[16], timeout[16], ready[8];
-    char exec_sock[120], vsock_sock[120], control_sock[120];
+/* The paths a VMM is given, beside its arguments (protocol/vmm.h). */
+struct vmm_launch {
+    struct vmm_args args;
+    struct vmm_argv argv;
+    char console[PATH_MAX], vsock_sock[PATH_MAX], control_sock[PATH_MAX];
 };
 
-static void build_argv(struct vmm_argv *a, const sm_vm_config *cfg, const sm_vm *vm,
-                       const char *vmm, const char *kernel, const char *initrd)
+static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm_vm *vm,
+                         const char *kernel, const char *initrd)
 {
-    snprintf(a->store[0], sizeof a->store[0], "%s", vmm);
+    struct vmm_args *a = &l->args;
+    vmm_args_init(a);
     if (cfg->console)
-        snprintf(a->store[1], sizeof a->store[1], "%s", cfg->console);
+        snprintf(l->console, sizeof l->console, "%s", cfg->console);
     else
-        snprintf(a->store[1], sizeof a->store[1], "%s/console.log", vm->dir);
-    snprintf(a->mem, sizeof a->mem, "%u", cfg->memory_mib);
-    snprintf(a->cpus, sizeof a->cpus, "%u", cfg->cpus);
-    snprintf(a->timeout, sizeof a->timeout, "%u", cfg->boot_timeout_s);
-    snprintf(a->ready, sizeof a->ready, "%d", READY_FD);
-    snprintf(a->exec_sock, sizeof a->exec_sock, "%s", vm->exec_socket);
-    snprintf(a->vsock_sock, sizeof a->vsock_sock, "%s/vsock.sock", vm->dir);
-    if (snprintf(a->control_sock, sizeof a->control_sock, "%s/control.sock", vm->dir) >= (int)sizeof a->control_sock)
-        a->control_sock[0] = 0; /* cannot happen: dir fits sun_path with room for exec.sock */
-    int n = 0;
-    char **v = a->argv;
-    v[n++] = a->store[0];
+        snprintf(l->console, sizeof l->console, "%s/console.log", vm->dir);
+    snprintf(l->vsock_sock, sizeof l->vsock_sock, "%s/vsock.sock", vm->dir);
+    snprintf(l->control_sock, sizeof l->control_sock, "%s/" VM_CONTROL_SOCKET, vm->dir);
     if (cfg->image) {
-        /* Memory and vCPUs come from the snapshot. */
-        v[n++] = "--restore";  v[n++] = cfg->image;
+        a->restore_dir = cfg->image; /* memory and vCPUs come from the snapshot */
     } else {
-        v[n++] = "--kernel";   v[n++] = (char *)kernel;
-        v[n++] = "--initrd";   v[n++] = (char *)initrd;
-        v[n++] = "--memory";   v[n++] = a->mem;
-        v[n++] = "--cpus";     v[n++] = a->cpus;
+        a->kernel = kernel;
+        a->initrd = initrd;
+        a->memory_mib = cfg->memory_mib;
+        a->cpus = cfg->cpus;
     }
-    v[n++] = "--timeout";      v[n++] = a->timeout;
-    v[n++] = "--control-socket"; v[n++] = a->control_sock;
-    v[n++] = "--console";      v[n++] = a->store[1];
-    v[n++] = "--exec-socket";  v[n++] = a->exec_sock;
-    v[n++] = "--vsock-socket"; v[n++] = a->vsock_sock;
-    v[n++] = "--ready-fd";     v[n++] = a->ready;
+    a->timeout_s = cfg->boot_timeout_s;
+    a->control_socket = l->control_sock;
+    a->console = l->console;
+    a->exec_socket = vm->exec_socket;
+    a->vsock_socket = l->vsock_sock;
+    a->ready_fd = READY_FD;
     /* An embedder that is PID 1 (a container's) takes every process with it
      * when it ends, and the VMM would take its parent PID 1 for "already
      * orphaned": no --die-with-parent there. */
-    if (!cfg->detached && getpid() != 1)
-        v[n++] = "--die-with-parent";
-    v[n] = NULL;
+    a->die_with_parent = !cfg->detached && getpid() != 1;
 }
 
 /* posix_spawn with fds 0-2 on /dev/null and vmm.log, the ready pipe on fd 3,
@@ -466,9 +453,9 @@ static sm_code explain_exit(sm_vm *vm, int wstatus, sm_error *err)
         return error_set(err, SM_E_IO, "the VMM (%s) was killed by signal %d before the guest was "
                        "ready%s%s", vm->id, WTERMSIG(wstatus), tail[0] ? ": " : "", tail);
     int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
-    sm_code rc = code == VM_EXIT_STATUS_USAGE     ? SM_E_INVALID
-                 : code == VM_EXIT_STATUS_PANIC   ? SM_E_GUEST
-                 : code == VM_EXIT_STATUS_TIMEOUT ? SM_E_TIMEOUT
+    sm_code rc = code == VMM_EXIT_USAGE     ? SM_E_INVALID
+                 : code == VMM_EXIT_PANIC   ? SM_E_GUEST
+                 : code == VMM_EXIT_TIMEOUT ? SM_E_TIMEOUT
                                                   : SM_E_IO;
     return error_set(err, rc, "the VM did not start: supermachine-vmm exited with status %d "
                    "(%s)%s%s", code, sm_strerror(rc), tail[0] ? ": " : "", tail);
@@ -477,7 +464,7 @@ static sm_code explain_exit(sm_vm *vm, int wstatus, sm_error *err)
 /* Reads the ready pipe until "ready <us>\n", its end, or the deadline. */
 static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *err)
 {
-    char line[64];
+    char line[VMM_READY_LINE_MAX];
     size_t got = 0;
     uint64_t deadline = clock_now_ms() + (uint64_t)(timeout_s + READY_SLACK_S) * 1000u;
     for (;;) {
@@ -497,8 +484,9 @@ static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *
         if (n > 0) {
             got += (size_t)n;
             line[got] = 0;
+            int64_t ready_us;
             if (strchr(line, '\n'))
-                return !strncmp(line, "ready ", 6)
+                return vmm_ready_line_parse(line, got, &ready_us)
                            ? SM_OK
                            : error_set(err, SM_E_PROTOCOL, "the VMM said '%.40s', not ready", line);
             if (got < sizeof line - 1)
@@ -528,10 +516,10 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     if (rc)
         return rc;
     sm_vm *vm = calloc(1, sizeof *vm);
-    struct vmm_argv *argv = calloc(1, sizeof *argv);
-    if (!vm || !argv) {
+    struct vmm_launch *launch = calloc(1, sizeof *launch);
+    if (!vm || !launch) {
         free(vm);
-        free(argv);
+        free(launch);
         return error_set(err, SM_E_NOMEM, "out of memory");
     }
     struct spawn_files files = { -1, -1, -1 };
@@ -541,8 +529,10 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     if (!rc)
         rc = open_spawn_files(vm, &files, &ready_r, err);
     if (!rc) {
-        build_argv(argv, cfg, vm, vmm, kernel, initrd);
-        rc = spawn_vmm(vm, cfg, argv->argv, &files, err);
+        build_launch(launch, cfg, vm, kernel, initrd);
+        rc = vmm_args_format(&launch->args, vmm, &launch->argv)
+                 ? spawn_vmm(vm, cfg, launch->argv.argv, &files, err)
+                 : error_set(err, SM_E_INVALID, "too many arguments for the VMM");
     }
     close_spawn_files(&files);   /* the pipe ends when the VMM closes fd 3 */
     if (!rc)
@@ -551,7 +541,7 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
         rc = wait_ready(vm, ready_r, cfg->boot_timeout_s, err);
     if (ready_r >= 0)
         close(ready_r);
-    free(argv);
+    free(launch);
     if (rc) {
         end_vmm(vm, NULL);
         if (made_dir)

@@ -10,6 +10,7 @@
 
 #define VM_ID_LEN 8          /* hex digits */
 #define VM_INFO_FILE "vm.info"
+#define VM_CONTROL_SOCKET "control.sock" /* the VMM's (protocol/vmm.h) */
 
 /* What vm.info records (the format is documented in vm_state.c). */
 struct vm_record {

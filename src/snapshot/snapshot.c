@@ -345,7 +345,7 @@ static sm_code replace_file(const char *dir, const char *name, const uint8_t *da
 static sm_code replace_memory(struct vm *vm, const char *dir, sm_error *err)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, SNAPSHOT_MEMORY_FILE);
+    snprintf(path, sizeof path, "%s/%s", dir, VMM_SNAPSHOT_MEMORY);
     struct atomic_file f;
     if (!atomic_file_begin(&f, path, 0644))
         return error_set_errno(err, SM_E_IO, errno, "cannot create a file beside %s", path);
@@ -367,8 +367,8 @@ static sm_code link_disk(struct vm *vm, const char *dir, sm_error *err)
     if (!vm->disk_real)
         return SM_OK;
     char link[4096], tmp[4096];
-    snprintf(link, sizeof link, "%s/%s", dir, SNAPSHOT_DISK_LINK);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, SNAPSHOT_DISK_LINK);
+    snprintf(link, sizeof link, "%s/%s", dir, VMM_SNAPSHOT_DISK);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, VMM_SNAPSHOT_DISK);
     unlink(tmp);
     if (symlink(vm->disk_real, tmp) < 0 || rename(tmp, link) < 0) {
         int e = errno;
@@ -395,7 +395,7 @@ sm_code snapshot_save(struct vm *vm, const char *dir, sm_error *err)
     if (!rc)
         rc = link_disk(vm, dir, err);
     if (!rc)
-        rc = replace_file(dir, SNAPSHOT_STATE_FILE, w.buf, w.len, err);
+        rc = replace_file(dir, VMM_SNAPSHOT_STATE, w.buf, w.len, err);
     snap_writer_free(&w);
     if (rc)
         error_prefix(err, "snapshot to %s", dir);
@@ -666,7 +666,7 @@ static sm_code restore_devices(struct vm *vm, struct snap_reader *r, sm_error *e
 static sm_code open_memory(const char *dir, uint64_t expect, int *fd_out, sm_error *err)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, SNAPSHOT_MEMORY_FILE);
+    snprintf(path, sizeof path, "%s/%s", dir, VMM_SNAPSHOT_MEMORY);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return error_set_errno(err, SM_E_NOTFOUND, errno, "cannot open the snapshot's memory %s", path);
@@ -707,10 +707,10 @@ static sm_code read_vm_info(struct snap_reader *r, struct snap_vm_info *info, sm
     if (sec.len != sizeof *info)
         return error_set(err, SM_E_INVALID, "snapshot VM section has a bad size");
     memcpy(info, sec.data, sizeof *info);
-    if (info->ncpus < 1 || info->ncpus > VM_MAX_CPUS)
+    if (info->ncpus < 1 || info->ncpus > VMM_MAX_CPUS)
         return error_set(err, SM_E_INVALID, "snapshot says %u vCPUs", info->ncpus);
-    if (info->mem_bytes % (1u << 20) || info->mem_bytes < ((uint64_t)VM_MIN_MEM_MIB << 20) ||
-        info->mem_bytes > ((uint64_t)VM_MAX_MEM_MIB << 20))
+    if (info->mem_bytes % (1u << 20) || info->mem_bytes < ((uint64_t)VMM_MIN_MEM_MIB << 20) ||
+        info->mem_bytes > ((uint64_t)VMM_MAX_MEM_MIB << 20))
         return error_set(err, SM_E_INVALID, "snapshot says %llu bytes of memory", (unsigned long long)info->mem_bytes);
     return SM_OK;
 }
@@ -725,7 +725,7 @@ struct vm *snapshot_restore(const char *dir, const struct vm_config *cfg, sm_err
     struct snap_section sec;
     int memfd = -1;
     struct vm *vm = NULL;
-    snprintf(path, sizeof path, "%s/%s", dir, SNAPSHOT_STATE_FILE);
+    snprintf(path, sizeof path, "%s/%s", dir, VMM_SNAPSHOT_STATE);
     sm_code rc = read_state_file(path, &buf, &len, err);
     if (!rc)
         rc = snap_reader_open(&r, buf, len, err);
@@ -737,7 +737,7 @@ struct vm *snapshot_restore(const char *dir, const struct vm_config *cfg, sm_err
         struct vm_config c = *cfg;
         /* The disk the snapshot was taken with, unless the caller names one. */
         char disk[4096];
-        snprintf(disk, sizeof disk, "%s/%s", dir, SNAPSHOT_DISK_LINK);
+        snprintf(disk, sizeof disk, "%s/%s", dir, VMM_SNAPSHOT_DISK);
         if (!c.disk_path && access(disk, F_OK) == 0)
             c.disk_path = disk;
         c.mem_mib = (uint32_t)(info.mem_bytes >> 20);

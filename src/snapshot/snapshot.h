@@ -14,11 +14,9 @@
 #define SM_SNAPSHOT_SNAPSHOT_H
 
 #include "supermachine.h"
+#include "protocol/vmm.h"
 #include "vmm/vm.h"
 
-#define SNAPSHOT_STATE_FILE "state"
-#define SNAPSHOT_MEMORY_FILE "memory"
-#define SNAPSHOT_DISK_LINK "disk" /* symlink to the VM's disk image, when it had one */
 
 /* Writes a snapshot of vm into dir (created if missing; files inside are
  * replaced atomically). The VM must be paused (vm_pause). */

@@ -17,7 +17,7 @@ struct vm_control {
     int listen_fd;
     int client_fd;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    char line[CONTROL_MAX_LINE + 1];
+    char line[VMM_CONTROL_MAX_LINE + 1];
     size_t used;
 };
 
@@ -43,10 +43,6 @@ static void do_snapshot(struct vm_control *c, const char *dir)
 {
     sm_error err = { 0 };
     char out[sizeof err.message + 16];
-    if (!*dir) {
-        reply(c, "error snapshot needs a folder\n");
-        return;
-    }
     if (vm_pause(c->vm, &err) == SM_OK) {
         snapshot_save(c->vm, dir, &err);
         vm_resume(c->vm);
@@ -77,22 +73,29 @@ static void do_stats(struct vm_control *c)
 
 static void execute(struct vm_control *c, char *line)
 {
-    if (!strncmp(line, "snapshot ", 9))
-        do_snapshot(c, line + 9);
-    else if (!strcmp(line, "stop")) {
+    struct vmm_control_request req;
+    const char *why;
+    if (!vmm_control_request_parse(line, &req, &why)) {
+        char out[128];
+        snprintf(out, sizeof out, "error %s\n", why);
+        reply(c, out);
+        return;
+    }
+    switch (req.verb) {
+    case VMM_CONTROL_SNAPSHOT: do_snapshot(c, req.dir); break;
+    case VMM_CONTROL_STOP:
         reply(c, "ok\n");
         vm_request_stop(c->vm, VM_STOP_HOST);
-    } else if (!strcmp(line, "stats"))
-        do_stats(c);
-    else
-        reply(c, "error unknown request (snapshot DIR, stop, stats)\n");
+        break;
+    case VMM_CONTROL_STATS: do_stats(c); break;
+    }
 }
 
 static void on_client(void *opaque, uint32_t events)
 {
     struct vm_control *c = opaque;
     (void)events;
-    ssize_t n = recv(c->client_fd, c->line + c->used, CONTROL_MAX_LINE - c->used, MSG_DONTWAIT);
+    ssize_t n = recv(c->client_fd, c->line + c->used, VMM_CONTROL_MAX_LINE - c->used, MSG_DONTWAIT);
     if (n <= 0) {
         if (n == 0 || (errno != EAGAIN && errno != EINTR))
             drop_client(c);
@@ -109,7 +112,7 @@ static void on_client(void *opaque, uint32_t events)
         memmove(c->line, c->line + consumed, c->used - consumed);
         c->used -= consumed;
     }
-    if (c->used == CONTROL_MAX_LINE) {
+    if (c->used == VMM_CONTROL_MAX_LINE) {
         reply(c, "error request line too long\n");
         drop_client(c);
     }

@@ -17,7 +17,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "lib/exec_internal.h"
+#include "protocol/agent_conn.h"
 #include "snapshot/snapshot.h"
 #include "vmm/control.h"
 #include "vmm/vm.h"
@@ -42,24 +42,24 @@ static int report_stop(struct vm *vm, bool was_ready, const char *prog)
     switch (vm_get_stop_reason(vm, detail, sizeof detail)) {
     case VM_STOP_GUEST_RESET:
         if (was_ready)
-            return VM_EXIT_STATUS_OK;
+            return VMM_EXIT_OK;
         fprintf(stderr, "%s: the guest reset itself before its agent was ready\n", prog);
         print_console_tail(vm, prog);
-        return VM_EXIT_STATUS_ERROR;
+        return VMM_EXIT_ERROR;
     case VM_STOP_PANIC:
         fprintf(stderr, "%s: the guest kernel panicked %s its agent was ready\n", prog, was_ready ? "after" : "before");
         print_console_tail(vm, prog);
-        return VM_EXIT_STATUS_PANIC;
+        return VMM_EXIT_PANIC;
     case VM_STOP_ERROR:
         fprintf(stderr, "%s: the VM failed: %s\n", prog, detail);
         print_console_tail(vm, prog);
-        return VM_EXIT_STATUS_ERROR;
+        return VMM_EXIT_ERROR;
     case VM_STOP_HOST:
-        return was_ready ? VM_EXIT_STATUS_OK : VM_EXIT_STATUS_ERROR;
+        return was_ready ? VMM_EXIT_OK : VMM_EXIT_ERROR;
     case VM_STOP_NONE:
         break;
     }
-    return VM_EXIT_STATUS_OK;
+    return VMM_EXIT_OK;
 }
 
 static void on_stop_signal(void *opaque, uint32_t events)
@@ -101,7 +101,7 @@ static void *sync_guest(void *arg)
 {
     struct sync_job *job = arg;
     sm_error err = { 0 };
-    if (exec_sync(job->exec_socket, job->wake_fd, &err) == SM_OK)
+    if (agent_sync(job->exec_socket, job->wake_fd, &err) == SM_OK)
         vm_mark_ready(job->vm);
     else
         vm_fail(job->vm, "the restored guest's agent did not take the clock and entropy: %s", err.message);
@@ -116,7 +116,10 @@ static void announce_ready(struct vm *vm, const struct vm_run_options *opt)
         fflush(stdout);
     }
     if (opt->ready_fd >= 0) {
-        dprintf(opt->ready_fd, "ready %lld\n", (long long)vm_ready_us(vm));
+        char line[VMM_READY_LINE_MAX];
+        int len = vmm_ready_line_format(line, sizeof line, vm_ready_us(vm));
+        if (write(opt->ready_fd, line, (size_t)len) != len)
+            fprintf(stderr, "%s: cannot write the ready line: %s\n", opt->prog, strerror(errno));
         close(opt->ready_fd);
     }
 }
@@ -127,9 +130,9 @@ static int snapshot_and_stop(struct vm *vm, const struct vm_run_options *opt)
     sm_error err = { 0 };
     if (vm_pause(vm, &err) || snapshot_save(vm, opt->snapshot_when_ready, &err)) {
         fprintf(stderr, "%s: %s\n", opt->prog, err.message);
-        return VM_EXIT_STATUS_ERROR;
+        return VMM_EXIT_ERROR;
     }
-    return VM_EXIT_STATUS_OK;
+    return VMM_EXIT_OK;
 }
 
 static int run_after_ready(struct vm *vm, const struct vm_run_options *opt)
@@ -142,11 +145,11 @@ static int run_after_ready(struct vm *vm, const struct vm_run_options *opt)
         fprintf(stderr, "%s: the agent was ready but the guest did not power off within %lld s\n", opt->prog,
                 POWEROFF_GRACE_NS / 1000000000);
         print_console_tail(vm, opt->prog);
-        return VM_EXIT_STATUS_ERROR;
+        return VMM_EXIT_ERROR;
     }
     if (w == VM_WAIT_ERROR) {
         fprintf(stderr, "%s: the event loop failed: %s\n", opt->prog, strerror(errno));
-        return VM_EXIT_STATUS_ERROR;
+        return VMM_EXIT_ERROR;
     }
     return report_stop(vm, true, opt->prog);
 }
@@ -158,20 +161,20 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
     struct vm *vm = opt->restore_dir ? snapshot_restore(opt->restore_dir, cfg, &err) : vm_create(cfg, &err);
     if (!vm) {
         fprintf(stderr, "%s: %s\n", opt->prog, err.message);
-        return VM_EXIT_STATUS_ERROR;
+        return VMM_EXIT_ERROR;
     }
     struct vm_control *control = NULL;
     if (opt->serve && watch_stop_signals(vm) < 0) {
         fprintf(stderr, "%s: cannot watch for stop signals: %s\n", opt->prog, strerror(errno));
         vm_destroy(vm);
-        return VM_EXIT_STATUS_ERROR;
+        return VMM_EXIT_ERROR;
     }
     if ((opt->control_socket && !(control = vm_control_open(vm, opt->control_socket, &err))) ||
         vm_start(vm, &err)) {
         fprintf(stderr, "%s: %s\n", opt->prog, err.message);
         vm_control_close(control);
         vm_destroy(vm);
-        return VM_EXIT_STATUS_ERROR;
+        return VMM_EXIT_ERROR;
     }
     struct sync_job job = { .vm = vm, .exec_socket = cfg->exec_socket, .wake_fd = -1 };
     pthread_t sync_thread;
@@ -192,14 +195,14 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
         fprintf(stderr, "%s: the guest was not ready within %g s (timeout)%s\n", opt->prog, opt->timeout_s,
                 vm_get_stop_reason(vm, NULL, 0) == VM_STOP_PANIC ? "; it panicked" : "");
         print_console_tail(vm, opt->prog);
-        status = VM_EXIT_STATUS_TIMEOUT;
+        status = VMM_EXIT_TIMEOUT;
         break;
     case VM_WAIT_STOPPED:
         status = report_stop(vm, false, opt->prog);
         break;
     default:
         fprintf(stderr, "%s: the event loop failed: %s\n", opt->prog, strerror(errno));
-        status = VM_EXIT_STATUS_ERROR;
+        status = VMM_EXIT_ERROR;
         break;
     }
     if (syncing) {

@@ -4,16 +4,10 @@
 
 #include <stdbool.h>
 
+#include "protocol/vmm.h"
 #include "vmm/vm.h"
 
-/* Exit statuses of `supermachine boot` and `supermachine-vmm`. */
-enum {
-    VM_EXIT_STATUS_OK = 0,      /* ready, then a clean end (guest power off or a stop signal) */
-    VM_EXIT_STATUS_ERROR = 1,   /* host or setup error, or the VM failed */
-    VM_EXIT_STATUS_USAGE = 2,   /* bad options */
-    VM_EXIT_STATUS_PANIC = 3,   /* the guest kernel panicked */
-    VM_EXIT_STATUS_TIMEOUT = 4, /* the agent was not ready in time */
-};
+/* Exit statuses: enum vmm_exit_status (protocol/vmm.h). */
 
 struct vm_run_options {
     const char *prog;      /* prefix of messages */

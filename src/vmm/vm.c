@@ -63,11 +63,11 @@ sm_code vm_config_validate(const struct vm_config *cfg, sm_error *err)
 {
     if (!cfg->kernel_path || !*cfg->kernel_path)
         return error_set(err, SM_E_INVALID, "no kernel given");
-    if (cfg->cpus < 1 || cfg->cpus > VM_MAX_CPUS)
-        return error_set(err, SM_E_INVALID, "--cpus %u is out of range: 1 to %d", cfg->cpus, VM_MAX_CPUS);
-    if (cfg->mem_mib < VM_MIN_MEM_MIB || cfg->mem_mib > VM_MAX_MEM_MIB)
-        return error_set(err, SM_E_INVALID, "--memory %u MiB is out of range: %d to %u", cfg->mem_mib, VM_MIN_MEM_MIB,
-                       VM_MAX_MEM_MIB);
+    if (cfg->cpus < 1 || cfg->cpus > VMM_MAX_CPUS)
+        return error_set(err, SM_E_INVALID, "--cpus %u is out of range: 1 to %d", cfg->cpus, VMM_MAX_CPUS);
+    if (cfg->mem_mib < VMM_MIN_MEM_MIB || cfg->mem_mib > VMM_MAX_MEM_MIB)
+        return error_set(err, SM_E_INVALID, "--memory %u MiB is out of range: %d to %u", cfg->mem_mib, VMM_MIN_MEM_MIB,
+                       VMM_MAX_MEM_MIB);
     if (cfg->guest_cid < 3 || cfg->guest_cid > 0xfffffffeu)
         return error_set(err, SM_E_INVALID, "guest CID %llu is out of range: 3 to 4294967294",
                        (unsigned long long)cfg->guest_cid);
@@ -487,7 +487,7 @@ static struct vm *vm_alloc(const struct vm_config *cfg, sm_error *err)
     vm->kvm_fd = vm->vm_fd = vm->wake_fd = vm->signal_fd = -1;
     vm->loop.epfd = -1;
     vm->ncpus = (int)cfg->cpus;
-    for (int i = 0; i < VM_MAX_CPUS; i++)
+    for (int i = 0; i < VMM_MAX_CPUS; i++)
         vm->vcpus[i].fd = -1;
     pthread_mutex_init(&vm->error_lock, NULL);
     pthread_mutex_init(&vm->pause_lock, NULL);

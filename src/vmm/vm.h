@@ -18,6 +18,7 @@
 
 #include <linux/kvm.h>
 
+#include "protocol/vmm.h"
 #include "supermachine.h"
 #include "devices/bus.h"
 #include "devices/irq.h"
@@ -25,9 +26,6 @@
 #include "vmm/event_loop.h"
 #include "vmm/memory.h"
 
-#define VM_MAX_CPUS 32
-#define VM_MIN_MEM_MIB 64
-#define VM_MAX_MEM_MIB (64u * 1024)
 #define VM_MAX_VIRTIO 8
 #define VM_VIRTIO_MMIO_BASE 0xd0000000ull
 #define VM_VIRTIO_MMIO_STRIDE 0x1000ull
@@ -105,7 +103,7 @@ struct vm {
     int kvm_fd;
     int vm_fd;
     struct guest_memory mem;
-    struct vcpu vcpus[VM_MAX_CPUS];
+    struct vcpu vcpus[VMM_MAX_CPUS];
     int ncpus;
     uint64_t entry;
 

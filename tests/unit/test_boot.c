@@ -256,7 +256,7 @@ static void vm_options_are_validated(void **state)
     cfg.cpus = 0;
     assert_int_equal(vm_config_validate(&cfg, &err), SM_E_INVALID);
     assert_non_null(strstr(err.message, "--cpus"));
-    cfg.cpus = VM_MAX_CPUS + 1;
+    cfg.cpus = VMM_MAX_CPUS + 1;
     assert_int_equal(vm_config_validate(&cfg, &err), SM_E_INVALID);
     cfg.cpus = 2;
     cfg.mem_mib = 1;

@@ -1,0 +1,214 @@
+/*
+ * A blocking connection to the agent through a Unix socket: the exec socket
+ * that the VMM serves (src/devices/virtio/vsock.c), or an agent run on the
+ * host with --listen. The library's exec client and the VMM's clock sync
+ * both talk to the agent this way; the frames are those of wire.h.
+ */
+#include "protocol/agent_conn.h"
+#include "base/clock.h"
+#include "base/error.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READ_CHUNK (256u << 10)
+
+sm_code agent_dial(const char *path, int *out, sm_error *err)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (!path || strlen(path) >= sizeof sa.sun_path)
+        return error_set(err, SM_E_INVALID, "exec socket path is missing or longer than %zu bytes",
+                       sizeof sa.sun_path - 1);
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return error_set_errno(err, SM_E_SETUP, errno, "cannot create a socket");
+    while (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        if (errno == EINTR)
+            continue;
+        int e = errno;
+        close(fd);
+        if (e == ENOENT)
+            return error_set(err, SM_E_SETUP, "no exec socket at %s: is the agent or VM running?",
+                           path);
+        if (e == ECONNREFUSED)
+            return error_set(err, SM_E_SETUP, "nothing listens on the exec socket %s: the agent "
+                           "or VM has stopped (remove the stale socket)", path);
+        return error_set_errno(err, SM_E_SETUP, e, "cannot connect to the exec socket %s", path);
+    }
+    int sz = 1 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    *out = fd;
+    return SM_OK;
+}
+
+sm_code agent_send_all(int fd, const void *data, size_t len, bool started, sm_error *err)
+{
+    const uint8_t *p = data;
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return error_set_errno(err, started ? SM_E_DROPPED : SM_E_SETUP, errno,
+                                 "sending to the agent failed");
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return SM_OK;
+}
+
+void agent_reader_init(agent_reader *r, int fd, const char *path)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = fd;
+    r->path = path;
+    wire_reader_init(&r->rd, WIRE_AT_HOST);
+}
+
+void agent_reader_destroy(agent_reader *r)
+{
+    wire_reader_destroy(&r->rd);
+}
+
+static sm_code error_from_agent(const agent_reader *r, const wire_frame *f, sm_error *err)
+{
+    wire_errmsg m;
+    wire_error we;
+    if (!wire_get_error(f, &m, &we))
+        return error_set(err, SM_E_PROTOCOL, "agent at %s sent a malformed ERROR: %s", r->path,
+                       we.message);
+    sm_code code;
+    switch (m.kind) {
+    case WIRE_ERR_PROTOCOL:
+    case WIRE_ERR_VERSION: code = SM_E_PROTOCOL; break;
+    case WIRE_ERR_NOTFOUND: code = SM_E_NOTFOUND; break;
+    case WIRE_ERR_LIMIT: code = SM_E_LIMIT; break;
+    case WIRE_ERR_REFUSED: code = SM_E_INVALID; break;
+    default: code = SM_E_GUEST; break;
+    }
+    return error_set(err, code, "the agent refused: %s", m.message);
+}
+
+/* Blocks until the fd is readable, the wake fd fires or the deadline passes. */
+static sm_code wait_readable(agent_reader *r, int wake_fd, uint64_t deadline_us, sm_error *err)
+{
+    for (;;) {
+        struct pollfd p[2] = { { .fd = r->fd, .events = POLLIN }, { .fd = wake_fd, .events = POLLIN } };
+        int timeout = -1;
+        if (deadline_us) {
+            uint64_t now = clock_now_us();
+            if (now >= deadline_us)
+                return error_set(err, SM_E_TIMEOUT, "the agent at %s sent no exit report in time "
+                               "(it may be hung): gave up", r->path);
+            timeout = (int)((deadline_us - now + 999) / 1000);
+        }
+        int n = poll(p, wake_fd >= 0 ? 2 : 1, timeout);
+        if (n < 0 && errno != EINTR)
+            return error_set_errno(err, SM_E_IO, errno, "poll");
+        if (n > 0 && wake_fd >= 0 && (p[1].revents & POLLIN))
+            return error_set(err, SM_E_CANCELLED, "cancelled");
+        if (n > 0 && p[0].revents)
+            return SM_OK;
+    }
+}
+
+sm_code agent_read_frame(agent_reader *r, wire_frame *f, int wake_fd, uint64_t deadline_us,
+                        sm_error *err)
+{
+    for (;;) {
+        wire_error we;
+        int got = wire_reader_next(&r->rd, f, &we);
+        if (got < 0)
+            return error_set(err, SM_E_PROTOCOL, "agent at %s sent a bad frame: %s", r->path,
+                           we.message);
+        if (got > 0) {
+            if (!r->got_hello) {
+                if (!wire_check_hello(f, "agent", &we))
+                    return error_set(err, SM_E_PROTOCOL, "%s (socket %s)", we.message, r->path);
+                r->got_hello = true;
+                continue;
+            }
+            if (f->type == WIRE_ERROR)
+                return error_from_agent(r, f, err);
+            r->got_output = true;
+            return SM_OK;
+        }
+        if (wake_fd >= 0 || deadline_us) {
+            sm_code rc = wait_readable(r, wake_fd, deadline_us, err);
+            if (rc)
+                return rc;
+        }
+        size_t avail;
+        uint8_t *dst = wire_reader_space(&r->rd, READ_CHUNK, &avail);
+        if (!dst)
+            return error_set(err, SM_E_NOMEM, "out of memory reading from the agent");
+        ssize_t n = recv(r->fd, dst, avail, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : 0;
+            const char *why = e ? strerror(e) : "connection closed";
+            if (!r->got_output)
+                return error_set(err, SM_E_SETUP, "the agent at %s closed the connection before "
+                               "the command produced anything (%s): safe to retry", r->path, why);
+            return error_set(err, SM_E_DROPPED, "the connection to the agent at %s dropped "
+                           "mid-stream (%s): the command ran, at least partly", r->path, why);
+        }
+        wire_reader_commit(&r->rd, (size_t)n);
+    }
+}
+
+sm_code agent_unexpected(const agent_reader *r, const wire_frame *f, sm_error *err)
+{
+    return error_set(err, SM_E_PROTOCOL, "agent at %s sent an unexpected %s frame", r->path,
+                   wire_type_name(f->type));
+}
+
+/* Reads the one-frame answer (OK) of a WRITE_FILE, POWEROFF or SYNC; gives
+ * up when wake_fd (if >= 0) becomes readable. */
+sm_code agent_expect_ok(int fd, const char *path, const char *what, int wake_fd, sm_error *err)
+{
+    agent_reader r;
+    agent_reader_init(&r, fd, path);
+    wire_frame f;
+    sm_code rc = agent_read_frame(&r, &f, wake_fd, 0, err);
+    if (!rc && f.type != WIRE_OK)
+        rc = agent_unexpected(&r, &f, err);
+    if (rc && err)
+        error_prefix(err, "%s", what);
+    agent_reader_destroy(&r);
+    return rc;
+}
+
+sm_code agent_sync(const char *exec_socket_path, int wake_fd, sm_error *err)
+{
+    wire_sync sync;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    sync.realtime_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    if (getrandom(sync.entropy, sizeof sync.entropy, 0) != (ssize_t)sizeof sync.entropy)
+        return error_set_errno(err, SM_E_IO, errno, "getrandom for the guest's entropy");
+    wire_buf buf = { 0 };
+    wire_put_hello(&buf, NULL);
+    wire_put_sync(&buf, &sync, NULL);
+    explicit_bzero(&sync, sizeof sync);
+    int fd;
+    sm_code rc = buf.failed ? error_set(err, SM_E_NOMEM, "out of memory")
+                            : agent_dial(exec_socket_path, &fd, err);
+    if (!rc) {
+        (void)agent_send_all(fd, buf.data, buf.len, false, NULL);
+        rc = agent_expect_ok(fd, exec_socket_path, "sync", wake_fd, err);
+        close(fd);
+    }
+    explicit_bzero(buf.data, buf.len);
+    wire_buf_free(&buf);
+    return rc;
+}

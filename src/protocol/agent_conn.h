@@ -1,0 +1,45 @@
+/* A blocking connection to the agent through a Unix socket (agent_conn.c). */
+#ifndef SM_PROTOCOL_AGENT_CONN_H
+#define SM_PROTOCOL_AGENT_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol/wire.h"
+#include "supermachine.h"
+
+/* Reading frames from one connection. */
+typedef struct agent_reader {
+    int fd;
+    wire_reader rd;
+    const char *path;  /* for messages */
+    bool got_hello;
+    bool got_output;   /* any frame past HELLO: the command started */
+} agent_reader;
+
+/* Connects to the socket; SM_E_SETUP (retryable) when nobody answers. */
+sm_code agent_dial(const char *path, int *fd, sm_error *err);
+/* Sends every byte (blocking); SM_E_DROPPED (started) or SM_E_SETUP on a
+ * broken pipe. */
+sm_code agent_send_all(int fd, const void *data, size_t len, bool started, sm_error *err);
+
+void agent_reader_init(agent_reader *r, int fd, const char *path);
+void agent_reader_destroy(agent_reader *r);
+/* Next frame after HELLO (checked here). wake_fd (or -1) readable ->
+ * SM_E_CANCELLED; deadline_us (monotonic, 0 = none) passed -> SM_E_TIMEOUT.
+ * An ERROR frame becomes the matching code and the agent's message. */
+sm_code agent_read_frame(agent_reader *r, wire_frame *f, int wake_fd, uint64_t deadline_us,
+                         sm_error *err);
+/* Fails with "unexpected frame" for f in the current operation. */
+sm_code agent_unexpected(const agent_reader *r, const wire_frame *f, sm_error *err);
+
+/* Reads the one-frame answer (OK) of a WRITE_FILE, POWEROFF or SYNC; gives up
+ * when wake_fd (if >= 0) becomes readable. `what` prefixes a failure. */
+sm_code agent_expect_ok(int fd, const char *path, const char *what, int wake_fd, sm_error *err);
+
+/* Gives the agent the host's wall clock and fresh entropy (SYNC), as a
+ * restored guest needs before it is ready; gives up when wake_fd fires. */
+sm_code agent_sync(const char *socket_path, int wake_fd, sm_error *err);
+
+#endif

@@ -1,0 +1,348 @@
+#include "protocol/vmm.h"
+#include "base/error.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- arguments ------------------------------------------------------------ */
+
+/* One row per option: its name, whether it takes a value, and whether only
+ * the VMM process (not `supermachine boot`) accepts it. The getopt table and
+ * the formatter are both driven by this order. */
+enum vmm_opt {
+    OPT_KERNEL = 'k', OPT_INITRD = 'i', OPT_CMDLINE = 'c', OPT_MEMORY = 'm', OPT_CPUS = 'n',
+    OPT_CONSOLE = 'o', OPT_DISK = 'd', OPT_TIMEOUT = 't', OPT_VSOCK = 'V', OPT_EXEC = 'E',
+    OPT_CONTROL = 'C', OPT_RESTORE = 'S', OPT_SNAPSHOT = 'W', OPT_READY_FD = 'R',
+    OPT_DIE_WITH_PARENT = 'D', OPT_PROBE = 'P', OPT_HELP = 'h',
+};
+
+static const struct option vmm_options[] = {
+    { "kernel", required_argument, NULL, OPT_KERNEL },
+    { "initrd", required_argument, NULL, OPT_INITRD },
+    { "cmdline", required_argument, NULL, OPT_CMDLINE },
+    { "memory", required_argument, NULL, OPT_MEMORY },
+    { "cpus", required_argument, NULL, OPT_CPUS },
+    { "console", required_argument, NULL, OPT_CONSOLE },
+    { "disk", required_argument, NULL, OPT_DISK },
+    { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "vsock-socket", required_argument, NULL, OPT_VSOCK },
+    { "exec-socket", required_argument, NULL, OPT_EXEC },
+    { "control-socket", required_argument, NULL, OPT_CONTROL },
+    { "restore", required_argument, NULL, OPT_RESTORE },
+    { "snapshot-when-ready", required_argument, NULL, OPT_SNAPSHOT },
+    { "ready-fd", required_argument, NULL, OPT_READY_FD },
+    { "die-with-parent", no_argument, NULL, OPT_DIE_WITH_PARENT },
+    { "probe", no_argument, NULL, OPT_PROBE },
+    { "help", no_argument, NULL, OPT_HELP },
+    { NULL, 0, NULL, 0 },
+};
+
+/* The options `supermachine boot` (probe) does not take. */
+static const char process_only[] = { OPT_VSOCK, OPT_EXEC, OPT_CONTROL, OPT_RESTORE, OPT_SNAPSHOT,
+                                     OPT_READY_FD, OPT_DIE_WITH_PARENT, 0 };
+
+void vmm_args_init(struct vmm_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->ready_fd = -1;
+}
+
+static void push(struct vmm_argv *out, int *n, const char *name, const char *value)
+{
+    if (!value)
+        return;
+    out->argv[(*n)++] = (char *)name;
+    out->argv[(*n)++] = (char *)value;
+}
+
+bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_argv *out)
+{
+    memset(out, 0, sizeof *out);
+    int n = 0;
+    out->argv[n++] = (char *)program;
+    if (a->probe)
+        out->argv[n++] = "--probe";
+    char *mem = a->memory_mib ? out->numbers[0] : NULL, *cpus = a->cpus ? out->numbers[1] : NULL;
+    char *timeout = a->timeout_s > 0 ? out->numbers[2] : NULL, *ready = a->ready_fd >= 0 ? out->numbers[3] : NULL;
+    if (mem)
+        snprintf(mem, sizeof out->numbers[0], "%" PRIu32, a->memory_mib);
+    if (cpus)
+        snprintf(cpus, sizeof out->numbers[1], "%" PRIu32, a->cpus);
+    if (timeout)
+        snprintf(timeout, sizeof out->numbers[2], "%.3f", a->timeout_s);
+    if (ready)
+        snprintf(ready, sizeof out->numbers[3], "%d", a->ready_fd);
+    push(out, &n, "--restore", a->restore_dir);
+    push(out, &n, "--kernel", a->kernel);
+    push(out, &n, "--initrd", a->initrd);
+    push(out, &n, "--cmdline", a->cmdline);
+    push(out, &n, "--disk", a->disk);
+    push(out, &n, "--memory", mem);
+    push(out, &n, "--cpus", cpus);
+    push(out, &n, "--timeout", timeout);
+    push(out, &n, "--console", a->console);
+    push(out, &n, "--control-socket", a->control_socket);
+    push(out, &n, "--exec-socket", a->exec_socket);
+    push(out, &n, "--vsock-socket", a->vsock_socket);
+    push(out, &n, "--snapshot-when-ready", a->snapshot_when_ready);
+    push(out, &n, "--ready-fd", ready);
+    if (a->die_with_parent)
+        out->argv[n++] = "--die-with-parent";
+    out->argv[n] = NULL;
+    return n < VMM_ARGV_MAX;
+}
+
+static bool parse_u32(const char *name, const char *text, uint32_t *out, char *why, size_t whylen)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-' || v > UINT32_MAX) {
+        snprintf(why, whylen, "%s wants a whole number, not '%s'", name, text);
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+static bool parse_seconds(const char *name, const char *text, double *out, char *why, size_t whylen)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(v) || v <= 0 || v > 86400) {
+        snprintf(why, whylen, "%s wants a number of seconds (0 < S <= 86400), not '%s'", name, text);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* One option's value into a; false with why filled. */
+static bool take_option(struct vmm_args *a, int opt, const char *val, char *why, size_t whylen)
+{
+    uint32_t fd;
+    switch (opt) {
+    case OPT_KERNEL: a->kernel = val; return true;
+    case OPT_INITRD: a->initrd = val; return true;
+    case OPT_CMDLINE: a->cmdline = val; return true;
+    case OPT_CONSOLE: a->console = val; return true;
+    case OPT_DISK: a->disk = val; return true;
+    case OPT_VSOCK: a->vsock_socket = val; return true;
+    case OPT_EXEC: a->exec_socket = val; return true;
+    case OPT_CONTROL: a->control_socket = val; return true;
+    case OPT_RESTORE: a->restore_dir = val; return true;
+    case OPT_SNAPSHOT: a->snapshot_when_ready = val; return true;
+    case OPT_DIE_WITH_PARENT: a->die_with_parent = true; return true;
+    case OPT_PROBE: a->probe = true; return true;
+    case OPT_MEMORY: return parse_u32("--memory", val, &a->memory_mib, why, whylen);
+    case OPT_CPUS: return parse_u32("--cpus", val, &a->cpus, why, whylen);
+    case OPT_TIMEOUT: return parse_seconds("--timeout", val, &a->timeout_s, why, whylen);
+    case OPT_READY_FD:
+        if (!parse_u32("--ready-fd", val, &fd, why, whylen))
+            return false;
+        if (fd > 65535) {
+            snprintf(why, whylen, "--ready-fd %s is not a descriptor", val);
+            return false;
+        }
+        a->ready_fd = (int)fd;
+        return true;
+    }
+    return false;
+}
+
+/* The combinations: what the options say together. */
+static int check_args(const struct vmm_args *a, char *why, size_t whylen)
+{
+    if (a->restore_dir) {
+        if (a->kernel || a->snapshot_when_ready) {
+            snprintf(why, whylen, "--restore takes the VM from the snapshot: no --kernel or --snapshot-when-ready");
+            return -1;
+        }
+        if (!a->exec_socket) {
+            snprintf(why, whylen, "--restore needs --exec-socket: the restored guest gets the host's clock and "
+                                  "fresh entropy through it before it is ready");
+            return -1;
+        }
+        return 0;
+    }
+    if (!a->kernel) {
+        snprintf(why, whylen, "--kernel is required");
+        return -1;
+    }
+    return 0;
+}
+
+int vmm_args_parse(struct vmm_args *a, int argc, char **argv, char *why, size_t whylen)
+{
+    vmm_args_init(a);
+    /* Every option is first parsed as allowed; probe mode is known only
+     * once --probe is seen, which may come anywhere. */
+    bool probe_only_violation = false;
+    const char *violating = NULL;
+    optind = 0; /* glibc: a full reset, as a process may parse twice */
+    opterr = 0;
+    int c, index = 0;
+    while ((c = getopt_long(argc, argv, "", vmm_options, &index)) != -1) {
+        if (c == OPT_HELP) {
+            for (int i = 1; i < argc; i++)
+                if (!strcmp(argv[i], "--probe"))
+                    a->probe = true;
+            return 1;
+        }
+        if (c == '?' || c == ':') {
+            snprintf(why, whylen, "unknown or incomplete option '%s'", argv[optind - 1]);
+            return -1;
+        }
+        if (strchr(process_only, c) && !violating) {
+            probe_only_violation = true;
+            violating = vmm_options[index].name;
+        }
+        if (!take_option(a, c, optarg, why, whylen))
+            return -1;
+    }
+    if (optind < argc) {
+        snprintf(why, whylen, "unexpected argument '%s'", argv[optind]);
+        return -1;
+    }
+    if (a->probe && probe_only_violation) {
+        snprintf(why, whylen, "unknown option '--%s'", violating);
+        return -1;
+    }
+    return check_args(a, why, whylen);
+}
+
+/* ---- ready line ------------------------------------------------------------ */
+
+int vmm_ready_line_format(char *buf, size_t size, int64_t ready_us)
+{
+    return snprintf(buf, size, "ready %" PRId64 "\n", ready_us);
+}
+
+bool vmm_ready_line_parse(const char *buf, size_t len, int64_t *ready_us)
+{
+    char line[VMM_READY_LINE_MAX];
+    if (len < 8 || len >= sizeof line || buf[len - 1] != '\n')
+        return false;
+    memcpy(line, buf, len);
+    line[len - 1] = 0;
+    if (strncmp(line, "ready ", 6) != 0)
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(line + 6, &end, 10);
+    if (errno || end == line + 6 || *end || v < 0)
+        return false;
+    *ready_us = v;
+    return true;
+}
+
+/* ---- control socket -------------------------------------------------------- */
+
+bool vmm_control_request_parse(const char *line, struct vmm_control_request *req, const char **why)
+{
+    memset(req, 0, sizeof *req);
+    if (!strncmp(line, "snapshot ", 9)) {
+        req->verb = VMM_CONTROL_SNAPSHOT;
+        req->dir = line + 9;
+        if (!*req->dir) {
+            *why = "snapshot needs a folder";
+            return false;
+        }
+        return true;
+    }
+    if (!strcmp(line, "stop")) {
+        req->verb = VMM_CONTROL_STOP;
+        return true;
+    }
+    if (!strcmp(line, "stats")) {
+        req->verb = VMM_CONTROL_STATS;
+        return true;
+    }
+    *why = "unknown request (snapshot DIR, stop, stats)";
+    return false;
+}
+
+static int format_request(char *buf, size_t size, const struct vmm_control_request *req)
+{
+    switch (req->verb) {
+    case VMM_CONTROL_SNAPSHOT: return snprintf(buf, size, "snapshot %s\n", req->dir ? req->dir : "");
+    case VMM_CONTROL_STOP: return snprintf(buf, size, "stop\n");
+    case VMM_CONTROL_STATS: return snprintf(buf, size, "stats\n");
+    }
+    return -1;
+}
+
+static sm_code control_dial(const char *socket_path, int *out, sm_error *err)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    if (strlen(socket_path) >= sizeof addr.sun_path)
+        return error_set(err, SM_E_LIMIT, "control socket path too long: %s", socket_path);
+    strcpy(addr.sun_path, socket_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        sm_code rc = error_set_errno(err, SM_E_IO, errno, "cannot reach the VMM at %s (is it running?)",
+                                     socket_path);
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    *out = fd;
+    return SM_OK;
+}
+
+/* Reads up to the first newline (excluded); the VMM closes after a reply. */
+static size_t read_reply_line(int fd, char *line, size_t cap)
+{
+    size_t got = 0;
+    while (got < cap - 1) {
+        ssize_t k = recv(fd, line + got, cap - 1 - got, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+        if (memchr(line, '\n', got))
+            break;
+    }
+    line[got] = 0;
+    line[strcspn(line, "\n")] = 0;
+    return got;
+}
+
+sm_code vmm_control_call(const char *socket_path, const struct vmm_control_request *req, char *reply,
+                         size_t reply_cap, sm_error *err)
+{
+    char request[VMM_CONTROL_MAX_LINE];
+    int n = format_request(request, sizeof request, req);
+    if (n < 0 || (size_t)n >= sizeof request || memchr(request, '\n', (size_t)n - 1))
+        return error_set(err, SM_E_INVALID, "control request too long, or with a newline inside");
+    int fd = -1;
+    sm_code rc = control_dial(socket_path, &fd, err);
+    if (rc)
+        return rc;
+    char line[1024];
+    size_t got = 0;
+    if (send(fd, request, (size_t)n, MSG_NOSIGNAL) != n)
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot send a request to the VMM");
+    else
+        got = read_reply_line(fd, line, sizeof line);
+    close(fd);
+    if (rc)
+        return rc;
+    if (!got)
+        return error_set(err, SM_E_IO, "the VMM gave no answer");
+    if (strcmp(line, "ok") != 0 && strncmp(line, "ok ", 3) != 0)
+        return error_set(err, SM_E_IO, "%s", strncmp(line, "error ", 6) ? line : line + 6);
+    if (reply && reply_cap)
+        snprintf(reply, reply_cap, "%s", line[2] ? line + 3 : "");
+    return SM_OK;
+}

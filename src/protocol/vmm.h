@@ -1,0 +1,121 @@
+/*
+ * The contract of the supermachine-vmm process, for both of its sides: the
+ * library (src/lib), which starts one VMM per VM and talks to it, and the
+ * VMM (src/vmm). Nothing else crosses that process boundary.
+ *
+ *   what              direction     form
+ *   arguments         lib -> VMM    argv, struct vmm_args (vmm_args_format/parse)
+ *   ready line        VMM -> lib    "ready <microseconds>\n" on --ready-fd, once
+ *   exit status       VMM -> lib    enum vmm_exit_status
+ *   control socket    lib <-> VMM   one line in, one line out (table below)
+ *   snapshot folder   VMM -> lib    the files VMM_SNAPSHOT_*
+ *
+ * Control socket (--control-socket PATH; one client at a time):
+ *
+ *   request             reply                     effect
+ *   "snapshot DIR\n"    "ok\n" | "error MSG\n"    pause, write a snapshot to DIR, resume
+ *   "stop\n"            "ok\n"                    stop the VM (the process then exits 0)
+ *   "stats\n"           "ok KEY=VALUE ...\n"      VM exits by kind, ready time
+ *
+ * A line is at most VMM_CONTROL_MAX_LINE bytes; a longer or unknown request
+ * gets an error reply and the connection is closed.
+ */
+#ifndef SM_PROTOCOL_VMM_H
+#define SM_PROTOCOL_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "supermachine.h"
+
+/* ---- limits ------------------------------------------------------------ */
+
+#define VMM_MAX_CPUS 32
+#define VMM_MIN_MEM_MIB 64
+#define VMM_MAX_MEM_MIB (64u * 1024)
+
+/* ---- exit statuses (also those of `supermachine boot`) ----------------- */
+
+enum vmm_exit_status {
+    VMM_EXIT_OK = 0,      /* ready, then a clean end (guest power off or a stop signal) */
+    VMM_EXIT_ERROR = 1,   /* host or setup error, or the VM failed */
+    VMM_EXIT_USAGE = 2,   /* bad arguments */
+    VMM_EXIT_PANIC = 3,   /* the guest kernel panicked */
+    VMM_EXIT_TIMEOUT = 4, /* the agent was not ready in time */
+};
+
+/* ---- snapshot folder ----------------------------------------------------- */
+
+#define VMM_SNAPSHOT_STATE "state"   /* all of KVM's and the devices' state */
+#define VMM_SNAPSHOT_MEMORY "memory" /* guest RAM, raw, sparse where zero */
+#define VMM_SNAPSHOT_DISK "disk"     /* symlink to the VM's disk image, when it had one */
+
+/* ---- arguments ------------------------------------------------------------ */
+
+struct vmm_args {
+    const char *kernel;        /* bzImage; NULL with restore_dir */
+    const char *initrd;        /* initramfs (cpio) whose /init is the agent */
+    const char *cmdline;       /* extra kernel parameters */
+    const char *disk;          /* read-only disk image, /dev/vda */
+    const char *console;       /* file for the guest console; "-" is stdout */
+    uint32_t memory_mib;       /* 0: the VMM's default */
+    uint32_t cpus;             /* 0: the VMM's default */
+    double timeout_s;          /* boot-to-ready limit; 0: the VMM's default */
+    /* The process's own (not `supermachine boot`'s): */
+    const char *vsock_socket;  /* host-to-guest vsock ("CONNECT <port>\n") */
+    const char *exec_socket;   /* connections reach the agent directly */
+    const char *control_socket;
+    const char *restore_dir;   /* restore this snapshot instead of booting */
+    const char *snapshot_when_ready; /* boot, snapshot here once ready, stop */
+    int ready_fd;              /* -1: none */
+    bool die_with_parent;
+    /* `supermachine boot`: print the boot time, let the guest power off. */
+    bool probe;
+};
+
+void vmm_args_init(struct vmm_args *a);
+
+/* An argv for execve: pointers into `a` and into `numbers`. */
+#define VMM_ARGV_MAX 40
+struct vmm_argv {
+    char *argv[VMM_ARGV_MAX];
+    char numbers[4][24];
+};
+/* argv[0] is program; false (nothing to run) only if `a` cannot be written. */
+bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_argv *out);
+
+/* Parses argv[1..]. Returns 0 (go on), 1 (--help asked: print usage), or -1
+ * with why filled (a usage error). Checks the arguments' combinations, not
+ * whether files exist. */
+int vmm_args_parse(struct vmm_args *a, int argc, char **argv, char *why, size_t whylen);
+
+/* ---- ready line ------------------------------------------------------------ */
+
+#define VMM_READY_LINE_MAX 48
+/* "ready <us>\n" into buf; returns its length. */
+int vmm_ready_line_format(char *buf, size_t size, int64_t ready_us);
+/* True for a whole ready line (newline included); fills *ready_us. */
+bool vmm_ready_line_parse(const char *buf, size_t len, int64_t *ready_us);
+
+/* ---- control socket -------------------------------------------------------- */
+
+#define VMM_CONTROL_MAX_LINE 4096
+
+enum vmm_control_verb { VMM_CONTROL_SNAPSHOT, VMM_CONTROL_STOP, VMM_CONTROL_STATS };
+
+struct vmm_control_request {
+    enum vmm_control_verb verb;
+    const char *dir; /* SNAPSHOT only: points into the parsed line */
+};
+
+/* One request line, newline excluded; false with why for anything else. */
+bool vmm_control_request_parse(const char *line, struct vmm_control_request *req, const char **why);
+
+/* Sends one request to the VMM at socket_path and waits for its reply. An
+ * "error" reply is SM_E_IO with the VMM's message; the text after "ok " goes
+ * to reply (may be NULL). */
+sm_code vmm_control_call(const char *socket_path, const struct vmm_control_request *req, char *reply,
+                         size_t reply_cap, sm_error *err);
+
+#endif

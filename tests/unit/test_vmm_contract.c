@@ -1,0 +1,183 @@
+/*
+ * The VMM process's contract (src/protocol/vmm.c), as both sides use it:
+ * arguments written by the library parse back to the same arguments in the
+ * VMM, bad arguments are refused with a message naming the option, and the
+ * ready line and control requests parse only when whole.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "protocol/vmm.h"
+
+static int argc_of(char **argv)
+{
+    int n = 0;
+    while (argv[n])
+        n++;
+    return n;
+}
+
+static void test_args_round_trip(void **state)
+{
+    (void)state;
+    struct vmm_args a, b;
+    vmm_args_init(&a);
+    a.kernel = "/k";
+    a.initrd = "/i";
+    a.cmdline = "quiet x=1";
+    a.disk = "/d";
+    a.console = "/c";
+    a.memory_mib = 512;
+    a.cpus = 2;
+    a.timeout_s = 7.5;
+    a.vsock_socket = "/v";
+    a.exec_socket = "/e";
+    a.control_socket = "/ctl";
+    a.snapshot_when_ready = "/snap";
+    a.ready_fd = 3;
+    a.die_with_parent = true;
+    struct vmm_argv v;
+    assert_true(vmm_args_format(&a, "supermachine-vmm", &v));
+    char why[256] = "";
+    assert_int_equal(vmm_args_parse(&b, argc_of(v.argv), v.argv, why, sizeof why), 0);
+    assert_string_equal(b.kernel, "/k");
+    assert_string_equal(b.initrd, "/i");
+    assert_string_equal(b.cmdline, "quiet x=1");
+    assert_string_equal(b.disk, "/d");
+    assert_string_equal(b.console, "/c");
+    assert_int_equal(b.memory_mib, 512);
+    assert_int_equal(b.cpus, 2);
+    assert_true(b.timeout_s > 7.49 && b.timeout_s < 7.51);
+    assert_string_equal(b.vsock_socket, "/v");
+    assert_string_equal(b.exec_socket, "/e");
+    assert_string_equal(b.control_socket, "/ctl");
+    assert_string_equal(b.snapshot_when_ready, "/snap");
+    assert_int_equal(b.ready_fd, 3);
+    assert_true(b.die_with_parent);
+    assert_false(b.probe);
+    assert_null(b.restore_dir);
+}
+
+static void test_restore_round_trip(void **state)
+{
+    (void)state;
+    struct vmm_args a, b;
+    vmm_args_init(&a);
+    a.restore_dir = "/img";
+    a.exec_socket = "/e";
+    struct vmm_argv v;
+    assert_true(vmm_args_format(&a, "vmm", &v));
+    char why[256];
+    assert_int_equal(vmm_args_parse(&b, argc_of(v.argv), v.argv, why, sizeof why), 0);
+    assert_string_equal(b.restore_dir, "/img");
+    assert_null(b.kernel);
+    assert_int_equal(b.memory_mib, 0);
+    assert_int_equal(b.ready_fd, -1);
+}
+
+/* Parses a NULL-ended list; returns the result and leaves the message. */
+static int parse_list(char *why, size_t whylen, const char *first, ...)
+{
+    char *argv[32] = { "vmm" };
+    int n = 1;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *s = first; s && n < 31; s = va_arg(ap, const char *))
+        argv[n++] = (char *)s;
+    va_end(ap);
+    argv[n] = NULL;
+    struct vmm_args a;
+    why[0] = 0;
+    return vmm_args_parse(&a, n, argv, why, whylen);
+}
+
+static void test_bad_args_name_the_option(void **state)
+{
+    (void)state;
+    char why[256];
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--memory", "lots", NULL), -1);
+    assert_non_null(strstr(why, "--memory"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cpus", "-1", NULL), -1);
+    assert_non_null(strstr(why, "--cpus"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--timeout", "0", NULL), -1);
+    assert_non_null(strstr(why, "--timeout"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--ready-fd", "70000", NULL), -1);
+    assert_non_null(strstr(why, "--ready-fd"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--bogus", NULL), -1);
+    assert_non_null(strstr(why, "--bogus"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "extra", NULL), -1);
+    assert_non_null(strstr(why, "extra"));
+    assert_int_equal(parse_list(why, sizeof why, "--initrd", "i", NULL), -1);
+    assert_non_null(strstr(why, "--kernel"));
+    assert_int_equal(parse_list(why, sizeof why, "--restore", "d", "--kernel", "k", "--exec-socket", "e", NULL), -1);
+    assert_int_equal(parse_list(why, sizeof why, "--restore", "d", NULL), -1);
+    assert_non_null(strstr(why, "--exec-socket"));
+    /* `supermachine boot` (probe) takes none of the process's own options. */
+    assert_int_equal(parse_list(why, sizeof why, "--exec-socket", "e", "--probe", "--kernel", "k", NULL), -1);
+    assert_non_null(strstr(why, "--exec-socket"));
+    assert_int_equal(parse_list(why, sizeof why, "--probe", "--kernel", "k", NULL), 0);
+    assert_int_equal(parse_list(why, sizeof why, "--probe", "--help", NULL), 1);
+}
+
+static void test_ready_line(void **state)
+{
+    (void)state;
+    char line[VMM_READY_LINE_MAX];
+    int n = vmm_ready_line_format(line, sizeof line, 123456);
+    int64_t us = 0;
+    assert_true(vmm_ready_line_parse(line, (size_t)n, &us));
+    assert_int_equal(us, 123456);
+    const char *bad[] = { "ready 12", "ready \n", "ready -5\n", "ready 12x\n", "steady 12\n",
+                          "ready 99999999999999999999999\n", "" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_false(vmm_ready_line_parse(bad[i], strlen(bad[i]), &us));
+}
+
+static void test_control_requests(void **state)
+{
+    (void)state;
+    struct vmm_control_request r;
+    const char *why;
+    assert_true(vmm_control_request_parse("snapshot /x y", &r, &why));
+    assert_int_equal(r.verb, VMM_CONTROL_SNAPSHOT);
+    assert_string_equal(r.dir, "/x y");
+    assert_true(vmm_control_request_parse("stop", &r, &why));
+    assert_int_equal(r.verb, VMM_CONTROL_STOP);
+    assert_true(vmm_control_request_parse("stats", &r, &why));
+    assert_int_equal(r.verb, VMM_CONTROL_STATS);
+    assert_false(vmm_control_request_parse("snapshot ", &r, &why));
+    assert_false(vmm_control_request_parse("stop now", &r, &why));
+    assert_false(vmm_control_request_parse("", &r, &why));
+    assert_non_null(strstr(why, "unknown"));
+}
+
+static void test_control_call_without_vmm(void **state)
+{
+    (void)state;
+    struct vmm_control_request r = { .verb = VMM_CONTROL_STATS };
+    sm_error err = { 0 };
+    assert_int_equal(vmm_control_call("/nonexistent/control.sock", &r, NULL, 0, &err), SM_E_IO);
+    assert_non_null(strstr(err.message, "is it running"));
+    char dir[5000];
+    memset(dir, 'a', sizeof dir - 1);
+    dir[sizeof dir - 1] = 0;
+    r = (struct vmm_control_request){ .verb = VMM_CONTROL_SNAPSHOT, .dir = dir };
+    assert_int_equal(vmm_control_call("/nonexistent/control.sock", &r, NULL, 0, &err), SM_E_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_args_round_trip),
+        cmocka_unit_test(test_restore_round_trip),
+        cmocka_unit_test(test_bad_args_name_the_option),
+        cmocka_unit_test(test_ready_line),
+        cmocka_unit_test(test_control_requests),
+        cmocka_unit_test(test_control_call_without_vmm),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
