@@ -803,47 +803,35 @@ sm_code registry_fetch_blob(struct registry_client *c, const char *store_dir, co
 
 /* ---- docker config credentials ------------------------------------------- */
 
-static int b64_value(char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '+')
-        return 62;
-    if (ch == '/')
-        return 63;
-    return -1;
-}
-
-/* Decodes standard base64 (padding optional) into a NUL-terminated string. */
+/* Decodes standard base64 (padding optional) into a NUL-terminated string,
+ * with OpenSSL's decoder; NULL for bad base64 or a NUL inside. */
 static char *b64_decode(const char *s, size_t n)
 {
-    char *out = malloc(n / 4 * 3 + 4);
-    if (!out)
+    while (n && s[n - 1] == '=')
+        n--;
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    /* The decoder would skip blanks at the ends; a docker config has none. */
+    if (n % 4 == 1 || n > (1u << 20) || strspn(s, alphabet) < n)
         return NULL;
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '=')
-            break;
-        int v = b64_value(s[i]);
-        if (v < 0) {
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
+    size_t padded = (n + 3) / 4 * 4;
+    unsigned char *in = malloc(padded + 1);
+    char *out = malloc(padded / 4 * 3 + 1);
+    int len = -1;
+    if (in && out) {
+        memcpy(in, s, n);
+        memset(in + n, '=', padded - n);
+        len = EVP_DecodeBlock((unsigned char *)out, in, (int)padded);
     }
-    out[o] = '\0';
-    if (strlen(out) != o) { /* a NUL inside */
+    free(in);
+    /* The decoder counts each '=' it was given as a zero byte. */
+    if (len >= 0)
+        len -= (int)(padded - n);
+    if (len < 0 || !out) {
+        free(out);
+        return NULL;
+    }
+    out[len] = 0;
+    if (strlen(out) != (size_t)len) {
         free(out);
         return NULL;
     }

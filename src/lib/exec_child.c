@@ -67,14 +67,11 @@ static void link_unref(exec_link *l)
     }
 }
 
-/* Sends one frame (header + payload) whole, under the link's lock. */
-static sm_code link_send(exec_link *l, uint8_t type, const void *payload, size_t len,
-                         sm_error *err)
+/* Sends iov (one frame of this type, up to two pieces) whole, under the
+ * link's lock, so that frames from several threads never interleave. */
+static sm_code link_send_iov(exec_link *l, uint8_t type, const struct iovec iov[2], sm_error *err)
 {
-    uint8_t header[WIRE_HEADER_SIZE];
-    wire_header_encode(header, type, (uint32_t)len);
-    struct iovec iov[2] = { { header, sizeof header }, { (void *)payload, len } };
-    size_t total = sizeof header + len, sent = 0;
+    size_t total = iov[0].iov_len + iov[1].iov_len, sent = 0;
     pthread_mutex_lock(&l->lock);
     sm_code rc = SM_OK;
     if (l->fd < 0 || l->done) {
@@ -114,12 +111,36 @@ out:
     return rc;
 }
 
+/* Sends one frame: a header made here, then the payload. */
+static sm_code link_send(exec_link *l, uint8_t type, const void *payload, size_t len,
+                         sm_error *err)
+{
+    uint8_t header[WIRE_HEADER_SIZE];
+    wire_header_encode(header, type, (uint32_t)len);
+    const struct iovec iov[2] = { { header, sizeof header }, { (void *)payload, len } };
+    return link_send_iov(l, type, iov, err);
+}
+
+/* Sends a frame that wire.c's encoder wrote into b (built: it succeeded). */
+static sm_code link_send_encoded(exec_link *l, uint8_t type, wire_buf *b, bool built,
+                                 const wire_error *we, sm_error *err)
+{
+    sm_code rc;
+    if (!built)
+        rc = b->failed ? error_set(err, SM_E_NOMEM, "out of memory")
+                       : error_set(err, SM_E_INVALID, "%s", we->message);
+    else
+        rc = link_send_iov(l, type, (const struct iovec[2]){ { b->data, b->len }, { NULL, 0 } }, err);
+    wire_buf_free(b);
+    return rc;
+}
+
 static sm_code link_signal(exec_link *l, int signo, sm_error *err)
 {
-    if (signo < 1 || signo > 64)
-        return error_set(err, SM_E_INVALID, "signal %d is not a signal number (1..64)", signo);
-    uint8_t p[4] = { (uint8_t)signo, 0, 0, 0 };
-    return link_send(l, WIRE_SIGNAL, p, sizeof p, err);
+    wire_buf b = { 0 };
+    wire_error we;
+    bool built = wire_put_signal(&b, signo, &we);
+    return link_send_encoded(l, WIRE_SIGNAL, &b, built, &we, err);
 }
 
 /* ---- the pump thread ------------------------------------------------------ */
@@ -395,8 +416,10 @@ sm_code sm_exec_child_resize(sm_exec_child *c, uint16_t cols, uint16_t rows, sm_
 {
     if (!c)
         return error_set(err, SM_E_INVALID, "child is NULL");
-    uint8_t p[4] = { (uint8_t)cols, (uint8_t)(cols >> 8), (uint8_t)rows, (uint8_t)(rows >> 8) };
-    return link_send(c->link, WIRE_RESIZE, p, sizeof p, err);
+    wire_buf b = { 0 };
+    wire_error we;
+    bool built = wire_put_resize(&b, cols, rows, &we);
+    return link_send_encoded(c->link, WIRE_RESIZE, &b, built, &we, err);
 }
 
 void sm_exec_child_abort(sm_exec_child *c)
