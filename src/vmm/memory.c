@@ -16,17 +16,23 @@ static void layout(struct guest_memory *m, uint8_t *base, uint64_t bytes)
             (struct gm_region){ .gpa = GM_HIGH_START, .size = bytes - low, .host = base + low };
 }
 
+/* Makes the mapping p of `bytes` the guest's RAM. */
+static void adopt_mapping(struct guest_memory *m, void *p, uint64_t bytes)
+{
+    /* Guest RAM (a guest's secrets) is never in a host core dump. */
+    madvise(p, bytes, MADV_DONTDUMP);
+    m->mapping = p;
+    m->mapping_size = bytes;
+    layout(m, p, bytes);
+}
+
 int gm_create(struct guest_memory *m, uint64_t bytes)
 {
     memset(m, 0, sizeof *m);
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return -1;
-    /* Guest RAM is never in a host core dump, and THP keeps TLB misses low. */
-    madvise(p, bytes, MADV_DONTDUMP);
-    m->mapping = p;
-    m->mapping_size = bytes;
-    layout(m, p, bytes);
+    adopt_mapping(m, p, bytes);
     return 0;
 }
 
@@ -84,10 +90,7 @@ int gm_create_from_file(struct guest_memory *m, int fd, uint64_t bytes)
         errno = e;
         return -1;
     }
-    madvise(p, bytes, MADV_DONTDUMP);
-    m->mapping = p;
-    m->mapping_size = bytes;
-    layout(m, p, bytes);
+    adopt_mapping(m, p, bytes);
     return 0;
 }
 
