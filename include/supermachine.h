@@ -293,6 +293,24 @@ SM_API sm_code sm_exec_sync(const char *exec_socket_path, sm_error *err);
  * program: $SUPERMACHINE_VMM, beside the executable, the same two installed
  * asset folders, BUILD/bin, then $PATH. A failure names every place looked. */
 
+/* Stores. A store is where named images live and where running VMs keep
+ * their state folders. Every call that names an image or a VM takes one;
+ * NULL is the default store: images in ${XDG_DATA_HOME:-~/.local/share}/
+ * supermachine/images, VM folders as described above. An embedder may hold
+ * several (each user's images, a test's private folders). */
+typedef struct sm_store sm_store;
+
+/* A store with these folders (absolute paths; NULL or "" keeps that one's
+ * default). Folders are created when first used. */
+SM_API sm_code sm_store_new(const char *images_dir, const char *vms_dir, sm_store **out, sm_error *err);
+/* NULL is fine. Images and VM configs keep what they need of a store, so it
+ * may be freed while they live. */
+SM_API void sm_store_free(sm_store *s);
+/* Where the store's named images live (created if missing). */
+SM_API sm_code sm_store_images_dir(const sm_store *s, char *out, size_t cap, sm_error *err);
+/* Where the store's VMs keep their state folders. */
+SM_API sm_code sm_store_vms_dir(const sm_store *s, char *out, size_t cap, sm_error *err);
+
 typedef enum sm_asset {
     SM_ASSET_KERNEL, /* the guest kernel, bzImage */
     SM_ASSET_INITRD, /* the initramfs with the agent, initramfs.cpio */
@@ -339,7 +357,7 @@ SM_API sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err);
 /* A handle on a VM that another process started (detached), by its ID.
  * SM_E_NOTFOUND when no such VM folder exists. The VM may be dead: see
  * sm_vm_running. */
-SM_API sm_code sm_vm_open(const char *id, sm_vm **out, sm_error *err);
+SM_API sm_code sm_vm_open(const sm_store *store, const char *id, sm_vm **out, sm_error *err);
 
 SM_API const char *sm_vm_id(const sm_vm *vm);
 SM_API const char *sm_vm_exec_socket_path(const sm_vm *vm);
@@ -384,20 +402,21 @@ typedef struct sm_vm_info {
 } sm_vm_info;
 
 SM_API sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err);
-/* Every VM under this user's runtime folder, dead ones included, sorted by
- * start time. Free *list with free(). */
-SM_API sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err);
+/* Every VM of the store, dead ones included, sorted by start time. Free
+ * *list with free(). */
+SM_API sm_code sm_vm_list(const sm_store *store, sm_vm_info **list, size_t *count, sm_error *err);
 
 /* ===== Images ========================================================== */
 /*
  * An image is a baked VM: a folder holding a snapshot taken once the guest's
  * agent was ready (files `state` and `memory`, plus `image.info`). VMs start
  * from it by restoring, in milliseconds instead of a boot, and share its
- * memory pages until they write them. Named images live in
- * $SUPERMACHINE_IMAGES, else ${XDG_DATA_HOME:-~/.local/share}/supermachine/images.
+ * memory pages until they write them. Named images live in a store (NULL:
+ * the default one); a VM restored from a store's image keeps its state
+ * folder in that store unless its config names another.
  *
  *   sm_image *img;
- *   sm_image_open("default", &img, &err);          // or sm_image_from_snapshot(dir, ...)
+ *   sm_image_open(NULL, "default", &img, &err);    // or sm_image_from_snapshot(dir, ...)
  *   sm_vm_config_image(cfg, img);                  // then sm_vm_start as usual
  */
 typedef struct sm_image sm_image;
@@ -416,19 +435,18 @@ typedef struct sm_image_info {
  * folder lacks them. The snapshot itself is checked when a VM restores it. */
 SM_API sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err);
 /* A named image. SM_E_NOTFOUND: none by that name. */
-SM_API sm_code sm_image_open(const char *name, sm_image **out, sm_error *err);
+SM_API sm_code sm_image_open(const sm_store *store, const char *name, sm_image **out, sm_error *err);
 /* Boots the guest of cfg (NULL: defaults), snapshots it once its agent is
  * ready, and stores it under name (replacing an older one only when the new
  * one is complete). out may be NULL. */
-SM_API sm_code sm_image_bake(const char *name, const sm_vm_config *cfg, sm_image **out, sm_error *err);
+SM_API sm_code sm_image_bake(const sm_store *store, const char *name, const sm_vm_config *cfg, sm_image **out,
+                             sm_error *err);
 SM_API const char *sm_image_dir(const sm_image *img);
 SM_API void sm_image_free(sm_image *img);
 /* Deletes a named image; VMs running from it are not affected. */
-SM_API sm_code sm_image_remove(const char *name, sm_error *err);
+SM_API sm_code sm_image_remove(const sm_store *store, const char *name, sm_error *err);
 /* Every named image. Free *list with free(). */
-SM_API sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err);
-/* Where named images live (created if missing). */
-SM_API sm_code sm_images_dir(char *out, size_t cap, sm_error *err);
+SM_API sm_code sm_image_list(const sm_store *store, sm_image_info **list, size_t *count, sm_error *err);
 
 /* ---- Images from OCI/Docker images ----
  * Any linux/amd64 image from a registry (docker.io/library/debian:bookworm,
@@ -461,8 +479,8 @@ SM_API sm_code sm_pull_options_refresh(sm_pull_options *o, bool on);
 SM_API sm_code sm_pull_options_progress(sm_pull_options *o, sm_progress_fn fn, void *ctx);
 /* Pulls ref as needed and bakes it with cfg's memory and vCPUs (NULL:
  * defaults). opt may be NULL. */
-SM_API sm_code sm_image_from_oci(const char *ref, const sm_pull_options *opt, const sm_vm_config *cfg, sm_image **out,
-                          sm_error *err);
+SM_API sm_code sm_image_from_oci(const sm_store *store, const char *ref, const sm_pull_options *opt,
+                                 const sm_vm_config *cfg, sm_image **out, sm_error *err);
 /* An OCI image's default command, Entrypoint then Cmd, as a NULL-terminated
  * array (free with sm_argv_free). SM_E_NOTFOUND when it has none. */
 SM_API sm_code sm_image_default_argv(const sm_image *img, char ***argv, sm_error *err);
@@ -471,6 +489,9 @@ SM_API void sm_argv_free(char **argv);
 /* Start VMs from this image (restore) instead of booting. The image must
  * outlive the config; memory and vCPUs come from the image. NULL: boot. */
 SM_API sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img);
+/* Keep the VM's state folder in this store's (copied; NULL: the image's
+ * store, else the default). */
+SM_API sm_code sm_vm_config_store(sm_vm_config *cfg, const sm_store *store);
 /* Snapshots a running VM into dest_dir (created if missing), which then is
  * an image: sm_image_from_snapshot(dest_dir). The VM pauses for the copy of
  * its memory and goes on. */

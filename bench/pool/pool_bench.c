@@ -151,7 +151,7 @@ int main(int argc, char **argv)
     sm_image *img;
     sm_error err = { 0 };
     uint64_t t0 = now_us();
-    if (sm_image_bake("pool-bench", NULL, &img, &err)) {
+    if (sm_image_bake(NULL, "pool-bench", NULL, &img, &err)) {
         fprintf(stderr, "pool_bench: bake: %s\n", err.message);
         return 1;
     }
@@ -167,6 +167,6 @@ int main(int argc, char **argv)
                (double)restore[rounds / 2] / (double)(idle[rounds / 2] ? idle[rounds / 2] : 1));
     }
     sm_image_free(img);
-    sm_image_remove("pool-bench", NULL);
+    sm_image_remove(NULL, "pool-bench", NULL);
     return bad ? 1 : 0;
 }

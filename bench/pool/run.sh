@@ -32,4 +32,4 @@ mkdir -m 700 "$tmp/rt"
 echo "bench/pool: $(nproc) CPUs${KVMBOX:+, inside kvmbox (emulated)}"
 # build/bench is not a place the asset lookup knows: name the build's assets.
 SUPERMACHINE_VMM=$PWD/build/bin/supermachine-vmm SUPERMACHINE_ASSETS=$PWD/build/guest \
-    XDG_RUNTIME_DIR=$tmp/rt SUPERMACHINE_IMAGES=$tmp/images build/bench/pool_bench "${1:-20}"
+    XDG_RUNTIME_DIR=$tmp/rt XDG_DATA_HOME=$tmp/data build/bench/pool_bench "${1:-20}"

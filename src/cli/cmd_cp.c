@@ -9,6 +9,7 @@
  * is the hex id `supermachine start` printed. Exit status 0, 1 on failure,
  * 2 for a usage error.
  */
+#include "cli/cli_store.h"
 #include "cli/commands.h"
 #include "base/file.h"
 #include "supermachine.h"
@@ -101,7 +102,7 @@ static bool write_host(const char *path, const uint8_t *data, size_t len)
 static bool open_running(const char *id, sm_vm **vm)
 {
     sm_error err;
-    if (sm_vm_open(id, vm, &err)) {
+    if (sm_vm_open(cli_store(), id, vm, &err)) {
         fprintf(stderr, "supermachine cp: %s\n", err.message);
         return false;
     }

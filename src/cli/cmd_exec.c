@@ -15,6 +15,7 @@
  * if the timeout fired, 125 if it could not be run at all or its connection
  * broke, 2 for a usage error.
  */
+#include "cli/cli_store.h"
 #include "cli/commands.h"
 #include "base/file.h"
 #include "base/clock.h"
@@ -155,7 +156,7 @@ struct exec_opts {
 static int open_vm(struct exec_opts *o)
 {
     sm_error err;
-    sm_code rc = sm_vm_open(o->vm_id, &o->vm, &err);
+    sm_code rc = sm_vm_open(cli_store(), o->vm_id, &o->vm, &err);
     if (rc) {
         fprintf(stderr, "supermachine exec: %s\n", err.message);
         return rc == SM_E_INVALID ? EXIT_USAGE : EXIT_CANNOT;

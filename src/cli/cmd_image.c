@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/cli_store.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "supermachine.h"
@@ -55,7 +56,7 @@ int cmd_bake(int argc, char **argv)
         sm_vm_config_free(cfg);
         return EXIT_USAGE;
     }
-    rc = sm_image_bake(argv[optind], cfg, NULL, &err);
+    rc = sm_image_bake(cli_store(), argv[optind], cfg, NULL, &err);
     sm_vm_config_free(cfg);
     if (rc) {
         fprintf(stderr, "supermachine bake: %s\n", err.message);
@@ -79,7 +80,7 @@ int cmd_images(int argc, char **argv)
     sm_image_info *list;
     size_t n;
     sm_error err = { 0 };
-    if (sm_image_list(&list, &n, &err)) {
+    if (sm_image_list(cli_store(), &list, &n, &err)) {
         fprintf(stderr, "supermachine images: %s\n", err.message);
         return 1;
     }
@@ -111,7 +112,7 @@ int cmd_rmi(int argc, char **argv)
     int status = 0;
     for (int i = 1; i < argc; i++) {
         sm_error err = { 0 };
-        if (sm_image_remove(argv[i], &err)) {
+        if (sm_image_remove(cli_store(), argv[i], &err)) {
             fprintf(stderr, "supermachine rmi: %s\n", err.message);
             status = 1;
         }

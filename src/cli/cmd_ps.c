@@ -4,6 +4,7 @@
  * Lists this user's VMs: id, state (running, or dead when its VMM is gone),
  * VMM pid, memory, vCPUs and age. -q prints the ids only.
  */
+#include "cli/cli_store.h"
 #include "cli/commands.h"
 #include "supermachine.h"
 
@@ -43,7 +44,7 @@ int cmd_ps(int argc, char **argv)
     sm_vm_info *list;
     size_t n;
     sm_error err;
-    if (sm_vm_list(&list, &n, &err)) {
+    if (sm_vm_list(cli_store(), &list, &n, &err)) {
         fprintf(stderr, "supermachine ps: %s\n", err.message);
         return 1;
     }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_store.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/pull_options.h"
@@ -81,7 +82,7 @@ int cmd_pull(int argc, char **argv)
     }
     sm_pull_options_refresh(opt, true);
     pull_progress_attach(opt);
-    rc = sm_image_from_oci(ref, opt, cfg, &img, &err);
+    rc = sm_image_from_oci(cli_store(), ref, opt, cfg, &img, &err);
     pull_progress_done();
     sm_vm_config_free(cfg);
     if (rc) {

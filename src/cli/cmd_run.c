@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cli/cli_store.h"
 #include "cli/commands.h"
 #include "cli/pull_options.h"
 #include "supermachine.h"
@@ -42,16 +43,16 @@ static bool is_dir(const char *path)
 
 static sm_code open_image(const char *name, const sm_pull_options *opt, sm_image **img, sm_error *err)
 {
-    sm_code rc = sm_image_open(name, img, NULL);
+    sm_code rc = sm_image_open(cli_store(), name, img, NULL);
     if (rc == SM_OK)
         return rc;
     if (is_dir(name))
         return sm_image_from_snapshot(name, img, err);
     if (!strcmp(name, DEFAULT_IMAGE)) {
         fprintf(stderr, "supermachine run: baking the default image (once; later runs restore it)\n");
-        return sm_image_bake(DEFAULT_IMAGE, NULL, img, err);
+        return sm_image_bake(cli_store(), DEFAULT_IMAGE, NULL, img, err);
     }
-    rc = sm_image_from_oci(name, opt, NULL, img, err);
+    rc = sm_image_from_oci(cli_store(), name, opt, NULL, img, err);
     pull_progress_done();
     return rc;
 }

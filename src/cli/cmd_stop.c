@@ -5,6 +5,7 @@
  * folder; a dead VM is only cleaned up. Exit status 0 when every VM is gone,
  * 1 otherwise, 2 for a usage error.
  */
+#include "cli/cli_store.h"
 #include "cli/commands.h"
 #include "supermachine.h"
 
@@ -23,7 +24,7 @@ static int stop_one(const char *id)
 {
     sm_vm *vm;
     sm_error err;
-    sm_code rc = sm_vm_open(id, &vm, &err);
+    sm_code rc = sm_vm_open(cli_store(), id, &vm, &err);
     if (!rc) {
         rc = sm_vm_stop(vm, &err);
         sm_vm_free(vm);
@@ -40,7 +41,7 @@ static int stop_all(void)
     sm_vm_info *list;
     size_t n;
     sm_error err;
-    if (sm_vm_list(&list, &n, &err)) {
+    if (sm_vm_list(cli_store(), &list, &n, &err)) {
         fprintf(stderr, "supermachine stop: %s\n", err.message);
         return 1;
     }

@@ -36,6 +36,7 @@
 #include "base/error.h"
 #include "protocol/vmm.h"
 #include "lib/vm_state.h"
+#include "lib/store.h"
 
 extern char **environ;
 
@@ -45,6 +46,7 @@ extern char **environ;
 
 struct sm_image {
     char dir[PATH_MAX];
+    char vms[PATH_MAX]; /* the VM folder of the store it came from; "" default */
 };
 
 /* dir/name into out; false (out unusable) when it does not fit. */
@@ -63,6 +65,16 @@ static bool is_file(const char *dir, const char *name)
 
 sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err)
 {
+    return image_open_dir(NULL, dir, out, err);
+}
+
+const char *image_vms_choice(const sm_image *img)
+{
+    return img->vms;
+}
+
+sm_code image_open_dir(const sm_store *store, const char *dir, sm_image **out, sm_error *err)
+{
     if (!dir || !out)
         return error_set(err, SM_E_INVALID, "sm_image_from_snapshot: NULL argument");
     *out = NULL;
@@ -76,6 +88,7 @@ sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err)
     if (!img)
         return error_set(err, SM_E_NOMEM, "out of memory");
     snprintf(img->dir, sizeof img->dir, "%s", real);
+    snprintf(img->vms, sizeof img->vms, "%s", store_vms_choice(store));
     *out = img;
     return SM_OK;
 }
@@ -106,48 +119,13 @@ static bool valid_name(const char *name)
     return true;
 }
 
-static sm_code mkdir_p(char *path, sm_error *err)
-{
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        int r = mkdir(path, 0755);
-        *p = '/';
-        if (r < 0 && errno != EEXIST)
-            return error_set_errno(err, SM_E_IO, errno, "cannot create %s", path);
-    }
-    if (mkdir(path, 0755) < 0 && errno != EEXIST)
-        return error_set_errno(err, SM_E_IO, errno, "cannot create %s", path);
-    return SM_OK;
-}
-
-sm_code sm_images_dir(char *out, size_t cap, sm_error *err)
-{
-    const char *env = getenv("SUPERMACHINE_IMAGES");
-    const char *data = getenv("XDG_DATA_HOME");
-    const char *home = getenv("HOME");
-    int n;
-    if (env && *env)
-        n = snprintf(out, cap, "%s", env);
-    else if (data && *data)
-        n = snprintf(out, cap, "%s/supermachine/images", data);
-    else if (home && *home)
-        n = snprintf(out, cap, "%s/.local/share/supermachine/images", home);
-    else
-        return error_set(err, SM_E_NOTFOUND, "no place for images: set SUPERMACHINE_IMAGES, XDG_DATA_HOME or HOME");
-    if (n < 0 || (size_t)n >= cap)
-        return error_set(err, SM_E_LIMIT, "the images folder path is too long");
-    return mkdir_p(out, err);
-}
-
-static sm_code named_dir(const char *name, char *out, size_t cap, sm_error *err)
+static sm_code named_dir(const sm_store *store, const char *name, char *out, size_t cap, sm_error *err)
 {
     if (!name || !valid_name(name))
         return error_set(err, SM_E_INVALID, "image name '%s' is not valid: use 1-64 of [A-Za-z0-9._-], not starting "
                        "with '.'", name ? name : "(null)");
     char base[PATH_MAX];
-    sm_code rc = sm_images_dir(base, sizeof base, err);
+    sm_code rc = store_images_dir(store, base, sizeof base, err);
     if (rc)
         return rc;
     if (snprintf(out, cap, "%s/%s", base, name) >= (int)cap)
@@ -155,20 +133,20 @@ static sm_code named_dir(const char *name, char *out, size_t cap, sm_error *err)
     return SM_OK;
 }
 
-sm_code image_named_dir(const char *name, char *out, size_t cap, sm_error *err)
+sm_code image_named_dir(const sm_store *store, const char *name, char *out, size_t cap, sm_error *err)
 {
-    return named_dir(name, out, cap, err);
+    return named_dir(store, name, out, cap, err);
 }
 
-sm_code sm_image_open(const char *name, sm_image **out, sm_error *err)
+sm_code sm_image_open(const sm_store *store, const char *name, sm_image **out, sm_error *err)
 {
     char dir[PATH_MAX];
-    sm_code rc = named_dir(name, dir, sizeof dir, err);
+    sm_code rc = named_dir(store, name, dir, sizeof dir, err);
     if (rc)
         return rc;
     if (access(dir, F_OK) != 0)
         return error_set(err, SM_E_NOTFOUND, "no image named '%s' (bake it with `supermachine bake %s`)", name, name);
-    return sm_image_from_snapshot(dir, out, err);
+    return image_open_dir(store, dir, out, err);
 }
 
 static sm_code remove_tree(const char *dir, sm_error *err)
@@ -192,10 +170,10 @@ static sm_code remove_tree(const char *dir, sm_error *err)
     return rc;
 }
 
-sm_code sm_image_remove(const char *name, sm_error *err)
+sm_code sm_image_remove(const sm_store *store, const char *name, sm_error *err)
 {
     char dir[PATH_MAX];
-    sm_code rc = named_dir(name, dir, sizeof dir, err);
+    sm_code rc = named_dir(store, name, dir, sizeof dir, err);
     if (rc)
         return rc;
     if (access(dir, F_OK) != 0)
@@ -247,12 +225,12 @@ static uint64_t disk_bytes(const char *dir)
     return total;
 }
 
-sm_code sm_image_list(sm_image_info **list, size_t *count, sm_error *err)
+sm_code sm_image_list(const sm_store *store, sm_image_info **list, size_t *count, sm_error *err)
 {
     *list = NULL;
     *count = 0;
     char base[PATH_MAX];
-    sm_code rc = sm_images_dir(base, sizeof base, err);
+    sm_code rc = store_images_dir(store, base, sizeof base, err);
     if (rc)
         return rc;
     DIR *d = opendir(base);
@@ -392,12 +370,12 @@ static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *
  * signal-port instructions, is described in protocol/guest_abi.h), and it
  * must never become an image.
  */
-static sm_code verify_bake(const char *tmp, sm_error *err)
+static sm_code verify_bake(const sm_store *store, const char *tmp, sm_error *err)
 {
     sm_image *img = NULL;
     sm_vm *vm = NULL;
     sm_vm_config *c = sm_vm_config_new();
-    sm_code rc = !c ? error_set(err, SM_E_NOMEM, "out of memory") : sm_image_from_snapshot(tmp, &img, err);
+    sm_code rc = !c ? error_set(err, SM_E_NOMEM, "out of memory") : image_open_dir(store, tmp, &img, err);
     if (!rc)
         rc = sm_vm_config_image(c, img);
     if (!rc)
@@ -410,16 +388,17 @@ static sm_code verify_bake(const char *tmp, sm_error *err)
     return rc;
 }
 
-sm_code sm_image_bake(const char *name, const sm_vm_config *cfg, sm_image **out, sm_error *err)
+sm_code sm_image_bake(const sm_store *store, const char *name, const sm_vm_config *cfg, sm_image **out,
+                      sm_error *err)
 {
-    return image_bake(name, cfg, NULL, out, err);
+    return image_bake(store, name, cfg, NULL, out, err);
 }
 
-sm_code image_bake(const char *name, const sm_vm_config *cfg, const struct image_bake_extra *x, sm_image **out,
-                   sm_error *err)
+sm_code image_bake(const sm_store *store, const char *name, const sm_vm_config *cfg, const struct image_bake_extra *x,
+                   sm_image **out, sm_error *err)
 {
     char dir[PATH_MAX], tmp[PATH_MAX + 32];
-    sm_code rc = named_dir(name, dir, sizeof dir, err);
+    sm_code rc = named_dir(store, name, dir, sizeof dir, err);
     if (rc)
         return rc;
     sm_vm_config *own = NULL;
@@ -432,7 +411,7 @@ sm_code image_bake(const char *name, const sm_vm_config *cfg, const struct image
         rc = error_set_errno(err, SM_E_IO, errno, "cannot create %s", tmp);
     if (!rc)
         rc = run_bake(cfg, x, tmp, err);
-    if (!rc && (rc = verify_bake(tmp, err)))
+    if (!rc && (rc = verify_bake(store, tmp, err)))
         error_prefix(err, "the baked snapshot does not restore");
     if (!rc)
         rc = write_info(tmp, cfg, x, err);
@@ -447,7 +426,7 @@ sm_code image_bake(const char *name, const sm_vm_config *cfg, const struct image
         remove_tree(tmp, NULL);
     sm_vm_config_free(own);
     if (!rc && out)
-        rc = sm_image_from_snapshot(dir, out, err);
+        rc = image_open_dir(store, dir, out, err);
     return rc;
 }
 

@@ -22,9 +22,14 @@ struct image_bake_extra {
     size_t config_len;
 };
 /* sm_image_bake with extras (x may be NULL). */
-sm_code image_bake(const char *name, const sm_vm_config *cfg, const struct image_bake_extra *x, sm_image **out,
-                   sm_error *err);
-/* name's folder in the images dir (need not exist); SM_E_INVALID for a bad name. */
-sm_code image_named_dir(const char *name, char *out, size_t cap, sm_error *err);
+sm_code image_bake(const sm_store *store, const char *name, const sm_vm_config *cfg, const struct image_bake_extra *x,
+                   sm_image **out, sm_error *err);
+/* name's folder in the store's images (need not exist); SM_E_INVALID for a bad name. */
+sm_code image_named_dir(const sm_store *store, const char *name, char *out, size_t cap, sm_error *err);
+/* sm_image_from_snapshot for an image of this store (NULL: default): VMs
+ * restored from it keep their state in the store. */
+sm_code image_open_dir(const sm_store *store, const char *dir, sm_image **out, sm_error *err);
+/* The VM folder of the image's store ("" for the default). */
+const char *image_vms_choice(const sm_image *img);
 
 #endif

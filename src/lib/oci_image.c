@@ -36,6 +36,7 @@
 #include "image/rootfs.h"
 #include "base/error.h"
 #include "lib/image.h"
+#include "lib/store.h"
 
 #define OCI_STORE      ".oci"
 #define ROOT_CMDLINE   "supermachine.root=/dev/vda"
@@ -130,10 +131,10 @@ static sm_code mkdir_in(const char *parent, const char *name, char *out, size_t 
     return SM_OK;
 }
 
-static sm_code store_paths(struct oci_paths *p, sm_error *err)
+static sm_code store_paths(const sm_store *store, struct oci_paths *p, sm_error *err)
 {
     char base[PATH_MAX], sub[PATH_MAX];
-    sm_code rc = sm_images_dir(base, sizeof base, err);
+    sm_code rc = store_images_dir(store, base, sizeof base, err);
     if (!rc)
         rc = mkdir_in(base, OCI_STORE, p->store, sizeof p->store, err);
     if (!rc)
@@ -324,7 +325,7 @@ static void say(const sm_pull_options *opt, const char *what)
         opt->progress(opt->progress_ctx, what, 0, 0);
 }
 
-static sm_code bake(const char *ref, const sm_pull_options *opt, const struct oci_paths *p,
+static sm_code bake(const sm_store *store, const char *ref, const sm_pull_options *opt, const struct oci_paths *p,
                     const struct oci_fetched *f, const sm_vm_config *cfg, const char *name, sm_image **out,
                     sm_error *err)
 {
@@ -348,14 +349,14 @@ static sm_code bake(const char *ref, const sm_pull_options *opt, const struct oc
     struct image_bake_extra x = { .disk = rootfs, .cmdline = ROOT_CMDLINE, .ref = ref,
                                   .digest = f->manifest_digest, .config_json = f->config_json,
                                   .config_len = f->config_len };
-    rc = image_bake(name, cfg, &x, out, err);
+    rc = image_bake(store, name, cfg, &x, out, err);
     if (rc)
         error_prefix(err, "baking %s", ref);
     return rc;
 }
 
-sm_code sm_image_from_oci(const char *ref, const sm_pull_options *opt, const sm_vm_config *cfg, sm_image **out,
-                          sm_error *err)
+sm_code sm_image_from_oci(const sm_store *store, const char *ref, const sm_pull_options *opt,
+                          const sm_vm_config *cfg, sm_image **out, sm_error *err)
 {
     if (!ref || !*ref)
         return error_set(err, SM_E_INVALID, "no image reference given");
@@ -364,11 +365,11 @@ sm_code sm_image_from_oci(const char *ref, const sm_pull_options *opt, const sm_
         return error_set(err, SM_E_NOMEM, "out of memory");
     struct oci_paths p;
     char digest[OCI_DIGEST_SIZE], name[96];
-    sm_code rc = store_paths(&p, err);
+    sm_code rc = store_paths(store, &p, err);
     /* Pulled and baked before with these settings: no network at all. */
     if (!rc && !(opt && opt->refresh) && ref_lookup(&p, ref, digest)) {
         baked_name(digest, cfg, name, sizeof name);
-        if (sm_image_open(name, out, NULL) == SM_OK) {
+        if (sm_image_open(store, name, out, NULL) == SM_OK) {
             sm_vm_config_free(own);
             return SM_OK;
         }
@@ -381,8 +382,8 @@ sm_code sm_image_from_oci(const char *ref, const sm_pull_options *opt, const sm_
         rc = ref_remember(&p, ref, f.manifest_digest, err);
     if (!rc) {
         baked_name(f.manifest_digest, cfg, name, sizeof name);
-        if (sm_image_open(name, out, NULL) != SM_OK)
-            rc = bake(ref, opt, &p, &f, cfg, name, out, err);
+        if (sm_image_open(store, name, out, NULL) != SM_OK)
+            rc = bake(store, ref, opt, &p, &f, cfg, name, out, err);
     }
     oci_fetched_free(&f);
     sm_vm_config_free(own);

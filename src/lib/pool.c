@@ -387,7 +387,7 @@ static sm_code pool_alloc(const sm_image *img, const sm_pool_config *cfg, sm_poo
                      ? error_set(err, SM_E_NOMEM, "out of memory")
                      : sm_image_from_snapshot(sm_image_dir(img), &p->image, err);
     if (!rc)
-        rc = sm_vm_config_image(p->vm_cfg, p->image);
+        rc = sm_vm_config_image(p->vm_cfg, img); /* img's store too */
     if (!rc)
         rc = init_sync(p, err);   /* on failure, what did init needs no destroy on Linux */
     if (rc) {

@@ -12,6 +12,7 @@
  * reap when it is our child, remove the folder.
  */
 #include "lib/assets.h"
+#include "lib/store.h"
 #include "base/clock.h"
 #include "lib/image.h"
 #include "base/error.h"
@@ -52,6 +53,8 @@ struct sm_vm_config {
     char *initrd;
     char *console;   /* NULL: DIR/console.log */
     char *image;     /* a snapshot folder to restore, or NULL to boot */
+    char *vms;       /* the store's VM folder (sm_vm_config_store), or NULL */
+    char *image_vms; /* the image's store's, or NULL: used when vms is NULL */
     bool detached;
 };
 
@@ -87,6 +90,8 @@ void sm_vm_config_free(sm_vm_config *cfg)
     free(cfg->initrd);
     free(cfg->console);
     free(cfg->image);
+    free(cfg->vms);
+    free(cfg->image_vms);
     free(cfg);
 }
 
@@ -148,7 +153,28 @@ sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img)
 {
     if (!cfg)
         return SM_E_INVALID;
-    return set_path(&cfg->image, img ? sm_image_dir(img) : NULL);
+    const char *vms = img && *image_vms_choice(img) ? image_vms_choice(img) : NULL;
+    sm_code rc = set_path(&cfg->image, img ? sm_image_dir(img) : NULL);
+    return rc ? rc : set_path(&cfg->image_vms, vms);
+}
+
+sm_code sm_vm_config_store(sm_vm_config *cfg, const sm_store *store)
+{
+    if (!cfg)
+        return SM_E_INVALID;
+    const char *vms = store_vms_choice(store);
+    return set_path(&cfg->vms, *vms ? vms : NULL);
+}
+
+/* The store whose VM folder a VM of cfg lives in. */
+static const sm_store *config_store(const sm_vm_config *cfg, sm_store *scratch)
+{
+    const char *vms = cfg->vms ? cfg->vms : cfg->image_vms;
+    if (!vms)
+        return NULL;
+    memset(scratch, 0, sizeof *scratch);
+    snprintf(scratch->vms, sizeof scratch->vms, "%s", vms);
+    return scratch;
 }
 
 uint32_t vm_config_memory_mib(const sm_vm_config *cfg) { return cfg->memory_mib; }
@@ -213,11 +239,11 @@ static sm_code set_paths(sm_vm *vm, const char *vms, const char *id, sm_error *e
     return SM_OK;
 }
 
-/* Makes RUNTIME/supermachine/vms/ID with a fresh ID. */
-static sm_code make_state_dir(sm_vm *vm, sm_error *err)
+/* Makes the store's VMS/ID with a fresh ID. */
+static sm_code make_state_dir(sm_vm *vm, const sm_store *store, sm_error *err)
 {
     char vms[PATH_MAX];
-    sm_code rc = assets_vms_dir(vms, sizeof vms, true, err);
+    sm_code rc = store_vms_dir(store, vms, sizeof vms, true, err);
     for (int attempt = 0; !rc && attempt < 16; attempt++) {
         char id[16];
         rc = new_id(id, err);
@@ -524,7 +550,8 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     }
     struct spawn_files files = { -1, -1, -1 };
     int ready_r = -1;
-    rc = make_state_dir(vm, err);
+    sm_store scratch;
+    rc = make_state_dir(vm, config_store(cfg, &scratch), err);
     bool made_dir = !rc;
     if (!rc)
         rc = open_spawn_files(vm, &files, &ready_r, err);
@@ -554,7 +581,7 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     return SM_OK;
 }
 
-sm_code sm_vm_open(const char *id, sm_vm **out, sm_error *err)
+sm_code sm_vm_open(const sm_store *store, const char *id, sm_vm **out, sm_error *err)
 {
     if (!out)
         return error_set(err, SM_E_INVALID, "sm_vm_open: NULL out");
@@ -563,7 +590,7 @@ sm_code sm_vm_open(const char *id, sm_vm **out, sm_error *err)
         return error_set(err, SM_E_INVALID, "'%s' is not a VM id (hex digits, as `supermachine "
                        "start` prints)", id ? id : "(null)");
     char vms[PATH_MAX];
-    sm_code rc = assets_vms_dir(vms, sizeof vms, false, err);
+    sm_code rc = store_vms_dir(store, vms, sizeof vms, false, err);
     if (rc)
         return rc;
     sm_vm *vm = calloc(1, sizeof *vm);
@@ -684,14 +711,14 @@ static int by_start(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
-sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err)
+sm_code sm_vm_list(const sm_store *store, sm_vm_info **list, size_t *count, sm_error *err)
 {
     if (!list || !count)
         return error_set(err, SM_E_INVALID, "sm_vm_list: NULL argument");
     *list = NULL;
     *count = 0;
     char vms[PATH_MAX];
-    sm_code rc = assets_vms_dir(vms, sizeof vms, false, err);
+    sm_code rc = store_vms_dir(store, vms, sizeof vms, false, err);
     if (rc)
         return rc;
     DIR *d = opendir(vms);
@@ -703,7 +730,7 @@ sm_code sm_vm_list(sm_vm_info **list, size_t *count, sm_error *err)
         if (!vm_id_valid(e->d_name))
             continue;
         sm_vm *vm;
-        if (sm_vm_open(e->d_name, &vm, NULL))
+        if (sm_vm_open(store, e->d_name, &vm, NULL))
             continue;   /* removed meanwhile */
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 16;

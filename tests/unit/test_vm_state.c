@@ -228,6 +228,61 @@ static void test_vms_dir(void **state)
     unsetenv("XDG_RUNTIME_DIR");
 }
 
+/* Two stores side by side: each lists only its own VMs and images, folders
+ * are made on first use, and a store refuses a relative path. */
+static void test_two_stores(void **state)
+{
+    (void)state;
+    char a_images[PATH_MAX], a_vms[PATH_MAX], b_vms[PATH_MAX], got[PATH_MAX];
+    snprintf(a_images, sizeof a_images, "%s/a/images", tmp);
+    snprintf(a_vms, sizeof a_vms, "%s/a/vms", tmp);
+    snprintf(b_vms, sizeof b_vms, "%s/b/vms", tmp);
+    sm_store *a = NULL, *b = NULL, *bad = NULL;
+    sm_error err = { 0 };
+    assert_int_equal(sm_store_new("relative/images", NULL, &bad, &err), SM_E_INVALID);
+    assert_null(bad);
+    assert_non_null(strstr(err.message, "absolute"));
+    assert_int_equal(sm_store_new(a_images, a_vms, &a, NULL), SM_OK);
+    assert_int_equal(sm_store_new(NULL, b_vms, &b, NULL), SM_OK);
+    assert_int_equal(sm_store_images_dir(a, got, sizeof got, NULL), SM_OK);
+    assert_string_equal(got, a_images);
+    struct stat st;
+    assert_int_equal(stat(a_images, &st), 0); /* made on first use */
+    assert_int_equal(sm_store_vms_dir(b, got, sizeof got, NULL), SM_OK);
+    assert_string_equal(got, b_vms);
+
+    /* A VM folder in a only (a dead VMM's: its recorded PID is long gone). */
+    char vm_dir[PATH_MAX + 16];
+    snprintf(vm_dir, sizeof vm_dir, "%s/0123abcd", a_vms);
+    assert_int_equal(mkdir(a_vms, 0700), 0);
+    assert_int_equal(mkdir(vm_dir, 0700), 0);
+    struct vm_record r = { .pid = 999999, .start_ticks = 1, .memory_mib = 256, .cpus = 1 };
+    assert_int_equal(vm_record_write(vm_dir, &r, NULL), SM_OK);
+    sm_vm_info *list = NULL;
+    size_t n = 9;
+    assert_int_equal(sm_vm_list(a, &list, &n, NULL), SM_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, "0123abcd");
+    assert_false(list[0].running);
+    free(list);
+    assert_int_equal(sm_vm_list(b, &list, &n, NULL), SM_OK);
+    assert_int_equal(n, 0);
+    free(list);
+    sm_vm *vm = NULL;
+    assert_int_equal(sm_vm_open(b, "0123abcd", &vm, NULL), SM_E_NOTFOUND);
+    assert_int_equal(sm_vm_open(a, "0123abcd", &vm, NULL), SM_OK);
+    sm_vm_free(vm);
+
+    sm_image_info *images = NULL;
+    assert_int_equal(sm_image_list(a, &images, &n, NULL), SM_OK);
+    assert_int_equal(n, 0);
+    free(images);
+    sm_image *img = NULL;
+    assert_int_equal(sm_image_open(a, "nothing-here", &img, &err), SM_E_NOTFOUND);
+    sm_store_free(a);
+    sm_store_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_assets_lookup_order),
         cmocka_unit_test(test_assets_not_found_names_places),
         cmocka_unit_test(test_vms_dir),
+        cmocka_unit_test(test_two_stores),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -34,7 +34,9 @@
 #define THREADS 8
 
 static char work_dir[128];
-static char vms_dir[256];
+static char vms_dir[256];         /* the test store's VM folders */
+static char default_vms_dir[256]; /* the default store's, under XDG_RUNTIME_DIR */
+static sm_store *store;
 static sm_image *image;
 
 static uint64_t now_ms(void)
@@ -51,10 +53,9 @@ static void sleep_ms(unsigned ms)
     }
 }
 
-/* VM folders in the runtime folder: one per VM not yet stopped. */
-static int vm_folders(void)
+static int entries(const char *dir)
 {
-    DIR *d = opendir(vms_dir);
+    DIR *d = opendir(dir);
     if (!d)
         return 0;
     int n = 0;
@@ -63,6 +64,12 @@ static int vm_folders(void)
             n++;
     closedir(d);
     return n;
+}
+
+/* VM folders in either store: one per VM not yet stopped. */
+static int vm_folders(void)
+{
+    return entries(vms_dir) + entries(default_vms_dir);
 }
 
 static sm_pool_config *pool_cfg(uint32_t min, uint32_t max, bool restore_on_release)
@@ -275,6 +282,8 @@ static void test_min_prestarted(void **state)
     assert_int_equal(s.max, 3);
     assert_int_equal(s.restored, 2);
     assert_int_equal(vm_folders(), 2);
+    /* The image came from the test's store: its VMs live there. */
+    assert_int_equal(entries(vms_dir), 2);
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     sm_vm *vm = must_acquire(p);
@@ -597,7 +606,7 @@ static int bake(void **state)
     (void)state;
     sm_error err = { 0 };
     uint64_t t0 = now_ms();
-    if (sm_image_bake("pool-test", NULL, &image, &err)) {
+    if (sm_image_bake(store, "pool-test", NULL, &image, &err)) {
         fprintf(stderr, "sm_image_bake: %s\n", err.message);
         return -1;
     }
@@ -610,7 +619,7 @@ static int unbake(void **state)
     (void)state;
     sm_image_free(image);
     image = NULL;
-    return sm_image_remove("pool-test", NULL) == SM_OK ? 0 : -1;
+    return sm_image_remove(store, "pool-test", NULL) == SM_OK ? 0 : -1;
 }
 
 int main(void)
@@ -620,11 +629,19 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    /* The image and the pool's VMs live in a store of the test's own; the
+     * default store (the runtime folder) is elsewhere, so a VM that did not
+     * follow its image's store would not be counted by vm_folders(). */
     char images[200];
     snprintf(images, sizeof images, "%s/images", work_dir);
+    snprintf(vms_dir, sizeof vms_dir, "%s/store-vms", work_dir);
+    snprintf(default_vms_dir, sizeof default_vms_dir, "%s/supermachine/vms", work_dir);
     setenv("XDG_RUNTIME_DIR", work_dir, 1);
-    setenv("SUPERMACHINE_IMAGES", images, 1);
-    snprintf(vms_dir, sizeof vms_dir, "%s/supermachine/vms", work_dir);
+    sm_error err = { 0 };
+    if (sm_store_new(images, vms_dir, &store, &err)) {
+        fprintf(stderr, "sm_store_new: %s\n", err.message);
+        return 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_bounds),
         cmocka_unit_test(test_broken_image),
@@ -652,6 +669,7 @@ int main(void)
         fprintf(stderr, "FAIL: a child process is left\n");
         failed++;
     }
+    sm_store_free(store);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", work_dir);
     if (system(cmd) != 0)

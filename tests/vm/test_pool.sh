@@ -1,9 +1,9 @@
 # tests/vm/test_pool.sh: the VM pool (build/tests/test_pool, and the ASan
 # build when built): sourced by run-all.sh, or run by itself:
 #   tools/kvmbox -- tests/vm/test_pool.sh     (or directly on hardware KVM)
-# The test bakes its own image into a temporary SUPERMACHINE_IMAGES and runs
-# its VMs under its own XDG_RUNTIME_DIR; it fails when a VM folder or an
-# unreaped VMM is left.
+# The test bakes its own image into a store of its own (sm_store_new: images
+# and VM folders in a temporary folder) and checks that the pool's VMs live
+# there; it fails when a VM folder or an unreaped VMM is left.
 
 pool_standalone=0
 if ! declare -F check >/dev/null; then

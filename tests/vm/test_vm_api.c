@@ -139,8 +139,8 @@ static void test_config_bounds(void **state)
     sm_vm_config_free(c);
     sm_vm *v = NULL;
     sm_error err;
-    assert_int_equal(sm_vm_open("../etc", &v, &err), SM_E_INVALID);
-    assert_int_equal(sm_vm_open("deadbeef", &v, &err), SM_E_NOTFOUND);
+    assert_int_equal(sm_vm_open(NULL, "../etc", &v, &err), SM_E_INVALID);
+    assert_int_equal(sm_vm_open(NULL, "deadbeef", &v, &err), SM_E_NOTFOUND);
     assert_null(v);
 }
 
@@ -279,13 +279,13 @@ static void test_identity_and_info(void **state)
     /* Listed, and openable by id from "another process" (a second handle). */
     sm_vm_info *list;
     size_t n;
-    assert_int_equal(sm_vm_list(&list, &n, NULL), SM_OK);
+    assert_int_equal(sm_vm_list(NULL, &list, &n, NULL), SM_OK);
     assert_int_equal(n, 1);
     assert_string_equal(list[0].id, id);
     assert_int_equal(list[0].pid, info.pid);
     free(list);
     sm_vm *other;
-    assert_int_equal(sm_vm_open(id, &other, NULL), SM_OK);
+    assert_int_equal(sm_vm_open(NULL, id, &other, NULL), SM_OK);
     assert_true(sm_vm_running(other));
     sm_vm_free(other); /* not ours to stop */
     assert_true(sm_vm_running(vm));

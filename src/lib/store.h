@@ -1,0 +1,25 @@
+/* A store (sm_store): where named images and running VMs' state folders
+ * live. NULL, or a field left empty, means the default place. */
+#ifndef SM_LIB_STORE_H
+#define SM_LIB_STORE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "supermachine.h"
+
+struct sm_store {
+    char images[PATH_MAX]; /* "" : ${XDG_DATA_HOME:-~/.local/share}/supermachine/images */
+    char vms[PATH_MAX];    /* "" : the runtime folder's supermachine/vms (assets.c) */
+};
+
+/* The images folder of s (NULL: default), created if missing. */
+sm_code store_images_dir(const sm_store *s, char *out, size_t cap, sm_error *err);
+/* The VM state folders' parent of s (NULL: default); created (0700) when
+ * `create` is set. */
+sm_code store_vms_dir(const sm_store *s, char *out, size_t cap, bool create, sm_error *err);
+/* s's own VM folder, or "" for the default: what a VM config keeps. */
+const char *store_vms_choice(const sm_store *s);
+
+#endif
