@@ -1,0 +1,65 @@
+#include "cli/flags.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void flag_parser_start(struct flag_parser *p, const char *prog, int argc, char **argv,
+                       const char *shortopts, const struct option *longopts)
+{
+    p->prog = prog;
+    p->argc = argc;
+    p->argv = argv;
+    p->longopts = longopts;
+    /* "+": no permuting, stop at the first non-flag; ":": a missing value
+     * comes back as ':' apart from an unknown flag, '?'. */
+    snprintf(p->optstring, sizeof p->optstring, "+:%s", shortopts);
+    p->ended_at_dashes = false;
+    p->rest = 1;
+    optind = 0;
+    opterr = 0;   /* our own messages, with the command's name */
+}
+
+/* The flag getopt choked on, as the user typed it; arg is the argument it
+ * was reading (a cluster like "-ix" for a short flag). */
+static void name_bad_flag(char *out, size_t cap, const char *arg)
+{
+    if (!strncmp(arg, "--", 2)) {
+        snprintf(out, cap, "%s", arg);
+    } else {
+        snprintf(out, cap, "-%c", optopt);
+    }
+}
+
+int flag_next(struct flag_parser *p)
+{
+    /* optind before the call names the argument getopt reads now (a short
+     * cluster keeps optind until its last letter); 0 means the start. */
+    int reading = optind > 0 ? optind : 1;
+    int c = getopt_long(p->argc, p->argv, p->optstring, p->longopts, NULL);
+    if (c == -1) {
+        /* getopt steps over "--" when it ends there, and stands still on a
+         * non-flag or at the end. */
+        p->ended_at_dashes = optind == reading + 1 && !strcmp(p->argv[reading], "--");
+        p->rest = optind;
+        return FLAG_END;
+    }
+    if (c != '?' && c != ':')
+        return c;
+    char flag[64];
+    name_bad_flag(flag, sizeof flag, reading < p->argc ? p->argv[reading] : "");
+    if (c == ':')
+        fprintf(stderr, "%s: %s needs a value\n", p->prog, flag);
+    else
+        fprintf(stderr, "%s: unknown option '%s'\n", p->prog, flag);
+    return FLAG_BAD;
+}
+
+int flag_rest(const struct flag_parser *p)
+{
+    return p->rest;
+}
+
+void flag_unexpected(const struct flag_parser *p, const char *word)
+{
+    fprintf(stderr, "%s: unexpected argument '%s'\n", p->prog, word);
+}
