@@ -43,10 +43,7 @@ static int usage_error(const char *why)
 
 enum { EXEC_FLAG_SOCKET = FLAG_BLOCK_COMMAND };
 
-/* Parsing went well and the command is to run. */
-#define GO_ON (-1)
-
-/* Reads [ID] [flags] -- ARGV into o and *vm_id; GO_ON, or the exit status. */
+/* Reads [ID] [flags] -- ARGV into o and *vm_id; FLAGS_GO_ON, or the exit status. */
 static int parse(int argc, char **argv, struct exec_opts *o, const char **vm_id)
 {
     static const struct option flags[] = {
@@ -83,7 +80,7 @@ static int parse(int argc, char **argv, struct exec_opts *o, const char **vm_id)
         return usage_error("give the command after --");
     o->argc = argc - rest;
     o->argv = argv + rest;
-    return GO_ON;
+    return FLAGS_GO_ON;
 }
 
 /* Opens the VM vm_id, which must be running, for its exec socket; 0 or the
@@ -115,11 +112,11 @@ int cmd_exec(int argc, char **argv)
     const char *vm_id;
     sm_vm *vm = NULL;
     int status = parse(argc, argv, &o, &vm_id);
-    if (status == GO_ON && vm_id && (status = open_vm(vm_id, &vm)) == 0) {
+    if (status == FLAGS_GO_ON && vm_id && (status = open_vm(vm_id, &vm)) == 0) {
         o.socket = sm_vm_exec_socket_path(vm);
-        status = GO_ON;
+        status = FLAGS_GO_ON;
     }
-    if (status == GO_ON)
+    if (status == FLAGS_GO_ON)
         status = exec_run(PROG, &o);
     sm_vm_free(vm);   /* a handle only: the VM runs on */
     exec_opts_free(&o);

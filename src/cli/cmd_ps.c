@@ -5,6 +5,7 @@
  * VMM pid, memory, vCPUs and age. -q prints the ids only.
  */
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "supermachine.h"
 
 #include <stdio.h>
@@ -26,19 +27,27 @@ static void format_age(int64_t seconds, char *out, size_t cap)
         snprintf(out, cap, "%lldd", (long long)(seconds / 86400));
 }
 
+static void ps_usage(FILE *out)
+{
+    fprintf(out, "usage: supermachine ps [-q]\n"
+            "  lists VMs: id, state (running/dead), VMM pid, memory, vCPUs, age\n"
+            "  -q  ids only\n");
+}
+
 int cmd_ps(int argc, char **argv)
 {
+    static const struct option flags[] = { FLAG_HELP, FLAGS_TABLE_END };
+    struct flag_parser p;
     bool quiet = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-q")) {
-            quiet = true;
-        } else {
-            bool help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
-            fprintf(help ? stdout : stderr, "usage: supermachine ps [-q]\n"
-                    "  lists VMs: id, state (running/dead), VMM pid, memory, vCPUs, age\n"
-                    "  -q  ids only\n");
-            return help ? 0 : 2;
-        }
+    flag_parser_start(&p, "supermachine ps", argc, argv, "qh", flags);
+    int c;
+    while ((c = flag_next(&p)) == 'q')
+        quiet = true;
+    if (c != FLAG_END || flag_rest(&p) < argc) {
+        if (c == FLAG_END)
+            flag_unexpected(&p, argv[flag_rest(&p)]);
+        ps_usage(c == 'h' ? stdout : stderr);
+        return c == 'h' ? 0 : 2;
     }
     sm_vm_info *list;
     size_t n;

@@ -36,27 +36,19 @@ struct pull_args {
     sm_vm_config *cfg;       /* what to bake with */
 };
 
-/* Parsing went well and the pull is to happen. */
-#define GO_ON (-1)
-
-/* Reads flags until the parser stops; GO_ON, or the exit status. */
-static int read_flags(struct flag_parser *p, struct pull_args *a)
+/* The flag c with its value arg; FLAGS_GO_ON, or the exit status. */
+static int take_flag(int c, const char *arg, struct pull_args *a)
 {
-    for (int c; (c = flag_next(p)) != FLAG_END;) {
-        if (c == 'h') {
-            pull_usage(stdout);
-            return 0;
-        }
-        if (c == FLAG_BAD) {
-            pull_usage(stderr);
-            return EXIT_USAGE;
-        }
-        bool ok = is_pull_flag(c) ? pull_flag_apply(PROG, c, optarg, &a->pull)
-                                  : vm_flag_apply(PROG, a->cfg, c, optarg);
-        if (!ok)
-            return EXIT_USAGE;
+    if (c == 'h') {
+        pull_usage(stdout);
+        return 0;
     }
-    return GO_ON;
+    if (c == FLAG_BAD) {
+        pull_usage(stderr);
+        return EXIT_USAGE;
+    }
+    bool ok = is_pull_flag(c) ? pull_flag_apply(PROG, c, arg, &a->pull) : vm_flag_apply(PROG, a->cfg, c, arg);
+    return ok ? FLAGS_GO_ON : EXIT_USAGE;
 }
 
 /* [options] REF [options]: flags may stand on either side of REF. */
@@ -65,24 +57,23 @@ static int parse(int argc, char **argv, struct pull_args *a)
     static const struct option flags[] = { PULL_FLAGS, VM_FLAGS_SIZE, FLAG_HELP, FLAGS_TABLE_END };
     struct flag_parser p;
     flag_parser_start(&p, PROG, argc, argv, "h", flags);
-    int status = read_flags(&p, a);
-    int rest = flag_rest(&p);
-    if (status == GO_ON && rest < argc && !p.ended_at_dashes) {
-        a->ref = argv[rest];
-        /* REF stands where the parser's argv[0] would. */
-        flag_parser_start(&p, PROG, argc - rest, argv + rest, "h", flags);
-        status = read_flags(&p, a);
-        rest += flag_rest(&p);
+    for (int c, status;;) {
+        c = flag_next(&p);
+        if (c == FLAG_END && !a->ref && (a->ref = flag_take_word(&p)))
+            continue;
+        if (c == FLAG_END)
+            break;
+        if ((status = take_flag(c, optarg, a)) != FLAGS_GO_ON)
+            return status;
     }
-    if (status != GO_ON)
-        return status;
+    int rest = flag_rest(&p);
     if (rest < argc)
         flag_unexpected(&p, argv[rest]);
     if (rest < argc || !a->ref) {
         pull_usage(stderr);
         return EXIT_USAGE;
     }
-    return GO_ON;
+    return FLAGS_GO_ON;
 }
 
 /* Pulls and bakes a->ref; prints the image's name. The exit status. */
@@ -111,10 +102,10 @@ int cmd_pull(int argc, char **argv)
     int status = 1;
     if (!a.cfg)
         fprintf(stderr, "%s: out of memory\n", PROG);
-    else if ((status = parse(argc, argv, &a)) == GO_ON && !a.pull && !(a.pull = sm_pull_options_new())) {
+    else if ((status = parse(argc, argv, &a)) == FLAGS_GO_ON && !a.pull && !(a.pull = sm_pull_options_new())) {
         fprintf(stderr, "%s: out of memory\n", PROG);
         status = 1;
-    } else if (status == GO_ON) {
+    } else if (status == FLAGS_GO_ON) {
         status = pull_and_bake(&a);
     }
     sm_vm_config_free(a.cfg);

@@ -41,35 +41,28 @@ struct run_args {
     struct exec_opts exec;   /* exec.argv NULL: the image's own command */
 };
 
-/* Parsing went well and the command is to run. */
-#define GO_ON (-1)
-
-/* Reads flags until the parser stops; GO_ON, or the exit status. */
-static int read_flags(struct flag_parser *p, struct run_args *a)
+/* The flag c with its value arg; FLAGS_GO_ON, or the exit status. */
+static int take_flag(int c, const char *arg, struct run_args *a)
 {
-    for (int c; (c = flag_next(p)) != FLAG_END;) {
-        if (c == 'h') {
-            run_usage(stdout);
-            return 0;
-        }
-        if (c == FLAG_BAD) {
-            fputc('\n', stderr);
-            run_usage(stderr);
-            return EXIT_USAGE;
-        }
-        bool ok = is_pull_flag(c) ? pull_flag_apply(PROG, c, optarg, &a->pull)
-                                  : exec_flag_apply(PROG, &a->exec, c, optarg);
-        if (!ok)
-            return EXIT_USAGE;
+    if (c == 'h') {
+        run_usage(stdout);
+        return 0;
     }
-    return GO_ON;
+    if (c == FLAG_BAD) {
+        fputc('\n', stderr);
+        run_usage(stderr);
+        return EXIT_USAGE;
+    }
+    bool ok = is_pull_flag(c) ? pull_flag_apply(PROG, c, arg, &a->pull)
+                              : exec_flag_apply(PROG, &a->exec, c, arg);
+    return ok ? FLAGS_GO_ON : EXIT_USAGE;
 }
 
 /*
  * [registry options] [IMAGE] [exec options] [-- ARGV...]. Parsing stops at
- * IMAGE and starts again after it, where registry options have no place.
- * The exec options may come before IMAGE too: with no IMAGE, that is the
- * only place they can be.
+ * IMAGE and goes on after it, where registry options have no place. The
+ * exec options may come before IMAGE too: with no IMAGE, that is the only
+ * place they can be.
  */
 static int parse(int argc, char **argv, struct run_args *a)
 {
@@ -77,17 +70,22 @@ static int parse(int argc, char **argv, struct run_args *a)
     static const struct option after_image[] = { EXEC_FLAGS, FLAG_HELP, FLAGS_TABLE_END };
     struct flag_parser p;
     flag_parser_start(&p, PROG, argc, argv, EXEC_SHORT_FLAGS "h", before_image);
-    int status = read_flags(&p, a);
-    int rest = flag_rest(&p);
-    if (status == GO_ON && !p.ended_at_dashes && rest < argc) {
-        a->image = argv[rest];
-        /* IMAGE stands where the parser's argv[0] would. */
-        flag_parser_start(&p, PROG, argc - rest, argv + rest, EXEC_SHORT_FLAGS "h", after_image);
-        status = read_flags(&p, a);
-        rest += flag_rest(&p);
+    bool image_given = false;
+    for (int c, status;;) {
+        c = flag_next(&p);
+        if (c == FLAG_END && !image_given && (a->image = flag_take_word(&p))) {
+            image_given = true;
+            p.longopts = after_image;
+            continue;
+        }
+        if (c == FLAG_END)
+            break;
+        if ((status = take_flag(c, optarg, a)) != FLAGS_GO_ON)
+            return status;
     }
-    if (status != GO_ON)
-        return status;
+    int rest = flag_rest(&p);
+    if (!image_given)
+        a->image = DEFAULT_IMAGE;
     if (!p.ended_at_dashes && rest < argc) {
         flag_unexpected(&p, argv[rest]);
         return EXIT_USAGE;
@@ -100,7 +98,7 @@ static int parse(int argc, char **argv, struct run_args *a)
         a->exec.argc = argc - rest;
         a->exec.argv = argv + rest;
     }
-    return GO_ON;
+    return FLAGS_GO_ON;
 }
 
 static bool is_dir(const char *path)
@@ -188,7 +186,7 @@ int cmd_run(int argc, char **argv)
     int status = EXIT_CANNOT;
     if (!exec_opts_init(&a.exec, argc))
         fprintf(stderr, "%s: out of memory\n", PROG);
-    else if ((status = parse(argc, argv, &a)) == GO_ON)
+    else if ((status = parse(argc, argv, &a)) == FLAGS_GO_ON)
         status = run_in_fresh_vm(&a);
     exec_opts_free(&a.exec);
     sm_pull_options_free(a.pull);

@@ -39,7 +39,7 @@ static int usage_error(void)
     return 2;
 }
 
-/* Reads the flags into cfg; -1 to go on, or the exit status. */
+/* Reads the flags into cfg; FLAGS_GO_ON, or the exit status. */
 static int parse(int argc, char **argv, sm_vm_config *cfg)
 {
     static const struct option flags[] = { VM_FLAGS_SIZE, VM_FLAGS_BOOT, FLAG_HELP, FLAGS_TABLE_END };
@@ -60,7 +60,7 @@ static int parse(int argc, char **argv, sm_vm_config *cfg)
         flag_unexpected(&p, argv[rest]);
         return usage_error();
     }
-    return -1;
+    return FLAGS_GO_ON;
 }
 
 int cmd_start(int argc, char **argv)
@@ -72,7 +72,7 @@ int cmd_start(int argc, char **argv)
     }
     sm_vm_config_detached(cfg, true);
     int status = parse(argc, argv, cfg);
-    if (status >= 0) {
+    if (status != FLAGS_GO_ON) {
         sm_vm_config_free(cfg);
         return status;
     }

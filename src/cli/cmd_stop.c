@@ -6,6 +6,7 @@
  * 1 otherwise, 2 for a usage error.
  */
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "supermachine.h"
 
 #include <stdio.h>
@@ -53,18 +54,26 @@ static int stop_all(void)
 
 int cmd_stop(int argc, char **argv)
 {
-    if (argc < 2) {
+    static const struct option flags[] = { { "all", no_argument, NULL, 'a' }, FLAG_HELP, FLAGS_TABLE_END };
+    struct flag_parser p;
+    bool all = false;
+    flag_parser_start(&p, "supermachine stop", argc, argv, "h", flags);
+    for (int c; (c = flag_next(&p)) != FLAG_END;) {
+        if (c != 'a') {
+            stop_usage(c == 'h' ? stdout : stderr);
+            return c == 'h' ? 0 : 2;
+        }
+        all = true;
+    }
+    int first = flag_rest(&p);
+    if (all == (first < argc)) {   /* IDs or --all, one of them */
         stop_usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        stop_usage(stdout);
-        return 0;
-    }
-    if (!strcmp(argv[1], "--all"))
-        return argc == 2 ? stop_all() : (stop_usage(stderr), 2);
+    if (all)
+        return stop_all();
     int status = 0;
-    for (int i = 1; i < argc; i++)
+    for (int i = first; i < argc; i++)
         status |= stop_one(argv[i]);
     return status;
 }

@@ -15,6 +15,7 @@ void flag_parser_start(struct flag_parser *p, const char *prog, int argc, char *
     snprintf(p->optstring, sizeof p->optstring, "+:%s", shortopts);
     p->ended_at_dashes = false;
     p->rest = 1;
+    p->offset = 0;
     optind = 0;
     opterr = 0;   /* our own messages, with the command's name */
 }
@@ -56,10 +57,38 @@ int flag_next(struct flag_parser *p)
 
 int flag_rest(const struct flag_parser *p)
 {
-    return p->rest;
+    return p->offset + p->rest;
+}
+
+const char *flag_take_word(struct flag_parser *p)
+{
+    if (p->ended_at_dashes || p->rest >= p->argc)
+        return NULL;
+    const char *word = p->argv[p->rest];
+    /* The word stands where getopt's argv[0] would, so that parsing goes on
+     * after it from a full reset. */
+    p->offset += p->rest;
+    p->argc -= p->rest;
+    p->argv += p->rest;
+    p->rest = 1;
+    optind = 0;
+    return word;
 }
 
 void flag_unexpected(const struct flag_parser *p, const char *word)
 {
     fprintf(stderr, "%s: unexpected argument '%s'\n", p->prog, word);
+}
+
+int flags_help_only(const char *prog, int argc, char **argv, void (*usage)(FILE *out), int *first)
+{
+    static const struct option flags[] = { FLAG_HELP, FLAGS_TABLE_END };
+    struct flag_parser p;
+    flag_parser_start(&p, prog, argc, argv, "h", flags);
+    for (int c; (c = flag_next(&p)) != FLAG_END;) {
+        usage(c == 'h' ? stdout : stderr);
+        return c == 'h' ? 0 : 2;
+    }
+    *first = flag_rest(&p);
+    return FLAGS_GO_ON;
 }

@@ -13,6 +13,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 /* Long-only flags are numbered from here; each fragment has its own block,
  * so that a command may put any fragments together in one table. */
@@ -38,6 +39,7 @@ struct flag_parser {
     char optstring[32];        /* "+:" and the short flags */
     bool ended_at_dashes;      /* FLAG_END came from "--" (consumed) */
     int rest;                  /* after FLAG_END: the first argument left */
+    int offset;                /* where argv starts in the command's argv */
 };
 
 /*
@@ -51,9 +53,28 @@ void flag_parser_start(struct flag_parser *p, const char *prog, int argc, char *
 /* The next flag's val (its argument in optarg), FLAG_END, or FLAG_BAD after
  * printing which flag is unknown or lacks its value. */
 int flag_next(struct flag_parser *p);
-/* After FLAG_END: the index in argv of the first argument left over. */
+/* After FLAG_END: the index in the command's argv of the first argument
+ * left over. */
 int flag_rest(const struct flag_parser *p);
+/*
+ * After FLAG_END at a word that is not a flag (an IMAGE, a REF, a NAME):
+ * returns it and readies the parser for the flags after it, so that the
+ * loop on flag_next can go on; NULL (and the parser as it was) after "--"
+ * or at the end. A command may change p->longopts for what follows.
+ */
+const char *flag_take_word(struct flag_parser *p);
 /* "PROG: unexpected argument 'X'" for a word where only flags may be. */
 void flag_unexpected(const struct flag_parser *p, const char *word);
+
+/* What a command's parse returns when the command is to go on (else the
+ * exit status: 0 after --help, 2 for a usage error). */
+#define FLAGS_GO_ON (-1)
+
+/*
+ * For a command whose only flag is -h/--help: FLAGS_GO_ON with *first the
+ * index of its first argument ("--" skipped), else the exit status after
+ * printing usage (on stdout for --help, stderr after a bad flag).
+ */
+int flags_help_only(const char *prog, int argc, char **argv, void (*usage)(FILE *out), int *first);
 
 #endif
