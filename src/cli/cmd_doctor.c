@@ -41,17 +41,14 @@ static void print_report(const sm_host_report *r)
 int cmd_doctor(int argc, char **argv)
 {
     static const struct option flags[] = { { "quiet", no_argument, NULL, 'q' }, FLAG_HELP, FLAGS_TABLE_END };
-    struct flag_parser p;
-    bool quiet = false;
-    flag_parser_start(&p, "supermachine doctor", argc, argv, "qh", flags);
-    int c;
-    while ((c = flag_next(&p)) == 'q')
-        quiet = true;
-    if (c != FLAG_END || flag_rest(&p) < argc) {
-        if (c == FLAG_END)
-            flag_unexpected(&p, argv[flag_rest(&p)]);
-        doctor_usage(c == 'h' ? stdout : stderr);
-        return c == 'h' ? 0 : 2;
+    int first, quiet, status = flags_switches("supermachine doctor", argc, argv, "qh", flags, doctor_usage,
+                                              &first, &quiet);
+    if (status != FLAGS_GO_ON)
+        return status;
+    if (first < argc) {
+        fprintf(stderr, "supermachine doctor: unknown option '%s'\n", argv[first]);
+        doctor_usage(stderr);
+        return 2;
     }
     sm_host_report report;
     sm_error err = { 0 };

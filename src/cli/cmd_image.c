@@ -26,12 +26,7 @@ static int parse_bake(int argc, char **argv, sm_vm_config *cfg, const char **nam
     struct flag_parser p;
     flag_parser_start(&p, "supermachine bake", argc, argv, "h", flags);
     *name = NULL;
-    for (int c;;) {
-        c = flag_next(&p);
-        if (c == FLAG_END && !*name && (*name = flag_take_word(&p)))
-            continue;
-        if (c == FLAG_END)
-            break;
+    for (int c; (c = flag_next_or_word(&p, name)) != FLAG_END;) {
         if (c == 'h') {
             printf(BAKE_USAGE "\n"
                    "Boots the default guest, snapshots it once its agent is ready, and keeps\n"

@@ -37,17 +37,14 @@ static void ps_usage(FILE *out)
 int cmd_ps(int argc, char **argv)
 {
     static const struct option flags[] = { FLAG_HELP, FLAGS_TABLE_END };
-    struct flag_parser p;
-    bool quiet = false;
-    flag_parser_start(&p, "supermachine ps", argc, argv, "qh", flags);
-    int c;
-    while ((c = flag_next(&p)) == 'q')
-        quiet = true;
-    if (c != FLAG_END || flag_rest(&p) < argc) {
-        if (c == FLAG_END)
-            flag_unexpected(&p, argv[flag_rest(&p)]);
-        ps_usage(c == 'h' ? stdout : stderr);
-        return c == 'h' ? 0 : 2;
+    int first, quiet, status = flags_switches("supermachine ps", argc, argv, "qh", flags, ps_usage,
+                                              &first, &quiet);
+    if (status != FLAGS_GO_ON)
+        return status;
+    if (first < argc) {
+        fprintf(stderr, "supermachine ps: unexpected argument '%s'\n", argv[first]);
+        ps_usage(stderr);
+        return 2;
     }
     sm_vm_info *list;
     size_t n;

@@ -57,15 +57,9 @@ static int parse(int argc, char **argv, struct pull_args *a)
     static const struct option flags[] = { PULL_FLAGS, VM_FLAGS_SIZE, FLAG_HELP, FLAGS_TABLE_END };
     struct flag_parser p;
     flag_parser_start(&p, PROG, argc, argv, "h", flags);
-    for (int c, status;;) {
-        c = flag_next(&p);
-        if (c == FLAG_END && !a->ref && (a->ref = flag_take_word(&p)))
-            continue;
-        if (c == FLAG_END)
-            break;
+    for (int c, status; (c = flag_next_or_word(&p, &a->ref)) != FLAG_END;)
         if ((status = take_flag(c, optarg, a)) != FLAGS_GO_ON)
             return status;
-    }
     int rest = flag_rest(&p);
     if (rest < argc)
         flag_unexpected(&p, argv[rest]);

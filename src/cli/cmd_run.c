@@ -70,21 +70,13 @@ static int parse(int argc, char **argv, struct run_args *a)
     static const struct option after_image[] = { EXEC_FLAGS, FLAG_HELP, FLAGS_TABLE_END };
     struct flag_parser p;
     flag_parser_start(&p, PROG, argc, argv, EXEC_SHORT_FLAGS "h", before_image);
-    bool image_given = false;
-    for (int c, status;;) {
-        c = flag_next(&p);
-        if (c == FLAG_END && !image_given && (a->image = flag_take_word(&p))) {
-            image_given = true;
-            p.longopts = after_image;
-            continue;
-        }
-        if (c == FLAG_END)
-            break;
+    p.after_word = after_image;
+    a->image = NULL;
+    for (int c, status; (c = flag_next_or_word(&p, &a->image)) != FLAG_END;)
         if ((status = take_flag(c, optarg, a)) != FLAGS_GO_ON)
             return status;
-    }
     int rest = flag_rest(&p);
-    if (!image_given)
+    if (!a->image)
         a->image = DEFAULT_IMAGE;
     if (!p.ended_at_dashes && rest < argc) {
         flag_unexpected(&p, argv[rest]);

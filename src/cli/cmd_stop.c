@@ -55,24 +55,17 @@ static int stop_all(void)
 int cmd_stop(int argc, char **argv)
 {
     static const struct option flags[] = { { "all", no_argument, NULL, 'a' }, FLAG_HELP, FLAGS_TABLE_END };
-    struct flag_parser p;
-    bool all = false;
-    flag_parser_start(&p, "supermachine stop", argc, argv, "h", flags);
-    for (int c; (c = flag_next(&p)) != FLAG_END;) {
-        if (c != 'a') {
-            stop_usage(c == 'h' ? stdout : stderr);
-            return c == 'h' ? 0 : 2;
-        }
-        all = true;
-    }
-    int first = flag_rest(&p);
-    if (all == (first < argc)) {   /* IDs or --all, one of them */
+    int first, all, status = flags_switches("supermachine stop", argc, argv, "h", flags, stop_usage,
+                                            &first, &all);
+    if (status != FLAGS_GO_ON)
+        return status;
+    if (!!all == (first < argc)) {   /* IDs or --all, one of them */
         stop_usage(stderr);
         return 2;
     }
     if (all)
         return stop_all();
-    int status = 0;
+    status = 0;
     for (int i = first; i < argc; i++)
         status |= stop_one(argv[i]);
     return status;

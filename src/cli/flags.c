@@ -16,6 +16,7 @@ void flag_parser_start(struct flag_parser *p, const char *prog, int argc, char *
     p->ended_at_dashes = false;
     p->rest = 1;
     p->offset = 0;
+    p->after_word = NULL;
     optind = 0;
     opterr = 0;   /* our own messages, with the command's name */
 }
@@ -60,7 +61,8 @@ int flag_rest(const struct flag_parser *p)
     return p->offset + p->rest;
 }
 
-const char *flag_take_word(struct flag_parser *p)
+/* The word the parser stopped at, if any; parsing then goes on after it. */
+static const char *take_word(struct flag_parser *p)
 {
     if (p->ended_at_dashes || p->rest >= p->argc)
         return NULL;
@@ -71,8 +73,18 @@ const char *flag_take_word(struct flag_parser *p)
     p->argc -= p->rest;
     p->argv += p->rest;
     p->rest = 1;
+    if (p->after_word)
+        p->longopts = p->after_word;
     optind = 0;
     return word;
+}
+
+int flag_next_or_word(struct flag_parser *p, const char **word)
+{
+    int c = flag_next(p);
+    if (c == FLAG_END && !*word && (*word = take_word(p)))
+        c = flag_next(p);
+    return c;
 }
 
 void flag_unexpected(const struct flag_parser *p, const char *word)
@@ -80,15 +92,26 @@ void flag_unexpected(const struct flag_parser *p, const char *word)
     fprintf(stderr, "%s: unexpected argument '%s'\n", p->prog, word);
 }
 
-int flags_help_only(const char *prog, int argc, char **argv, void (*usage)(FILE *out), int *first)
+int flags_switches(const char *prog, int argc, char **argv, const char *shortopts,
+                   const struct option *longopts, void (*usage)(FILE *out), int *first, int *seen)
 {
-    static const struct option flags[] = { FLAG_HELP, FLAGS_TABLE_END };
     struct flag_parser p;
-    flag_parser_start(&p, prog, argc, argv, "h", flags);
+    flag_parser_start(&p, prog, argc, argv, shortopts, longopts);
+    *seen = 0;
     for (int c; (c = flag_next(&p)) != FLAG_END;) {
-        usage(c == 'h' ? stdout : stderr);
-        return c == 'h' ? 0 : 2;
+        if (c == 'h' || c == FLAG_BAD) {
+            usage(c == 'h' ? stdout : stderr);
+            return c == 'h' ? 0 : 2;
+        }
+        *seen = c;
     }
     *first = flag_rest(&p);
     return FLAGS_GO_ON;
+}
+
+int flags_help_only(const char *prog, int argc, char **argv, void (*usage)(FILE *out), int *first)
+{
+    static const struct option flags[] = { FLAG_HELP, FLAGS_TABLE_END };
+    int none;
+    return flags_switches(prog, argc, argv, "h", flags, usage, first, &none);
 }

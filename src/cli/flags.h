@@ -40,6 +40,7 @@ struct flag_parser {
     bool ended_at_dashes;      /* FLAG_END came from "--" (consumed) */
     int rest;                  /* after FLAG_END: the first argument left */
     int offset;                /* where argv starts in the command's argv */
+    const struct option *after_word;   /* see flag_next_or_word; NULL: the same */
 };
 
 /*
@@ -57,12 +58,11 @@ int flag_next(struct flag_parser *p);
  * left over. */
 int flag_rest(const struct flag_parser *p);
 /*
- * After FLAG_END at a word that is not a flag (an IMAGE, a REF, a NAME):
- * returns it and readies the parser for the flags after it, so that the
- * loop on flag_next can go on; NULL (and the parser as it was) after "--"
- * or at the end. A command may change p->longopts for what follows.
+ * flag_next for a command with one word among its flags (an IMAGE, a REF, a
+ * NAME): the first word that is not a flag goes to *word (which must start
+ * NULL) and parsing goes on after it, with p->after_word's flags if set.
  */
-const char *flag_take_word(struct flag_parser *p);
+int flag_next_or_word(struct flag_parser *p, const char **word);
 /* "PROG: unexpected argument 'X'" for a word where only flags may be. */
 void flag_unexpected(const struct flag_parser *p, const char *word);
 
@@ -71,10 +71,15 @@ void flag_unexpected(const struct flag_parser *p, const char *word);
 #define FLAGS_GO_ON (-1)
 
 /*
- * For a command whose only flag is -h/--help: FLAGS_GO_ON with *first the
- * index of its first argument ("--" skipped), else the exit status after
- * printing usage (on stdout for --help, stderr after a bad flag).
+ * For a command whose flags take no value: -h/--help, and at most one
+ * switch of its own in longopts/shortopts, whose val goes to *seen (else 0).
+ * FLAGS_GO_ON with *first the index of its first argument ("--" skipped),
+ * or the exit status after printing usage (on stdout for --help, stderr
+ * after a bad flag).
  */
+int flags_switches(const char *prog, int argc, char **argv, const char *shortopts,
+                   const struct option *longopts, void (*usage)(FILE *out), int *first, int *seen);
+/* flags_switches for a command with no flag but -h/--help. */
 int flags_help_only(const char *prog, int argc, char **argv, void (*usage)(FILE *out), int *first);
 
 #endif
