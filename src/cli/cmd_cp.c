@@ -11,6 +11,7 @@
  */
 #include "cli/cli_store.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "base/file.h"
 #include "supermachine.h"
 
@@ -171,21 +172,21 @@ static int copy_in(const char *host, const char *id, const char *guest)
 
 int cmd_cp(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        cp_usage(stdout);
-        return 0;
-    }
-    if (argc != 3) {
+    int first, status = flags_help_only("supermachine cp", argc, argv, cp_usage, &first);
+    if (status != FLAGS_GO_ON)
+        return status;
+    if (argc - first != 2) {
         cp_usage(stderr);
         return 2;
     }
+    const char *src = argv[first], *dst = argv[first + 1];
     char src_id[16], dst_id[16];
-    const char *src_guest = split_guest(argv[1], src_id, sizeof src_id);
-    const char *dst_guest = split_guest(argv[2], dst_id, sizeof dst_id);
+    const char *src_guest = split_guest(src, src_id, sizeof src_id);
+    const char *dst_guest = split_guest(dst, dst_id, sizeof dst_id);
     if (!src_guest == !dst_guest) {
         fprintf(stderr, "supermachine cp: exactly one side is ID:/GUEST_PATH\n\n");
         cp_usage(stderr);
         return 2;
     }
-    return src_guest ? copy_out(src_id, src_guest, argv[2]) : copy_in(argv[1], dst_id, dst_guest);
+    return src_guest ? copy_out(src_id, src_guest, dst) : copy_in(src, dst_id, dst_guest);
 }

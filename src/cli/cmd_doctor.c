@@ -1,5 +1,6 @@
 /* supermachine doctor: can this host run microVMs, and if not, what to do. */
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "supermachine.h"
 
 #include <stdio.h>
@@ -39,18 +40,15 @@ static void print_report(const sm_host_report *r)
 
 int cmd_doctor(int argc, char **argv)
 {
-    bool quiet = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-            quiet = true;
-        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            doctor_usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "supermachine doctor: unknown option '%s'\n", argv[i]);
-            doctor_usage(stderr);
-            return 2;
-        }
+    static const struct option flags[] = { { "quiet", no_argument, NULL, 'q' }, FLAG_HELP, FLAGS_TABLE_END };
+    int first, quiet, status = flags_switches("supermachine doctor", argc, argv, "qh", flags, doctor_usage,
+                                              &first, &quiet);
+    if (status != FLAGS_GO_ON)
+        return status;
+    if (first < argc) {
+        fprintf(stderr, "supermachine doctor: unknown option '%s'\n", argv[first]);
+        doctor_usage(stderr);
+        return 2;
     }
     sm_host_report report;
     sm_error err = { 0 };

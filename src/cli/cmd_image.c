@@ -4,7 +4,6 @@
  *   supermachine images                                list the named images
  *   supermachine rmi NAME...                           delete named images
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,69 +11,78 @@
 
 #include "cli/cli_store.h"
 #include "cli/commands.h"
-#include "cli/options.h"
+#include "cli/flags.h"
+#include "cli/vm_flags.h"
 #include "supermachine.h"
 
 #define EXIT_USAGE 2
 
-int cmd_bake(int argc, char **argv)
+#define BAKE_USAGE "usage: supermachine bake [--memory MIB] [--cpus N] NAME\n"
+
+/* [--memory MIB] [--cpus N] NAME, flags on either side of NAME, into cfg
+ * and *name; FLAGS_GO_ON, or the exit status. */
+static int parse_bake(int argc, char **argv, sm_vm_config *cfg, const char **name)
 {
-    static const struct option longopts[] = {
-        { "memory", required_argument, NULL, 'm' }, { "cpus", required_argument, NULL, 'n' },
-        { "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
-    };
-    uint32_t mem = 256, cpus = 1;
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    static const struct option flags[] = { VM_FLAGS_SIZE, FLAG_HELP, FLAGS_TABLE_END };
+    struct flag_parser p;
+    flag_parser_start(&p, "supermachine bake", argc, argv, "h", flags);
+    *name = NULL;
+    for (int c; (c = flag_next_or_word(&p, name)) != FLAG_END;) {
         if (c == 'h') {
-            printf("usage: supermachine bake [--memory MIB] [--cpus N] NAME\n\n"
+            printf(BAKE_USAGE "\n"
                    "Boots the default guest, snapshots it once its agent is ready, and keeps\n"
                    "the snapshot as the image NAME (`supermachine run NAME -- ...`).\n");
             return 0;
         }
-        if ((c == 'm' && !parse_u32_option("--memory", optarg, &mem)) ||
-            (c == 'n' && !parse_u32_option("--cpus", optarg, &cpus)))
+        if (c == FLAG_BAD || !vm_flag_apply(p.prog, cfg, c, optarg))
             return EXIT_USAGE;
-        if (c != 'm' && c != 'n') {
-            fprintf(stderr, "supermachine bake: unknown or incomplete option '%s'\n", argv[optind - 1]);
-            return EXIT_USAGE;
-        }
     }
-    if (optind != argc - 1) {
-        fprintf(stderr, "usage: supermachine bake [--memory MIB] [--cpus N] NAME\n");
+    if (!*name || flag_rest(&p) < argc) {
+        fprintf(stderr, BAKE_USAGE);
         return EXIT_USAGE;
     }
+    return FLAGS_GO_ON;
+}
+
+int cmd_bake(int argc, char **argv)
+{
     sm_vm_config *cfg = sm_vm_config_new();
-    sm_error err = { 0 };
-    sm_code rc = !cfg ? SM_E_NOMEM : sm_vm_config_memory_mib(cfg, mem);
-    if (!rc)
-        rc = sm_vm_config_cpus(cfg, cpus);
-    if (rc) {
-        fprintf(stderr, "supermachine bake: --memory is 64 to 65536 MiB and --cpus 1 to 32\n");
-        sm_vm_config_free(cfg);
-        return EXIT_USAGE;
+    if (!cfg) {
+        fprintf(stderr, "supermachine bake: out of memory\n");
+        return 1;
     }
-    rc = sm_image_bake(cli_store(), argv[optind], cfg, NULL, &err);
+    const char *name;
+    int status = parse_bake(argc, argv, cfg, &name);
+    if (status != FLAGS_GO_ON) {
+        sm_vm_config_free(cfg);
+        return status;
+    }
+    sm_error err = { 0 };
+    sm_code rc = sm_image_bake(cli_store(), name, cfg, NULL, &err);
     sm_vm_config_free(cfg);
     if (rc) {
         fprintf(stderr, "supermachine bake: %s\n", err.message);
         return rc == SM_E_INVALID ? EXIT_USAGE : 1;
     }
-    printf("%s\n", argv[optind]);
+    printf("%s\n", name);
     return 0;
+}
+
+static void images_usage(FILE *out)
+{
+    fprintf(out, "usage: supermachine images\n");
+    if (out == stdout)
+        printf("\nLists the named images: memory, vCPUs, disk use (an OCI image's\n"
+               "root filesystem included), age, and for OCI images the reference and digest.\n");
 }
 
 int cmd_images(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: supermachine images\n\nLists the named images: memory, vCPUs, disk use (an OCI image's\n"
-               "root filesystem included), age, and for OCI images the reference and digest.\n");
-        return 0;
-    }
-    if (argc != 1) {
-        fprintf(stderr, "usage: supermachine images\n");
+    int first, status = flags_help_only("supermachine images", argc, argv, images_usage, &first);
+    if (status != FLAGS_GO_ON)
+        return status;
+    if (first != argc) {
+        images_usage(stderr);
         return EXIT_USAGE;
     }
     sm_image_info *list;
@@ -99,18 +107,24 @@ int cmd_images(int argc, char **argv)
     return 0;
 }
 
+static void rmi_usage(FILE *out)
+{
+    fprintf(out, "usage: supermachine rmi NAME...\n");
+    if (out == stdout)
+        printf("\nDeletes named images; VMs running from them go on.\n");
+}
+
 int cmd_rmi(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: supermachine rmi NAME...\n\nDeletes named images; VMs running from them go on.\n");
-        return 0;
-    }
-    if (argc < 2) {
-        fprintf(stderr, "usage: supermachine rmi NAME...\n");
+    int first, status = flags_help_only("supermachine rmi", argc, argv, rmi_usage, &first);
+    if (status != FLAGS_GO_ON)
+        return status;
+    if (first >= argc) {
+        rmi_usage(stderr);
         return EXIT_USAGE;
     }
-    int status = 0;
-    for (int i = 1; i < argc; i++) {
+    status = 0;
+    for (int i = first; i < argc; i++) {
         sm_error err = { 0 };
         if (sm_image_remove(cli_store(), argv[i], &err)) {
             fprintf(stderr, "supermachine rmi: %s\n", err.message);

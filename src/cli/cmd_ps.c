@@ -6,6 +6,7 @@
  */
 #include "cli/cli_store.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "supermachine.h"
 
 #include <stdio.h>
@@ -27,19 +28,24 @@ static void format_age(int64_t seconds, char *out, size_t cap)
         snprintf(out, cap, "%lldd", (long long)(seconds / 86400));
 }
 
+static void ps_usage(FILE *out)
+{
+    fprintf(out, "usage: supermachine ps [-q]\n"
+            "  lists VMs: id, state (running/dead), VMM pid, memory, vCPUs, age\n"
+            "  -q  ids only\n");
+}
+
 int cmd_ps(int argc, char **argv)
 {
-    bool quiet = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-q")) {
-            quiet = true;
-        } else {
-            bool help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
-            fprintf(help ? stdout : stderr, "usage: supermachine ps [-q]\n"
-                    "  lists VMs: id, state (running/dead), VMM pid, memory, vCPUs, age\n"
-                    "  -q  ids only\n");
-            return help ? 0 : 2;
-        }
+    static const struct option flags[] = { FLAG_HELP, FLAGS_TABLE_END };
+    int first, quiet, status = flags_switches("supermachine ps", argc, argv, "qh", flags, ps_usage,
+                                              &first, &quiet);
+    if (status != FLAGS_GO_ON)
+        return status;
+    if (first < argc) {
+        fprintf(stderr, "supermachine ps: unexpected argument '%s'\n", argv[first]);
+        ps_usage(stderr);
+        return 2;
     }
     sm_vm_info *list;
     size_t n;

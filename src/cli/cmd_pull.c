@@ -11,8 +11,9 @@
 
 #include "cli/cli_store.h"
 #include "cli/commands.h"
-#include "cli/options.h"
+#include "cli/flags.h"
 #include "cli/pull_options.h"
+#include "cli/vm_flags.h"
 #include "supermachine.h"
 
 #define EXIT_USAGE 2
@@ -28,74 +29,81 @@ static void pull_usage(FILE *out)
                  "  --cpus N             its vCPUs (default 1)\n");
 }
 
-int cmd_pull(int argc, char **argv)
+#define PROG "supermachine pull"
+
+struct pull_args {
+    const char *ref;
+    sm_pull_options *pull;   /* NULL until a registry option */
+    sm_vm_config *cfg;       /* what to bake with */
+};
+
+/* The flag c with its value arg; FLAGS_GO_ON, or the exit status. */
+static int take_flag(int c, const char *arg, struct pull_args *a)
 {
-    sm_pull_options *opt = NULL;
-    uint32_t mem = 256, cpus = 1;
-    const char *ref = NULL;
-    int status = EXIT_USAGE;
-    for (int i = 1; i < argc;) {
-        int r = pull_option("supermachine pull", argc, argv, &i, &opt);
-        if (r < 0)
-            goto out;
-        if (r > 0)
-            continue;
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            pull_usage(stdout);
-            status = 0;
-            goto out;
-        }
-        if ((!strcmp(a, "--memory") || !strcmp(a, "--cpus")) && i + 1 < argc) {
-            if (!parse_u32_option(a, argv[i + 1], a[2] == 'm' ? &mem : &cpus))
-                goto out;
-            i += 2;
-            continue;
-        }
-        if (a[0] == '-' || ref) {
-            fprintf(stderr, "supermachine pull: unexpected '%s'\n", a);
-            pull_usage(stderr);
-            goto out;
-        }
-        ref = a;
-        i++;
+    if (c == 'h') {
+        pull_usage(stdout);
+        return 0;
     }
-    if (!ref) {
+    if (c == FLAG_BAD) {
         pull_usage(stderr);
-        goto out;
+        return EXIT_USAGE;
     }
-    if (!opt && !(opt = sm_pull_options_new())) {
-        fprintf(stderr, "supermachine pull: out of memory\n");
-        status = 1;
-        goto out;
+    bool ok = is_pull_flag(c) ? pull_flag_apply(PROG, c, arg, &a->pull) : vm_flag_apply(PROG, a->cfg, c, arg);
+    return ok ? FLAGS_GO_ON : EXIT_USAGE;
+}
+
+/* [options] REF [options]: flags may stand on either side of REF. */
+static int parse(int argc, char **argv, struct pull_args *a)
+{
+    static const struct option flags[] = { PULL_FLAGS, VM_FLAGS_SIZE, FLAG_HELP, FLAGS_TABLE_END };
+    struct flag_parser p;
+    flag_parser_start(&p, PROG, argc, argv, "h", flags);
+    for (int c, status; (c = flag_next_or_word(&p, &a->ref)) != FLAG_END;)
+        if ((status = take_flag(c, optarg, a)) != FLAGS_GO_ON)
+            return status;
+    int rest = flag_rest(&p);
+    if (rest < argc)
+        flag_unexpected(&p, argv[rest]);
+    if (rest < argc || !a->ref) {
+        pull_usage(stderr);
+        return EXIT_USAGE;
     }
-    sm_vm_config *cfg = sm_vm_config_new();
+    return FLAGS_GO_ON;
+}
+
+/* Pulls and bakes a->ref; prints the image's name. The exit status. */
+static int pull_and_bake(struct pull_args *a)
+{
     sm_error err = { 0 };
     sm_image *img = NULL;
-    sm_code rc = !cfg ? SM_E_NOMEM : sm_vm_config_memory_mib(cfg, mem);
-    if (!rc)
-        rc = sm_vm_config_cpus(cfg, cpus);
-    if (rc) {
-        fprintf(stderr, "supermachine pull: --memory is 64 to 65536 MiB and --cpus 1 to 32\n");
-        sm_vm_config_free(cfg);
-        goto out;
-    }
-    sm_pull_options_refresh(opt, true);
-    pull_progress_attach(opt);
-    rc = sm_image_from_oci(cli_store(), ref, opt, cfg, &img, &err);
+    sm_pull_options_refresh(a->pull, true);
+    pull_progress_attach(a->pull);
+    sm_code rc = sm_image_from_oci(cli_store(), a->ref, a->pull, a->cfg, &img, &err);
     pull_progress_done();
-    sm_vm_config_free(cfg);
     if (rc) {
-        fprintf(stderr, "supermachine pull: %s\n", err.message[0] ? err.message : sm_strerror(rc));
-        status = rc == SM_E_INVALID ? EXIT_USAGE : 1;
-        goto out;
+        fprintf(stderr, "%s: %s\n", PROG, err.message[0] ? err.message : sm_strerror(rc));
+        return rc == SM_E_INVALID ? EXIT_USAGE : 1;
     }
     const char *dir = sm_image_dir(img);
     const char *slash = strrchr(dir, '/');
     printf("%s\n", slash ? slash + 1 : dir);
     sm_image_free(img);
-    status = 0;
-out:
-    sm_pull_options_free(opt);
+    return 0;
+}
+
+int cmd_pull(int argc, char **argv)
+{
+    struct pull_args a = { .cfg = sm_vm_config_new() };
+    int status = 1;
+    if (!a.cfg)
+        fprintf(stderr, "%s: out of memory\n", PROG);
+    else if ((status = parse(argc, argv, &a)) == FLAGS_GO_ON && !a.pull && !(a.pull = sm_pull_options_new())) {
+        fprintf(stderr, "%s: out of memory\n", PROG);
+        status = 1;
+    } else if (status == FLAGS_GO_ON) {
+        status = pull_and_bake(&a);
+    }
+    sm_vm_config_free(a.cfg);
+    sm_pull_options_free(a.pull);
     return status;
 }

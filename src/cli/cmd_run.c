@@ -2,12 +2,12 @@
  * supermachine run [registry options] [IMAGE] [exec options] [-- ARGV...]
  *
  * Restores a VM from IMAGE, runs ARGV in it exactly as `supermachine exec`
- * does, stops the VM, and exits with the command's status. IMAGE is, in this
- * order: a named image; a snapshot folder; "default" (baked on first use, and
- * what no IMAGE means); else an OCI/Docker reference, pulled and baked the
- * first time (sm_image_from_oci). Without ARGV, an OCI image's Entrypoint and
- * Cmd run. ARGV runs as given: an Entrypoint is not put in front of it (this
- * is exec, not `docker run`).
+ * does (the same exec options and exec_run), stops the VM, and exits with
+ * the command's status. IMAGE is, in this order: a named image; a snapshot
+ * folder; "default" (baked on first use, and what no IMAGE means); else an
+ * OCI/Docker reference, pulled and baked the first time (sm_image_from_oci).
+ * Without ARGV, an OCI image's Entrypoint and Cmd run. ARGV runs as given:
+ * an Entrypoint is not put in front of it (this is exec, not `docker run`).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +16,12 @@
 
 #include "cli/cli_store.h"
 #include "cli/commands.h"
+#include "cli/exec_run.h"
+#include "cli/flags.h"
 #include "cli/pull_options.h"
 #include "supermachine.h"
 
-#define EXIT_USAGE 2
-#define EXIT_CANNOT 125
+#define PROG "supermachine run"
 #define DEFAULT_IMAGE "default"
 
 static void run_usage(FILE *out)
@@ -33,6 +34,64 @@ static void run_usage(FILE *out)
                  "ARGV, an OCI image's Entrypoint and Cmd. The exec options are those of\n"
                  "`supermachine exec` (-e, -w, -t, -i, --timeout, --stage).\n\n"
                  "options (before IMAGE):\n" PULL_OPTIONS_HELP);
+}
+
+struct run_args {
+    const char *image;
+    sm_pull_options *pull;   /* NULL until a registry option */
+    struct exec_opts exec;   /* exec.argv NULL: the image's own command */
+};
+
+/* The flag c with its value arg; FLAGS_GO_ON, or the exit status. */
+static int take_flag(int c, const char *arg, struct run_args *a)
+{
+    if (c == 'h') {
+        run_usage(stdout);
+        return 0;
+    }
+    if (c == FLAG_BAD) {
+        fputc('\n', stderr);
+        run_usage(stderr);
+        return EXIT_USAGE;
+    }
+    bool ok = is_pull_flag(c) ? pull_flag_apply(PROG, c, arg, &a->pull)
+                              : exec_flag_apply(PROG, &a->exec, c, arg);
+    return ok ? FLAGS_GO_ON : EXIT_USAGE;
+}
+
+/*
+ * [registry options] [IMAGE] [exec options] [-- ARGV...]. Parsing stops at
+ * IMAGE and goes on after it, where registry options have no place. The
+ * exec options may come before IMAGE too: with no IMAGE, that is the only
+ * place they can be.
+ */
+static int parse(int argc, char **argv, struct run_args *a)
+{
+    static const struct option before_image[] = { PULL_FLAGS, EXEC_FLAGS, FLAG_HELP, FLAGS_TABLE_END };
+    static const struct option after_image[] = { EXEC_FLAGS, FLAG_HELP, FLAGS_TABLE_END };
+    struct flag_parser p;
+    flag_parser_start(&p, PROG, argc, argv, EXEC_SHORT_FLAGS "h", before_image);
+    p.after_word = after_image;
+    a->image = NULL;
+    for (int c, status; (c = flag_next_or_word(&p, &a->image)) != FLAG_END;)
+        if ((status = take_flag(c, optarg, a)) != FLAGS_GO_ON)
+            return status;
+    int rest = flag_rest(&p);
+    if (!a->image)
+        a->image = DEFAULT_IMAGE;
+    if (!p.ended_at_dashes && rest < argc) {
+        flag_unexpected(&p, argv[rest]);
+        return EXIT_USAGE;
+    }
+    if (p.ended_at_dashes && rest >= argc) {
+        fprintf(stderr, "%s: give the command after --\n", PROG);
+        return EXIT_USAGE;
+    }
+    if (rest < argc) {
+        a->exec.argc = argc - rest;
+        a->exec.argv = argv + rest;
+    }
+    return FLAGS_GO_ON;
 }
 
 static bool is_dir(const char *path)
@@ -49,7 +108,7 @@ static sm_code open_image(const char *name, const sm_pull_options *opt, sm_image
     if (is_dir(name))
         return sm_image_from_snapshot(name, img, err);
     if (!strcmp(name, DEFAULT_IMAGE)) {
-        fprintf(stderr, "supermachine run: baking the default image (once; later runs restore it)\n");
+        fprintf(stderr, "%s: baking the default image (once; later runs restore it)\n", PROG);
         return sm_image_bake(cli_store(), DEFAULT_IMAGE, NULL, img, err);
     }
     rc = sm_image_from_oci(cli_store(), name, opt, NULL, img, err);
@@ -57,91 +116,72 @@ static sm_code open_image(const char *name, const sm_pull_options *opt, sm_image
     return rc;
 }
 
-/* `exec --socket PATH ARGS...`, with the image's command after ARGS when
- * they have no "--". */
-static char **exec_argv(sm_vm *vm, const sm_image *img, int argc, char **argv, int first, char ***dflt,
-                        sm_error *err)
+/* Restores a VM from a->image; it has *img (for its default command). */
+static sm_code start_vm(struct run_args *a, sm_image **img, sm_vm **vm, sm_error *err)
 {
-    bool has_command = false;
-    for (int i = first; i < argc; i++)
-        has_command |= !strcmp(argv[i], "--");
-    size_t extra = 0;
-    if (!has_command) {
-        if (sm_image_default_argv(img, dflt, err))
-            return NULL;
-        while ((*dflt)[extra])
-            extra++;
-    }
-    char **x = calloc((size_t)argc + extra + 5, sizeof *x);
-    if (!x)
-        return NULL;
+    if (!a->pull)
+        a->pull = sm_pull_options_new();
+    if (a->pull)
+        pull_progress_attach(a->pull);
+    sm_vm_config *cfg = sm_vm_config_new();
+    sm_code rc = !cfg || !a->pull ? SM_E_NOMEM : open_image(a->image, a->pull, img, err);
+    if (!rc)
+        rc = sm_vm_config_image(cfg, *img);
+    if (!rc)
+        rc = sm_vm_start(cfg, vm, err);
+    sm_vm_config_free(cfg);
+    return rc;
+}
+
+static int count_argv(char *const *argv)
+{
     int n = 0;
-    x[n++] = "exec";
-    x[n++] = "--socket";
-    x[n++] = (char *)sm_vm_exec_socket_path(vm);
-    for (int i = first; i < argc; i++)
-        x[n++] = argv[i];
-    if (!has_command) {
-        x[n++] = "--";
-        for (size_t i = 0; i < extra; i++)
-            x[n++] = (*dflt)[i];
+    while (argv[n])
+        n++;
+    return n;
+}
+
+/* Runs a->exec in a fresh VM, stopped after it; the exit status. */
+static int run_in_fresh_vm(struct run_args *a)
+{
+    sm_error err = { 0 };
+    sm_image *img = NULL;
+    sm_vm *vm = NULL;
+    sm_code rc = start_vm(a, &img, &vm, &err);
+    if (rc) {
+        sm_image_free(img);
+        fprintf(stderr, "%s: %s\n", PROG, err.message[0] ? err.message : sm_strerror(rc));
+        return rc == SM_E_INVALID ? EXIT_USAGE : EXIT_CANNOT;
     }
-    return x;
+    char **image_argv = NULL;
+    int status = EXIT_CANNOT;
+    if (!a->exec.argv && sm_image_default_argv(img, &image_argv, &err)) {
+        fprintf(stderr, "%s: %s\n", PROG, err.message[0] ? err.message : "out of memory");
+    } else {
+        if (image_argv) {
+            a->exec.argc = count_argv(image_argv);
+            a->exec.argv = image_argv;
+        }
+        a->exec.socket = sm_vm_exec_socket_path(vm);
+        status = exec_run(PROG, &a->exec);
+    }
+    sm_image_free(img);
+    sm_argv_free(image_argv);
+    if (sm_vm_stop(vm, &err))
+        fprintf(stderr, "%s: stopping the VM: %s\n", PROG, err.message);
+    sm_vm_free(vm);
+    return status;
 }
 
 int cmd_run(int argc, char **argv)
 {
-    const char *image = DEFAULT_IMAGE;
-    sm_pull_options *opt = NULL;
-    int first = 1;
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        run_usage(stdout);
-        return 0;
-    }
-    for (int r; first < argc && (r = pull_option("supermachine run", argc, argv, &first, &opt));)
-        if (r < 0) {
-            sm_pull_options_free(opt);
-            return EXIT_USAGE;
-        }
-    if (first < argc && argv[first][0] != '-')
-        image = argv[first++];
-    if (!opt)
-        opt = sm_pull_options_new();
-    if (opt)
-        pull_progress_attach(opt);
-    sm_error err = { 0 };
-    sm_image *img = NULL;
-    sm_vm_config *cfg = sm_vm_config_new();
-    sm_vm *vm = NULL;
-    sm_code rc = !cfg || !opt ? SM_E_NOMEM : open_image(image, opt, &img, &err);
-    sm_pull_options_free(opt);
-    if (!rc)
-        rc = sm_vm_config_image(cfg, img);
-    if (!rc)
-        rc = sm_vm_start(cfg, &vm, &err);
-    sm_vm_config_free(cfg);
-    if (rc) {
-        sm_image_free(img);
-        fprintf(stderr, "supermachine run: %s\n", err.message[0] ? err.message : sm_strerror(rc));
-        return rc == SM_E_INVALID ? EXIT_USAGE : EXIT_CANNOT;
-    }
-    /* The rest is `supermachine exec --socket PATH [exec options] -- ARGV`. */
-    char **dflt = NULL;
-    char **xargv = exec_argv(vm, img, argc, argv, first, &dflt, &err);
-    sm_image_free(img);
+    struct run_args a = { .image = DEFAULT_IMAGE };
     int status = EXIT_CANNOT;
-    if (xargv) {
-        int n = 0;
-        while (xargv[n])
-            n++;
-        status = cmd_exec(n, xargv);
-        free(xargv);
-    } else {
-        fprintf(stderr, "supermachine run: %s\n", err.message[0] ? err.message : "out of memory");
-    }
-    sm_argv_free(dflt);
-    if (sm_vm_stop(vm, &err))
-        fprintf(stderr, "supermachine run: stopping the VM: %s\n", err.message);
-    sm_vm_free(vm);
+    if (!exec_opts_init(&a.exec, argc))
+        fprintf(stderr, "%s: out of memory\n", PROG);
+    else if ((status = parse(argc, argv, &a)) == FLAGS_GO_ON)
+        status = run_in_fresh_vm(&a);
+    exec_opts_free(&a.exec);
+    sm_pull_options_free(a.pull);
     return status;
 }

@@ -7,11 +7,11 @@
  * 1 when the VM did not start (with the reason), 2 for a usage error.
  */
 #include "cli/commands.h"
-#include "cli/options.h"
+#include "cli/flags.h"
+#include "cli/vm_flags.h"
 #include "supermachine.h"
 
 #include <stdio.h>
-#include <string.h>
 
 static void start_usage(FILE *out)
 {
@@ -30,66 +30,58 @@ static void start_usage(FILE *out)
         "supermachine stop ID\n");
 }
 
-/* Applies one option with its value; false after printing why not. */
-static bool apply(sm_vm_config *cfg, const char *opt, const char *val)
+#define PROG "supermachine start"
+
+static int usage_error(void)
 {
-    uint32_t n;
-    double s;
-    sm_code rc;
-    if (!strcmp(opt, "--memory"))
-        rc = parse_u32_option(opt, val, &n) ? sm_vm_config_memory_mib(cfg, n) : SM_E_INVALID;
-    else if (!strcmp(opt, "--cpus"))
-        rc = parse_u32_option(opt, val, &n) ? sm_vm_config_cpus(cfg, n) : SM_E_INVALID;
-    else if (!strcmp(opt, "--kernel"))
-        rc = sm_vm_config_kernel(cfg, val);
-    else if (!strcmp(opt, "--initrd"))
-        rc = sm_vm_config_initrd(cfg, val);
-    else if (!strcmp(opt, "--console"))
-        rc = sm_vm_config_console_path(cfg, val);
-    else if (!strcmp(opt, "--timeout"))
-        rc = parse_seconds_option(opt, val, &s) && s <= 3600
-                 ? sm_vm_config_boot_timeout_s(cfg, s < 1 ? 1 : (uint32_t)(s + 0.999))
-                 : SM_E_INVALID;
-    else {
-        fprintf(stderr, "supermachine start: unknown option '%s'\n\n", opt);
-        start_usage(stderr);
-        return false;
+    fputc('\n', stderr);
+    start_usage(stderr);
+    return 2;
+}
+
+/* Reads the flags into cfg; FLAGS_GO_ON, or the exit status. */
+static int parse(int argc, char **argv, sm_vm_config *cfg)
+{
+    static const struct option flags[] = { VM_FLAGS_SIZE, VM_FLAGS_BOOT, FLAG_HELP, FLAGS_TABLE_END };
+    struct flag_parser p;
+    flag_parser_start(&p, PROG, argc, argv, "h", flags);
+    for (int c; (c = flag_next(&p)) != FLAG_END;) {
+        if (c == 'h') {
+            start_usage(stdout);
+            return 0;
+        }
+        if (c == FLAG_BAD)
+            return usage_error();
+        if (!vm_flag_apply(PROG, cfg, c, optarg))
+            return 2;
     }
-    if (rc)
-        fprintf(stderr, "supermachine start: bad value '%s' for %s\n", val, opt);
-    return rc == SM_OK;
+    int rest = flag_rest(&p);
+    if (rest < argc) {
+        flag_unexpected(&p, argv[rest]);
+        return usage_error();
+    }
+    return FLAGS_GO_ON;
 }
 
 int cmd_start(int argc, char **argv)
 {
     sm_vm_config *cfg = sm_vm_config_new();
     if (!cfg) {
-        fprintf(stderr, "supermachine start: out of memory\n");
+        fprintf(stderr, "%s: out of memory\n", PROG);
         return 1;
     }
     sm_vm_config_detached(cfg, true);
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            start_usage(stdout);
-            sm_vm_config_free(cfg);
-            return 0;
-        }
-        if (i + 1 >= argc || !apply(cfg, argv[i], argv[i + 1])) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "supermachine start: '%s' needs a value\n\n", argv[i]);
-                start_usage(stderr);
-            }
-            sm_vm_config_free(cfg);
-            return 2;
-        }
-        i++;
+    int status = parse(argc, argv, cfg);
+    if (status != FLAGS_GO_ON) {
+        sm_vm_config_free(cfg);
+        return status;
     }
     sm_vm *vm;
     sm_error err;
     sm_code rc = sm_vm_start(cfg, &vm, &err);
     sm_vm_config_free(cfg);
     if (rc) {
-        fprintf(stderr, "supermachine start: %s\n", err.message);
+        fprintf(stderr, "%s: %s\n", PROG, err.message);
         return 1;
     }
     printf("%s\n", sm_vm_id(vm));

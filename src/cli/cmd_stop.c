@@ -7,6 +7,7 @@
  */
 #include "cli/cli_store.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "supermachine.h"
 
 #include <stdio.h>
@@ -54,18 +55,19 @@ static int stop_all(void)
 
 int cmd_stop(int argc, char **argv)
 {
-    if (argc < 2) {
+    static const struct option flags[] = { { "all", no_argument, NULL, 'a' }, FLAG_HELP, FLAGS_TABLE_END };
+    int first, all, status = flags_switches("supermachine stop", argc, argv, "h", flags, stop_usage,
+                                            &first, &all);
+    if (status != FLAGS_GO_ON)
+        return status;
+    if (!!all == (first < argc)) {   /* IDs or --all, one of them */
         stop_usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        stop_usage(stdout);
-        return 0;
-    }
-    if (!strcmp(argv[1], "--all"))
-        return argc == 2 ? stop_all() : (stop_usage(stderr), 2);
-    int status = 0;
-    for (int i = 1; i < argc; i++)
+    if (all)
+        return stop_all();
+    status = 0;
+    for (int i = first; i < argc; i++)
         status |= stop_one(argv[i]);
     return status;
 }

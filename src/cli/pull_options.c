@@ -21,41 +21,38 @@ static bool read_password(char *out, size_t cap)
     return true;
 }
 
-int pull_option(const char *prog, int argc, char **argv, int *i, sm_pull_options **o)
+/* --username U, with the password read_password finds. */
+static sm_code apply_credentials(const char *prog, const char *user, sm_pull_options *o)
 {
-    const char *a = argv[*i];
-    bool takes_value = !strcmp(a, "--ca-file") || !strcmp(a, "--username");
-    if (strcmp(a, "--plain-http") && !takes_value)
-        return 0;
-    if (takes_value && *i + 1 >= argc) {
-        fprintf(stderr, "%s: %s needs a value\n", prog, a);
-        return -1;
+    char password[1024];
+    if (!read_password(password, sizeof password)) {
+        fprintf(stderr, "%s: --username %s: give the password on standard input\n", prog, user);
+        return SM_E_INVALID;
     }
+    sm_code rc = sm_pull_options_credentials(o, user, password);
+    explicit_bzero(password, sizeof password);
+    if (rc)
+        fprintf(stderr, "%s: --username: %s\n", prog, sm_strerror(rc));
+    return rc;
+}
+
+bool pull_flag_apply(const char *prog, int c, const char *arg, sm_pull_options **o)
+{
     if (!ensure(o)) {
         fprintf(stderr, "%s: out of memory\n", prog);
-        return -1;
+        return false;
     }
-    sm_code rc = SM_OK;
-    if (!strcmp(a, "--plain-http")) {
+    sm_code rc = SM_E_INVALID;
+    if (c == PULL_FLAG_USERNAME)
+        return apply_credentials(prog, arg, *o) == SM_OK;
+    if (c == PULL_FLAG_PLAIN_HTTP)
         rc = sm_pull_options_plain_http(*o, true);
-    } else if (!strcmp(a, "--ca-file")) {
-        rc = sm_pull_options_ca_file(*o, argv[++*i]);
-    } else {
-        char password[1024];
-        const char *user = argv[++*i];
-        if (!read_password(password, sizeof password)) {
-            fprintf(stderr, "%s: --username %s: give the password on standard input\n", prog, user);
-            return -1;
-        }
-        rc = sm_pull_options_credentials(*o, user, password);
-        explicit_bzero(password, sizeof password);
-    }
-    if (rc) {
-        fprintf(stderr, "%s: %s: %s\n", prog, a, sm_strerror(rc));
-        return -1;
-    }
-    (*i)++;
-    return 1;
+    else if (c == PULL_FLAG_CA_FILE)
+        rc = sm_pull_options_ca_file(*o, arg);
+    if (rc)
+        fprintf(stderr, "%s: %s: %s\n", prog, c == PULL_FLAG_CA_FILE ? "--ca-file" : "--plain-http",
+                sm_strerror(rc));
+    return rc == SM_OK;
 }
 
 /* ---- progress ---------------------------------------------------------------- */

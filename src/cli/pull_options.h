@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "cli/flags.h"
 #include "supermachine.h"
 
 #define PULL_OPTIONS_HELP \
@@ -13,12 +14,29 @@
     "  --username U         basic auth as U, the password read from standard input\n" \
     "                       (default: ~/.docker/config.json, else anonymous)\n"
 
+enum pull_flag {
+    PULL_FLAG_PLAIN_HTTP = FLAG_BLOCK_PULL,
+    PULL_FLAG_CA_FILE,
+    PULL_FLAG_USERNAME,
+    PULL_FLAG_LAST = PULL_FLAG_USERNAME,
+};
+
+/* Entries for a command's struct option table. */
+#define PULL_FLAGS                                                      \
+    { "plain-http", no_argument, NULL, PULL_FLAG_PLAIN_HTTP },          \
+    { "ca-file", required_argument, NULL, PULL_FLAG_CA_FILE },          \
+    { "username", required_argument, NULL, PULL_FLAG_USERNAME }
+
+static inline bool is_pull_flag(int c)
+{
+    return c >= PULL_FLAG_PLAIN_HTTP && c <= PULL_FLAG_LAST;
+}
+
 /*
- * If argv[*i] is a pull option, applies it to o (creating o on first use),
- * advances *i past it and its value, and returns 1; 0 when argv[*i] is not
- * one; -1 (having said why on stderr) when it is malformed.
+ * Applies the pull flag c (with its value arg) to *o, creating *o on first
+ * use; false after saying why on stderr (prog names the command).
  */
-int pull_option(const char *prog, int argc, char **argv, int *i, sm_pull_options **o);
+bool pull_flag_apply(const char *prog, int c, const char *arg, sm_pull_options **o);
 /* Progress on stderr: a redrawn line on a terminal, plain lines otherwise. */
 void pull_progress_attach(sm_pull_options *o);
 void pull_progress_done(void);

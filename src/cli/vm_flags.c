@@ -1,0 +1,54 @@
+#include "cli/vm_flags.h"
+
+#include <stdio.h>
+
+#include "cli/options.h"
+
+/* The longest boot the library accepts (sm_vm_config_boot_timeout_s). */
+#define MAX_BOOT_TIMEOUT_S 3600
+
+static const char *vm_flag_name(int c)
+{
+    switch (c) {
+    case VM_FLAG_MEMORY: return "--memory";
+    case VM_FLAG_CPUS: return "--cpus";
+    case VM_FLAG_KERNEL: return "--kernel";
+    case VM_FLAG_INITRD: return "--initrd";
+    case VM_FLAG_CONSOLE: return "--console";
+    default: return "--timeout";
+    }
+}
+
+/* Whole seconds for the library, rounded up: a fraction still waits. */
+static sm_code set_boot_timeout(sm_vm_config *cfg, const char *arg)
+{
+    double s;
+    if (!parse_seconds_option("--timeout", arg, &s) || s > MAX_BOOT_TIMEOUT_S)
+        return SM_E_INVALID;
+    return sm_vm_config_boot_timeout_s(cfg, s < 1 ? 1 : (uint32_t)(s + 0.999));
+}
+
+static sm_code set_count(sm_vm_config *cfg, int c, const char *arg)
+{
+    uint32_t n;
+    if (!parse_u32_option(vm_flag_name(c), arg, &n))
+        return SM_E_INVALID;
+    return c == VM_FLAG_MEMORY ? sm_vm_config_memory_mib(cfg, n) : sm_vm_config_cpus(cfg, n);
+}
+
+bool vm_flag_apply(const char *prog, sm_vm_config *cfg, int c, const char *arg)
+{
+    sm_code rc;
+    switch (c) {
+    case VM_FLAG_MEMORY:
+    case VM_FLAG_CPUS: rc = set_count(cfg, c, arg); break;
+    case VM_FLAG_KERNEL: rc = sm_vm_config_kernel(cfg, arg); break;
+    case VM_FLAG_INITRD: rc = sm_vm_config_initrd(cfg, arg); break;
+    case VM_FLAG_CONSOLE: rc = sm_vm_config_console_path(cfg, arg); break;
+    case VM_FLAG_BOOT_TIMEOUT: rc = set_boot_timeout(cfg, arg); break;
+    default: return false;
+    }
+    if (rc)
+        fprintf(stderr, "%s: bad value '%s' for %s\n", prog, arg, vm_flag_name(c));
+    return rc == SM_OK;
+}
