@@ -184,9 +184,10 @@ $(BUILD)/guest/test-%: tests/vm/%.c $(MUSL_INC)/.stamp
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) $(GUEST_CFLAGS) $< -o $@
 
-$(MKINITRAMFS): $(call obj,tools/mkinitramfs.c)
+# libarchive writes the cpio; src/base/file.c replaces the output atomically.
+$(MKINITRAMFS): $(call obj,tools/mkinitramfs.c src/base/file.c)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ -o $@
+	$(CC) $(LDFLAGS) $^ -o $@ -larchive
 
 $(INITRAMFS): $(MKINITRAMFS) $(AGENT_GUEST) guest/initramfs/files.list
 	$(MKINITRAMFS) -o $@ -C $(BUILD) guest/initramfs/files.list

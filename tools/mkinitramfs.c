@@ -20,24 +20,22 @@
  * must be "/" or a dir listed on an earlier line (the kernel does not create
  * parents). MODE is octal permission bits (at most 07777). MAJOR and MINOR are
  * decimal. A bad line or a missing source stops the build with "LIST:LINE: why";
- * OUT is written to OUT.tmp and renamed only when complete.
+ * OUT is written to a temporary file beside it and replaces OUT only when
+ * complete (src/base/file.h).
  *
- * The newc format (all numbers are 8 hex digits, ASCII):
- *
- *   offset  size  field
- *   0       6     magic "070701"
- *   6       8     inode number (distinct per entry here)
- *   14      8     mode (file type bits | permissions)
- *   22      8     uid                       30  8  gid
- *   38      8     nlink                     46  8  mtime
- *   54      8     file size (data bytes; for a symlink, its target's length)
- *   62      8     dev major                 70  8  dev minor
- *   78      8     rdev major                86  8  rdev minor (device nodes)
- *   94      8     name size (with the NUL)  102 8  check (0)
- *   110           name, NUL, padded to a multiple of 4; then data, padded to 4
- *
- * The archive ends with an entry named "TRAILER!!!".
+ * libarchive writes the newc format. What makes the bytes the same on every
+ * run is what each entry is given here, not anything the host has: inode
+ * numbers count from 721 in list order (the trailer, written by libarchive,
+ * has 0), nlink is 2 for a dir and 1 otherwise, uid, gid, mtime and st_dev
+ * are 0, and a name has no leading '/'. The archive ends right after the
+ * trailer, with no block padding. (libarchive writes the header's hex digits
+ * in lower case, the hand-written writer before it in upper case: the
+ * kernel and cpio read either.)
  */
+#include "base/file.h"
+
+#include <archive.h>
+#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -54,15 +52,15 @@
 #define MAX_PATH   1024
 #define MAX_FIELDS 8
 #define MAX_DIRS   4096
+#define FIRST_INO  721
 
 struct builder {
-    FILE *out;
+    struct archive *out;
     const char *out_name;
     const char *source_dir;
     const char *list_name;
     unsigned line_no;
     uint32_t next_ino;
-    uint64_t written;
     char *dirs[MAX_DIRS];   /* directories listed so far, for parent checks */
     size_t ndirs;
 };
@@ -80,44 +78,57 @@ line_error(const struct builder *b, const char *fmt, ...)
 
 /* --- output ------------------------------------------------------------ */
 
-static bool write_bytes(struct builder *b, const void *data, size_t len)
+/* "writing OUT: WHY", WHY being libarchive's words and, when a system call
+ * failed (its errno is then positive), strerror's: libarchive says only
+ * "Write error" for a full disk. */
+static void say_write_failed(struct archive *a, const char *out_name)
 {
-    if (len && fwrite(data, 1, len, b->out) != len) {
-        fprintf(stderr, "mkinitramfs: writing %s: %s\n", b->out_name, strerror(errno));
-        return false;
-    }
-    b->written += len;
-    return true;
+    const char *why = archive_error_string(a);
+    int e = archive_errno(a);
+    fprintf(stderr, "mkinitramfs: writing %s: %s%s%s\n", out_name, why ? why : "unknown error",
+            e > 0 ? ": " : "", e > 0 ? strerror(e) : "");
 }
 
-static bool pad4(struct builder *b)
+static bool write_failed(const struct builder *b)
 {
-    static const char zeros[4];
-    size_t rem = (size_t)(b->written % 4);
-    return rem == 0 || write_bytes(b, zeros, 4 - rem);
+    say_write_failed(b->out, b->out_name);
+    return false;
 }
 
-struct entry {
-    const char *name;    /* without the leading '/' */
-    uint32_t mode;       /* type bits | permissions */
-    uint32_t size;
-    uint32_t rdev_major, rdev_minor;
-};
-
-static bool write_header(struct builder *b, const struct entry *e)
+/* An entry with what every entry shares (see the top of this file); name
+ * is PATH without its leading '/'. NULL when out of memory. */
+static struct archive_entry *new_entry(struct builder *b, const char *path, mode_t mode)
 {
-    char hdr[111];
-    size_t name_size = strlen(e->name) + 1;
-    uint32_t nlink = S_ISDIR(e->mode) ? 2 : 1;
-    int n = snprintf(hdr, sizeof hdr,
-                     "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-                     b->next_ino++, e->mode, 0u, 0u, nlink, 0u, e->size,
-                     0u, 0u, e->rdev_major, e->rdev_minor, (uint32_t)name_size, 0u);
-    if (n != 110) {
-        fprintf(stderr, "mkinitramfs: internal error: header of %d bytes\n", n);
-        return false;
+    struct archive_entry *e = archive_entry_new();
+    if (!e) {
+        line_error(b, "out of memory");
+        return NULL;
     }
-    return write_bytes(b, hdr, 110) && write_bytes(b, e->name, name_size) && pad4(b);
+    archive_entry_set_pathname(e, path + 1);
+    archive_entry_set_mode(e, mode);
+    archive_entry_set_ino(e, b->next_ino++);
+    archive_entry_set_nlink(e, S_ISDIR(mode) ? 2 : 1);
+    archive_entry_set_uid(e, 0);
+    archive_entry_set_gid(e, 0);
+    archive_entry_set_mtime(e, 0, 0);
+    archive_entry_set_size(e, 0); /* libarchive wants it set; a file's comes later */
+    return e;
+}
+
+/* Writes e's header and frees e. Anything short of ARCHIVE_OK (a warning
+ * too: a field that did not fit) fails, as the entry would not be the one
+ * asked for. */
+static bool write_header(struct builder *b, struct archive_entry *e)
+{
+    int r = archive_write_header(b->out, e);
+    archive_entry_free(e);
+    return r == ARCHIVE_OK || write_failed(b);
+}
+
+static bool write_data(struct builder *b, const void *data, size_t len)
+{
+    la_ssize_t n = archive_write_data(b->out, data, len);
+    return (n >= 0 && (size_t)n == len) || write_failed(b);
 }
 
 /* --- checks ------------------------------------------------------------- */
@@ -210,45 +221,60 @@ static bool remember_dir(struct builder *b, const char *path)
 
 static bool add_dir(struct builder *b, char **f)
 {
-    struct entry e = { .name = f[1] + 1 };
-    if (!check_new_path(b, f[1]) || !parse_mode(b, f[2], &e.mode))
+    uint32_t perm;
+    if (!check_new_path(b, f[1]) || !parse_mode(b, f[2], &perm))
         return false;
-    e.mode |= S_IFDIR;
-    return write_header(b, &e) && remember_dir(b, f[1]);
+    struct archive_entry *e = new_entry(b, f[1], S_IFDIR | perm);
+    return e && write_header(b, e) && remember_dir(b, f[1]);
+}
+
+static bool parse_device_type(const struct builder *b, const char *s, mode_t *type)
+{
+    if (!strcmp(s, "c"))
+        *type = S_IFCHR;
+    else if (!strcmp(s, "b"))
+        *type = S_IFBLK;
+    else {
+        line_error(b, "bad device type '%s': want c or b", s);
+        return false;
+    }
+    return true;
 }
 
 static bool add_nod(struct builder *b, char **f)
 {
-    struct entry e = { .name = f[1] + 1 };
-    if (!check_new_path(b, f[1]) || !parse_mode(b, f[2], &e.mode))
+    uint32_t perm, major, minor;
+    mode_t type;
+    if (!check_new_path(b, f[1]) || !parse_mode(b, f[2], &perm) ||
+        !parse_device_type(b, f[3], &type) ||
+        !parse_number(b, "MAJOR", f[4], 4095, &major) ||
+        !parse_number(b, "MINOR", f[5], 1048575, &minor))
         return false;
-    if (!strcmp(f[3], "c"))
-        e.mode |= S_IFCHR;
-    else if (!strcmp(f[3], "b"))
-        e.mode |= S_IFBLK;
-    else {
-        line_error(b, "bad device type '%s': want c or b", f[3]);
+    struct archive_entry *e = new_entry(b, f[1], type | perm);
+    if (!e)
         return false;
-    }
-    return parse_number(b, "MAJOR", f[4], 4095, &e.rdev_major) &&
-           parse_number(b, "MINOR", f[5], 1048575, &e.rdev_minor) &&
-           write_header(b, &e);
+    archive_entry_set_rdevmajor(e, major);
+    archive_entry_set_rdevminor(e, minor);
+    return write_header(b, e);
 }
 
+/* libarchive writes the target as the entry's data. */
 static bool add_slink(struct builder *b, char **f)
 {
-    struct entry e = { .name = f[1] + 1, .mode = S_IFLNK | 0777 };
-    size_t tlen = strlen(f[2]);
     if (!check_new_path(b, f[1]))
         return false;
-    if (tlen >= MAX_PATH) {
+    if (strlen(f[2]) >= MAX_PATH) {
         line_error(b, "symlink TARGET longer than %d bytes", MAX_PATH - 1);
         return false;
     }
-    e.size = (uint32_t)tlen;
-    return write_header(b, &e) && write_bytes(b, f[2], tlen) && pad4(b);
+    struct archive_entry *e = new_entry(b, f[1], S_IFLNK | 0777);
+    if (!e)
+        return false;
+    archive_entry_set_symlink(e, f[2]);
+    return write_header(b, e);
 }
 
+/* Exactly size bytes of fd: the header already promised that many. */
 static bool copy_data(struct builder *b, int fd, const char *source, uint32_t size)
 {
     char buf[65536];
@@ -262,43 +288,62 @@ static bool copy_data(struct builder *b, int fd, const char *source, uint32_t si
             line_error(b, "reading %s: %s", source, got < 0 ? strerror(errno) : "it shrank while being read");
             return false;
         }
-        if (!write_bytes(b, buf, (size_t)got))
+        if (!write_data(b, buf, (size_t)got))
             return false;
         left -= (uint32_t)got;
     }
-    return pad4(b);
+    return true;
+}
+
+/* SOURCE's path: relative to -C DIR unless absolute. */
+static bool source_path(const struct builder *b, const char *source, char *out, size_t cap)
+{
+    int n = source[0] == '/' ? snprintf(out, cap, "%s", source)
+                             : snprintf(out, cap, "%s/%s", b->source_dir, source);
+    if (n < 0 || (size_t)n >= cap) {
+        line_error(b, "SOURCE path too long");
+        return false;
+    }
+    return true;
+}
+
+/* The header (type, permissions, size) and data of the open SOURCE fd. */
+static bool add_file_data(struct builder *b, const char *path, uint32_t perm, int fd,
+                          const char *source)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        line_error(b, "stat %s: %s", source, strerror(errno));
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        line_error(b, "SOURCE %s is not a regular file", source);
+        return false;
+    }
+    if ((uint64_t)st.st_size > UINT32_MAX) {
+        line_error(b, "SOURCE %s is over 4 GiB, more than newc can hold", source);
+        return false;
+    }
+    struct archive_entry *e = new_entry(b, path, S_IFREG | perm);
+    if (!e)
+        return false;
+    archive_entry_set_size(e, st.st_size);
+    return write_header(b, e) && copy_data(b, fd, source, (uint32_t)st.st_size);
 }
 
 static bool add_file(struct builder *b, char **f)
 {
-    struct entry e = { .name = f[1] + 1 };
     char source[PATH_MAX];
-    struct stat st;
-    if (!check_new_path(b, f[1]) || !parse_mode(b, f[3], &e.mode))
+    uint32_t perm;
+    if (!check_new_path(b, f[1]) || !parse_mode(b, f[3], &perm) ||
+        !source_path(b, f[2], source, sizeof source))
         return false;
-    int n = f[2][0] == '/' ? snprintf(source, sizeof source, "%s", f[2])
-                           : snprintf(source, sizeof source, "%s/%s", b->source_dir, f[2]);
-    if (n < 0 || (size_t)n >= sizeof source) {
-        line_error(b, "SOURCE path too long");
-        return false;
-    }
     int fd = open(source, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         line_error(b, "cannot open SOURCE %s: %s", source, strerror(errno));
         return false;
     }
-    bool ok = false;
-    if (fstat(fd, &st) < 0)
-        line_error(b, "stat %s: %s", source, strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        line_error(b, "SOURCE %s is not a regular file", source);
-    else if ((uint64_t)st.st_size > UINT32_MAX)
-        line_error(b, "SOURCE %s is over 4 GiB, more than newc can hold", source);
-    else {
-        e.mode |= S_IFREG;
-        e.size = (uint32_t)st.st_size;
-        ok = write_header(b, &e) && copy_data(b, fd, source, e.size);
-    }
+    bool ok = add_file_data(b, f[1], perm, fd, source);
     close(fd);
     return ok;
 }
@@ -366,9 +411,7 @@ static bool add_list(struct builder *b, FILE *list)
         fprintf(stderr, "mkinitramfs: reading %s: %s\n", b->list_name, strerror(errno));
         return false;
     }
-    struct entry trailer = { .name = "TRAILER!!!" };
-    b->next_ino = 0;
-    return write_header(b, &trailer);
+    return true; /* the trailer: archive_write_close writes it */
 }
 
 static int usage(void)
@@ -376,6 +419,55 @@ static int usage(void)
     fprintf(stderr, "usage: mkinitramfs -o OUT [-C DIR] LIST\n"
                     "  builds a newc cpio archive from LIST (see the top of tools/mkinitramfs.c)\n");
     return 2;
+}
+
+/* A newc writer onto fd, or NULL (said on stderr). */
+static struct archive *open_archive(int fd, const char *out_name)
+{
+    struct archive *a = archive_write_new();
+    if (!a) {
+        fprintf(stderr, "mkinitramfs: out of memory\n");
+        return NULL;
+    }
+    /* Bytes in the last block 1: the archive ends at its trailer instead of
+     * being padded with zeros to a whole 10 KiB block, as it always has. */
+    if (archive_write_set_format_cpio_newc(a) != ARCHIVE_OK ||
+        archive_write_add_filter_none(a) != ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
+        archive_write_open_fd(a, fd) != ARCHIVE_OK) {
+        say_write_failed(a, out_name);
+        archive_write_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* The whole archive of the list into fd (the temporary file). */
+static bool write_archive(struct builder *b, FILE *list, int fd)
+{
+    b->out = open_archive(fd, b->out_name);
+    if (!b->out)
+        return false;
+    bool ok = add_list(b, list);
+    if (ok && archive_write_close(b->out) != ARCHIVE_OK)
+        ok = write_failed(b);
+    /* After a failure this also closes the archive, writing to a file that
+     * is removed next; it must come before fd is closed. */
+    archive_write_free(b->out);
+    b->out = NULL;
+    return ok;
+}
+
+static bool begin_output(struct atomic_file *f, const char *out_name)
+{
+    f->tmp_path[0] = '\0';
+    if (atomic_file_begin(f, out_name, 0666))
+        return true;
+    if (!f->tmp_path[0])
+        fprintf(stderr, "mkinitramfs: output path too long\n");
+    else
+        fprintf(stderr, "mkinitramfs: cannot create %s: %s\n", f->tmp_path, strerror(errno));
+    return false;
 }
 
 int main(int argc, char **argv)
@@ -393,36 +485,21 @@ int main(int argc, char **argv)
         return usage();
 
     struct builder b = { .out_name = out_name, .source_dir = source_dir,
-                         .list_name = argv[optind], .next_ino = 721 };
+                         .list_name = argv[optind], .next_ino = FIRST_INO };
     FILE *list = fopen(b.list_name, "r");
     if (!list) {
         fprintf(stderr, "mkinitramfs: cannot open list %s: %s\n", b.list_name, strerror(errno));
         return 1;
     }
-    char tmp_name[PATH_MAX];
-    if (snprintf(tmp_name, sizeof tmp_name, "%s.tmp", out_name) >= (int)sizeof tmp_name) {
-        fprintf(stderr, "mkinitramfs: output path too long\n");
-        fclose(list);
-        return 1;
-    }
-    b.out = fopen(tmp_name, "wb");
-    if (!b.out) {
-        fprintf(stderr, "mkinitramfs: cannot create %s: %s\n", tmp_name, strerror(errno));
-        fclose(list);
-        return 1;
-    }
-    bool ok = add_list(&b, list);
+    struct atomic_file f;
+    bool ok = begin_output(&f, out_name) && write_archive(&b, list, f.fd);
     fclose(list);
-    if (fclose(b.out) != 0 && ok) {
-        fprintf(stderr, "mkinitramfs: writing %s: %s\n", tmp_name, strerror(errno));
+    if (ok && !atomic_file_commit(&f)) {
+        fprintf(stderr, "mkinitramfs: rename %s to %s: %s\n", f.tmp_path, out_name, strerror(errno));
         ok = false;
+    } else if (!ok) {
+        atomic_file_abort(&f);
     }
-    if (ok && rename(tmp_name, out_name) != 0) {
-        fprintf(stderr, "mkinitramfs: rename %s to %s: %s\n", tmp_name, out_name, strerror(errno));
-        ok = false;
-    }
-    if (!ok)
-        unlink(tmp_name);
     for (size_t i = 0; i < b.ndirs; i++)
         free(b.dirs[i]);
     return ok ? 0 : 1;

@@ -4,53 +4,39 @@
  * and every layer are blobs in the store, checked against their digests,
  * and *out lists them bottom first.
  *
- * Local inputs:
- *   oci:PATH[:TAG]       PATH/oci-layout ({"imageLayoutVersion": ...}), PATH/index.json (an
- *                        index; TAG picks the entry whose ref.name annotation is TAG), and
- *                        PATH/blobs/sha256/<hex>. Blobs are copied into the store, verified.
- *   docker-archive:PATH  a `docker save` tar (maybe compressed), read with libarchive:
- *                          manifest.json   [{"Config": "<file>", "RepoTags": [...],
- *                                            "Layers": ["<file>", ...]}]  (exactly one image)
- *                          <file>s         the config JSON and the layer tars, regular files or
- *                                          symlinks to other entries (duplicate layers)
- *                        The layers are (usually uncompressed) tars stored under their own
- *                        sha256; when the config lists rootfs.diff_ids, an uncompressed
- *                        layer's digest must equal its diff_id. Read in two passes: (1)
- *                        manifest.json, symlinks, and small *.json files (the config is
- *                        "<hex>.json" and comes before manifest.json); (2) the config and
- *                        layers into the store, skipping layers whose diff_id is stored.
+ *   reference                      source                 file
+ *   oci:PATH[:TAG]                 OCI image layout       fetch_oci_layout.c
+ *   docker-archive:PATH            `docker save` tar      fetch_docker_archive.c
+ *   [docker://]REGISTRY/NAME...    registry (API v2)      fetch_registry.c (with registry.c)
+ *
+ * Each source is one function of fetch_source.h, chosen here by the
+ * reference's prefix. What they share stays here: the choice of the
+ * linux/amd64 manifest in an index, checking a manifest's digest, storing
+ * it, progress names, and the final check of the config that fills *out.
  */
 #include "image/oci_fetch.h"
 
 #include "image/blob_store.h"
 #include "image/digest.h"
+#include "image/fetch_source.h"
 #include "image/oci_config.h"
 #include "image/oci_manifest.h"
-#include "image/reference.h"
-#include "image/registry.h"
 #include "base/error.h"
 
-#include <archive.h>
-#include <archive_entry.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <json-c/json.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#define WANT_OS "linux"
-#define WANT_ARCH "amd64"
-#define MAX_INDEX_DEPTH 4       /* index -> index -> ... -> manifest */
-#define ARCHIVE_MAX_LINKS 100000
-#define ARCHIVE_PATH_MAX 1024
-#define ARCHIVE_CHUNK (256u << 10)
-#define ARCHIVE_JSON_KEEP (16u << 20) /* *.json bytes kept from the first pass */
-#define ARCHIVE_JSON_FILES 64
-#define LAYOUT_FILE_MAX 4096
+/* By prefix, first match wins: the last, "", takes a plain reference. */
+static const struct {
+    const char *prefix;
+    fetch_source_fn *fetch;
+} sources[] = {
+    {"oci:", fetch_oci_layout},
+    {"docker-archive:", fetch_docker_archive},
+    {"docker://", fetch_registry},
+    {"", fetch_registry},
+};
 
 char *oci_blob_path(const char *store_dir, const char *digest)
 {
@@ -67,22 +53,62 @@ void oci_fetched_free(struct oci_fetched *f)
     memset(f, 0, sizeof *f);
 }
 
-/* "layer sha256:0123456789ab…" */
-static void blob_name(const char *kind, const char *digest, char *out, size_t cap)
+/* ---- shared steps (fetch_source.h) ------------------------------------------ */
+
+void fetch_blob_name(const char *kind, const char *digest, char *out, size_t cap)
 {
     char s[32];
     oci_digest_short(digest, s);
     snprintf(out, cap, "%s %s…", kind, s);
 }
 
-static void report(const struct oci_fetch_options *opt, const char *what, uint64_t done,
-                   uint64_t total)
+void fetch_report(const struct oci_fetch_options *opt, const char *what, uint64_t done,
+                  uint64_t total)
 {
     if (opt->progress)
         opt->progress(opt->progress_ctx, what, done, total);
 }
 
-/* ---- what every source ends with ------------------------------------------ */
+bool fetch_blob_stored(const struct oci_fetch_options *opt, const char *kind, const char *digest,
+                       uint64_t size, char *name, size_t cap)
+{
+    fetch_blob_name(kind, digest, name, cap);
+    if (!blob_store_has(opt->store_dir, digest, size))
+        return false;
+    fetch_report(opt, name, size, size);
+    return true;
+}
+
+sm_code fetch_pick_platform(const struct oci_manifest *index, int depth, const char *ref_name,
+                            struct oci_descriptor *chosen, sm_error *err)
+{
+    if (depth == FETCH_MAX_INDEX_DEPTH)
+        return error_set(err, SM_E_LIMIT, "indexes nested more than %d deep",
+                         FETCH_MAX_INDEX_DEPTH);
+    const struct oci_descriptor *d;
+    sm_code rc = oci_index_select(index, FETCH_WANT_OS, FETCH_WANT_ARCH, ref_name, &d, err);
+    if (!rc)
+        *chosen = *d; /* a copy: the caller frees the index next */
+    return rc;
+}
+
+sm_code fetch_verify_manifest(const char *buf, size_t len, const char *want,
+                              char got[OCI_DIGEST_SIZE], sm_error *err)
+{
+    sm_code rc = oci_sha256_buffer(buf, len, got, err);
+    if (rc || !want[0] || strcmp(got, want) == 0)
+        return rc;
+    char s[32], name[64];
+    oci_digest_short(got, s);
+    fetch_blob_name("manifest", want, name, sizeof name);
+    return error_set(err, SM_E_PROTOCOL, "%s is corrupt: digest mismatch (got %s…)", name, s);
+}
+
+sm_code fetch_store_manifest(const struct oci_fetch_options *opt, const char *digest,
+                             const char *buf, size_t len, sm_error *err)
+{
+    return blob_store_put_buffer(opt->store_dir, digest, buf, len, "manifest", err);
+}
 
 /* The config must be a parseable image config for linux/amd64 whose
  * diff_ids (when listed) are as many as the layers. */
@@ -92,23 +118,23 @@ static sm_code check_config(const char *json, size_t len, size_t nlayers, sm_err
     sm_code rc = oci_config_parse(json, len, &cfg, err);
     if (rc)
         return rc;
-    if ((cfg.os[0] && strcmp(cfg.os, WANT_OS) != 0) ||
-        (cfg.architecture[0] && strcmp(cfg.architecture, WANT_ARCH) != 0))
-        rc = error_set(err, SM_E_UNSUPPORTED, "the image is for %s/%s%s%s, not " WANT_OS "/" WANT_ARCH,
-                     cfg.os[0] ? cfg.os : "?", cfg.architecture[0] ? cfg.architecture : "?",
-                     cfg.variant[0] ? "/" : "", cfg.variant);
+    if ((cfg.os[0] && strcmp(cfg.os, FETCH_WANT_OS) != 0) ||
+        (cfg.architecture[0] && strcmp(cfg.architecture, FETCH_WANT_ARCH) != 0))
+        rc = error_set(err, SM_E_UNSUPPORTED,
+                       "the image is for %s/%s%s%s, not " FETCH_WANT_OS "/" FETCH_WANT_ARCH,
+                       cfg.os[0] ? cfg.os : "?", cfg.architecture[0] ? cfg.architecture : "?",
+                       cfg.variant[0] ? "/" : "", cfg.variant);
     else if (cfg.ndiff_ids && cfg.ndiff_ids != nlayers)
         rc = error_set(err, SM_E_PROTOCOL,
-                     "the image config lists %zu layers (rootfs.diff_ids) but the manifest %zu",
-                     cfg.ndiff_ids, nlayers);
+                       "the image config lists %zu layers (rootfs.diff_ids) but the manifest %zu",
+                       cfg.ndiff_ids, nlayers);
     oci_config_free(&cfg);
     return rc;
 }
 
-/* Fills out from a verified config (in the store) and the layers. */
-static sm_code finish(const struct oci_fetch_options *opt, const char *config_digest,
-                      const struct oci_layer *layers, size_t nlayers, struct oci_fetched *out,
-                      sm_error *err)
+sm_code fetch_finish(const struct oci_fetch_options *opt, const char *config_digest,
+                     const struct oci_layer *layers, size_t nlayers, struct oci_fetched *out,
+                     sm_error *err)
 {
     sm_code rc = blob_store_read(opt->store_dir, config_digest, OCI_JSON_MAX, &out->config_json,
                                  &out->config_len, err);
@@ -129,923 +155,6 @@ static sm_code finish(const struct oci_fetch_options *opt, const char *config_di
     return SM_OK;
 }
 
-/* ---- registries ------------------------------------------------------------ */
-
-/* A manifest by tag or digest: from the store when the digest is known and
- * stored, else from the registry (then stored). want_digest/want_size ("" /
- * BLOB_SIZE_UNKNOWN when unknown) are checked. */
-static sm_code load_manifest(struct registry_client *c, const struct oci_fetch_options *opt,
-                             const char *target, const char *want_digest, uint64_t want_size,
-                             const char *hint_type, struct oci_manifest *m,
-                             char digest[OCI_DIGEST_SIZE], sm_error *err)
-{
-    char *body = NULL, ctype[128] = "";
-    size_t len = 0;
-    sm_code rc;
-    bool stored = want_digest[0] && blob_store_has(opt->store_dir, want_digest, want_size);
-    if (stored) {
-        rc = blob_store_read(opt->store_dir, want_digest, OCI_JSON_MAX, &body, &len, err);
-        snprintf(ctype, sizeof ctype, "%s", hint_type);
-    } else {
-        rc = registry_get_manifest(c, target, &body, &len, ctype, err);
-    }
-    if (!rc)
-        rc = oci_sha256_buffer(body, len, digest, err);
-    if (!rc && want_digest[0] && strcmp(digest, want_digest) != 0) {
-        char got[32], name[64];
-        oci_digest_short(digest, got);
-        blob_name("manifest", want_digest, name, sizeof name);
-        rc = error_set(err, SM_E_PROTOCOL, "%s is corrupt: digest mismatch (got %s…)", name, got);
-    }
-    if (!rc && want_size != BLOB_SIZE_UNKNOWN && len != want_size)
-        rc = error_set(err, SM_E_PROTOCOL,
-                     "manifest %s is corrupt: %zu bytes where its descriptor says %llu", digest,
-                     len, (unsigned long long)want_size);
-    if (!rc)
-        rc = oci_manifest_parse(body, len, ctype[0] ? ctype : hint_type, m, err);
-    if (!rc && !stored)
-        rc = blob_store_put_buffer(opt->store_dir, digest, body, len, "manifest", err);
-    free(body);
-    return rc;
-}
-
-/* From whatever the reference names down to the linux/amd64 image manifest. */
-static sm_code resolve_registry_manifest(struct registry_client *c,
-                                         const struct oci_fetch_options *opt,
-                                         const struct oci_reference *ref, struct oci_manifest *m,
-                                         char digest[OCI_DIGEST_SIZE], sm_error *err)
-{
-    sm_code rc = load_manifest(c, opt, oci_reference_target(ref), ref->digest, BLOB_SIZE_UNKNOWN,
-                               "", m, digest, err);
-    for (int depth = 0; !rc && m->kind == OCI_KIND_INDEX; depth++) {
-        const struct oci_descriptor *d;
-        if (depth == MAX_INDEX_DEPTH)
-            return error_set(err, SM_E_LIMIT, "indexes nested more than %d deep", MAX_INDEX_DEPTH);
-        rc = oci_index_select(m, WANT_OS, WANT_ARCH, NULL, &d, err);
-        if (rc)
-            return rc;
-        struct oci_descriptor chosen = *d;
-        if (chosen.size > OCI_JSON_MAX)
-            return error_set(err, SM_E_LIMIT, "the %s/%s manifest is %llu bytes, more than %u",
-                           WANT_OS, WANT_ARCH, (unsigned long long)chosen.size, OCI_JSON_MAX);
-        oci_manifest_free(m);
-        rc = load_manifest(c, opt, chosen.digest, chosen.digest, chosen.size, chosen.media_type,
-                           m, digest, err);
-    }
-    return rc;
-}
-
-static sm_code fetch_blobs(struct registry_client *c, const struct oci_fetch_options *opt,
-                           const struct oci_manifest *m, struct oci_fetched *out, sm_error *err)
-{
-    char name[64];
-    uint64_t got = 0;
-    if (m->config.size > OCI_JSON_MAX)
-        return error_set(err, SM_E_LIMIT, "the image config is %llu bytes, more than %u",
-                       (unsigned long long)m->config.size, OCI_JSON_MAX);
-    blob_name("config", m->config.digest, name, sizeof name);
-    sm_code rc = registry_fetch_blob(c, opt->store_dir, m->config.digest, m->config.size, name,
-                                     &got, err);
-    out->downloaded += got;
-    for (size_t i = 0; !rc && i < m->nlayers; i++) {
-        const struct oci_layer *l = &m->layers[i];
-        blob_name("layer", l->digest, name, sizeof name);
-        if (blob_store_has(opt->store_dir, l->digest, l->size)) {
-            report(opt, name, l->size, l->size);
-            continue;
-        }
-        rc = registry_fetch_blob(c, opt->store_dir, l->digest, l->size, name, &got, err);
-        out->downloaded += got;
-    }
-    return rc;
-}
-
-static sm_code fetch_registry(const char *refstr, const struct oci_fetch_options *opt,
-                              struct oci_fetched *out, sm_error *err)
-{
-    struct oci_reference ref;
-    sm_code rc = oci_reference_parse(refstr, &ref, err);
-    if (rc)
-        return rc;
-    struct registry_options ro = {
-        .plain_http = opt->plain_http,
-        .ca_file = opt->ca_file,
-        .username = opt->username,
-        .password = opt->password,
-        .progress = opt->progress,
-        .progress_ctx = opt->progress_ctx,
-    };
-    struct registry_client *c;
-    rc = registry_open(&ref, &ro, &c, err);
-    if (rc)
-        return rc;
-    struct oci_manifest m = {0};
-    rc = resolve_registry_manifest(c, opt, &ref, &m, out->manifest_digest, err);
-    if (!rc)
-        rc = fetch_blobs(c, opt, &m, out, err);
-    if (!rc)
-        rc = finish(opt, m.config.digest, m.layers, m.nlayers, out, err);
-    char canonical[OCI_REF_INPUT_MAX];
-    oci_reference_format(&ref, canonical, sizeof canonical);
-    if (!rc && !(out->canonical_ref = strdup(canonical)))
-        rc = error_set(err, SM_E_NOMEM, "out of memory");
-    /* Manifest errors already name the reference; blob errors do not. */
-    char name[OCI_REF_NAME_MAX * 2 + 2];
-    snprintf(name, sizeof name, "%s/%s", ref.registry, ref.repository);
-    if (rc && err && strncmp(err->message, name, strlen(name)) != 0)
-        error_prefix(err, "%s", canonical);
-    oci_manifest_free(&m);
-    registry_close(c);
-    return rc;
-}
-
-/* ---- oci:PATH ------------------------------------------------------------- */
-
-static sm_code read_small_file(const char *path, size_t max, char **buf, size_t *len,
-                               sm_error *err)
-{
-    *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
-                             "cannot open %s", path);
-    struct stat st;
-    sm_code rc = SM_OK;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        rc = error_set(err, SM_E_INVALID, "%s is not a regular file", path);
-    else if ((uint64_t)st.st_size > max)
-        rc = error_set(err, SM_E_LIMIT, "%s is %lld bytes, more than the limit of %zu", path,
-                     (long long)st.st_size, max);
-    else if (!(*buf = malloc((size_t)st.st_size + 1)))
-        rc = error_set(err, SM_E_NOMEM, "out of memory");
-    size_t got = 0;
-    while (!rc && got < (size_t)st.st_size) {
-        ssize_t r = read(fd, *buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            rc = error_set_errno(err, SM_E_IO, r < 0 ? errno : EIO, "cannot read %s", path);
-        else
-            got += (size_t)r;
-    }
-    close(fd);
-    if (rc) {
-        free(*buf);
-        *buf = NULL;
-        return rc;
-    }
-    (*buf)[got] = '\0';
-    *len = got;
-    return SM_OK;
-}
-
-struct layout {
-    char *dir;  /* the layout folder */
-    char tag[OCI_REF_TAG_MAX + 1];
-};
-
-static char *layout_blob_path(const struct layout *l, const char *digest)
-{
-    char *p = NULL;
-    if (asprintf(&p, "%s/blobs/sha256/%s", l->dir, oci_digest_hex(digest)) < 0)
-        return NULL;
-    return p;
-}
-
-/* A small blob of the layout (a manifest or index), verified. */
-static sm_code layout_read_blob(const struct layout *l, const struct oci_descriptor *d,
-                                char **buf, size_t *len, sm_error *err)
-{
-    if (d->size > OCI_JSON_MAX)
-        return error_set(err, SM_E_LIMIT, "manifest %s is %llu bytes, more than %u", d->digest,
-                       (unsigned long long)d->size, OCI_JSON_MAX);
-    char *path = layout_blob_path(l, d->digest);
-    if (!path)
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    sm_code rc = read_small_file(path, OCI_JSON_MAX, buf, len, err);
-    free(path);
-    char got[OCI_DIGEST_SIZE], name[64], s[32];
-    if (!rc)
-        rc = oci_sha256_buffer(*buf, *len, got, err);
-    blob_name("manifest", d->digest, name, sizeof name);
-    if (!rc && strcmp(got, d->digest) != 0) {
-        oci_digest_short(got, s);
-        rc = error_set(err, SM_E_PROTOCOL, "%s is corrupt: digest mismatch (got %s…)", name, s);
-    } else if (!rc && *len != d->size) {
-        rc = error_set(err, SM_E_PROTOCOL, "%s is corrupt: %zu bytes where the index says %llu",
-                     name, *len, (unsigned long long)d->size);
-    }
-    if (rc) {
-        free(*buf);
-        *buf = NULL;
-    }
-    return rc;
-}
-
-static sm_code layout_check(const struct layout *l, sm_error *err)
-{
-    char *path = NULL, *buf = NULL;
-    size_t len;
-    struct json_object *root = NULL;
-    if (asprintf(&path, "%s/oci-layout", l->dir) < 0)
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    sm_code rc = read_small_file(path, LAYOUT_FILE_MAX, &buf, &len, err);
-    if (rc == SM_E_NOTFOUND)
-        rc = error_set(err, SM_E_NOTFOUND, "%s is not an OCI image layout (it has no oci-layout file)",
-                     l->dir);
-    if (!rc)
-        rc = oci_json_parse(buf, len, LAYOUT_FILE_MAX, path, &root, err);
-    bool bad = false;
-    if (!rc && !oci_json_string(root, "imageLayoutVersion", 64, &bad))
-        rc = error_set(err, SM_E_PROTOCOL, "%s has no imageLayoutVersion", path);
-    json_object_put(root);
-    free(buf);
-    free(path);
-    return rc;
-}
-
-/* index.json, then down to the linux/amd64 (or only) image manifest. */
-static sm_code layout_resolve(const struct layout *l, const struct oci_fetch_options *opt,
-                              struct oci_manifest *m, char digest[OCI_DIGEST_SIZE], sm_error *err)
-{
-    char *path = NULL, *buf = NULL;
-    size_t len;
-    if (asprintf(&path, "%s/index.json", l->dir) < 0)
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    sm_code rc = read_small_file(path, OCI_JSON_MAX, &buf, &len, err);
-    if (!rc)
-        rc = oci_manifest_parse(buf, len, OCI_MT_OCI_INDEX, m, err);
-    if (!rc && m->kind != OCI_KIND_INDEX)
-        rc = error_set(err, SM_E_PROTOCOL, "%s is not an image index", path);
-    free(buf);
-    free(path);
-    for (int depth = 0; !rc && m->kind == OCI_KIND_INDEX; depth++) {
-        const struct oci_descriptor *d;
-        if (depth == MAX_INDEX_DEPTH)
-            return error_set(err, SM_E_LIMIT, "indexes nested more than %d deep", MAX_INDEX_DEPTH);
-        rc = oci_index_select(m, WANT_OS, WANT_ARCH, depth == 0 ? l->tag : NULL, &d, err);
-        if (rc)
-            return rc;
-        struct oci_descriptor chosen = *d;
-        oci_manifest_free(m);
-        rc = layout_read_blob(l, &chosen, &buf, &len, err);
-        if (!rc)
-            rc = oci_manifest_parse(buf, len, chosen.media_type, m, err);
-        if (!rc)
-            rc = blob_store_put_buffer(opt->store_dir, chosen.digest, buf, len, "manifest", err);
-        if (!rc)
-            memcpy(digest, chosen.digest, OCI_DIGEST_SIZE);
-        free(buf);
-        buf = NULL;
-    }
-    return rc;
-}
-
-/* Copies one blob of the layout into the store (verified). */
-static sm_code layout_import(const struct layout *l, const struct oci_fetch_options *opt,
-                             const char *kind, const char *digest, uint64_t size,
-                             uint64_t *copied, sm_error *err)
-{
-    char name[64];
-    blob_name(kind, digest, name, sizeof name);
-    if (blob_store_has(opt->store_dir, digest, size)) {
-        report(opt, name, size, size);
-        return SM_OK;
-    }
-    char *path = layout_blob_path(l, digest);
-    if (!path)
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    sm_code rc = SM_OK;
-    if (fd < 0)
-        rc = error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
-                           "%s: cannot open %s", name, path);
-    free(path);
-    if (rc)
-        return rc;
-    char got[OCI_DIGEST_SIZE];
-    uint64_t got_size = 0;
-    rc = blob_store_put_fd(opt->store_dir, fd, digest, size, name, got, &got_size, err);
-    close(fd);
-    if (!rc) {
-        *copied += got_size;
-        report(opt, name, size, size);
-    }
-    return rc;
-}
-
-/* "PATH" or "PATH:TAG" (PATH itself may hold ':' when it names a folder). */
-static sm_code layout_split(const char *spec, struct layout *l, sm_error *err)
-{
-    struct stat st;
-    const char *colon = strrchr(spec, ':');
-    size_t dir_len = strlen(spec);
-    if (!(stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) && colon && !strchr(colon, '/')) {
-        size_t tlen = strlen(colon + 1);
-        if (tlen == 0 || tlen > OCI_REF_TAG_MAX)
-            return error_set(err, SM_E_INVALID, "oci:%s: a tag is 1 to %d characters", spec,
-                           OCI_REF_TAG_MAX);
-        memcpy(l->tag, colon + 1, tlen + 1);
-        dir_len = (size_t)(colon - spec);
-    }
-    if (dir_len == 0)
-        return error_set(err, SM_E_INVALID, "oci: needs a folder, as in oci:/path/to/layout[:tag]");
-    char *dir = strndup(spec, dir_len);
-    if (!dir)
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    l->dir = realpath(dir, NULL);
-    int e = errno;
-    sm_code rc = l->dir ? SM_OK
-                        : error_set_errno(err, e == ENOENT ? SM_E_NOTFOUND : SM_E_IO, e,
-                                        "oci:%s: cannot open the folder %s", spec, dir);
-    free(dir);
-    return rc;
-}
-
-static sm_code fetch_oci_layout(const char *spec, const struct oci_fetch_options *opt,
-                                struct oci_fetched *out, sm_error *err)
-{
-    struct layout l = {0};
-    sm_code rc = layout_split(spec, &l, err);
-    if (rc)
-        return rc;
-    struct oci_manifest m = {0};
-    rc = layout_check(&l, err);
-    if (!rc)
-        rc = layout_resolve(&l, opt, &m, out->manifest_digest, err);
-    if (!rc && m.config.size > OCI_JSON_MAX)
-        rc = error_set(err, SM_E_LIMIT, "the image config is more than %u bytes", OCI_JSON_MAX);
-    if (!rc)
-        rc = layout_import(&l, opt, "config", m.config.digest, m.config.size, &out->downloaded,
-                           err);
-    for (size_t i = 0; !rc && i < m.nlayers; i++)
-        rc = layout_import(&l, opt, "layer", m.layers[i].digest, m.layers[i].size,
-                           &out->downloaded, err);
-    if (!rc)
-        rc = finish(opt, m.config.digest, m.layers, m.nlayers, out, err);
-    if (!rc && asprintf(&out->canonical_ref, "oci:%s%s%s", l.dir, l.tag[0] ? ":" : "", l.tag) < 0) {
-        out->canonical_ref = NULL;
-        rc = error_set(err, SM_E_NOMEM, "out of memory");
-    }
-    if (rc)
-        error_prefix(err, "oci:%s", spec);
-    oci_manifest_free(&m);
-    free(l.dir);
-    return rc;
-}
-
-/* ---- docker-archive:PATH ---------------------------------------------------- */
-
-struct archive_link {
-    char *name;   /* normalized entry name */
-    char *target; /* normalized path it points to */
-};
-
-struct small_file {
-    char *name;
-    char *data;
-    size_t len;
-};
-
-struct docker_archive {
-    const char *path;
-    char *manifest_json;
-    size_t manifest_len;
-    struct archive_link *links;
-    size_t nlinks;
-    char *config_path;   /* resolved through links */
-    char **layer_paths;  /* resolved through links */
-    size_t nlayers;
-    char config_digest[OCI_DIGEST_SIZE];
-    struct oci_layer *layers; /* digest "" until found */
-    struct small_file *jsons; /* "*.json" files kept from pass 1 (the config among them) */
-    size_t njsons, json_bytes;
-    struct oci_config config; /* parsed when the config was among them */
-    bool have_config;
-};
-
-/* Normalizes base + "/" + rel into out: no ".", "..", "//" or leading "/";
- * false when it leaves the archive's root or does not fit. */
-static bool normalize_path(const char *base, const char *rel, char *out, size_t cap)
-{
-    char tmp[2 * ARCHIVE_PATH_MAX + 2];
-    if (rel[0] == '/')
-        return false;
-    int w = snprintf(tmp, sizeof tmp, "%s%s%s", base, base[0] ? "/" : "", rel);
-    if (w < 0 || (size_t)w >= sizeof tmp)
-        return false;
-    size_t n = 0;
-    char *save = NULL;
-    out[0] = '\0';
-    for (char *part = strtok_r(tmp, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
-        if (strcmp(part, ".") == 0)
-            continue;
-        if (strcmp(part, "..") == 0) {
-            if (n == 0)
-                return false;
-            char *slash = strrchr(out, '/');
-            n = slash ? (size_t)(slash - out) : 0;
-            out[n] = '\0';
-            continue;
-        }
-        size_t plen = strlen(part);
-        if (n + (n ? 1 : 0) + plen + 1 > cap)
-            return false;
-        if (n)
-            out[n++] = '/';
-        memcpy(out + n, part, plen + 1);
-        n += plen;
-    }
-    return n > 0;
-}
-
-static sm_code archive_open_file(const char *path, struct archive **out, sm_error *err)
-{
-    struct archive *a = archive_read_new();
-    if (!a)
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    archive_read_support_filter_all(a);
-    archive_read_support_format_tar(a);
-    if (archive_read_open_filename(a, path, 64 << 10) != ARCHIVE_OK) {
-        sm_code rc = error_set(err, SM_E_IO, "docker-archive:%s: %s", path, archive_error_string(a));
-        archive_read_free(a);
-        return rc;
-    }
-    *out = a;
-    return SM_OK;
-}
-
-static sm_code archive_fail(struct archive *a, const char *path, sm_error *err)
-{
-    const char *why = archive_error_string(a);
-    return error_set(err, SM_E_PROTOCOL, "docker-archive:%s: cannot read the tar: %s", path,
-                   why ? why : "unknown error");
-}
-
-static sm_code read_entry_bounded(struct archive *a, struct archive_entry *e, size_t max,
-                                  const char *path, char **buf, size_t *len, sm_error *err)
-{
-    int64_t size = archive_entry_size(e);
-    if (size < 0 || (uint64_t)size > max)
-        return error_set(err, SM_E_LIMIT, "docker-archive:%s: %s is larger than %zu bytes", path,
-                       archive_entry_pathname(e), max);
-    *buf = malloc((size_t)size + 1);
-    if (!*buf)
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    size_t got = 0;
-    while (got < (size_t)size) {
-        la_ssize_t r = archive_read_data(a, *buf + got, (size_t)size - got);
-        if (r <= 0) {
-            free(*buf);
-            *buf = NULL;
-            return r < 0 ? archive_fail(a, path, err)
-                         : error_set(err, SM_E_PROTOCOL, "docker-archive:%s: %s is cut short", path,
-                                   archive_entry_pathname(e));
-        }
-        got += (size_t)r;
-    }
-    (*buf)[got] = '\0';
-    *len = got;
-    return SM_OK;
-}
-
-static sm_code remember_link(struct docker_archive *d, const char *name, const char *target,
-                             sm_error *err)
-{
-    if (d->nlinks >= ARCHIVE_MAX_LINKS)
-        return error_set(err, SM_E_LIMIT, "docker-archive:%s: more than %d symlinks", d->path,
-                       ARCHIVE_MAX_LINKS);
-    char dir[ARCHIVE_PATH_MAX], resolved[ARCHIVE_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", name);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
-    else
-        dir[0] = '\0';
-    if (!normalize_path(dir, target, resolved, sizeof resolved))
-        return SM_OK; /* points out of the archive: never a blob we use */
-    if (d->nlinks % 64 == 0) {
-        struct archive_link *grown = realloc(d->links, (d->nlinks + 64) * sizeof *grown);
-        if (!grown)
-            return error_set(err, SM_E_NOMEM, "out of memory");
-        d->links = grown;
-    }
-    struct archive_link *l = &d->links[d->nlinks];
-    l->name = strdup(name);
-    l->target = strdup(resolved);
-    if (!l->name || !l->target) {
-        free(l->name);
-        free(l->target);
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    }
-    d->nlinks++;
-    return SM_OK;
-}
-
-/* Keeps a small "*.json" file: the config of a legacy `docker save` tar is
- * "<hex>.json", written before manifest.json names it. With it in hand,
- * layers already in the store need not be copied again (pass 2). */
-static sm_code maybe_keep_json(struct docker_archive *d, struct archive *a,
-                               struct archive_entry *e, const char *name, sm_error *err)
-{
-    size_t n = strlen(name);
-    int64_t size = archive_entry_size(e);
-    if (n < 5 || strcmp(name + n - 5, ".json") != 0 || size < 0 || size > OCI_JSON_MAX ||
-        d->json_bytes + (uint64_t)size > ARCHIVE_JSON_KEEP || d->njsons == ARCHIVE_JSON_FILES)
-        return SM_OK;
-    if (d->njsons == 0 && !(d->jsons = calloc(ARCHIVE_JSON_FILES, sizeof *d->jsons)))
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    struct small_file *f = &d->jsons[d->njsons];
-    if (!(f->name = strdup(name)))
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    d->njsons++;
-    sm_code rc = read_entry_bounded(a, e, OCI_JSON_MAX, d->path, &f->data, &f->len, err);
-    d->json_bytes += f->len;
-    return rc;
-}
-
-/* Pass 1: manifest.json, the symlinks and small *.json files. */
-static sm_code archive_scan(struct docker_archive *d, sm_error *err)
-{
-    struct archive *a;
-    sm_code rc = archive_open_file(d->path, &a, err);
-    if (rc)
-        return rc;
-    struct archive_entry *e;
-    int r;
-    while (!rc && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-        char name[ARCHIVE_PATH_MAX];
-        const char *raw = archive_entry_pathname(e);
-        if (!raw || !normalize_path("", raw, name, sizeof name))
-            continue;
-        if (strcmp(name, "manifest.json") == 0 && archive_entry_filetype(e) == AE_IFREG) {
-            free(d->manifest_json);
-            rc = read_entry_bounded(a, e, OCI_JSON_MAX, d->path, &d->manifest_json,
-                                    &d->manifest_len, err);
-        } else if (archive_entry_filetype(e) == AE_IFLNK && archive_entry_symlink(e)) {
-            rc = remember_link(d, name, archive_entry_symlink(e), err);
-        } else if (archive_entry_filetype(e) == AE_IFREG) {
-            rc = maybe_keep_json(d, a, e, name, err);
-        }
-    }
-    if (!rc && r != ARCHIVE_EOF)
-        rc = archive_fail(a, d->path, err);
-    archive_read_free(a);
-    if (!rc && !d->manifest_json)
-        rc = error_set(err, SM_E_PROTOCOL,
-                     "docker-archive:%s has no manifest.json (is it a `docker save` tar?)",
-                     d->path);
-    return rc;
-}
-
-/* A path from manifest.json, normalized and followed through symlinks. */
-static sm_code resolve_archive_path(const struct docker_archive *d, const char *raw, char **out,
-                                    sm_error *err)
-{
-    char cur[ARCHIVE_PATH_MAX];
-    if (!normalize_path("", raw, cur, sizeof cur))
-        return error_set(err, SM_E_PROTOCOL, "docker-archive:%s: bad path \"%.100s\" in manifest.json",
-                       d->path, raw);
-    for (int hops = 0; hops < 8; hops++) {
-        size_t i = 0;
-        while (i < d->nlinks && strcmp(d->links[i].name, cur) != 0)
-            i++;
-        if (i == d->nlinks) {
-            *out = strdup(cur);
-            return *out ? SM_OK : error_set(err, SM_E_NOMEM, "out of memory");
-        }
-        snprintf(cur, sizeof cur, "%s", d->links[i].target);
-    }
-    return error_set(err, SM_E_PROTOCOL, "docker-archive:%s: symlinks loop at \"%.100s\"", d->path,
-                   raw);
-}
-
-static sm_code parse_archive_manifest(struct docker_archive *d, sm_error *err)
-{
-    struct json_object *root, *img, *layers;
-    sm_code rc = oci_json_parse(d->manifest_json, d->manifest_len, OCI_JSON_MAX,
-                                "the archive's manifest.json", &root, err);
-    if (rc)
-        return rc;
-    bool bad = false;
-    const char *config = NULL;
-    size_t n = 0;
-    if (!json_object_is_type(root, json_type_array) || json_object_array_length(root) != 1)
-        rc = error_set(err, SM_E_UNSUPPORTED,
-                     "docker-archive:%s: manifest.json must list exactly one image (save one "
-                     "image per archive)",
-                     d->path);
-    else if (!(img = json_object_array_get_idx(root, 0)) ||
-             !(config = oci_json_string(img, "Config", ARCHIVE_PATH_MAX - 1, &bad)) ||
-             !json_object_object_get_ex(img, "Layers", &layers) ||
-             !json_object_is_type(layers, json_type_array))
-        rc = error_set(err, SM_E_PROTOCOL,
-                     "docker-archive:%s: manifest.json has no Config string and Layers array",
-                     d->path);
-    else if ((n = json_object_array_length(layers)) > OCI_MAX_LAYERS)
-        rc = error_set(err, SM_E_LIMIT, "docker-archive:%s: more than %d layers", d->path,
-                     OCI_MAX_LAYERS);
-    if (!rc)
-        rc = resolve_archive_path(d, config, &d->config_path, err);
-    if (!rc) {
-        d->layer_paths = calloc(n ? n : 1, sizeof *d->layer_paths);
-        d->layers = calloc(n ? n : 1, sizeof *d->layers);
-        if (!d->layer_paths || !d->layers)
-            rc = error_set(err, SM_E_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; !rc && i < n; i++) {
-        struct json_object *item = json_object_array_get_idx(layers, i);
-        if (!item || !json_object_is_type(item, json_type_string) ||
-            (size_t)json_object_get_string_len(item) >= ARCHIVE_PATH_MAX)
-            rc = error_set(err, SM_E_PROTOCOL, "docker-archive:%s: layer %zu in manifest.json is "
-                                             "not a path", d->path, i + 1);
-        else
-            rc = resolve_archive_path(d, json_object_get_string(item), &d->layer_paths[i], err);
-        if (!rc)
-            d->nlayers = i + 1;
-    }
-    json_object_put(root);
-    return rc;
-}
-
-/* The digest a path names: "blobs/sha256/<hex>" or "<hex>.json" ("" if none). */
-static void digest_from_name(const char *path, char out[OCI_DIGEST_SIZE])
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    char cand[OCI_DIGEST_SIZE + 8];
-    out[0] = '\0';
-    size_t n = strlen(base);
-    if (n == OCI_DIGEST_HEX_LEN + 5 && strcmp(base + OCI_DIGEST_HEX_LEN, ".json") == 0)
-        n = OCI_DIGEST_HEX_LEN;
-    if (n != OCI_DIGEST_HEX_LEN)
-        return;
-    snprintf(cand, sizeof cand, "sha256:%.64s", base);
-    if (oci_digest_valid(cand))
-        memcpy(out, cand, OCI_DIGEST_SIZE);
-}
-
-/* Streams the current entry into the store; *digest gets its digest. */
-static sm_code archive_entry_to_store(struct docker_archive *d, struct archive *a,
-                                      struct archive_entry *e, const char *name,
-                                      const struct oci_fetch_options *opt,
-                                      char digest[OCI_DIGEST_SIZE], uint64_t *size,
-                                      uint64_t *copied, sm_error *err)
-{
-    char known[OCI_DIGEST_SIZE], what[ARCHIVE_PATH_MAX + 64];
-    digest_from_name(name, known);
-    int64_t esize = archive_entry_size(e);
-    if (esize < 0 || (uint64_t)esize > OCI_MAX_LAYER_SIZE)
-        return error_set(err, SM_E_LIMIT, "docker-archive:%s: %s is too large", d->path, name);
-    snprintf(what, sizeof what, "docker-archive:%s: %s", d->path, name);
-    struct blob_writer w;
-    bool present;
-    sm_code rc = blob_writer_open(opt->store_dir, known, (uint64_t)esize, what, &w, &present, err);
-    if (rc)
-        return rc;
-    *size = (uint64_t)esize;
-    if (present) {
-        memcpy(digest, known, OCI_DIGEST_SIZE);
-        return SM_OK;
-    }
-    if (w.written)
-        rc = blob_writer_restart(&w, err);
-    char *buf = rc ? NULL : malloc(ARCHIVE_CHUNK);
-    if (!rc && !buf)
-        rc = error_set(err, SM_E_NOMEM, "out of memory");
-    while (!rc) {
-        la_ssize_t r = archive_read_data(a, buf, ARCHIVE_CHUNK);
-        if (r < 0)
-            rc = archive_fail(a, d->path, err);
-        if (r <= 0)
-            break;
-        rc = blob_writer_write(&w, buf, (size_t)r, err);
-        if (!rc && opt->progress)
-            opt->progress(opt->progress_ctx, name, w.written, (uint64_t)esize);
-    }
-    free(buf);
-    if (rc) {
-        blob_writer_discard(&w);
-        return rc;
-    }
-    *copied += w.written;
-    rc = blob_writer_commit(&w, err);
-    if (!rc)
-        memcpy(digest, w.digest, OCI_DIGEST_SIZE);
-    return rc;
-}
-
-/* The config, when pass 1 kept it: into the store (checked against the
- * digest its name gives), and parsed for its diff_ids. */
-static sm_code preload_config(struct docker_archive *d, const struct oci_fetch_options *opt,
-                              uint64_t *copied, sm_error *err)
-{
-    const struct small_file *f = NULL;
-    for (size_t i = 0; i < d->njsons && !f; i++)
-        if (strcmp(d->jsons[i].name, d->config_path) == 0)
-            f = &d->jsons[i];
-    if (!f || !f->data)
-        return SM_OK;
-    char digest[OCI_DIGEST_SIZE], named[OCI_DIGEST_SIZE], what[ARCHIVE_PATH_MAX + 64];
-    sm_code rc = oci_sha256_buffer(f->data, f->len, digest, err);
-    if (rc)
-        return rc;
-    digest_from_name(f->name, named);
-    snprintf(what, sizeof what, "docker-archive:%s: %s", d->path, f->name);
-    if (named[0] && strcmp(named, digest) != 0)
-        return error_set(err, SM_E_PROTOCOL, "%s is corrupt: its name is not its digest", what);
-    if (!blob_store_has(opt->store_dir, digest, f->len))
-        *copied += f->len;
-    rc = blob_store_put_buffer(opt->store_dir, digest, f->data, f->len, what, err);
-    if (!rc)
-        rc = oci_config_parse(f->data, f->len, &d->config, err);
-    if (!rc) {
-        d->have_config = true;
-        memcpy(d->config_digest, digest, OCI_DIGEST_SIZE);
-    }
-    return rc;
-}
-
-/* Is the layer file `name` (of size bytes) already stored? An uncompressed
- * layer's digest is its diff_id, which the (verified) config lists. */
-static bool layer_in_store(const struct docker_archive *d, const struct oci_fetch_options *opt,
-                           const char *name, int64_t size, char digest[OCI_DIGEST_SIZE])
-{
-    const char *diff_id = NULL;
-    if (!d->have_config || size < 0)
-        return false;
-    for (size_t i = 0; i < d->nlayers; i++) {
-        if (strcmp(name, d->layer_paths[i]) != 0)
-            continue;
-        if (i >= d->config.ndiff_ids || (diff_id && strcmp(diff_id, d->config.diff_ids[i]) != 0))
-            return false;
-        diff_id = d->config.diff_ids[i];
-    }
-    if (!diff_id || !blob_store_has(opt->store_dir, diff_id, (uint64_t)size))
-        return false;
-    memcpy(digest, diff_id, OCI_DIGEST_SIZE);
-    return true;
-}
-
-/* Pass 2: the config and the layers into the store. */
-static sm_code archive_copy_blobs(struct docker_archive *d, const struct oci_fetch_options *opt,
-                                  uint64_t *copied, sm_error *err)
-{
-    struct archive *a;
-    sm_code rc = archive_open_file(d->path, &a, err);
-    if (rc)
-        return rc;
-    struct archive_entry *e;
-    int r;
-    while (!rc && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
-        char name[ARCHIVE_PATH_MAX], digest[OCI_DIGEST_SIZE];
-        const char *raw = archive_entry_pathname(e);
-        if (archive_entry_filetype(e) != AE_IFREG || !raw ||
-            !normalize_path("", raw, name, sizeof name))
-            continue;
-        bool is_config = strcmp(name, d->config_path) == 0;
-        bool is_layer = false;
-        for (size_t i = 0; i < d->nlayers && !is_layer; i++)
-            is_layer = strcmp(name, d->layer_paths[i]) == 0;
-        if (is_config && d->have_config)
-            is_config = false; /* stored by preload_config */
-        if (!is_config && !is_layer)
-            continue;
-        uint64_t size = (uint64_t)archive_entry_size(e);
-        if (is_config || !layer_in_store(d, opt, name, archive_entry_size(e), digest))
-            rc = archive_entry_to_store(d, a, e, name, opt, digest, &size, copied, err);
-        if (rc)
-            break;
-        if (is_config)
-            memcpy(d->config_digest, digest, OCI_DIGEST_SIZE);
-        for (size_t i = 0; i < d->nlayers; i++) {
-            if (strcmp(name, d->layer_paths[i]) == 0) {
-                memcpy(d->layers[i].digest, digest, OCI_DIGEST_SIZE);
-                d->layers[i].size = size;
-            }
-        }
-    }
-    if (!rc && r != ARCHIVE_EOF)
-        rc = archive_fail(a, d->path, err);
-    archive_read_free(a);
-    if (!rc && !d->config_digest[0])
-        rc = error_set(err, SM_E_PROTOCOL, "docker-archive:%s has no file %s (its Config)", d->path,
-                     d->config_path);
-    for (size_t i = 0; !rc && i < d->nlayers; i++)
-        if (!d->layers[i].digest[0])
-            rc = error_set(err, SM_E_PROTOCOL, "docker-archive:%s has no file %s (layer %zu)",
-                         d->path, d->layer_paths[i], i + 1);
-    return rc;
-}
-
-/* The compression of a stored layer, by its first bytes. */
-static sm_code sniff_layer_type(const struct oci_fetch_options *opt, struct oci_layer *l,
-                                sm_error *err)
-{
-    char *path = blob_store_path(opt->store_dir, l->digest);
-    if (!path)
-        return error_set(err, SM_E_NOMEM, "out of memory");
-    unsigned char magic[4] = {0};
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, magic, sizeof magic) : -1;
-    int e = errno;
-    if (fd >= 0)
-        close(fd);
-    sm_code rc = n < 0 ? error_set_errno(err, SM_E_IO, e, "cannot read %s", path) : SM_OK;
-    free(path);
-    if (n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b)
-        strcpy(l->media_type, OCI_MT_LAYER_GZIP);
-    else if (n == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd)
-        strcpy(l->media_type, OCI_MT_LAYER_ZSTD);
-    else
-        strcpy(l->media_type, OCI_MT_LAYER_TAR);
-    return rc;
-}
-
-/* An uncompressed layer's digest is its diff_id: check it when listed. */
-static sm_code check_diff_ids(const struct docker_archive *d, const struct oci_fetch_options *opt,
-                              sm_error *err)
-{
-    char *json = NULL;
-    size_t len;
-    struct oci_config cfg;
-    sm_code rc = blob_store_read(opt->store_dir, d->config_digest, OCI_JSON_MAX, &json, &len, err);
-    if (!rc)
-        rc = oci_config_parse(json, len, &cfg, err);
-    free(json);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < d->nlayers && i < cfg.ndiff_ids && !rc; i++) {
-        if (strcmp(d->layers[i].media_type, OCI_MT_LAYER_TAR) == 0 &&
-            strcmp(d->layers[i].digest, cfg.diff_ids[i]) != 0) {
-            char name[64];
-            blob_name("layer", d->layers[i].digest, name, sizeof name);
-            rc = error_set(err, SM_E_PROTOCOL,
-                         "%s (layer %zu, %s) is corrupt: it is not the layer the config lists "
-                         "(diff_id %s)",
-                         name, i + 1, d->layer_paths[i], cfg.diff_ids[i]);
-        }
-    }
-    oci_config_free(&cfg);
-    return rc;
-}
-
-static void docker_archive_free(struct docker_archive *d)
-{
-    free(d->manifest_json);
-    for (size_t i = 0; i < d->nlinks; i++) {
-        free(d->links[i].name);
-        free(d->links[i].target);
-    }
-    free(d->links);
-    free(d->config_path);
-    for (size_t i = 0; d->layer_paths && i < d->nlayers; i++)
-        free(d->layer_paths[i]);
-    free(d->layer_paths);
-    free(d->layers);
-    for (size_t i = 0; i < d->njsons; i++) {
-        free(d->jsons[i].name);
-        free(d->jsons[i].data);
-    }
-    free(d->jsons);
-    oci_config_free(&d->config);
-}
-
-static sm_code fetch_docker_archive(const char *path, const struct oci_fetch_options *opt,
-                                    struct oci_fetched *out, sm_error *err)
-{
-    struct docker_archive d = {.path = path};
-    char *abs = realpath(path, NULL);
-    if (!abs)
-        return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
-                             "docker-archive:%s", path);
-    sm_code rc = archive_scan(&d, err);
-    if (!rc)
-        rc = parse_archive_manifest(&d, err);
-    if (!rc)
-        rc = preload_config(&d, opt, &out->downloaded, err);
-    if (!rc)
-        rc = archive_copy_blobs(&d, opt, &out->downloaded, err);
-    for (size_t i = 0; !rc && i < d.nlayers; i++)
-        rc = sniff_layer_type(opt, &d.layers[i], err);
-    if (!rc)
-        rc = check_diff_ids(&d, opt, err);
-    if (!rc)
-        rc = finish(opt, d.config_digest, d.layers, d.nlayers, out, err);
-    /* A docker save archive has no registry manifest (its manifest.json is
-     * Docker's own, not content-addressed): the config's digest, which
-     * names the image (its "image ID"), stands in for it. */
-    if (!rc)
-        memcpy(out->manifest_digest, d.config_digest, OCI_DIGEST_SIZE);
-    if (!rc && asprintf(&out->canonical_ref, "docker-archive:%s", abs) < 0) {
-        out->canonical_ref = NULL;
-        rc = error_set(err, SM_E_NOMEM, "out of memory");
-    }
-    docker_archive_free(&d);
-    free(abs);
-    return rc;
-}
-
 /* ---- the entry point --------------------------------------------------------- */
 
 sm_code oci_fetch(const char *ref, const struct oci_fetch_options *opt, struct oci_fetched *out,
@@ -1061,12 +170,10 @@ sm_code oci_fetch(const char *ref, const struct oci_fetch_options *opt, struct o
     sm_code rc = blob_store_init(opt->store_dir, err);
     if (rc)
         return rc;
-    if (strncmp(ref, "oci:", 4) == 0)
-        rc = fetch_oci_layout(ref + 4, opt, out, err);
-    else if (strncmp(ref, "docker-archive:", 15) == 0)
-        rc = fetch_docker_archive(ref + 15, opt, out, err);
-    else
-        rc = fetch_registry(strncmp(ref, "docker://", 9) == 0 ? ref + 9 : ref, opt, out, err);
+    size_t i = 0;
+    while (strncmp(ref, sources[i].prefix, strlen(sources[i].prefix)) != 0)
+        i++;
+    rc = sources[i].fetch(ref + strlen(sources[i].prefix), opt, out, err);
     if (rc)
         oci_fetched_free(out);
     return rc;
