@@ -62,42 +62,42 @@ static struct {
     bool line_open;       /* a redrawn line is on the terminal */
     char last_what[96];   /* plain mode: one line per step */
     bool said_done;       /* ... and one when its download finished */
-} progress;
+} progress_line;
 
 static void on_progress(void *ctx, const char *what, uint64_t done, uint64_t total)
 {
     (void)ctx;
-    if (progress.tty) {
+    if (progress_line.tty) {
         if (total)
             fprintf(stderr, "\r\033[K%s %5.1f%% of %.1f MiB", what, 100.0 * (double)done / (double)total,
                     (double)total / (1024.0 * 1024.0));
         else
             fprintf(stderr, "\r\033[K%s", what);
-        progress.line_open = true;
+        progress_line.line_open = true;
         return;
     }
     bool finished = total && done >= total;
-    if (strcmp(what, progress.last_what) != 0) {
-        snprintf(progress.last_what, sizeof progress.last_what, "%s", what);
-        progress.said_done = false;
+    if (strcmp(what, progress_line.last_what) != 0) {
+        snprintf(progress_line.last_what, sizeof progress_line.last_what, "%s", what);
+        progress_line.said_done = false;
         if (!finished)
             fprintf(stderr, "%s%s\n", what, total ? " ..." : "");
     }
-    if (finished && !progress.said_done) {
+    if (finished && !progress_line.said_done) {
         fprintf(stderr, "%s done (%.1f MiB)\n", what, (double)total / (1024.0 * 1024.0));
-        progress.said_done = true;
+        progress_line.said_done = true;
     }
 }
 
 void pull_progress_attach(sm_pull_options *o)
 {
-    progress.tty = isatty(STDERR_FILENO);
+    progress_line.tty = isatty(STDERR_FILENO);
     sm_pull_options_progress(o, on_progress, NULL);
 }
 
 void pull_progress_done(void)
 {
-    if (progress.line_open)
+    if (progress_line.line_open)
         fputs("\r\033[K", stderr);
-    progress.line_open = false;
+    progress_line.line_open = false;
 }
