@@ -70,12 +70,15 @@ static void test_output_stdout_stderr_exit(void **state)
 
 #define TIMEOUT_MS 500
 
-/* Scheduling, ASan, a loaded two-core box: 400 ms. A VM under emulation may
- * need more: SM_EXEC_TIMEOUT_MARGIN_MS overrides it. */
+/* How late the timeout may end the command and still count as having ended
+ * it: the commands here would run for 50 minutes, so 30 s tells "stopped by
+ * the deadline" from "ran on" on any host, loaded or emulated. How promptly
+ * the deadline acts is a speed, for a benchmark, not a test.
+ * SM_EXEC_TIMEOUT_MARGIN_MS overrides it. */
 static uint64_t timeout_margin_ms(void)
 {
     const char *s = getenv("SM_EXEC_TIMEOUT_MARGIN_MS");
-    return s && atoi(s) > 0 ? (uint64_t)atoi(s) : 400;
+    return s && atoi(s) > 0 ? (uint64_t)atoi(s) : 30000;
 }
 
 static void check_timeout(sm_exec_builder *b, const char *leftover_pattern)

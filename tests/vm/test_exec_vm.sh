@@ -134,9 +134,6 @@ t_exec_suite() {
     local bin=$1 id start status
     id=$(cli_vm_id)
     start=$(now_ms)
-    # Under emulation (kvmbox) a killed process group takes longer to be seen
-    # gone: widen the timeout checks' slack there only.
-    SM_EXEC_TIMEOUT_MARGIN_MS=${SM_EXEC_TIMEOUT_MARGIN_MS:-$([[ -n ${KVMBOX:-} ]] && echo 2000 || echo 400)} \
     SM_EXEC_SOCKET=$vm_rt/supermachine/vms/$id/exec.sock SM_EXEC_CLI=$SM_BIN \
         CMOCKA_MESSAGE_OUTPUT=STDOUT "${@:2}" "$bin" >"$T/out" 2>&1
     status=$?
