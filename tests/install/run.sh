@@ -90,9 +90,15 @@ chmod 700 "$t/rt"
 # Swaps the VMM in PKGLIB for a recorder of its arguments (see above).
 fake_vmm() {
     local pkglib=$1 log=$2
+    [[ -e $pkglib/supermachine-vmm.real ]] || mv "$pkglib/supermachine-vmm" "$pkglib/supermachine-vmm.real"
     rm -f "$pkglib/supermachine-vmm"
     printf '#!/bin/sh\nprintf "%%s\\n" "$0" "$@" >"%s"\nexit 1\n' "$log" >"$pkglib/supermachine-vmm"
     chmod 755 "$pkglib/supermachine-vmm"
+}
+
+# Puts back the VMM that fake_vmm set aside.
+real_vmm() {
+    mv -f "$1/supermachine-vmm.real" "$1/supermachine-vmm"
 }
 
 # NAME PKGLIB LOG OUTPUT: the fake VMM in PKGLIB was started with the kernel
@@ -276,6 +282,13 @@ if [[ -x $t/elsewhere/prog-moved ]]; then
     rm -f "$t/vmm-args"
 fi
 
+# `supermachine boot` is the VMM's (--probe): the installed CLI finds it.
+real_vmm "$inst/lib/supermachine"
+"${clean_env[@]}" "$inst/bin/supermachine" boot --help >"$t/boot-help.out" 2>&1
+grep -q '^usage: supermachine boot ' "$t/boot-help.out" \
+    && pass "the installed CLI's boot runs the installed VMM (boot --help)" \
+    || { fail "the installed CLI's boot --help"; show "$t/boot-help.out"; }
+
 # Man pages: each renders with man -l, without a warning, and man finds them
 # by name under MANDIR.
 for page in "$inst"/share/man/man1/*.1 "$inst"/share/man/man3/*.3; do
@@ -375,6 +388,7 @@ if make -s -j1 install "${vars[@]}" >"$t/install2.log" 2>&1; then
         check_assets_used "a program linked with its .so finds them from /usr/lib/$multiarch" \
             "$pkglib" "$t/vmm-args" "$t/prog-start.out"
     fi
+    real_vmm "$pkglib"
     if make -s uninstall "${vars[@]}" >"$t/uninstall.log" 2>&1 && [[ -z $(tree_files "$stage") ]]; then
         pass "make uninstall (same variables) removes every installed file"
     else
