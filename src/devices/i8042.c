@@ -325,3 +325,13 @@ sm_code i8042_restore(struct i8042 *k, const struct i8042_state *in, sm_error *e
     pthread_mutex_unlock(&k->lock);
     return SM_OK;
 }
+
+static void save_state(void *dev, void *state) { i8042_save(dev, state); }
+static sm_code restore_state(void *dev, const void *state, sm_error *err) { return i8042_restore(dev, state, err); }
+
+const struct device_state_ops i8042_state_ops = {
+    .name = "i8042",
+    .state_size = sizeof(struct i8042_state),
+    .save = save_state,
+    .restore = restore_state,
+};

@@ -25,6 +25,7 @@
 
 #include "supermachine.h"
 #include "devices/bus.h"
+#include "devices/device_state.h"
 #include "devices/irq.h"
 
 #define I8042_BASE        0x60
@@ -78,5 +79,8 @@ _Static_assert(sizeof(struct i8042_state) == 24, "i8042_state is a fixed 24-byte
 void i8042_save(struct i8042 *k, struct i8042_state *out);
 /* Checks every field (rules above); SM_E_INVALID naming the field, device unchanged, on a violation. */
 sm_code i8042_restore(struct i8042 *k, const struct i8042_state *in, sm_error *err);
+
+/* i8042_save and i8042_restore for the VMM's device table; dev = struct i8042 *. */
+extern const struct device_state_ops i8042_state_ops;
 
 #endif

@@ -577,3 +577,13 @@ sm_code serial_restore(struct serial *s, const struct serial_state *in, sm_error
     pthread_mutex_unlock(&s->lock);
     return SM_OK;
 }
+
+static void save_state(void *dev, void *state) { serial_save(dev, state); }
+static sm_code restore_state(void *dev, const void *state, sm_error *err) { return serial_restore(dev, state, err); }
+
+const struct device_state_ops serial_state_ops = {
+    .name = "serial",
+    .state_size = sizeof(struct serial_state),
+    .save = save_state,
+    .restore = restore_state,
+};

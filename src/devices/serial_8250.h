@@ -18,6 +18,7 @@
 
 #include "supermachine.h"
 #include "devices/bus.h"
+#include "devices/device_state.h"
 #include "devices/irq.h"
 
 #define SERIAL_COM1_BASE   0x3f8
@@ -97,5 +98,8 @@ void serial_save(struct serial *s, struct serial_state *out);
  * state implies (always, so a fresh line starts right).
  */
 sm_code serial_restore(struct serial *s, const struct serial_state *in, sm_error *err);
+
+/* serial_save and serial_restore for the VMM's device table; dev = struct serial *. */
+extern const struct device_state_ops serial_state_ops;
 
 #endif

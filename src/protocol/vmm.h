@@ -45,7 +45,12 @@ enum vmm_exit_status {
     VMM_EXIT_TIMEOUT = 4, /* the agent was not ready in time */
 };
 
-/* ---- snapshot folder ----------------------------------------------------- */
+/* ---- snapshot folder -----------------------------------------------------
+ * A snapshot is a folder; VMs restored from it map `memory` copy-on-write,
+ * so a restore's cost does not grow with the guest's memory, and VMs of one
+ * snapshot share its pages. It must not change while such VMs run.
+ * src/vmm/persist.c writes and reads it (src/snapshot/format.h has the state
+ * file's container). */
 
 #define VMM_SNAPSHOT_STATE "state"   /* all of KVM's and the devices' state */
 #define VMM_SNAPSHOT_MEMORY "memory" /* guest RAM, raw, sparse where zero */

@@ -1,8 +1,12 @@
 /* The snapshot state file's container: see the table in format.h. */
 #include "snapshot/format.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "base/error.h"
@@ -136,6 +140,35 @@ sm_code snap_finish(struct snap_writer *w, sm_error *err)
 }
 
 /* --- reading ------------------------------------------------------------------ */
+
+sm_code snap_read_file(const char *path, uint8_t **out, size_t *len, sm_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "cannot open %s", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > SNAP_MAX_FILE) {
+        close(fd);
+        return error_set(err, SM_E_INVALID, "%s is not a snapshot state file (not a file, or over %u MiB)", path,
+                       SNAP_MAX_FILE >> 20);
+    }
+    uint8_t *buf = malloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    while (buf && got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    if (!buf || got != (size_t)st.st_size) {
+        free(buf);
+        return error_set(err, SM_E_IO, "cannot read %s", path);
+    }
+    *out = buf;
+    *len = got;
+    return SM_OK;
+}
 
 sm_code snap_reader_open(struct snap_reader *r, const uint8_t *buf, size_t len, sm_error *err)
 {

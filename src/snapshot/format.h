@@ -101,6 +101,8 @@ struct snap_reader {
     uint32_t remaining;    /* sections not yet read */
 };
 
+/* Reads a whole state file (at most SNAP_MAX_FILE bytes) into *out; free() it. */
+sm_code snap_read_file(const char *path, uint8_t **out, size_t *len, sm_error *err);
 /* Checks magic, version, sizes and both CRCs; the message says which failed. */
 sm_code snap_reader_open(struct snap_reader *r, const uint8_t *buf, size_t len, sm_error *err);
 /* Reads the next section, which must have type `type` and index `index`. */

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
-#include "snapshot/snapshot.h"
+#include "vmm/persist.h"
 
 struct vm_control {
     struct vm *vm;
@@ -44,7 +44,7 @@ static void do_snapshot(struct vm_control *c, const char *dir)
     sm_error err = { 0 };
     char out[sizeof err.message + 16];
     if (vm_pause(c->vm, &err) == SM_OK) {
-        snapshot_save(c->vm, dir, &err);
+        persist_save(c->vm, dir, &err);
         vm_resume(c->vm);
     }
     if (err.code) {

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "protocol/agent_conn.h"
-#include "snapshot/snapshot.h"
+#include "vmm/persist.h"
 #include "vmm/control.h"
 #include "vmm/vm.h"
 
@@ -128,7 +128,7 @@ static void announce_ready(struct vm *vm, const struct vm_run_options *opt)
 static int snapshot_and_stop(struct vm *vm, const struct vm_run_options *opt)
 {
     sm_error err = { 0 };
-    if (vm_pause(vm, &err) || snapshot_save(vm, opt->snapshot_when_ready, &err)) {
+    if (vm_pause(vm, &err) || persist_save(vm, opt->snapshot_when_ready, &err)) {
         fprintf(stderr, "%s: %s\n", opt->prog, err.message);
         return VMM_EXIT_ERROR;
     }
@@ -158,7 +158,7 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
 {
     sm_error err = { 0 };
     cfg->poweroff_when_ready = !opt->serve && !opt->snapshot_when_ready;
-    struct vm *vm = opt->restore_dir ? snapshot_restore(opt->restore_dir, cfg, &err) : vm_create(cfg, &err);
+    struct vm *vm = opt->restore_dir ? persist_restore(opt->restore_dir, cfg, &err) : vm_create(cfg, &err);
     if (!vm) {
         fprintf(stderr, "%s: %s\n", opt->prog, err.message);
         return VMM_EXIT_ERROR;

@@ -141,7 +141,7 @@ struct vm {
 
 struct vm *vm_create(const struct vm_config *cfg, sm_error *err);
 /* A VM with memory mapped copy-on-write from memory_fd and its devices and
- * vCPUs created but in their reset state: the snapshot code fills them in. */
+ * vCPUs created but in their reset state: persist.c fills them in. */
 struct vm *vm_create_restored(const struct vm_config *cfg, int memory_fd, sm_error *err);
 sm_code vm_start(struct vm *vm, sm_error *err);
 /* Serves the VM on this thread until (want_ready and the agent is ready), the

@@ -588,6 +588,31 @@ static void test_snapshot_refuses_hostile_state(void **state)
     assert_int_equal(serial_restore(f->s, &good, NULL), SM_OK);
 }
 
+/* The table entry the VMM uses: the same state, the same checks, through serial_state_ops. */
+static void test_state_ops(void **state)
+{
+    struct fixture *f = *state;
+    make_busy(f);
+    const struct device_state_ops *ops = &serial_state_ops;
+    assert_int_equal(ops->state_size, sizeof(struct serial_state));
+    assert_null(ops->restore_begin);
+    assert_null(ops->restore_end);
+    struct serial_state st, direct;
+    ops->save(f->s, &st);
+    serial_save(f->s, &direct);
+    assert_memory_equal(&st, &direct, sizeof st);
+    struct fixture *g = NULL;
+    setup((void **)&g);
+    assert_int_equal(ops->restore(g->s, &st, NULL), SM_OK);
+    serial_save(g->s, &direct);
+    assert_memory_equal(&st, &direct, sizeof st);
+    st.rx_count = SERIAL_RX_FIFO + 1;
+    sm_error err = { 0 };
+    assert_int_equal(ops->restore(g->s, &st, &err), SM_E_INVALID);
+    void *gs = g;
+    teardown(&gs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -616,6 +641,7 @@ int main(void)
         T(test_snapshot_round_trip),
         T(test_snapshot_restore_drives_line_low),
         T(test_snapshot_refuses_hostile_state),
+        T(test_state_ops),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -779,6 +779,53 @@ static void test_snapshot_restore_activation(void **state)
     virtio_mmio_destroy(pf.t);
 }
 
+static int begins, ends;
+static void count_begin(struct virtio_device *dev) { (void)dev; begins++; }
+static void count_end(struct virtio_device *dev) { (void)dev; ends++; }
+
+/* The table entry the VMM uses: the transport's state through its ops, and
+ * the carried device's snapshot hooks (when it has them) through the transport. */
+static void test_state_ops_reach_device_hooks(void **state)
+{
+    struct fixture *f = *state;
+    static const struct virtio_device_ops hooked_ops = {
+        .name = "hooked", .device_id = 99, .num_queues = 1, .queue_max_size = 16,
+        .activate = count_activate, .queue_notify = ignore_notify,
+        .restore_begin = count_begin, .restore_end = count_end,
+    };
+    struct virtio_device dev = { .ops = &hooked_ops };
+    struct fixture pf = *f;
+    pf.t = virtio_mmio_create(&dev, &f->mem, NULL);
+    assert_non_null(pf.t);
+    bring_up(&pf);
+    const struct device_state_ops *ops = &virtio_mmio_state_ops;
+    assert_int_equal(ops->state_size, sizeof(struct virtio_mmio_state));
+    struct virtio_mmio_state st, direct;
+    ops->save(pf.t, &st);
+    virtio_mmio_save(pf.t, &direct);
+    assert_memory_equal(&st, &direct, sizeof st);
+
+    begins = ends = activations = 0;
+    ops->restore_begin(pf.t);
+    assert_int_equal(ops->restore(pf.t, &st, NULL), SM_OK);
+    ops->restore_end(pf.t);
+    assert_int_equal(begins, 1);
+    assert_int_equal(activations, 1);
+    assert_int_equal(ends, 1);
+
+    struct virtio_mmio_state bad = st;
+    bad.nqueues = VIRTIO_MMIO_MAX_SAVED_QUEUES + 1;
+    sm_error err = { 0 };
+    assert_int_equal(ops->restore(pf.t, &bad, &err), SM_E_INVALID);
+    assert_non_null(strstr(err.message, "hooked"));
+    virtio_mmio_destroy(pf.t);
+
+    /* A device without hooks (rng): the transport's hooks do nothing. */
+    use_rng(f);
+    ops->restore_begin(f->t);
+    ops->restore_end(f->t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -807,6 +854,7 @@ int main(void)
         T(test_snapshot_of_untouched_device),
         T(test_snapshot_refuses_hostile_state),
         T(test_snapshot_restore_activation),
+        T(test_state_ops_reach_device_hooks),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -757,7 +757,7 @@ static int damage_swap(struct damage_file *f, const char *a_name, const char *b_
     return 0;
 }
 
-/* The head of a VCPU section's payload (struct snap_vcpu of snapshot.c). */
+/* The head of a VCPU section's payload (struct snap_vcpu of src/snapshot/kvm_state.c). */
 struct vcpu_head {
     struct kvm_regs regs;
     struct kvm_sregs sregs;

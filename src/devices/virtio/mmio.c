@@ -618,3 +618,29 @@ sm_code virtio_mmio_restore(struct virtio_mmio *t, const struct virtio_mmio_stat
     pthread_mutex_unlock(&t->lock);
     return rc;
 }
+
+static void save_state(void *dev, void *state) { virtio_mmio_save(dev, state); }
+static sm_code restore_state(void *dev, const void *state, sm_error *err) { return virtio_mmio_restore(dev, state, err); }
+
+static void restore_begin(void *transport)
+{
+    struct virtio_device *dev = virtio_mmio_device(transport);
+    if (dev->ops->restore_begin)
+        dev->ops->restore_begin(dev);
+}
+
+static void restore_end(void *transport)
+{
+    struct virtio_device *dev = virtio_mmio_device(transport);
+    if (dev->ops->restore_end)
+        dev->ops->restore_end(dev);
+}
+
+const struct device_state_ops virtio_mmio_state_ops = {
+    .name = "virtio-mmio",
+    .state_size = sizeof(struct virtio_mmio_state),
+    .save = save_state,
+    .restore = restore_state,
+    .restore_begin = restore_begin,
+    .restore_end = restore_end,
+};

@@ -45,6 +45,7 @@
 
 #include "supermachine.h"
 #include "devices/bus.h"
+#include "devices/device_state.h"
 #include "devices/irq.h"
 #include "devices/virtio/virtio.h"
 #include "vmm/memory.h"
@@ -160,5 +161,12 @@ void virtio_mmio_save(struct virtio_mmio *t, struct virtio_mmio_state *out);
  * Takes the transport lock: not from inside a device op.
  */
 sm_code virtio_mmio_restore(struct virtio_mmio *t, const struct virtio_mmio_state *in, sm_error *err);
+
+/*
+ * virtio_mmio_save and virtio_mmio_restore for the VMM's device table; dev =
+ * struct virtio_mmio *. Its restore_begin and restore_end call the carried
+ * device's own snapshot hooks (virtio.h), if it has them.
+ */
+extern const struct device_state_ops virtio_mmio_state_ops;
 
 #endif

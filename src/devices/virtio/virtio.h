@@ -26,8 +26,16 @@
  *                             in-flight work (queues are reset by the
  *                             transport).
  *   destroy                   free the device (priv and the struct itself).
+ *   restore_begin/restore_end optional snapshot hooks, called WITHOUT the
+ *                             transport lock (take it with virtio_device_lock):
+ *                             restore_begin before the transport's saved state
+ *                             is installed (whose activate may serve queues),
+ *                             restore_end once the whole VM is restored. The
+ *                             transport's state (mmio.h) is all a snapshot
+ *                             keeps; a device with guest-visible state of its
+ *                             own would add it to the VMM's device table.
  *
- * Locking: the transport calls every op with its lock held. A device that
+ * Locking: the transport calls every op but the snapshot hooks with its lock held. A device that
  * completes work from another thread (a socket callback, say) must wrap its
  * queue use in virtio_device_lock/unlock.
  */
@@ -78,6 +86,8 @@ struct virtio_device_ops {
     void (*queue_notify)(struct virtio_device *dev, uint16_t q);
     void (*reset)(struct virtio_device *dev);
     void (*destroy)(struct virtio_device *dev);
+    void (*restore_begin)(struct virtio_device *dev);
+    void (*restore_end)(struct virtio_device *dev);
 };
 
 /* What a transport offers the device it carries. */

@@ -1061,6 +1061,10 @@ static const struct virtio_device_ops vsock_ops = {
     .queue_notify = vsock_queue_notify,
     .reset = vsock_reset,
     .destroy = vsock_destroy,
+    /* Host connections do not survive a snapshot: the guest's queued packets
+     * are dropped while restoring, then its sockets are reset. */
+    .restore_begin = virtio_vsock_begin_restore,
+    .restore_end = virtio_vsock_transport_reset,
 };
 
 /* --- creation ------------------------------------------------------------------------------------- */
