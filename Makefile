@@ -61,13 +61,17 @@ LDLIBS   := -lcurl -larchive -ljson-c -lcrypto -lpthread -lz
 #   protocol  the agent's frames, the VMM's contract  (both sides of each)
 #   image     OCI references, registries, layers     (library)
 #   lib       the public API, libsupermachine        (embedders, CLI)
-#   vmm       KVM, devices, snapshots: the supermachine-vmm process
+#   machine   KVM's system calls, guest memory, the event loop: the ground
+#             the devices and the VMM stand on
+#   devices   one file a device, each with its own save and restore
+#   snapshot  the snapshot file's container and KVM's state in it
+#   vmm       KVM, vCPUs, the VM and its persistence: supermachine-vmm
 #   cli       the supermachine command, on the public API
 #   agent     PID 1 in the guest (static, musl)
 BASE_SRCS     := $(wildcard src/base/*.c)
 PROTOCOL_SRCS := $(wildcard src/protocol/*.c)
 LIB_SRCS   := $(wildcard src/lib/*.c src/image/*.c) $(PROTOCOL_SRCS) $(BASE_SRCS)
-VMM_SRCS   := $(filter-out src/vmm/main.c,$(wildcard src/vmm/*.c src/snapshot/*.c src/devices/*.c src/devices/virtio/*.c))
+VMM_SRCS   := $(filter-out src/vmm/main.c,$(wildcard src/vmm/*.c src/snapshot/*.c src/devices/*.c src/devices/virtio/*.c src/machine/*.c))
 CLI_SRCS   := $(wildcard src/cli/*.c)
 AGENT_SRCS := $(wildcard src/agent/*.c) src/protocol/wire.c src/base/file.c src/base/clock.c
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))

@@ -43,7 +43,7 @@
 #include "devices/serial_8250.h"
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/rng.h"
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 #define RAM_SIZE 65536
 #define OFF_SERIAL 1

@@ -39,7 +39,7 @@
 
 #include "devices/virtio/blk.h"
 #include "devices/virtio/mmio.h"
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -35,7 +35,7 @@
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtqueue.h"
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 #define RAM_SIZE 65536
 #define HEADER 9

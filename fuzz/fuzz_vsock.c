@@ -27,7 +27,7 @@
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/vsock.h"
 #include "devices/virtio/vsock_conn.h"
-#include "vmm/event_loop.h"
+#include "machine/event_loop.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -68,9 +68,9 @@ sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err)
     return image_open_dir(NULL, dir, out, err);
 }
 
-const char *image_vms_choice(const sm_image *img)
+sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img)
 {
-    return img->vms;
+    return vm_config_set_image(cfg, img ? img->dir : NULL, img && img->vms[0] ? img->vms : NULL);
 }
 
 sm_code image_open_dir(const sm_store *store, const char *dir, sm_image **out, sm_error *err)

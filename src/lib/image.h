@@ -29,7 +29,8 @@ sm_code image_named_dir(const sm_store *store, const char *name, char *out, size
 /* sm_image_from_snapshot for an image of this store (NULL: default): VMs
  * restored from it keep their state in the store. */
 sm_code image_open_dir(const sm_store *store, const char *dir, sm_image **out, sm_error *err);
-/* The VM folder of the image's store ("" for the default). */
-const char *image_vms_choice(const sm_image *img);
+/* What sm_vm_config_image sets: the snapshot folder to restore (NULL: boot)
+ * and the VM folder of the image's store (NULL: the default). */
+sm_code vm_config_set_image(sm_vm_config *cfg, const char *dir, const char *vms);
 
 #endif

@@ -149,12 +149,11 @@ sm_code sm_vm_config_initrd(sm_vm_config *cfg, const char *path)
     return cfg ? set_path(&cfg->initrd, path) : SM_E_INVALID;
 }
 
-sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img)
+sm_code vm_config_set_image(sm_vm_config *cfg, const char *dir, const char *vms)
 {
     if (!cfg)
         return SM_E_INVALID;
-    const char *vms = img && *image_vms_choice(img) ? image_vms_choice(img) : NULL;
-    sm_code rc = set_path(&cfg->image, img ? sm_image_dir(img) : NULL);
+    sm_code rc = set_path(&cfg->image, dir);
     return rc ? rc : set_path(&cfg->image_vms, vms);
 }
 

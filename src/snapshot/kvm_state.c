@@ -7,7 +7,7 @@
 #include <sys/ioctl.h>
 
 #include "base/error.h"
-#include "vmm/kvm.h"
+#include "machine/kvm.h"
 
 #define MAX_MSRS 1024
 #define MAX_CPUID_ENTRIES 4096

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "supermachine.h"
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 #define BOOT_GDT_ADDR        0x500ull
 #define BOOT_ZERO_PAGE_ADDR  0x7000ull

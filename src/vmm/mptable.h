@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 #include "supermachine.h"
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 #define MPTABLE_MAX_CPUS 32
 

@@ -29,7 +29,7 @@
 #include "snapshot/format.h"
 #include "snapshot/kvm_state.h"
 #include "protocol/vmm.h"
-#include "vmm/kvm.h"
+#include "machine/kvm.h"
 
 #define PAGE 4096
 

@@ -14,7 +14,7 @@
 
 #include "base/error.h"
 #include "vmm/boot.h"
-#include "vmm/kvm.h"
+#include "machine/kvm.h"
 
 /* Control registers and MSRs for long mode. */
 #define CR0_PE (1ull << 0)

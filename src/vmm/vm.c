@@ -27,7 +27,7 @@
 #include "base/error.h"
 #include "protocol/guest_abi.h"
 #include "vmm/boot.h"
-#include "vmm/kvm.h"
+#include "machine/kvm.h"
 #include "vmm/mptable.h"
 #include "vmm/vcpu.h"
 

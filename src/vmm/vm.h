@@ -23,8 +23,8 @@
 #include "devices/bus.h"
 #include "devices/irq.h"
 #include "devices/signal_port.h"
-#include "vmm/event_loop.h"
-#include "vmm/memory.h"
+#include "machine/event_loop.h"
+#include "machine/guest_memory.h"
 
 #define VM_MAX_VIRTIO 8
 #define VM_VIRTIO_MMIO_BASE 0xd0000000ull

@@ -8,8 +8,8 @@
 #include <cmocka.h>
 
 #include "vmm/boot.h"
-#include "vmm/kvm.h"
-#include "vmm/memory.h"
+#include "machine/kvm.h"
+#include "machine/guest_memory.h"
 #include "vmm/mptable.h"
 #include "vmm/vm.h"
 

@@ -20,7 +20,7 @@
 
 #include "devices/virtio/blk.h"
 #include "devices/virtio/mmio.h"
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 #define MEM_SIZE     (4u << 20)
 #define DESC_GPA     0x1000

@@ -18,7 +18,7 @@
 
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/rng.h"
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 #define MEM_SIZE  (1u << 20)
 #define DESC_GPA  0x1000

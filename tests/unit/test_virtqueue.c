@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "devices/virtio/virtqueue.h"
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 #define MEM_SIZE   (1u << 20)
 #define DESC_GPA   0x1000

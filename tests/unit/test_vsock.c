@@ -25,7 +25,7 @@
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/vsock.h"
 #include "devices/virtio/vsock_conn.h"
-#include "vmm/event_loop.h"
+#include "machine/event_loop.h"
 
 #define GUEST_CID   42u
 #define EXEC_PORT   1024u

@@ -48,7 +48,7 @@
 #include "devices/device_state.h"
 #include "devices/irq.h"
 #include "devices/virtio/virtio.h"
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 #define VIRTIO_MMIO_WINDOW              0x200
 #define VIRTIO_MMIO_CONFIG_OFFSET       0x100

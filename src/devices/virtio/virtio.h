@@ -46,7 +46,7 @@
 #include <stdint.h>
 
 #include "devices/virtio/virtqueue.h"
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 /* Device IDs (virtio 1.1 section 5). */
 #define VIRTIO_ID_NET    1

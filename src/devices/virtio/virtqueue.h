@@ -31,7 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 #define VIRTQ_DESC_F_NEXT      1
 #define VIRTQ_DESC_F_WRITE     2

@@ -44,7 +44,7 @@
 
 #include "supermachine.h"
 #include "devices/virtio/virtio.h"
-#include "vmm/event_loop.h"
+#include "machine/event_loop.h"
 
 #define VIRTIO_VSOCK_F_STREAM   0
 #define VIRTIO_VSOCK_QUEUE_RX    0

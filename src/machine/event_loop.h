@@ -3,8 +3,8 @@
  * on the VMM's main thread and serves ioeventfds (virtio queue notifications),
  * host sockets and timers; vCPU threads never block on it.
  */
-#ifndef SM_VMM_EVENT_LOOP_H
-#define SM_VMM_EVENT_LOOP_H
+#ifndef SM_MACHINE_EVENT_LOOP_H
+#define SM_MACHINE_EVENT_LOOP_H
 
 #include <stdint.h>
 

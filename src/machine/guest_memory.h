@@ -7,8 +7,8 @@
  * overflow checked. Anything the guest wrote (descriptor addresses, lengths)
  * is hostile input.
  */
-#ifndef SM_VMM_MEMORY_H
-#define SM_VMM_MEMORY_H
+#ifndef SM_MACHINE_GUEST_MEMORY_H
+#define SM_MACHINE_GUEST_MEMORY_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-#include "vmm/kvm.h"
+#include "machine/kvm.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "vmm/memory.h"
+#include "machine/guest_memory.h"
 
 #include <errno.h>
 #include <string.h>

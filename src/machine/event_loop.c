@@ -1,4 +1,4 @@
-#include "vmm/event_loop.h"
+#include "machine/event_loop.h"
 
 #include <errno.h>
 #include <string.h>

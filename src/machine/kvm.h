@@ -1,6 +1,6 @@
 /* Thin, checked wrappers around /dev/kvm's system ioctls. */
-#ifndef SM_VMM_KVM_H
-#define SM_VMM_KVM_H
+#ifndef SM_MACHINE_KVM_H
+#define SM_MACHINE_KVM_H
 
 #include <linux/kvm.h>
 
