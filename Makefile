@@ -203,15 +203,23 @@ $(KERNEL): guest/kernel/supermachine.config scripts/build-kernel.sh
 
 # --- tests -----------------------------------------------------------------
 TEST_LDLIBS := -lcmocka $(LDLIBS)
-$(BUILD)/tests/%: tests/unit/%.c $(INTERNAL_LIBS)
+# The fixtures tests share (tests/helpers/*.c: a fake virtio driver, VM
+# folders): one archive, linked before the internal libraries it uses.
+# Tests include them as "helpers/NAME.h".
+TEST_HELPERS_A := $(BUILD)/tests/libtesthelpers.a
+TEST_LIBS      := $(TEST_HELPERS_A) $(INTERNAL_LIBS)
+$(TEST_HELPERS_A): $(call obj,$(wildcard tests/helpers/*.c))
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(INTERNAL_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
-$(BUILD)/tests/%: tests/exec/%.c $(INTERNAL_LIBS)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(INTERNAL_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
-$(BUILD)/tests/%: tests/vm/%.c $(INTERNAL_LIBS)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
+$(BUILD)/tests/%: tests/exec/%.c $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $< $(INTERNAL_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
+$(BUILD)/tests/%: tests/vm/%.c $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
 
 deps:
 	scripts/deps.sh
@@ -329,4 +337,5 @@ deb:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# Header dependencies of objects, test programs and benchmarks alike.
+-include $(shell find $(BUILD)/obj $(BUILD)/tests $(BUILD)/bench -name '*.d' 2>/dev/null)

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "base/clock.h"
 #include "supermachine.h"
 
 static inline const char *exec_socket(void)
@@ -52,13 +53,6 @@ static inline int exec_local(void)
 {
     const char *s = getenv("SM_EXEC_LOCAL");
     return s && *s;
-}
-
-static inline uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* A builder for argv given as a NULL-terminated list. */

@@ -60,11 +60,11 @@ static void expect_agent_error(int fd, uint32_t kind, const char *needle)
 {
     wire_reader r;
     wire_reader_init(&r, WIRE_AT_HOST);
-    uint64_t give_up = now_ms() + 5000;
+    uint64_t give_up = clock_now_ms() + 5000;
     bool hello = false, error = false;
     for (;;) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        assert_true(now_ms() < give_up);
+        assert_true(clock_now_ms() < give_up);
         if (poll(&p, 1, 200) <= 0)
             continue;
         uint8_t buf[4096];
@@ -128,11 +128,11 @@ static void check_witness(sm_exec_child *c)
 
 static void check_agent_serves(void)
 {
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     char *s = sh_stdout("echo alive");
     assert_string_equal(s, "alive\n");
     free(s);
-    assert_true(now_ms() - t0 < 3000);
+    assert_true(clock_now_ms() - t0 < 3000);
 }
 
 static void test_agent_garbage(void **state)
@@ -240,8 +240,8 @@ static void test_agent_stdin_flood(void **state)
     fcntl(fd, F_SETFL, O_NONBLOCK);
     /* Generous waits: under a sanitizer on a loaded machine the agent may
      * pause in its reading for a while without having stopped. */
-    uint64_t give_up = now_ms() + 10000;
-    for (size_t off = 0; now_ms() < give_up;) {
+    uint64_t give_up = clock_now_ms() + 10000;
+    for (size_t off = 0; clock_now_ms() < give_up;) {
         ssize_t n = send(fd, b.data + off, b.len - off, MSG_NOSIGNAL);
         if (n < 0) {
             assert_int_equal(errno, EAGAIN);
@@ -253,7 +253,7 @@ static void test_agent_stdin_flood(void **state)
         sent_total += (size_t)n;
         off = (off + (size_t)n) % b.len;
     }
-    assert_true(now_ms() < give_up);
+    assert_true(clock_now_ms() < give_up);
     assert_true(sent_total >= (4u << 20));
     check_agent_serves();
     wire_buf_free(&b);
@@ -408,7 +408,7 @@ static fake_agent *fake_start(fake_mode mode, int fail_first)
     f->mode = mode;
     f->fail_first = fail_first;
     snprintf(f->path, sizeof f->path, "/tmp/sm-fake-%d-%llu.sock", (int)getpid(),
-             (unsigned long long)now_ms());
+             (unsigned long long)clock_now_ms());
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     strcpy(sa.sun_path, f->path);
     unlink(f->path);
@@ -484,9 +484,9 @@ static void test_resilient_retries_setup_failures(void **state)
     fake_agent *f = fake_start(FAKE_CLOSE_THEN_OK, 2);
     sm_exec_outcome out;
     sm_error err;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     assert_int_equal(fake_output(f, 3, &out, &err), SM_OK);
-    assert_true(now_ms() - t0 >= 150); /* 50 + 100 ms of linear backoff */
+    assert_true(clock_now_ms() - t0 >= 150); /* 50 + 100 ms of linear backoff */
     assert_string_equal((char *)out.stdout_buf, "ok\n");
     sm_exec_outcome_free(&out);
     assert_int_equal(fake_stop(f), 3);
@@ -599,7 +599,7 @@ static int run_cli(const char *cli, fake_agent *f, bool signal_it, char *err, si
     const char *socket = f->path;
     int errp[2];
     assert_int_equal(pipe(errp), 0);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -625,7 +625,7 @@ static int run_cli(const char *cli, fake_agent *f, bool signal_it, char *err, si
     close(errp[0]);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
-    *took_ms = now_ms() - t0;
+    *took_ms = clock_now_ms() - t0;
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
 }

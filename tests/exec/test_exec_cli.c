@@ -150,9 +150,9 @@ static void test_cli_timeout_and_errors(void **state)
      * spec suite); how promptly is a speed, not a test. */
     const char *m = getenv("SM_EXEC_TIMEOUT_MARGIN_MS");
     uint64_t limit = 500 + (m && atoi(m) > 0 ? (uint64_t)atoi(m) : 30000);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     run_cli(&r, NULL, a);
-    assert_true(now_ms() - t0 < limit);
+    assert_true(clock_now_ms() - t0 < limit);
     assert_int_equal(r.status, 124);
     assert_non_null(strstr(r.err, "timed out"));
 
@@ -172,9 +172,9 @@ static void test_cli_timeout_and_errors(void **state)
 /* Reads from the pty master until `needle` shows up (5 s at most). */
 static void read_until(int master, char *buf, size_t cap, size_t *len, const char *needle)
 {
-    uint64_t give_up = now_ms() + 5000;
+    uint64_t give_up = clock_now_ms() + 5000;
     while (!strstr(buf, needle)) {
-        if (now_ms() > give_up)
+        if (clock_now_ms() > give_up)
             fail_msg("no '%s' from the CLI's terminal; got: '%s'", needle, buf);
         struct pollfd p = { master, POLLIN, 0 };
         if (poll(&p, 1, 100) > 0) {

@@ -85,9 +85,9 @@ static void check_timeout(sm_exec_builder *b, const char *leftover_pattern)
 {
     sm_exec_builder_timeout_ms(b, TIMEOUT_MS);
     sm_exec_outcome out;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     must_output(b, &out);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = clock_now_ms() - t0;
     assert_true(out.timed_out);
     assert_true(out.status.timed_out);
     assert_int_equal(out.status.signal, SIGKILL);
@@ -182,7 +182,7 @@ static void test_stage_file_then_run(void **state)
     (void)state;
     char dir[128], script[160], data[160];
     snprintf(dir, sizeof dir, "/tmp/sm-exec-test-%d-%llu", (int)getpid(),
-             (unsigned long long)now_ms());
+             (unsigned long long)clock_now_ms());
     snprintf(script, sizeof script, "%s/new/sub/run.sh", dir);
     snprintf(data, sizeof data, "%s/data.txt", dir);
     const char body[] = "#!/bin/sh\necho staged \"$@\"\ncat \"$1\"\n";
@@ -306,7 +306,7 @@ static void test_path_lookup_uses_merged_env(void **state)
 {
     (void)state;
     char dir[128], prog[160];
-    snprintf(dir, sizeof dir, "/tmp/sm-path-%d-%llu", (int)getpid(), (unsigned long long)now_ms());
+    snprintf(dir, sizeof dir, "/tmp/sm-path-%d-%llu", (int)getpid(), (unsigned long long)clock_now_ms());
     snprintf(prog, sizeof prog, "%s/sm-only-here", dir);
     sm_exec_builder *b = builder_v("sm-only-here", NULL);
     const char body[] = "#!/bin/sh\necho found-me\n";
@@ -512,9 +512,9 @@ static void test_output_with_cancel(void **state)
     pthread_create(&t, NULL, fire_later, cancel);
     sm_exec_outcome out;
     sm_error err;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     assert_int_equal(sm_exec_output_with_cancel(b, cancel, &out, &err), SM_E_CANCELLED);
-    assert_true(now_ms() - t0 < 2000);
+    assert_true(clock_now_ms() - t0 < 2000);
     pthread_join(t, NULL);
     assert_true(sm_cancel_fired(cancel));
     sm_exec_outcome_free(&out);
@@ -536,7 +536,7 @@ static void test_resilient_runs_once(void **state)
 {
     (void)state;
     char file[64], script[400];
-    snprintf(file, sizeof file, "/tmp/sm-once-%d-%llu", (int)getpid(), (unsigned long long)now_ms());
+    snprintf(file, sizeof file, "/tmp/sm-once-%d-%llu", (int)getpid(), (unsigned long long)clock_now_ms());
     snprintf(script, sizeof script, "echo run >> %s; wc -l < %s; rm -f %s", file, file, file);
     sm_exec_builder *b = builder_v("sh", "-c", script, NULL);
     sm_exec_outcome out;
@@ -587,7 +587,7 @@ static void test_write_and_read_file(void **state)
     (void)state;
     char path[128];
     snprintf(path, sizeof path, "/tmp/sm-xfer-%d-%llu/a/b.bin", (int)getpid(),
-             (unsigned long long)now_ms());
+             (unsigned long long)clock_now_ms());
     size_t len = (3u << 20) + 17;
     uint8_t *data = malloc(len);
     for (size_t i = 0; i < len; i++)
@@ -634,7 +634,7 @@ static void test_concurrent_commands(void **state)
 {
     (void)state;
     pthread_t t[16];
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     for (long i = 0; i < 16; i++)
         pthread_create(&t[i], NULL, run_one, (void *)i);
     for (int i = 0; i < 16; i++) {
@@ -642,7 +642,7 @@ static void test_concurrent_commands(void **state)
         pthread_join(t[i], &ok);
         assert_true(ok != NULL);
     }
-    assert_true(now_ms() - t0 < 3000);
+    assert_true(clock_now_ms() - t0 < 3000);
 }
 
 /* The command inherits only stdin, stdout and stderr. */

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "devices/serial_8250.h"
 
 enum { RBR = 0, THR = 0, DLL = 0, IER = 1, DLM = 1, IIR = 2, FCR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7 };
@@ -185,12 +186,7 @@ static void test_full_nonblocking_pipe_drops_and_counts(void **state)
     assert_int_equal(serial_tail(f->s, buf, sizeof buf, 0), 3); /* the ring still has them */
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)clock_now_ns() / 1e9; }
 
 static void test_full_blocking_pipe_does_not_hang(void **state)
 {

@@ -20,6 +20,7 @@
 
 #include "devices/virtio/blk.h"
 #include "devices/virtio/mmio.h"
+#include "helpers/virtio_driver.h"
 #include "machine/guest_memory.h"
 
 #define MEM_SIZE     (4u << 20)
@@ -36,31 +37,17 @@
 #define IMAGE_BYTES  (SECTORS * 512 + TAIL_BYTES)
 #define SERIAL       "sm-test-disk-0001"
 
-/* Register offsets, spelled out here so the test checks the layout. */
-enum {
-    DEVICE_ID = 0x008, DEV_FEATURES = 0x010, DEV_FEATURES_SEL = 0x014, DRV_FEATURES = 0x020,
-    DRV_FEATURES_SEL = 0x024, QUEUE_SEL = 0x030, QUEUE_NUM_MAX = 0x034, QUEUE_NUM = 0x038,
-    QUEUE_READY = 0x044, STATUS = 0x070, DESC_LO = 0x080, DRIVER_LO = 0x090, DEVICE_LO = 0x0a0,
-    CONFIG = 0x100,
-};
-enum { S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8, S_NEEDS_RESET = 64 };
 enum { T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11 };
 enum { ST_OK = 0, ST_IOERR = 1, ST_UNSUPP = 2, ST_UNTOUCHED = 0xee };
-
-struct fake_irq {
-    struct irq_line line;
-    int pulses;
-};
 
 struct fixture {
     uint8_t *ram;
     struct guest_memory mem;
-    struct fake_irq irq;
+    struct drv_irq irq;
     struct virtio_mmio *t;
+    struct drv_queue q;
     char path[64];
-    uint16_t avail_idx;
-    uint16_t used_seen;
-    uint16_t next_desc;
+    uint16_t next_desc;   /* the first free descriptor: chains are laid out in turn */
 };
 
 /* One buffer of a chain, as the driver lays it out. */
@@ -72,8 +59,6 @@ struct seg {
 
 /* The byte the image holds at offset off: differs from sector to sector and within one. */
 static uint8_t image_byte(uint64_t off) { return (uint8_t)((off >> 9) * 37 + (off & 511) * 3 + 1); }
-
-static void count_pulse(struct irq_line *line) { ((struct fake_irq *)line->ctx)->pulses++; }
 
 static void write_image(const char *path)
 {
@@ -116,10 +101,9 @@ static int setup(void **state)
     assert_true(tmp >= 0);
     close(tmp);
     write_image(f->path);
-    f->ram = aligned_alloc(4096, MEM_SIZE);
-    memset(f->ram, 0, MEM_SIZE);
-    gm_init_buffer(&f->mem, f->ram, MEM_SIZE);
-    f->irq.line = (struct irq_line){ .pulse = count_pulse, .fd = -1, .ctx = &f->irq };
+    f->ram = drv_ram_create(&f->mem, MEM_SIZE);
+    drv_queue_init(&f->q, f->ram, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA);
+    drv_irq_init(&f->irq);
     struct virtio_device *dev = virtio_blk_create(open_image(f->path), SERIAL);
     assert_non_null(dev);
     f->t = virtio_mmio_create(dev, &f->mem, &f->irq.line);
@@ -140,61 +124,13 @@ static int teardown(void **state)
 
 /* --- the driver's side ---------------------------------------------------------------- */
 
-static uint32_t rd(struct fixture *f, uint64_t off)
-{
-    uint32_t v = 0xdeadbeef;
-    virtio_mmio_bus_ops.read(f->t, off, (uint8_t *)&v, 4);
-    return v;
-}
-
-static void wr(struct fixture *f, uint64_t off, uint32_t v)
-{
-    virtio_mmio_bus_ops.write(f->t, off, (const uint8_t *)&v, 4);
-}
-
-static uint64_t device_features(struct fixture *f)
-{
-    wr(f, DEV_FEATURES_SEL, 0);
-    uint64_t lo = rd(f, DEV_FEATURES);
-    wr(f, DEV_FEATURES_SEL, 1);
-    return lo | (uint64_t)rd(f, DEV_FEATURES) << 32;
-}
-
 /* Accepts everything offered, as Linux would (it knows every bit we offer). */
 static void bring_up(struct fixture *f)
 {
-    uint64_t features = device_features(f);
-    wr(f, STATUS, S_ACK);
-    wr(f, STATUS, S_ACK | S_DRIVER);
-    wr(f, DRV_FEATURES_SEL, 0);
-    wr(f, DRV_FEATURES, (uint32_t)features);
-    wr(f, DRV_FEATURES_SEL, 1);
-    wr(f, DRV_FEATURES, (uint32_t)(features >> 32));
-    wr(f, STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
-    wr(f, QUEUE_SEL, 0);
-    wr(f, QUEUE_NUM, QSIZE);
-    wr(f, DESC_LO, DESC_GPA);
-    wr(f, DRIVER_LO, AVAIL_GPA);
-    wr(f, DEVICE_LO, USED_GPA);
-    wr(f, QUEUE_READY, 1);
-    wr(f, STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
-    assert_int_equal(rd(f, STATUS), S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
-}
-
-static void put_desc(uint8_t *table, uint16_t i, uint64_t gpa, uint32_t len, uint16_t flags, uint16_t next)
-{
-    uint8_t *d = table + 16u * i;
-    memcpy(d, &gpa, 8);
-    memcpy(d + 8, &len, 4);
-    memcpy(d + 12, &flags, 2);
-    memcpy(d + 14, &next, 2);
-}
-
-static void publish(struct fixture *f, uint16_t head)
-{
-    memcpy(f->ram + AVAIL_GPA + 4 + 2 * (f->avail_idx % QSIZE), &head, 2);
-    f->avail_idx++;
-    memcpy(f->ram + AVAIL_GPA + 2, &f->avail_idx, 2);
+    drv_negotiate(f->t, drv_device_features(f->t));
+    drv_setup_queue(f->t, 0, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA);
+    drv_driver_ok(f->t);
+    assert_int_equal(drv_read(f->t, REG_STATUS), S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
 }
 
 /* Lays segs out as a direct descriptor chain and publishes it; returns its head. */
@@ -204,10 +140,10 @@ static uint16_t post_chain(struct fixture *f, const struct seg *segs, int n)
     for (int i = 0; i < n; i++) {
         uint16_t idx = (uint16_t)((head + i) % QSIZE);
         uint16_t flags = (uint16_t)((segs[i].writable ? 2 : 0) | (i + 1 < n ? 1 : 0));
-        put_desc(f->ram + DESC_GPA, idx, segs[i].gpa, segs[i].len, flags, (uint16_t)((idx + 1) % QSIZE));
+        drv_queue_put_desc(&f->q, idx, segs[i].gpa, segs[i].len, flags, (uint16_t)((idx + 1) % QSIZE));
     }
     f->next_desc = (uint16_t)((head + n) % QSIZE);
-    publish(f, head);
+    drv_publish(&f->q, head);
     return head;
 }
 
@@ -216,37 +152,29 @@ static uint16_t post_indirect(struct fixture *f, const struct seg *segs, int n)
 {
     for (int i = 0; i < n; i++) {
         uint16_t flags = (uint16_t)((segs[i].writable ? 2 : 0) | (i + 1 < n ? 1 : 0));
-        put_desc(f->ram + INDIRECT_GPA, (uint16_t)i, segs[i].gpa, segs[i].len, flags, (uint16_t)(i + 1));
+        drv_put_desc(f->ram + INDIRECT_GPA, (uint16_t)i, segs[i].gpa, segs[i].len, flags, (uint16_t)(i + 1));
     }
     uint16_t head = f->next_desc;
-    put_desc(f->ram + DESC_GPA, head, INDIRECT_GPA, 16u * (uint32_t)n, 4 /* INDIRECT */, 0);
+    drv_queue_put_desc(&f->q, head, INDIRECT_GPA, 16u * (uint32_t)n, DRV_DESC_INDIRECT, 0);
     f->next_desc = (uint16_t)((head + 1) % QSIZE);
-    publish(f, head);
+    drv_publish(&f->q, head);
     return head;
 }
 
-static void kick(struct fixture *f) { virtio_mmio_queue_notify(f->t, 0); }
+static void kick(struct fixture *f) { drv_kick(f->t, 0); }
 
 /* The next used element must be {head, len}. */
 static void expect_used(struct fixture *f, uint16_t head, uint32_t len)
 {
-    uint16_t idx;
-    memcpy(&idx, f->ram + USED_GPA + 2, 2);
-    assert_true((uint16_t)(idx - f->used_seen) >= 1);
     uint32_t id, got_len;
-    uint16_t slot = f->used_seen % QSIZE;
-    memcpy(&id, f->ram + USED_GPA + 4 + 8 * slot, 4);
-    memcpy(&got_len, f->ram + USED_GPA + 8 + 8 * slot, 4);
+    assert_true(drv_next_used(&f->q, &id, &got_len));
     assert_int_equal(id, head);
     assert_int_equal(got_len, len);
-    f->used_seen++;
 }
 
 static void expect_nothing_more_used(struct fixture *f)
 {
-    uint16_t idx;
-    memcpy(&idx, f->ram + USED_GPA + 2, 2);
-    assert_int_equal(idx, f->used_seen);
+    assert_int_equal(drv_used_idx(&f->q), f->q.used_seen);
 }
 
 static void put_header(struct fixture *f, uint64_t gpa, uint32_t type, uint64_t sector)
@@ -306,10 +234,10 @@ static uint16_t post_simple(struct fixture *f, uint32_t type, uint64_t sector, u
 static void test_identity_and_features(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(rd(f, DEVICE_ID), 2);
+    assert_int_equal(drv_read(f->t, REG_DEVICE_ID), 2);
     assert_int_equal(virtio_mmio_num_queues(f->t), 1);
-    assert_int_equal(rd(f, QUEUE_NUM_MAX), VIRTIO_BLK_QUEUE_SIZE);
-    uint64_t feat = device_features(f);
+    assert_int_equal(drv_read(f->t, REG_QUEUE_NUM_MAX), VIRTIO_BLK_QUEUE_SIZE);
+    uint64_t feat = drv_device_features(f->t);
     assert_true(feat & (1ull << 5));   /* RO */
     assert_true(feat & (1ull << 2));   /* SEG_MAX */
     assert_true(feat & (1ull << 6));   /* BLK_SIZE */
@@ -325,23 +253,23 @@ static void test_config_space(void **state)
 {
     struct fixture *f = *state;
     uint64_t capacity = 0;
-    virtio_mmio_bus_ops.read(f->t, CONFIG + 0, (uint8_t *)&capacity, 8);
+    virtio_mmio_bus_ops.read(f->t, REG_CONFIG + 0, (uint8_t *)&capacity, 8);
     assert_int_equal(capacity, SECTORS); /* the partial tail sector is not counted */
-    assert_int_equal(rd(f, CONFIG + 0), SECTORS);
-    assert_int_equal(rd(f, CONFIG + 4), 0);
-    assert_int_equal(rd(f, CONFIG + 8), 0);                     /* size_max: not offered */
-    assert_int_equal(rd(f, CONFIG + 12), VQ_MAX_CHAIN_BUFS - 2); /* seg_max */
-    assert_int_equal(rd(f, CONFIG + 16), 0);                    /* geometry */
-    assert_int_equal(rd(f, CONFIG + 20), 512);                  /* blk_size */
+    assert_int_equal(drv_read(f->t, REG_CONFIG + 0), SECTORS);
+    assert_int_equal(drv_read(f->t, REG_CONFIG + 4), 0);
+    assert_int_equal(drv_read(f->t, REG_CONFIG + 8), 0);                     /* size_max: not offered */
+    assert_int_equal(drv_read(f->t, REG_CONFIG + 12), VQ_MAX_CHAIN_BUFS - 2); /* seg_max */
+    assert_int_equal(drv_read(f->t, REG_CONFIG + 16), 0);                    /* geometry */
+    assert_int_equal(drv_read(f->t, REG_CONFIG + 20), 512);                  /* blk_size */
     for (uint32_t off = 24; off < 60; off += 4)
-        assert_int_equal(rd(f, CONFIG + off), 0);
+        assert_int_equal(drv_read(f->t, REG_CONFIG + off), 0);
     /* Past the 60-byte config: the transport refuses, the read gives 0. */
     uint32_t v = 0x12345678;
-    virtio_mmio_bus_ops.read(f->t, CONFIG + 60, (uint8_t *)&v, 4);
+    virtio_mmio_bus_ops.read(f->t, REG_CONFIG + 60, (uint8_t *)&v, 4);
     assert_int_equal(v, 0);
     /* Config is read-only. */
-    wr(f, CONFIG + 0, 7);
-    assert_int_equal(rd(f, CONFIG + 0), SECTORS);
+    drv_write(f->t, REG_CONFIG + 0, 7);
+    assert_int_equal(drv_read(f->t, REG_CONFIG + 0), SECTORS);
     assert_int_equal(virtio_blk_capacity(virtio_mmio_device(f->t)), SECTORS);
 }
 
@@ -357,7 +285,7 @@ static void test_read_sector_0(void **state)
     assert_int_equal(status_at(f, STATUS_GPA), ST_OK);
     assert_true(holds_image(f, DATA_GPA, 512, 0));
     assert_true(f->irq.pulses >= 1);
-    assert_int_equal(rd(f, STATUS) & S_NEEDS_RESET, 0);
+    assert_int_equal(drv_read(f->t, REG_STATUS) & S_NEEDS_RESET, 0);
 }
 
 /* Sectors 20-21 across two data buffers of odd sizes, the status sharing the second one. */
@@ -412,7 +340,7 @@ static void test_read_past_end_is_ioerr(void **state)
         assert_int_equal(status_at(f, STATUS_GPA), ST_IOERR);
         assert_true(all_bytes_are(f->ram + DATA_GPA, bad[i].len, 0xaa));
     }
-    assert_int_equal(rd(f, STATUS) & S_NEEDS_RESET, 0);
+    assert_int_equal(drv_read(f->t, REG_STATUS) & S_NEEDS_RESET, 0);
 }
 
 static void test_read_not_whole_sectors_is_ioerr(void **state)
@@ -525,8 +453,7 @@ static void test_no_interrupt_flag_is_honoured(void **state)
 {
     struct fixture *f = *state;
     bring_up(f);
-    uint16_t no_interrupt = 1;
-    memcpy(f->ram + AVAIL_GPA, &no_interrupt, 2);
+    drv_set_avail_flags(&f->q, DRV_AVAIL_NO_INTERRUPT);
     int pulses = f->irq.pulses;
     uint16_t head = post_simple(f, T_IN, 0, 512, true);
     kick(f);
@@ -540,17 +467,14 @@ static void test_served_requests_survive_a_broken_ring(void **state)
     struct fixture *f = *state;
     bring_up(f);
     uint16_t head = post_simple(f, T_IN, 8, 512, true);
-    uint16_t bad_head = QSIZE + 1;
-    memcpy(f->ram + AVAIL_GPA + 4 + 2 * (f->avail_idx % QSIZE), &bad_head, 2);
-    f->avail_idx++;
-    memcpy(f->ram + AVAIL_GPA + 2, &f->avail_idx, 2);
+    drv_publish(&f->q, QSIZE + 1); /* a head out of range */
     int pulses = f->irq.pulses;
     kick(f);
     expect_used(f, head, 513);
     expect_nothing_more_used(f);
     assert_true(holds_image(f, DATA_GPA, 512, 8 * 512));
-    assert_true(rd(f, STATUS) & S_NEEDS_RESET);
-    assert_true(rd(f, 0x060) & 1); /* InterruptStatus: used buffer */
+    assert_true(drv_read(f->t, REG_STATUS) & S_NEEDS_RESET);
+    assert_true(drv_read(f->t, REG_INT_STATUS) & 1); /* InterruptStatus: used buffer */
     assert_true(f->irq.pulses > pulses);
 }
 
@@ -710,7 +634,7 @@ static void test_missing_status_returns_chain_unanswered(void **state)
     kick(f);
     expect_used(f, head, 513);
     assert_int_equal(status_at(f, STATUS_GPA), ST_OK);
-    assert_int_equal(rd(f, STATUS) & S_NEEDS_RESET, 0);
+    assert_int_equal(drv_read(f->t, REG_STATUS) & S_NEEDS_RESET, 0);
 }
 
 /* A trailing empty writable buffer does not move the status: it is the last writable byte. */
@@ -750,12 +674,9 @@ static void test_broken_ring_needs_reset(void **state)
 {
     struct fixture *f = *state;
     bring_up(f);
-    uint16_t bad_head = QSIZE + 3;
-    memcpy(f->ram + AVAIL_GPA + 4, &bad_head, 2);
-    f->avail_idx++;
-    memcpy(f->ram + AVAIL_GPA + 2, &f->avail_idx, 2);
+    drv_publish(&f->q, QSIZE + 3); /* a head out of range */
     kick(f);
-    assert_true(rd(f, STATUS) & S_NEEDS_RESET);
+    assert_true(drv_read(f->t, REG_STATUS) & S_NEEDS_RESET);
     expect_nothing_more_used(f);
 }
 
@@ -808,7 +729,7 @@ static void test_empty_image_and_no_serial(void **state)
     close(fd);
     f->t = virtio_mmio_create(virtio_blk_create(open_image(f->path), NULL), &f->mem, &f->irq.line);
     assert_non_null(f->t);
-    assert_int_equal(rd(f, CONFIG), 0);
+    assert_int_equal(drv_read(f->t, REG_CONFIG), 0);
     bring_up(f);
     uint16_t head = post_simple(f, T_GET_ID, 0, 20, true);
     kick(f);

@@ -18,6 +18,7 @@
 
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/rng.h"
+#include "helpers/virtio_driver.h"
 #include "machine/guest_memory.h"
 
 #define MEM_SIZE  (1u << 20)
@@ -27,43 +28,28 @@
 #define BUF_GPA   0x10000
 #define QSIZE     16
 
-/* Register offsets, spelled out here rather than shared, so the test checks the layout. */
-enum {
-    MAGIC = 0x000, VERSION = 0x004, DEVICE_ID = 0x008, VENDOR_ID = 0x00c,
-    DEV_FEATURES = 0x010, DEV_FEATURES_SEL = 0x014, DRV_FEATURES = 0x020, DRV_FEATURES_SEL = 0x024,
-    QUEUE_SEL = 0x030, QUEUE_NUM_MAX = 0x034, QUEUE_NUM = 0x038, QUEUE_READY = 0x044,
-    QUEUE_NOTIFY = 0x050, INT_STATUS = 0x060, INT_ACK = 0x064, STATUS = 0x070,
-    DESC_LO = 0x080, DESC_HI = 0x084, DRIVER_LO = 0x090, DRIVER_HI = 0x094,
-    DEVICE_LO = 0x0a0, DEVICE_HI = 0x0a4, SHM_SEL = 0x0ac, SHM_LEN_LO = 0x0b0, SHM_LEN_HI = 0x0b4,
-    QUEUE_RESET = 0x0c0, CONFIG_GEN = 0x0fc,
-};
-
-enum { S_ACK = 1, S_DRIVER = 2, S_DRIVER_OK = 4, S_FEATURES_OK = 8, S_NEEDS_RESET = 64 };
-
-struct fake_irq {
-    struct irq_line line;
-    int pulses;
-};
-
-static void count_pulse(struct irq_line *line) { ((struct fake_irq *)line->ctx)->pulses++; }
-
 struct fixture {
     uint8_t *ram;
     struct guest_memory mem;
-    struct fake_irq irq;
+    struct drv_irq irq;
     struct virtio_mmio *t;
-    uint16_t avail_idx;
+    struct drv_queue q;
 };
+
+/* Guest RAM, its rings where bring_up puts them, and an rng transport over them. */
+static void fixture_init(struct fixture *f)
+{
+    f->ram = drv_ram_create(&f->mem, MEM_SIZE);
+    drv_queue_init(&f->q, f->ram, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA);
+    drv_irq_init(&f->irq);
+    f->t = virtio_mmio_create(virtio_rng_create(), &f->mem, &f->irq.line);
+    assert_non_null(f->t);
+}
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    f->ram = aligned_alloc(4096, MEM_SIZE);
-    memset(f->ram, 0, MEM_SIZE);
-    gm_init_buffer(&f->mem, f->ram, MEM_SIZE);
-    f->irq.line = (struct irq_line){ .pulse = count_pulse, .fd = -1, .ctx = &f->irq };
-    f->t = virtio_mmio_create(virtio_rng_create(), &f->mem, &f->irq.line);
-    assert_non_null(f->t);
+    fixture_init(f);
     *state = f;
     return 0;
 }
@@ -77,78 +63,22 @@ static int teardown(void **state)
     return 0;
 }
 
-static uint32_t rd(struct fixture *f, uint64_t off)
-{
-    uint32_t v = 0xdeadbeef;
-    virtio_mmio_bus_ops.read(f->t, off, (uint8_t *)&v, 4);
-    return v;
-}
-
-static void wr(struct fixture *f, uint64_t off, uint32_t v)
-{
-    virtio_mmio_bus_ops.write(f->t, off, (const uint8_t *)&v, 4);
-}
-
-static void negotiate(struct fixture *f, uint64_t features)
-{
-    wr(f, STATUS, S_ACK);
-    wr(f, STATUS, S_ACK | S_DRIVER);
-    wr(f, DRV_FEATURES_SEL, 0);
-    wr(f, DRV_FEATURES, (uint32_t)features);
-    wr(f, DRV_FEATURES_SEL, 1);
-    wr(f, DRV_FEATURES, (uint32_t)(features >> 32));
-    wr(f, STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
-}
-
-static void setup_queue(struct fixture *f, uint32_t size, uint64_t desc, uint64_t avail, uint64_t used)
-{
-    wr(f, QUEUE_SEL, 0);
-    wr(f, QUEUE_NUM, size);
-    wr(f, DESC_LO, (uint32_t)desc);
-    wr(f, DESC_HI, (uint32_t)(desc >> 32));
-    wr(f, DRIVER_LO, (uint32_t)avail);
-    wr(f, DRIVER_HI, (uint32_t)(avail >> 32));
-    wr(f, DEVICE_LO, (uint32_t)used);
-    wr(f, DEVICE_HI, (uint32_t)(used >> 32));
-    wr(f, QUEUE_READY, 1);
-}
-
 /* The whole driver bring-up with VERSION_1 only. */
 static void bring_up(struct fixture *f)
 {
-    negotiate(f, 1ull << 32);
-    assert_int_equal(rd(f, STATUS), S_ACK | S_DRIVER | S_FEATURES_OK);
-    setup_queue(f, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA);
-    assert_int_equal(rd(f, QUEUE_READY), 1);
-    wr(f, STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
-    assert_int_equal(rd(f, STATUS), S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+    drv_negotiate(f->t, 1ull << 32);
+    assert_int_equal(drv_read(f->t, REG_STATUS), S_ACK | S_DRIVER | S_FEATURES_OK);
+    drv_setup_queue(f->t, 0, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA);
+    assert_int_equal(drv_read(f->t, REG_QUEUE_READY), 1);
+    drv_driver_ok(f->t);
+    assert_int_equal(drv_read(f->t, REG_STATUS), S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
 }
 
 /* Driver side: one device-writable buffer of len bytes as descriptor `head`, published. */
 static void post_buffer(struct fixture *f, uint16_t head, uint64_t gpa, uint32_t len)
 {
-    uint8_t *d = f->ram + DESC_GPA + 16u * head;
-    uint16_t flags = 2 /* WRITE */, next = 0;
-    memcpy(d, &gpa, 8);
-    memcpy(d + 8, &len, 4);
-    memcpy(d + 12, &flags, 2);
-    memcpy(d + 14, &next, 2);
-    memcpy(f->ram + AVAIL_GPA + 4 + 2 * (f->avail_idx % QSIZE), &head, 2);
-    f->avail_idx++;
-    memcpy(f->ram + AVAIL_GPA + 2, &f->avail_idx, 2);
-}
-
-static uint16_t used_idx(const struct fixture *f)
-{
-    uint16_t v;
-    memcpy(&v, f->ram + USED_GPA + 2, 2);
-    return v;
-}
-
-static void used_elem(const struct fixture *f, uint16_t slot, uint32_t *id, uint32_t *len)
-{
-    memcpy(id, f->ram + USED_GPA + 4 + 8 * slot, 4);
-    memcpy(len, f->ram + USED_GPA + 8 + 8 * slot, 4);
+    drv_queue_put_desc(&f->q, head, gpa, len, DRV_DESC_WRITE, 0);
+    drv_publish(&f->q, head);
 }
 
 static bool all_bytes_are(const uint8_t *p, size_t n, uint8_t v)
@@ -164,51 +94,51 @@ static bool all_bytes_are(const uint8_t *p, size_t n, uint8_t v)
 static void test_identification_registers(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(rd(f, MAGIC), 0x74726976);
-    assert_int_equal(rd(f, VERSION), 2);
-    assert_int_equal(rd(f, DEVICE_ID), 4);
-    assert_int_equal(rd(f, VENDOR_ID), VIRTIO_MMIO_VENDOR_ID);
+    assert_int_equal(drv_read(f->t, REG_MAGIC), 0x74726976);
+    assert_int_equal(drv_read(f->t, REG_VERSION), 2);
+    assert_int_equal(drv_read(f->t, REG_DEVICE_ID), 4);
+    assert_int_equal(drv_read(f->t, REG_VENDOR_ID), VIRTIO_MMIO_VENDOR_ID);
     assert_int_equal(virtio_mmio_num_queues(f->t), 1);
-    assert_int_equal(rd(f, QUEUE_NUM_MAX), VIRTIO_RNG_QUEUE_SIZE);
-    wr(f, QUEUE_SEL, 1);
-    assert_int_equal(rd(f, QUEUE_NUM_MAX), 0); /* no queue 1 */
-    assert_int_equal(rd(f, QUEUE_READY), 0);
+    assert_int_equal(drv_read(f->t, REG_QUEUE_NUM_MAX), VIRTIO_RNG_QUEUE_SIZE);
+    drv_write(f->t, REG_QUEUE_SEL, 1);
+    assert_int_equal(drv_read(f->t, REG_QUEUE_NUM_MAX), 0); /* no queue 1 */
+    assert_int_equal(drv_read(f->t, REG_QUEUE_READY), 0);
 }
 
 static void test_odd_accesses_read_zero(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(rd(f, 0x0e8), 0);          /* reserved */
-    assert_int_equal(rd(f, QUEUE_RESET), 0);    /* RING_RESET not offered */
-    assert_int_equal(rd(f, CONFIG_GEN), 0);
-    assert_int_equal(rd(f, SHM_LEN_LO), 0xffffffffu);
-    assert_int_equal(rd(f, SHM_LEN_HI), 0xffffffffu);
+    assert_int_equal(drv_read(f->t, 0x0e8), 0);          /* reserved */
+    assert_int_equal(drv_read(f->t, REG_QUEUE_RESET), 0);    /* RING_RESET not offered */
+    assert_int_equal(drv_read(f->t, REG_CONFIG_GEN), 0);
+    assert_int_equal(drv_read(f->t, REG_SHM_LEN_LO), 0xffffffffu);
+    assert_int_equal(drv_read(f->t, REG_SHM_LEN_HI), 0xffffffffu);
     uint16_t half = 0xbeef;
-    virtio_mmio_bus_ops.read(f->t, MAGIC, (uint8_t *)&half, 2); /* 16-bit register access */
+    virtio_mmio_bus_ops.read(f->t, REG_MAGIC, (uint8_t *)&half, 2); /* 16-bit register access */
     assert_int_equal(half, 0);
     uint32_t v = 0xdeadbeef;
-    virtio_mmio_bus_ops.read(f->t, MAGIC + 1, (uint8_t *)&v, 4); /* unaligned */
+    virtio_mmio_bus_ops.read(f->t, REG_MAGIC + 1, (uint8_t *)&v, 4); /* unaligned */
     assert_int_equal(v, 0);
     /* rng has no config space: every config read is 0, writes are ignored. */
     v = 0xdeadbeef;
     virtio_mmio_bus_ops.read(f->t, VIRTIO_MMIO_CONFIG_OFFSET, (uint8_t *)&v, 4);
     assert_int_equal(v, 0);
-    wr(f, VIRTIO_MMIO_CONFIG_OFFSET, 0x12345678);
-    wr(f, MAGIC, 0); /* read-only */
-    assert_int_equal(rd(f, MAGIC), 0x74726976);
+    drv_write(f->t, VIRTIO_MMIO_CONFIG_OFFSET, 0x12345678);
+    drv_write(f->t, REG_MAGIC, 0); /* read-only */
+    assert_int_equal(drv_read(f->t, REG_MAGIC), 0x74726976);
 }
 
 static void test_device_features(void **state)
 {
     struct fixture *f = *state;
-    wr(f, DEV_FEATURES_SEL, 0);
-    uint32_t lo = rd(f, DEV_FEATURES);
+    drv_write(f->t, REG_DEV_FEATURES_SEL, 0);
+    uint32_t lo = drv_read(f->t, REG_DEV_FEATURES);
     assert_true(lo & (1u << 28));            /* INDIRECT_DESC: implemented, so offered */
     assert_false(lo & (1u << 29));           /* EVENT_IDX: not implemented, never offered */
-    wr(f, DEV_FEATURES_SEL, 1);
-    assert_int_equal(rd(f, DEV_FEATURES), 1); /* VERSION_1, nothing else above 32 */
-    wr(f, DEV_FEATURES_SEL, 2);
-    assert_int_equal(rd(f, DEV_FEATURES), 0);
+    drv_write(f->t, REG_DEV_FEATURES_SEL, 1);
+    assert_int_equal(drv_read(f->t, REG_DEV_FEATURES), 1); /* VERSION_1, nothing else above 32 */
+    drv_write(f->t, REG_DEV_FEATURES_SEL, 2);
+    assert_int_equal(drv_read(f->t, REG_DEV_FEATURES), 0);
 }
 
 /* --- negotiation and status ----------------------------------------------------- */
@@ -216,42 +146,42 @@ static void test_device_features(void **state)
 static void test_features_ok_needs_version_1(void **state)
 {
     struct fixture *f = *state;
-    negotiate(f, 0); /* a legacy driver */
-    assert_int_equal(rd(f, STATUS) & S_FEATURES_OK, 0);
+    drv_negotiate(f->t, 0); /* a legacy driver */
+    assert_int_equal(drv_read(f->t, REG_STATUS) & S_FEATURES_OK, 0);
 }
 
 static void test_features_ok_refuses_bits_not_offered(void **state)
 {
     struct fixture *f = *state;
-    negotiate(f, (1ull << 32) | (1ull << 29) /* EVENT_IDX */);
-    assert_int_equal(rd(f, STATUS) & S_FEATURES_OK, 0);
-    wr(f, STATUS, 0);
-    negotiate(f, (1ull << 32) | 1 /* a device bit rng does not have */);
-    assert_int_equal(rd(f, STATUS) & S_FEATURES_OK, 0);
-    wr(f, STATUS, 0);
-    negotiate(f, (1ull << 32) | (1ull << 28));
-    assert_int_equal(rd(f, STATUS), S_ACK | S_DRIVER | S_FEATURES_OK);
+    drv_negotiate(f->t, (1ull << 32) | (1ull << 29) /* EVENT_IDX */);
+    assert_int_equal(drv_read(f->t, REG_STATUS) & S_FEATURES_OK, 0);
+    drv_write(f->t, REG_STATUS, 0);
+    drv_negotiate(f->t, (1ull << 32) | 1 /* a device bit rng does not have */);
+    assert_int_equal(drv_read(f->t, REG_STATUS) & S_FEATURES_OK, 0);
+    drv_write(f->t, REG_STATUS, 0);
+    drv_negotiate(f->t, (1ull << 32) | (1ull << 28));
+    assert_int_equal(drv_read(f->t, REG_STATUS), S_ACK | S_DRIVER | S_FEATURES_OK);
     assert_int_equal(virtio_mmio_device(f->t)->driver_features, (1ull << 32) | (1ull << 28));
 }
 
 static void test_driver_features_frozen_after_features_ok(void **state)
 {
     struct fixture *f = *state;
-    negotiate(f, 1ull << 32);
-    wr(f, DRV_FEATURES_SEL, 1);
-    wr(f, DRV_FEATURES, 0);
+    drv_negotiate(f->t, 1ull << 32);
+    drv_write(f->t, REG_DRV_FEATURES_SEL, 1);
+    drv_write(f->t, REG_DRV_FEATURES, 0);
     assert_int_equal(virtio_mmio_device(f->t)->driver_features, 1ull << 32);
 }
 
 static void test_driver_ok_without_features_ok_needs_reset(void **state)
 {
     struct fixture *f = *state;
-    wr(f, STATUS, S_ACK | S_DRIVER);
-    wr(f, STATUS, S_ACK | S_DRIVER | S_DRIVER_OK);
-    uint32_t st = rd(f, STATUS);
+    drv_write(f->t, REG_STATUS, S_ACK | S_DRIVER);
+    drv_write(f->t, REG_STATUS, S_ACK | S_DRIVER | S_DRIVER_OK);
+    uint32_t st = drv_read(f->t, REG_STATUS);
     assert_int_equal(st & S_DRIVER_OK, 0);
     assert_true(st & S_NEEDS_RESET);
-    assert_true(rd(f, INT_STATUS) & 2);
+    assert_true(drv_read(f->t, REG_INT_STATUS) & 2);
     assert_int_equal(f->irq.pulses, 1);
 }
 
@@ -259,14 +189,14 @@ static void test_reset_clears_everything(void **state)
 {
     struct fixture *f = *state;
     bring_up(f);
-    wr(f, STATUS, 0);
-    assert_int_equal(rd(f, STATUS), 0);
-    assert_int_equal(rd(f, QUEUE_READY), 0);
-    assert_int_equal(rd(f, INT_STATUS), 0);
+    drv_write(f->t, REG_STATUS, 0);
+    assert_int_equal(drv_read(f->t, REG_STATUS), 0);
+    assert_int_equal(drv_read(f->t, REG_QUEUE_READY), 0);
+    assert_int_equal(drv_read(f->t, REG_INT_STATUS), 0);
     assert_int_equal(virtio_mmio_device(f->t)->driver_features, 0);
     /* And it comes up again from scratch. */
     memset(f->ram + USED_GPA, 0, 4096);
-    f->avail_idx = 0;
+    f->q.avail_idx = 0;
     memset(f->ram + AVAIL_GPA, 0, 4096);
     bring_up(f);
 }
@@ -285,11 +215,11 @@ static void test_invalid_queue_is_not_activated(void **state)
         { QSIZE, DESC_GPA + 4, AVAIL_GPA, USED_GPA },            /* misaligned */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        wr(f, STATUS, 0);
-        negotiate(f, 1ull << 32);
-        setup_queue(f, bad[i].size, bad[i].desc, bad[i].avail, bad[i].used);
-        assert_int_equal(rd(f, QUEUE_READY), 0);
-        assert_true(rd(f, STATUS) & S_NEEDS_RESET);
+        drv_write(f->t, REG_STATUS, 0);
+        drv_negotiate(f->t, 1ull << 32);
+        drv_setup_queue(f->t, 0, bad[i].size, bad[i].desc, bad[i].avail, bad[i].used);
+        assert_int_equal(drv_read(f->t, REG_QUEUE_READY), 0);
+        assert_true(drv_read(f->t, REG_STATUS) & S_NEEDS_RESET);
     }
 }
 
@@ -315,19 +245,17 @@ static void test_no_activation_after_needs_reset(void **state)
         .activate = count_activate, .queue_notify = ignore_notify,
     };
     struct fixture f2 = { 0 };
-    f2.ram = aligned_alloc(4096, MEM_SIZE);
-    memset(f2.ram, 0, MEM_SIZE);
-    gm_init_buffer(&f2.mem, f2.ram, MEM_SIZE);
+    f2.ram = drv_ram_create(&f2.mem, MEM_SIZE);
     struct virtio_device dev = { .ops = &probe_ops };
     f2.t = virtio_mmio_create(&dev, &f2.mem, NULL);
     assert_non_null(f2.t);
     activations = 0;
-    negotiate(&f2, 1ull << 32);
-    setup_queue(&f2, 3, DESC_GPA, AVAIL_GPA, USED_GPA); /* bad size */
-    wr(&f2, STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+    drv_negotiate(f2.t, 1ull << 32);
+    drv_setup_queue(f2.t, 0, 3, DESC_GPA, AVAIL_GPA, USED_GPA); /* bad size */
+    drv_driver_ok(f2.t);
     assert_int_equal(activations, 0);
-    assert_int_equal(rd(&f2, STATUS) & S_DRIVER_OK, 0);
-    wr(&f2, STATUS, 0);
+    assert_int_equal(drv_read(f2.t, REG_STATUS) & S_DRIVER_OK, 0);
+    drv_write(f2.t, REG_STATUS, 0);
     bring_up(&f2);
     assert_int_equal(activations, 1);
     virtio_mmio_destroy(f2.t); /* no destroy op: dev stays ours, on the stack */
@@ -338,13 +266,13 @@ static void test_queue_registers_frozen_while_ready(void **state)
 {
     struct fixture *f = *state;
     bring_up(f);
-    wr(f, QUEUE_NUM, 4);
-    wr(f, DESC_LO, 0x50000);
+    drv_write(f->t, REG_QUEUE_NUM, 4);
+    drv_write(f->t, REG_DESC_LO, 0x50000);
     assert_int_equal(virtio_mmio_device(f->t)->queues[0].size, QSIZE);
     assert_int_equal(virtio_mmio_device(f->t)->queues[0].desc_addr, DESC_GPA);
     /* QueueReady 0 takes it down (Linux does before freeing the rings). */
-    wr(f, QUEUE_READY, 0);
-    assert_int_equal(rd(f, QUEUE_READY), 0);
+    drv_write(f->t, REG_QUEUE_READY, 0);
+    assert_int_equal(drv_read(f->t, REG_QUEUE_READY), 0);
 }
 
 static void test_rng_request_end_to_end(void **state)
@@ -354,25 +282,25 @@ static void test_rng_request_end_to_end(void **state)
     memset(f->ram + BUF_GPA, 0xaa, 64);
     post_buffer(f, 5, BUF_GPA, 64);
     assert_int_equal(f->irq.pulses, 0);
-    wr(f, QUEUE_NOTIFY, 0);     /* the kick, reaching the bus */
+    drv_write(f->t, REG_QUEUE_NOTIFY, 0);     /* the kick, reaching the bus */
 
-    assert_int_equal(used_idx(f), 1);
+    assert_int_equal(drv_used_idx(&f->q), 1);
     uint32_t id, len;
-    used_elem(f, 0, &id, &len);
+    drv_used_elem(&f->q, 0, &id, &len);
     assert_int_equal(id, 5);
     assert_int_equal(len, 64);
     /* 64 random bytes all equal to 0xaa: probability 2^-512. */
     assert_false(all_bytes_are(f->ram + BUF_GPA, 64, 0xaa));
     assert_int_equal(f->irq.pulses, 1);
-    assert_int_equal(rd(f, INT_STATUS), 1);
-    wr(f, INT_ACK, 1);
-    assert_int_equal(rd(f, INT_STATUS), 0);
+    assert_int_equal(drv_read(f->t, REG_INT_STATUS), 1);
+    drv_write(f->t, REG_INT_ACK, 1);
+    assert_int_equal(drv_read(f->t, REG_INT_STATUS), 0);
 
     /* The same through the event-loop entry point. */
     post_buffer(f, 6, BUF_GPA + 64, 8);
     virtio_mmio_queue_notify(f->t, 0);
-    assert_int_equal(used_idx(f), 2);
-    used_elem(f, 1, &id, &len);
+    assert_int_equal(drv_used_idx(&f->q), 2);
+    drv_used_elem(&f->q, 1, &id, &len);
     assert_int_equal(id, 6);
     assert_int_equal(len, 8);
     assert_int_equal(f->irq.pulses, 2);
@@ -387,7 +315,7 @@ static void test_rng_fills_at_most_the_per_request_bound(void **state)
     post_buffer(f, 0, BUF_GPA, big);
     virtio_mmio_queue_notify(f->t, 0);
     uint32_t id, len;
-    used_elem(f, 0, &id, &len);
+    drv_used_elem(&f->q, 0, &id, &len);
     assert_int_equal(len, VIRTIO_RNG_MAX_REQUEST);
     assert_true(all_bytes_are(f->ram + BUF_GPA + VIRTIO_RNG_MAX_REQUEST, big - VIRTIO_RNG_MAX_REQUEST, 0xaa));
 }
@@ -395,13 +323,13 @@ static void test_rng_fills_at_most_the_per_request_bound(void **state)
 static void test_notify_before_driver_ok_waits_for_it(void **state)
 {
     struct fixture *f = *state;
-    negotiate(f, 1ull << 32);
-    setup_queue(f, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA);
+    drv_negotiate(f->t, 1ull << 32);
+    drv_setup_queue(f->t, 0, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA);
     post_buffer(f, 1, BUF_GPA, 16);
-    wr(f, QUEUE_NOTIFY, 0);
-    assert_int_equal(used_idx(f), 0);   /* not live yet: nothing consumed */
-    wr(f, STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
-    assert_int_equal(used_idx(f), 1);   /* picked up at DRIVER_OK */
+    drv_write(f->t, REG_QUEUE_NOTIFY, 0);
+    assert_int_equal(drv_used_idx(&f->q), 0);   /* not live yet: nothing consumed */
+    drv_driver_ok(f->t);
+    assert_int_equal(drv_used_idx(&f->q), 1);   /* picked up at DRIVER_OK */
 }
 
 static void test_notify_of_missing_queue_is_ignored(void **state)
@@ -409,9 +337,9 @@ static void test_notify_of_missing_queue_is_ignored(void **state)
     struct fixture *f = *state;
     bring_up(f);
     post_buffer(f, 1, BUF_GPA, 16);
-    wr(f, QUEUE_NOTIFY, 7);
+    drv_write(f->t, REG_QUEUE_NOTIFY, 7);
     virtio_mmio_queue_notify(f->t, 0xffff);
-    assert_int_equal(used_idx(f), 0);
+    assert_int_equal(drv_used_idx(&f->q), 0);
 }
 
 static void test_broken_ring_sets_needs_reset(void **state)
@@ -420,15 +348,15 @@ static void test_broken_ring_sets_needs_reset(void **state)
     bring_up(f);
     uint16_t jump = QSIZE + 3;
     memcpy(f->ram + AVAIL_GPA + 2, &jump, 2);
-    wr(f, QUEUE_NOTIFY, 0);
-    assert_true(rd(f, STATUS) & S_NEEDS_RESET);
-    assert_true(rd(f, INT_STATUS) & 2);
-    assert_int_equal(used_idx(f), 0);
+    drv_write(f->t, REG_QUEUE_NOTIFY, 0);
+    assert_true(drv_read(f->t, REG_STATUS) & S_NEEDS_RESET);
+    assert_true(drv_read(f->t, REG_INT_STATUS) & 2);
+    assert_int_equal(drv_used_idx(&f->q), 0);
     /* Further kicks do nothing until the driver resets the device. */
     virtio_mmio_queue_notify(f->t, 0);
-    assert_int_equal(used_idx(f), 0);
-    wr(f, STATUS, 0);
-    assert_int_equal(rd(f, STATUS), 0);
+    assert_int_equal(drv_used_idx(&f->q), 0);
+    drv_write(f->t, REG_STATUS, 0);
+    assert_int_equal(drv_read(f->t, REG_STATUS), 0);
 }
 
 /* A vCPU thread reading and acknowledging while the event loop processes kicks. */
@@ -438,11 +366,11 @@ static void *hammer_registers(void *arg)
 {
     struct fixture *f = arg;
     while (!__atomic_load_n(&stop_hammer, __ATOMIC_RELAXED)) {
-        uint32_t st = rd(f, INT_STATUS);
+        uint32_t st = drv_read(f->t, REG_INT_STATUS);
         if (st)
-            wr(f, INT_ACK, st);
-        (void)rd(f, STATUS);
-        (void)rd(f, QUEUE_READY);
+            drv_write(f->t, REG_INT_ACK, st);
+        (void)drv_read(f->t, REG_STATUS);
+        (void)drv_read(f->t, REG_QUEUE_READY);
     }
     return NULL;
 }
@@ -460,9 +388,9 @@ static void test_registers_and_kicks_from_two_threads(void **state)
     }
     __atomic_store_n(&stop_hammer, true, __ATOMIC_RELAXED);
     pthread_join(th, NULL);
-    assert_int_equal(used_idx(f), 200);
+    assert_int_equal(drv_used_idx(&f->q), 200);
     assert_int_equal(f->irq.pulses, 200);
-    assert_int_equal(rd(f, STATUS) & S_NEEDS_RESET, 0);
+    assert_int_equal(drv_read(f->t, REG_STATUS) & S_NEEDS_RESET, 0);
 }
 
 static void test_create_refuses_nonsense(void **state)
@@ -486,13 +414,13 @@ static void test_create_refuses_nonsense(void **state)
 static struct fixture *clone_memory(const struct fixture *f)
 {
     struct fixture *g = calloc(1, sizeof *g);
-    g->ram = aligned_alloc(4096, MEM_SIZE);
+    g->ram = drv_ram_create(&g->mem, MEM_SIZE);
     memcpy(g->ram, f->ram, MEM_SIZE);
-    gm_init_buffer(&g->mem, g->ram, MEM_SIZE);
-    g->irq.line = (struct irq_line){ .pulse = count_pulse, .fd = -1, .ctx = &g->irq };
+    drv_irq_init(&g->irq);
     g->t = virtio_mmio_create(virtio_rng_create(), &g->mem, &g->irq.line);
     assert_non_null(g->t);
-    g->avail_idx = f->avail_idx;
+    g->q = f->q;
+    g->q.ram = g->ram; /* the driver's counters as f's, over g's copy of the RAM */
     return g;
 }
 
@@ -508,28 +436,28 @@ static void use_rng(struct fixture *f)
     bring_up(f);
     for (uint16_t i = 0; i < 3; i++)
         post_buffer(f, i, BUF_GPA + 64u * i, 32);
-    wr(f, QUEUE_NOTIFY, 0);
-    assert_int_equal(used_idx(f), 3);
-    wr(f, DEV_FEATURES_SEL, 1);
-    wr(f, DRV_FEATURES_SEL, 1);
-    wr(f, QUEUE_SEL, 5);
+    drv_write(f->t, REG_QUEUE_NOTIFY, 0);
+    assert_int_equal(drv_used_idx(&f->q), 3);
+    drv_write(f->t, REG_DEV_FEATURES_SEL, 1);
+    drv_write(f->t, REG_DRV_FEATURES_SEL, 1);
+    drv_write(f->t, REG_QUEUE_SEL, 5);
     virtio_device_notify_config(virtio_mmio_device(f->t)); /* as a device whose config changed would */
 }
 
 static void expect_same_registers(struct fixture *a, struct fixture *b)
 {
-    static const uint64_t regs[] = { MAGIC, VERSION, DEVICE_ID, VENDOR_ID, DEV_FEATURES, QUEUE_NUM_MAX,
-                                     QUEUE_READY, INT_STATUS, STATUS, CONFIG_GEN };
+    static const uint64_t regs[] = { REG_MAGIC, REG_VERSION, REG_DEVICE_ID, REG_VENDOR_ID, REG_DEV_FEATURES, REG_QUEUE_NUM_MAX,
+                                     REG_QUEUE_READY, REG_INT_STATUS, REG_STATUS, REG_CONFIG_GEN };
     for (size_t i = 0; i < sizeof regs / sizeof regs[0]; i++)
-        assert_int_equal(rd(a, regs[i]), rd(b, regs[i]));
+        assert_int_equal(drv_read(a->t, regs[i]), drv_read(b->t, regs[i]));
     for (uint32_t sel = 0; sel < 3; sel++) {
-        wr(a, QUEUE_SEL, sel);
-        wr(b, QUEUE_SEL, sel);
-        wr(a, DEV_FEATURES_SEL, sel);
-        wr(b, DEV_FEATURES_SEL, sel);
-        assert_int_equal(rd(a, QUEUE_NUM_MAX), rd(b, QUEUE_NUM_MAX));
-        assert_int_equal(rd(a, QUEUE_READY), rd(b, QUEUE_READY));
-        assert_int_equal(rd(a, DEV_FEATURES), rd(b, DEV_FEATURES));
+        drv_write(a->t, REG_QUEUE_SEL, sel);
+        drv_write(b->t, REG_QUEUE_SEL, sel);
+        drv_write(a->t, REG_DEV_FEATURES_SEL, sel);
+        drv_write(b->t, REG_DEV_FEATURES_SEL, sel);
+        assert_int_equal(drv_read(a->t, REG_QUEUE_NUM_MAX), drv_read(b->t, REG_QUEUE_NUM_MAX));
+        assert_int_equal(drv_read(a->t, REG_QUEUE_READY), drv_read(b->t, REG_QUEUE_READY));
+        assert_int_equal(drv_read(a->t, REG_DEV_FEATURES), drv_read(b->t, REG_DEV_FEATURES));
     }
 }
 
@@ -580,10 +508,10 @@ static void test_snapshot_rng_keeps_serving(void **state)
     for (struct fixture *x = f; x; x = x == f ? g : NULL) {
         memset(x->ram + BUF_GPA + 0x1000, 0xaa, 48);
         post_buffer(x, 7, BUF_GPA + 0x1000, 48);
-        wr(x, QUEUE_NOTIFY, 0);
-        assert_int_equal(used_idx(x), 4);
+        drv_write(x->t, REG_QUEUE_NOTIFY, 0);
+        assert_int_equal(drv_used_idx(&x->q), 4);
         uint32_t id, len;
-        used_elem(x, 3, &id, &len);
+        drv_used_elem(&x->q, 3, &id, &len);
         assert_int_equal(id, 7);
         assert_int_equal(len, 48);
         assert_false(all_bytes_are(x->ram + BUF_GPA + 0x1000, 48, 0xaa));
@@ -606,9 +534,9 @@ static void test_snapshot_restore_serves_posted_buffers(void **state)
     assert_int_equal(st.queues[0].last_avail_idx, 3);
     struct fixture *g = clone_memory(f);
     assert_int_equal(virtio_mmio_restore(g->t, &st, NULL), SM_OK);
-    assert_int_equal(used_idx(g), 4);
+    assert_int_equal(drv_used_idx(&g->q), 4);
     uint32_t id, len;
-    used_elem(g, 3, &id, &len);
+    drv_used_elem(&g->q, 3, &id, &len);
     assert_int_equal(id, 9);
     assert_int_equal(len, 16);
     assert_int_equal(g->irq.pulses, 1);
@@ -626,8 +554,8 @@ static void test_snapshot_of_untouched_device(void **state)
     expect_same_registers(f, g);
     bring_up(g);                                 /* a driver can still probe it */
     post_buffer(g, 0, BUF_GPA, 8);
-    wr(g, QUEUE_NOTIFY, 0);
-    assert_int_equal(used_idx(g), 1);
+    drv_write(g->t, REG_QUEUE_NOTIFY, 0);
+    assert_int_equal(drv_used_idx(&g->q), 1);
     free_clone(g);
 }
 
@@ -710,9 +638,9 @@ static void test_snapshot_refuses_hostile_state(void **state)
     assert_int_equal(f->irq.pulses, pulses);
     /* Refusals left the live device serving. */
     post_buffer(f, 4, BUF_GPA + 0x3000, 8);
-    wr(f, QUEUE_NOTIFY, 0);
-    assert_int_equal(used_idx(f), 4);
-    assert_int_equal(rd(f, STATUS) & S_NEEDS_RESET, 0);
+    drv_write(f->t, REG_QUEUE_NOTIFY, 0);
+    assert_int_equal(drv_used_idx(&f->q), 4);
+    assert_int_equal(drv_read(f->t, REG_STATUS) & S_NEEDS_RESET, 0);
 }
 
 static int resets;

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "devices/virtio/virtqueue.h"
+#include "helpers/virtio_driver.h"
 #include "machine/guest_memory.h"
 
 #define MEM_SIZE   (1u << 20)
@@ -27,16 +28,15 @@ struct fixture {
     uint8_t *ram;
     struct guest_memory mem;
     struct virtqueue vq;
-    uint16_t avail_idx;   /* the driver's copy */
+    struct drv_queue q;   /* the driver's side of vq */
     struct vq_chain chain;
 };
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof *f);
-    f->ram = aligned_alloc(4096, MEM_SIZE);
-    memset(f->ram, 0, MEM_SIZE);
-    gm_init_buffer(&f->mem, f->ram, MEM_SIZE);
+    f->ram = drv_ram_create(&f->mem, MEM_SIZE);
+    drv_queue_init(&f->q, f->ram, QSIZE, DESC_GPA, AVAIL_GPA, USED_GPA);
     vq_reset(&f->vq, QSIZE);
     f->vq.size = QSIZE;
     f->vq.desc_addr = DESC_GPA;
@@ -56,49 +56,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static void put_desc_at(struct fixture *f, uint64_t table, uint16_t i, uint64_t addr, uint32_t len,
-                        uint16_t flags, uint16_t next)
-{
-    uint8_t *d = f->ram + table + 16u * i;
-    memcpy(d, &addr, 8);
-    memcpy(d + 8, &len, 4);
-    memcpy(d + 12, &flags, 2);
-    memcpy(d + 14, &next, 2);
-}
-
-static void put_desc(struct fixture *f, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
-{
-    put_desc_at(f, DESC_GPA, i, addr, len, flags, next);
-}
-
-/* The driver side: one head into the avail ring, then idx. */
-static void publish(struct fixture *f, uint16_t head)
-{
-    uint16_t slot = f->avail_idx % QSIZE;
-    memcpy(f->ram + AVAIL_GPA + 4 + 2 * slot, &head, 2);
-    f->avail_idx++;
-    memcpy(f->ram + AVAIL_GPA + 2, &f->avail_idx, 2);
-}
-
-static void set_avail_idx(struct fixture *f, uint16_t idx)
-{
-    f->avail_idx = idx;
-    memcpy(f->ram + AVAIL_GPA + 2, &idx, 2);
-}
-
-static uint16_t used_idx(const struct fixture *f)
-{
-    uint16_t v;
-    memcpy(&v, f->ram + USED_GPA + 2, 2);
-    return v;
-}
-
-static void used_elem(const struct fixture *f, uint16_t slot, uint32_t *id, uint32_t *len)
-{
-    memcpy(id, f->ram + USED_GPA + 4 + 8 * slot, 4);
-    memcpy(len, f->ram + USED_GPA + 8 + 8 * slot, 4);
-}
-
 /* --- well-formed rings --------------------------------------------------- */
 
 static void test_empty_ring_gives_nothing(void **state)
@@ -111,8 +68,8 @@ static void test_empty_ring_gives_nothing(void **state)
 static void test_single_readable_buffer(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 3, DATA_GPA, 100, 0, 0);
-    publish(f, 3);
+    drv_queue_put_desc(&f->q, 3, DATA_GPA, 100, 0, 0);
+    drv_publish(&f->q, 3);
     assert_int_equal(vq_pop(&f->vq, &f->mem, &f->chain), 1);
     assert_int_equal(f->chain.head, 3);
     assert_int_equal(f->chain.nbufs, 1);
@@ -128,10 +85,10 @@ static void test_single_readable_buffer(void **state)
 static void test_chain_readable_then_writable_and_push(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 0, DATA_GPA, 16, VIRTQ_DESC_F_NEXT, 5);
-    put_desc(f, 5, DATA_GPA + 16, 32, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
-    put_desc(f, 2, DATA_GPA + 48, 64, VIRTQ_DESC_F_WRITE, 0);
-    publish(f, 0);
+    drv_queue_put_desc(&f->q, 0, DATA_GPA, 16, VIRTQ_DESC_F_NEXT, 5);
+    drv_queue_put_desc(&f->q, 5, DATA_GPA + 16, 32, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
+    drv_queue_put_desc(&f->q, 2, DATA_GPA + 48, 64, VIRTQ_DESC_F_WRITE, 0);
+    drv_publish(&f->q, 0);
     assert_int_equal(vq_pop(&f->vq, &f->mem, &f->chain), 1);
     assert_int_equal(f->chain.nbufs, 3);
     assert_int_equal(f->chain.nreadable, 1);
@@ -142,9 +99,9 @@ static void test_chain_readable_then_writable_and_push(void **state)
     assert_int_equal(f->chain.writable_bytes, 96);
 
     assert_int_equal(vq_push(&f->vq, &f->mem, f->chain.head, 77), 0);
-    assert_int_equal(used_idx(f), 1);
+    assert_int_equal(drv_used_idx(&f->q), 1);
     uint32_t id, len;
-    used_elem(f, 0, &id, &len);
+    drv_used_elem(&f->q, 0, &id, &len);
     assert_int_equal(id, 0);
     assert_int_equal(len, 77);
 }
@@ -155,18 +112,18 @@ static void test_indices_wrap_around(void **state)
     /* Start both sides just below the 16-bit wrap. */
     f->vq.last_avail_idx = 65530;
     f->vq.used_idx = 65530;
-    set_avail_idx(f, 65530);
+    drv_set_avail_idx(&f->q, 65530);
     for (int i = 0; i < 12; i++) {
         uint16_t head = (uint16_t)(i % QSIZE);
-        put_desc(f, head, DATA_GPA + 64u * i, 8, VIRTQ_DESC_F_WRITE, 0);
-        publish(f, head);
+        drv_queue_put_desc(&f->q, head, DATA_GPA + 64u * i, 8, VIRTQ_DESC_F_WRITE, 0);
+        drv_publish(&f->q, head);
         assert_int_equal(vq_pop(&f->vq, &f->mem, &f->chain), 1);
         assert_int_equal(f->chain.head, head);
         assert_int_equal(vq_push(&f->vq, &f->mem, head, (uint32_t)i), 0);
     }
-    assert_int_equal(used_idx(f), (uint16_t)(65530 + 12));
+    assert_int_equal(drv_used_idx(&f->q), (uint16_t)(65530 + 12));
     uint32_t id, len;
-    used_elem(f, (uint16_t)(65530 + 11) % QSIZE, &id, &len);
+    drv_used_elem(&f->q, (uint16_t)(65530 + 11) % QSIZE, &id, &len);
     assert_int_equal(id, 11);
     assert_int_equal(len, 11);
 }
@@ -175,8 +132,8 @@ static void test_full_ring_is_accepted(void **state)
 {
     struct fixture *f = *state;
     for (uint16_t i = 0; i < QSIZE; i++) {
-        put_desc(f, i, DATA_GPA, 4, 0, 0);
-        publish(f, i);
+        drv_queue_put_desc(&f->q, i, DATA_GPA, 4, 0, 0);
+        drv_publish(&f->q, i);
     }
     for (uint16_t i = 0; i < QSIZE; i++)
         assert_int_equal(vq_pop(&f->vq, &f->mem, &f->chain), 1);
@@ -188,11 +145,11 @@ static void test_indirect_table(void **state)
     struct fixture *f = *state;
     const uint64_t table = 0x8000;
     f->vq.indirect_ok = true;
-    put_desc_at(f, table, 0, DATA_GPA, 10, VIRTQ_DESC_F_NEXT, 2);
-    put_desc_at(f, table, 2, DATA_GPA + 100, 20, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1);
-    put_desc_at(f, table, 1, DATA_GPA + 200, 30, VIRTQ_DESC_F_WRITE, 0);
-    put_desc(f, 7, table, 3 * 16, VIRTQ_DESC_F_INDIRECT, 0);
-    publish(f, 7);
+    drv_put_desc(f->ram + table, 0, DATA_GPA, 10, VIRTQ_DESC_F_NEXT, 2);
+    drv_put_desc(f->ram + table, 2, DATA_GPA + 100, 20, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 1);
+    drv_put_desc(f->ram + table, 1, DATA_GPA + 200, 30, VIRTQ_DESC_F_WRITE, 0);
+    drv_queue_put_desc(&f->q, 7, table, 3 * 16, VIRTQ_DESC_F_INDIRECT, 0);
+    drv_publish(&f->q, 7);
     assert_int_equal(vq_pop(&f->vq, &f->mem, &f->chain), 1);
     assert_int_equal(f->chain.head, 7);
     assert_int_equal(f->chain.nbufs, 3);
@@ -205,8 +162,7 @@ static void test_should_interrupt_follows_no_interrupt_flag(void **state)
 {
     struct fixture *f = *state;
     assert_true(vq_should_interrupt(&f->vq, &f->mem));
-    uint16_t flags = VIRTQ_AVAIL_F_NO_INTERRUPT;
-    memcpy(f->ram + AVAIL_GPA, &flags, 2);
+    drv_set_avail_flags(&f->q, VIRTQ_AVAIL_F_NO_INTERRUPT);
     assert_false(vq_should_interrupt(&f->vq, &f->mem));
 }
 
@@ -224,17 +180,17 @@ static void expect_broken(struct fixture *f)
 static void test_loop_between_two_descriptors(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 0, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, 1);
-    put_desc(f, 1, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, 0);
-    publish(f, 0);
+    drv_queue_put_desc(&f->q, 0, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, 1);
+    drv_queue_put_desc(&f->q, 1, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
 static void test_descriptor_pointing_at_itself(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 4, DATA_GPA, 8, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 4);
-    publish(f, 4);
+    drv_queue_put_desc(&f->q, 4, DATA_GPA, 8, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 4);
+    drv_publish(&f->q, 4);
     expect_broken(f);
 }
 
@@ -243,85 +199,85 @@ static void test_loop_inside_indirect_table(void **state)
     struct fixture *f = *state;
     const uint64_t table = 0x8000;
     f->vq.indirect_ok = true;
-    put_desc_at(f, table, 0, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, 1);
-    put_desc_at(f, table, 1, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, 0);
-    put_desc(f, 0, table, 2 * 16, VIRTQ_DESC_F_INDIRECT, 0);
-    publish(f, 0);
+    drv_put_desc(f->ram + table, 0, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, 1);
+    drv_put_desc(f->ram + table, 1, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, 0);
+    drv_queue_put_desc(&f->q, 0, table, 2 * 16, VIRTQ_DESC_F_INDIRECT, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
 static void test_next_index_out_of_range(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 0, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, QSIZE);
-    publish(f, 0);
+    drv_queue_put_desc(&f->q, 0, DATA_GPA, 8, VIRTQ_DESC_F_NEXT, QSIZE);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
 static void test_head_out_of_range(void **state)
 {
     struct fixture *f = *state;
-    publish(f, 999);
+    drv_publish(&f->q, 999);
     expect_broken(f);
 }
 
 static void test_buffer_outside_ram(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 0, MEM_SIZE + 4096, 8, 0, 0);
-    publish(f, 0);
+    drv_queue_put_desc(&f->q, 0, MEM_SIZE + 4096, 8, 0, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
 static void test_buffer_straddling_end_of_ram(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 0, MEM_SIZE - 4, 8, VIRTQ_DESC_F_WRITE, 0);
-    publish(f, 0);
+    drv_queue_put_desc(&f->q, 0, MEM_SIZE - 4, 8, VIRTQ_DESC_F_WRITE, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
 static void test_address_plus_length_overflows(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 0, UINT64_MAX - 15, 0xffffffffu, VIRTQ_DESC_F_WRITE, 0);
-    publish(f, 0);
+    drv_queue_put_desc(&f->q, 0, UINT64_MAX - 15, 0xffffffffu, VIRTQ_DESC_F_WRITE, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
 static void test_avail_idx_jump_beyond_queue_size(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 0, DATA_GPA, 8, 0, 0);
-    set_avail_idx(f, QSIZE + 1);
+    drv_queue_put_desc(&f->q, 0, DATA_GPA, 8, 0, 0);
+    drv_set_avail_idx(&f->q, QSIZE + 1);
     expect_broken(f);
 }
 
 static void test_avail_idx_going_backwards(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 0, DATA_GPA, 8, 0, 0);
-    publish(f, 0);
+    drv_queue_put_desc(&f->q, 0, DATA_GPA, 8, 0, 0);
+    drv_publish(&f->q, 0);
     assert_int_equal(vq_pop(&f->vq, &f->mem, &f->chain), 1);
-    set_avail_idx(f, 0); /* as if the driver "un-published": a jump of 65535 */
+    drv_set_avail_idx(&f->q, 0); /* as if the driver "un-published": a jump of 65535 */
     expect_broken(f);
 }
 
 static void test_readable_after_writable(void **state)
 {
     struct fixture *f = *state;
-    put_desc(f, 0, DATA_GPA, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
-    put_desc(f, 1, DATA_GPA, 8, 0, 0);
-    publish(f, 0);
+    drv_queue_put_desc(&f->q, 0, DATA_GPA, 8, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 1);
+    drv_queue_put_desc(&f->q, 1, DATA_GPA, 8, 0, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
 static void test_indirect_not_negotiated(void **state)
 {
     struct fixture *f = *state;
-    put_desc_at(f, 0x8000, 0, DATA_GPA, 8, 0, 0);
-    put_desc(f, 0, 0x8000, 16, VIRTQ_DESC_F_INDIRECT, 0);
-    publish(f, 0);
+    drv_put_desc(f->ram + 0x8000, 0, DATA_GPA, 8, 0, 0);
+    drv_queue_put_desc(&f->q, 0, 0x8000, 16, VIRTQ_DESC_F_INDIRECT, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
@@ -329,10 +285,10 @@ static void test_nested_indirect(void **state)
 {
     struct fixture *f = *state;
     f->vq.indirect_ok = true;
-    put_desc_at(f, 0x8000, 0, 0x9000, 16, VIRTQ_DESC_F_INDIRECT, 0);
-    put_desc_at(f, 0x9000, 0, DATA_GPA, 8, 0, 0);
-    put_desc(f, 0, 0x8000, 16, VIRTQ_DESC_F_INDIRECT, 0);
-    publish(f, 0);
+    drv_put_desc(f->ram + 0x8000, 0, 0x9000, 16, VIRTQ_DESC_F_INDIRECT, 0);
+    drv_put_desc(f->ram + 0x9000, 0, DATA_GPA, 8, 0, 0);
+    drv_queue_put_desc(&f->q, 0, 0x8000, 16, VIRTQ_DESC_F_INDIRECT, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
@@ -340,10 +296,10 @@ static void test_indirect_with_next(void **state)
 {
     struct fixture *f = *state;
     f->vq.indirect_ok = true;
-    put_desc_at(f, 0x8000, 0, DATA_GPA, 8, 0, 0);
-    put_desc(f, 0, 0x8000, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1);
-    put_desc(f, 1, DATA_GPA, 8, 0, 0);
-    publish(f, 0);
+    drv_put_desc(f->ram + 0x8000, 0, DATA_GPA, 8, 0, 0);
+    drv_queue_put_desc(&f->q, 0, 0x8000, 16, VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, 1);
+    drv_queue_put_desc(&f->q, 1, DATA_GPA, 8, 0, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
@@ -358,9 +314,9 @@ static void test_indirect_bad_lengths(void **state)
         f->vq.used_addr = USED_GPA;
         f->vq.ready = true;
         f->vq.indirect_ok = true;
-        set_avail_idx(f, 0);
-        put_desc(f, 0, 0x8000, bad_lengths[i], VIRTQ_DESC_F_INDIRECT, 0);
-        publish(f, 0);
+        drv_set_avail_idx(&f->q, 0);
+        drv_queue_put_desc(&f->q, 0, 0x8000, bad_lengths[i], VIRTQ_DESC_F_INDIRECT, 0);
+        drv_publish(&f->q, 0);
         expect_broken(f);
     }
 }
@@ -369,8 +325,8 @@ static void test_indirect_table_outside_ram(void **state)
 {
     struct fixture *f = *state;
     f->vq.indirect_ok = true;
-    put_desc(f, 0, MEM_SIZE - 16, 32, VIRTQ_DESC_F_INDIRECT, 0);
-    publish(f, 0);
+    drv_queue_put_desc(&f->q, 0, MEM_SIZE - 16, 32, VIRTQ_DESC_F_INDIRECT, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
@@ -386,18 +342,16 @@ static void test_chain_longer_than_the_limit(void **state)
     assert_int_equal(vq_validate(&f->vq, &f->mem), 0);
     f->vq.ready = true;
     for (uint16_t i = 0; i < VQ_MAX_CHAIN_BUFS + 1; i++)
-        put_desc_at(f, 0x20000, i, DATA_GPA, 1, VIRTQ_DESC_F_NEXT, (uint16_t)(i + 1));
-    put_desc_at(f, 0x20000, VQ_MAX_CHAIN_BUFS + 1, DATA_GPA, 1, 0, 0);
-    uint16_t head = 0, one = 1;
-    memcpy(f->ram + AVAIL_GPA + 4, &head, 2);
-    memcpy(f->ram + AVAIL_GPA + 2, &one, 2);
+        drv_put_desc(f->ram + 0x20000, i, DATA_GPA, 1, VIRTQ_DESC_F_NEXT, (uint16_t)(i + 1));
+    drv_put_desc(f->ram + 0x20000, VQ_MAX_CHAIN_BUFS + 1, DATA_GPA, 1, 0, 0);
+    drv_publish(&f->q, 0);
     expect_broken(f);
 }
 
 static void test_reset_clears_broken(void **state)
 {
     struct fixture *f = *state;
-    publish(f, 999);
+    drv_publish(&f->q, 999);
     expect_broken(f);
     vq_reset(&f->vq, QSIZE);
     assert_false(f->vq.broken);
@@ -411,7 +365,7 @@ static void test_push_rejects_bad_head_and_unready_queue(void **state)
     assert_int_equal(vq_push(&f->vq, &f->mem, QSIZE, 0), -1);
     f->vq.ready = false;
     assert_int_equal(vq_push(&f->vq, &f->mem, 0, 0), -1);
-    assert_int_equal(used_idx(f), 0);
+    assert_int_equal(drv_used_idx(&f->q), 0);
 }
 
 static void test_validate_rejects_bad_settings(void **state)

@@ -22,9 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/vsock.h"
 #include "devices/virtio/vsock_conn.h"
+#include "helpers/virtio_driver.h"
 #include "machine/event_loop.h"
 
 #define GUEST_CID   42u
@@ -41,22 +43,15 @@
 
 /* --- the fake guest -------------------------------------------------------------------- */
 
-struct fake_queue {
-    uint64_t desc, avail, used;
-    uint16_t avail_idx;
-    uint16_t used_seen;
-    uint16_t next_desc;
-};
-
 struct guest {
     uint8_t *ram;
     struct guest_memory mem;
-    struct irq_line irq;
-    int irqs;
+    struct drv_irq irq;
     struct event_loop loop;
     struct virtio_mmio *t;
     struct virtio_device *dev;
-    struct fake_queue q[3];
+    struct drv_queue q[3];   /* rx, tx, event */
+    uint16_t tx_next_desc;   /* tx_send's next descriptor, in turn */
     char dir[64];
     char uds[128];
     char exec[128];
@@ -65,97 +60,47 @@ struct guest {
 static struct guest *G;
 static uint32_t fixture_timeout_ms; /* connect_timeout_ms for the next setup (0: default) */
 
-static void count_irq(struct irq_line *line) { ((struct guest *)line->ctx)->irqs++; }
-
-static void reg_write(struct guest *g, uint64_t off, uint32_t v)
-{
-    virtio_mmio_bus_ops.write(g->t, off, (const uint8_t *)&v, 4);
-}
-
-static uint32_t reg_read(struct guest *g, uint64_t off)
-{
-    uint32_t v;
-    virtio_mmio_bus_ops.read(g->t, off, (uint8_t *)&v, 4);
-    return v;
-}
-
-static void put16(struct guest *g, uint64_t gpa, uint16_t v) { memcpy(g->ram + gpa, &v, 2); }
-static uint16_t get16(struct guest *g, uint64_t gpa) { uint16_t v; memcpy(&v, g->ram + gpa, 2); return v; }
-static uint32_t get32(struct guest *g, uint64_t gpa) { uint32_t v; memcpy(&v, g->ram + gpa, 4); return v; }
-
-static void set_desc(struct guest *g, int q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
-{
-    uint8_t *d = g->ram + g->q[q].desc + 16ull * i;
-    memcpy(d, &addr, 8);
-    memcpy(d + 8, &len, 4);
-    memcpy(d + 12, &flags, 2);
-    memcpy(d + 14, &next, 2);
-}
-
-static void publish(struct guest *g, int q, uint16_t head)
-{
-    struct fake_queue *fq = &g->q[q];
-    put16(g, fq->avail + 4 + 2ull * (fq->avail_idx % QSIZE), head);
-    fq->avail_idx++;
-    put16(g, fq->avail + 2, fq->avail_idx);
-}
-
-static void kick(struct guest *g, int q) { virtio_mmio_queue_notify(g->t, (uint16_t)q); }
-
 /* Rx buffer i: descriptor 2i holds the first 20 header bytes, 2i+1 the rest. */
 static void post_rx(struct guest *g, uint16_t i)
 {
     uint64_t buf = RX_AREA + RX_STRIDE * i;
-    set_desc(g, 0, (uint16_t)(2 * i), buf, 20, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, (uint16_t)(2 * i + 1));
-    set_desc(g, 0, (uint16_t)(2 * i + 1), buf + 20, VSOCK_HDR_SIZE - 20 + RX_BUF_DATA, VIRTQ_DESC_F_WRITE, 0);
-    publish(g, 0, (uint16_t)(2 * i));
+    drv_queue_put_desc(&g->q[0], (uint16_t)(2 * i), buf, 20, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, (uint16_t)(2 * i + 1));
+    drv_queue_put_desc(&g->q[0], (uint16_t)(2 * i + 1), buf + 20, VSOCK_HDR_SIZE - 20 + RX_BUF_DATA, VIRTQ_DESC_F_WRITE, 0);
+    drv_publish(&g->q[0], (uint16_t)(2 * i));
 }
 
 static void post_all_rx(struct guest *g)
 {
     for (uint16_t i = 0; i < RX_BUFS; i++)
         post_rx(g, i);
-    kick(g, 0);
+    drv_kick(g->t, 0);
 }
 
 static void setup_queue(struct guest *g, int q, uint64_t base)
 {
-    g->q[q] = (struct fake_queue){ .desc = base, .avail = base + 0x1000, .used = base + 0x2000 };
-    reg_write(g, 0x030, (uint32_t)q);
-    assert_int_equal(reg_read(g, 0x034), VIRTIO_VSOCK_QUEUE_SIZE);
-    reg_write(g, 0x038, QSIZE);
-    reg_write(g, 0x080, (uint32_t)base);
-    reg_write(g, 0x084, 0);
-    reg_write(g, 0x090, (uint32_t)(base + 0x1000));
-    reg_write(g, 0x094, 0);
-    reg_write(g, 0x0a0, (uint32_t)(base + 0x2000));
-    reg_write(g, 0x0a4, 0);
-    reg_write(g, 0x044, 1);
+    drv_queue_init(&g->q[q], g->ram, QSIZE, base, base + 0x1000, base + 0x2000);
+    drv_write(g->t, REG_QUEUE_SEL, (uint32_t)q);
+    assert_int_equal(drv_read(g->t, REG_QUEUE_NUM_MAX), VIRTIO_VSOCK_QUEUE_SIZE);
+    drv_setup_queue(g->t, (uint32_t)q, QSIZE, g->q[q].desc, g->q[q].avail, g->q[q].used);
 }
 
 static void driver_init(struct guest *g)
 {
-    reg_write(g, 0x070, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-    reg_write(g, 0x024, 1);
-    reg_write(g, 0x020, 1); /* VERSION_1 */
-    reg_write(g, 0x070, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
+    drv_negotiate(g->t, DRV_F_VERSION_1);
     for (int q = 0; q < 3; q++) {
-        memset(&g->q[q], 0, sizeof g->q[q]);
         memset(g->ram + 0x10000ull * (uint64_t)(q + 1), 0, 0x3000); /* fresh rings */
         setup_queue(g, q, 0x10000ull * (uint64_t)(q + 1));
     }
-    reg_write(g, 0x070, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-                            VIRTIO_STATUS_DRIVER_OK);
-    assert_int_equal(reg_read(g, 0x070) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
+    g->tx_next_desc = 0;
+    drv_driver_ok(g->t);
+    assert_int_equal(drv_read(g->t, REG_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
 }
 
 static int setup(void **state)
 {
     struct guest *g = calloc(1, sizeof *g);
-    g->ram = aligned_alloc(4096, RAM_BYTES);
-    memset(g->ram, 0, RAM_BYTES);
-    gm_init_buffer(&g->mem, g->ram, RAM_BYTES);
-    g->irq = (struct irq_line){ .pulse = count_irq, .fd = -1, .ctx = g };
+    g->ram = drv_ram_create(&g->mem, RAM_BYTES);
+    drv_irq_init(&g->irq);
     assert_int_equal(evl_init(&g->loop), 0);
     strcpy(g->dir, "/tmp/sm-vsock-XXXXXX");
     assert_non_null(mkdtemp(g->dir));
@@ -167,7 +112,7 @@ static int setup(void **state)
     g->dev = virtio_vsock_create(&cfg, &g->loop, &err);
     if (!g->dev)
         fail_msg("create: %s", err.message);
-    g->t = virtio_mmio_create(g->dev, &g->mem, &g->irq);
+    g->t = virtio_mmio_create(g->dev, &g->mem, &g->irq.line);
     assert_non_null(g->t);
     driver_init(g);
     G = g;
@@ -218,12 +163,9 @@ struct pkt {
 /* Takes one packet the device put in the rx queue, reposting its buffer. 1 or 0. */
 static int rx_take(struct guest *g, struct pkt *p)
 {
-    struct fake_queue *fq = &g->q[0];
-    if (get16(g, fq->used + 2) == fq->used_seen)
+    uint32_t head, len;
+    if (!drv_next_used(&g->q[0], &head, &len))
         return 0;
-    uint64_t elem = fq->used + 4 + 8ull * (fq->used_seen % QSIZE);
-    uint32_t head = get32(g, elem), len = get32(g, elem + 4);
-    fq->used_seen++;
     assert_true(head % 2 == 0 && head < QSIZE);
     uint64_t buf = RX_AREA + RX_STRIDE * (head / 2);
     assert_true(len >= VSOCK_HDR_SIZE && len <= VSOCK_HDR_SIZE + RX_BUF_DATA);
@@ -232,7 +174,7 @@ static int rx_take(struct guest *g, struct pkt *p)
     memcpy(p->data, g->ram + buf + VSOCK_HDR_SIZE, p->h.len);
     p->used_len = len;
     post_rx(g, (uint16_t)(head / 2));
-    kick(g, 0);
+    drv_kick(g->t, 0);
     return 1;
 }
 
@@ -258,16 +200,16 @@ static void expect_no_rx(struct guest *g)
 /* Sends one packet on the tx queue (header + payload in one descriptor). */
 static void tx_send(struct guest *g, const struct vsock_hdr *h, const void *data, uint32_t len)
 {
-    struct fake_queue *fq = &g->q[1];
-    uint16_t d = (uint16_t)(fq->next_desc++ % QSIZE);
+    struct drv_queue *fq = &g->q[1];
+    uint16_t d = (uint16_t)(g->tx_next_desc++ % QSIZE);
     uint64_t buf = TX_AREA + TX_STRIDE * d;
     vsock_hdr_encode(h, g->ram + buf);
     if (len)
         memcpy(g->ram + buf + VSOCK_HDR_SIZE, data, len);
-    set_desc(g, 1, d, buf, VSOCK_HDR_SIZE + len, 0, 0);
-    publish(g, 1, d);
-    kick(g, 1);
-    assert_int_equal(get16(g, fq->used + 2), fq->avail_idx); /* tx completes at once */
+    drv_queue_put_desc(&g->q[1], d, buf, VSOCK_HDR_SIZE + len, 0, 0);
+    drv_publish(&g->q[1], d);
+    drv_kick(g->t, 1);
+    assert_int_equal(drv_used_idx(fq), fq->avail_idx); /* tx completes at once */
 }
 
 static struct vsock_hdr ghdr(uint32_t src_port, uint32_t dst_port, uint16_t op, uint32_t buf_alloc, uint32_t fwd_cnt)
@@ -520,7 +462,7 @@ static void test_config_space(void **state)
     uint64_t cid;
     memcpy(&cid, b, 8);
     assert_int_equal(cid, GUEST_CID);
-    assert_int_equal(reg_read(g, 0x008), VIRTIO_ID_VSOCK);
+    assert_int_equal(drv_read(g->t, REG_DEVICE_ID), VIRTIO_ID_VSOCK);
 }
 
 static void test_host_connect_and_data(void **state)
@@ -856,12 +798,7 @@ static void test_concurrent_exec_echo(void **state)
 }
 
 /* Bulk test size: 4 MiB, or SM_VSOCK_TEST_MB (1..1024) for a longer run. */
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)clock_now_ns() / 1e9; }
 
 static uint32_t bulk_bytes(void)
 {
@@ -1132,11 +1069,10 @@ static void test_hostile_packets(void **state)
     assert_int_equal(stats(g).wrong_cid, 1);
 
     /* Header too short for a packet. */
-    struct fake_queue *fq = &g->q[1];
-    uint16_t d = (uint16_t)(fq->next_desc++ % QSIZE);
-    set_desc(g, 1, d, TX_AREA + TX_STRIDE * d, 10, 0, 0);
-    publish(g, 1, d);
-    kick(g, 1);
+    uint16_t d = (uint16_t)(g->tx_next_desc++ % QSIZE);
+    drv_queue_put_desc(&g->q[1], d, TX_AREA + TX_STRIDE * d, 10, 0, 0);
+    drv_publish(&g->q[1], d);
+    drv_kick(g->t, 1);
     assert_int_equal(stats(g).malformed, 1);
 
     /* len beyond the buffer: the connection is reset. */
@@ -1188,13 +1124,13 @@ static void test_descriptor_loop_breaks_queue(void **state)
 {
     struct guest *g = *state;
     /* Two descriptors pointing at each other. */
-    set_desc(g, 1, 0, TX_AREA, 16, VIRTQ_DESC_F_NEXT, 1);
-    set_desc(g, 1, 1, TX_AREA, 16, VIRTQ_DESC_F_NEXT, 0);
-    publish(g, 1, 0);
-    kick(g, 1);
-    assert_true(reg_read(g, 0x070) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    drv_queue_put_desc(&g->q[1], 0, TX_AREA, 16, VIRTQ_DESC_F_NEXT, 1);
+    drv_queue_put_desc(&g->q[1], 1, TX_AREA, 16, VIRTQ_DESC_F_NEXT, 0);
+    drv_publish(&g->q[1], 0);
+    drv_kick(g->t, 1);
+    assert_true(drv_read(g->t, REG_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
     /* The driver resets and starts over: the device works again. */
-    reg_write(g, 0x070, 0);
+    drv_write(g->t, REG_STATUS, 0);
     driver_init(g);
     post_all_rx(g);
     struct pkt p;
@@ -1204,10 +1140,10 @@ static void test_descriptor_loop_breaks_queue(void **state)
 static void test_out_of_range_buffer_breaks_queue(void **state)
 {
     struct guest *g = *state;
-    set_desc(g, 1, 0, RAM_BYTES - 8, 64, 0, 0);
-    publish(g, 1, 0);
-    kick(g, 1);
-    assert_true(reg_read(g, 0x070) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    drv_queue_put_desc(&g->q[1], 0, RAM_BYTES - 8, 64, 0, 0);
+    drv_publish(&g->q[1], 0);
+    drv_kick(g->t, 1);
+    assert_true(drv_read(g->t, REG_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 }
 
 static void test_transport_reset(void **state)
@@ -1217,16 +1153,20 @@ static void test_transport_reset(void **state)
     struct pkt p;
     int fd = host_connect(g, 4000, &p);
     /* one event buffer */
-    set_desc(g, 2, 0, EVENT_AREA, 8, VIRTQ_DESC_F_WRITE, 0);
+    drv_queue_put_desc(&g->q[2], 0, EVENT_AREA, 8, VIRTQ_DESC_F_WRITE, 0);
     memset(g->ram + EVENT_AREA, 0xff, 8);
-    publish(g, 2, 0);
-    kick(g, 2);
+    drv_publish(&g->q[2], 0);
+    drv_kick(g->t, 2);
     virtio_vsock_transport_reset(g->dev);
     assert_true(host_sees_end(g, fd));
     close(fd);
-    assert_int_equal(get16(g, g->q[2].used + 2), 1);
-    assert_int_equal(get32(g, g->q[2].used + 8), 4); /* used len */
-    assert_int_equal(get32(g, EVENT_AREA), VSOCK_EVENT_TRANSPORT_RESET);
+    assert_int_equal(drv_used_idx(&g->q[2]), 1);
+    uint32_t id, len;
+    drv_used_elem(&g->q[2], 0, &id, &len);
+    assert_int_equal(len, 4);
+    uint32_t event_id;
+    memcpy(&event_id, g->ram + EVENT_AREA, 4);
+    assert_int_equal(event_id, VSOCK_EVENT_TRANSPORT_RESET);
     assert_int_equal(stats(g).connections, 0);
     /* Until the guest has handled the event (its driver refills the event
      * queue and kicks it), a new host connection must not reach it: the
@@ -1234,8 +1174,8 @@ static void test_transport_reset(void **state)
     int early = unix_connect(g->uds);
     write_all(early, "CONNECT 4001\n", 13);
     expect_no_rx(g);
-    publish(g, 2, 0);
-    kick(g, 2);
+    drv_publish(&g->q[2], 0);
+    drv_kick(g->t, 2);
     rx_expect(g, &p);
     assert_int_equal(p.h.op, VSOCK_OP_REQUEST);
     assert_int_equal(p.h.dst_port, 4001);
@@ -1261,12 +1201,12 @@ static void test_restore_discards_stale_tx(void **state)
     struct pollfd pfd = { .fd = lfd, .events = POLLIN };
     assert_int_equal(poll(&pfd, 1, 50), 0); /* nobody dialled the listener */
     /* After the reset (and its acknowledgement), the guest's dials work again. */
-    set_desc(g, 2, 0, EVENT_AREA, 8, VIRTQ_DESC_F_WRITE, 0);
-    publish(g, 2, 0);
-    kick(g, 2);
+    drv_queue_put_desc(&g->q[2], 0, EVENT_AREA, 8, VIRTQ_DESC_F_WRITE, 0);
+    drv_publish(&g->q[2], 0);
+    drv_kick(g->t, 2);
     virtio_vsock_transport_reset(g->dev);
-    publish(g, 2, 0);
-    kick(g, 2);
+    drv_publish(&g->q[2], 0);
+    drv_kick(g->t, 2);
     tx_op(g, 40011, 1235, VSOCK_OP_REQUEST, 0);
     struct pkt p;
     rx_expect(g, &p);
@@ -1283,7 +1223,7 @@ static void test_device_reset_drops_connections(void **state)
     post_all_rx(g);
     struct pkt p;
     int fd = host_connect(g, 4100, &p);
-    reg_write(g, 0x070, 0);
+    drv_write(g->t, REG_STATUS, 0);
     assert_true(host_sees_end(g, fd));
     close(fd);
     assert_int_equal(stats(g).connections, 0);
@@ -1443,14 +1383,14 @@ static bool lx_publish(struct lx_guest *lg, const struct lx_pkt *p)
     uint16_t head = descs[0];
     for (uint16_t i = 0; i < ndesc; i++) {
         bool more = i + 1 < ndesc;
-        set_desc(g, 1, descs[i], buf + cut[i], cut[i + 1] - cut[i], more ? VIRTQ_DESC_F_NEXT : 0,
+        drv_queue_put_desc(&g->q[1], descs[i], buf + cut[i], cut[i + 1] - cut[i], more ? VIRTQ_DESC_F_NEXT : 0,
                  more ? descs[i + 1] : 0);
         lg->head_descs[head][i] = descs[i];
     }
     lg->head_ndesc[head] = ndesc;
     lg->head_slot[head] = (uint16_t)slot;
     lg->slot_busy[slot] = true;
-    publish(g, 1, head);
+    drv_publish(&g->q[1], head);
     lg->unkicked++;
     return true;
 }
@@ -1464,7 +1404,7 @@ static void lx_flush(struct lx_guest *lg)
     }
     if (lg->unkicked && lx_rand(lg) % 4 != 0) {
         lg->unkicked = 0;
-        kick(lg->g, 1);
+        drv_kick(lg->g->t, 1);
     }
 }
 
@@ -1472,9 +1412,10 @@ static void lx_flush(struct lx_guest *lg)
 static void lx_reclaim(struct lx_guest *lg)
 {
     struct guest *g = lg->g;
-    uint64_t used = g->q[1].used;
-    while (get16(g, used + 2) != lg->used_seen) {
-        uint32_t head = get32(g, used + 4 + 8ull * (lg->used_seen % QSIZE));
+    const struct drv_queue *tx = &g->q[1];
+    while (drv_used_idx(tx) != lg->used_seen) {
+        uint32_t head, len;
+        drv_used_elem(tx, lg->used_seen % QSIZE, &head, &len);
         lg->used_seen++;
         assert_true(head < QSIZE && lg->head_ndesc[head]);
         for (uint16_t i = 0; i < lg->head_ndesc[head]; i++)
@@ -1585,7 +1526,7 @@ static void test_stream_guest_to_slow_host_linux_credit(void **state)
     lg->peer_fwd_cnt = p.h.fwd_cnt;
     lx_queue(lg, VSOCK_OP_RESPONSE, 0, 0, 0);
     lx_flush(lg);
-    kick(g, 1);
+    drv_kick(g->t, 1);
     lg->unkicked = 0;
 
     int silent[LX_SILENT];
@@ -1666,7 +1607,7 @@ static void test_stream_guest_to_slow_host_linux_credit(void **state)
         lx_reclaim(lg);
         lx_flush(lg);
     }
-    kick(g, 1);
+    drv_kick(g->t, 1);
     assert_true(host_sees_end(g, fd));
     struct vsock_stats s = stats(g);
     print_message("guest->host: %llu MiB in %.2f s, %u rounds, %u host reads (%u found nothing), %u guest writes "
@@ -1682,7 +1623,7 @@ static void test_stream_guest_to_slow_host_linux_credit(void **state)
     assert_true(lg->max_in_flight <= VSOCK_CONN_BUF_ALLOC);
     assert_true(lg->credit_stalls > 0);  /* the host really was slower than the guest... */
     assert_true(eagain_rounds > 0);      /* ...and at times faster */
-    assert_int_equal(reg_read(g, 0x070) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
+    assert_int_equal(drv_read(g->t, REG_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
     /* Every stdin byte reached the guest too (drain what is still on the way). */
     for (int i = 0; i < 200 && lg->rx_total < host_in; i++) {
         pump_now(g);
@@ -1691,7 +1632,7 @@ static void test_stream_guest_to_slow_host_linux_credit(void **state)
         lg->rx_bytes = 0;
         lx_queue(lg, VSOCK_OP_CREDIT_UPDATE, 0, 0, 0);
         lx_flush(lg);
-        kick(g, 1);
+        drv_kick(g->t, 1);
         lx_reclaim(lg);
         usleep(1000);
     }

@@ -28,6 +28,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "base/clock.h"
+#include "helpers/vm_dirs.h"
 #include "supermachine.h"
 
 #define LONG_WAIT_MS 120000u /* acquires that wait for a restore (slow when emulated) */
@@ -39,37 +41,11 @@ static char default_vms_dir[256]; /* the default store's, under XDG_RUNTIME_DIR 
 static sm_store *store;
 static sm_image *image;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-    }
-}
-
-static int entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
 
 /* VM folders in either store: one per VM not yet stopped. */
 static int vm_folders(void)
 {
-    return entries(vms_dir) + entries(default_vms_dir);
+    return count_visible_entries(vms_dir) + count_visible_entries(default_vms_dir);
 }
 
 static sm_pool_config *pool_cfg(uint32_t min, uint32_t max, bool restore_on_release)
@@ -87,12 +63,12 @@ static sm_pool *must_pool(sm_pool_config *c)
 {
     sm_pool *p = NULL;
     sm_error err = { 0 };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     sm_code rc = sm_pool_new(image, c, &p, &err);
     sm_pool_config_free(c);
     if (rc)
         fail_msg("sm_pool_new: %s", err.message);
-    print_message("pool ready in %llu ms\n", (unsigned long long)(now_ms() - t0));
+    print_message("pool ready in %llu ms\n", (unsigned long long)(clock_now_ms() - t0));
     return p;
 }
 
@@ -151,15 +127,7 @@ static int task_count(int pid)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return 0;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
+    return count_visible_entries(path);
 }
 
 /* Waits up to ms for the process to be gone or a zombie that can be reaped:
@@ -169,7 +137,7 @@ static bool wait_dead(int pid, unsigned ms)
 {
     char path[64], buf[256];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    for (uint64_t end = now_ms() + ms; now_ms() < end; sleep_ms(10)) {
+    for (uint64_t end = clock_now_ms() + ms; clock_now_ms() < end; clock_sleep_ms(10)) {
         FILE *f = fopen(path, "r");
         if (!f)
             return true;
@@ -250,9 +218,9 @@ static void test_broken_image(void **state)
     assert_int_equal(sm_pool_config_min(c, 0), SM_OK);
     assert_int_equal(sm_pool_new(bad, c, &p, &err), SM_OK);
     sm_vm *vm = NULL;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     rc = sm_pool_acquire(p, &vm, &err);
-    uint64_t ms = now_ms() - t0;
+    uint64_t ms = clock_now_ms() - t0;
     print_message("acquire from a lazy pool of a broken image: %llu ms: %s\n",
                   (unsigned long long)ms, err.message);
     assert_int_not_equal(rc, SM_OK);
@@ -283,7 +251,7 @@ static void test_min_prestarted(void **state)
     assert_int_equal(s.restored, 2);
     assert_int_equal(vm_folders(), 2);
     /* The image came from the test's store: its VMs live there. */
-    assert_int_equal(entries(vms_dir), 2);
+    assert_int_equal(count_visible_entries(vms_dir), 2);
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     sm_vm *vm = must_acquire(p);
@@ -327,7 +295,7 @@ static void *worker_main(void *arg)
     char word[16];
     snprintf(word, sizeof word, "%d", w->index);
     w->failed = echo_in(vm, word, w->why, sizeof w->why) != 0;
-    sleep_ms(1000);   /* hold it a while: more threads than max at once */
+    clock_sleep_ms(1000);   /* hold it a while: more threads than max at once */
     atomic_fetch_sub(w->held, 1);
     sm_pool_release(w->pool, vm);
     return NULL;
@@ -342,7 +310,7 @@ static void test_eight_threads_at_once(void **state)
     atomic_int held = 0, peak = 0;
     struct worker w[THREADS];
     pthread_t t[THREADS];
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     for (int i = 0; i < THREADS; i++) {
         w[i] = (struct worker){ .pool = p, .index = i, .go = &go, .held = &held, .peak = &peak };
         assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
@@ -351,7 +319,7 @@ static void test_eight_threads_at_once(void **state)
         pthread_join(t[i], NULL);
     pthread_barrier_destroy(&go);
     print_message("8 threads, max 4: all done in %llu ms, peak %d held at once\n",
-                  (unsigned long long)(now_ms() - t0), atomic_load(&peak));
+                  (unsigned long long)(clock_now_ms() - t0), atomic_load(&peak));
     for (int i = 0; i < THREADS; i++)
         if (w[i].failed)
             fail_msg("thread %d: %s", i, w[i].why);
@@ -383,7 +351,7 @@ struct late_release {
 static void *release_later(void *arg)
 {
     struct late_release *r = arg;
-    sleep_ms(r->after_ms);
+    clock_sleep_ms(r->after_ms);
     sm_pool_release(r->pool, r->vm);
     return NULL;
 }
@@ -399,9 +367,9 @@ static void test_max_and_acquire_timeout(void **state)
     sm_vm *a = must_acquire(p);
     sm_vm *b = NULL;
     sm_error err = { 0 };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     assert_int_equal(sm_pool_acquire(p, &b, &err), SM_E_TIMEOUT);
-    uint64_t ms = now_ms() - t0;
+    uint64_t ms = clock_now_ms() - t0;
     print_message("acquire beyond max: %llu ms: %s\n", (unsigned long long)ms, err.message);
     assert_null(b);
     assert_true(ms >= 550);
@@ -415,9 +383,9 @@ static void test_max_and_acquire_timeout(void **state)
     struct late_release r = { p, a, 200 };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, release_later, &r), 0);
-    t0 = now_ms();
+    t0 = clock_now_ms();
     b = must_acquire(p);
-    ms = now_ms() - t0;
+    ms = clock_now_ms() - t0;
     pthread_join(t, NULL);
     print_message("acquire waiting for a release after 200 ms: %llu ms\n", (unsigned long long)ms);
     assert_ptr_equal(a, b); /* restore-on-release off: the same VM */
@@ -442,9 +410,9 @@ static void test_acquire_timeout_zero(void **state)
     assert_int_equal(sm_pool_config_acquire_timeout_ms(c, 0), SM_OK);
     sm_pool *p = must_pool(c);
     sm_vm *a = must_acquire(p), *b = NULL;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     assert_int_equal(sm_pool_acquire(p, &b, NULL), SM_E_TIMEOUT);
-    assert_true(now_ms() - t0 < 100);
+    assert_true(clock_now_ms() - t0 < 100);
     sm_pool_release(p, a);
     sm_pool_free(p);
     assert_int_equal(vm_folders(), 0);
@@ -476,10 +444,10 @@ static void test_restore_on_release_gives_fresh_vm(void **state)
     write_marker(a);
     assert_int_equal(read_marker(a), SM_OK);
     sm_pool_release(p, a);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     sm_vm *b = must_acquire(p);
     print_message("acquire right after a release (waits for the fresh restore): %llu ms\n",
-                  (unsigned long long)(now_ms() - t0));
+                  (unsigned long long)(clock_now_ms() - t0));
     assert_string_not_equal(sm_vm_id(b), first);
     assert_int_equal(read_marker(b), SM_E_NOTFOUND); /* the first user's file is gone */
     must_echo(b, "fresh");
@@ -522,12 +490,12 @@ static void test_idle_timeout_shrinks_to_min(void **state)
     assert_int_equal(s.alive, 3);
     for (int i = 0; i < 3; i++)
         sm_pool_release(p, v[i]);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     s = stats_of(p);
     assert_int_equal(s.idle, 3); /* not before the timeout */
-    while (now_ms() - t0 < 20000 && (stats_of(p).alive != 1 || vm_folders() != 1))
-        sleep_ms(50);
-    uint64_t ms = now_ms() - t0;
+    while (clock_now_ms() - t0 < 20000 && (stats_of(p).alive != 1 || vm_folders() != 1))
+        clock_sleep_ms(50);
+    uint64_t ms = clock_now_ms() - t0;
     s = stats_of(p);
     print_message("idle 3 -> %u after %llu ms (idle timeout 1500 ms)\n", s.idle,
                   (unsigned long long)ms);
@@ -567,12 +535,12 @@ static void test_killed_vmm_not_handed_out(void **state)
     pid = vm_pid(b);
     sm_pool_release(p, b);
     assert_int_equal(kill(pid, SIGKILL), 0);
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 30000 && (stats_of(p).dead_discarded < 2 || stats_of(p).idle < 1))
-        sleep_ms(50);
+    uint64_t t0 = clock_now_ms();
+    while (clock_now_ms() - t0 < 30000 && (stats_of(p).dead_discarded < 2 || stats_of(p).idle < 1))
+        clock_sleep_ms(50);
     s = stats_of(p);
     print_message("a VM killed while idle was replaced after %llu ms\n",
-                  (unsigned long long)(now_ms() - t0));
+                  (unsigned long long)(clock_now_ms() - t0));
     assert_int_equal(s.dead_discarded, 2);
     assert_int_equal(s.idle, 1);
     assert_int_equal(s.restored, 3);
@@ -592,9 +560,9 @@ static void test_free_with_vm_acquired(void **state)
     sm_vm *a = must_acquire(p);
     must_echo(a, "before");
     sm_pool_free(p);
-    uint64_t t0 = now_ms();
-    while (now_ms() - t0 < 10000 && sm_vm_running(a))
-        sleep_ms(20);
+    uint64_t t0 = clock_now_ms();
+    while (clock_now_ms() - t0 < 10000 && sm_vm_running(a))
+        clock_sleep_ms(20);
     assert_false(sm_vm_running(a));
     assert_int_equal(vm_folders(), 1); /* its folder, until sm_vm_free */
     sm_vm_free(a);
@@ -605,12 +573,12 @@ static int bake(void **state)
 {
     (void)state;
     sm_error err = { 0 };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     if (sm_image_bake(store, "pool-test", NULL, &image, &err)) {
         fprintf(stderr, "sm_image_bake: %s\n", err.message);
         return -1;
     }
-    print_message("image baked in %llu ms\n", (unsigned long long)(now_ms() - t0));
+    print_message("image baked in %llu ms\n", (unsigned long long)(clock_now_ms() - t0));
     return 0;
 }
 

@@ -39,6 +39,8 @@
 #include <zlib.h>
 #include <linux/kvm.h>
 
+#include "base/clock.h"
+#include "helpers/vm_dirs.h"
 #include "supermachine.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -56,32 +58,11 @@ static char vms_dir[256];
 static const char *snapshot_dir;
 static sm_image *base_image;
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static double wall_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Entries of a folder, "." and ".." aside; -1 when it cannot be opened. */
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            n++;
-    closedir(d);
-    return n;
 }
 
 static int vm_folders(void)
@@ -310,10 +291,10 @@ static void fill_marker(uint8_t *buf, size_t len)
 static void snapshot_into(sm_vm *v, const char *dir)
 {
     sm_error err = { 0 };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     if (sm_vm_snapshot(v, dir, &err))
         fail_msg("sm_vm_snapshot of VM %s into %s: %s", sm_vm_id(v), dir, err.message);
-    print_message("snapshot of VM %s into %s: %llu ms\n", sm_vm_id(v), dir, (unsigned long long)(now_ms() - t0));
+    print_message("snapshot of VM %s into %s: %llu ms\n", sm_vm_id(v), dir, (unsigned long long)(clock_now_ms() - t0));
 }
 
 static long long vmm_rss_kib(sm_vm *v)
@@ -515,9 +496,9 @@ static void test_restores_leak_nothing(void **state)
     int rt_entries0 = count_entries(runtime_dir);
     uint64_t *ms = calloc((size_t)n, sizeof *ms);
     assert_non_null(ms);
-    uint64_t all0 = now_ms();
+    uint64_t all0 = clock_now_ms();
     for (int i = 0; i < n; i++) {
-        uint64_t t0 = now_ms();
+        uint64_t t0 = clock_now_ms();
         sm_vm *v = start_from(base_image);
         sm_exec_builder *b = sm_vm_exec_builder(v);
         const char *argv[] = { "true" };
@@ -531,9 +512,9 @@ static void test_restores_leak_nothing(void **state)
                      err.message);
         sm_exec_outcome_free(&out);
         stop_vm(v);
-        ms[i] = now_ms() - t0;
+        ms[i] = clock_now_ms() - t0;
     }
-    uint64_t all = now_ms() - all0;
+    uint64_t all = clock_now_ms() - all0;
     int fds1 = count_fds();
     long long threads1 = proc_field("/proc/self/status", "Threads");
     long long rss1 = proc_field("/proc/self/status", "VmRSS");
@@ -614,9 +595,9 @@ static void test_damaged_snapshot_refused(void **state)
     sm_vm_config_image(cfg, img);
     sm_vm *v = NULL;
     sm_error err = { 0 };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     sm_code rc = sm_vm_start(cfg, &v, &err);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = clock_now_ms() - t0;
     sm_vm_config_free(cfg);
     sm_image_free(img);
     print_message("start from a damaged snapshot: %s after %llu ms: %s\n", sm_strerror(rc),

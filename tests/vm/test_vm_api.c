@@ -27,6 +27,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "base/clock.h"
+#include "helpers/vm_dirs.h"
 #include "supermachine.h"
 
 #define MIB (1u << 20)
@@ -39,35 +41,12 @@ static unsigned stream_blocks = 100;
 static char runtime_dir[128];
 static sm_vm *vm; /* the VM of the "one VM" group */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static char vms_dir[256];
 
 /* How many entries RUNTIME/supermachine/vms holds (VM folders). */
 static int vm_folders(void)
 {
-    DIR *d = opendir(vms_dir);
-    if (!d)
-        return 0;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
-/* A process exists (zombies included: an unreaped VMM is left behind too). */
-static bool process_exists(int pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d", pid);
-    return access(path, F_OK) == 0;
+    return count_visible_entries(vms_dir);
 }
 
 /* Feeds bytes to `md5sum` on this host; md5_finish gives the hex digest. */
@@ -175,11 +154,11 @@ static void test_start_failure_reports_vmm_error(void **state)
     assert_int_equal(sm_vm_config_kernel(c, "/etc/hostname"), SM_OK); /* not a bzImage */
     sm_vm *v = NULL;
     sm_error err = { 0 };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     sm_code rc = sm_vm_start(c, &v, &err);
     sm_vm_config_free(c);
     print_message("start with a bad kernel: %s (%llu ms)\n", err.message,
-                  (unsigned long long)(now_ms() - t0));
+                  (unsigned long long)(clock_now_ms() - t0));
     assert_int_not_equal(rc, SM_OK);
     assert_null(v);
     assert_non_null(strstr(err.message, "exited with status 1"));
@@ -208,14 +187,14 @@ static int start_vm(void **state)
     sm_vm_config_cpus(c, 2);
     sm_vm_config_memory_mib(c, 512);
     sm_error err = { 0 };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     sm_code rc = sm_vm_start(c, &vm, &err);
     sm_vm_config_free(c);
     if (rc) {
         fprintf(stderr, "sm_vm_start: %s\n", err.message);
         return -1;
     }
-    print_message("VM %s ready in %llu ms\n", sm_vm_id(vm), (unsigned long long)(now_ms() - t0));
+    print_message("VM %s ready in %llu ms\n", sm_vm_id(vm), (unsigned long long)(clock_now_ms() - t0));
     return leak_marker_fd >= 0 ? 0 : -1;
 }
 
@@ -364,7 +343,7 @@ static void test_100mb_stdout_byte_for_byte(void **state)
     sm_exec_builder *b = vm_builder(script);
     sm_exec_child *c;
     sm_error err = { 0 };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     if (sm_exec_spawn(b, &c, &err))
         fail_msg("spawn: %s", err.message);
     sm_exec_child_stdin_close(c, NULL);
@@ -380,7 +359,7 @@ static void test_100mb_stdout_byte_for_byte(void **state)
     assert_int_equal(sm_exec_child_wait(c, &st, &err), SM_OK);
     sm_exec_child_free(c);
     sm_exec_builder_free(b);
-    uint64_t ms = now_ms() - t0;
+    uint64_t ms = clock_now_ms() - t0;
     print_message("%u MB stdout: %llu ms, %.1f MB/s\n", stream_blocks, (unsigned long long)ms,
                   ms ? (double)want / 1e6 * 1000 / (double)ms : 0.0);
     assert_int_equal(st.code, 0);
@@ -403,7 +382,7 @@ static void test_100mb_stdin_checksum(void **state)
     sm_exec_builder *b = vm_builder("md5sum");
     sm_exec_child *c;
     sm_error err = { 0 };
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     if (sm_exec_spawn(b, &c, &err))
         fail_msg("spawn: %s", err.message);
     struct md5 m;
@@ -434,7 +413,7 @@ static void test_100mb_stdin_checksum(void **state)
     sm_exec_builder_free(b);
     char hex[33];
     md5_finish(&m, hex);
-    uint64_t ms = now_ms() - t0;
+    uint64_t ms = clock_now_ms() - t0;
     print_message("%u MB stdin: %llu ms, %.1f MB/s\n", stream_blocks, (unsigned long long)ms,
                   ms ? stream_blocks * 1000.0 / (double)ms : 0.0);
     assert_int_equal(st.code, 0);
@@ -480,7 +459,7 @@ static void test_32_concurrent_execs(void **state)
     (void)state;
     pthread_t t[CONCURRENT];
     struct concurrent_run runs[CONCURRENT];
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     for (int i = 0; i < CONCURRENT; i++) {
         runs[i] = (struct concurrent_run){ .index = i + 1 };
         assert_int_equal(pthread_create(&t[i], NULL, run_one, &runs[i]), 0);
@@ -488,7 +467,7 @@ static void test_32_concurrent_execs(void **state)
     for (int i = 0; i < CONCURRENT; i++)
         pthread_join(t[i], NULL);
     print_message("32 concurrent execs (sleep 1 each): %llu ms\n",
-                  (unsigned long long)(now_ms() - t0));
+                  (unsigned long long)(clock_now_ms() - t0));
     for (int i = 0; i < CONCURRENT; i++) {
         char want[64];
         snprintf(want, sizeof want, "run %d\n%d\n", i + 1, i + 1);
@@ -606,11 +585,11 @@ static void test_vmm_killed_mid_exec(void **state)
     size_t got;
     assert_int_equal(sm_exec_child_stdout_read(c, line, sizeof line - 1, &got, &err), SM_OK);
     assert_string_equal(line, "started\n");
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     assert_int_equal(kill(info.pid, SIGKILL), 0);
     sm_exec_status st;
     sm_code rc = sm_exec_child_wait(c, &st, &err);
-    uint64_t ms = now_ms() - t0;
+    uint64_t ms = clock_now_ms() - t0;
     print_message("after SIGKILL of the VMM: %s (%s) after %llu ms\n", sm_strerror(rc), err.message,
                   (unsigned long long)ms);
     assert_int_equal(rc, SM_E_DROPPED);
@@ -654,9 +633,9 @@ static void test_stop_and_free(void **state)
     snprintf(dir, sizeof dir, "%s", sm_vm_state_dir(v));
     /* Written files land in the guest; then stop it. */
     assert_int_equal(sm_vm_write_file(v, "/tmp/x", "x", 1, 0644, NULL), SM_OK);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = clock_now_ms();
     assert_int_equal(sm_vm_stop(v, &err), SM_OK);
-    print_message("stop of a running VM: %llu ms\n", (unsigned long long)(now_ms() - t0));
+    print_message("stop of a running VM: %llu ms\n", (unsigned long long)(clock_now_ms() - t0));
     assert_false(process_exists(info.pid));
     assert_int_equal(access(dir, F_OK), -1);
     assert_false(sm_vm_running(v));
