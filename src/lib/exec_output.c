@@ -201,9 +201,6 @@ sm_code sm_exec_output_resilient(const sm_exec_builder *b, unsigned retries,
             return rc;
         }
         sm_exec_outcome_free(out);
-        uint64_t ms = (uint64_t)RETRY_BACKOFF_MS * (attempt + 1);
-        struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-            ;
+        clock_sleep_ms(RETRY_BACKOFF_MS * (attempt + 1));
     }
 }
