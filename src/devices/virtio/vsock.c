@@ -23,7 +23,7 @@
  *                  instead of looping.
  *
  * Everything here runs with the transport's lock held: ops are called with
- * it, and vsock_on_epoll() takes it.
+ * it, and vsock_on_epoll() (vsock_host.c) takes it.
  *
  * Where the rest is:
  *   vsock.c           this: the device. Queues (rx, tx, event), packets from
