@@ -30,12 +30,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size && write(sv[1], data, size) != (ssize_t)size)
         abort();
     close(sv[1]);
-    exec_reader r;
-    exec_reader_init(&r, sv[0], "fuzz");
+    agent_reader r;
+    agent_reader_init(&r, sv[0], "fuzz");
     for (;;) {
         wire_frame f;
         sm_error err;
-        sm_code rc = exec_read_frame(&r, &f, -1, 0, &err);
+        sm_code rc = agent_read_frame(&r, &f, -1, 0, &err);
         if (rc) {
             if (!err.message[0] || (rc == SM_E_SETUP && r.got_output))
                 abort(); /* every failure has a message; SETUP only before output */
@@ -57,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
         }
     }
-    exec_reader_destroy(&r);
+    agent_reader_destroy(&r);
     close(sv[0]);
     return 0;
 }

@@ -3,7 +3,7 @@
  * and out of descriptor chains, the connection table, the byte ring that
  * holds guest data the host socket could not take yet, and the credit
  * arithmetic. No file descriptors here, so unit tests and the fuzzer drive it
- * directly; vsock.c adds the sockets and the queues.
+ * directly; vsock.c adds the queues and vsock_host.c the sockets.
  *
  * Packet header (virtio 1.2 section 5.10.6), 44 bytes, little-endian, packed:
  *
