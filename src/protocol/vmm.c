@@ -126,6 +126,22 @@ static bool parse_seconds(const char *name, const char *text, double *out, char 
     return true;
 }
 
+/* A number in [min, max]: 0 in struct vmm_args means "not given", so a given
+ * value is checked here, where it is still known to be given. */
+static bool parse_in_range(const char *name, const char *text, uint32_t min, uint32_t max, uint32_t *out,
+                           char *why, size_t whylen)
+{
+    uint32_t v;
+    if (!parse_u32(name, text, &v, why, whylen))
+        return false;
+    if (v < min || v > max) {
+        snprintf(why, whylen, "%s %s is out of range: %u to %u", name, text, min, max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 /* One option's value into a; false with why filled. */
 static bool take_option(struct vmm_args *a, int opt, const char *val, char *why, size_t whylen)
 {
@@ -143,8 +159,8 @@ static bool take_option(struct vmm_args *a, int opt, const char *val, char *why,
     case OPT_SNAPSHOT: a->snapshot_when_ready = val; return true;
     case OPT_DIE_WITH_PARENT: a->die_with_parent = true; return true;
     case OPT_PROBE: a->probe = true; return true;
-    case OPT_MEMORY: return parse_u32("--memory", val, &a->memory_mib, why, whylen);
-    case OPT_CPUS: return parse_u32("--cpus", val, &a->cpus, why, whylen);
+    case OPT_MEMORY: return parse_in_range("--memory", val, VMM_MIN_MEM_MIB, VMM_MAX_MEM_MIB, &a->memory_mib, why, whylen);
+    case OPT_CPUS: return parse_in_range("--cpus", val, 1, VMM_MAX_CPUS, &a->cpus, why, whylen);
     case OPT_TIMEOUT: return parse_seconds("--timeout", val, &a->timeout_s, why, whylen);
     case OPT_READY_FD:
         if (!parse_u32("--ready-fd", val, &fd, why, whylen))

@@ -103,6 +103,12 @@ static void test_bad_args_name_the_option(void **state)
     assert_non_null(strstr(why, "--memory"));
     assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cpus", "-1", NULL), -1);
     assert_non_null(strstr(why, "--cpus"));
+    /* 0 means "not given" inside struct vmm_args: a given 0 is refused. */
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cpus", "0", NULL), -1);
+    assert_non_null(strstr(why, "out of range"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--memory", "1", NULL), -1);
+    assert_non_null(strstr(why, "--memory 1 is out of range"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cpus", "33", NULL), -1);
     assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--timeout", "0", NULL), -1);
     assert_non_null(strstr(why, "--timeout"));
     assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--ready-fd", "70000", NULL), -1);
