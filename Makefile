@@ -245,12 +245,14 @@ run: deps
 # --- fuzzing (clang + libFuzzer) -------------------------------------------
 FUZZ_DIR   ?= build/fuzz
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined
-FUZZ_OBJS  := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIB_SRCS) $(VMM_SRCS) $(filter-out src/agent/main.c,$(wildcard src/agent/*.c)))
+# The unit tests' fake virtio driver (tests/helpers) plays the guest in the virtio targets too.
+FUZZ_OBJS  := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIB_SRCS) $(VMM_SRCS) $(filter-out src/agent/main.c,$(wildcard src/agent/*.c)) \
+                tests/helpers/virtio_driver.c)
 $(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(CPPFLAGS) -std=c11 $(WARN) -Wno-unused-command-line-argument $(FUZZ_FLAGS) -c $< -o $@
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS)
-	$(CLANG) $(CPPFLAGS) -std=c11 $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -Wl,--as-needed $^ -o $@ $(LDLIBS)
+	$(CLANG) $(CPPFLAGS) -Itests -std=c11 $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -Wl,--as-needed $^ -o $@ $(LDLIBS)
 fuzz: $(patsubst fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRCS))
 # Kept between runs: relinking one target must not recompile the library.
 .SECONDARY: $(FUZZ_OBJS)

@@ -40,6 +40,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/mmio.h"
 #include "machine/guest_memory.h"
+#include "script.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -66,21 +67,6 @@ struct fuzz_state {
     uint16_t next_desc;
     bool indirect;
 };
-
-struct cursor {
-    const uint8_t *p;
-    size_t n;
-};
-
-static bool take(struct cursor *c, void *out, size_t len)
-{
-    if (c->n < len)
-        return false;
-    memcpy(out, c->p, len);
-    c->p += len;
-    c->n -= len;
-    return true;
-}
 
 static uint8_t image_byte(uint64_t off) { return (uint8_t)((off >> 9) * 37 + (off & 511) * 3 + 1); }
 

@@ -214,3 +214,62 @@ bool vq_should_interrupt(const struct virtqueue *vq, const struct guest_memory *
         return true;
     return !(__atomic_load_n(flags, __ATOMIC_RELAXED) & VIRTQ_AVAIL_F_NO_INTERRUPT);
 }
+
+/* --- a chain's bytes --------------------------------------------------------------- */
+
+/* The chain's buffers of one direction: readable ones come first (chain_append enforces it). */
+static void side_range(const struct vq_chain *c, bool writable, uint16_t *first, uint16_t *end)
+{
+    *first = writable ? c->nreadable : 0;
+    *end = writable ? c->nbufs : c->nreadable;
+}
+
+int vq_chain_iov(const struct vq_chain *c, bool writable, uint64_t off, uint64_t len, struct iovec *iov, int max,
+                 uint64_t *covered)
+{
+    uint16_t i, end;
+    int n = 0;
+    uint64_t got = 0;
+    side_range(c, writable, &i, &end);
+    for (; i < end && n < max && got < len; i++) {
+        const struct vq_buf *b = &c->bufs[i];
+        if (off >= b->len) {
+            off -= b->len;
+            continue;
+        }
+        uint64_t take = b->len - off;
+        if (take > len - got)
+            take = len - got;
+        iov[n++] = (struct iovec){ .iov_base = b->host + off, .iov_len = (size_t)take };
+        got += take;
+        off = 0;
+    }
+    *covered = got;
+    return n;
+}
+
+uint64_t vq_chain_read(const struct vq_chain *c, uint64_t off, void *dst, uint64_t len)
+{
+    struct iovec iov[VQ_MAX_CHAIN_BUFS];
+    uint64_t covered;
+    int n = vq_chain_iov(c, false, off, len, iov, VQ_MAX_CHAIN_BUFS, &covered);
+    uint8_t *p = dst;
+    for (int i = 0; i < n; i++) {
+        memcpy(p, iov[i].iov_base, iov[i].iov_len);
+        p += iov[i].iov_len;
+    }
+    return covered;
+}
+
+uint64_t vq_chain_write(const struct vq_chain *c, uint64_t off, const void *src, uint64_t len)
+{
+    struct iovec iov[VQ_MAX_CHAIN_BUFS];
+    uint64_t covered;
+    int n = vq_chain_iov(c, true, off, len, iov, VQ_MAX_CHAIN_BUFS, &covered);
+    const uint8_t *p = src;
+    for (int i = 0; i < n; i++) {
+        memcpy(iov[i].iov_base, p, iov[i].iov_len);
+        p += iov[i].iov_len;
+    }
+    return covered;
+}

@@ -30,6 +30,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "machine/guest_memory.h"
 
@@ -99,6 +100,20 @@ int vq_push(struct virtqueue *vq, const struct guest_memory *mem, uint16_t head,
 
 /* After vq_push: whether the driver wants an interrupt (no NO_INTERRUPT flag). */
 bool vq_should_interrupt(const struct virtqueue *vq, const struct guest_memory *mem);
+
+/*
+ * A chain's bytes. A message (a request header, a packet) may be split over
+ * buffers at any byte; these treat the readable (or writable) buffers of a
+ * chain as one byte string.
+ */
+/* Describes [off, off+len) of the readable (writable) bytes as at most max iovecs;
+ * returns the count, and the bytes covered in *covered. */
+int vq_chain_iov(const struct vq_chain *c, bool writable, uint64_t off, uint64_t len, struct iovec *iov, int max,
+                 uint64_t *covered);
+/* Copies up to len bytes from offset off of the chain's readable bytes; returns bytes copied. */
+uint64_t vq_chain_read(const struct vq_chain *c, uint64_t off, void *dst, uint64_t len);
+/* Copies up to len bytes to offset off of the chain's writable bytes; returns bytes copied. */
+uint64_t vq_chain_write(const struct vq_chain *c, uint64_t off, const void *src, uint64_t len);
 
 /* Bytes each area takes for a queue of `size` entries (without EVENT_IDX). */
 uint64_t vq_desc_bytes(uint16_t size);

@@ -55,65 +55,6 @@ const char *vsock_op_name(uint32_t op)
     return op < sizeof names / sizeof names[0] ? names[op] : "unknown";
 }
 
-/* --- descriptor chains -------------------------------------------------------------- */
-
-/* The chain's buffers of one direction: readable ones come first (virtqueue.c enforces it). */
-static void side_range(const struct vq_chain *c, bool writable, uint16_t *first, uint16_t *end)
-{
-    *first = writable ? c->nreadable : 0;
-    *end = writable ? c->nbufs : c->nreadable;
-}
-
-int vsock_chain_iov(const struct vq_chain *c, bool writable, uint64_t off, uint64_t len, struct iovec *iov,
-                    int max, uint64_t *covered)
-{
-    uint16_t i, end;
-    int n = 0;
-    uint64_t got = 0;
-    side_range(c, writable, &i, &end);
-    for (; i < end && n < max && got < len; i++) {
-        const struct vq_buf *b = &c->bufs[i];
-        if (off >= b->len) {
-            off -= b->len;
-            continue;
-        }
-        uint64_t take = b->len - off;
-        if (take > len - got)
-            take = len - got;
-        iov[n++] = (struct iovec){ .iov_base = b->host + off, .iov_len = (size_t)take };
-        got += take;
-        off = 0;
-    }
-    *covered = got;
-    return n;
-}
-
-uint64_t vsock_chain_read(const struct vq_chain *c, uint64_t off, void *dst, uint64_t len)
-{
-    struct iovec iov[VQ_MAX_CHAIN_BUFS];
-    uint64_t covered;
-    int n = vsock_chain_iov(c, false, off, len, iov, VQ_MAX_CHAIN_BUFS, &covered);
-    uint8_t *p = dst;
-    for (int i = 0; i < n; i++) {
-        memcpy(p, iov[i].iov_base, iov[i].iov_len);
-        p += iov[i].iov_len;
-    }
-    return covered;
-}
-
-uint64_t vsock_chain_write(const struct vq_chain *c, uint64_t off, const void *src, uint64_t len)
-{
-    struct iovec iov[VQ_MAX_CHAIN_BUFS];
-    uint64_t covered;
-    int n = vsock_chain_iov(c, true, off, len, iov, VQ_MAX_CHAIN_BUFS, &covered);
-    const uint8_t *p = src;
-    for (int i = 0; i < n; i++) {
-        memcpy(iov[i].iov_base, p, iov[i].iov_len);
-        p += iov[i].iov_len;
-    }
-    return covered;
-}
-
 /* --- byte ring ------------------------------------------------------------------------ */
 
 int vsock_ring_push(struct vsock_ring *r, uint32_t cap, const void *src, uint32_t len)

@@ -91,17 +91,23 @@ void vsock_hdr_decode(const uint8_t in[VSOCK_HDR_SIZE], struct vsock_hdr *h);
 const char *vsock_op_name(uint32_t op);
 
 /* --- descriptor chains -------------------------------------------------------------
- * A packet may be split over buffers at any byte. These treat the readable
- * (or writable) buffers of a chain as one byte string. */
+ * A packet may be split over buffers at any byte: the chain helpers of
+ * virtqueue.h, under the names vsock's files call them by. */
+static inline uint64_t vsock_chain_read(const struct vq_chain *c, uint64_t off, void *dst, uint64_t len)
+{
+    return vq_chain_read(c, off, dst, len);
+}
 
-/* Copies up to len bytes from offset off of the chain's readable bytes; returns bytes copied. */
-uint64_t vsock_chain_read(const struct vq_chain *c, uint64_t off, void *dst, uint64_t len);
-/* Copies up to len bytes to offset off of the chain's writable bytes; returns bytes copied. */
-uint64_t vsock_chain_write(const struct vq_chain *c, uint64_t off, const void *src, uint64_t len);
-/* Describes [off, off+len) of the readable (writable) bytes as at most max iovecs;
- * returns the count, and the bytes covered in *covered. */
-int vsock_chain_iov(const struct vq_chain *c, bool writable, uint64_t off, uint64_t len, struct iovec *iov,
-                    int max, uint64_t *covered);
+static inline uint64_t vsock_chain_write(const struct vq_chain *c, uint64_t off, const void *src, uint64_t len)
+{
+    return vq_chain_write(c, off, src, len);
+}
+
+static inline int vsock_chain_iov(const struct vq_chain *c, bool writable, uint64_t off, uint64_t len,
+                                  struct iovec *iov, int max, uint64_t *covered)
+{
+    return vq_chain_iov(c, writable, off, len, iov, max, covered);
+}
 
 /* --- byte ring ---------------------------------------------------------------------
  * Guest->host bytes waiting for the host socket. Its storage is allocated on
