@@ -427,7 +427,7 @@ bool net_policy_describe(const struct net_policy *p, int family, const uint8_t *
         break;
     case BY_DEFAULT:
         net_rule_format(&defaults[verdict.index].rule, rule, sizeof rule);
-        snprintf(buf, size, "%s%s %s by default: %s (%s)", where, as, outcome, defaults[verdict.index].what, rule);
+        snprintf(buf, size, "%s%s %s by default (%s): %s", where, as, outcome, rule, defaults[verdict.index].what);
         break;
     case BY_INTERNET: snprintf(buf, size, "%s%s allowed: the public internet", where, as); break;
     }

@@ -147,7 +147,7 @@ bool net_policy_allows(const struct net_policy *p, int family, const uint8_t *ad
 
 /* The same decision, explained for a log line: "203.0.113.7:443 allowed:
  * the public internet", "[::ffff:10.0.2.2]:22 (as 10.0.2.2) denied by
- * default: the host, through the NAT (10.0.2.2/32)", "10.0.2.2:8080 allowed
+ * default (10.0.2.2): the host, through the NAT", "10.0.2.2:8080 allowed
  * by rule 1 (--allow 10.0.2.2:8080)". Returns the decision. */
 bool net_policy_describe(const struct net_policy *p, int family, const uint8_t *addr, uint16_t port,
                          char *buf, size_t size);
