@@ -305,6 +305,9 @@ static bool rule_is_valid(const struct net_rule *r)
     unsigned bits = family_bits(r->family);
     if (!bits || r->prefix > bits || (r->action != NET_ALLOW && r->action != NET_DENY))
         return false;
+    /* Over all 16 bytes: an IPv4 rule's unused 12 must be 0 too, as parsed. */
+    if (!host_bits_clear(r->addr, r->prefix, 128))
+        return false;
     const struct reading quiet = { "", "", NULL, 0 };
     return check_rule(&quiet, r);
 }

@@ -325,6 +325,12 @@ static void test_policy_is_bounded(void **state)
     bad = rule(NET_DENY, "10.0.0.0/8");
     bad.prefix = 33;
     assert_false(net_policy_add(&p, &bad, why, sizeof why));
+    bad = rule(NET_DENY, "10.0.0.0/8");
+    bad.addr[15] = 1; /* past an IPv4 address's 4 bytes */
+    assert_false(net_policy_add(&p, &bad, why, sizeof why));
+    bad = rule(NET_DENY, "10.0.0.0/8");
+    bad.family = AF_UNIX;
+    assert_false(net_policy_add(&p, &bad, why, sizeof why));
     assert_int_equal(p.count, 0);
 }
 
