@@ -379,7 +379,7 @@ static struct decision decide(const struct net_policy *p, const struct destinati
         return (struct decision){ false, BY_OFF, 0 };
     if (!known_family)
         return (struct decision){ false, BY_FAMILY, 0 };
-    for (size_t i = 0; i < p->count; i++)
+    for (size_t i = 0; i < p->count && i < NET_POLICY_MAX_RULES; i++)
         if (rule_matches(&p->rules[i], d))
             return (struct decision){ p->rules[i].action == NET_ALLOW, BY_RULE, i };
     for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
@@ -439,13 +439,16 @@ bool net_policy_describe(const struct net_policy *p, int family, const uint8_t *
 
 /* ---- the policy as the VMM's arguments ------------------------------------------------ */
 
-void net_policy_argv(const struct net_policy *p, struct net_policy_argv *out)
+bool net_policy_argv(const struct net_policy *p, struct net_policy_argv *out)
 {
     memset(out, 0, sizeof *out);
+    if (p->count > NET_POLICY_MAX_RULES)
+        return false;
     int n = 0;
-    for (size_t i = 0; i < p->count && i < NET_POLICY_MAX_RULES; i++) {
-        if (!net_rule_format(&p->rules[i], out->text[i], sizeof out->text[i]))
-            continue; /* only valid rules get into a policy (net_policy_add) */
+    for (size_t i = 0; i < p->count; i++) {
+        /* A rule left out could be a deny: the VMM would allow more. */
+        if (!rule_is_valid(&p->rules[i]) || !net_rule_format(&p->rules[i], out->text[i], sizeof out->text[i]))
+            return false;
         out->argv[n++] = (char *)net_action_option(p->rules[i].action);
         out->argv[n++] = out->text[i];
     }
@@ -455,6 +458,7 @@ void net_policy_argv(const struct net_policy *p, struct net_policy_argv *out)
     }
     out->argv[n] = NULL;
     out->argc = n;
+    return true;
 }
 
 static int take_net_switch(struct net_policy *p, const char *value, char *why, size_t whylen)

@@ -155,14 +155,16 @@ bool net_policy_describe(const struct net_policy *p, int family, const uint8_t *
 /* ---- the policy as the VMM's arguments -------------------------------------- */
 
 /* argv pairs in the rules' order: "--allow", "TEXT", "--deny", "TEXT", ...,
- * then "--net", "off" when disabled; NULL-ended. Pointers into out itself. */
+ * then "--net", "off" when disabled; NULL-ended. Pointers into out itself.
+ * False, with nothing to pass on, when a rule was not made by net_rule_parse
+ * or net_policy_add and is not valid. */
 #define NET_POLICY_ARGV_MAX (2 * NET_POLICY_MAX_RULES + 3)
 struct net_policy_argv {
     char *argv[NET_POLICY_ARGV_MAX];
     int argc;
     char text[NET_POLICY_MAX_RULES][NET_RULE_TEXT_MAX];
 };
-void net_policy_argv(const struct net_policy *p, struct net_policy_argv *out);
+bool net_policy_argv(const struct net_policy *p, struct net_policy_argv *out);
 
 /* One option of the VMM's command line, for its argument parser: name is
  * "--allow", "--deny" or "--net" (NET_OPT_*). Returns 1 when taken into p, 0

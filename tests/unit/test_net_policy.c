@@ -516,7 +516,7 @@ static void test_policy_argv_round_trip(void **state)
     add(&p, NET_ALLOW, "[2001:db8::]/64:443");
     add(&p, NET_DENY, "::/0");
     struct net_policy_argv v;
-    net_policy_argv(&p, &v);
+    assert_true(net_policy_argv(&p, &v));
     assert_int_equal(v.argc, 8);
     const char *want[] = { "--allow", "10.0.2.2:8080", "--deny", "203.0.113.0/24",
                            "--allow", "[2001:db8::]/64:443", "--deny", "::/0" };
@@ -532,16 +532,25 @@ static void test_policy_argv_round_trip(void **state)
 
     /* --net off travels too, and the default (on) is not written. */
     p.enabled = false;
-    net_policy_argv(&p, &v);
+    assert_true(net_policy_argv(&p, &v));
     assert_int_equal(v.argc, 10);
     assert_string_equal(v.argv[8], "--net");
     assert_string_equal(v.argv[9], "off");
     assert_true(net_policy_parse_argv(&back, v.argc, v.argv, why, sizeof why));
     assert_false(back.enabled);
     net_policy_init(&p);
-    net_policy_argv(&p, &v);
+    assert_true(net_policy_argv(&p, &v));
     assert_int_equal(v.argc, 0);
     assert_null(v.argv[0]);
+
+    /* A rule put in by hand that cannot be written fails the whole policy:
+     * leaving out a deny would open what it closed. */
+    add(&p, NET_DENY, "203.0.113.0/24");
+    p.rules[0].prefix = 200;
+    assert_false(net_policy_argv(&p, &v));
+    p.rules[0].prefix = 24;
+    p.rules[0].addr[3] = 1;
+    assert_false(net_policy_argv(&p, &v));
 }
 
 static void test_take_option(void **state)
