@@ -213,7 +213,7 @@ static uint32_t put_header(struct vsock *v, const struct vq_chain *chain, const 
 {
     uint8_t raw[VSOCK_HDR_SIZE];
     vsock_hdr_encode(h, raw);
-    vsock_chain_write(chain, 0, raw, sizeof raw);
+    vq_chain_write(chain, 0, raw, sizeof raw);
     v->stats.rx_packets++;
     if (h->op == VSOCK_OP_RST)
         v->stats.rst_sent++;
@@ -265,7 +265,7 @@ static uint32_t send_host_data(struct vsock *v, struct vsock_conn *c, const stru
     }
     struct iovec iov[VQ_MAX_CHAIN_BUFS];
     uint64_t covered;
-    int n = vsock_chain_iov(chain, true, VSOCK_HDR_SIZE, max, iov, VQ_MAX_CHAIN_BUFS, &covered);
+    int n = vq_chain_iov(chain, true, VSOCK_HDR_SIZE, max, iov, VQ_MAX_CHAIN_BUFS, &covered);
     ssize_t got = readv(c->fd, iov, n);
     if (got > 0) {
         struct vsock_hdr h = conn_header(v, c, VSOCK_OP_RW);
@@ -394,7 +394,7 @@ static void send_event(struct vsock *v)
             return;
         }
         uint8_t id[4] = { VSOCK_EVENT_TRANSPORT_RESET, 0, 0, 0 };
-        uint32_t written = vsock_chain_write(&v->chain, 0, id, sizeof id) == sizeof id ? sizeof id : 0;
+        uint32_t written = vq_chain_write(&v->chain, 0, id, sizeof id) == sizeof id ? sizeof id : 0;
         if (written) {
             v->event_pending = false;
             v->reset_unacked = true;
@@ -522,7 +522,7 @@ static void handle_tx_packet(struct vsock *v, const struct vq_chain *chain)
 {
     v->stats.tx_packets++;
     uint8_t raw[VSOCK_HDR_SIZE];
-    if (chain->readable_bytes < VSOCK_HDR_SIZE || vsock_chain_read(chain, 0, raw, sizeof raw) != sizeof raw) {
+    if (chain->readable_bytes < VSOCK_HDR_SIZE || vq_chain_read(chain, 0, raw, sizeof raw) != sizeof raw) {
         v->stats.malformed++;
         return;
     }

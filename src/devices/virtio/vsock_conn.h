@@ -90,25 +90,6 @@ void vsock_hdr_encode(const struct vsock_hdr *h, uint8_t out[VSOCK_HDR_SIZE]);
 void vsock_hdr_decode(const uint8_t in[VSOCK_HDR_SIZE], struct vsock_hdr *h);
 const char *vsock_op_name(uint32_t op);
 
-/* --- descriptor chains -------------------------------------------------------------
- * A packet may be split over buffers at any byte: the chain helpers of
- * virtqueue.h, under the names vsock's files call them by. */
-static inline uint64_t vsock_chain_read(const struct vq_chain *c, uint64_t off, void *dst, uint64_t len)
-{
-    return vq_chain_read(c, off, dst, len);
-}
-
-static inline uint64_t vsock_chain_write(const struct vq_chain *c, uint64_t off, const void *src, uint64_t len)
-{
-    return vq_chain_write(c, off, src, len);
-}
-
-static inline int vsock_chain_iov(const struct vq_chain *c, bool writable, uint64_t off, uint64_t len,
-                                  struct iovec *iov, int max, uint64_t *covered)
-{
-    return vq_chain_iov(c, writable, off, len, iov, max, covered);
-}
-
 /* --- byte ring ---------------------------------------------------------------------
  * Guest->host bytes waiting for the host socket. Its storage is allocated on
  * first use and freed when the ring empties, so idle connections cost nothing. */

@@ -170,7 +170,7 @@ void vsock_deliver_to_host(struct vsock *v, struct vsock_conn *c, const struct v
     }
     struct iovec iov[VQ_MAX_CHAIN_BUFS];
     uint64_t covered;
-    int n = vsock_chain_iov(chain, false, VSOCK_HDR_SIZE, len, iov, VQ_MAX_CHAIN_BUFS, &covered);
+    int n = vq_chain_iov(chain, false, VSOCK_HDR_SIZE, len, iov, VQ_MAX_CHAIN_BUFS, &covered);
     uint64_t done = 0;
     if (!c->to_host.len && c->line_off >= c->line_len) {
         ssize_t sent = send_iov(c->fd, iov, n);
