@@ -21,7 +21,7 @@ packages=(
     # from bookworm-backports, below
     busybox-static
     # later issues: images, registries, seccomp
-    zlib1g-dev libcurl4-openssl-dev libarchive-dev libzstd-dev libjson-c-dev libseccomp-dev
+    zlib1g-dev libcurl4-openssl-dev libarchive-dev libzstd-dev libjson-c-dev libseccomp-dev libslirp-dev
     # OCI images (issue 6): tar2sqfs turns a flattened root into the
     # read-only squashfs the product bakes
     squashfs-tools-ng

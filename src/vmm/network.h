@@ -1,0 +1,50 @@
+/*
+ * A VM's network: a user-mode NAT (libslirp) of its own, so no root, tap or
+ * bridge is needed and every VM, every clone of one snapshot included, has
+ * the same addresses without clashing:
+ *
+ *   guest             10.0.2.15/24 (the agent sets it), gateway 10.0.2.2
+ *   10.0.2.2          the host's loopback, where the policy allows it
+ *   10.0.2.3          the NAT's DNS resolver, forwarding to the host's
+ *
+ * libslirp is not thread-safe, so it lives on one thread of its own here:
+ * the guest's frames (from the virtio-net device, on vCPU or event-loop
+ * threads) are queued to it, judged by the egress policy (net_filter.h) and
+ * handed to the NAT there; the NAT's frames for the guest leave through the
+ * deliver callback, on that thread.
+ */
+#ifndef SM_VMM_NETWORK_H
+#define SM_VMM_NETWORK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol/net_policy.h"
+#include "supermachine.h"
+
+struct vm_network;
+
+struct vm_network_config {
+    const struct net_policy *policy; /* copied */
+    const struct net_ports *ports;   /* published guest ports; copied; may be NULL */
+    /* Frames for the guest. Called on the network's thread. */
+    void (*deliver)(void *ctx, const uint8_t *frame, size_t len);
+    void *deliver_ctx;
+    int log_fd;                      /* refusals and NAT errors, a line each; -1: none */
+};
+
+struct vm_network_stats {
+    uint64_t to_nat, refused, dropped, queue_full, to_guest;
+};
+
+/* Creates the NAT, publishes the ports (a port that cannot be bound is an
+ * error naming it) and starts the thread. */
+sm_code vm_network_open(const struct vm_network_config *cfg, struct vm_network **out, sm_error *err);
+/* A frame from the guest (Ethernet header first): copied and queued; never
+ * blocks (a full queue drops it, as a NIC would). Any thread. */
+void vm_network_send(struct vm_network *n, const uint8_t *frame, size_t len);
+void vm_network_stats(struct vm_network *n, struct vm_network_stats *out);
+/* Stops the thread and frees everything. NULL is fine. */
+void vm_network_close(struct vm_network *n);
+
+#endif
