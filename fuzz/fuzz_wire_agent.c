@@ -57,6 +57,17 @@ static void decode(const wire_frame *f)
             abort();
         break;
     }
+    case WIRE_SYNC: {
+        wire_sync sync;
+        wire_sync_decode(f->payload, f->length, &sync, &e);
+        break;
+    }
+    case WIRE_NETCONF: {
+        bool on;
+        if (wire_netconf_decode(f->payload, f->length, &on, &e) && f->payload[0] != (uint8_t)on)
+            abort();
+        break;
+    }
     default:
         break;
     }

@@ -136,6 +136,14 @@ void files_upload_abort(file_upload *u);
 int files_open_for_read(const char *path, uint64_t *size, uint32_t *mode, uint32_t *kind,
                         char *why, size_t whylen);
 
+/* ---- netconf.c ------------------------------------------------------- */
+
+/* The guest has eth0 (its VM has a network device). */
+bool netconf_present(void);
+/* eth0 configured and up (address, route, resolver, host.internal), or
+ * down; false with why. */
+bool netconf_apply(bool on, char *why, size_t whylen);
+
 /* ---- pid1.c ----------------------------------------------------------- */
 
 /* Mounts, console (in_vm only), environment defaults. Never fails fatally. */

@@ -358,6 +358,29 @@ static void conn_pump_download(conn *c)
 
 /* ---- frames ------------------------------------------------------------ */
 
+/* NETCONF: eth0 up or down, as the restoring VM asks. */
+static void conn_netconf(conn *c, const wire_frame *f)
+{
+    bool on;
+    wire_error we;
+    char why[200];
+    if (!wire_netconf_decode(f->payload, f->length, &on, &we)) {
+        conn_fail(c, WIRE_ERR_PROTOCOL, "%s", we.message);
+        return;
+    }
+    if (!c->ag->in_vm) {
+        conn_fail(c, WIRE_ERR_REFUSED, "netconf refused: this agent is not a guest's PID 1");
+        return;
+    }
+    if (!netconf_apply(on, why, sizeof why)) {
+        conn_fail(c, WIRE_ERR_IO, "%s", why);
+        return;
+    }
+    wire_put_empty(&c->out, WIRE_OK, NULL);
+    c->state = C_DONE;
+    conn_flush(c);
+}
+
 static void conn_start_operation(conn *c, const wire_frame *f)
 {
     char why[512];
@@ -442,9 +465,12 @@ static void conn_start_operation(conn *c, const wire_frame *f)
         conn_flush(c);
         return;
     }
+    case WIRE_NETCONF:
+        conn_netconf(c, f);
+        return;
     default:
-        conn_fail(c, WIRE_ERR_PROTOCOL, "expected REQUEST, WRITE_FILE, READ_FILE, POWEROFF or SYNC,"
-                  " got %s", wire_type_name(f->type));
+        conn_fail(c, WIRE_ERR_PROTOCOL, "expected REQUEST, WRITE_FILE, READ_FILE, POWEROFF, SYNC or"
+                  " NETCONF, got %s", wire_type_name(f->type));
     }
 }
 

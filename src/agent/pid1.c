@@ -94,8 +94,12 @@ void pid1_setup(bool in_vm)
     setenv("TERM", "linux", 0);
     if (chdir("/") < 0)
         agent_log("chdir /: %s", strerror(errno));
-    /* Last: it may change the directory and the environment. */
+    /* It may change the directory and the environment. */
     image_root_setup();
+    /* After the image's root is in place: its /etc gets the resolver. */
+    char why[200];
+    if (in_vm && netconf_present() && !netconf_apply(true, why, sizeof why))
+        agent_log("the network is not configured: %s", why);
 }
 
 bool pid1_signal_ready(void)

@@ -18,6 +18,8 @@
  *  0x0b FILE_END     both (empty): end of the file's bytes              0
  *  0x0c SYNC         h->a u64 realtime ns | 64 bytes entropy; PID 1     72 (exact)
  *                         of a guest sets its clock, reseeds; reply OK
+ *  0x0d NETCONF      h->a u8 1 (on) or 0 (off): PID 1 of a guest        1 (exact)
+ *                         brings eth0 up, configured, or down; reply OK
  *  0x10 STDOUT       a->h bytes the command wrote to stdout (or pty)    1 MiB
  *  0x11 STDERR       a->h bytes the command wrote to stderr             1 MiB
  *  0x12 EXIT         a->h see wire_exit; the last frame of an exec   32 (exact)
@@ -30,8 +32,8 @@
  * of REQUEST (followed by any of STDIN, STDIN_CLOSE, SIGNAL, RESIZE, answered
  * by STDOUT/STDERR then EXIT, or ERROR), WRITE_FILE (+FILE_DATA..., FILE_END,
  * answered by OK or ERROR), READ_FILE (answered by FILE_INFO, FILE_DATA...,
- * FILE_END, or ERROR) POWEROFF or SYNC (each answered by OK or ERROR). A header with an
- * unknown type, wrong direction, non-zero flags/reserved or a length over the
+ * FILE_END, or ERROR), POWEROFF, SYNC or NETCONF (each answered by OK or
+ * ERROR). A header with an unknown type, wrong direction, non-zero flags/reserved or a length over the
  * type's limit ends the connection; so does a payload that does not decode
  * exactly (no trailing bytes).
  */
@@ -66,6 +68,7 @@ static const struct frame_rule rules[256] = {
     [WIRE_WRITE_FILE]  = { "WRITE_FILE", AT_AGENT, 12 + STR_MAX(WIRE_MAX_PATH), -1 },
     [WIRE_READ_FILE]   = { "READ_FILE", AT_AGENT, STR_MAX(WIRE_MAX_PATH), -1 },
     [WIRE_SYNC]        = { "SYNC", AT_AGENT, WIRE_SYNC_SIZE, WIRE_SYNC_SIZE },
+    [WIRE_NETCONF]     = { "NETCONF", AT_AGENT, WIRE_NETCONF_SIZE, WIRE_NETCONF_SIZE },
     [WIRE_FILE_DATA]   = { "FILE_DATA", BOTH, WIRE_MAX_DATA, -1 },
     [WIRE_FILE_END]    = { "FILE_END", BOTH, 0, 0 },
     [WIRE_STDOUT]      = { "STDOUT", AT_HOST, WIRE_MAX_DATA, -1 },
@@ -476,6 +479,22 @@ bool wire_sync_decode(const uint8_t *payload, uint32_t len, wire_sync *out, wire
         return fail(e, "SYNC frame must be %u bytes, got %u", WIRE_SYNC_SIZE, len);
     out->realtime_ns = rd64(payload);
     memcpy(out->entropy, payload + 8, sizeof out->entropy);
+    return true;
+}
+
+bool wire_put_netconf(wire_buf *b, bool enabled, wire_error *e)
+{
+    size_t at = wire_frame_begin(b, WIRE_NETCONF);
+    uint8_t on = enabled;
+    wire_buf_put(b, &on, 1);
+    return wire_frame_end(b, at, e);
+}
+
+bool wire_netconf_decode(const uint8_t *payload, uint32_t len, bool *enabled, wire_error *e)
+{
+    if (len != WIRE_NETCONF_SIZE || payload[0] > 1)
+        return fail(e, "NETCONF frame must be one byte, 0 or 1");
+    *enabled = payload[0] == 1;
     return true;
 }
 

@@ -55,6 +55,7 @@ typedef enum wire_type {
     WIRE_WRITE_FILE  = 0x08,
     WIRE_READ_FILE   = 0x09,
     WIRE_SYNC        = 0x0c,
+    WIRE_NETCONF     = 0x0d,
     /* both directions (file transfer) */
     WIRE_FILE_DATA   = 0x0a,
     WIRE_FILE_END    = 0x0b,
@@ -76,6 +77,12 @@ typedef struct wire_sync {
     uint8_t entropy[WIRE_SYNC_ENTROPY];  /* from the host's getrandom() */
 } wire_sync;
 #define WIRE_SYNC_SIZE (8u + WIRE_SYNC_ENTROPY)
+
+/* NETCONF: whether the guest's network is on, one byte (1 on, 0 off),
+ * answered OK. The VMM sends it after every restore, since the snapshot's
+ * interface state is the bake's and the restoring VM's choice may differ.
+ * Honoured only by the agent that is a guest's PID 1. */
+#define WIRE_NETCONF_SIZE 1u
 
 /* Which end a reader sits at: it accepts only frames sent towards it. */
 typedef enum wire_side {
@@ -247,6 +254,9 @@ bool wire_put_empty(wire_buf *b, uint8_t type, wire_error *e);
 bool wire_put_signal(wire_buf *b, int signo, wire_error *e);
 bool wire_put_resize(wire_buf *b, uint16_t cols, uint16_t rows, wire_error *e);
 bool wire_put_sync(wire_buf *b, const wire_sync *sync, wire_error *e);
+bool wire_put_netconf(wire_buf *b, bool enabled, wire_error *e);
+/* Decodes a NETCONF payload: exactly one byte, 0 or 1. */
+bool wire_netconf_decode(const uint8_t *payload, uint32_t len, bool *enabled, wire_error *e);
 /* Decodes a SYNC payload (exactly WIRE_SYNC_SIZE bytes). */
 bool wire_sync_decode(const uint8_t *payload, uint32_t len, wire_sync *out, wire_error *e);
 bool wire_put_exit(wire_buf *b, const wire_exit *x, wire_error *e);

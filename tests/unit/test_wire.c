@@ -350,6 +350,20 @@ static void test_small_frames_roundtrip(void **state)
 
     wh.size = WIRE_MAX_FILE_SIZE + 1;
     assert_false(wire_put_file_head(&b, WIRE_WRITE_FILE, &wh, &e));
+
+    /* NETCONF: one byte, 0 or 1; anything else is refused. */
+    b.len = 0;
+    assert_true(wire_put_netconf(&b, true, &e));
+    one_frame(&r, WIRE_AT_AGENT, &b, &f);
+    bool on = false;
+    assert_true(wire_netconf_decode(f.payload, f.length, &on, &e));
+    assert_true(on);
+    wire_reader_destroy(&r);
+    const uint8_t two = 2, zero = 0;
+    assert_false(wire_netconf_decode(&two, 1, &on, &e));
+    assert_true(wire_netconf_decode(&zero, 1, &on, &e));
+    assert_false(on);
+    assert_false(wire_netconf_decode(&zero, 0, &on, &e));
     wire_buf_free(&b);
 }
 
