@@ -348,6 +348,23 @@ SM_API sm_code sm_vm_config_boot_timeout_s(sm_vm_config *cfg, uint32_t seconds);
  * sm_vm_free stops it. Start attached VMs from a thread that outlives them. */
 SM_API sm_code sm_vm_config_detached(sm_vm_config *cfg, bool detached);
 
+/* The guest's network: eth0 (10.0.2.15) behind a NAT of the VM's own. By
+ * default the public internet is reachable and the host (10.0.2.2, named
+ * host.internal in the guest), link-local (cloud metadata), private and
+ * shared ranges are not; DNS goes through the NAT to the host's resolver.
+ * A denied connection fails at once (TCP reset, ICMP prohibited). */
+SM_API sm_code sm_vm_config_net(sm_vm_config *cfg, bool on);
+/* Rules, tried in the order given before the defaults (the first that
+ * matches decides): "ADDR[/PREFIX][:PORT]" (IPv6 in brackets when a port
+ * follows), or "NAME[:PORT]", resolved here to its IPv4 addresses; e.g.
+ * "10.0.2.2:8080" opens one port of the host's loopback. */
+SM_API sm_code sm_vm_config_allow(sm_vm_config *cfg, const char *rule, sm_error *err);
+SM_API sm_code sm_vm_config_deny(sm_vm_config *cfg, const char *rule, sm_error *err);
+/* Publishes a guest port on the host, docker's "[HOSTIP:]HOSTPORT:GUESTPORT"
+ * (HOSTIP default 127.0.0.1; "/udp" for UDP). A host port already taken
+ * fails the start, naming it. */
+SM_API sm_code sm_vm_config_publish(sm_vm_config *cfg, const char *spec, sm_error *err);
+
 /* Boots a VM and waits until its agent is ready (or the boot timeout). On
  * failure nothing is left behind (process, sockets, folder), and the message
  * carries the end of the VMM's own error output. SM_E_NOTFOUND: an asset or

@@ -148,6 +148,9 @@ bool netconf_apply(bool on, char *why, size_t whylen);
 
 /* Mounts, console (in_vm only), environment defaults. Never fails fatally. */
 void pid1_setup(bool in_vm);
+/* The first word of the kernel command line that starts with prefix: true,
+ * and what follows the prefix into rest (may be NULL). */
+bool cmdline_token(const char *prefix, char *rest, size_t cap);
 
 /* ---- image_root.c: the OCI image's root filesystem and settings ---- */
 /* Mounts the image named by supermachine.root= as / (overlay on tmpfs) and

@@ -66,21 +66,7 @@ static bool image_sets_home; /* the image's Env has HOME: the user's home does n
 /* The value of ROOT_ARG on the kernel command line, or false. */
 static bool root_device(char *dev, size_t cap)
 {
-    char line[4096];
-    int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, line, sizeof line - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    line[n] = 0;
-    for (char *tok = strtok(line, " \n"); tok; tok = strtok(NULL, " \n"))
-        if (!strncmp(tok, ROOT_ARG, strlen(ROOT_ARG))) {
-            snprintf(dev, cap, "%s", tok + strlen(ROOT_ARG));
-            return dev[0] != 0;
-        }
-    return false;
+    return cmdline_token(ROOT_ARG, dev, cap) && dev[0] != 0;
 }
 
 static bool mount_or_log(const char *src, const char *dst, const char *type, unsigned long flags, const char *opts)

@@ -82,6 +82,27 @@ static void loopback_up(void)
         close(fd);
 }
 
+bool cmdline_token(const char *prefix, char *rest, size_t cap)
+{
+    char line[4096];
+    int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    line[n] = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+        if (!strncmp(tok, prefix, strlen(prefix))) {
+            if (rest && cap)
+                snprintf(rest, cap, "%s", tok + strlen(prefix));
+            return true;
+        }
+    return false;
+}
+
 void pid1_setup(bool in_vm)
 {
     mount_all();
@@ -98,7 +119,7 @@ void pid1_setup(bool in_vm)
     image_root_setup();
     /* After the image's root is in place: its /etc gets the resolver. */
     char why[200];
-    if (in_vm && netconf_present() && !netconf_apply(true, why, sizeof why))
+    if (in_vm && netconf_present() && !cmdline_token(SM_CMDLINE_NET_OFF, NULL, 0) && !netconf_apply(true, why, sizeof why))
         agent_log("the network is not configured: %s", why);
 }
 

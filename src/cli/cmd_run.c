@@ -19,6 +19,7 @@
 #include "cli/exec_run.h"
 #include "cli/flags.h"
 #include "cli/pull_options.h"
+#include "cli/vm_flags.h"
 #include "supermachine.h"
 
 #define PROG "supermachine run"
@@ -33,11 +34,13 @@ static void run_usage(FILE *out)
                  "no network); default: the image 'default', baked the first time. Without\n"
                  "ARGV, an OCI image's Entrypoint and Cmd. The exec options are those of\n"
                  "`supermachine exec` (-e, -w, -t, -i, --timeout, --stage).\n\n"
+                 "network options (before or after IMAGE):\n" VM_FLAGS_NET_HELP "\n"
                  "options (before IMAGE):\n" PULL_OPTIONS_HELP);
 }
 
 struct run_args {
     const char *image;
+    sm_vm_config *cfg;       /* the VM's network flags go here at once */
     sm_pull_options *pull;   /* NULL until a registry option */
     struct exec_opts exec;   /* exec.argv NULL: the image's own command */
 };
@@ -55,6 +58,7 @@ static int take_flag(int c, const char *arg, struct run_args *a)
         return EXIT_USAGE;
     }
     bool ok = is_pull_flag(c) ? pull_flag_apply(PROG, c, arg, &a->pull)
+              : is_vm_flag(c) ? vm_flag_apply(PROG, a->cfg, c, arg)
                               : exec_flag_apply(PROG, &a->exec, c, arg);
     return ok ? FLAGS_GO_ON : EXIT_USAGE;
 }
@@ -67,10 +71,10 @@ static int take_flag(int c, const char *arg, struct run_args *a)
  */
 static int parse(int argc, char **argv, struct run_args *a)
 {
-    static const struct option before_image[] = { PULL_FLAGS, EXEC_FLAGS, FLAG_HELP, FLAGS_TABLE_END };
-    static const struct option after_image[] = { EXEC_FLAGS, FLAG_HELP, FLAGS_TABLE_END };
+    static const struct option before_image[] = { PULL_FLAGS, VM_FLAGS_NET, EXEC_FLAGS, FLAG_HELP, FLAGS_TABLE_END };
+    static const struct option after_image[] = { VM_FLAGS_NET, EXEC_FLAGS, FLAG_HELP, FLAGS_TABLE_END };
     struct flag_parser p;
-    flag_parser_start(&p, PROG, argc, argv, EXEC_SHORT_FLAGS "h", before_image);
+    flag_parser_start(&p, PROG, argc, argv, EXEC_SHORT_FLAGS VM_SHORT_FLAGS_NET "h", before_image);
     p.after_word = after_image;
     a->image = NULL;
     for (int c, status; (c = flag_next_or_word(&p, &a->image)) != FLAG_END;)
@@ -123,13 +127,11 @@ static sm_code start_vm(struct run_args *a, sm_image **img, sm_vm **vm, sm_error
         a->pull = sm_pull_options_new();
     if (a->pull)
         pull_progress_attach(a->pull);
-    sm_vm_config *cfg = sm_vm_config_new();
-    sm_code rc = !cfg || !a->pull ? SM_E_NOMEM : open_image(a->image, a->pull, img, err);
+    sm_code rc = !a->pull ? SM_E_NOMEM : open_image(a->image, a->pull, img, err);
     if (!rc)
-        rc = sm_vm_config_image(cfg, *img);
+        rc = sm_vm_config_image(a->cfg, *img);
     if (!rc)
-        rc = sm_vm_start(cfg, vm, err);
-    sm_vm_config_free(cfg);
+        rc = sm_vm_start(a->cfg, vm, err);
     return rc;
 }
 
@@ -175,13 +177,14 @@ static int run_in_fresh_vm(struct run_args *a)
 
 int cmd_run(int argc, char **argv)
 {
-    struct run_args a = { .image = DEFAULT_IMAGE };
+    struct run_args a = { .image = DEFAULT_IMAGE, .cfg = sm_vm_config_new() };
     int status = EXIT_CANNOT;
-    if (!exec_opts_init(&a.exec, argc))
+    if (!a.cfg || !exec_opts_init(&a.exec, argc))
         fprintf(stderr, "%s: out of memory\n", PROG);
     else if ((status = parse(argc, argv, &a)) == FLAGS_GO_ON)
         status = run_in_fresh_vm(&a);
     exec_opts_free(&a.exec);
     sm_pull_options_free(a.pull);
+    sm_vm_config_free(a.cfg);
     return status;
 }

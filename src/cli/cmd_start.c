@@ -17,7 +17,7 @@ static void start_usage(FILE *out)
 {
     fprintf(out,
         "usage: supermachine start [--memory MIB] [--cpus N] [--kernel FILE] [--initrd FILE]\n"
-        "                          [--console FILE] [--timeout S]\n"
+        "                          [--console FILE] [--timeout S] [network options]\n"
         "  boots a VM that runs on in the background, and prints its id when it is ready\n"
         "  --memory MIB    guest memory, 64 to 65536 (default 256)\n"
         "  --cpus N        vCPUs, 1 to 32 (default 1)\n"
@@ -26,6 +26,7 @@ static void start_usage(FILE *out)
         "  --initrd FILE   the initramfs with the agent ($SUPERMACHINE_INITRD first)\n"
         "  --console FILE  the guest console (default: console.log in the VM's folder)\n"
         "  --timeout S     give up if the agent is not ready after S seconds (default 60)\n"
+        VM_FLAGS_NET_HELP
         "then: supermachine exec ID -- ARGV..., supermachine cp, supermachine ps,\n"
         "supermachine stop ID\n");
 }
@@ -42,9 +43,9 @@ static int usage_error(void)
 /* Reads the flags into cfg; FLAGS_GO_ON, or the exit status. */
 static int parse(int argc, char **argv, sm_vm_config *cfg)
 {
-    static const struct option flags[] = { VM_FLAGS_SIZE, VM_FLAGS_BOOT, FLAG_HELP, FLAGS_TABLE_END };
+    static const struct option flags[] = { VM_FLAGS_SIZE, VM_FLAGS_BOOT, VM_FLAGS_NET, FLAG_HELP, FLAGS_TABLE_END };
     struct flag_parser p;
-    flag_parser_start(&p, PROG, argc, argv, "h", flags);
+    flag_parser_start(&p, PROG, argc, argv, VM_SHORT_FLAGS_NET "h", flags);
     for (int c; (c = flag_next(&p)) != FLAG_END;) {
         if (c == 'h') {
             start_usage(stdout);

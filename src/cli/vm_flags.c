@@ -1,6 +1,7 @@
 #include "cli/vm_flags.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/options.h"
 
@@ -36,8 +37,31 @@ static sm_code set_count(sm_vm_config *cfg, int c, const char *arg)
     return c == VM_FLAG_MEMORY ? sm_vm_config_memory_mib(cfg, n) : sm_vm_config_cpus(cfg, n);
 }
 
+/* --allow, --deny, --net, -p: the library checks the text and says why. */
+static bool net_flag_apply(const char *prog, sm_vm_config *cfg, int c, const char *arg)
+{
+    sm_error err = { 0 };
+    sm_code rc;
+    if (c == VM_FLAG_NET) {
+        bool on = !strcmp(arg, "on");
+        if (!on && strcmp(arg, "off")) {
+            fprintf(stderr, "%s: --net wants on or off, not '%s'\n", prog, arg);
+            return false;
+        }
+        return sm_vm_config_net(cfg, on) == SM_OK;
+    }
+    rc = c == VM_FLAG_ALLOW  ? sm_vm_config_allow(cfg, arg, &err)
+         : c == VM_FLAG_DENY ? sm_vm_config_deny(cfg, arg, &err)
+                             : sm_vm_config_publish(cfg, arg, &err);
+    if (rc)
+        fprintf(stderr, "%s: %s\n", prog, err.message);
+    return rc == SM_OK;
+}
+
 bool vm_flag_apply(const char *prog, sm_vm_config *cfg, int c, const char *arg)
 {
+    if (c == VM_FLAG_ALLOW || c == VM_FLAG_DENY || c == VM_FLAG_NET || c == VM_FLAG_PUBLISH)
+        return net_flag_apply(prog, cfg, c, arg);
     sm_code rc;
     switch (c) {
     case VM_FLAG_MEMORY:

@@ -19,7 +19,11 @@ enum vm_flag {
     VM_FLAG_INITRD,
     VM_FLAG_CONSOLE,
     VM_FLAG_BOOT_TIMEOUT,
-    VM_FLAG_LAST = VM_FLAG_BOOT_TIMEOUT,
+    VM_FLAG_ALLOW,
+    VM_FLAG_DENY,
+    VM_FLAG_NET,
+    VM_FLAG_PUBLISH = 'p',
+    VM_FLAG_LAST = VM_FLAG_NET,
 };
 
 /* --memory MIB, --cpus N: what an image is baked with, too. */
@@ -34,9 +38,26 @@ enum vm_flag {
     { "console", required_argument, NULL, VM_FLAG_CONSOLE },            \
     { "timeout", required_argument, NULL, VM_FLAG_BOOT_TIMEOUT }
 
+/* The guest's network, for `run` and `start`: --allow RULE, --deny RULE
+ * (repeatable, in order), --net on|off, -p/--publish [HOSTIP:]HOSTPORT:GUESTPORT. */
+#define VM_FLAGS_NET                                                    \
+    { "allow", required_argument, NULL, VM_FLAG_ALLOW },                \
+    { "deny", required_argument, NULL, VM_FLAG_DENY },                  \
+    { "net", required_argument, NULL, VM_FLAG_NET },                    \
+    { "publish", required_argument, NULL, VM_FLAG_PUBLISH }
+#define VM_SHORT_FLAGS_NET "p:"
+#define VM_FLAGS_NET_HELP                                                                     \
+    "  --allow ADDR[/PREFIX][:PORT]|NAME[:PORT]  let the guest reach it (first match wins;\n"  \
+    "                       the host's loopback is 10.0.2.2, e.g. --allow 10.0.2.2:8080)\n"    \
+    "  --deny ...           keep the guest from it (the host, private and link-local\n"       \
+    "                       ranges are denied unless allowed; the internet is not)\n"        \
+    "  --net on|off         off: no network, only lo (default on)\n"                         \
+    "  -p, --publish [HOSTIP:]HOSTPORT:GUESTPORT  the guest's port on the host\n"             \
+    "                       (HOSTIP default 127.0.0.1; append /udp for UDP)\n"
+
 static inline bool is_vm_flag(int c)
 {
-    return c >= VM_FLAG_MEMORY && c <= VM_FLAG_LAST;
+    return (c >= VM_FLAG_MEMORY && c <= VM_FLAG_LAST) || c == VM_FLAG_PUBLISH;
 }
 
 /* Sets the VM flag c with its value arg on cfg; false after saying on

@@ -13,6 +13,7 @@
  */
 #include "lib/assets.h"
 #include "lib/store.h"
+#include "lib/vm_net.h"
 #include "base/clock.h"
 #include "lib/image.h"
 #include "base/error.h"
@@ -56,6 +57,7 @@ struct sm_vm_config {
     char *vms;       /* the store's VM folder (sm_vm_config_store), or NULL */
     char *image_vms; /* the image's store's, or NULL: used when vms is NULL */
     bool detached;
+    struct vm_net net;
 };
 
 struct sm_vm {
@@ -78,6 +80,7 @@ sm_vm_config *sm_vm_config_new(void)
         c->memory_mib = 256;
         c->cpus = 1;
         c->boot_timeout_s = 60;
+        vm_net_init(&c->net);
     }
     return c;
 }
@@ -117,6 +120,29 @@ sm_code sm_vm_config_boot_timeout_s(sm_vm_config *cfg, uint32_t seconds)
         return SM_E_INVALID;
     cfg->boot_timeout_s = seconds;
     return SM_OK;
+}
+
+sm_code sm_vm_config_net(sm_vm_config *cfg, bool on)
+{
+    if (!cfg)
+        return SM_E_INVALID;
+    cfg->net.policy.enabled = on;
+    return SM_OK;
+}
+
+sm_code sm_vm_config_allow(sm_vm_config *cfg, const char *rule, sm_error *err)
+{
+    return cfg ? vm_net_add_rule(&cfg->net, NET_ALLOW, rule, err) : error_set(err, SM_E_INVALID, "NULL config");
+}
+
+sm_code sm_vm_config_deny(sm_vm_config *cfg, const char *rule, sm_error *err)
+{
+    return cfg ? vm_net_add_rule(&cfg->net, NET_DENY, rule, err) : error_set(err, SM_E_INVALID, "NULL config");
+}
+
+sm_code sm_vm_config_publish(sm_vm_config *cfg, const char *spec, sm_error *err)
+{
+    return cfg ? vm_net_publish(&cfg->net, spec, err) : error_set(err, SM_E_INVALID, "NULL config");
 }
 
 sm_code sm_vm_config_detached(sm_vm_config *cfg, bool detached)
@@ -418,6 +444,8 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
      * when it ends, and the VMM would take its parent PID 1 for "already
      * orphaned": no --die-with-parent there. */
     a->die_with_parent = !cfg->detached && getpid() != 1;
+    a->net = cfg->net.policy;
+    a->ports = cfg->net.ports;
 }
 
 /* posix_spawn with fds 0-2 on /dev/null and vmm.log, the ready pipe on fd 3,

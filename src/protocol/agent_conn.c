@@ -188,6 +188,23 @@ sm_code agent_expect_ok(int fd, const char *path, const char *what, int wake_fd,
     return rc;
 }
 
+sm_code agent_netconf(const char *exec_socket_path, bool on, int wake_fd, sm_error *err)
+{
+    wire_buf buf = { 0 };
+    wire_put_hello(&buf, NULL);
+    wire_put_netconf(&buf, on, NULL);
+    int fd;
+    sm_code rc = buf.failed ? error_set(err, SM_E_NOMEM, "out of memory")
+                            : agent_dial(exec_socket_path, &fd, err);
+    if (!rc) {
+        (void)agent_send_all(fd, buf.data, buf.len, false, NULL);
+        rc = agent_expect_ok(fd, exec_socket_path, "netconf", wake_fd, err);
+        close(fd);
+    }
+    wire_buf_free(&buf);
+    return rc;
+}
+
 sm_code agent_sync(const char *exec_socket_path, int wake_fd, sm_error *err)
 {
     wire_sync sync;

@@ -42,4 +42,8 @@ sm_code agent_expect_ok(int fd, const char *path, const char *what, int wake_fd,
  * restored guest needs before it is ready; gives up when wake_fd fires. */
 sm_code agent_sync(const char *socket_path, int wake_fd, sm_error *err);
 
+/* Tells the agent whether the guest's network is on (NETCONF), as a
+ * restored guest needs: its interface is as the snapshot left it. */
+sm_code agent_netconf(const char *socket_path, bool on, int wake_fd, sm_error *err);
+
 #endif

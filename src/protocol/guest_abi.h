@@ -41,4 +41,8 @@
  * (protocol/wire.h); the VMM proxies its host-side exec socket to it. */
 #define SM_AGENT_VSOCK_PORT     1024u
 
+/* On the kernel command line of a VM booted without a network: the agent
+ * then leaves eth0 down. A restored VM is told by NETCONF (wire.h) instead. */
+#define SM_CMDLINE_NET_OFF "sm.net=off"
+
 #endif

@@ -21,7 +21,8 @@ enum vmm_opt {
     OPT_KERNEL = 'k', OPT_INITRD = 'i', OPT_CMDLINE = 'c', OPT_MEMORY = 'm', OPT_CPUS = 'n',
     OPT_CONSOLE = 'o', OPT_DISK = 'd', OPT_TIMEOUT = 't', OPT_VSOCK = 'V', OPT_EXEC = 'E',
     OPT_CONTROL = 'C', OPT_RESTORE = 'S', OPT_SNAPSHOT = 'W', OPT_READY_FD = 'R',
-    OPT_DIE_WITH_PARENT = 'D', OPT_PROBE = 'P', OPT_HELP = 'h',
+    OPT_DIE_WITH_PARENT = 'D', OPT_PROBE = 'P', OPT_HELP = 'h', OPT_ALLOW = 'a', OPT_DENY = 'y',
+    OPT_NET = 'N', OPT_PUBLISH = 'p',
 };
 
 static const struct option vmm_options[] = {
@@ -41,6 +42,10 @@ static const struct option vmm_options[] = {
     { "ready-fd", required_argument, NULL, OPT_READY_FD },
     { "die-with-parent", no_argument, NULL, OPT_DIE_WITH_PARENT },
     { "probe", no_argument, NULL, OPT_PROBE },
+    { "allow", required_argument, NULL, OPT_ALLOW },
+    { "deny", required_argument, NULL, OPT_DENY },
+    { "net", required_argument, NULL, OPT_NET },
+    { "publish", required_argument, NULL, OPT_PUBLISH },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -53,6 +58,24 @@ void vmm_args_init(struct vmm_args *a)
 {
     memset(a, 0, sizeof *a);
     a->ready_fd = -1;
+    net_policy_init(&a->net);
+}
+
+/* The network's arguments, after the others: the policy's pairs in order,
+ * then one --publish per port. */
+static bool push_network(const struct vmm_args *a, struct vmm_argv *out, int *n)
+{
+    if (!net_policy_argv(&a->net, &out->net))
+        return false;
+    for (int i = 0; i < out->net.argc && *n < VMM_ARGV_MAX - 1; i++)
+        out->argv[(*n)++] = out->net.argv[i];
+    for (size_t i = 0; i < a->ports.count && *n < VMM_ARGV_MAX - 2; i++) {
+        if (!net_port_format(&a->ports.ports[i], out->ports[i], sizeof out->ports[i]))
+            return false;
+        out->argv[(*n)++] = "--publish";
+        out->argv[(*n)++] = out->ports[i];
+    }
+    return true;
 }
 
 static void push(struct vmm_argv *out, int *n, const char *name, const char *value)
@@ -96,8 +119,9 @@ bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_a
     push(out, &n, "--ready-fd", ready);
     if (a->die_with_parent)
         out->argv[n++] = "--die-with-parent";
+    bool ok = push_network(a, out, &n);
     out->argv[n] = NULL;
-    return n < VMM_ARGV_MAX;
+    return ok && n < VMM_ARGV_MAX;
 }
 
 static bool parse_u32(const char *name, const char *text, uint32_t *out, char *why, size_t whylen)
@@ -158,6 +182,10 @@ static bool take_option(struct vmm_args *a, int opt, const char *val, char *why,
     case OPT_RESTORE: a->restore_dir = val; return true;
     case OPT_SNAPSHOT: a->snapshot_when_ready = val; return true;
     case OPT_DIE_WITH_PARENT: a->die_with_parent = true; return true;
+    case OPT_ALLOW: return net_policy_take_option(&a->net, NET_OPT_ALLOW, val, why, whylen) == 1;
+    case OPT_DENY: return net_policy_take_option(&a->net, NET_OPT_DENY, val, why, whylen) == 1;
+    case OPT_NET: return net_policy_take_option(&a->net, NET_OPT_NET, val, why, whylen) == 1;
+    case OPT_PUBLISH: return net_ports_add(&a->ports, val, why, whylen);
     case OPT_PROBE: a->probe = true; return true;
     case OPT_MEMORY: return parse_in_range("--memory", val, VMM_MIN_MEM_MIB, VMM_MAX_MEM_MIB, &a->memory_mib, why, whylen);
     case OPT_CPUS: return parse_in_range("--cpus", val, 1, VMM_MAX_CPUS, &a->cpus, why, whylen);

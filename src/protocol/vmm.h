@@ -4,7 +4,8 @@
  * VMM (src/vmm). Nothing else crosses that process boundary.
  *
  *   what              direction     form
- *   arguments         lib -> VMM    argv, struct vmm_args (vmm_args_format/parse)
+ *   arguments         lib -> VMM    argv, struct vmm_args (vmm_args_format/parse),
+ *                                   the network's as net_policy.h writes them
  *   ready line        VMM -> lib    "ready <microseconds>\n" on --ready-fd, once
  *   exit status       VMM -> lib    enum vmm_exit_status
  *   control socket    lib <-> VMM   one line in, one line out (table below)
@@ -27,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocol/net_policy.h"
 #include "supermachine.h"
 
 /* ---- limits ------------------------------------------------------------ */
@@ -75,6 +77,10 @@ struct vmm_args {
     const char *snapshot_when_ready; /* boot, snapshot here once ready, stop */
     int ready_fd;              /* -1: none */
     bool die_with_parent;
+    /* The guest's network: its egress policy (--allow, --deny, --net off)
+     * and the guest ports published on the host (--publish). */
+    struct net_policy net;
+    struct net_ports ports;
     /* `supermachine boot`: print the boot time, let the guest power off. */
     bool probe;
 };
@@ -82,10 +88,12 @@ struct vmm_args {
 void vmm_args_init(struct vmm_args *a);
 
 /* An argv for execve: pointers into `a` and into `numbers`. */
-#define VMM_ARGV_MAX 40
+#define VMM_ARGV_MAX (40 + NET_POLICY_ARGV_MAX + 2 * NET_MAX_PORTS)
 struct vmm_argv {
     char *argv[VMM_ARGV_MAX];
     char numbers[4][24];
+    struct net_policy_argv net;
+    char ports[NET_MAX_PORTS][NET_PORT_TEXT_MAX];
 };
 /* argv[0] is program; false (nothing to run) only if `a` cannot be written. */
 bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_argv *out);

@@ -69,6 +69,8 @@ static void config_from_args(const struct vmm_args *a, const char *prog, struct 
         cfg->mem_mib = a->memory_mib;
     if (a->cpus)
         cfg->cpus = a->cpus;
+    cfg->net = a->net;
+    cfg->ports = a->ports;
     *run = (struct vm_run_options){
         .prog = prog,
         .timeout_s = a->timeout_s > 0 ? a->timeout_s : 60,

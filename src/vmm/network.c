@@ -50,6 +50,8 @@ struct vm_network {
     int wake_fd;
 
     pthread_mutex_t lock; /* guards the queue, stopping and the stats */
+    pthread_mutex_t deliver_lock; /* held while a frame goes to the guest */
+    bool held;                    /* under deliver_lock: vm_network_hold */
     struct queued_frame *queue;
     size_t head, count;
     bool stopping;
@@ -86,13 +88,32 @@ static void log_line(struct vm_network *n, const char *fmt, ...)
 
 /* ---- libslirp's callbacks ------------------------------------------------------- */
 
+/* A frame for the guest, unless the VM is held still. */
+static void deliver(struct vm_network *n, const uint8_t *frame, size_t len)
+{
+    pthread_mutex_lock(&n->deliver_lock);
+    bool held = n->held;
+    if (!held)
+        n->cfg.deliver(n->cfg.deliver_ctx, frame, len);
+    pthread_mutex_unlock(&n->deliver_lock);
+    pthread_mutex_lock(&n->lock);
+    if (held)
+        n->stats.dropped++;
+    else
+        n->stats.to_guest++;
+    pthread_mutex_unlock(&n->lock);
+}
+
+void vm_network_hold(struct vm_network *n, bool hold)
+{
+    pthread_mutex_lock(&n->deliver_lock);
+    n->held = hold;
+    pthread_mutex_unlock(&n->deliver_lock);
+}
+
 static ssize_t nat_send_packet(const void *buf, size_t len, void *opaque)
 {
-    struct vm_network *n = opaque;
-    n->cfg.deliver(n->cfg.deliver_ctx, buf, len);
-    pthread_mutex_lock(&n->lock);
-    n->stats.to_guest++;
-    pthread_mutex_unlock(&n->lock);
+    deliver(opaque, buf, len);
     return (ssize_t)len;
 }
 
@@ -252,7 +273,7 @@ static void judge_and_pass(struct vm_network *n, const uint8_t *frame, size_t le
     uint8_t refusal[NET_REFUSAL_MAX];
     size_t rlen = v == NET_VERDICT_REFUSE ? net_filter_refusal(frame, len, refusal) : 0;
     if (rlen)
-        n->cfg.deliver(n->cfg.deliver_ctx, refusal, rlen);
+        deliver(n, refusal, rlen);
     pthread_mutex_lock(&n->lock);
     if (rlen)
         n->stats.refused++;
@@ -355,6 +376,7 @@ sm_code vm_network_open(const struct vm_network_config *cfg, struct vm_network *
     if (cfg->ports)
         n->ports = *cfg->ports;
     pthread_mutex_init(&n->lock, NULL);
+    pthread_mutex_init(&n->deliver_lock, NULL);
     n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     n->queue = calloc(QUEUE_FRAMES, sizeof *n->queue);
     sm_code rc = SM_OK;
@@ -401,6 +423,7 @@ void vm_network_close(struct vm_network *n)
     if (n->wake_fd >= 0)
         close(n->wake_fd);
     pthread_mutex_destroy(&n->lock);
+    pthread_mutex_destroy(&n->deliver_lock);
     free(n->queue);
     free(n->fds);
     free(n);

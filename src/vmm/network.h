@@ -16,6 +16,7 @@
 #ifndef SM_VMM_NETWORK_H
 #define SM_VMM_NETWORK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,11 @@ sm_code vm_network_open(const struct vm_network_config *cfg, struct vm_network *
  * blocks (a full queue drops it, as a NIC would). Any thread. */
 void vm_network_send(struct vm_network *n, const uint8_t *frame, size_t len);
 void vm_network_stats(struct vm_network *n, struct vm_network_stats *out);
+/* While held, nothing is delivered to the guest (frames for it are
+ * dropped, as by a NIC with no buffers: TCP resends): the guest's memory and
+ * queues stay still while the VM is paused for a snapshot. Returns once no
+ * delivery is under way. */
+void vm_network_hold(struct vm_network *n, bool hold);
 /* Stops the thread and frees everything. NULL is fine. */
 void vm_network_close(struct vm_network *n);
 

@@ -101,10 +101,12 @@ static void *sync_guest(void *arg)
 {
     struct sync_job *job = arg;
     sm_error err = { 0 };
-    if (agent_sync(job->exec_socket, job->wake_fd, &err) == SM_OK)
-        vm_mark_ready(job->vm);
-    else
+    if (agent_sync(job->exec_socket, job->wake_fd, &err) != SM_OK)
         vm_fail(job->vm, "the restored guest's agent did not take the clock and entropy: %s", err.message);
+    else if (agent_netconf(job->exec_socket, job->vm->cfg.net.enabled, job->wake_fd, &err) != SM_OK)
+        vm_fail(job->vm, "the restored guest's agent did not set up its network: %s", err.message);
+    else
+        vm_mark_ready(job->vm);
     return NULL;
 }
 

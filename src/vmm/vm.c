@@ -22,6 +22,7 @@
 #include "devices/serial_8250.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/mmio.h"
+#include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/vsock.h"
 #include "base/error.h"
@@ -29,6 +30,7 @@
 #include "vmm/boot.h"
 #include "machine/kvm.h"
 #include "vmm/mptable.h"
+#include "vmm/network.h"
 #include "vmm/vcpu.h"
 
 /* Above the 3 GiB RAM ceiling, below the I/O APIC and LAPIC pages. */
@@ -57,6 +59,7 @@ void vm_config_init(struct vm_config *cfg)
     cfg->cpus = 1;
     cfg->console_fd = -1;
     cfg->guest_cid = 3;
+    net_policy_init(&cfg->net);
 }
 
 sm_code vm_config_validate(const struct vm_config *cfg, sm_error *err)
@@ -132,11 +135,16 @@ sm_code vm_pause(struct vm *vm, sm_error *err)
     for (int i = 0; i < vm->ncpus; i++)
         if (vm->vcpus[i].thread_started)
             (void)ioctl(vm->vcpus[i].fd, KVM_KVMCLOCK_CTRL, 0);
+    /* The NAT's thread must not write the guest's memory while it is saved. */
+    if (vm->network)
+        vm_network_hold(vm->network, true);
     return SM_OK;
 }
 
 void vm_resume(struct vm *vm)
 {
+    if (vm->network)
+        vm_network_hold(vm->network, false);
     pthread_mutex_lock(&vm->pause_lock);
     atomic_store(&vm->pause_requested, false);
     pthread_cond_broadcast(&vm->pause_cond);
@@ -418,6 +426,9 @@ static sm_code build_cmdline(struct vm *vm, char *out, size_t len, sm_error *err
         used += (size_t)snprintf(out + used, len - used, " virtio_mmio.device=4K@0x%llx:%d",
                                  (unsigned long long)(VM_VIRTIO_MMIO_BASE + VM_VIRTIO_MMIO_STRIDE * (uint64_t)i),
                                  VM_VIRTIO_FIRST_IRQ + i);
+    /* The agent configures eth0 at boot unless told (protocol/guest_abi.h). */
+    if (!vm->cfg.net.enabled && used < len)
+        used += (size_t)snprintf(out + used, len - used, " " SM_CMDLINE_NET_OFF);
     if (vm->cfg.cmdline_extra && *vm->cfg.cmdline_extra && used < len)
         used += (size_t)snprintf(out + used, len - used, " %s", vm->cfg.cmdline_extra);
     if (used >= len)
@@ -495,13 +506,44 @@ static struct vm *vm_alloc(const struct vm_config *cfg, sm_error *err)
     return vm;
 }
 
+/* The guest's network: the device, and the NAT behind it when on. A frame
+ * the guest sends goes to the NAT (dropped when off); the NAT's frames go
+ * to the device from the network's thread. */
+static void net_to_nat(void *ctx, const uint8_t *frame, size_t len)
+{
+    struct vm *vm = ctx;
+    if (vm->network)
+        vm_network_send(vm->network, frame, len);
+}
+
+static void nat_to_guest(void *ctx, const uint8_t *frame, size_t len)
+{
+    struct vm *vm = ctx;
+    virtio_net_receive(vm->net, frame, len);
+}
+
+static sm_code add_net(struct vm *vm, sm_error *err)
+{
+    static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 }; /* every VM's: each has its own NAT */
+    const struct net_backend backend = { .send = net_to_nat, .ctx = vm };
+    vm->net = virtio_net_create(mac, &backend);
+    if (!vm->net)
+        return error_set(err, SM_E_NOMEM, "out of memory for the network device");
+    sm_code rc = add_virtio_device(vm, vm->net, err);
+    if (rc || !vm->cfg.net.enabled)
+        return rc;
+    const struct vm_network_config nc = { .policy = &vm->cfg.net, .ports = &vm->cfg.ports, .deliver = nat_to_guest,
+                                          .deliver_ctx = vm, .log_fd = STDERR_FILENO };
+    return vm_network_open(&nc, &vm->network, err);
+}
+
 /* What every VM has, booted or restored: KVM, memory, devices. */
 static sm_code build_machine(struct vm *vm, int memory_fd, sm_error *err)
 {
     sm_code rc;
     if ((rc = init_host_side(vm, err)) || (rc = create_kvm_vm(vm, err)) || (rc = create_memory(vm, memory_fd, err)) ||
         (rc = add_legacy_devices(vm, err)) || (rc = add_virtio_device(vm, virtio_rng_create(), err)) ||
-        (rc = add_vsock(vm, err)) || (rc = add_disk(vm, err)))
+        (rc = add_vsock(vm, err)) || (rc = add_net(vm, err)) || (rc = add_disk(vm, err)))
         return rc;
     return SM_OK;
 }
@@ -595,6 +637,7 @@ void vm_destroy(struct vm *vm)
     vm_stop(vm);
     for (int i = 0; i < vm->ncpus; i++)
         vcpu_destroy(&vm->vcpus[i]);
+    vm_network_close(vm->network); /* its thread delivers to the device: first */
     free(vm->disk_real);
     for (int i = 0; i < vm->nvirtio; i++)
         destroy_virtio(&vm->virtio[i]);

@@ -18,6 +18,7 @@
 
 #include <linux/kvm.h>
 
+#include "protocol/net_policy.h"
 #include "protocol/vmm.h"
 #include "supermachine.h"
 #include "devices/bus.h"
@@ -32,6 +33,8 @@
 #define VM_VIRTIO_FIRST_IRQ 5
 #define VM_SERIAL_IRQ 4
 
+struct vm_network;
+
 struct vm_config {
     const char *kernel_path;
     const char *initrd_path;    /* may be NULL */
@@ -45,6 +48,11 @@ struct vm_config {
     const char *exec_socket;    /* host Unix socket wired straight to the agent; may be NULL */
     const char *disk_path;      /* read-only virtio-blk image (/dev/vda); may be NULL. A VM
                                    restored from a snapshot needs the same image as its bake */
+    /* The guest's network. Every VM has the network device (eth0), so that
+     * any snapshot restores with or without a network; off, nothing behind
+     * it answers and the agent keeps eth0 down. */
+    struct net_policy net;
+    struct net_ports ports;     /* guest ports published on the host */
 };
 
 /* Fills defaults: 256 MiB, 1 vCPU, console discarded. */
@@ -120,6 +128,8 @@ struct vm {
     struct vm_virtio_slot virtio[VM_MAX_VIRTIO];
     int nvirtio;
     struct virtio_device *vsock;     /* owned by its transport */
+    struct virtio_device *net;       /* owned by its transport */
+    struct vm_network *network;      /* the NAT behind net; NULL when off */
 
     int64_t created_ns;          /* CLOCK_MONOTONIC when vm_create began */
     _Atomic int64_t ready_ns;    /* when the agent signalled ready; 0 before */
