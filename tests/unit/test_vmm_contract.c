@@ -40,6 +40,13 @@ static void test_args_round_trip(void **state)
     a.snapshot_when_ready = "/snap";
     a.ready_fd = 3;
     a.die_with_parent = true;
+    char nwhy[160];
+    struct net_rule rule;
+    assert_true(net_rule_parse("10.0.2.2:8080", NET_ALLOW, &rule, nwhy, sizeof nwhy));
+    assert_true(net_policy_add(&a.net, &rule, nwhy, sizeof nwhy));
+    assert_true(net_rule_parse("203.0.113.0/24", NET_DENY, &rule, nwhy, sizeof nwhy));
+    assert_true(net_policy_add(&a.net, &rule, nwhy, sizeof nwhy));
+    assert_true(net_ports_add(&a.ports, "127.0.0.1:8080:80", nwhy, sizeof nwhy));
     struct vmm_argv v;
     assert_true(vmm_args_format(&a, "supermachine-vmm", &v));
     char why[256] = "";
@@ -60,7 +67,15 @@ static void test_args_round_trip(void **state)
     assert_true(b.die_with_parent);
     assert_false(b.probe);
     assert_null(b.restore_dir);
+    /* The network's arguments, in their order. */
+    assert_true(b.net.enabled);
+    assert_int_equal(b.net.count, 2);
+    assert_true(net_rule_equal(&b.net.rules[0], &a.net.rules[0]));
+    assert_true(net_rule_equal(&b.net.rules[1], &a.net.rules[1]));
+    assert_int_equal(b.ports.count, 1);
+    assert_true(net_port_equal(&b.ports.ports[0], &a.ports.ports[0]));
 }
+
 
 static void test_restore_round_trip(void **state)
 {
@@ -129,6 +144,23 @@ static void test_bad_args_name_the_option(void **state)
     assert_int_equal(parse_list(why, sizeof why, "--probe", "--help", NULL), 1);
 }
 
+static void test_net_off_round_trip(void **state)
+{
+    (void)state;
+    struct vmm_args a, b;
+    vmm_args_init(&a);
+    a.kernel = "/k";
+    a.net.enabled = false;
+    struct vmm_argv v;
+    assert_true(vmm_args_format(&a, "vmm", &v));
+    char why[256];
+    assert_int_equal(vmm_args_parse(&b, argc_of(v.argv), v.argv, why, sizeof why), 0);
+    assert_false(b.net.enabled);
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--allow", "10.0.0.1/8", NULL), -1);
+    assert_non_null(strstr(why, "10.0.0.1"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--publish", "80", NULL), -1);
+}
+
 static void test_ready_line(void **state)
 {
     (void)state;
@@ -181,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_args_round_trip),
         cmocka_unit_test(test_restore_round_trip),
         cmocka_unit_test(test_bad_args_name_the_option),
+        cmocka_unit_test(test_net_off_round_trip),
         cmocka_unit_test(test_ready_line),
         cmocka_unit_test(test_control_requests),
         cmocka_unit_test(test_control_call_without_vmm),

@@ -1,0 +1,111 @@
+# tests/vm/test_net.sh: the guest's network (issue 11), sourced by run-all.sh.
+#
+# A web server on this host's loopback (busybox httpd) stands for "a service
+# of the host"; the guest reaches it as 10.0.2.2 only where --allow says so.
+# Every VM lives under this file's own runtime and images folders.
+
+net_rt=$SM_VM_WORK/net-rt
+net_images=$SM_VM_WORK/net-images
+net_www=$SM_VM_WORK/net-www
+mkdir -p "$net_rt" "$net_images" "$net_www" && chmod 700 "$net_rt"
+echo "hello from the host" >"$net_www/file"
+
+nsm() { XDG_RUNTIME_DIR=$net_rt SUPERMACHINE_IMAGES=$net_images "$SM_BIN" "$@"; }
+
+# A port nothing listens on yet, on this host's loopback.
+free_port() {
+    local p
+    for p in $(seq 18080 18180); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+    echo 18999
+}
+
+host_port=$(free_port)
+/bin/busybox httpd -f -p "127.0.0.1:$host_port" -h "$net_www" &
+host_httpd=$!
+trap 'kill $host_httpd 2>/dev/null' EXIT
+
+# --allow 10.0.2.2:PORT: the guest fetches the host's file.
+t_net_allowed() {
+    nsm run --allow "10.0.2.2:$host_port" -- wget -qO- "http://10.0.2.2:$host_port/file" >"$T/out" 2>"$T/err"
+    local rc=$?
+    [[ $rc == 0 && $(cat "$T/out") == "hello from the host" ]] ||
+        { echo "status $rc, out: $(cat "$T/out"), err: $(tail -3 "$T/err")"; return 1; }
+    echo "info: the guest fetched the host's file through 10.0.2.2:$host_port"
+}
+
+# Without it: refused at once (a TCP reset from the egress filter), not a
+# hang until wget's own timeout.
+t_net_denied() {
+    nsm run -- wget -T 60 -qO- "http://10.0.2.2:$host_port/file" >"$T/out" 2>"$T/err"
+    local rc=$?
+    [[ $rc != 0 ]] || { echo "the guest reached the host without --allow"; return 1; }
+    grep -qi "refused" "$T/err" || { echo "status $rc, but not refused: $(tail -3 "$T/err")"; return 1; }
+    echo "info: $(grep -i refused "$T/err" | head -1)"
+}
+
+# The cloud metadata address and the private ranges are denied by default.
+t_net_metadata_denied() {
+    nsm run -- wget -T 60 -qO- "http://169.254.169.254/latest/meta-data/" >"$T/out" 2>"$T/err"
+    local rc=$?
+    [[ $rc != 0 ]] && grep -qi "refused" "$T/err" || { echo "status $rc: $(tail -3 "$T/err")"; return 1; }
+}
+
+# --net off: eth0 down, only lo; an --allow changes nothing.
+t_net_off() {
+    nsm run --net off --allow "10.0.2.2:$host_port" -- sh -c \
+        'cat /sys/class/net/eth0/operstate; wget -T 5 -qO- http://10.0.2.2:'"$host_port"'/file && echo reached' \
+        >"$T/out" 2>"$T/err"
+    grep -qx down "$T/out" || { echo "eth0 is not down: $(cat "$T/out")"; return 1; }
+    ! grep -q reached "$T/out" || { echo "reached the host with --net off"; return 1; }
+}
+
+# -p HOSTPORT:8080 on start: a guest httpd is fetched from the host.
+t_net_publish() {
+    local hp id rc
+    hp=$(free_port)
+    [[ $hp != "$host_port" ]] || hp=$((hp + 1))
+    id=$(nsm start -p "127.0.0.1:$hp:8080" 2>"$T/err") || { echo "start -p: $(cat "$T/err")"; return 1; }
+    nsm exec "$id" -- sh -c 'mkdir -p /tmp/www && echo guest-page >/tmp/www/index.html && httpd -p 8080 -h /tmp/www' \
+        >"$T/exec" 2>&1
+    /bin/busybox wget -T 60 -qO- "http://127.0.0.1:$hp/index.html" >"$T/out" 2>"$T/err"
+    rc=$?
+    nsm stop "$id" >/dev/null 2>&1
+    [[ $rc == 0 && $(cat "$T/out") == guest-page ]] ||
+        { echo "status $rc, out: $(cat "$T/out"), err: $(cat "$T/err"), exec: $(cat "$T/exec")"; return 1; }
+    echo "info: the host fetched the guest's page through 127.0.0.1:$hp"
+}
+
+# Two VMs restored from one image at once, with the same guest address:
+# both reach the host (each has a NAT of its own).
+t_net_two_clones() {
+    local ra rb
+    nsm run --allow "10.0.2.2:$host_port" -- wget -qO- "http://10.0.2.2:$host_port/file" >"$T/a" 2>&1 & ra=$!
+    nsm run --allow "10.0.2.2:$host_port" -- wget -qO- "http://10.0.2.2:$host_port/file" >"$T/b" 2>&1 & rb=$!
+    wait "$ra"; ra=$?
+    wait "$rb"; rb=$?
+    [[ $ra == 0 && $rb == 0 && $(cat "$T/a") == "hello from the host" && $(cat "$T/b") == "hello from the host" ]] ||
+        { echo "a: $ra $(cat "$T/a"); b: $rb $(cat "$T/b")"; return 1; }
+}
+
+# Bad flags: a clear message and status 2 before any VM starts.
+t_net_bad_flags() {
+    local rc
+    nsm run -p 80 -- true 2>"$T/err"; rc=$?
+    [[ $rc == 2 ]] && grep -q "expected \[HOSTIP:\]HOSTPORT:GUESTPORT" "$T/err" ||
+        { echo "-p 80: status $rc: $(cat "$T/err")"; return 1; }
+    nsm run --allow 10.0.0.1/8 -- true 2>"$T/err"; rc=$?
+    [[ $rc == 2 ]] && grep -q "bits set past" "$T/err" || { echo "--allow 10.0.0.1/8: status $rc: $(cat "$T/err")"; return 1; }
+    nsm start --net sometimes 2>"$T/err"; rc=$?
+    [[ $rc == 2 ]] || { echo "--net sometimes: status $rc"; return 1; }
+}
+
+check "net: --allow 10.0.2.2:PORT reaches a host service" t_net_allowed
+check "net: without --allow the host is refused at once" t_net_denied
+check "net: the metadata address is refused" t_net_metadata_denied
+check "net: --net off leaves eth0 down" t_net_off
+check "net: -p publishes a guest port on the host" t_net_publish
+check "net: two VMs of one image both reach the host" t_net_two_clones
+check "net: bad network flags are refused before any VM" t_net_bad_flags
+kill "$host_httpd" 2>/dev/null
