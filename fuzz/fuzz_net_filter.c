@@ -34,14 +34,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!frame)
         return 0;
     memcpy(frame, data, size);
-    enum net_verdict v = net_filter_judge(&policy, frame, size);
+    enum net_verdict v = net_filter_judge(&policy, NULL, frame, size);
     uint8_t out[NET_REFUSAL_MAX];
     size_t n = net_filter_refusal(frame, size, out);
     if (v != NET_VERDICT_REFUSE && v != NET_VERDICT_DROP && v != NET_VERDICT_PASS)
         abort();
     if (n > NET_REFUSAL_MAX)
         abort();
-    if (n && net_filter_judge(&policy, out, n) == NET_VERDICT_REFUSE)
+    if (n && net_filter_judge(&policy, NULL, out, n) == NET_VERDICT_REFUSE)
         abort();
     free(frame);
     return 0;

@@ -80,7 +80,25 @@ static bool has_ports(const struct ipv4 *ip)
     return ip->first_fragment && (ip->proto == IP_PROTO_TCP || ip->proto == IP_PROTO_UDP);
 }
 
-enum net_verdict net_filter_judge(const struct net_policy *p, const uint8_t *frame, size_t len)
+/* A TCP segment that cannot open a connection, or a UDP reply of a
+ * published service: not the policy's to judge. */
+static bool opens_nothing(const struct ipv4 *ip, const struct net_ports *ports)
+{
+    if (!ip->first_fragment)
+        return false;
+    if (ip->proto == IP_PROTO_TCP)
+        return (ip->l4[13] & (TCP_SYN | TCP_ACK)) != TCP_SYN;
+    if (ip->proto != IP_PROTO_UDP || !ports)
+        return false;
+    uint16_t from = get16(ip->l4);
+    for (size_t i = 0; i < ports->count; i++)
+        if (ports->ports[i].proto == NET_UDP && ports->ports[i].guest_port == from)
+            return true;
+    return false;
+}
+
+enum net_verdict net_filter_judge(const struct net_policy *p, const struct net_ports *ports, const uint8_t *frame,
+                                  size_t len)
 {
     if (len < ETH_HLEN)
         return NET_VERDICT_DROP;
@@ -92,6 +110,8 @@ enum net_verdict net_filter_judge(const struct net_policy *p, const uint8_t *fra
         return NET_VERDICT_DROP;
     if (ip.first_fragment && !ports_readable(&ip))
         return NET_VERDICT_DROP;
+    if (opens_nothing(&ip, ports))
+        return NET_VERDICT_PASS;
     uint16_t port = has_ports(&ip) ? get16(ip.l4 + 2) : 0;
     if (net_policy_allows(p, AF_INET, ip.hdr + 16, port))
         return NET_VERDICT_PASS;

@@ -10,7 +10,11 @@
  *   ARP                                              pass (the NAT answers for its addresses)
  *   IPv4 whose header or total length does not fit   drop
  *   IPv4 options or a header over 60 bytes           judged as any (IHL is checked)
- *   IPv4 TCP/UDP, first fragment, ports readable     judged on (destination, port)
+ *   IPv4 TCP without SYN, or SYN with ACK            pass: no connection starts (the NAT
+ *                                                    resets what it does not know; a SYN-ACK
+ *                                                    answers a connection from the host, -p)
+ *   IPv4 UDP from a published UDP guest port         pass: the service's replies (-p .../udp)
+ *   IPv4 TCP SYN, UDP; first fragment, ports read    judged on (destination, port)
  *   IPv4 TCP/UDP, first fragment, ports cut off      drop
  *   IPv4 later fragments, ICMP, other protocols      judged on (destination, port 0)
  *   IPv4 TCP judged denied                           refuse: a TCP RST to the guest
@@ -40,7 +44,9 @@ enum net_verdict {
  * IPv4 header (60 at most) + 8 bytes of its payload. */
 #define NET_REFUSAL_MAX (14 + 20 + 8 + 60 + 8)
 
-enum net_verdict net_filter_judge(const struct net_policy *p, const uint8_t *frame, size_t len);
+/* ports: the published ones (may be NULL). */
+enum net_verdict net_filter_judge(const struct net_policy *p, const struct net_ports *ports, const uint8_t *frame,
+                                  size_t len);
 
 /* The frame that refuses `frame` (one judged NET_VERDICT_REFUSE): a TCP RST
  * or an ICMP unreachable from the destination to the guest. Returns its

@@ -265,7 +265,7 @@ void vm_network_send(struct vm_network *n, const uint8_t *frame, size_t len)
 
 static void judge_and_pass(struct vm_network *n, const uint8_t *frame, size_t len)
 {
-    enum net_verdict v = net_filter_judge(&n->policy, frame, len);
+    enum net_verdict v = net_filter_judge(&n->policy, &n->ports, frame, len);
     if (v == NET_VERDICT_PASS) {
         slirp_input(n->slirp, frame, (int)len);
         return;

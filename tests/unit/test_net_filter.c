@@ -85,6 +85,7 @@ static void udp_frame(struct frame *f, const char *dst, uint16_t port)
 }
 
 static struct net_policy policy;
+static struct net_ports ports;
 
 static int setup(void **state)
 {
@@ -94,12 +95,13 @@ static int setup(void **state)
     char why[128];
     assert_true(net_rule_parse("10.0.2.2:8080", NET_ALLOW, &r, why, sizeof why));
     assert_true(net_policy_add(&policy, &r, why, sizeof why));
+    assert_true(net_ports_add(&ports, "5353:53/udp", why, sizeof why));
     return 0;
 }
 
 static enum net_verdict judge(const struct frame *f)
 {
-    return net_filter_judge(&policy, f->b, f->len);
+    return net_filter_judge(&policy, &ports, f->b, f->len);
 }
 
 static void test_public_internet_passes(void **state)
@@ -172,7 +174,6 @@ static void test_tcp_reset(void **state)
     tcp_frame(&f, "10.9.9.9", 22, 0x10 | 0x08, 7, 5); /* ACK+PSH with 5 bytes */
     uint8_t *in = f.b + 14 + 20;
     in[8] = 0xaa, in[9] = 0xbb, in[10] = 0xcc, in[11] = 0xdd;
-    assert_int_equal(judge(&f), NET_VERDICT_REFUSE);
     n = net_filter_refusal(f.b, f.len, out);
     assert_int_equal(n, 54);
     assert_int_equal(out[14 + 20 + 13], 0x04);
@@ -203,6 +204,9 @@ static void test_rst_never_answered(void **state)
     struct frame f;
     uint8_t out[NET_REFUSAL_MAX];
     tcp_frame(&f, "10.1.1.1", 80, 0x04, 1, 0);
+    assert_int_equal(judge(&f), NET_VERDICT_PASS); /* opens nothing: the NAT's */
+    assert_int_equal(net_filter_refusal(f.b, f.len, out), 0);
+    tcp_frame(&f, "10.1.1.1", 80, 0x02 | 0x04, 1, 0); /* SYN+RST: judged, denied, not answered */
     assert_int_equal(judge(&f), NET_VERDICT_DROP);
     assert_int_equal(net_filter_refusal(f.b, f.len, out), 0);
 }
@@ -212,8 +216,8 @@ static void test_malformed_dropped(void **state)
     (void)state;
     struct frame f;
     tcp_frame(&f, "1.1.1.1", 443, 0x02, 1, 0);
-    assert_int_equal(net_filter_judge(&policy, f.b, 13), NET_VERDICT_DROP);   /* no Ethernet header */
-    assert_int_equal(net_filter_judge(&policy, f.b, 14 + 19), NET_VERDICT_DROP); /* IP header cut */
+    assert_int_equal(net_filter_judge(&policy, &ports, f.b, 13), NET_VERDICT_DROP);   /* no Ethernet header */
+    assert_int_equal(net_filter_judge(&policy, &ports, f.b, 14 + 19), NET_VERDICT_DROP); /* IP header cut */
     f.b[14] = 0x44;                                                          /* IHL 4: below 20 bytes */
     assert_int_equal(judge(&f), NET_VERDICT_DROP);
     f.b[14] = 0x4f;                                                          /* IHL 15: past the frame */
@@ -246,6 +250,34 @@ static void test_later_fragments(void **state)
     assert_int_equal(net_filter_refusal(f.b, f.len, out), 0);
 }
 
+/* Only a SYN opens a connection: the rest of TCP is the NAT's (it resets
+ * segments of connections it does not know), and a SYN-ACK answers a
+ * connection the host opened through a published port. */
+static void test_only_syn_is_judged(void **state)
+{
+    (void)state;
+    struct frame f;
+    tcp_frame(&f, "10.0.2.2", 40123, 0x12, 1, 0); /* SYN-ACK to the host */
+    assert_int_equal(judge(&f), NET_VERDICT_PASS);
+    tcp_frame(&f, "10.0.2.2", 40123, 0x10, 1, 0); /* ACK */
+    assert_int_equal(judge(&f), NET_VERDICT_PASS);
+    tcp_frame(&f, "10.0.2.2", 40123, 0x02, 1, 0); /* SYN: judged */
+    assert_int_equal(judge(&f), NET_VERDICT_REFUSE);
+}
+
+/* UDP from a published UDP guest port passes (the service's replies);
+ * from any other port it is judged. */
+static void test_published_udp_replies(void **state)
+{
+    (void)state;
+    struct frame f;
+    udp_frame(&f, "10.0.2.2", 40000);
+    put16(f.b + 34, 53);
+    assert_int_equal(judge(&f), NET_VERDICT_PASS);
+    put16(f.b + 34, 54);
+    assert_int_equal(judge(&f), NET_VERDICT_REFUSE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +289,8 @@ int main(void)
         cmocka_unit_test(test_rst_never_answered),
         cmocka_unit_test(test_malformed_dropped),
         cmocka_unit_test(test_later_fragments),
+        cmocka_unit_test(test_only_syn_is_judged),
+        cmocka_unit_test(test_published_udp_replies),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
