@@ -180,12 +180,12 @@ struct seg {
  * is split in two buffers at split % 17 bytes (a 0-length part allowed); an
  * odd split also cuts it short by one byte.
  */
-static void well_formed_request(struct fuzz_state *s, struct cursor *c)
+static void well_formed_request(struct fuzz_state *s, struct fuzz_script *c)
 {
     uint8_t type_sel, nseg, split, shape;
     uint64_t sector;
-    if (!take(c, &type_sel, 1) || !take(c, &sector, 8) || !take(c, &nseg, 1) || !take(c, &split, 1) ||
-        !take(c, &shape, 1))
+    if (!script_take(c, &type_sel, 1) || !script_take(c, &sector, 8) || !script_take(c, &nseg, 1) || !script_take(c, &split, 1) ||
+        !script_take(c, &shape, 1))
         return;
     static const uint32_t types[] = { VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH,
                                       VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD };
@@ -213,7 +213,7 @@ static void well_formed_request(struct fuzz_state *s, struct cursor *c)
     int first_data = n;
     for (int i = 0; i < nseg; i++) {
         uint16_t len;
-        if (!take(c, &len, 2))
+        if (!script_take(c, &len, 2))
             return;
         len = (uint16_t)(len % (MAX_SEG_LEN + 1));
         segs[n++] = (struct seg){ at, len, !data_readable };
@@ -295,13 +295,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s.t = virtio_mmio_create(virtio_blk_create(fd, "fuzz"), &s.mem, NULL);
     if (!s.t)
         return 0;
-    struct cursor c = { data, size };
+    struct fuzz_script c = { data, size };
     uint8_t op;
-    while (take(&c, &op, 1)) {
+    while (script_take(&c, &op, 1)) {
         switch (op % 8) {
         case 0: {
             uint8_t feat, qlog;
-            if (!take(&c, &feat, 1) || !take(&c, &qlog, 1))
+            if (!script_take(&c, &feat, 1) || !script_take(&c, &qlog, 1))
                 goto done;
             bring_up(&s, feat, qlog);
             break;
@@ -309,15 +309,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 1: {
             uint16_t idx, flags, next;
             uint32_t addr, len;
-            if (!take(&c, &idx, 2) || !take(&c, &addr, 4) || !take(&c, &len, 4) || !take(&c, &flags, 2) ||
-                !take(&c, &next, 2))
+            if (!script_take(&c, &idx, 2) || !script_take(&c, &addr, 4) || !script_take(&c, &len, 4) || !script_take(&c, &flags, 2) ||
+                !script_take(&c, &next, 2))
                 goto done;
             put_desc(idx & 1 ? INDIRECT_GPA : DESC_GPA, (idx >> 1) % 256, addr, len, flags, next);
             break;
         }
         case 2: {
             uint16_t head;
-            if (!take(&c, &head, 2))
+            if (!script_take(&c, &head, 2))
                 goto done;
             publish_and_kick(&s, head);
             break;
@@ -326,7 +326,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 4: {
             uint16_t off;
             uint32_t val;
-            if (!take(&c, &off, 2) || !take(&c, &val, 4))
+            if (!script_take(&c, &off, 2) || !script_take(&c, &val, 4))
                 goto done;
             reg_write(&s, off % VIRTIO_MMIO_WINDOW, val);
             break;
@@ -334,14 +334,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 5: {
             uint16_t off;
             uint8_t lenlog, buf[8];
-            if (!take(&c, &off, 2) || !take(&c, &lenlog, 1))
+            if (!script_take(&c, &off, 2) || !script_take(&c, &lenlog, 1))
                 goto done;
             virtio_mmio_bus_ops.read(s.t, off % VIRTIO_MMIO_WINDOW, buf, 1u << (lenlog % 4));
             break;
         }
         case 6: {
             uint32_t gpa, val;
-            if (!take(&c, &gpa, 4) || !take(&c, &val, 4))
+            if (!script_take(&c, &gpa, 4) || !script_take(&c, &val, 4))
                 goto done;
             gpa %= RAM_SIZE - 3;
             memcpy(ram + gpa, &val, 4);
@@ -349,7 +349,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 7: {
             uint16_t q;
-            if (!take(&c, &q, 2))
+            if (!script_take(&c, &q, 2))
                 goto done;
             virtio_mmio_queue_notify(s.t, q);
             break;

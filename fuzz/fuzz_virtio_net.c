@@ -156,12 +156,12 @@ static bool answered(struct drv_queue *q, uint16_t head, uint32_t *len)
 }
 
 /* Cuts total bytes into n pieces whose lengths come from the input (the last takes the rest). */
-static bool cut(struct cursor *c, uint32_t total, uint32_t *lens, int n)
+static bool cut(struct fuzz_script *c, uint32_t total, uint32_t *lens, int n)
 {
     uint32_t left = total;
     for (int i = 0; i + 1 < n; i++) {
         uint16_t v;
-        if (!take(c, &v, 2))
+        if (!script_take(c, &v, 2))
             return false;
         lens[i] = v % (left + 1);
         left -= lens[i];
@@ -176,11 +176,11 @@ static bool cut(struct cursor *c, uint32_t total, uint32_t *lens, int n)
  * buffers. shape: bit 0 = header flags 1 (NEEDS_CSUM), bit 1 = gso_type 1,
  * bit 2 = a writable last buffer, bit 3 = indirect table.
  */
-static void transmit_frame(struct fuzz_state *s, struct cursor *c)
+static void transmit_frame(struct fuzz_state *s, struct fuzz_script *c)
 {
     uint8_t nseg, shape;
     uint16_t len;
-    if (!take(c, &nseg, 1) || !take(c, &shape, 1) || !take(c, &len, 2))
+    if (!script_take(c, &nseg, 1) || !script_take(c, &shape, 1) || !script_take(c, &len, 2))
         return;
     int n = 1 + nseg % MAX_SEGS;
     uint32_t frame_len = len % 1600u, total = HDR + frame_len, lens[MAX_SEGS];
@@ -242,18 +242,18 @@ static bool chain_holds(const struct seg *segs, int n, const uint8_t *frame, uin
  * bit 1 = indirect table, bit 2 = post nothing (the frame finds whatever is
  * there). The frame is len % 2048 bytes.
  */
-static void receive_frame(struct fuzz_state *s, struct cursor *c)
+static void receive_frame(struct fuzz_state *s, struct fuzz_script *c)
 {
     uint8_t nseg, shape;
     uint16_t len;
-    if (!take(c, &nseg, 1) || !take(c, &shape, 1) || !take(c, &len, 2))
+    if (!script_take(c, &nseg, 1) || !script_take(c, &shape, 1) || !script_take(c, &len, 2))
         return;
     int n = 1 + nseg % MAX_SEGS;
     struct seg segs[MAX_SEGS];
     uint64_t room = 0;
     for (int i = 0; i < n; i++) {
         uint16_t l;
-        if (!take(c, &l, 2))
+        if (!script_take(c, &l, 2))
             return;
         segs[i] = (struct seg){ RX_BUFS + SEG_STRIDE * (uint32_t)i, l % SEG_STRIDE, !(i == 0 && (shape & 1)) };
         memset(ram + segs[i].gpa, 0xee, segs[i].len);
@@ -290,13 +290,13 @@ static void receive_frame(struct fuzz_state *s, struct cursor *c)
 }
 
 /* A raw descriptor in the table sel picks (operands of command 1). */
-static bool raw_descriptor(struct cursor *c)
+static bool raw_descriptor(struct fuzz_script *c)
 {
     uint8_t sel;
     uint16_t idx, flags, next;
     uint32_t addr, len;
-    if (!take(c, &sel, 1) || !take(c, &idx, 2) || !take(c, &addr, 4) || !take(c, &len, 4) ||
-        !take(c, &flags, 2) || !take(c, &next, 2))
+    if (!script_take(c, &sel, 1) || !script_take(c, &idx, 2) || !script_take(c, &addr, 4) || !script_take(c, &len, 4) ||
+        !script_take(c, &flags, 2) || !script_take(c, &next, 2))
         return false;
     idx %= 256;
     if (sel % 3 == 2)
@@ -307,7 +307,7 @@ static bool raw_descriptor(struct cursor *c)
 }
 
 /* Runs one command; false when its operands ran out. */
-static bool run_command(struct fuzz_state *s, struct cursor *c, uint8_t op)
+static bool run_command(struct fuzz_state *s, struct fuzz_script *c, uint8_t op)
 {
     uint8_t cmd = op % 10;
     if (cmd == 1 || cmd == 2 || cmd == 5 || cmd == 7)
@@ -315,7 +315,7 @@ static bool run_command(struct fuzz_state *s, struct cursor *c, uint8_t op)
     switch (cmd) {
     case 0: {
         uint8_t feat, qlog;
-        if (!take(c, &feat, 1) || !take(c, &qlog, 1))
+        if (!script_take(c, &feat, 1) || !script_take(c, &qlog, 1))
             return false;
         bring_up(s, feat, qlog);
         return true;
@@ -324,7 +324,7 @@ static bool run_command(struct fuzz_state *s, struct cursor *c, uint8_t op)
     case 2: {
         uint8_t sel;
         uint16_t head;
-        if (!take(c, &sel, 1) || !take(c, &head, 2))
+        if (!script_take(c, &sel, 1) || !script_take(c, &head, 2))
             return false;
         drv_publish(sel & 1 ? &s->tx : &s->rx, head);
         drv_kick(s->t, sel & 1);
@@ -335,7 +335,7 @@ static bool run_command(struct fuzz_state *s, struct cursor *c, uint8_t op)
     case 5: {
         uint16_t off;
         uint32_t val;
-        if (!take(c, &off, 2) || !take(c, &val, 4))
+        if (!script_take(c, &off, 2) || !script_take(c, &val, 4))
             return false;
         drv_write(s->t, off % VIRTIO_MMIO_WINDOW, val);
         return true;
@@ -343,28 +343,28 @@ static bool run_command(struct fuzz_state *s, struct cursor *c, uint8_t op)
     case 6: {
         uint16_t off;
         uint8_t lenlog, buf[8];
-        if (!take(c, &off, 2) || !take(c, &lenlog, 1))
+        if (!script_take(c, &off, 2) || !script_take(c, &lenlog, 1))
             return false;
         virtio_mmio_bus_ops.read(s->t, off % VIRTIO_MMIO_WINDOW, buf, 1u << (lenlog % 4));
         return true;
     }
     case 7: {
         uint32_t gpa, val;
-        if (!take(c, &gpa, 4) || !take(c, &val, 4))
+        if (!script_take(c, &gpa, 4) || !script_take(c, &val, 4))
             return false;
         memcpy(ram + gpa % (RAM_SIZE - 3), &val, 4);
         return true;
     }
     case 8: {
         uint16_t q;
-        if (!take(c, &q, 2))
+        if (!script_take(c, &q, 2))
             return false;
         drv_kick(s->t, q);
         return true;
     }
     default: {
         uint16_t len;
-        if (!take(c, &len, 2))
+        if (!script_take(c, &len, 2))
             return false;
         static uint8_t frame[2048];
         virtio_net_receive(virtio_mmio_device(s->t), frame, len % sizeof frame);
@@ -387,9 +387,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s.t = virtio_mmio_create(virtio_net_create(mac, &backend), &mem, NULL);
     if (!s.t)
         return 0;
-    struct cursor c = { data, size };
+    struct fuzz_script c = { data, size };
     uint8_t op;
-    while (take(&c, &op, 1) && run_command(&s, &c, op)) {
+    while (script_take(&c, &op, 1) && run_command(&s, &c, op)) {
     }
     virtio_mmio_destroy(s.t);
     return 0;

@@ -10,13 +10,13 @@
 #include <stdint.h>
 #include <string.h>
 
-struct cursor {
+struct fuzz_script {
     const uint8_t *p;
     size_t n;
 };
 
 /* The next len bytes into out; false (and nothing taken) when fewer are left. */
-static inline bool take(struct cursor *c, void *out, size_t len)
+static inline bool script_take(struct fuzz_script *c, void *out, size_t len)
 {
     if (c->n < len)
         return false;
