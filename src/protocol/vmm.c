@@ -1,10 +1,10 @@
 #include "protocol/vmm.h"
 #include "base/error.h"
+#include "base/number.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,28 +126,18 @@ bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_a
 
 static bool parse_u32(const char *name, const char *text, uint32_t *out, char *why, size_t whylen)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end || text[0] == '-' || v > UINT32_MAX) {
-        snprintf(why, whylen, "%s wants a whole number, not '%s'", name, text);
-        return false;
-    }
-    *out = (uint32_t)v;
-    return true;
+    if (number_u32(text, out))
+        return true;
+    snprintf(why, whylen, "%s wants a whole number, not '%s'", name, text);
+    return false;
 }
 
 static bool parse_seconds(const char *name, const char *text, double *out, char *why, size_t whylen)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !isfinite(v) || v <= 0 || v > 86400) {
-        snprintf(why, whylen, "%s wants a number of seconds (0 < S <= 86400), not '%s'", name, text);
-        return false;
-    }
-    *out = v;
-    return true;
+    if (number_seconds(text, out))
+        return true;
+    snprintf(why, whylen, "%s wants a number of seconds (0 < S <= 86400), not '%s'", name, text);
+    return false;
 }
 
 /* A number in [min, max]: 0 in struct vmm_args means "not given", so a given
