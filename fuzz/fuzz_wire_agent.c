@@ -68,6 +68,12 @@ static void decode(const wire_frame *f)
             abort();
         break;
     }
+    case WIRE_CONNECT: {
+        uint16_t port;
+        if (wire_connect_decode(f->payload, f->length, &port, &e) && port == 0)
+            abort();
+        break;
+    }
     default:
         break;
     }

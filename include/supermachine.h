@@ -400,6 +400,17 @@ SM_API sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t m
                         size_t *len, sm_error *err);
 #define SM_VM_FILE_MAX ((size_t)1 << 30) /* 1 GiB: the largest file sm_vm_*_file moves */
 
+/* Connects to TCP port guest_port on the guest's loopback (127.0.0.1 in
+ * the guest) and gives back a connected stream socket in *fd, the caller's
+ * to close: bytes written to it reach the guest's service, its replies are
+ * read from it, and shutdown(SHUT_WR) is passed on as a half-close. It goes
+ * through the guest's agent, not the guest's network: it works with the
+ * network off, and the egress policy does not apply. Nothing listening
+ * there is SM_E_GUEST with the guest's reason; a guest that does not answer
+ * within 15 s is SM_E_TIMEOUT. The guest relays up to 128 such streams at
+ * once. */
+SM_API sm_code sm_vm_connect(const sm_vm *vm, uint16_t guest_port, int *fd, sm_error *err);
+
 /* Stops the VM: SIGTERM, up to 5 s for a clean end, then SIGKILL; reaps the
  * VMM when it is this process's child; removes the state folder. Works on a
  * dead VM too (it only cleans up). Calling it again is harmless. */

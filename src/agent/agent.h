@@ -40,6 +40,7 @@ typedef struct watch {
 } watch;
 
 #define AGENT_MAX_LISTENERS 8
+#define AGENT_MAX_RELAYS 128 /* CONNECT streams at once; beyond, ERROR */
 
 struct agent {
     int epfd;
@@ -54,6 +55,7 @@ struct agent {
     bool poweroff;              /* PID 1: power off once the OK has reached the host */
     uint64_t poweroff_deadline; /* ... or at this clock_now_us() at the latest */
     unsigned drop_logs;         /* dropped replies logged so far (loop.c) */
+    pid_t relays[AGENT_MAX_RELAYS]; /* CONNECT relays alive (0 = free slot) */
 };
 
 /* ---- loop.c ---------------------------------------------------------- */
@@ -135,6 +137,16 @@ void files_upload_abort(file_upload *u);
  * the wire error kind in *kind and a message in why. */
 int files_open_for_read(const char *path, uint64_t *size, uint32_t *mode, uint32_t *kind,
                         char *why, size_t whylen);
+
+/* ---- relay.c ---------------------------------------------------------- */
+
+/* Serves a CONNECT in a child process: sends to_host (the frames queued for
+ * the host, HELLO among them), connects to 127.0.0.1:port, answers OK or
+ * ERROR, passes on to_guest (what the host sent behind its CONNECT) and
+ * relays both ways. The child's pid, or -1 with errno; the caller then
+ * closes its own copy of host_fd. */
+pid_t relay_spawn(int host_fd, const void *to_host, size_t to_host_len, const void *to_guest,
+                  size_t to_guest_len, uint16_t port);
 
 /* ---- netconf.c ------------------------------------------------------- */
 

@@ -7,6 +7,7 @@
  *                 -> UPLOAD      (WRITE_FILE; ends with OK or ERROR)
  *                 -> DOWNLOAD    (READ_FILE; ends with FILE_END or ERROR)
  *                 -> (POWEROFF: OK, then PID 1 powers off)
+ *                 -> (CONNECT: handed to a relay process, relay.c)
  *   any -> DONE: the answer is queued; flush, half-close, drain what the host
  *                still sends, close on its EOF or after a linger time.
  *
@@ -381,6 +382,52 @@ static void conn_netconf(conn *c, const wire_frame *f)
     conn_flush(c);
 }
 
+static int relay_slot(agent *ag)
+{
+    for (int i = 0; i < AGENT_MAX_RELAYS; i++)
+        if (!ag->relays[i])
+            return i;
+    return -1;
+}
+
+static bool relay_reaped(agent *ag, pid_t pid)
+{
+    for (int i = 0; i < AGENT_MAX_RELAYS; i++)
+        if (ag->relays[i] == pid) {
+            ag->relays[i] = 0;
+            return true;
+        }
+    return false;
+}
+
+/* CONNECT: the connection leaves the loop for a relay process. What is
+ * queued for the host and what the host sent behind its frame go with it. */
+static void conn_connect(conn *c, const wire_frame *f)
+{
+    uint16_t port;
+    wire_error we;
+    if (!wire_connect_decode(f->payload, f->length, &port, &we)) {
+        conn_fail(c, WIRE_ERR_PROTOCOL, "%s", we.message);
+        return;
+    }
+    int slot = relay_slot(c->ag);
+    if (slot < 0) {
+        conn_fail(c, WIRE_ERR_CONNECT, "%d relayed connections are open already", AGENT_MAX_RELAYS);
+        return;
+    }
+    const uint8_t *behind = c->rd.buf + c->rd.start;
+    pid_t pid = relay_spawn(c->w.fd, c->out.data + c->sent, conn_backlog(c), behind,
+                            wire_reader_pending(&c->rd), port);
+    if (pid < 0) {
+        conn_fail(c, WIRE_ERR_CONNECT, "cannot start a relay: %s", strerror(errno));
+        return;
+    }
+    c->ag->relays[slot] = pid;
+    c->sent = c->out.len; /* the relay sends it */
+    c->state = C_DONE;
+    conn_close(c, "handed to a relay");
+}
+
 static void conn_start_operation(conn *c, const wire_frame *f)
 {
     char why[512];
@@ -468,9 +515,12 @@ static void conn_start_operation(conn *c, const wire_frame *f)
     case WIRE_NETCONF:
         conn_netconf(c, f);
         return;
+    case WIRE_CONNECT:
+        conn_connect(c, f);
+        return;
     default:
-        conn_fail(c, WIRE_ERR_PROTOCOL, "expected REQUEST, WRITE_FILE, READ_FILE, POWEROFF, SYNC or"
-                  " NETCONF, got %s", wire_type_name(f->type));
+        conn_fail(c, WIRE_ERR_PROTOCOL, "expected REQUEST, WRITE_FILE, READ_FILE, POWEROFF, SYNC,"
+                  " NETCONF or CONNECT, got %s", wire_type_name(f->type));
     }
 }
 
@@ -668,7 +718,8 @@ static void reap_children(agent *ag)
         if (pid <= 0)
             return;
         /* Not ours (an orphan handed to PID 1 or the subreaper): discard. */
-        session_reaped(ag, pid, status, ru.ru_maxrss);
+        if (!session_reaped(ag, pid, status, ru.ru_maxrss))
+            relay_reaped(ag, pid);
     }
 }
 
@@ -806,6 +857,9 @@ void agent_shutdown(agent *ag)
 {
     for (session *s = ag->sessions; s; s = *session_next(s))
         session_kill_all(s, SIGKILL);
+    for (int i = 0; i < AGENT_MAX_RELAYS; i++)
+        if (ag->relays[i] > 0)
+            kill(ag->relays[i], SIGKILL);
     for (conn *c = ag->conns; c; c = c->next)
         conn_close(c, "the agent is stopping");
     /* Wait for the killed commands so none is left behind. */

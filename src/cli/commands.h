@@ -5,6 +5,7 @@
 /* Each returns the process exit status; argv[0] is the subcommand's name. */
 int cmd_bake(int argc, char **argv);
 int cmd_boot(int argc, char **argv);
+int cmd_connect(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_exec(int argc, char **argv);

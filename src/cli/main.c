@@ -17,6 +17,7 @@ static const struct command commands[] = {
     { "start",  cmd_start,  "boot a VM in the background and print its id" },
     { "exec",   cmd_exec,   "run a command in a VM (by id) or through an agent's exec socket" },
     { "cp",     cmd_cp,     "copy a file into or out of a VM" },
+    { "connect", cmd_connect, "join stdin and stdout to a TCP port inside a VM" },
     { "ps",     cmd_ps,     "list VMs: id, state, pid, memory, vCPUs, age" },
     { "stop",   cmd_stop,   "stop a VM (or clean up a dead one) and remove its state" },
     { "bake",   cmd_bake,   "boot the default guest and keep its snapshot as a named image" },
@@ -29,7 +30,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: supermachine COMMAND [OPTIONS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\n`supermachine COMMAND --help` describes each.\n");
 }
 

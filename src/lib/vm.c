@@ -18,6 +18,7 @@
 #include "lib/image.h"
 #include "base/error.h"
 #include "lib/vm_state.h"
+#include "protocol/agent_conn.h"
 #include "protocol/vmm.h"
 
 #include <dirent.h>
@@ -42,6 +43,7 @@
 #define KILL_WAIT_MS 2000    /* SIGKILL to giving up */
 #define READY_SLACK_S 15     /* beyond the VMM's own boot timeout */
 #define LOG_TAIL_BYTES 320   /* of vmm.log, in a failed start's message */
+#define VM_CONNECT_TIMEOUT_MS 15000 /* the agent gives up connecting after 10 s */
 #define READY_FD 3
 
 extern char **environ;
@@ -673,6 +675,19 @@ sm_code sm_vm_write_file(const sm_vm *vm, const char *guest_path, const void *by
         return error_set(err, SM_E_LIMIT, "write_file %s: %zu bytes, more than the %zu allowed",
                        guest_path ? guest_path : "", len, SM_VM_FILE_MAX);
     return sm_exec_write_file(vm->exec_socket, guest_path, bytes, len, mode, err);
+}
+
+sm_code sm_vm_connect(const sm_vm *vm, uint16_t guest_port, int *fd, sm_error *err)
+{
+    if (!vm || !fd)
+        return error_set(err, SM_E_INVALID, "connect: NULL VM or fd");
+    *fd = -1;
+    if (guest_port == 0)
+        return error_set(err, SM_E_INVALID, "connect: guest port 0");
+    sm_code rc = agent_connect_port(vm->exec_socket, guest_port, VM_CONNECT_TIMEOUT_MS, fd, err);
+    if (rc)
+        error_prefix(err, "connect to guest port %u", (unsigned)guest_port);
+    return rc;
 }
 
 sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t max_len, uint8_t **bytes,

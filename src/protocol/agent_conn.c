@@ -229,3 +229,97 @@ sm_code agent_sync(const char *exec_socket_path, int wake_fd, sm_error *err)
     wire_buf_free(&buf);
     return rc;
 }
+
+/* ---- CONNECT --------------------------------------------------------------- */
+
+/* Reads exactly len bytes before the deadline. The answer to CONNECT must
+ * not be read past: what follows it belongs to the caller's stream. */
+static sm_code read_exact(int fd, const char *path, void *buf, size_t len, uint64_t deadline_us,
+                          sm_error *err)
+{
+    uint8_t *p = buf;
+    while (len) {
+        uint64_t now = clock_now_us();
+        if (now >= deadline_us)
+            return error_set(err, SM_E_TIMEOUT, "the agent at %s did not answer CONNECT in time", path);
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        int n = poll(&pf, 1, (int)((deadline_us - now + 999) / 1000));
+        if (n < 0 && errno != EINTR)
+            return error_set_errno(err, SM_E_IO, errno, "poll");
+        if (n <= 0)
+            continue;
+        ssize_t got = recv(fd, p, len, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return error_set(err, SM_E_SETUP, "the agent at %s closed the connection before answering "
+                             "CONNECT", path);
+        p += got;
+        len -= (size_t)got;
+    }
+    return SM_OK;
+}
+
+/* One frame towards the host, read header then payload, nothing more. */
+static sm_code read_one_frame(int fd, const char *path, uint8_t *payload, size_t cap, wire_frame *f,
+                              uint64_t deadline_us, sm_error *err)
+{
+    uint8_t head[WIRE_HEADER_SIZE];
+    wire_header h;
+    wire_error we;
+    sm_code rc = read_exact(fd, path, head, sizeof head, deadline_us, err);
+    if (rc)
+        return rc;
+    if (!wire_header_decode(head, WIRE_AT_HOST, &h, &we))
+        return error_set(err, SM_E_PROTOCOL, "agent at %s sent a bad frame: %s", path, we.message);
+    if (h.length > cap)
+        return error_set(err, SM_E_PROTOCOL, "agent at %s answered CONNECT with a %u-byte %s frame", path,
+                         h.length, wire_type_name(h.type));
+    rc = read_exact(fd, path, payload, h.length, deadline_us, err);
+    *f = (wire_frame){ .type = h.type, .length = h.length, .payload = payload };
+    return rc;
+}
+
+sm_code agent_connect_port(const char *exec_socket_path, uint16_t port, uint32_t timeout_ms, int *out,
+                           sm_error *err)
+{
+    *out = -1;
+    if (port == 0)
+        return error_set(err, SM_E_INVALID, "connect: port 0 is not a port to connect to");
+    wire_buf buf = { 0 };
+    wire_put_hello(&buf, NULL);
+    if (!wire_put_connect(&buf, port, NULL) || buf.failed) {
+        wire_buf_free(&buf);
+        return error_set(err, SM_E_NOMEM, "out of memory");
+    }
+    int fd;
+    sm_code rc = agent_dial(exec_socket_path, &fd, err);
+    if (!rc)
+        rc = agent_send_all(fd, buf.data, buf.len, false, err);
+    wire_buf_free(&buf);
+    if (rc)
+        return rc;
+    /* The largest frame that may answer: ERROR. */
+    uint8_t payload[8 + WIRE_MAX_MESSAGE];
+    agent_reader r; /* for error_from_agent's messages only */
+    agent_reader_init(&r, fd, exec_socket_path);
+    uint64_t deadline = clock_now_us() + (uint64_t)timeout_ms * 1000u;
+    wire_frame f;
+    wire_error we;
+    rc = read_one_frame(fd, exec_socket_path, payload, sizeof payload, &f, deadline, err);
+    if (!rc && !wire_check_hello(&f, "agent", &we))
+        rc = error_set(err, SM_E_PROTOCOL, "%s (socket %s)", we.message, exec_socket_path);
+    if (!rc)
+        rc = read_one_frame(fd, exec_socket_path, payload, sizeof payload, &f, deadline, err);
+    if (!rc && f.type == WIRE_ERROR)
+        rc = error_from_agent(&r, &f, err);
+    else if (!rc && f.type != WIRE_OK)
+        rc = agent_unexpected(&r, &f, err);
+    agent_reader_destroy(&r);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return SM_OK;
+}

@@ -46,4 +46,12 @@ sm_code agent_sync(const char *socket_path, int wake_fd, sm_error *err);
  * restored guest needs: its interface is as the snapshot left it. */
 sm_code agent_netconf(const char *socket_path, bool on, int wake_fd, sm_error *err);
 
+/* Opens a stream to TCP port `port` on the guest's loopback through the
+ * agent (CONNECT): on SM_OK, *fd is a connected stream socket carrying that
+ * connection's bytes. The agent's ERROR (nothing listens there) comes back
+ * as SM_E_GUEST with its message; no answer within timeout_ms is
+ * SM_E_TIMEOUT. */
+sm_code agent_connect_port(const char *exec_socket_path, uint16_t port, uint32_t timeout_ms, int *fd,
+                           sm_error *err);
+
 #endif

@@ -20,6 +20,9 @@
  *                         of a guest sets its clock, reseeds; reply OK
  *  0x0d NETCONF      h->a u8 1 (on) or 0 (off): PID 1 of a guest        1 (exact)
  *                         brings eth0 up, configured, or down; reply OK
+ *  0x0e CONNECT      h->a u16 port (1..65535) | u16 0: the agent          4 (exact)
+ *                         connects to the guest's 127.0.0.1:port; reply
+ *                         OK, then raw bytes both ways (no more frames)
  *  0x10 STDOUT       a->h bytes the command wrote to stdout (or pty)    1 MiB
  *  0x11 STDERR       a->h bytes the command wrote to stderr             1 MiB
  *  0x12 EXIT         a->h see wire_exit; the last frame of an exec   32 (exact)
@@ -33,7 +36,8 @@
  * by STDOUT/STDERR then EXIT, or ERROR), WRITE_FILE (+FILE_DATA..., FILE_END,
  * answered by OK or ERROR), READ_FILE (answered by FILE_INFO, FILE_DATA...,
  * FILE_END, or ERROR), POWEROFF, SYNC or NETCONF (each answered by OK or
- * ERROR). A header with an unknown type, wrong direction, non-zero flags/reserved or a length over the
+ * ERROR), or CONNECT (answered by OK, after which the stream is the guest
+ * port's, or by ERROR). A header with an unknown type, wrong direction, non-zero flags/reserved or a length over the
  * type's limit ends the connection; so does a payload that does not decode
  * exactly (no trailing bytes).
  */
@@ -69,6 +73,7 @@ static const struct frame_rule rules[256] = {
     [WIRE_READ_FILE]   = { "READ_FILE", AT_AGENT, STR_MAX(WIRE_MAX_PATH), -1 },
     [WIRE_SYNC]        = { "SYNC", AT_AGENT, WIRE_SYNC_SIZE, WIRE_SYNC_SIZE },
     [WIRE_NETCONF]     = { "NETCONF", AT_AGENT, WIRE_NETCONF_SIZE, WIRE_NETCONF_SIZE },
+    [WIRE_CONNECT]     = { "CONNECT", AT_AGENT, WIRE_CONNECT_SIZE, WIRE_CONNECT_SIZE },
     [WIRE_FILE_DATA]   = { "FILE_DATA", BOTH, WIRE_MAX_DATA, -1 },
     [WIRE_FILE_END]    = { "FILE_END", BOTH, 0, 0 },
     [WIRE_STDOUT]      = { "STDOUT", AT_HOST, WIRE_MAX_DATA, -1 },
@@ -488,6 +493,25 @@ bool wire_put_netconf(wire_buf *b, bool enabled, wire_error *e)
     uint8_t on = enabled;
     wire_buf_put(b, &on, 1);
     return wire_frame_end(b, at, e);
+}
+
+bool wire_put_connect(wire_buf *b, uint16_t port, wire_error *e)
+{
+    size_t at = wire_frame_begin(b, WIRE_CONNECT);
+    wire_buf_u16(b, port);
+    wire_buf_u16(b, 0);
+    return wire_frame_end(b, at, e);
+}
+
+bool wire_connect_decode(const uint8_t *payload, uint32_t len, uint16_t *port, wire_error *e)
+{
+    if (len != WIRE_CONNECT_SIZE)
+        return fail(e, "CONNECT frame must be %u bytes, got %u", WIRE_CONNECT_SIZE, len);
+    uint16_t p = rd16(payload), zero = rd16(payload + 2);
+    if (p == 0 || zero != 0)
+        return fail(e, "CONNECT frame needs a port 1..65535 and a zero reserved field");
+    *port = p;
+    return true;
 }
 
 bool wire_netconf_decode(const uint8_t *payload, uint32_t len, bool *enabled, wire_error *e)

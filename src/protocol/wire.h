@@ -56,6 +56,7 @@ typedef enum wire_type {
     WIRE_READ_FILE   = 0x09,
     WIRE_SYNC        = 0x0c,
     WIRE_NETCONF     = 0x0d,
+    WIRE_CONNECT     = 0x0e,
     /* both directions (file transfer) */
     WIRE_FILE_DATA   = 0x0a,
     WIRE_FILE_END    = 0x0b,
@@ -84,6 +85,14 @@ typedef struct wire_sync {
  * Honoured only by the agent that is a guest's PID 1. */
 #define WIRE_NETCONF_SIZE 1u
 
+/* CONNECT: u16 port (1..65535) | u16 0. The agent connects to that TCP port
+ * on the guest's loopback; on success it answers OK, and from then on the
+ * connection carries the raw bytes of that TCP stream both ways (no frames;
+ * a half-close on either side is passed on). On failure, ERROR (kind
+ * WIRE_ERR_CONNECT). How sm_vm_connect reaches a guest port without the
+ * guest's network. */
+#define WIRE_CONNECT_SIZE 4u
+
 /* Which end a reader sits at: it accepts only frames sent towards it. */
 typedef enum wire_side {
     WIRE_AT_AGENT = 1, /* reads frames sent by the host */
@@ -100,6 +109,7 @@ typedef enum wire_error_kind {
     WIRE_ERR_LIMIT    = 6, /* a size limit was exceeded */
     WIRE_ERR_IO       = 7, /* a file operation failed */
     WIRE_ERR_REFUSED  = 8, /* POWEROFF when the agent is not PID 1 */
+    WIRE_ERR_CONNECT  = 9, /* CONNECT: the guest port refused, or no relay left */
 } wire_error_kind;
 
 /* A decoding or encoding failure, with a message for a person. */
@@ -255,6 +265,9 @@ bool wire_put_signal(wire_buf *b, int signo, wire_error *e);
 bool wire_put_resize(wire_buf *b, uint16_t cols, uint16_t rows, wire_error *e);
 bool wire_put_sync(wire_buf *b, const wire_sync *sync, wire_error *e);
 bool wire_put_netconf(wire_buf *b, bool enabled, wire_error *e);
+bool wire_put_connect(wire_buf *b, uint16_t port, wire_error *e);
+/* Decodes a CONNECT payload: a port 1..65535 and a zero u16. */
+bool wire_connect_decode(const uint8_t *payload, uint32_t len, uint16_t *port, wire_error *e);
 /* Decodes a NETCONF payload: exactly one byte, 0 or 1. */
 bool wire_netconf_decode(const uint8_t *payload, uint32_t len, bool *enabled, wire_error *e);
 /* Decodes a SYNC payload (exactly WIRE_SYNC_SIZE bytes). */

@@ -10,6 +10,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "protocol/agent_conn.h"
+
 static int agent_pid(void)
 {
     const char *s = getenv("SM_EXEC_AGENT_PID");
@@ -99,6 +101,10 @@ static void run_every_kind(void)
     uint8_t *bytes;
     size_t len;
     sm_exec_read_file(exec_socket(), "/sm-no-such-file", 10, &bytes, &len, &err);
+
+    /* CONNECT to a closed port: a relay process starts, answers ERROR, ends. */
+    int relayed;
+    assert_int_equal(agent_connect_port(exec_socket(), 1, 15000, &relayed, &err), SM_E_GUEST);
 
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", exec_socket());

@@ -364,6 +364,21 @@ static void test_small_frames_roundtrip(void **state)
     assert_true(wire_netconf_decode(&zero, 1, &on, &e));
     assert_false(on);
     assert_false(wire_netconf_decode(&zero, 0, &on, &e));
+
+    /* CONNECT: a port 1..65535 and a zero reserved field, nothing else. */
+    b.len = 0;
+    assert_true(wire_put_connect(&b, 8080, &e));
+    one_frame(&r, WIRE_AT_AGENT, &b, &f);
+    uint16_t port = 0;
+    assert_true(wire_connect_decode(f.payload, f.length, &port, &e));
+    assert_int_equal(port, 8080);
+    wire_reader_destroy(&r);
+    const uint8_t port0[4] = { 0, 0, 0, 0 }, reserved[4] = { 80, 0, 1, 0 }, good[4] = { 0xff, 0xff, 0, 0 };
+    assert_false(wire_connect_decode(port0, 4, &port, &e));
+    assert_false(wire_connect_decode(reserved, 4, &port, &e));
+    assert_false(wire_connect_decode(good, 3, &port, &e));
+    assert_true(wire_connect_decode(good, 4, &port, &e));
+    assert_int_equal(port, 65535);
     wire_buf_free(&b);
 }
 
