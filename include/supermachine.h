@@ -411,6 +411,13 @@ SM_API sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t m
  * once. */
 SM_API sm_code sm_vm_connect(const sm_vm *vm, uint16_t guest_port, int *fd, sm_error *err);
 
+/* Publishes TCP port guest_port of a running VM on the host at host_addr,
+ * "[HOSTIP:]HOSTPORT" (HOSTIP an IPv4 address, default 127.0.0.1: only this
+ * host), as `-p HOSTPORT:GUESTPORT` does at start: connections to it reach
+ * the guest's eth0 through the VM's network, which must be on. A host port
+ * already in use is SM_E_IO; the published port lasts as long as the VM. */
+SM_API sm_code sm_vm_expose_tcp(const sm_vm *vm, uint16_t guest_port, const char *host_addr, sm_error *err);
+
 /* Stops the VM: SIGTERM, up to 5 s for a clean end, then SIGKILL; reaps the
  * VMM when it is this process's child; removes the state folder. Works on a
  * dead VM too (it only cleans up). Calling it again is harmless. */

@@ -9,6 +9,7 @@ int cmd_connect(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+int cmd_expose(int argc, char **argv);
 int cmd_images(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
 int cmd_pull(int argc, char **argv);

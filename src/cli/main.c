@@ -18,6 +18,7 @@ static const struct command commands[] = {
     { "exec",   cmd_exec,   "run a command in a VM (by id) or through an agent's exec socket" },
     { "cp",     cmd_cp,     "copy a file into or out of a VM" },
     { "connect", cmd_connect, "join stdin and stdout to a TCP port inside a VM" },
+    { "expose", cmd_expose, "publish a TCP port of a running VM on the host" },
     { "ps",     cmd_ps,     "list VMs: id, state, pid, memory, vCPUs, age" },
     { "stop",   cmd_stop,   "stop a VM (or clean up a dead one) and remove its state" },
     { "bake",   cmd_bake,   "boot the default guest and keep its snapshot as a named image" },

@@ -690,6 +690,24 @@ sm_code sm_vm_connect(const sm_vm *vm, uint16_t guest_port, int *fd, sm_error *e
     return rc;
 }
 
+sm_code sm_vm_expose_tcp(const sm_vm *vm, uint16_t guest_port, const char *host_addr, sm_error *err)
+{
+    if (!vm || !host_addr || guest_port == 0)
+        return error_set(err, SM_E_INVALID, "expose_tcp: NULL VM or host address, or guest port 0");
+    char spec[NET_PORT_TEXT_MAX + 8], why[256], sock[sizeof vm->dir + sizeof VM_CONTROL_SOCKET + 1];
+    struct net_port port;
+    int n = snprintf(spec, sizeof spec, "%s:%u", host_addr, (unsigned)guest_port);
+    if (n < 0 || (size_t)n >= sizeof spec || !net_port_parse(spec, &port, why, sizeof why))
+        return error_set(err, SM_E_INVALID, "expose_tcp %s -> guest port %u: expected [HOSTIP:]HOSTPORT",
+                         host_addr, (unsigned)guest_port);
+    snprintf(sock, sizeof sock, "%s/" VM_CONTROL_SOCKET, vm->dir);
+    struct vmm_control_request req = { .verb = VMM_CONTROL_PUBLISH, .port = spec };
+    sm_code rc = vmm_control_call(sock, &req, NULL, 0, err);
+    if (rc)
+        error_prefix(err, "expose_tcp %s -> guest port %u", host_addr, (unsigned)guest_port);
+    return rc;
+}
+
 sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t max_len, uint8_t **bytes,
                         size_t *len, sm_error *err)
 {

@@ -301,7 +301,16 @@ bool vmm_control_request_parse(const char *line, struct vmm_control_request *req
         req->verb = VMM_CONTROL_STATS;
         return true;
     }
-    *why = "unknown request (snapshot DIR, stop, stats)";
+    if (!strncmp(line, "publish ", 8)) {
+        req->verb = VMM_CONTROL_PUBLISH;
+        req->port = line + 8;
+        if (!*req->port) {
+            *why = "publish needs [HOSTIP:]HOSTPORT:GUESTPORT";
+            return false;
+        }
+        return true;
+    }
+    *why = "unknown request (snapshot DIR, stop, stats, publish SPEC)";
     return false;
 }
 
@@ -311,6 +320,7 @@ static int format_request(char *buf, size_t size, const struct vmm_control_reque
     case VMM_CONTROL_SNAPSHOT: return snprintf(buf, size, "snapshot %s\n", req->dir ? req->dir : "");
     case VMM_CONTROL_STOP: return snprintf(buf, size, "stop\n");
     case VMM_CONTROL_STATS: return snprintf(buf, size, "stats\n");
+    case VMM_CONTROL_PUBLISH: return snprintf(buf, size, "publish %s\n", req->port ? req->port : "");
     }
     return -1;
 }

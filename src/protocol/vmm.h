@@ -17,6 +17,8 @@
  *   "snapshot DIR\n"    "ok\n" | "error MSG\n"    pause, write a snapshot to DIR, resume
  *   "stop\n"            "ok\n"                    stop the VM (the process then exits 0)
  *   "stats\n"           "ok KEY=VALUE ...\n"      VM exits by kind, ready time
+ *   "publish SPEC\n"    "ok\n" | "error MSG\n"    publish a guest port as -p SPEC
+ *                                                 ("[HOSTIP:]HOSTPORT:GUESTPORT")
  *
  * A line is at most VMM_CONTROL_MAX_LINE bytes; a longer or unknown request
  * gets an error reply and the connection is closed.
@@ -115,11 +117,12 @@ bool vmm_ready_line_parse(const char *buf, size_t len, int64_t *ready_us);
 
 #define VMM_CONTROL_MAX_LINE 4096
 
-enum vmm_control_verb { VMM_CONTROL_SNAPSHOT, VMM_CONTROL_STOP, VMM_CONTROL_STATS };
+enum vmm_control_verb { VMM_CONTROL_SNAPSHOT, VMM_CONTROL_STOP, VMM_CONTROL_STATS, VMM_CONTROL_PUBLISH };
 
 struct vmm_control_request {
     enum vmm_control_verb verb;
-    const char *dir; /* SNAPSHOT only: points into the parsed line */
+    const char *dir;  /* SNAPSHOT only: points into the parsed line */
+    const char *port; /* PUBLISH only: a -p spec, checked by the VMM */
 };
 
 /* One request line, newline excluded; false with why for anything else. */

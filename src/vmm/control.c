@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "vmm/network.h"
 #include "vmm/persist.h"
 
 struct vm_control {
@@ -39,24 +40,40 @@ static void reply(struct vm_control *c, const char *text)
         drop_client(c);
 }
 
+/* "ok", or "error MSG" on one line: a message must not smuggle in a
+ * second reply. */
+static void reply_result(struct vm_control *c, sm_error *err)
+{
+    char out[sizeof err->message + 16];
+    if (!err->code) {
+        reply(c, "ok\n");
+        return;
+    }
+    for (char *p = err->message; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+    snprintf(out, sizeof out, "error %s\n", err->message);
+    reply(c, out);
+}
+
 static void do_snapshot(struct vm_control *c, const char *dir)
 {
     sm_error err = { 0 };
-    char out[sizeof err.message + 16];
     if (vm_pause(c->vm, &err) == SM_OK) {
         persist_save(c->vm, dir, &err);
         vm_resume(c->vm);
     }
-    if (err.code) {
-        /* One line: the message must not smuggle in a second reply. */
-        for (char *p = err.message; *p; p++)
-            if (*p == '\n')
-                *p = ' ';
-        snprintf(out, sizeof out, "error %s\n", err.message);
-        reply(c, out);
-    } else {
-        reply(c, "ok\n");
-    }
+    reply_result(c, &err);
+}
+
+static void do_publish(struct vm_control *c, const char *spec)
+{
+    sm_error err = { 0 };
+    if (!c->vm->network)
+        error_set(&err, SM_E_INVALID, "the VM's network is off: nothing to publish on");
+    else
+        vm_network_publish(c->vm->network, spec, &err);
+    reply_result(c, &err);
 }
 
 static void do_stats(struct vm_control *c)
@@ -88,6 +105,7 @@ static void execute(struct vm_control *c, char *line)
         vm_request_stop(c->vm, VM_STOP_HOST);
         break;
     case VMM_CONTROL_STATS: do_stats(c); break;
+    case VMM_CONTROL_PUBLISH: do_publish(c, req.port); break;
     }
 }
 

@@ -125,6 +125,14 @@ enum net_verdict net_filter_judge(const struct net_policy *p, const struct net_p
 /* ---- refusals --------------------------------------------------------------- */
 
 /* The Internet checksum (RFC 1071) of data, continuing from sum. */
+bool net_filter_opens_flow(const struct net_ports *ports, const uint8_t *frame, size_t len)
+{
+    struct ipv4 ip;
+    if (len < ETH_HLEN || get16(frame + 12) != ETH_TYPE_IPV4 || !parse_ipv4(frame, len, &ip))
+        return false;
+    return has_ports(&ip) && ports_readable(&ip) && !opens_nothing(&ip, ports);
+}
+
 static uint32_t sum_words(uint32_t sum, const uint8_t *data, size_t len)
 {
     for (size_t i = 0; i + 1 < len; i += 2)

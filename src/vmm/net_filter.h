@@ -40,6 +40,11 @@ enum net_verdict {
     NET_VERDICT_REFUSE, /* denied: answer with net_filter_refusal */
 };
 
+/* Whether the frame would start a flow of the NAT (a TCP SYN, or UDP, with
+ * readable ports: what the policy judges), so that a full NAT can refuse it
+ * as the policy refuses. */
+bool net_filter_opens_flow(const struct net_ports *ports, const uint8_t *frame, size_t len);
+
 /* The refusal frames' largest size: Ethernet + IPv4 + ICMP + the guest's
  * IPv4 header (60 at most) + 8 bytes of its payload. */
 #define NET_REFUSAL_MAX (14 + 20 + 8 + 60 + 8)

@@ -40,6 +40,15 @@ struct nat_timer {
     int64_t expire_ms;
 };
 
+/* A port to publish while the VM runs, handed to the network's thread (the
+ * only one that may touch the NAT) by vm_network_publish. */
+struct publish_request {
+    const char *spec;
+    sm_code rc;
+    sm_error *err;
+    bool done;
+};
+
 struct vm_network {
     struct vm_network_config cfg;
     struct net_policy policy;
@@ -56,10 +65,13 @@ struct vm_network {
     size_t head, count;
     bool stopping;
     struct vm_network_stats stats;
+    struct publish_request *publish; /* under lock: the one waiting, or NULL */
+    pthread_cond_t publish_cond;     /* a request was taken or answered */
 
     /* The network thread's own. */
     struct pollfd *fds;
     size_t nfds, fds_cap;
+    size_t nat_sockets;        /* the NAT's host sockets open now */
     struct nat_timer timers[MAX_TIMERS];
     struct queued_frame taken; /* the frame being handed on */
     unsigned log_lines;        /* at most MAX_LOG_LINES: a guest must not fill the log */
@@ -157,9 +169,22 @@ static void nat_timer_mod(void *timer, int64_t expire_ms, void *opaque)
     t->expire_ms = expire_ms;
 }
 
+/* libslirp announces each host socket it opens and closes: the count is
+ * what VM_NETWORK_MAX_SOCKETS bounds. (The fds themselves are collected
+ * afresh for every poll.) Called on the network's thread. */
 static void nat_register_fd(int fd, void *opaque)
 {
-    (void)fd, (void)opaque; /* the fds are collected afresh on every round */
+    struct vm_network *n = opaque;
+    (void)fd;
+    n->nat_sockets++;
+}
+
+static void nat_unregister_fd(int fd, void *opaque)
+{
+    struct vm_network *n = opaque;
+    (void)fd;
+    if (n->nat_sockets)
+        n->nat_sockets--;
 }
 
 static void wake(struct vm_network *n)
@@ -180,7 +205,7 @@ static const SlirpCb nat_callbacks = {
     .timer_free = nat_timer_free,
     .timer_mod = nat_timer_mod,
     .register_poll_fd = nat_register_fd,
-    .unregister_poll_fd = nat_register_fd,
+    .unregister_poll_fd = nat_unregister_fd,
     .notify = nat_notify,
     .timer_new_opaque = nat_timer_new,
 };
@@ -266,6 +291,14 @@ void vm_network_send(struct vm_network *n, const uint8_t *frame, size_t len)
 static void judge_and_pass(struct vm_network *n, const uint8_t *frame, size_t len)
 {
     enum net_verdict v = net_filter_judge(&n->policy, &n->ports, frame, len);
+    bool full = v == NET_VERDICT_PASS && n->nat_sockets >= VM_NETWORK_MAX_SOCKETS &&
+                net_filter_opens_flow(&n->ports, frame, len);
+    if (full) {
+        v = NET_VERDICT_REFUSE;
+        pthread_mutex_lock(&n->lock);
+        n->stats.nat_full++;
+        pthread_mutex_unlock(&n->lock);
+    }
     if (v == NET_VERDICT_PASS) {
         slirp_input(n->slirp, frame, (int)len);
         return;
@@ -311,11 +344,70 @@ static bool stopping(struct vm_network *n)
     return s;
 }
 
+static sm_code publish_port(struct vm_network *n, const struct net_port *p, sm_error *err);
+
+/* Answers the waiting publish request, if any. */
+static void serve_publish(struct vm_network *n)
+{
+    pthread_mutex_lock(&n->lock);
+    struct publish_request *req = n->publish;
+    pthread_mutex_unlock(&n->lock);
+    if (!req)
+        return;
+    char why[256];
+    sm_code rc = SM_OK;
+    size_t before = n->ports.count;
+    if (!net_ports_add(&n->ports, req->spec, why, sizeof why))
+        rc = error_set(req->err, SM_E_INVALID, "%s", why);
+    else if ((rc = publish_port(n, &n->ports.ports[before], req->err)))
+        n->ports.count = before;
+    pthread_mutex_lock(&n->lock);
+    req->rc = rc;
+    req->done = true;
+    n->publish = NULL;
+    pthread_cond_broadcast(&n->publish_cond);
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* What is left when the thread ends: refused, so no caller waits forever. */
+static void refuse_publish(struct vm_network *n)
+{
+    pthread_mutex_lock(&n->lock);
+    if (n->publish) {
+        n->publish->rc = error_set(n->publish->err, SM_E_IO, "the VM's network is stopping");
+        n->publish->done = true;
+        n->publish = NULL;
+    }
+    pthread_cond_broadcast(&n->publish_cond);
+    pthread_mutex_unlock(&n->lock);
+}
+
+sm_code vm_network_publish(struct vm_network *n, const char *spec, sm_error *err)
+{
+    struct publish_request req = { .spec = spec, .err = err };
+    pthread_mutex_lock(&n->lock);
+    while (n->publish && !n->stopping)
+        pthread_cond_wait(&n->publish_cond, &n->lock);
+    if (n->stopping) {
+        pthread_mutex_unlock(&n->lock);
+        return error_set(err, SM_E_IO, "the VM's network is stopping");
+    }
+    n->publish = &req;
+    pthread_mutex_unlock(&n->lock);
+    wake(n);
+    pthread_mutex_lock(&n->lock);
+    while (!req.done)
+        pthread_cond_wait(&n->publish_cond, &n->lock);
+    pthread_mutex_unlock(&n->lock);
+    return req.rc;
+}
+
 static void *network_thread(void *arg)
 {
     struct vm_network *n = arg;
     while (!stopping(n)) {
         drain_queue(n);
+        serve_publish(n);
         uint32_t nat_ms = UINT32_MAX;
         n->nfds = 0;
         add_poll(n->wake_fd, SLIRP_POLL_IN, n);
@@ -328,6 +420,7 @@ static void *network_thread(void *arg)
         slirp_pollfds_poll(n->slirp, r < 0 && errno != EINTR, get_revents, n);
         run_timers(n);
     }
+    refuse_publish(n);
     return NULL;
 }
 
@@ -344,21 +437,27 @@ static Slirp *make_nat(struct vm_network *n)
     return slirp_new(&c, &nat_callbacks, n);
 }
 
+static sm_code publish_port(struct vm_network *n, const struct net_port *p, sm_error *err)
+{
+    struct in_addr guest, host;
+    inet_pton(AF_INET, GUEST_ADDR, &guest);
+    char text[NET_PORT_TEXT_MAX];
+    net_port_format(p, text, sizeof text);
+    if (p->family != AF_INET)
+        return error_set(err, SM_E_UNSUPPORTED, "-p %s: the host side must be an IPv4 address for now", text);
+    memcpy(&host, p->host_addr, 4);
+    if (slirp_add_hostfwd(n->slirp, p->proto == NET_UDP, host, p->host_port, guest, p->guest_port) < 0)
+        return error_set(err, SM_E_IO, "-p %s: cannot listen on the host's port %u (in use?)", text,
+                         (unsigned)p->host_port);
+    return SM_OK;
+}
+
 static sm_code publish_ports(struct vm_network *n, sm_error *err)
 {
-    struct in_addr guest;
-    inet_pton(AF_INET, GUEST_ADDR, &guest);
     for (size_t i = 0; i < n->ports.count; i++) {
-        const struct net_port *p = &n->ports.ports[i];
-        char text[NET_PORT_TEXT_MAX];
-        net_port_format(p, text, sizeof text);
-        if (p->family != AF_INET)
-            return error_set(err, SM_E_UNSUPPORTED, "-p %s: the host side must be an IPv4 address for now", text);
-        struct in_addr host;
-        memcpy(&host, p->host_addr, 4);
-        if (slirp_add_hostfwd(n->slirp, p->proto == NET_UDP, host, p->host_port, guest, p->guest_port) < 0)
-            return error_set(err, SM_E_IO, "-p %s: cannot listen on the host's port %u (in use?)", text,
-                             (unsigned)p->host_port);
+        sm_code rc = publish_port(n, &n->ports.ports[i], err);
+        if (rc)
+            return rc;
     }
     return SM_OK;
 }
@@ -377,6 +476,7 @@ sm_code vm_network_open(const struct vm_network_config *cfg, struct vm_network *
         n->ports = *cfg->ports;
     pthread_mutex_init(&n->lock, NULL);
     pthread_mutex_init(&n->deliver_lock, NULL);
+    pthread_cond_init(&n->publish_cond, NULL);
     n->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     n->queue = calloc(QUEUE_FRAMES, sizeof *n->queue);
     sm_code rc = SM_OK;
@@ -424,6 +524,7 @@ void vm_network_close(struct vm_network *n)
         close(n->wake_fd);
     pthread_mutex_destroy(&n->lock);
     pthread_mutex_destroy(&n->deliver_lock);
+    pthread_cond_destroy(&n->publish_cond);
     free(n->queue);
     free(n->fds);
     free(n);

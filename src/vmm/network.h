@@ -25,6 +25,12 @@
 
 struct vm_network;
 
+/* The NAT's host sockets (each guest connection or UDP flow, each published
+ * port: one descriptor of the VMM's each): beyond, new flows are refused as
+ * the policy refuses (RST, ICMP), so a guest cannot take every descriptor
+ * of the VMM and starve its devices. */
+#define VM_NETWORK_MAX_SOCKETS 256
+
 struct vm_network_config {
     const struct net_policy *policy; /* copied */
     const struct net_ports *ports;   /* published guest ports; copied; may be NULL */
@@ -36,6 +42,7 @@ struct vm_network_config {
 
 struct vm_network_stats {
     uint64_t to_nat, refused, dropped, queue_full, to_guest;
+    uint64_t nat_full; /* flows refused because the NAT had VM_NETWORK_MAX_SOCKETS open */
 };
 
 /* Creates the NAT, publishes the ports (a port that cannot be bound is an
@@ -45,6 +52,9 @@ sm_code vm_network_open(const struct vm_network_config *cfg, struct vm_network *
  * blocks (a full queue drops it, as a NIC would). Any thread. */
 void vm_network_send(struct vm_network *n, const uint8_t *frame, size_t len);
 void vm_network_stats(struct vm_network *n, struct vm_network_stats *out);
+/* Publishes one more port while the VM runs ("[HOSTIP:]HOSTPORT:GUESTPORT",
+ * as -p): done on the network's thread; this waits for its answer. */
+sm_code vm_network_publish(struct vm_network *n, const char *spec, sm_error *err);
 /* While held, nothing is delivered to the guest (frames for it are
  * dropped, as by a NIC with no buffers: TCP resends): the guest's memory and
  * queues stay still while the VM is paused for a snapshot. Returns once no

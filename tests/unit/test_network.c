@@ -28,11 +28,15 @@ static const uint8_t guest_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 
 /* ---- what the NAT delivers to the guest -------------------------------------------- */
 
+/* The first RECORD_BYTES of each frame (the headers: all a test reads), in
+ * room enough that the NAT's resends during a test never fill it. */
+#define RECORD_SLOTS 4096
+#define RECORD_BYTES 128
 struct recorder {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    uint8_t frames[64][1514];
-    size_t lens[64];
+    uint8_t frames[RECORD_SLOTS][RECORD_BYTES];
+    size_t lens[RECORD_SLOTS]; /* the whole frame's */
     size_t count;
 };
 
@@ -42,8 +46,8 @@ static void record(void *ctx, const uint8_t *frame, size_t len)
 {
     struct recorder *r = ctx;
     pthread_mutex_lock(&r->lock);
-    if (r->count < 64 && len <= sizeof r->frames[0]) {
-        memcpy(r->frames[r->count], frame, len);
+    if (r->count < RECORD_SLOTS) {
+        memcpy(r->frames[r->count], frame, len < RECORD_BYTES ? len : RECORD_BYTES);
         r->lens[r->count++] = len;
         pthread_cond_broadcast(&r->cond);
     }
@@ -61,8 +65,8 @@ static bool wait_frame(frame_match match, const void *arg, uint8_t *out, size_t 
         for (size_t i = 0; i < rec.count; i++)
             if (match(rec.frames[i], rec.lens[i], arg)) {
                 if (out) {
-                    memcpy(out, rec.frames[i], rec.lens[i]);
-                    *out_len = rec.lens[i];
+                    *out_len = rec.lens[i] < RECORD_BYTES ? rec.lens[i] : RECORD_BYTES;
+                    memcpy(out, rec.frames[i], *out_len);
                 }
                 pthread_mutex_unlock(&rec.lock);
                 return true;
@@ -113,7 +117,9 @@ static size_t arp_request(uint8_t *f, const char *target)
     return 14 + 28;
 }
 
-static size_t tcp_syn(uint8_t *f, const uint8_t dst_mac[6], const char *dst, uint16_t sport, uint16_t dport)
+/* A guest's TCP segment with no payload and no ACK. */
+static size_t tcp_segment(uint8_t *f, const uint8_t dst_mac[6], const char *dst, uint16_t sport, uint16_t dport,
+                          uint8_t seq, uint8_t flags)
 {
     memset(f, 0, 14 + 20 + 20);
     memcpy(f, dst_mac, 6);
@@ -129,9 +135,9 @@ static size_t tcp_syn(uint8_t *f, const uint8_t dst_mac[6], const char *dst, uin
     put16(ip + 10, checksum(0, ip, 20));
     put16(t, sport);
     put16(t + 2, dport);
-    t[7] = 1;            /* seq 1 */
+    t[7] = seq;
     t[12] = 5 << 4;
-    t[13] = 0x02;        /* SYN */
+    t[13] = flags;
     put16(t + 14, 65535);
     uint8_t pseudo[12] = { 0 };
     memcpy(pseudo, ip + 12, 8);
@@ -142,6 +148,11 @@ static size_t tcp_syn(uint8_t *f, const uint8_t dst_mac[6], const char *dst, uin
         sum += i % 2 ? pseudo[i] : (uint32_t)pseudo[i] << 8;
     put16(t + 16, checksum(sum, t, 20));
     return 54;
+}
+
+static size_t tcp_syn(uint8_t *f, const uint8_t dst_mac[6], const char *dst, uint16_t sport, uint16_t dport)
+{
+    return tcp_segment(f, dst_mac, dst, sport, dport, 1, 0x02);
 }
 
 /* ---- matchers ------------------------------------------------------------------------- */
@@ -277,6 +288,36 @@ static void test_denied_host_port_reset(void **state)
     close(lfd);
 }
 
+/* Whether the NAT passed a SYN to the guest's port (a host connection to a
+ * published port), in any frame recorded so far or until WAIT_MS. */
+static bool saw_syn_to_guest_port(uint16_t dport)
+{
+    bool seen = false;
+    uint64_t give_up = clock_now_ms() + WAIT_MS;
+    while (!seen && clock_now_ms() < give_up) {
+        pthread_mutex_lock(&rec.lock);
+        for (size_t i = 0; i < rec.count && !seen; i++) {
+            const uint8_t *t = rec.frames[i] + 34;
+            seen = rec.lens[i] >= 54 && get16(rec.frames[i] + 12) == 0x0800 && rec.frames[i][23] == 6 &&
+                   get16(t + 2) == dport && (t[13] & 0x02);
+        }
+        pthread_mutex_unlock(&rec.lock);
+        clock_sleep_ms(10);
+    }
+    return seen;
+}
+
+/* Connects to the host's loopback port, without waiting for the answer. */
+static int connect_loopback(uint16_t port)
+{
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int r = connect(c, (struct sockaddr *)&a, sizeof a);
+    assert_true(r == 0 || errno == EINPROGRESS);
+    return c;
+}
+
 /* -p HOSTPORT:80: a connection to the host port reaches the guest as a SYN
  * to port 80 (the guest's address, 10.0.2.15, learned from its ARP). */
 static void test_published_port(void **state)
@@ -291,25 +332,8 @@ static void test_published_port(void **state)
     struct vm_network *n = open_network(NULL, &ports);
     uint8_t mac[6];
     learn_gateway(n, mac);
-    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(host_port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    int r = connect(c, (struct sockaddr *)&a, sizeof a);
-    assert_true(r == 0 || errno == EINPROGRESS);
-    struct tcp_want w = { .dport = 80, .flags = 0x02 };
-    bool seen = false;
-    uint64_t give_up = clock_now_ms() + WAIT_MS;
-    while (!seen && clock_now_ms() < give_up) {
-        pthread_mutex_lock(&rec.lock);
-        for (size_t i = 0; i < rec.count && !seen; i++) {
-            const uint8_t *t = rec.frames[i] + 34;
-            seen = rec.lens[i] >= 54 && get16(rec.frames[i] + 12) == 0x0800 && rec.frames[i][23] == 6 &&
-                   get16(t + 2) == w.dport && (t[13] & 0x02);
-        }
-        pthread_mutex_unlock(&rec.lock);
-        clock_sleep_ms(10);
-    }
-    assert_true(seen);
+    int c = connect_loopback(host_port);
+    assert_true(saw_syn_to_guest_port(80));
     close(c);
     vm_network_close(n);
 }
@@ -336,6 +360,75 @@ static void test_published_port_in_use(void **state)
     close(lfd);
 }
 
+/* A port published while the network runs (sm_vm_expose_tcp's path)
+ * reaches the guest as -p does; the same host side twice, or a spec that
+ * does not parse, is refused. */
+static void test_publish_while_running(void **state)
+{
+    (void)state;
+    struct vm_network *n = open_network(NULL, NULL);
+    uint8_t mac[6];
+    learn_gateway(n, mac);
+    uint16_t host_port = free_port();
+    char text[32];
+    snprintf(text, sizeof text, "%u:8080", host_port);
+    sm_error err = { 0 };
+    assert_int_equal(vm_network_publish(n, text, &err), SM_OK);
+    int c = connect_loopback(host_port);
+    assert_true(saw_syn_to_guest_port(8080));
+    close(c);
+    assert_int_equal(vm_network_publish(n, text, &err), SM_E_INVALID);
+    assert_int_equal(vm_network_publish(n, "80", &err), SM_E_INVALID);
+    vm_network_close(n);
+}
+
+/* VM_NETWORK_MAX_SOCKETS guest connections hold that many sockets of the
+ * NAT; the next SYN is refused with a RST (the NAT never sees it), and the
+ * refusal is counted as nat_full. */
+static void test_full_nat_refuses_new_flows(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 2 * VM_NETWORK_MAX_SOCKETS), 0);
+    socklen_t l = sizeof a;
+    getsockname(lfd, (struct sockaddr *)&a, &l);
+    uint16_t port = ntohs(a.sin_port);
+    char allow[32];
+    snprintf(allow, sizeof allow, "10.0.2.2:%u", port);
+    struct vm_network *n = open_network(allow, NULL);
+    uint8_t mac[6], f[64];
+    learn_gateway(n, mac);
+    for (uint16_t i = 0; i < VM_NETWORK_MAX_SOCKETS; i++) {
+        pthread_mutex_lock(&rec.lock);
+        rec.count = 0;
+        pthread_mutex_unlock(&rec.lock);
+        uint16_t sport = (uint16_t)(42000 + i);
+        vm_network_send(n, f, tcp_syn(f, mac, "10.0.2.2", sport, port));
+        struct tcp_want w = { .sport = port, .dport = sport, .flags = 0x12 };
+        if (!wait_frame(is_tcp, &w, NULL, NULL))
+            fail_msg("no SYN-ACK for connection %u", (unsigned)i);
+    }
+    uint16_t sport = 42000 + VM_NETWORK_MAX_SOCKETS;
+    vm_network_send(n, f, tcp_syn(f, mac, "10.0.2.2", sport, port));
+    struct tcp_want rst = { .sport = port, .dport = sport, .flags = 0x04 };
+    bool refused = wait_frame(is_tcp, &rst, NULL, NULL);
+    struct vm_network_stats st;
+    vm_network_stats(n, &st);
+    assert_true(refused);
+    assert_int_equal(st.nat_full, 1);
+    /* The guest resets its first connection: its socket is freed, and a new
+     * connection has room again. */
+    vm_network_send(n, f, tcp_segment(f, mac, "10.0.2.2", 42000, port, 2, 0x04));
+    uint16_t again = 43000;
+    vm_network_send(n, f, tcp_syn(f, mac, "10.0.2.2", again, port));
+    struct tcp_want ok = { .sport = port, .dport = again, .flags = 0x12 };
+    assert_true(wait_frame(is_tcp, &ok, NULL, NULL));
+    vm_network_close(n);
+    close(lfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +437,8 @@ int main(void)
         cmocka_unit_test(test_denied_host_port_reset),
         cmocka_unit_test(test_published_port),
         cmocka_unit_test(test_published_port_in_use),
+        cmocka_unit_test(test_publish_while_running),
+        cmocka_unit_test(test_full_nat_refuses_new_flows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
