@@ -187,6 +187,10 @@ static void test_control_requests(void **state)
     assert_int_equal(r.verb, VMM_CONTROL_STOP);
     assert_true(vmm_control_request_parse("stats", &r, &why));
     assert_int_equal(r.verb, VMM_CONTROL_STATS);
+    assert_true(vmm_control_request_parse("publish 127.0.0.1:8080:80", &r, &why));
+    assert_int_equal(r.verb, VMM_CONTROL_PUBLISH);
+    assert_string_equal(r.port, "127.0.0.1:8080:80");
+    assert_false(vmm_control_request_parse("publish ", &r, &why));
     assert_false(vmm_control_request_parse("snapshot ", &r, &why));
     assert_false(vmm_control_request_parse("stop now", &r, &why));
     assert_false(vmm_control_request_parse("", &r, &why));

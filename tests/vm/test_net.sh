@@ -86,6 +86,76 @@ t_net_publish() {
     echo "info: the host fetched the guest's page through 127.0.0.1:$hp"
 }
 
+# sm_vm_connect (supermachine connect): a guest `nc -l` echo server is
+# reached through the agent, with the network off; a closed port is refused.
+t_net_connect() {
+    local id out="" srv i
+    id=$(nsm start --net off 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
+    nsm exec "$id" -- nc -l -p 7000 -e cat >"$T/srv" 2>&1 &
+    srv=$!
+    # Until the server listens (its exec has only just been sent), the
+    # agent answers "refused": wait for it, for a bounded time.
+    for i in $(seq 150); do
+        out=$(echo "through the agent" | nsm connect "$id" 7000 2>"$T/err") && break
+        grep -q refused "$T/err" || break
+        sleep 0.2
+    done
+    wait "$srv"
+    nsm connect "$id" 7001 </dev/null >/dev/null 2>"$T/closed"
+    local closed_rc=$?
+    nsm stop "$id" >/dev/null 2>&1
+    [[ $out == "through the agent" ]] || { echo "out: '$out', err: $(cat "$T/err"), server: $(cat "$T/srv")"; return 1; }
+    [[ $closed_rc == 1 ]] && grep -q refused "$T/closed" ||
+        { echo "connect to a closed port: status $closed_rc: $(cat "$T/closed")"; return 1; }
+}
+
+# sm_vm_expose_tcp (supermachine expose): a port published while the VM
+# runs; the same host port again is refused, and so is a VM with no network.
+t_net_expose() {
+    local hp id rc out
+    hp=$(free_port)
+    [[ $hp != "$host_port" ]] || hp=$((hp + 1))
+    id=$(nsm start 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
+    nsm exec "$id" -- sh -c 'mkdir -p /tmp/www && echo exposed-page >/tmp/www/index.html && httpd -p 8080 -h /tmp/www' \
+        >"$T/exec" 2>&1
+    nsm expose "$id" "127.0.0.1:$hp:8080" 2>"$T/err"; rc=$?
+    out=$(http_get 127.0.0.1 "$hp" /index.html 2>&1)
+    nsm expose "$id" "127.0.0.1:$hp:8080" 2>"$T/again"
+    local again=$?
+    nsm stop "$id" >/dev/null 2>&1
+    [[ $rc == 0 && $out == exposed-page ]] || { echo "expose: status $rc ($(cat "$T/err")), got '$out'"; return 1; }
+    [[ $again == 1 ]] || { echo "the same host port twice: status $again: $(cat "$T/again")"; return 1; }
+    id=$(nsm start --net off 2>"$T/err") || { echo "start --net off: $(cat "$T/err")"; return 1; }
+    nsm expose "$id" "127.0.0.1:$hp:8080" 2>"$T/off"; rc=$?
+    nsm stop "$id" >/dev/null 2>&1
+    [[ $rc == 1 ]] && grep -q "network is off" "$T/off" || { echo "--net off: status $rc: $(cat "$T/off")"; return 1; }
+}
+
+# 300 connections opened by the guest at once, each held open: the NAT
+# takes 256 (VM_NETWORK_MAX_SOCKETS), refuses the rest at once, and the
+# VMM is still whole afterwards (a new fetch works).
+t_net_many_connections() {
+    local id counts total connected refused rc
+    id=$(nsm start --allow "10.0.2.2:$host_port" 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
+    nsm exec "$id" -- sh -c '
+        i=0
+        while [ $i -lt 300 ]; do
+            (sleep 30 | nc 10.0.2.2 '"$host_port"' >/dev/null 2>>/tmp/nc-err; echo $? >>/tmp/nc-rc) &
+            i=$((i + 1))
+        done
+        wait
+        echo "$(grep -c . /tmp/nc-rc) $(grep -c "^0$" /tmp/nc-rc) $(grep -c refused /tmp/nc-err)"' \
+        >"$T/counts" 2>"$T/err"
+    read -r total connected refused <"$T/counts"
+    nsm exec "$id" -- wget -qO- "http://10.0.2.2:$host_port/file" >"$T/after" 2>&1; rc=$?
+    nsm stop "$id" >/dev/null 2>&1
+    echo "info: of $total connections, $connected held, $refused refused"
+    [[ $total == 300 && $connected -le 256 && $refused -ge 44 && $((connected + refused)) == 300 ]] ||
+        { echo "counts: '$(cat "$T/counts")', err: $(tail -3 "$T/err")"; return 1; }
+    [[ $rc == 0 && $(cat "$T/after") == "hello from the host" ]] ||
+        { echo "a fetch after the burst: status $rc: $(cat "$T/after")"; return 1; }
+}
+
 # Two VMs restored from one image at once, with the same guest address:
 # both reach the host (each has a NAT of its own).
 t_net_two_clones() {
@@ -116,5 +186,8 @@ check "net: the metadata address is refused" t_net_metadata_denied
 check "net: --net off leaves eth0 down" t_net_off
 check "net: -p publishes a guest port on the host" t_net_publish
 check "net: two VMs of one image both reach the host" t_net_two_clones
+check "net: connect reaches a guest port through the agent" t_net_connect
+check "net: expose publishes a port of a running VM" t_net_expose
+check "net: 300 guest connections at once are bounded, refused cleanly" t_net_many_connections
 check "net: bad network flags are refused before any VM" t_net_bad_flags
 kill "$host_httpd" 2>/dev/null
