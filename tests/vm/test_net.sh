@@ -26,13 +26,16 @@ host_port=$(free_port)
 host_httpd=$!
 trap 'kill $host_httpd 2>/dev/null' EXIT
 
-# --allow 10.0.2.2:PORT: the guest fetches the host's file.
+# --allow 10.0.2.2:PORT: the guest fetches the host's file, by address and
+# by the name the agent gives it in /etc/hosts (host.internal).
 t_net_allowed() {
-    nsm run --allow "10.0.2.2:$host_port" -- wget -qO- "http://10.0.2.2:$host_port/file" >"$T/out" 2>"$T/err"
+    nsm run --allow "10.0.2.2:$host_port" -- sh -c \
+        "wget -qO- http://10.0.2.2:$host_port/file && wget -qO- http://host.internal:$host_port/file" \
+        >"$T/out" 2>"$T/err"
     local rc=$?
-    [[ $rc == 0 && $(cat "$T/out") == "hello from the host" ]] ||
+    [[ $rc == 0 && $(cat "$T/out") == $'hello from the host\nhello from the host' ]] ||
         { echo "status $rc, out: $(cat "$T/out"), err: $(tail -3 "$T/err")"; return 1; }
-    echo "info: the guest fetched the host's file through 10.0.2.2:$host_port"
+    echo "info: the guest fetched the host's file through 10.0.2.2:$host_port and host.internal"
 }
 
 # Without it: refused at once (a TCP reset from the egress filter), not a
