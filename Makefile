@@ -53,7 +53,7 @@ CFLAGS   += -std=c11 $(WARN) -fPIC -fvisibility=hidden $(SAN_FLAGS)
 # --as-needed: the VMM, which restores VMs and must start fast, links none of
 # the image libraries (curl, archive, json-c, crypto) it does not call.
 LDFLAGS  += $(SAN_FLAGS) -Wl,--as-needed
-LDLIBS   := -lcurl -larchive -ljson-c -lcrypto -lslirp -lpthread -lz
+LDLIBS   := -lcurl -larchive -ljson-c -lcrypto -lslirp -lseccomp -lpthread -lz
 
 # --- sources -------------------------------------------------------------
 # The floors, each using only those below it (README "Layout"):

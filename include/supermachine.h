@@ -434,6 +434,10 @@ typedef struct sm_vm_info {
     uint32_t memory_mib;
     uint32_t cpus;
     int64_t started_unix; /* seconds since 1970 when it was started */
+    /* Not running: why it ended, when its VMM said so at the end of its
+     * log, e.g. "killed by its seccomp filter: syscall 101 (thread main)";
+     * otherwise "". */
+    char ended[96];
 } sm_vm_info;
 
 SM_API sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err);

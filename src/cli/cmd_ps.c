@@ -66,8 +66,8 @@ int cmd_ps(int argc, char **argv)
         char age[32], mem[32];
         format_age(v->started_unix ? now - v->started_unix : 0, age, sizeof age);
         snprintf(mem, sizeof mem, "%uM", v->memory_mib);
-        printf("%-10s %-8s %8d %8s %5u %6s\n", v->id, v->running ? "running" : "dead", v->pid,
-               mem, v->cpus, v->started_unix ? age : "?");
+        printf("%-10s %-8s %8d %8s %5u %6s%s%s\n", v->id, v->running ? "running" : "dead", v->pid,
+               mem, v->cpus, v->started_unix ? age : "?", v->ended[0] ? "  " : "", v->ended);
     }
     free(list);
     return fflush(stdout) == 0 ? 0 : 1;

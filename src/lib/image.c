@@ -23,6 +23,7 @@
 #include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -330,6 +331,7 @@ static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *
     a.snapshot_when_ready = tmp;
     a.disk = x ? x->disk : NULL;
     a.cmdline = x ? x->cmdline : NULL;
+    a.no_seccomp = vm_seccomp_off();
     struct vmm_argv args;
     if (!vmm_args_format(&a, vmm, &args))
         return error_set(err, SM_E_INVALID, "too many arguments for the VMM");
@@ -356,6 +358,9 @@ static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *
     log_tail(log, tail, sizeof tail);
     close(log);
     unlink(logp);
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS)
+        return error_set(err, SM_E_IO, "baking failed: the VMM was killed by its seccomp filter (a bug of "
+                         "ours: please report it with this message): %s", tail);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return error_set(err, SM_E_GUEST, "baking failed: the VMM ended with status %d: %s",
                        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), tail);

@@ -317,6 +317,18 @@ static void log_tail(const sm_vm *vm, char *out, size_t cap)
     snprintf(out, cap, "%s", p);
 }
 
+/* What the VMM's last words say of its end: only a kill by its seccomp
+ * filter is worth saying (every other end is the guest's or the user's). */
+static void why_it_ended(const sm_vm *vm, char *out, size_t cap)
+{
+    char tail[LOG_TAIL_BYTES + 1];
+    log_tail(vm, tail, sizeof tail);
+    const char *at = strstr(tail, VMM_SECCOMP_KILLED);
+    out[0] = 0;
+    if (at)
+        snprintf(out, cap, "%.*s", (int)strcspn(at, "|"), at);
+}
+
 /* ---- the VMM process ---------------------------------------------------- */
 
 /* Is the VMM gone? For our child this reaps it. */
@@ -448,6 +460,7 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
     a->die_with_parent = !cfg->detached && getpid() != 1;
     a->net = cfg->net.policy;
     a->ports = cfg->net.ports;
+    a->no_seccomp = vm_seccomp_off();
 }
 
 /* posix_spawn with fds 0-2 on /dev/null and vmm.log, the ready pipe on fd 3,
@@ -503,6 +516,10 @@ static sm_code explain_exit(sm_vm *vm, int wstatus, sm_error *err)
     if (wstatus == STATUS_UNKNOWN)
         return error_set(err, SM_E_IO, "the VM did not start: supermachine-vmm ended before the "
                        "guest was ready (its exit status went elsewhere)%s%s",
+                       tail[0] ? ": " : "", tail);
+    if (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGSYS)
+        return error_set(err, SM_E_IO, "the VMM (%s) was killed by its seccomp filter before the guest was "
+                       "ready (a bug of ours: please report it with this message)%s%s", vm->id,
                        tail[0] ? ": " : "", tail);
     if (WIFSIGNALED(wstatus))
         return error_set(err, SM_E_IO, "the VMM (%s) was killed by signal %d before the guest was "
@@ -753,6 +770,8 @@ static void fill_info(sm_vm *vm, sm_vm_info *info)
     info->memory_mib = vm->rec.memory_mib;
     info->cpus = vm->rec.cpus;
     info->started_unix = vm->rec.started_unix;
+    if (!info->running)
+        why_it_ended(vm, info->ended, sizeof info->ended);
 }
 
 sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err)

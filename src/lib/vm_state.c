@@ -167,3 +167,9 @@ sm_code vm_dir_remove(const char *dir, sm_error *err)
         rc = error_set_errno(err, SM_E_IO, errno, "cannot remove %s", dir);
     return rc;
 }
+
+bool vm_seccomp_off(void)
+{
+    const char *v = getenv("SUPERMACHINE_VMM_SECCOMP");
+    return v && !strcmp(v, "off");
+}

@@ -25,6 +25,11 @@ struct vm_record {
  * the only ones we touch). */
 bool vm_id_valid(const char *id);
 
+/* $SUPERMACHINE_VMM_SECCOMP=off: VMMs run without their seccomp filters
+ * (for debugging a kill by the filter, and for bench/restore's price of
+ * confinement). Anything else, or unset: confined. */
+bool vm_seccomp_off(void);
+
 /* When process pid started, in clock ticks since boot; 0 if it is gone or a
  * zombie (a dead VMM awaiting its reaper counts as gone). */
 uint64_t vm_process_start_ticks(pid_t pid);

@@ -22,7 +22,7 @@ enum vmm_opt {
     OPT_CONSOLE = 'o', OPT_DISK = 'd', OPT_TIMEOUT = 't', OPT_VSOCK = 'V', OPT_EXEC = 'E',
     OPT_CONTROL = 'C', OPT_RESTORE = 'S', OPT_SNAPSHOT = 'W', OPT_READY_FD = 'R',
     OPT_DIE_WITH_PARENT = 'D', OPT_PROBE = 'P', OPT_HELP = 'h', OPT_ALLOW = 'a', OPT_DENY = 'y',
-    OPT_NET = 'N', OPT_PUBLISH = 'p',
+    OPT_NET = 'N', OPT_PUBLISH = 'p', OPT_SECCOMP = 'x',
 };
 
 static const struct option vmm_options[] = {
@@ -46,6 +46,7 @@ static const struct option vmm_options[] = {
     { "deny", required_argument, NULL, OPT_DENY },
     { "net", required_argument, NULL, OPT_NET },
     { "publish", required_argument, NULL, OPT_PUBLISH },
+    { "seccomp", required_argument, NULL, OPT_SECCOMP },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
@@ -119,6 +120,8 @@ bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_a
     push(out, &n, "--ready-fd", ready);
     if (a->die_with_parent)
         out->argv[n++] = "--die-with-parent";
+    if (a->no_seccomp)
+        push(out, &n, "--seccomp", "off");
     bool ok = push_network(a, out, &n);
     out->argv[n] = NULL;
     return ok && n < VMM_ARGV_MAX;
@@ -177,6 +180,13 @@ static bool take_option(struct vmm_args *a, int opt, const char *val, char *why,
     case OPT_NET: return net_policy_take_option(&a->net, NET_OPT_NET, val, why, whylen) == 1;
     case OPT_PUBLISH: return net_ports_add(&a->ports, val, why, whylen);
     case OPT_PROBE: a->probe = true; return true;
+    case OPT_SECCOMP:
+        if (strcmp(val, "on") && strcmp(val, "off")) {
+            snprintf(why, whylen, "--seccomp takes on or off, not '%s'", val);
+            return false;
+        }
+        a->no_seccomp = !strcmp(val, "off");
+        return true;
     case OPT_MEMORY: return parse_in_range("--memory", val, VMM_MIN_MEM_MIB, VMM_MAX_MEM_MIB, &a->memory_mib, why, whylen);
     case OPT_CPUS: return parse_in_range("--cpus", val, 1, VMM_MAX_CPUS, &a->cpus, why, whylen);
     case OPT_TIMEOUT: return parse_seconds("--timeout", val, &a->timeout_s, why, whylen);
@@ -310,6 +320,10 @@ bool vmm_control_request_parse(const char *line, struct vmm_control_request *req
         }
         return true;
     }
+    if (!strcmp(line, "test-forbidden-syscall")) {
+        req->verb = VMM_CONTROL_TEST_FORBIDDEN;
+        return true;
+    }
     *why = "unknown request (snapshot DIR, stop, stats, publish SPEC)";
     return false;
 }
@@ -321,6 +335,7 @@ static int format_request(char *buf, size_t size, const struct vmm_control_reque
     case VMM_CONTROL_STOP: return snprintf(buf, size, "stop\n");
     case VMM_CONTROL_STATS: return snprintf(buf, size, "stats\n");
     case VMM_CONTROL_PUBLISH: return snprintf(buf, size, "publish %s\n", req->port ? req->port : "");
+    case VMM_CONTROL_TEST_FORBIDDEN: return snprintf(buf, size, "test-forbidden-syscall\n");
     }
     return -1;
 }

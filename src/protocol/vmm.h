@@ -19,6 +19,8 @@
  *   "stats\n"           "ok KEY=VALUE ...\n"      VM exits by kind, ready time
  *   "publish SPEC\n"    "ok\n" | "error MSG\n"    publish a guest port as -p SPEC
  *                                                 ("[HOSTIP:]HOSTPORT:GUESTPORT")
+ *   "test-forbidden-syscall\n"  (none)            tests only: the VMM makes a call
+ *                                                 its seccomp filter forbids, and dies
  *
  * A line is at most VMM_CONTROL_MAX_LINE bytes; a longer or unknown request
  * gets an error reply and the connection is closed.
@@ -79,6 +81,7 @@ struct vmm_args {
     const char *snapshot_when_ready; /* boot, snapshot here once ready, stop */
     int ready_fd;              /* -1: none */
     bool die_with_parent;
+    bool no_seccomp;           /* --seccomp off: run unconfined (debugging, the bench) */
     /* The guest's network: its egress policy (--allow, --deny, --net off)
      * and the guest ports published on the host (--publish). */
     struct net_policy net;
@@ -113,11 +116,20 @@ int vmm_ready_line_format(char *buf, size_t size, int64_t ready_us);
 /* True for a whole ready line (newline included); fills *ready_us. */
 bool vmm_ready_line_parse(const char *buf, size_t len, int64_t *ready_us);
 
+/* ---- vmm.log ------------------------------------------------------------------ */
+
+/* The VMM's stderr is its VM's vmm.log. When its seccomp filter kills it,
+ * its last line there is "supermachine-vmm: " VMM_SECCOMP_KILLED "N (thread
+ * ROLE)", N the forbidden system call's number. */
+#define VMM_SECCOMP_KILLED "killed by its seccomp filter: syscall "
+
 /* ---- control socket -------------------------------------------------------- */
 
 #define VMM_CONTROL_MAX_LINE 4096
 
-enum vmm_control_verb { VMM_CONTROL_SNAPSHOT, VMM_CONTROL_STOP, VMM_CONTROL_STATS, VMM_CONTROL_PUBLISH };
+enum vmm_control_verb {
+    VMM_CONTROL_SNAPSHOT, VMM_CONTROL_STOP, VMM_CONTROL_STATS, VMM_CONTROL_PUBLISH, VMM_CONTROL_TEST_FORBIDDEN,
+};
 
 struct vmm_control_request {
     enum vmm_control_verb verb;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "vmm/confine.h"
 #include "vmm/network.h"
 #include "vmm/persist.h"
 
@@ -106,6 +107,7 @@ static void execute(struct vm_control *c, char *line)
         break;
     case VMM_CONTROL_STATS: do_stats(c); break;
     case VMM_CONTROL_PUBLISH: do_publish(c, req.port); break;
+    case VMM_CONTROL_TEST_FORBIDDEN: confine_call_forbidden(); break;
     }
 }
 

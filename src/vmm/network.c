@@ -1,6 +1,7 @@
 #include "vmm/network.h"
 #include "base/clock.h"
 #include "base/error.h"
+#include "vmm/confine.h"
 #include "vmm/net_filter.h"
 
 #include <arpa/inet.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define GUEST_ADDR "10.0.2.15"
@@ -405,6 +407,13 @@ sm_code vm_network_publish(struct vm_network *n, const char *spec, sm_error *err
 static void *network_thread(void *arg)
 {
     struct vm_network *n = arg;
+    prctl(PR_SET_NAME, "net");
+    sm_error err = { 0 };
+    if (n->cfg.confine && confine_thread(CONFINE_NETWORK, &err)) {
+        /* Unconfined, the NAT must not run at all. */
+        log_line(n, "%s", err.message);
+        abort();
+    }
     while (!stopping(n)) {
         drain_queue(n);
         serve_publish(n);

@@ -38,6 +38,7 @@ struct vm_network_config {
     void (*deliver)(void *ctx, const uint8_t *frame, size_t len);
     void *deliver_ctx;
     int log_fd;                      /* refusals and NAT errors, a line each; -1: none */
+    bool confine;                    /* the thread loads its seccomp filter (confine.h) */
 };
 
 struct vm_network_stats {

@@ -14,11 +14,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "protocol/agent_conn.h"
 #include "vmm/persist.h"
+#include "vmm/confine.h"
 #include "vmm/control.h"
 #include "vmm/vm.h"
 
@@ -101,6 +103,11 @@ static void *sync_guest(void *arg)
 {
     struct sync_job *job = arg;
     sm_error err = { 0 };
+    prctl(PR_SET_NAME, "sync");
+    if (job->vm->cfg.confine && confine_thread(CONFINE_SYNC, &err) != SM_OK) {
+        vm_fail(job->vm, "%s", err.message);
+        return NULL;
+    }
     if (agent_sync(job->exec_socket, job->wake_fd, &err) != SM_OK)
         vm_fail(job->vm, "the restored guest's agent did not take the clock and entropy: %s", err.message);
     else if (agent_netconf(job->exec_socket, job->vm->cfg.net.enabled, job->wake_fd, &err) != SM_OK)
@@ -186,6 +193,9 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
                    pthread_create(&sync_thread, NULL, sync_guest, &job) == 0;
     if (opt->restore_dir && !syncing)
         vm_fail(vm, "cannot start the thread that syncs the restored guest");
+    /* Every thread is started: the event loop's own filter goes on last. */
+    if (cfg->confine && confine_thread(CONFINE_MAIN, &err) != SM_OK)
+        vm_fail(vm, "%s", err.message);
     int64_t deadline = vm->created_ns + (int64_t)(opt->timeout_s * 1e9);
     int status;
     switch (vm_run_until(vm, true, deadline)) {

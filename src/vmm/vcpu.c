@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -14,6 +16,7 @@
 
 #include "base/error.h"
 #include "vmm/boot.h"
+#include "vmm/confine.h"
 #include "machine/kvm.h"
 
 /* Control registers and MSRs for long mode. */
@@ -314,6 +317,14 @@ static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
     struct vm *vm = v->vm;
+    char name[16];
+    snprintf(name, sizeof name, "vcpu%d", v->index);
+    prctl(PR_SET_NAME, name);
+    sm_error err = { 0 };
+    if (vm->cfg.confine && confine_thread(CONFINE_VCPU, &err)) {
+        vm_fail(vm, "vCPU %d: %s", v->index, err.message);
+        return NULL;
+    }
     while (!atomic_load(&vm->stopping)) {
         if (atomic_load(&vm->pause_requested)) {
             park(v);

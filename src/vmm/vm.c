@@ -533,7 +533,8 @@ static sm_code add_net(struct vm *vm, sm_error *err)
     if (rc || !vm->cfg.net.enabled)
         return rc;
     const struct vm_network_config nc = { .policy = &vm->cfg.net, .ports = &vm->cfg.ports, .deliver = nat_to_guest,
-                                          .deliver_ctx = vm, .log_fd = STDERR_FILENO };
+                                          .deliver_ctx = vm, .log_fd = STDERR_FILENO,
+                                          .confine = vm->cfg.confine };
     return vm_network_open(&nc, &vm->network, err);
 }
 

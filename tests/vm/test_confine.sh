@@ -1,0 +1,66 @@
+# tests/vm/test_confine.sh: the VMM's confinement (issue 12), sourced by
+# run-all.sh. Every other shard runs with the filters on too (the default):
+# this one checks that they are there, and that they kill.
+
+confine_rt=$SM_VM_WORK/confine-rt
+confine_images=$SM_VM_WORK/confine-images
+mkdir -p "$confine_rt" "$confine_images" && chmod 700 "$confine_rt"
+
+csm() { XDG_RUNTIME_DIR=$confine_rt SUPERMACHINE_IMAGES=$confine_images "$SM_BIN" "$@"; }
+vmm_pid() { csm ps | awk -v id="$1" '$1 == id { print $3 }'; }
+vm_dir() { echo "$confine_rt/supermachine/vms/$1"; }
+
+# Every thread of a running VMM (main, vCPUs, the network's) has its
+# filter, and no_new_privs is set; the VM works under it.
+t_confine_every_thread() {
+    local id pid t names="" out
+    id=$(csm start --cpus 2 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
+    pid=$(vmm_pid "$id")
+    out=$(csm exec "$id" -- echo confined 2>&1)
+    grep -q "^NoNewPrivs:[[:space:]]*1$" "/proc/$pid/status" || { echo "NoNewPrivs: $(grep NoNewPrivs "/proc/$pid/status")"; csm stop "$id"; return 1; }
+    for t in /proc/"$pid"/task/*; do
+        names+=" $(cat "$t/comm")"
+        grep -q "^Seccomp:[[:space:]]*2$" "$t/status" ||
+            { echo "thread $(cat "$t/comm"): $(grep Seccomp: "$t/status")"; csm stop "$id"; return 1; }
+    done
+    csm stop "$id" >/dev/null 2>&1
+    [[ $out == confined ]] || { echo "exec under the filter: $out"; return 1; }
+    [[ $names == *vcpu0* && $names == *vcpu1* && $names == *net* ]] || { echo "threads:$names"; return 1; }
+    echo "info: threads with Seccomp 2:$names"
+}
+
+# The test-only control request makes the main thread call ptrace: the
+# filter kills the VMM, its log names the call, and ps says why it died.
+t_confine_forbidden_syscall() {
+    local id pid i
+    id=$(csm start 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
+    pid=$(vmm_pid "$id")
+    echo test-forbidden-syscall | socat -t 5 - "UNIX-CONNECT:$(vm_dir "$id")/control.sock" >/dev/null 2>&1
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    csm ps >"$T/ps"
+    cp "$(vm_dir "$id")/vmm.log" "$T/vmm.log"
+    csm stop "$id" >/dev/null 2>&1
+    ! kill -0 "$pid" 2>/dev/null || { echo "the VMM lives on after a forbidden call"; return 1; }
+    grep -q "killed by its seccomp filter: syscall 101 (thread main)" "$T/vmm.log" ||
+        { echo "vmm.log: $(tail -3 "$T/vmm.log")"; return 1; }
+    grep -q "^$id .*dead.*killed by its seccomp filter: syscall 101" "$T/ps" || { echo "ps: $(cat "$T/ps")"; return 1; }
+    echo "info: $(grep "^$id" "$T/ps")"
+}
+
+# SUPERMACHINE_VMM_SECCOMP=off (debugging, the bench's comparison) runs the
+# VMM without filters: the switch is real, and the default is on.
+t_confine_switch_off() {
+    local id pid state
+    id=$(SUPERMACHINE_VMM_SECCOMP=off csm start 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
+    pid=$(vmm_pid "$id")
+    state=$(grep "^Seccomp:" "/proc/$pid/status")
+    csm stop "$id" >/dev/null 2>&1
+    [[ $state =~ Seccomp:[[:space:]]*0 ]] || { echo "with the filters off: $state"; return 1; }
+}
+
+check "confine: every VMM thread runs under its seccomp filter" t_confine_every_thread
+check "confine: a forbidden system call kills the VMM, and says which" t_confine_forbidden_syscall
+check "confine: SUPERMACHINE_VMM_SECCOMP=off runs the VMM unconfined" t_confine_switch_off
