@@ -528,6 +528,10 @@ SM_API void sm_argv_free(char **argv);
 /* Start VMs from this image (restore) instead of booting. The image must
  * outlive the config; memory and vCPUs come from the image. NULL: boot. */
 SM_API sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img);
+/* The most memory (MiB) and vCPUs an image may ask for: one that asks for
+ * more is refused before anything is mapped. 0 keeps the default, this
+ * host's memory and CPU count. */
+SM_API sm_code sm_vm_config_restore_limits(sm_vm_config *cfg, uint32_t max_memory_mib, uint32_t max_cpus);
 /* Keep the VM's state folder in this store's (copied; NULL: the image's
  * store, else the default). */
 SM_API sm_code sm_vm_config_store(sm_vm_config *cfg, const sm_store *store);

@@ -120,3 +120,26 @@ bool write_file_atomic(const char *path, const void *data, size_t len, mode_t mo
     }
     return atomic_file_commit(&f);
 }
+
+int file_open_read(const char *path, bool follow, bool block_ok, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW));
+    if (fd < 0)
+        return -1;
+    bool ok = fstat(fd, st) == 0;
+    int e = errno;
+    if (ok && !S_ISREG(st->st_mode) && !(block_ok && S_ISBLK(st->st_mode))) {
+        ok = false;
+        e = EINVAL;
+    }
+    if (ok && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+        ok = false;
+        e = errno;
+    }
+    if (!ok) {
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}

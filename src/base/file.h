@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* Writes all of buf, through short writes and EINTR. */
@@ -43,5 +44,14 @@ bool write_file_atomic(const char *path, const void *data, size_t len, mode_t mo
 
 /* fsyncs the folder holding path, so that a rename or create in it lasts. */
 bool fsync_parent_dir(const char *path);
+
+/* Opens an existing file to read, without hanging on what may have been
+ * planted in its place: O_NONBLOCK for the open (a FIFO's would wait for a
+ * writer forever), fstat, then the flag cleared. follow false adds
+ * O_NOFOLLOW, for files that a link is never meant to stand for. Only a
+ * regular file, or a block device when block_ok, is accepted. Returns the
+ * fd (close-on-exec) and fills *st, or -1 with errno: ELOOP for a link,
+ * EINVAL for any other kind of file. */
+int file_open_read(const char *path, bool follow, bool block_ok, struct stat *st);
 
 #endif

@@ -60,6 +60,7 @@ struct sm_vm_config {
     char *image_vms; /* the image's store's, or NULL: used when vms is NULL */
     bool detached;
     struct vm_net net;
+    uint32_t max_memory_mib, max_cpus; /* a restored image's limits; 0: the host's */
 };
 
 struct sm_vm {
@@ -145,6 +146,15 @@ sm_code sm_vm_config_deny(sm_vm_config *cfg, const char *rule, sm_error *err)
 sm_code sm_vm_config_publish(sm_vm_config *cfg, const char *spec, sm_error *err)
 {
     return cfg ? vm_net_publish(&cfg->net, spec, err) : error_set(err, SM_E_INVALID, "NULL config");
+}
+
+sm_code sm_vm_config_restore_limits(sm_vm_config *cfg, uint32_t max_memory_mib, uint32_t max_cpus)
+{
+    if (!cfg)
+        return SM_E_INVALID;
+    cfg->max_memory_mib = max_memory_mib;
+    cfg->max_cpus = max_cpus;
+    return SM_OK;
 }
 
 sm_code sm_vm_config_detached(sm_vm_config *cfg, bool detached)
@@ -461,6 +471,8 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
     a->net = cfg->net.policy;
     a->ports = cfg->net.ports;
     a->no_seccomp = vm_seccomp_off();
+    a->max_memory_mib = cfg->max_memory_mib;
+    a->max_cpus = cfg->max_cpus;
 }
 
 /* posix_spawn with fds 0-2 on /dev/null and vmm.log, the ready pipe on fd 3,

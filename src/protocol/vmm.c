@@ -22,7 +22,7 @@ enum vmm_opt {
     OPT_CONSOLE = 'o', OPT_DISK = 'd', OPT_TIMEOUT = 't', OPT_VSOCK = 'V', OPT_EXEC = 'E',
     OPT_CONTROL = 'C', OPT_RESTORE = 'S', OPT_SNAPSHOT = 'W', OPT_READY_FD = 'R',
     OPT_DIE_WITH_PARENT = 'D', OPT_PROBE = 'P', OPT_HELP = 'h', OPT_ALLOW = 'a', OPT_DENY = 'y',
-    OPT_NET = 'N', OPT_PUBLISH = 'p', OPT_SECCOMP = 'x',
+    OPT_NET = 'N', OPT_PUBLISH = 'p', OPT_SECCOMP = 'x', OPT_MAX_MEMORY = 'M', OPT_MAX_CPUS = 'U',
 };
 
 static const struct option vmm_options[] = {
@@ -47,13 +47,15 @@ static const struct option vmm_options[] = {
     { "net", required_argument, NULL, OPT_NET },
     { "publish", required_argument, NULL, OPT_PUBLISH },
     { "seccomp", required_argument, NULL, OPT_SECCOMP },
+    { "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
+    { "max-cpus", required_argument, NULL, OPT_MAX_CPUS },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
 
 /* The options `supermachine boot` (probe) does not take. */
 static const char process_only[] = { OPT_VSOCK, OPT_EXEC, OPT_CONTROL, OPT_RESTORE, OPT_SNAPSHOT,
-                                     OPT_READY_FD, OPT_DIE_WITH_PARENT, 0 };
+                                     OPT_READY_FD, OPT_DIE_WITH_PARENT, OPT_MAX_MEMORY, OPT_MAX_CPUS, 0 };
 
 void vmm_args_init(struct vmm_args *a)
 {
@@ -122,6 +124,13 @@ bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_a
         out->argv[n++] = "--die-with-parent";
     if (a->no_seccomp)
         push(out, &n, "--seccomp", "off");
+    char *max_mem = a->max_memory_mib ? out->numbers[4] : NULL, *max_cpus = a->max_cpus ? out->numbers[5] : NULL;
+    if (max_mem)
+        snprintf(max_mem, sizeof out->numbers[4], "%" PRIu32, a->max_memory_mib);
+    if (max_cpus)
+        snprintf(max_cpus, sizeof out->numbers[5], "%" PRIu32, a->max_cpus);
+    push(out, &n, "--max-memory", max_mem);
+    push(out, &n, "--max-cpus", max_cpus);
     bool ok = push_network(a, out, &n);
     out->argv[n] = NULL;
     return ok && n < VMM_ARGV_MAX;
@@ -180,6 +189,8 @@ static bool take_option(struct vmm_args *a, int opt, const char *val, char *why,
     case OPT_NET: return net_policy_take_option(&a->net, NET_OPT_NET, val, why, whylen) == 1;
     case OPT_PUBLISH: return net_ports_add(&a->ports, val, why, whylen);
     case OPT_PROBE: a->probe = true; return true;
+    case OPT_MAX_MEMORY: return parse_u32("--max-memory", val, &a->max_memory_mib, why, whylen);
+    case OPT_MAX_CPUS: return parse_u32("--max-cpus", val, &a->max_cpus, why, whylen);
     case OPT_SECCOMP:
         if (strcmp(val, "on") && strcmp(val, "off")) {
             snprintf(why, whylen, "--seccomp takes on or off, not '%s'", val);

@@ -82,6 +82,8 @@ struct vmm_args {
     int ready_fd;              /* -1: none */
     bool die_with_parent;
     bool no_seccomp;           /* --seccomp off: run unconfined (debugging, the bench) */
+    uint32_t max_memory_mib;   /* --max-memory: a snapshot asking for more is refused; 0: the host's */
+    uint32_t max_cpus;         /* --max-cpus: likewise for vCPUs; 0: the host's */
     /* The guest's network: its egress policy (--allow, --deny, --net off)
      * and the guest ports published on the host (--publish). */
     struct net_policy net;
@@ -96,7 +98,7 @@ void vmm_args_init(struct vmm_args *a);
 #define VMM_ARGV_MAX (40 + NET_POLICY_ARGV_MAX + 2 * NET_MAX_PORTS)
 struct vmm_argv {
     char *argv[VMM_ARGV_MAX];
-    char numbers[4][24];
+    char numbers[6][24];
     struct net_policy_argv net;
     char ports[NET_MAX_PORTS][NET_PORT_TEXT_MAX];
 };

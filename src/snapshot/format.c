@@ -1,5 +1,6 @@
 /* The snapshot state file's container: see the table in format.h. */
 #include "snapshot/format.h"
+#include "base/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -143,13 +144,16 @@ sm_code snap_finish(struct snap_writer *w, sm_error *err)
 
 sm_code snap_read_file(const char *path, uint8_t **out, size_t *len, sm_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int fd = file_open_read(path, false, false, &st);
+    if (fd < 0 && (errno == ELOOP || errno == EINVAL))
+        return error_set(err, SM_E_INVALID, "%s is not a snapshot state file (%s)", path,
+                         errno == ELOOP ? "a symbolic link" : "not a regular file");
     if (fd < 0)
         return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "cannot open %s", path);
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > SNAP_MAX_FILE) {
+    if (st.st_size > SNAP_MAX_FILE) {
         close(fd);
-        return error_set(err, SM_E_INVALID, "%s is not a snapshot state file (not a file, or over %u MiB)", path,
+        return error_set(err, SM_E_INVALID, "%s is not a snapshot state file (over %u MiB)", path,
                        SNAP_MAX_FILE >> 20);
     }
     uint8_t *buf = malloc((size_t)st.st_size + 1);

@@ -292,8 +292,24 @@ sm_code kvm_state_save_vcpu(struct snap_writer *w, int vcpu_fd, int index, const
     return rc;
 }
 
+bool kvm_state_msrs_listed(const struct kvm_msr_entry *entries, uint32_t n, const struct kvm_msr_list *list,
+                           uint32_t *unlisted)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        bool found = false;
+        for (uint32_t j = 0; j < list->nmsrs && !found; j++)
+            found = list->indices[j] == entries[i].index;
+        if (!found) {
+            *unlisted = entries[i].index;
+            return false;
+        }
+    }
+    return true;
+}
+
 sm_code kvm_state_restore_vcpu(int vcpu_fd, int index, int ncpus, const struct kvm_cpuid2 *cpuid,
-                               const struct snap_section *sec, uint32_t xsz, sm_error *err)
+                               const struct kvm_msr_list *msr_list, const struct snap_section *sec, uint32_t xsz,
+                               sm_error *err)
 {
     struct snap_vcpu s;
     if (sec->len < sizeof s)
@@ -318,6 +334,12 @@ sm_code kvm_state_restore_vcpu(int vcpu_fd, int index, int ncpus, const struct k
     }
     memcpy(xbuf, xsave, xsz);
     memcpy(msrs->entries, xsave + s.xsave_size, s.nmsrs * sizeof msrs->entries[0]);
+    uint32_t unlisted;
+    if (!kvm_state_msrs_listed(msrs->entries, s.nmsrs, msr_list, &unlisted)) {
+        rc = error_set(err, SM_E_INVALID, "snapshot VCPU %d sets MSR 0x%x, which is not in KVM's list of MSRs to "
+                       "save and restore", index, unlisted);
+        goto out;
+    }
     /* KVM's own order: CPUID before anything that depends on it, the LAPIC
      * before MSRs (TSC deadline), events last. */
     if ((rc = set_vcpu_cpuid(vcpu_fd, index, ncpus, cpuid, err)))

@@ -47,9 +47,16 @@ void kvm_state_cpu_vendor(const struct kvm_cpuid2 *cpuid, char out[16]);
 sm_code kvm_state_save_vcpu(struct snap_writer *w, int vcpu_fd, int index, const struct kvm_msr_list *msrs,
                             uint32_t xsave_size, sm_error *err);
 /* Installs a VCPU section into vCPU `index` of ncpus, with cpuid (the
- * guest's view, as kvm_state_restore_cpuid returned) patched for it. */
+ * guest's view, as kvm_state_restore_cpuid returned) patched for it. Every
+ * saved MSR must be one of msr_list (KVM's MSRs to save and restore): a
+ * snapshot is not to set any other MSR of the host's KVM. */
 sm_code kvm_state_restore_vcpu(int vcpu_fd, int index, int ncpus, const struct kvm_cpuid2 *cpuid,
-                               const struct snap_section *sec, uint32_t xsave_size, sm_error *err);
+                               const struct kvm_msr_list *msr_list, const struct snap_section *sec,
+                               uint32_t xsave_size, sm_error *err);
+/* Whether every entry's index is in the list; if not, *unlisted is the first
+ * that is not. */
+bool kvm_state_msrs_listed(const struct kvm_msr_entry *entries, uint32_t n, const struct kvm_msr_list *list,
+                           uint32_t *unlisted);
 
 /* The guest's TSC rate: 0 when KVM cannot say. */
 uint32_t kvm_state_tsc_khz(int vcpu_fd);

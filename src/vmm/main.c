@@ -50,6 +50,8 @@ static void usage(FILE *out, const char *prog, bool probe)
                 "  --restore DIR        restore the snapshot in DIR instead of booting (no --kernel)\n"
                 "  --snapshot-when-ready DIR  boot, snapshot into DIR once the agent is ready, stop\n"
                 "  --control-socket PATH  serve control requests (snapshot DIR, stop, stats)\n"
+                "  --max-memory MIB     refuse a snapshot that asks for more memory (default: the host's)\n"
+                "  --max-cpus N         refuse a snapshot that asks for more vCPUs (default: the host's)\n"
                 "  --seccomp off        run without the seccomp filters (debugging only)\n"
                 "  --probe              be `supermachine boot` (the options above do not apply)\n");
     fprintf(out, "\nexit status: 0 ok, 1 error, 2 usage, 3 guest panic, 4 not ready in time\n");
@@ -73,6 +75,8 @@ static void config_from_args(const struct vmm_args *a, const char *prog, struct 
     cfg->net = a->net;
     cfg->ports = a->ports;
     cfg->confine = !a->no_seccomp;
+    cfg->max_mem_mib = a->max_memory_mib;
+    cfg->max_cpus = a->max_cpus;
     *run = (struct vm_run_options){
         .prog = prog,
         .timeout_s = a->timeout_s > 0 ? a->timeout_s : 60,

@@ -355,16 +355,37 @@ static sm_code open_memory(const char *dir, uint64_t expect, int *fd_out, sm_err
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, VMM_SNAPSHOT_MEMORY);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int fd = file_open_read(path, false, false, &st);
+    if (fd < 0 && (errno == ELOOP || errno == EINVAL))
+        return error_set(err, SM_E_INVALID, "snapshot memory %s is %s", path,
+                         errno == ELOOP ? "a symbolic link" : "not a regular file");
     if (fd < 0)
         return error_set_errno(err, SM_E_NOTFOUND, errno, "cannot open the snapshot's memory %s", path);
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != expect) {
+    if ((uint64_t)st.st_size != expect) {
         close(fd);
         return error_set(err, SM_E_INVALID, "snapshot memory %s is %lld bytes; the state says %llu (truncated?)", path,
                        (long long)st.st_size, (unsigned long long)expect);
     }
     *fd_out = fd;
+    return SM_OK;
+}
+
+/* The most a snapshot may ask for: the caller's limits, else the host's
+ * memory and CPUs. Checked before anything is mapped or created. */
+static sm_code within_limits(const struct snap_vm_info *info, const struct vm_config *cfg, sm_error *err)
+{
+    uint64_t host_mib = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) >> 20;
+    long host_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t max_mib = cfg->max_mem_mib ? cfg->max_mem_mib : host_mib;
+    uint64_t max_cpus = cfg->max_cpus ? cfg->max_cpus : (uint64_t)(host_cpus > 0 ? host_cpus : 1);
+    if ((info->mem_bytes >> 20) > max_mib)
+        return error_set(err, SM_E_LIMIT, "the snapshot asks for %llu MiB of memory; at most %llu MiB allowed (%s)",
+                         (unsigned long long)(info->mem_bytes >> 20), (unsigned long long)max_mib,
+                         cfg->max_mem_mib ? "--max-memory" : "this host's memory");
+    if (info->ncpus > max_cpus)
+        return error_set(err, SM_E_LIMIT, "the snapshot asks for %u vCPUs; at most %llu allowed (%s)", info->ncpus,
+                         (unsigned long long)max_cpus, cfg->max_cpus ? "--max-cpus" : "this host's CPU count");
     return SM_OK;
 }
 
@@ -416,11 +437,15 @@ static sm_code restore_vcpus(struct vm *vm, struct snap_reader *r, uint32_t tsc_
     for (int i = 0; !rc && i < vm->ncpus; i++)
         rc = kvm_state_restore_tsc_khz(vm->vcpus[i].fd, tsc_khz, err);
     uint32_t xsz = kvm_state_xsave_size(vm->vm_fd);
+    struct kvm_msr_list *msr_list = rc ? NULL : kvm_state_msr_list(vm->kvm_fd, err);
+    if (!rc && !msr_list)
+        rc = err ? err->code : SM_E_KVM;
     for (int i = 0; !rc && i < vm->ncpus; i++) {
         rc = snap_expect(r, SNAP_SEC_VCPU, (uint32_t)i, &sec, err);
         if (!rc)
-            rc = kvm_state_restore_vcpu(vm->vcpus[i].fd, i, vm->ncpus, vm->cpuid, &sec, xsz, err);
+            rc = kvm_state_restore_vcpu(vm->vcpus[i].fd, i, vm->ncpus, vm->cpuid, msr_list, &sec, xsz, err);
     }
+    free(msr_list);
     return rc;
 }
 
@@ -454,6 +479,8 @@ struct vm *persist_restore(const char *dir, const struct vm_config *cfg, sm_erro
         rc = snap_reader_open(&r, buf, len, err);
     if (!rc)
         rc = read_vm_info(&r, &info, err);
+    if (!rc)
+        rc = within_limits(&info, cfg, err);
     if (!rc && !(vm = create_vm(dir, cfg, &info, err)))
         rc = err ? err->code : SM_E_KVM;
     if (!rc)

@@ -3,6 +3,7 @@
  */
 #include "vmm/vm.h"
 #include "base/clock.h"
+#include "base/file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -238,14 +239,12 @@ static void on_queue_notify(void *opaque, uint32_t events)
 static sm_code read_file(const char *what, const char *path, size_t max, uint8_t **out, size_t *len,
                          sm_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int fd = file_open_read(path, true, false, &st);
+    if (fd < 0 && errno == EINVAL)
+        return error_set(err, SM_E_INVALID, "%s %s is not a regular file", what, path);
     if (fd < 0)
         return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno, "cannot open %s %s", what, path);
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return error_set(err, SM_E_INVALID, "%s %s is not a regular file", what, path);
-    }
     if ((uint64_t)st.st_size > max) {
         close(fd);
         return error_set(err, SM_E_LIMIT, "%s %s is %lld bytes; the limit is %zu", what, path, (long long)st.st_size,
@@ -404,7 +403,11 @@ static sm_code add_disk(struct vm *vm, sm_error *err)
 {
     if (!vm->cfg.disk_path)
         return SM_OK;
-    int fd = open(vm->cfg.disk_path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int fd = file_open_read(vm->cfg.disk_path, true, true, &st);
+    if (fd < 0 && errno == EINVAL)
+        return error_set(err, SM_E_INVALID, "%s cannot be a disk (a regular file or block device, read-only)",
+                         vm->cfg.disk_path);
     if (fd < 0)
         return error_set_errno(err, SM_E_IO, errno, "cannot open the disk image %s", vm->cfg.disk_path);
     if (!(vm->disk_real = realpath(vm->cfg.disk_path, NULL))) {

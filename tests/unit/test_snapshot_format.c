@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "snapshot/format.h"
+#include "snapshot/kvm_state.h"
 
 /* A small but complete state: VM, CPUID, two VCPU sections, END. */
 static void build(struct snap_writer *w)
@@ -152,6 +153,27 @@ static void oversized_section_is_refused(void **state)
     snap_writer_free(&w);
 }
 
+/* A restored vCPU may set only the MSRs KVM lists for saving: any other
+ * index in a snapshot (a hostile or foreign one) is named and refused. */
+static void unlisted_msr_is_refused(void **state)
+{
+    (void)state;
+    struct kvm_msr_list *list = calloc(1, sizeof *list + 3 * sizeof list->indices[0]);
+    assert_non_null(list);
+    list->nmsrs = 3;
+    list->indices[0] = 0x10;       /* TSC */
+    list->indices[1] = 0x1b;       /* APIC base */
+    list->indices[2] = 0xc0000080; /* EFER */
+    struct kvm_msr_entry ok[2] = { { .index = 0xc0000080 }, { .index = 0x10 } };
+    struct kvm_msr_entry bad[3] = { { .index = 0x10 }, { .index = 0x1b }, { .index = 0xc0010015 } };
+    uint32_t unlisted = 0;
+    assert_true(kvm_state_msrs_listed(ok, 2, list, &unlisted));
+    assert_true(kvm_state_msrs_listed(ok, 0, list, &unlisted));
+    assert_false(kvm_state_msrs_listed(bad, 3, list, &unlisted));
+    assert_int_equal(unlisted, 0xc0010015);
+    free(list);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +183,7 @@ int main(void)
         cmocka_unit_test(other_version_is_refused),
         cmocka_unit_test(swapped_sections_are_refused),
         cmocka_unit_test(oversized_section_is_refused),
+        cmocka_unit_test(unlisted_msr_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -89,10 +89,12 @@ t_snap_api() {
 }
 
 # A damaged copy of the baked snapshot: a copy of its state, and its memory
-# through a symlink unless the damage is to the memory.
+# through a hard link (the VMM refuses a symbolic one) unless the damage is
+# to the memory.
 snap_copy() {
     local d=$1
-    mkdir -p "$d" && cp "$snap_dir/state" "$d/state" && ln -s "$snap_dir/memory" "$d/memory"
+    mkdir -p "$d" && cp "$snap_dir/state" "$d/state" &&
+        { ln "$snap_dir/memory" "$d/memory" 2>/dev/null || cp --sparse=always "$snap_dir/memory" "$d/memory"; }
 }
 
 # Restores the snapshot in folder $1: the VMM must exit with status 1 within
@@ -100,9 +102,10 @@ snap_copy() {
 # no exec socket (it never served the guest).
 snap_expect_refused() {
     local d=$1 ere=$2 start ms
+    shift 2   # the rest: more arguments for the VMM
     start=$(now_ms)
     timeout -k 5 120 "$snap_vmm" --restore "$d" --timeout 60 --console "$T/console" \
-        --exec-socket "$T/exec.sock" --control-socket "$T/control.sock" >"$T/out" 2>"$T/err" </dev/null
+        --exec-socket "$T/exec.sock" --control-socket "$T/control.sock" "$@" >"$T/out" 2>"$T/err" </dev/null
     boot_status=$?
     ms=$(($(now_ms) - start))
     expect_status 1 &&
@@ -149,6 +152,36 @@ t_snap_state_missing() {
 t_snap_state_folder() {
     snap_copy "$T/snap" && rm "$T/snap/state" && mkdir "$T/snap/state" &&
         snap_expect_refused "$T/snap" "$T/snap/state is not a snapshot state file"
+}
+
+# What a hostile hand may plant in a snapshot folder: a FIFO (whose open
+# would wait forever) or a link where a file belongs; and a snapshot that
+# asks for more than the caller allows. Each is refused before anything is
+# mapped, with the reason.
+t_snap_state_fifo() {
+    snap_copy "$T/snap" && rm "$T/snap/state" && mkfifo "$T/snap/state" &&
+        snap_expect_refused "$T/snap" "$T/snap/state is not a snapshot state file \(not a regular file\)"
+}
+
+t_snap_state_link() {
+    snap_copy "$T/snap" && rm "$T/snap/state" && ln -s "$snap_dir/state" "$T/snap/state" &&
+        snap_expect_refused "$T/snap" "$T/snap/state is not a snapshot state file \(a symbolic link\)"
+}
+
+t_snap_memory_fifo() {
+    snap_copy "$T/snap" && rm "$T/snap/memory" && mkfifo "$T/snap/memory" &&
+        snap_expect_refused "$T/snap" "snapshot memory $T/snap/memory is not a regular file"
+}
+
+t_snap_over_memory_limit() {
+    snap_copy "$T/snap" &&
+        snap_expect_refused "$T/snap" \
+            "the snapshot asks for 256 MiB of memory; at most 128 MiB allowed \(--max-memory\)" --max-memory 128
+}
+
+t_snap_over_cpu_limit() {
+    snap_copy "$T/snap" && snap_damage "$T/snap/state" vm-cpus 2 &&
+        snap_expect_refused "$T/snap" "the snapshot asks for 2 vCPUs; at most 1 allowed \(--max-cpus\)" --max-cpus 1
 }
 
 t_snap_memory_missing() {
@@ -258,6 +291,11 @@ check "snapshot refused: an empty state file" t_snap_state_empty
 check "snapshot refused: no state file" t_snap_state_missing
 check "snapshot refused: a folder for a state file" t_snap_state_folder
 check "snapshot refused: no memory file" t_snap_memory_missing
+check "snapshot refused: a FIFO for the state file (no hang)" t_snap_state_fifo
+check "snapshot refused: a symbolic link for the state file" t_snap_state_link
+check "snapshot refused: a FIFO for the memory file (no hang)" t_snap_memory_fifo
+check "snapshot refused: more memory than --max-memory, before mapping" t_snap_over_memory_limit
+check "snapshot refused: more vCPUs than --max-cpus, before mapping" t_snap_over_cpu_limit
 check "snapshot refused: a memory file one page short" t_snap_memory_truncated
 check "run: a damaged snapshot folder gives 125 and the reason" t_snap_run_damaged
 check "run: first run bakes the default image, hello + status 3; the second restores, much faster" \
