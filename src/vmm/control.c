@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/peer.h"
 #include "vmm/confine.h"
 #include "vmm/network.h"
 #include "vmm/persist.h"
@@ -145,6 +146,10 @@ static void on_accept(void *opaque, uint32_t events)
     int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0)
         return;
+    if (!peer_is_own_user(fd)) {
+        close(fd); /* the VM's owner only */
+        return;
+    }
     if (c->client_fd >= 0) {
         const char busy[] = "error another client is connected\n";
         send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);

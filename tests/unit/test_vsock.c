@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -409,6 +410,51 @@ static void test_table(void **state)
     assert_memory_equal(out, "ijabcdefghij", 12);
     vsock_ring_free(&r);
     vsock_table_destroy(&t);
+
+    /* Guest connections leave the reserved slots to the host's. */
+    assert_int_equal(vsock_table_init(&t, 4), 0);
+    assert_non_null(vsock_table_alloc_leaving(&t, 2));
+    assert_non_null(vsock_table_alloc_leaving(&t, 2));
+    assert_null(vsock_table_alloc_leaving(&t, 2));
+    assert_non_null(vsock_table_alloc(&t));
+    assert_non_null(vsock_table_alloc(&t));
+    assert_null(vsock_table_alloc(&t));
+    vsock_table_destroy(&t);
+}
+
+/* Root only: a process of another user connects to the exec socket and
+ * gets EOF at once (SO_PEERCRED), nothing reaching the guest. */
+static void test_other_user_refused(void **state)
+{
+    struct guest *g = *state;
+    if (geteuid() != 0)
+        skip();
+    post_all_rx(g);
+    /* Folder and socket open to all, so that only the check stands in the way. */
+    assert_int_equal(chmod(g->dir, 0711), 0);
+    assert_int_equal(chmod(g->exec, 0777), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(3);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        if (strlen(g->exec) >= sizeof sa.sun_path)
+            _exit(5);
+        memcpy(sa.sun_path, g->exec, strlen(g->exec) + 1);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+            _exit(4);
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char c;
+        _exit(poll(&p, 1, 10000) == 1 && recv(fd, &c, 1, 0) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    for (int i = 0; i < 2000 && waitpid(pid, &status, WNOHANG) == 0; i++)
+        evl_run_once(&g->loop, 5);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(stats(g).connections, 0);
+    assert_int_equal(stats(g).rx_packets, 0); /* no REQUEST went to the guest */
 }
 
 static void test_create_errors(void **state)
@@ -1662,6 +1708,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_guest_half_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_refuses_and_rst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exec_socket, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_user_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_leaves_while_connecting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_connects_to_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_reconnect_while_closing, setup, teardown),

@@ -448,7 +448,7 @@ static void guest_connect(struct vsock *v, const struct vsock_hdr *h)
         close(fd);
         fd = -1;
     }
-    struct vsock_conn *c = fd >= 0 ? vsock_table_alloc(&v->table) : NULL;
+    struct vsock_conn *c = fd >= 0 ? vsock_table_alloc_leaving(&v->table, VSOCK_HOST_RESERVED) : NULL;
     if (!c) {
         if (fd >= 0)
             close(fd);

@@ -165,6 +165,11 @@ struct vsock_conn *vsock_table_alloc(struct vsock_conn_table *t)
     return c;
 }
 
+struct vsock_conn *vsock_table_alloc_leaving(struct vsock_conn_table *t, uint32_t keep_free)
+{
+    return t->max - t->count > keep_free ? vsock_table_alloc(t) : NULL;
+}
+
 struct vsock_conn *vsock_table_find(const struct vsock_conn_table *t, uint32_t local_port, uint32_t peer_port)
 {
     /* A chain is at most max long: every slot is in at most one bucket once. */

@@ -72,6 +72,10 @@ enum vsock_op {
 #endif
 /* Most connections one device holds (host- and guest-initiated together). */
 #define VSOCK_MAX_CONNS         1024u
+/* Slots only the host's connections may take: a guest that opens
+ * connections to the host until the table is full must not lock the host's
+ * exec connections out. */
+#define VSOCK_HOST_RESERVED     64u
 
 struct vsock_hdr {
     uint64_t src_cid;
@@ -208,6 +212,8 @@ int vsock_table_init(struct vsock_conn_table *t, uint32_t max);
 void vsock_table_destroy(struct vsock_conn_table *t);
 /* A zeroed slot (fd = -1, not hashed), or NULL when all max are used. */
 struct vsock_conn *vsock_table_alloc(struct vsock_conn_table *t);
+/* As vsock_table_alloc, but NULL unless more than keep_free slots are free. */
+struct vsock_conn *vsock_table_alloc_leaving(struct vsock_conn_table *t, uint32_t keep_free);
 /* Names the connection (local, peer); -1 if that pair is taken. */
 int vsock_table_bind(struct vsock_conn_table *t, struct vsock_conn *c, uint32_t local_port, uint32_t peer_port);
 struct vsock_conn *vsock_table_find(const struct vsock_conn_table *t, uint32_t local_port, uint32_t peer_port);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "base/peer.h"
 
 #define ACCEPT_BUDGET   16    /* connections accepted per listener wakeup */
 #define EVENT_BATCH     64
@@ -285,6 +286,10 @@ static void accept_clients(struct vsock *v, struct listener *l)
                 l->paused = true;
             }
             return;
+        }
+        if (!peer_is_own_user(fd)) {
+            close(fd); /* another user's process: EOF at once, nothing reaches the guest */
+            continue;
         }
         struct vsock_conn *c = vsock_table_alloc(&v->table);
         if (!c) {
