@@ -143,3 +143,24 @@ int file_open_read(const char *path, bool follow, bool block_ok, struct stat *st
     }
     return fd;
 }
+
+FILE *file_create_private(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "we") : NULL;
+    if (fd >= 0 && !f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
+bool dir_is_ours(const char *path, bool private_only, struct stat *st)
+{
+    if (lstat(path, st) < 0)
+        return false;
+    errno = 0;
+    mode_t closed = private_only ? 077 : 022;
+    return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & closed);
+}

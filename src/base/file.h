@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -44,6 +45,16 @@ bool write_file_atomic(const char *path, const void *data, size_t len, mode_t mo
 
 /* fsyncs the folder holding path, so that a rename or create in it lasts. */
 bool fsync_parent_dir(const char *path);
+
+/* Whether path is a folder (not a link) of this user that nobody else may
+ * write into (no group or other write bit; with private_only, no access at
+ * all for others). False with errno when it cannot be examined, or with
+ * errno 0 when it fails the test (*st then says how). */
+bool dir_is_ours(const char *path, bool private_only, struct stat *st);
+
+/* Creates (or truncates) path for writing, mode 0600, not through a link:
+ * the files of our stores are the user's alone. NULL with errno. */
+FILE *file_create_private(const char *path);
 
 /* Opens an existing file to read, without hanging on what may have been
  * planted in its place: O_NONBLOCK for the open (a FIFO's would wait for a

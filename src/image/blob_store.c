@@ -3,7 +3,7 @@
  *
  *   path                                   what
  *   STORE/blobs/sha256/<hex>               a complete blob whose sha256 is <hex> and whose
- *                                          size matched its descriptor (mode 0644). Never
+ *                                          size matched its descriptor (mode 0600). Never
  *                                          written in place: only ever renamed into place.
  *   STORE/blobs/sha256/<hex>.partial       a download in progress or interrupted: a prefix
  *                                          of the blob, resumed from its length (HTTP Range).
@@ -58,7 +58,7 @@ char *blob_store_partial_path(const char *store_dir, const char *digest)
 
 static sm_code mkdir_one(const char *path, sm_error *err)
 {
-    if (mkdir(path, 0755) == 0 || errno == EEXIST)
+    if (mkdir(path, 0700) == 0 || errno == EEXIST)
         return SM_OK;
     return error_set_errno(err, SM_E_IO, errno, "cannot create the image store folder %s", path);
 }
@@ -197,7 +197,7 @@ static sm_code open_locked_partial(struct blob_writer *w, bool *present, sm_erro
         }
         /* O_APPEND: writes land after the bytes a resumed .partial holds. */
         int fd = open(w->partial_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-                      0644);
+                      0600);
         if (fd < 0)
             return error_set_errno(err, SM_E_IO, errno, "cannot create %s", w->partial_path);
         while (flock(fd, LOCK_EX) < 0 && errno == EINTR)
@@ -223,7 +223,7 @@ static sm_code open_temporary(struct blob_writer *w, sm_error *err)
     if (w->fd < 0)
         return error_set_errno(err, SM_E_IO, errno, "cannot create a file in %s/" BLOB_DIR,
                              w->store_dir);
-    fchmod(w->fd, 0644);
+    fchmod(w->fd, 0600);
     return SM_OK;
 }
 

@@ -1,5 +1,6 @@
 /* Asset lookup and the runtime folder (see assets.h). */
 #include "lib/assets.h"
+#include "base/file.h"
 #include "base/error.h"
 
 #include <dlfcn.h>
@@ -262,18 +263,20 @@ static sm_code make_dir(const char *path, sm_error *err)
     return error_set_errno(err, SM_E_IO, errno, "cannot create the folder %s", path);
 }
 
-/* The /tmp fallback is shared by all users: it must be ours, a real folder,
- * and closed to others, or someone could have planted it. */
-static sm_code check_private_dir(const char *path, sm_error *err)
+/* Whoever can write into a folder of the VM state can plant sockets and
+ * folders there: every level must be ours and closed to others' writes.
+ * The /tmp fallback is shared by all users: it must be closed to them
+ * altogether, or someone could have planted it. */
+static sm_code check_dir(const char *path, bool private_only, sm_error *err)
 {
     struct stat st;
-    if (lstat(path, &st) < 0)
+    if (dir_is_ours(path, private_only, &st))
+        return SM_OK;
+    if (errno)
         return error_set_errno(err, SM_E_IO, errno, "cannot examine %s", path);
-    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
-        return error_set(err, SM_E_IO, "%s is not a private folder of this user (owner %u, mode "
-                       "%o); remove it or set $XDG_RUNTIME_DIR", path, (unsigned)st.st_uid,
-                       (unsigned)(st.st_mode & 07777));
-    return SM_OK;
+    return error_set(err, SM_E_IO, "%s is not a %s folder of this user (owner %u, mode %o); fix or remove it%s",
+                     path, private_only ? "private" : "safe", (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+                     private_only ? ", or set $XDG_RUNTIME_DIR" : "");
 }
 
 sm_code assets_vms_dir(char *out, size_t cap, bool create, sm_error *err)
@@ -288,17 +291,26 @@ sm_code assets_vms_dir(char *out, size_t cap, bool create, sm_error *err)
     int n = snprintf(out, cap, "%s/supermachine/vms", base);
     if (n < 0 || (size_t)n >= cap)
         return error_set(err, SM_E_INVALID, "the runtime folder %s is too long a path", base);
-    if (!create)
-        return fallback && access(base, F_OK) == 0 ? check_private_dir(base, err) : SM_OK;
     char mid[PATH_MAX + 16];
     snprintf(mid, sizeof mid, "%s/supermachine", base);
+    if (!create) {
+        sm_code rc = SM_OK;
+        const char *levels[] = { base, mid, out };
+        for (size_t i = 0; i < 3 && !rc && access(levels[i], F_OK) == 0; i++)
+            rc = check_dir(levels[i], i == 0 && fallback, err);
+        return rc;
+    }
     sm_code rc = make_dir(base, err);
-    if (!rc && fallback)
-        rc = check_private_dir(base, err);
+    if (!rc)
+        rc = check_dir(base, fallback, err);
     if (!rc)
         rc = make_dir(mid, err);
     if (!rc)
+        rc = check_dir(mid, false, err);
+    if (!rc)
         rc = make_dir(out, err);
+    if (!rc)
+        rc = check_dir(out, false, err);
     return rc;
 }
 

@@ -15,6 +15,7 @@
  * renames it, so a half-baked image is never seen under its name.
  */
 #include "lib/image.h"
+#include "base/file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -271,7 +272,7 @@ sm_code sm_image_list(const sm_store *store, sm_image_info **list, size_t *count
 static sm_code write_info(const char *dir, const sm_vm_config *cfg, const struct image_bake_extra *x, sm_error *err)
 {
     char p[PATH_MAX];
-    FILE *f = join(p, sizeof p, dir, IMAGE_INFO) ? fopen(p, "we") : NULL;
+    FILE *f = join(p, sizeof p, dir, IMAGE_INFO) ? file_create_private(p) : NULL;
     if (!f)
         return error_set_errno(err, SM_E_IO, errno, "cannot write the image info in %s", dir);
     fprintf(f, "memory_mib %u\ncpus %u\ncreated_unix %lld\n", vm_config_memory_mib(cfg), vm_config_cpus(cfg),
@@ -288,7 +289,7 @@ static sm_code write_config(const char *dir, const struct image_bake_extra *x, s
     char p[PATH_MAX];
     if (!x || !x->config_json)
         return SM_OK;
-    FILE *f = join(p, sizeof p, dir, IMAGE_OCI_CONFIG) ? fopen(p, "we") : NULL;
+    FILE *f = join(p, sizeof p, dir, IMAGE_OCI_CONFIG) ? file_create_private(p) : NULL;
     if (!f)
         return error_set_errno(err, SM_E_IO, errno, "cannot write the image config in %s", dir);
     size_t n = fwrite(x->config_json, 1, x->config_len, f);
@@ -412,7 +413,7 @@ sm_code image_bake(const sm_store *store, const char *name, const sm_vm_config *
     char *slash = strrchr(dir, '/');
     snprintf(tmp, sizeof tmp, "%.*s/.%s.baking-%d", (int)(slash - dir), dir, name, (int)getpid());
     remove_tree(tmp, NULL);
-    if (mkdir(tmp, 0755) < 0)
+    if (mkdir(tmp, 0700) < 0)
         rc = error_set_errno(err, SM_E_IO, errno, "cannot create %s", tmp);
     if (!rc)
         rc = run_bake(cfg, x, tmp, err);
@@ -442,7 +443,7 @@ sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err)
     if (!vm || !dest_dir)
         return error_set(err, SM_E_INVALID, "sm_vm_snapshot: NULL argument");
     char dest[PATH_MAX];
-    if (mkdir(dest_dir, 0755) < 0 && errno != EEXIST)
+    if (mkdir(dest_dir, 0700) < 0 && errno != EEXIST)
         return error_set_errno(err, SM_E_IO, errno, "cannot create %s", dest_dir);
     if (!realpath(dest_dir, dest))
         return error_set_errno(err, SM_E_IO, errno, "cannot resolve %s", dest_dir);
@@ -456,7 +457,7 @@ sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err)
     if (!rc) {
         /* The folder becomes an image: say what it holds. */
         char p[PATH_MAX];
-        FILE *f = join(p, sizeof p, dest, IMAGE_INFO) ? fopen(p, "we") : NULL;
+        FILE *f = join(p, sizeof p, dest, IMAGE_INFO) ? file_create_private(p) : NULL;
         if (f) {
             fprintf(f, "created_unix %lld\n", (long long)time(NULL));
             fclose(f);

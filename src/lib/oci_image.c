@@ -126,7 +126,7 @@ static sm_code mkdir_in(const char *parent, const char *name, char *out, size_t 
 {
     if (snprintf(out, cap, "%s/%s", parent, name) >= (int)cap)
         return error_set(err, SM_E_LIMIT, "path too long: %s/%s", parent, name);
-    if (mkdir(out, 0755) < 0 && errno != EEXIST)
+    if (mkdir(out, 0700) < 0 && errno != EEXIST)
         return error_set_errno(err, SM_E_IO, errno, "cannot create %s", out);
     return SM_OK;
 }
@@ -177,7 +177,7 @@ static bool ref_lookup(const struct oci_paths *p, const char *ref, char digest[O
 
 static sm_code write_atomic(const char *path, const void *data, size_t len, sm_error *err)
 {
-    if (!write_file_atomic(path, data, len, 0644))
+    if (!write_file_atomic(path, data, len, 0600))
         return error_set_errno(err, SM_E_IO, errno, "cannot write %s", path);
     return SM_OK;
 }

@@ -7,6 +7,7 @@
 #include "lib/store.h"
 #include "lib/assets.h"
 #include "base/error.h"
+#include "base/file.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -29,6 +30,20 @@ static sm_code mkdir_p(char *path, mode_t mode, sm_error *err)
     if (mkdir(path, mode) < 0 && errno != EEXIST)
         return error_set_errno(err, SM_E_IO, errno, "cannot create %s", path);
     return SM_OK;
+}
+
+/* Whoever can write into a store can plant an image, a snapshot or a
+ * socket in it: it must be ours and closed to others' writes. */
+static sm_code check_store_dir(const char *path, const char *what, sm_error *err)
+{
+    struct stat st;
+    if (dir_is_ours(path, false, &st))
+        return SM_OK;
+    if (errno)
+        return error_set_errno(err, SM_E_IO, errno, "cannot examine the %s folder %s", what, path);
+    return error_set(err, SM_E_IO, "the %s folder %s is not safe to use: it must be a folder of this user that "
+                     "others cannot write into (owner %u, mode %o)", what, path, (unsigned)st.st_uid,
+                     (unsigned)(st.st_mode & 07777));
 }
 
 static sm_code copy_dir(char *out, size_t cap, const char *dir, const char *what, sm_error *err)
@@ -81,7 +96,8 @@ sm_code store_images_dir(const sm_store *s, char *out, size_t cap, sm_error *err
         return error_set(err, SM_E_NOTFOUND, "no place for images: give the store one, or set XDG_DATA_HOME or HOME");
     if (n < 0 || (size_t)n >= cap)
         return error_set(err, SM_E_LIMIT, "the images folder path is too long");
-    return mkdir_p(out, 0755, err);
+    sm_code rc = mkdir_p(out, 0700, err);
+    return rc ? rc : check_store_dir(out, "images", err);
 }
 
 sm_code store_vms_dir(const sm_store *s, char *out, size_t cap, bool create, sm_error *err)
@@ -90,7 +106,10 @@ sm_code store_vms_dir(const sm_store *s, char *out, size_t cap, bool create, sm_
         return assets_vms_dir(out, cap, create, err);
     if ((size_t)snprintf(out, cap, "%s", s->vms) >= cap)
         return error_set(err, SM_E_LIMIT, "the VM state folder path is too long");
-    return create ? mkdir_p(out, 0700, err) : SM_OK;
+    sm_code rc = create ? mkdir_p(out, 0700, err) : SM_OK;
+    if (!rc && (create || access(out, F_OK) == 0))
+        rc = check_store_dir(out, "VM state", err);
+    return rc;
 }
 
 const char *store_vms_choice(const sm_store *s)

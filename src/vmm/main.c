@@ -95,7 +95,7 @@ static bool open_console(const char *path, const char *prog, struct vm_config *c
     if (!path)
         return true;
     cfg->console_fd = !strcmp(path, "-") ? dup(STDOUT_FILENO)
-                                         : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                                         : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (cfg->console_fd < 0) {
         fprintf(stderr, "%s: cannot write the console to %s: %s\n", prog, path, strerror(errno));
         return false;

@@ -283,7 +283,7 @@ static sm_code replace_file(const char *dir, const char *name, const uint8_t *da
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (!write_file_atomic(path, data, len, 0644))
+    if (!write_file_atomic(path, data, len, 0600))
         return error_set_errno(err, SM_E_IO, errno, "cannot write %s", path);
     return SM_OK;
 }
@@ -294,7 +294,7 @@ static sm_code replace_memory(struct vm *vm, const char *dir, sm_error *err)
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, VMM_SNAPSHOT_MEMORY);
     struct atomic_file f;
-    if (!atomic_file_begin(&f, path, 0644))
+    if (!atomic_file_begin(&f, path, 0600))
         return error_set_errno(err, SM_E_IO, errno, "cannot create a file beside %s", path);
     sm_code rc = write_memory(vm, f.fd, path, err);
     if (rc)
@@ -329,7 +329,7 @@ sm_code persist_save(struct vm *vm, const char *dir, sm_error *err)
 {
     if (strlen(dir) > 3000)
         return error_set(err, SM_E_INVALID, "snapshot folder path is too long");
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return error_set_errno(err, SM_E_IO, errno, "cannot create the snapshot folder %s", dir);
     struct snap_writer w;
     snap_writer_init(&w);

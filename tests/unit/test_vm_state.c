@@ -283,6 +283,45 @@ static void test_two_stores(void **state)
     sm_store_free(b);
 }
 
+/* Store folders are made 0700; one that others may write into is refused
+ * with the reason, for images and at every level of the VM state folder. */
+static void test_unsafe_store_folders_refused(void **state)
+{
+    (void)state;
+    char images[PATH_MAX], rt[PATH_MAX], mid[PATH_MAX + 16], out[PATH_MAX + 32];
+    snprintf(images, sizeof images, "%s/unsafe/images", tmp);
+    sm_store *s = NULL;
+    sm_error err = { 0 };
+    assert_int_equal(sm_store_new(images, NULL, &s, NULL), SM_OK);
+    assert_int_equal(sm_store_images_dir(s, out, sizeof out, &err), SM_OK);
+    struct stat st;
+    assert_int_equal(stat(images, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    assert_int_equal(chmod(images, 0777), 0);
+    sm_image_info *list = NULL;
+    size_t n = 0;
+    assert_int_equal(sm_image_list(s, &list, &n, &err), SM_E_IO);
+    assert_non_null(strstr(err.message, "not safe to use"));
+    assert_int_equal(chmod(images, 0755), 0); /* readable by others is fine: not writable */
+    assert_int_equal(sm_image_list(s, &list, &n, NULL), SM_OK);
+    free(list);
+    sm_store_free(s);
+
+    snprintf(rt, sizeof rt, "%s/unsafe-rt", tmp);
+    snprintf(mid, sizeof mid, "%s/supermachine", rt);
+    assert_int_equal(mkdir(rt, 0700), 0);
+    assert_int_equal(mkdir(mid, 0700), 0);
+    assert_int_equal(chmod(mid, 0770), 0);
+    setenv("XDG_RUNTIME_DIR", rt, 1);
+    sm_vm_info *vms = NULL;
+    assert_int_equal(sm_vm_list(NULL, &vms, &n, &err), SM_E_IO);
+    assert_non_null(strstr(err.message, mid));
+    assert_int_equal(assets_vms_dir(out, sizeof out, true, &err), SM_E_IO);
+    assert_int_equal(chmod(mid, 0700), 0);
+    assert_int_equal(assets_vms_dir(out, sizeof out, true, NULL), SM_OK);
+    unsetenv("XDG_RUNTIME_DIR");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_assets_not_found_names_places),
         cmocka_unit_test(test_vms_dir),
         cmocka_unit_test(test_two_stores),
+        cmocka_unit_test(test_unsafe_store_folders_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
