@@ -30,6 +30,7 @@
  * the probe Linux runs (MCR=0x1a must read back MSR&0xf0 = 0x90).
  */
 #include "devices/serial_8250.h"
+#include "base/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -100,6 +101,9 @@ struct serial {
     int out_fd;
     bool out_may_block;   /* a blocking pipe/tty/socket: poll (bounded) before writing */
     bool out_stalled;     /* the last wait timed out: do not wait again until a write succeeds */
+    bool out_is_tty;      /* neutralise control characters */
+    uint64_t out_cap;     /* regular file: the most written to it; 0: no cap */
+    uint64_t out_written;
     struct irq_line *irq;
     bool irq_high;
 
@@ -182,10 +186,31 @@ static void record_output(struct serial *s, uint8_t byte)
  * bytes are dropped without waiting, until a write goes through again: a
  * stopped terminal costs the guest one OUTPUT_WAIT_MS, not one per byte.
  */
+static const char cap_line[] = "\n[supermachine: the console file reached its size limit; later output is not kept]\n";
+
+/* True when the byte may go out; past the file's cap, says so once. */
+static bool within_cap(struct serial *s)
+{
+    if (!s->out_cap || s->out_written < s->out_cap)
+        return true;
+    if (s->out_written == s->out_cap) {
+        (void)!write(s->out_fd, cap_line, sizeof cap_line - 1);
+        s->out_written++;
+    }
+    return false;
+}
+
 static void emit(struct serial *s, uint8_t byte)
 {
     if (s->out_fd < 0)
         return;
+    if (!within_cap(s)) {
+        __atomic_fetch_add(&s->dropped, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    s->out_written++;
+    if (s->out_is_tty && !text_terminal_safe(byte))
+        byte = TEXT_REPLACEMENT;
     for (int attempt = 0; attempt < 3; attempt++) {
         if (s->out_may_block) {
             struct pollfd p = { .fd = s->out_fd, .events = POLLOUT };
@@ -392,6 +417,8 @@ struct serial *serial_create(int out_fd, struct irq_line *irq)
     bool regular = out_fd >= 0 && fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
     s->out_fd = out_fd;
     s->out_may_block = out_fd >= 0 && !regular && fl >= 0 && !(fl & O_NONBLOCK);
+    s->out_is_tty = out_fd >= 0 && isatty(out_fd);
+    s->out_cap = regular ? SERIAL_FILE_CAP : 0;
     s->irq = irq;
     /* Power-on: 115200 baud (divisor 1), 8N1 is the driver's business; lines idle. */
     s->dll = 1;
@@ -443,6 +470,14 @@ static size_t last_lines_start(const char *text, size_t len, int max_lines)
             return i;
     }
     return 0;
+}
+
+void serial_set_file_cap(struct serial *s, uint64_t bytes)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->out_cap)
+        s->out_cap = bytes;
+    pthread_mutex_unlock(&s->lock);
 }
 
 size_t serial_tail(struct serial *s, char *buf, size_t buflen, int max_lines)

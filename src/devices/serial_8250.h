@@ -26,16 +26,25 @@
 #define SERIAL_PORT_COUNT  8      /* bus window: 8 one-byte registers */
 #define SERIAL_RX_FIFO     64     /* bytes serial_push_input can queue */
 #define SERIAL_TAIL_BYTES  8192   /* output kept for serial_tail() */
+/* The most a guest writes into a console file (the VM folder's console.log,
+ * on tmpfs: in memory); past it, one line says so and the rest is dropped
+ * (the tail above still sees it). Terminals and pipes are not capped. */
+#define SERIAL_FILE_CAP    (8u << 20)
 
 struct serial;
 
 /*
  * out_fd: where the guest's output goes (-1 discards it; the ring still
  * keeps it). The fd stays the caller's: serial_destroy does not close it.
- * irq may be NULL. Returns NULL when out of memory.
+ * A regular file gets at most SERIAL_FILE_CAP bytes; a terminal gets every
+ * control character but newline, tab, CR and backspace as '?' (the guest's
+ * bytes must not drive the user's terminal). irq may be NULL. Returns NULL
+ * when out of memory.
  */
 struct serial *serial_create(int out_fd, struct irq_line *irq);
 void serial_destroy(struct serial *s);
+/* Tests: a smaller cap for a regular out_fd than SERIAL_FILE_CAP. */
+void serial_set_file_cap(struct serial *s, uint64_t bytes);
 
 /* Bus ops for the 8-port window; opaque = struct serial *. */
 extern const struct bus_device_ops serial_bus_ops;

@@ -6,6 +6,7 @@
  */
 #include "vmm/run.h"
 #include "base/clock.h"
+#include "base/text.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -31,6 +32,10 @@ static void print_console_tail(struct vm *vm, const char *prog)
 {
     char tail[4096];
     vm_console_tail(vm, tail, sizeof tail, 20);
+    if (isatty(STDERR_FILENO))
+        for (char *c = tail; *c; c++)
+            if (!text_terminal_safe((unsigned char)*c))
+                *c = TEXT_REPLACEMENT;
     if (tail[0])
         fprintf(stderr, "%s: last lines of the guest console:\n%s%s", prog, tail,
                 tail[strlen(tail) - 1] == '\n' ? "" : "\n");

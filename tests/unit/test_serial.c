@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -154,6 +155,68 @@ static void test_output_goes_to_fd(void **state)
     assert_string_equal(buf, "hello\n");
     assert_int_equal(in(f, LSR) & 0x60, 0x60); /* transmitter empty again at once */
     assert_int_equal(serial_dropped_bytes(f->s), 0);
+}
+
+/* A console file stops at its cap with one line saying so; the tail and the
+ * drop count still see everything. */
+static void test_file_output_is_capped(void **state)
+{
+    (void)state;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    struct fake_irq irq = { .line = { .set_level = record_level, .fd = -1 } };
+    irq.line.ctx = &irq;
+    struct fixture f = { .s = serial_create(fileno(tmp), &irq.line) };
+    assert_non_null(f.s);
+    serial_set_file_cap(f.s, 16);
+    out_str(&f, "0123456789abcdef-this-part-is-over-the-cap\n");
+    char got[256] = { 0 };
+    assert_int_equal(fseek(tmp, 0, SEEK_SET), 0);
+    size_t n = fread(got, 1, sizeof got - 1, tmp);
+    assert_true(n > 16);
+    assert_memory_equal(got, "0123456789abcdef", 16);
+    assert_non_null(strstr(got + 16, "size limit"));
+    assert_null(strstr(got, "over-the-cap"));
+    assert_int_equal(serial_dropped_bytes(f.s), strlen("-this-part-is-over-the-cap\n"));
+    char tail[128];
+    serial_tail(f.s, tail, sizeof tail, 0);
+    assert_non_null(strstr(tail, "over-the-cap"));
+    serial_destroy(f.s);
+    fclose(tmp);
+}
+
+/* On a terminal, the guest's control characters arrive as '?': an ESC must
+ * not start a sequence in the user's terminal. */
+static void test_terminal_gets_no_control_characters(void **state)
+{
+    (void)state;
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0)
+        skip();
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    assert_true(slave >= 0);
+    struct termios t;
+    assert_int_equal(tcgetattr(slave, &t), 0);
+    cfmakeraw(&t);
+    assert_int_equal(tcsetattr(slave, TCSANOW, &t), 0);
+    struct fake_irq irq = { .line = { .set_level = record_level, .fd = -1 } };
+    irq.line.ctx = &irq;
+    struct fixture f = { .s = serial_create(slave, &irq.line) };
+    assert_non_null(f.s);
+    out_str(&f, "a\x1b]0;owned\x07" "b\x1b[2Jc\t\xc3\xa9\n");
+    char got[64] = { 0 };
+    size_t n = 0;
+    for (int i = 0; i < 100 && n < 20; i++) {
+        ssize_t r = read(master, got + n, sizeof got - 1 - n);
+        if (r > 0)
+            n += (size_t)r;
+    }
+    assert_string_equal(got, "a?]0;owned?b?[2Jc\t\xc3\xa9\n");
+    serial_destroy(f.s);
+    close(slave);
+    close(master);
 }
 
 static void test_discarded_output_still_in_tail(void **state)
@@ -618,6 +681,8 @@ int main(void)
         T(test_dlab_switches_divisor_latch),
         T(test_fifo_enable_shows_in_iir),
         T(test_output_goes_to_fd),
+        cmocka_unit_test(test_file_output_is_capped),
+        cmocka_unit_test(test_terminal_gets_no_control_characters),
         cmocka_unit_test(test_discarded_output_still_in_tail),
         T(test_full_nonblocking_pipe_drops_and_counts),
         T(test_full_blocking_pipe_does_not_hang),
