@@ -440,7 +440,7 @@ struct vmm_launch {
 };
 
 static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm_vm *vm,
-                         const char *kernel, const char *initrd)
+                         const char *kernel, const char *initrd, const char *disk)
 {
     struct vmm_args *a = &l->args;
     vmm_args_init(a);
@@ -452,6 +452,7 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
     snprintf(l->control_sock, sizeof l->control_sock, "%s/" VM_CONTROL_SOCKET, vm->dir);
     if (cfg->image) {
         a->restore_dir = cfg->image; /* memory and vCPUs come from the snapshot */
+        a->disk = disk[0] ? disk : NULL;
     } else {
         a->kernel = kernel;
         a->initrd = initrd;
@@ -590,9 +591,11 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     if (!cfg || !out)
         return error_set(err, SM_E_INVALID, "sm_vm_start: NULL config or out");
     *out = NULL;
-    char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX];
+    char vmm[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], disk[PATH_MAX];
     sm_code rc = assets_find(ASSET_VMM, vmm, sizeof vmm, err);
-    kernel[0] = initrd[0] = 0;
+    kernel[0] = initrd[0] = disk[0] = 0;
+    if (!rc && cfg->image)
+        rc = image_disk_for_restore(cfg->image, disk, sizeof disk, err);
     if (!rc && !cfg->image)
         rc = vm_config_kernel_path(cfg, kernel, sizeof kernel, err);
     if (!rc && !cfg->image)
@@ -614,7 +617,7 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     if (!rc)
         rc = open_spawn_files(vm, &files, &ready_r, err);
     if (!rc) {
-        build_launch(launch, cfg, vm, kernel, initrd);
+        build_launch(launch, cfg, vm, kernel, initrd, disk);
         rc = vmm_args_format(&launch->args, vmm, &launch->argv)
                  ? spawn_vmm(vm, cfg, launch->argv.argv, &files, err)
                  : error_set(err, SM_E_INVALID, "too many arguments for the VMM");

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "lib/assets.h"
+#include "lib/image.h"
 #include "lib/vm_state.h"
 
 static char tmp[64];
@@ -322,6 +323,59 @@ static void test_unsafe_store_folders_refused(void **state)
     unsetenv("XDG_RUNTIME_DIR");
 }
 
+/* An image's disk link is followed only into the root filesystems of the
+ * store that holds it, and to the file of the digest image.info names. */
+static void test_image_disk_link_checked(void **state)
+{
+    (void)state;
+    char images[PATH_MAX], rootfs[PATH_MAX + 16], img[PATH_MAX + 16], sqfs[PATH_MAX + 96], other[PATH_MAX + 96];
+    char link[PATH_MAX + 32], info[PATH_MAX + 32], out[PATH_MAX];
+    const char *hex = "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12";
+    snprintf(images, sizeof images, "%s/disk-store", tmp);
+    snprintf(rootfs, sizeof rootfs, "%s/.oci", images);
+    assert_int_equal(mkdir(images, 0700), 0);
+    assert_int_equal(mkdir(rootfs, 0700), 0);
+    snprintf(rootfs, sizeof rootfs, "%s/.oci/rootfs", images);
+    assert_int_equal(mkdir(rootfs, 0700), 0);
+    snprintf(sqfs, sizeof sqfs, "%s/%s.sqfs", rootfs, hex);
+    snprintf(other, sizeof other, "%s/elsewhere.sqfs", tmp);
+    FILE *f = fopen(sqfs, "w");
+    fclose(f);
+    f = fopen(other, "w");
+    fclose(f);
+    snprintf(img, sizeof img, "%s/oci-ab12", images);
+    assert_int_equal(mkdir(img, 0700), 0);
+    sm_error err = { 0 };
+    assert_int_equal(image_disk_for_restore(img, out, sizeof out, &err), SM_OK);
+    assert_string_equal(out, ""); /* no disk */
+    snprintf(link, sizeof link, "%s/disk", img);
+    snprintf(info, sizeof info, "%s/image.info", img);
+    assert_int_equal(symlink(sqfs, link), 0);
+    f = fopen(info, "w");
+    fprintf(f, "memory_mib 256\ndigest sha256:%s\n", hex);
+    fclose(f);
+    assert_int_equal(image_disk_for_restore(img, out, sizeof out, &err), SM_OK);
+    assert_string_equal(out, sqfs);
+    /* a link out of the store */
+    unlink(link);
+    assert_int_equal(symlink(other, link), 0);
+    assert_int_equal(image_disk_for_restore(img, out, sizeof out, &err), SM_E_INVALID);
+    assert_non_null(strstr(err.message, "outside the image store"));
+    /* another digest's root filesystem */
+    unlink(link);
+    snprintf(other, sizeof other, "%s/cd34.sqfs", rootfs);
+    f = fopen(other, "w");
+    fclose(f);
+    assert_int_equal(symlink(other, link), 0);
+    assert_int_equal(image_disk_for_restore(img, out, sizeof out, &err), SM_E_INVALID);
+    assert_non_null(strstr(err.message, "not the root filesystem of its digest"));
+    /* not a link at all */
+    unlink(link);
+    f = fopen(link, "w");
+    fclose(f);
+    assert_int_equal(image_disk_for_restore(img, out, sizeof out, &err), SM_E_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_vms_dir),
         cmocka_unit_test(test_two_stores),
         cmocka_unit_test(test_unsafe_store_folders_refused),
+        cmocka_unit_test(test_image_disk_link_checked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
