@@ -86,6 +86,7 @@ typedef struct sm_host_report {
     char kvm_module[32];     /* "kvm_intel", "kvm_amd", "kvm_pvm" or "" */
     char summary[256];       /* one line: what this host is */
     char advice[512];        /* what to do when guests cannot run; "" when they can */
+    char confinement[192];   /* how a VMM is confined here: seccomp filters, or why not */
 } sm_host_report;
 
 /* Examines /dev/kvm, /proc/cpuinfo and /sys/module and fills *out. Returns

@@ -33,6 +33,7 @@ static void print_report(const sm_host_report *r)
     printf("  KVM module      %s\n", r->kvm_module[0] ? r->kvm_module : "(none found in /sys/module)");
     printf("  CPU flags       vmx %s, svm %s, hypervisor %s\n",
            yes_no(r->cpu_vmx), yes_no(r->cpu_svm), yes_no(r->cpu_hypervisor));
+    printf("  confinement     %s\n", r->confinement);
     printf("  verdict         %s\n", r->summary);
     if (r->advice[0])
         printf("  what to do      %s\n", r->advice);

@@ -231,6 +231,24 @@ void host_classify(sm_host_report *r)
         r->kvm_module[0] ? r->kvm_module : "kvm", r->cpu_vmx ? "Intel VT-x" : "AMD-V");
 }
 
+/* Seccomp filters need a kernel built with them: /proc/self/status then
+ * has a Seccomp line. Namespaces and a jailed root are not used yet. */
+static void describe_confinement(sm_host_report *out)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    bool seccomp = false;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        seccomp |= !strncmp(line, "Seccomp:", 8);
+    if (f)
+        fclose(f);
+    const char *off = getenv("SUPERMACHINE_VMM_SECCOMP");
+    snprintf(out->confinement, sizeof out->confinement, "%s; namespaces and a jailed root: not used yet",
+             !seccomp ? "no seccomp in this kernel: VMMs would run unconfined"
+             : off && !strcmp(off, "off") ? "seccomp filters OFF (SUPERMACHINE_VMM_SECCOMP=off)"
+                                          : "a seccomp filter per VMM thread, no_new_privs");
+}
+
 sm_code sm_host_check(sm_host_report *out, sm_error *err)
 {
     if (!out)
@@ -240,6 +258,7 @@ sm_code sm_host_check(sm_host_report *out, sm_error *err)
     read_cpu_flags(out);
     find_kvm_module(out);
     probe_kvm(out);
+    describe_confinement(out);
     host_classify(out);
     if (out->kind != SM_HOST_KVM_HARDWARE)
         return error_set(err, SM_E_UNSUPPORTED, "%s: %s", out->summary, out->advice);
