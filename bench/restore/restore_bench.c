@@ -16,11 +16,15 @@
  *      prints it once started), then killed;
  *   5. host memory of M idle restored VMs (default 50) held at once: private
  *      memory of each supermachine-vmm (Private_Clean + Private_Dirty of
- *      /proc/PID/smaps_rollup), against the guest's memory size.
+ *      /proc/PID/smaps_rollup), against the guest's memory size;
+ *   6. the price of confinement: restore + exec as in 1, alternating VMMs
+ *      with their seccomp filters (the default) and without
+ *      (SUPERMACHINE_VMM_SECCOMP=off), N of each (default 20), p50 of each
+ *      and their ratio.
  * One run of each kind first, uncounted (page cache, first start).
  *
  * usage: restore_bench [--ratios-only] [--restores N] [--boots N] [--idle N]
- *                      SNAPSHOT_DIR KERNEL INITRD
+ *                      [--confine-pairs N] SNAPSHOT_DIR KERNEL INITRD
  *   --ratios-only  no absolute times (under emulation, as in kvmbox, only
  *                  ratios within one run mean anything); memory is printed
  *                  as a fraction of the guest's, and VM exits as counts
@@ -33,6 +37,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,8 +288,8 @@ static void print_ms(const char *label, double p50, double p99)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: restore_bench [--ratios-only] [--restores N] [--boots N] [--idle N] SNAPSHOT_DIR KERNEL "
-                    "INITRD\n");
+    fprintf(stderr, "usage: restore_bench [--ratios-only] [--restores N] [--boots N] [--idle N] [--confine-pairs N]\n"
+                    "                     SNAPSHOT_DIR KERNEL INITRD\n");
     exit(2);
 }
 
@@ -299,7 +304,7 @@ static int count_arg(const char *s, int max)
 
 int main(int argc, char **argv)
 {
-    int restores = 100, boots = 5, idle = 50, split_runs = 10;
+    int restores = 100, boots = 5, idle = 50, split_runs = 10, pairs = 20;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--ratios-only"))
@@ -310,6 +315,8 @@ int main(int argc, char **argv)
             boots = count_arg(argv[++i], 1000);
         else if (!strcmp(argv[i], "--idle") && i + 1 < argc)
             idle = count_arg(argv[++i], 1000);
+        else if (!strcmp(argv[i], "--confine-pairs") && i + 1 < argc)
+            pairs = count_arg(argv[++i], 10000);
         else
             usage();
     }
@@ -416,6 +423,25 @@ int main(int argc, char **argv)
     for (int v = 0; v < held; v++)
         stop_vm(vms[v]);
 
+    /* 6: confined and unconfined VMMs, alternating. */
+    printf("%d restores with the seccomp filters and %d without, alternating\n", pairs, pairs);
+    double *on = calloc((size_t)pairs, sizeof *on), *off = calloc((size_t)pairs, sizeof *off);
+    if (!on || !off)
+        die("calloc", NULL);
+    for (int p = 0; p < 2 * pairs; p++) {
+        bool confined = p % 2 == 0;
+        if (confined)
+            unsetenv("SUPERMACHINE_VMM_SECCOMP");
+        else
+            setenv("SUPERMACHINE_VMM_SECCOMP", "off", 1);
+        double t0 = now_s();
+        vm = start_vm(img);
+        exec_true(vm);
+        (confined ? on : off)[p / 2] = now_s() - t0;
+        stop_vm(vm);
+    }
+    unsetenv("SUPERMACHINE_VMM_SECCOMP");
+
     /* ---- report ---- */
     double r50 = percentile(total, restores, 50), r99 = percentile(total, restores, 99);
     double rd50 = percentile(ready, restores, 50), rd99 = percentile(ready, restores, 99);
@@ -426,6 +452,13 @@ int main(int argc, char **argv)
     print_ms("  start from image to ready", rd50, rd99);
     print_ms("  exec of true", e50, e99);
     printf("  p99 / p50 of start-to-exit                     %8.2f\n", r99 / r50);
+    double on50 = percentile(on, pairs, 50), off50 = percentile(off, pairs, 50);
+    printf("\nthe price of confinement, restore + exec of true, %d of each alternating:\n", pairs);
+    if (!ratios_only) {
+        print_ms("  with the seccomp filters", on50, percentile(on, pairs, 99));
+        print_ms("  without", off50, percentile(off, pairs, 99));
+    }
+    printf("  ratio with / without filters (p50)             %8.3fx\n", on50 / off50);
     printf("\ncold boots (median of %d):\n", boots);
     if (!ratios_only) {
         printf("  %-40s %8.1f ms\n", "ours: start to ready", c50 * 1e3);

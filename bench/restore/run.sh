@@ -5,7 +5,7 @@
 # memory of many idle restored VMs. bench/restore/restore_bench.c says what
 # each figure is.
 #
-#   bench/restore/run.sh [RESTORES [BOOTS [IDLE_VMS]]]   (default 100 5 50)
+#   bench/restore/run.sh [RESTORES [BOOTS [IDLE_VMS [CONFINE_PAIRS]]]]   (default 100 5 50 20)
 #
 # Builds bench/restore/restore_bench against build/lib/libsupermachine.a,
 # bakes a snapshot of the standard guest (256 MiB, 1 vCPU) with
@@ -23,7 +23,8 @@ if [ -z "${KVMBOX:-}" ]; then   # inside the box the tree is read-only: build ou
         build/guest/initramfs.cpio
     mkdir -p build/bench
     cc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -Iinclude \
-        bench/restore/restore_bench.c build/lib/libsupermachine.a -o build/bench/restore_bench -lpthread -lz
+        bench/restore/restore_bench.c build/lib/libsupermachine.a -o build/bench/restore_bench \
+        -lcurl -larchive -ljson-c -lcrypto -lpthread -lz
 fi
 for f in build/guest/bzImage build/guest/initramfs.cpio build/bench/restore_bench; do
     [ -e "$f" ] || { echo "bench/restore: $f is missing; run: make all kernel" >&2; exit 1; }
@@ -43,6 +44,7 @@ command -v qemu-system-x86_64 >/dev/null ||
 restores=${1:-100}
 boots=${2:-5}
 idle=${3:-50}
+pairs=${4:-20}
 ratios=
 [ -n "${KVMBOX:-}" ] && ratios=--ratios-only
 
@@ -58,5 +60,5 @@ echo "bench/restore: snapshot: state $(stat -c %s "$tmp/snap/state") bytes, memo
     "$(( $(stat -c %b "$tmp/snap/memory") * $(stat -c %B "$tmp/snap/memory") >> 20 )) MiB allocated of" \
     "$(( $(stat -c %s "$tmp/snap/memory") >> 20 )) MiB"
 [ -n "${KVMBOX:-}" ] && echo "bench/restore: inside tools/kvmbox (emulated host): ratios only"
-build/bench/restore_bench $ratios --restores "$restores" --boots "$boots" --idle "$idle" \
+build/bench/restore_bench $ratios --restores "$restores" --boots "$boots" --idle "$idle" --confine-pairs "$pairs" \
     "$tmp/snap" build/guest/bzImage build/guest/initramfs.cpio
