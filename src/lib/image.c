@@ -15,6 +15,7 @@
  * renames it, so a half-baked image is never seen under its name.
  */
 #include "lib/image.h"
+#include "lib/image_info.h"
 #include "base/file.h"
 
 #include <dirent.h>
@@ -39,11 +40,9 @@
 #include "protocol/vmm.h"
 #include "lib/vm_state.h"
 #include "lib/store.h"
-#include "image/digest.h"
 
 extern char **environ;
 
-#define IMAGE_INFO "image.info"
 #define IMAGE_OCI_CONFIG "oci-config.json"
 #define BAKE_LOG_TAIL 400
 
@@ -186,81 +185,6 @@ sm_code sm_image_remove(const sm_store *store, const char *name, sm_error *err)
     return remove_tree(dir, err);
 }
 
-static void read_info(const char *dir, sm_image_info *info)
-{
-    char p[PATH_MAX];
-    FILE *f = join(p, sizeof p, dir, IMAGE_INFO) ? fopen(p, "re") : NULL;
-    if (!f)
-        return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        char *value = strchr(line, ' ');
-        if (!value)
-            continue;
-        *value++ = 0;
-        if (!strcmp(line, "memory_mib"))
-            info->memory_mib = (uint32_t)strtoul(value, NULL, 10);
-        else if (!strcmp(line, "cpus"))
-            info->cpus = (uint32_t)strtoul(value, NULL, 10);
-        else if (!strcmp(line, "created_unix"))
-            info->created_unix = strtoll(value, NULL, 10);
-        else if (!strcmp(line, "ref"))
-            snprintf(info->ref, sizeof info->ref, "%s", value);
-        else if (!strcmp(line, "digest"))
-            snprintf(info->digest, sizeof info->digest, "%s", value);
-    }
-    fclose(f);
-}
-
-/* Whether file's folder is root, resolved (both are absolute, real paths). */
-static bool in_folder(const char *file, const char *root)
-{
-    size_t n = strlen(root);
-    return !strncmp(file, root, n) && file[n] == '/' && !strchr(file + n + 1, '/');
-}
-
-/* IMAGES/.oci/rootfs, resolved; false when it does not exist. */
-static bool rootfs_folder(const char *images, char *out)
-{
-    char p[PATH_MAX];
-    return snprintf(p, sizeof p, "%s/.oci/rootfs", images) < (int)sizeof p && realpath(p, out);
-}
-
-sm_code image_disk_for_restore(const char *image_dir, char *out, size_t cap, sm_error *err)
-{
-    char link[PATH_MAX], real[PATH_MAX], parent[PATH_MAX], here[PATH_MAX], fallback[PATH_MAX];
-    struct stat st;
-    out[0] = 0;
-    if (!join(link, sizeof link, image_dir, "disk"))
-        return error_set(err, SM_E_LIMIT, "image path too long");
-    if (lstat(link, &st) < 0)
-        return errno == ENOENT ? SM_OK : error_set_errno(err, SM_E_IO, errno, "cannot examine %s", link);
-    if (!S_ISLNK(st.st_mode) || !realpath(link, real) || stat(real, &st) < 0 || !S_ISREG(st.st_mode))
-        return error_set(err, SM_E_INVALID, "the image's disk %s is not a link to a root filesystem file", link);
-    snprintf(parent, sizeof parent, "%s", image_dir);
-    char *slash = strrchr(parent, '/');
-    if (slash)
-        *slash = 0;
-    bool ok = rootfs_folder(parent, here) && in_folder(real, here);
-    if (!ok && store_images_dir(NULL, parent, sizeof parent, NULL) == SM_OK)
-        ok = rootfs_folder(parent, fallback) && in_folder(real, fallback);
-    if (!ok)
-        return error_set(err, SM_E_INVALID, "the image's disk leads to %s, outside the image store's root "
-                         "filesystems: refused", real);
-    sm_image_info info = { 0 };
-    read_info(image_dir, &info);
-    char want[128];
-    if (info.digest[0] && snprintf(want, sizeof want, "%s.sqfs", oci_digest_hex(info.digest)) < (int)sizeof want &&
-        strcmp(strrchr(real, '/') + 1, want))
-        return error_set(err, SM_E_INVALID, "the image's disk is %s, not the root filesystem of its digest %s",
-                         real, info.digest);
-    if (strlen(real) >= cap)
-        return error_set(err, SM_E_LIMIT, "disk path too long");
-    memcpy(out, real, strlen(real) + 1);
-    return SM_OK;
-}
-
 static uint64_t disk_bytes(const char *dir)
 {
     uint64_t total = 0;
@@ -309,7 +233,7 @@ sm_code sm_image_list(const sm_store *store, sm_image_info **list, size_t *count
         sm_image_info *info = &(*list)[(*count)++];
         memset(info, 0, sizeof *info);
         memcpy(info->name, e->d_name, strlen(e->d_name) + 1); /* valid_name: at most 64 bytes */
-        read_info(dir, info);
+        image_info_read(dir, info);
         info->disk_bytes = disk_bytes(dir);
     }
     closedir(d);

@@ -29,13 +29,6 @@ sm_code image_named_dir(const sm_store *store, const char *name, char *out, size
 /* sm_image_from_snapshot for an image of this store (NULL: default): VMs
  * restored from it keep their state in the store. */
 sm_code image_open_dir(const sm_store *store, const char *dir, sm_image **out, sm_error *err);
-/* The disk an image's VMs get, checked: the image folder's `disk` link must
- * lead to a root filesystem of an OCI store (IMAGES/.oci/rootfs/HEX.sqfs, in
- * the images folder that holds the image or in the default one) and, when
- * image.info names the image's digest, to that digest's file. out is "" for
- * an image with no disk. The VMM is then given the file (--disk), so it
- * never follows a link it was handed. */
-sm_code image_disk_for_restore(const char *image_dir, char *out, size_t cap, sm_error *err);
 /* What sm_vm_config_image sets: the snapshot folder to restore (NULL: boot)
  * and the VM folder of the image's store (NULL: the default). */
 sm_code vm_config_set_image(sm_vm_config *cfg, const char *dir, const char *vms);

@@ -16,6 +16,7 @@
 #include "lib/vm_net.h"
 #include "base/clock.h"
 #include "lib/image.h"
+#include "lib/image_info.h"
 #include "base/error.h"
 #include "lib/vm_state.h"
 #include "protocol/agent_conn.h"

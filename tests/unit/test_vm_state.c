@@ -20,7 +20,7 @@
 #include <cmocka.h>
 
 #include "lib/assets.h"
-#include "lib/image.h"
+#include "lib/image_info.h"
 #include "lib/vm_state.h"
 
 static char tmp[64];
