@@ -6,6 +6,7 @@
 #include "lib/image_info.h"
 #include "lib/store.h"
 #include "base/error.h"
+#include "base/file.h"
 #include "image/digest.h"
 
 #include <errno.h>
@@ -14,13 +15,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void image_info_read(const char *dir, sm_image_info *info)
 {
     char p[PATH_MAX];
-    FILE *f = snprintf(p, sizeof p, "%s/" IMAGE_INFO, dir) < (int)sizeof p ? fopen(p, "re") : NULL;
-    if (!f)
+    struct stat st;
+    /* Not through a link, and never waiting on a FIFO planted there. */
+    int fd = snprintf(p, sizeof p, "%s/" IMAGE_INFO, dir) < (int)sizeof p ? file_open_read(p, false, false, &st) : -1;
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
         return;
+    }
     char line[512];
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
