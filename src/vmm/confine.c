@@ -42,6 +42,7 @@ static const int every_thread[] = {
     SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn), SCMP_SYS(restart_syscall),
     SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep),
     SCMP_SYS(sched_yield), SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(getrandom),
+    SCMP_SYS(geteuid), /* SO_PEERCRED: is the peer this process's user? */
     SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(statx), SCMP_SYS(poll), SCMP_SYS(ppoll),
     SCMP_SYS(exit), SCMP_SYS(exit_group),
 };
