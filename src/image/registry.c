@@ -23,14 +23,17 @@
  * ones from its challenge (a token, or Basic) and try once more; a second
  * 401 is "authentication failed". Tokens are reused for later requests (a
  * 401 on an expired one gets a fresh one). A blob download that breaks
- * after receiving bytes is resumed up to 3 times. Bodies are bounded: a
- * manifest 4 MiB, a token reply or an error body 64 KiB, a blob its size.
+ * after receiving bytes is resumed up to 3 times (not one we stopped: a
+ * failed write, a cap). Bodies are bounded: a manifest 4 MiB, a token
+ * reply or an error body 64 KiB, a blob its size, the layers of one image
+ * together the cap on its compressed bytes (registry_budget).
  * Time is bounded too: 30 s to connect; less than 1 KiB/s for 60 s ends a
  * transfer; a manifest or token request has 120 s in all.
  */
 #include "image/registry.h"
 
 #include "image/blob_store.h"
+#include "image/disk_space.h"
 #include "image/oci_manifest.h"
 #include "base/error.h"
 
@@ -78,6 +81,7 @@ struct response {
     size_t len, max;
     bool too_long;
     struct blob_writer *blob;      /* 2xx bodies of blob requests go here */
+    struct registry_budget *budget; /* ... and count against this, when set */
     uint64_t range_start;          /* >0: we asked for bytes range_start- */
     bool blob_started;
     sm_error write_err;            /* why a callback stopped the transfer */
@@ -190,13 +194,31 @@ static sm_code start_blob_body(struct response *r)
     return r->blob->written ? blob_writer_restart(r->blob, &r->write_err) : SM_OK;
 }
 
+/* Counts n more bytes of blob against the budget, if any. */
+static sm_code spend(struct response *r, size_t n)
+{
+    struct registry_budget *b = r->budget;
+    if (!b)
+        return SM_OK;
+    if (n > b->limit - b->used) {
+        char cap[SIZE_TEXT_MAX];
+        size_text(b->limit, cap);
+        return error_set(&r->write_err, SM_E_LIMIT,
+                         "%s: stopped: %s sent more than %s (%llu bytes) for the image's layers, "
+                         "the cap on its compressed bytes",
+                         r->what, r->client->host, cap, (unsigned long long)b->limit);
+    }
+    b->used += n;
+    return SM_OK;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     struct response *r = ud;
     size_t n = size * nmemb;
     r->received += n;
     if (r->blob && r->status >= 200 && r->status < 300) {
-        if ((!r->blob_started && start_blob_body(r)) ||
+        if ((!r->blob_started && start_blob_body(r)) || spend(r, n) ||
             blob_writer_write(r->blob, data, n, &r->write_err)) {
             r->write_failed = true;
             return 0;
@@ -761,7 +783,8 @@ static sm_code fetch_blob_once(struct registry_client *c, const char *url, struc
 }
 
 sm_code registry_fetch_blob(struct registry_client *c, const char *store_dir, const char *digest,
-                            uint64_t size, const char *what, uint64_t *downloaded, sm_error *err)
+                            uint64_t size, const char *what, struct registry_budget *budget,
+                            uint64_t *downloaded, sm_error *err)
 {
     if (downloaded)
         *downloaded = 0;
@@ -776,14 +799,16 @@ sm_code registry_fetch_blob(struct registry_client *c, const char *store_dir, co
         blob_writer_close(&w);
         return error_set(err, SM_E_NOMEM, "out of memory");
     }
-    struct response r = {.client = c, .what = what, .blob = &w, .total = size};
+    struct response r = {.client = c, .what = what, .blob = &w, .budget = budget, .total = size};
     response_reset(&r, REGISTRY_ERROR_BODY_MAX);
     for (int tries = 0;; tries++) {
         rc = fetch_blob_once(c, url, &w, &r, err);
         if (downloaded)
             *downloaded += r.received;
-        /* A connection that broke after bytes arrived: resume. */
-        bool broke = (rc == SM_E_IO || rc == SM_E_TIMEOUT) && r.received > 0 && w.written < size;
+        /* A connection that broke after bytes arrived: resume. Not when
+         * we stopped it (a write failed: the disk is full, say). */
+        bool broke = (rc == SM_E_IO || rc == SM_E_TIMEOUT) && !r.write_failed &&
+                     r.received > 0 && w.written < size;
         if (!broke || tries + 1 >= BLOB_RESUME_TRIES)
             break;
     }

@@ -40,12 +40,22 @@ void registry_close(struct registry_client *c);
 sm_code registry_get_manifest(struct registry_client *c, const char *target, char **body,
                               size_t *len, char content_type[128], sm_error *err);
 
+/* Bytes of blobs a pull may still receive (the cap on an image's
+ * compressed bytes): every body byte of a blob counts, bytes sent again
+ * (a server ignoring Range) too. */
+struct registry_budget {
+    uint64_t limit;
+    uint64_t used;
+};
+
 /* GET /v2/<name>/blobs/<digest> into the store, resuming a .partial with a
  * Range request, verified against digest and size; `what` names the blob
  * in messages ("layer sha256:0123..."). A blob already in the store is not
- * fetched. *downloaded (may be NULL) gets the bytes received. */
+ * fetched. With a budget (may be NULL), bytes past budget->limit stop the
+ * transfer: SM_E_LIMIT. *downloaded (may be NULL) gets the bytes received. */
 sm_code registry_fetch_blob(struct registry_client *c, const char *store_dir, const char *digest,
-                            uint64_t size, const char *what, uint64_t *downloaded, sm_error *err);
+                            uint64_t size, const char *what, struct registry_budget *budget,
+                            uint64_t *downloaded, sm_error *err);
 
 /* ---- credentials from a docker config.json ("auths" -> host -> "auth",
  * base64 of "user:password"). Keys may carry a scheme and a path

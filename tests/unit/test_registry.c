@@ -55,6 +55,7 @@ struct fake {
     bool token_needs_credentials;
     bool ignore_range;
     size_t cut_after;   /* >0: close the layer's body after this many bytes */
+    size_t cut_first;   /* >0: the same, for the first layer request only */
     bool corrupt_layer; /* flip a byte */
     bool long_layer;    /* send bytes past its size */
     bool slow_layer;    /* send it in 16 KiB pieces, 3 ms apart */
@@ -65,6 +66,7 @@ struct fake {
 };
 
 static struct fake *fk; /* the one server of this process */
+static uint64_t pull_cap; /* the pulls' cap on compressed bytes (0: the default) */
 
 /* ---- the scripted server --------------------------------------------------- */
 
@@ -187,6 +189,9 @@ static void serve_layer(int fd, const char *req)
     }
     fk->layer_gets++;
     fk->layer_copy = body;
+    size_t cut = fk->cut_after ? fk->cut_after
+                 : fk->cut_first && fk->layer_gets == 1 ? fk->cut_first
+                                                        : SIZE_MAX;
     const char *range = header_value(req, "Range");
     unsigned long long start = 0;
     if (range) {
@@ -197,11 +202,9 @@ static void serve_layer(int fd, const char *req)
         char extra[128];
         snprintf(extra, sizeof extra, "Content-Range: bytes %llu-%zu/%zu\r\n", start, len - 1,
                  len);
-        respond(fd, 206, "application/octet-stream", extra, body + start, len - start,
-                fk->cut_after ? fk->cut_after : SIZE_MAX);
+        respond(fd, 206, "application/octet-stream", extra, body + start, len - start, cut);
     } else {
-        respond(fd, 200, "application/octet-stream", NULL, body, len,
-                fk->cut_after ? fk->cut_after : SIZE_MAX);
+        respond(fd, 200, "application/octet-stream", NULL, body, len, cut);
     }
     free(body);
 }
@@ -385,7 +388,8 @@ static int reset(void **state)
     fk->token_needs_credentials = fk->ignore_range = fk->corrupt_layer = fk->long_layer = false;
     fk->slow_layer = false;
     fk->layer_gets = 0;
-    fk->cut_after = 0;
+    fk->cut_after = fk->cut_first = 0;
+    pull_cap = 0;
     fk->manifest_gets = fk->blob_gets = fk->token_gets = fk->range_gets = fk->unauthorized = 0;
     pthread_mutex_unlock(&fk->lock);
     return 0;
@@ -396,8 +400,11 @@ static sm_code pull(const char *tag, const char *user, const char *password,
 {
     char ref[128];
     snprintf(ref, sizeof ref, "127.0.0.1:%d/t%s%s", fk->port, tag[0] == '@' ? "" : ":", tag);
-    struct oci_fetch_options opt = {
-        .store_dir = fk->store, .plain_http = true, .username = user, .password = password};
+    struct oci_fetch_options opt = {.store_dir = fk->store,
+                                    .plain_http = true,
+                                    .username = user,
+                                    .password = password,
+                                    .max_compressed = pull_cap};
     memset(err, 0, sizeof *err);
     return oci_fetch(ref, &opt, out, err);
 }
@@ -628,6 +635,53 @@ static void test_bad_blobs(void **state)
     assert_false(blob_store_has(fk->store, fk->layer_digest, BLOB_SIZE_UNKNOWN));
 }
 
+/* Layers adding up to more than the cap: refused before any blob is asked
+ * for; at the cap exactly, pulled. */
+static void test_download_cap(void **state)
+{
+    (void)state;
+    pull_cap = LAYER_SIZE - 1;
+    char want[160];
+    snprintf(want, sizeof want,
+             "the image's layers are 195.3 KiB compressed (%d bytes), more than the cap of "
+             "195.3 KiB (%d bytes)",
+             LAYER_SIZE, LAYER_SIZE - 1);
+    expect_pull_fails("single", SM_E_LIMIT, want);
+    assert_int_equal(fk->blob_gets, 0);
+    assert_int_equal(partial_size(), UINT64_MAX);
+    pull_cap = LAYER_SIZE;
+    struct oci_fetched out;
+    sm_error err;
+    if (pull("single", NULL, NULL, &out, &err) != SM_OK)
+        fail_msg("%s", err.message);
+    oci_fetched_free(&out);
+}
+
+/* Within the cap by the manifest, past it by what the registry sends: the
+ * first answer breaks after 150000 bytes, the resumed one ignores Range and
+ * sends the whole layer again. The cap stops it as the bytes arrive. */
+static void test_download_cap_counts_what_arrives(void **state)
+{
+    (void)state;
+    pull_cap = LAYER_SIZE + 10000;
+    fk->cut_first = 150000;
+    fk->ignore_range = true;
+    char want[160];
+    snprintf(want, sizeof want, "stopped: 127.0.0.1:%d sent more than 205.0 KiB (%d bytes) for the image's layers",
+             fk->port, LAYER_SIZE + 10000);
+    expect_pull_fails("single", SM_E_LIMIT, want);
+    assert_int_equal(fk->layer_gets, 2); /* no third try: the cap is not a broken connection */
+    assert_false(blob_store_has(fk->store, fk->layer_digest, BLOB_SIZE_UNKNOWN));
+    /* the default cap: the same registry's layer arrives whole */
+    pull_cap = 0;
+    struct oci_fetched out;
+    sm_error err;
+    if (pull("single", NULL, NULL, &out, &err) != SM_OK)
+        fail_msg("%s", err.message);
+    oci_fetched_free(&out);
+    assert_true(blob_store_has(fk->store, fk->layer_digest, LAYER_SIZE));
+}
+
 static void test_missing_ca_file(void **state)
 {
     (void)state;
@@ -688,6 +742,8 @@ int main(void)
         cmocka_unit_test_setup(test_resume_after_broken_transfers, reset),
         cmocka_unit_test_setup(test_server_ignoring_range, reset),
         cmocka_unit_test_setup(test_bad_blobs, reset),
+        cmocka_unit_test_setup(test_download_cap, reset),
+        cmocka_unit_test_setup(test_download_cap_counts_what_arrives, reset),
         cmocka_unit_test_setup(test_missing_ca_file, reset),
         cmocka_unit_test_setup(test_manifest_errors, reset),
     };
