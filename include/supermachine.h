@@ -538,6 +538,8 @@ SM_API sm_code sm_pull_options_progress(sm_pull_options *o, sm_progress_fn fn, v
  * device" and leaves no image behind. 0 is SM_E_INVALID. */
 #define SM_PULL_DEFAULT_MAX_COMPRESSED (8ull << 30)
 #define SM_PULL_DEFAULT_MAX_UNPACKED (32ull << 30)
+SM_API sm_code sm_pull_options_max_compressed_bytes(sm_pull_options *o, uint64_t bytes);
+SM_API sm_code sm_pull_options_max_unpacked_bytes(sm_pull_options *o, uint64_t bytes);
 /* Pulls ref as needed and bakes it with cfg's memory and vCPUs (NULL:
  * defaults). opt may be NULL. */
 SM_API sm_code sm_image_from_oci(const sm_store *store, const char *ref, const sm_pull_options *opt,

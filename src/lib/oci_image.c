@@ -122,6 +122,22 @@ sm_code sm_pull_options_progress(sm_pull_options *o, sm_progress_fn fn, void *ct
     return SM_OK;
 }
 
+sm_code sm_pull_options_max_compressed_bytes(sm_pull_options *o, uint64_t bytes)
+{
+    if (!o || !bytes)
+        return SM_E_INVALID;
+    o->max_compressed = bytes;
+    return SM_OK;
+}
+
+sm_code sm_pull_options_max_unpacked_bytes(sm_pull_options *o, uint64_t bytes)
+{
+    if (!o || !bytes)
+        return SM_E_INVALID;
+    o->max_unpacked = bytes;
+    return SM_OK;
+}
+
 /* ---- paths ------------------------------------------------------------------ */
 
 struct oci_paths {
