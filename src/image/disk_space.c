@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/statvfs.h>
 
 void size_text(uint64_t n, char out[SIZE_TEXT_MAX])
@@ -31,6 +32,15 @@ void size_text(uint64_t n, char out[SIZE_TEXT_MAX])
     else /* rounded down, so that "less than the cap" never reads as equal */
         snprintf(out, SIZE_TEXT_MAX, "%llu.%llu %s", (unsigned long long)whole,
                  (unsigned long long)((n % unit) * 10 / unit), units[u]);
+}
+
+void size_text_exact(uint64_t n, char out[SIZE_TEXT_MAX])
+{
+    size_text(n, out);
+    if (n >= 1024) {
+        size_t used = strlen(out);
+        snprintf(out + used, SIZE_TEXT_MAX - used, " (%llu bytes)", (unsigned long long)n);
+    }
 }
 
 static uint64_t available(const struct statvfs *v)

@@ -22,6 +22,9 @@
 /* "8 GiB", "1.5 MiB", "1000 bytes": the largest binary unit n reaches, with
  * one decimal when n is not a whole number of it. */
 void size_text(uint64_t n, char out[SIZE_TEXT_MAX]);
+/* The same, with the exact count after a rounded one: "1.1 MiB (1231872
+ * bytes)"; "71 bytes" alone. For caps, where the last byte matters. */
+void size_text_exact(uint64_t n, char out[SIZE_TEXT_MAX]);
 
 /* Bytes an unprivileged writer may still put on the file system of path
  * (statvfs: f_bavail blocks of f_frsize; root may have a little more). */

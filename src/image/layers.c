@@ -912,12 +912,11 @@ static sm_code count_unpacked(struct merge *m, struct archive_entry *e)
         return SM_OK;
     }
     char cap[SIZE_TEXT_MAX];
-    size_text(m->max_unpacked, cap);
+    size_text_exact(m->max_unpacked, cap);
     return entry_fail(m, SM_E_LIMIT,
-                      "the layers unpack to more than %s (%llu bytes), the cap on an image's "
-                      "unpacked bytes: %llu bytes of files before this one, and it has %lld",
-                      cap, (unsigned long long)m->max_unpacked, (unsigned long long)m->unpacked,
-                      (long long)size);
+                      "the layers unpack to more than %s, the cap on an image's unpacked bytes: "
+                      "%llu bytes of files before this one, and it has %lld",
+                      cap, (unsigned long long)m->unpacked, (long long)size);
 }
 
 /* Pass 1 over layer k. */

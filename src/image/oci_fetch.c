@@ -123,12 +123,12 @@ sm_code fetch_check_cap(const struct oci_fetch_options *opt, uint64_t total, sm_
     if (total <= cap)
         return SM_OK;
     char total_text[SIZE_TEXT_MAX], cap_text[SIZE_TEXT_MAX];
-    size_text(total, total_text);
-    size_text(cap, cap_text);
+    size_text_exact(total, total_text);
+    size_text_exact(cap, cap_text);
     return error_set(err, SM_E_LIMIT,
-                     "the image's layers are %s compressed (%llu bytes), more than the cap of %s "
-                     "(%llu bytes) on an image's compressed bytes; raise the cap to pull it",
-                     total_text, (unsigned long long)total, cap_text, (unsigned long long)cap);
+                     "the image's layers are %s compressed, more than the cap of %s on an "
+                     "image's compressed bytes; raise the cap to pull it",
+                     total_text, cap_text);
 }
 
 sm_code fetch_check_room(const struct oci_fetch_options *opt, uint64_t need, sm_error *err)

@@ -287,10 +287,9 @@ static void test_download_cap_layout(void **state)
     snprintf(ref, sizeof ref, "oci:%s", f->layout);
     assert_int_equal(oci_fetch(ref, &opt, &out, &err), SM_E_LIMIT);
     snprintf(want, sizeof want,
-             "the image's layers are %llu bytes compressed (%llu bytes), more than the cap of "
-             "%llu bytes (%llu bytes)",
-             (unsigned long long)total, (unsigned long long)total,
-             (unsigned long long)total - 1, (unsigned long long)total - 1);
+             "the image's layers are %llu bytes compressed, more than the cap of %llu bytes on an "
+             "image's compressed bytes",
+             (unsigned long long)total, (unsigned long long)total - 1);
     if (!strstr(err.message, want))
         fail_msg("%s", err.message);
     int blobs, others;

@@ -191,7 +191,7 @@ static void test_compressed_cap(void **state)
     sm_error err;
     assert_int_equal(pull(f, o, &err), SM_E_LIMIT);
     char want[160];
-    snprintf(want, sizeof want, "(%llu bytes), more than the cap of", (unsigned long long)f->layers_size);
+    snprintf(want, sizeof want, "(%llu bytes) compressed, more than the cap of", (unsigned long long)f->layers_size);
     assert_non_null(strstr(err.message, want));
     assert_int_equal(rootfs_files(f), 0);
     sm_pull_options_free(o);

@@ -643,8 +643,8 @@ static void test_download_cap(void **state)
     pull_cap = LAYER_SIZE - 1;
     char want[160];
     snprintf(want, sizeof want,
-             "the image's layers are 195.3 KiB compressed (%d bytes), more than the cap of "
-             "195.3 KiB (%d bytes)",
+             "the image's layers are 195.3 KiB (%d bytes) compressed, more than the cap of "
+             "195.3 KiB (%d bytes) on an image's compressed bytes",
              LAYER_SIZE, LAYER_SIZE - 1);
     expect_pull_fails("single", SM_E_LIMIT, want);
     assert_int_equal(fk->blob_gets, 0);
