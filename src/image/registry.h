@@ -8,6 +8,7 @@
 
 #include "image/digest.h"
 #include "image/reference.h"
+#include "image/registry_headers.h" /* the header parsers; registry_parse_challenge */
 #include "supermachine.h"
 
 #include <stdbool.h>
@@ -68,15 +69,5 @@ sm_code docker_config_credentials(const char *json, size_t len, const char *regi
 /* The same from $DOCKER_CONFIG/config.json, else ~/.docker/config.json.
  * SM_E_NOTFOUND when there is no file or no entry. */
 sm_code docker_config_lookup(const char *registry, char **user, char **password, sm_error *err);
-
-/* Parses a WWW-Authenticate challenge (exposed for tests): the scheme
- * ("Bearer" / "Basic") and the realm, service and scope parameters. */
-struct auth_challenge {
-    char scheme[16];
-    char realm[1024];
-    char service[1024];
-    char scope[1024];
-};
-sm_code registry_parse_challenge(const char *header, struct auth_challenge *out, sm_error *err);
 
 #endif
