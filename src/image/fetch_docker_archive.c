@@ -39,7 +39,10 @@
 #define ARCHIVE_CHUNK (256u << 10)
 #define ARCHIVE_JSON_KEEP (16u << 20) /* *.json bytes kept from the first pass */
 #define ARCHIVE_JSON_FILES 64
-#define ARCHIVE_MAX_FILES 100000 /* regular files whose sizes pass 1 keeps */
+/* Regular files whose sizes pass 1 keeps: a `docker save` tar holds about
+ * three a layer (VERSION, json, layer.tar; or blobs), so this is above what
+ * OCI_MAX_LAYERS layers need, and bounds the lookups of the sizes. */
+#define ARCHIVE_MAX_FILES 16384
 
 struct archive_link {
     char *name;   /* normalized entry name */
