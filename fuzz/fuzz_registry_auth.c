@@ -1,8 +1,9 @@
 /*
  * libFuzzer target: what a registry or a user's files feed the registry
- * client's parsers (src/image/registry.c): WWW-Authenticate challenges (a
- * hostile registry) and docker config.json credentials. The first byte
- * picks which; the rest is the input.
+ * client's parsers: WWW-Authenticate challenges (a hostile registry;
+ * src/image/registry_headers.c, where fuzz_registry_headers meets them
+ * inside whole header blocks too) and docker config.json credentials
+ * (src/image/registry.c). The first byte picks which; the rest is the input.
  *
  *   build/fuzz/fuzz_registry_auth -max_total_time=20 fuzz/corpus/fuzz_registry_auth
  */

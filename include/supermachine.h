@@ -517,6 +517,30 @@ SM_API sm_code sm_pull_options_credentials(sm_pull_options *o, const char *user,
  * before (`supermachine pull`). Default off. */
 SM_API sm_code sm_pull_options_refresh(sm_pull_options *o, bool on);
 SM_API sm_code sm_pull_options_progress(sm_pull_options *o, sm_progress_fn fn, void *ctx);
+/* Caps on what one image may cost, so that a hostile or mistaken image
+ * cannot fill the disk (SM_E_LIMIT names the cap when one is passed):
+ *  - compressed: the sum of the image's layer sizes as its manifest gives
+ *    them (a docker-archive: as its tar gives them), checked before any
+ *    layer is fetched, and the layer bytes that arrive (a registry that
+ *    sends more than a layer's size, or more in all than the cap, is
+ *    stopped). Default SM_PULL_DEFAULT_MAX_COMPRESSED, 8 GiB: above all but
+ *    the very largest images (those with GPU toolkits run to a few GiB),
+ *    and small enough that a runaway pull stops long before most disks
+ *    fill.
+ *  - unpacked: the sum of the sizes of the files in all the layers, as
+ *    their tar headers give them, counted while the layers are flattened
+ *    and before each file's data is decompressed (so a decompression bomb
+ *    stops at once, naming the layer). Default SM_PULL_DEFAULT_MAX_UNPACKED,
+ *    32 GiB: four times the compressed cap, as gzip'd layers commonly
+ *    unpack to two or three times their size (a bomb, to a thousand).
+ * Free space is checked too: the image store's file system must hold the
+ * layers still to be fetched, and twice their compressed total before the
+ * root filesystem is built; a full disk is reported as "No space left on
+ * device" and leaves no image behind. 0 is SM_E_INVALID. */
+#define SM_PULL_DEFAULT_MAX_COMPRESSED (8ull << 30)
+#define SM_PULL_DEFAULT_MAX_UNPACKED (32ull << 30)
+SM_API sm_code sm_pull_options_max_compressed_bytes(sm_pull_options *o, uint64_t bytes);
+SM_API sm_code sm_pull_options_max_unpacked_bytes(sm_pull_options *o, uint64_t bytes);
 /* Pulls ref as needed and bakes it with cfg's memory and vCPUs (NULL:
  * defaults). opt may be NULL. */
 SM_API sm_code sm_image_from_oci(const sm_store *store, const char *ref, const sm_pull_options *opt,

@@ -1,5 +1,7 @@
 #include "cli/pull_options.h"
 
+#include "base/number.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +38,29 @@ static sm_code apply_credentials(const char *prog, const char *user, sm_pull_opt
     return rc;
 }
 
+/* PULL_OPTIONS_HELP states the library's defaults. */
+_Static_assert(SM_PULL_DEFAULT_MAX_COMPRESSED == 8ull << 30, "--max-download's help says 8G");
+_Static_assert(SM_PULL_DEFAULT_MAX_UNPACKED == 32ull << 30, "--max-unpacked's help says 32G");
+
+/* --max-download SIZE, --max-unpacked SIZE. */
+static bool apply_cap(const char *prog, int c, const char *arg, sm_pull_options *o)
+{
+    const char *flag = c == PULL_FLAG_MAX_DOWNLOAD ? "--max-download" : "--max-unpacked";
+    uint64_t bytes;
+    if (!number_bytes(arg, &bytes)) {
+        fprintf(stderr,
+                "%s: %s wants a size: a whole number of bytes above 0, or one with K, M, G or T "
+                "after it (8G), not '%s'\n",
+                prog, flag, arg);
+        return false;
+    }
+    sm_code rc = c == PULL_FLAG_MAX_DOWNLOAD ? sm_pull_options_max_compressed_bytes(o, bytes)
+                                             : sm_pull_options_max_unpacked_bytes(o, bytes);
+    if (rc)
+        fprintf(stderr, "%s: %s: %s\n", prog, flag, sm_strerror(rc));
+    return rc == SM_OK;
+}
+
 bool pull_flag_apply(const char *prog, int c, const char *arg, sm_pull_options **o)
 {
     if (!ensure(o)) {
@@ -45,6 +70,8 @@ bool pull_flag_apply(const char *prog, int c, const char *arg, sm_pull_options *
     sm_code rc = SM_E_INVALID;
     if (c == PULL_FLAG_USERNAME)
         return apply_credentials(prog, arg, *o) == SM_OK;
+    if (c == PULL_FLAG_MAX_DOWNLOAD || c == PULL_FLAG_MAX_UNPACKED)
+        return apply_cap(prog, c, arg, *o);
     if (c == PULL_FLAG_PLAIN_HTTP)
         rc = sm_pull_options_plain_http(*o, true);
     else if (c == PULL_FLAG_CA_FILE)

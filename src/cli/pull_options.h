@@ -12,20 +12,28 @@
     "  --plain-http         talk http:// to the registry (a local test registry)\n" \
     "  --ca-file FILE       trust this CA bundle too, for the registry's HTTPS\n" \
     "  --username U         basic auth as U, the password read from standard input\n" \
-    "                       (default: ~/.docker/config.json, else anonymous)\n"
+    "                       (default: ~/.docker/config.json, else anonymous)\n" \
+    "  --max-download SIZE  refuse an image whose layers are more than SIZE\n" \
+    "                       compressed (default 8G; SIZE in bytes, or with K, M, G, T)\n" \
+    "  --max-unpacked SIZE  stop when its layers' files add up to more than SIZE\n" \
+    "                       (default 32G)\n"
 
 enum pull_flag {
     PULL_FLAG_PLAIN_HTTP = FLAG_BLOCK_PULL,
     PULL_FLAG_CA_FILE,
     PULL_FLAG_USERNAME,
-    PULL_FLAG_LAST = PULL_FLAG_USERNAME,
+    PULL_FLAG_MAX_DOWNLOAD,
+    PULL_FLAG_MAX_UNPACKED,
+    PULL_FLAG_LAST = PULL_FLAG_MAX_UNPACKED,
 };
 
 /* Entries for a command's struct option table. */
 #define PULL_FLAGS                                                      \
     { "plain-http", no_argument, NULL, PULL_FLAG_PLAIN_HTTP },          \
     { "ca-file", required_argument, NULL, PULL_FLAG_CA_FILE },          \
-    { "username", required_argument, NULL, PULL_FLAG_USERNAME }
+    { "username", required_argument, NULL, PULL_FLAG_USERNAME },        \
+    { "max-download", required_argument, NULL, PULL_FLAG_MAX_DOWNLOAD }, \
+    { "max-unpacked", required_argument, NULL, PULL_FLAG_MAX_UNPACKED }
 
 static inline bool is_pull_flag(int c)
 {

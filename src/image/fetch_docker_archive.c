@@ -10,9 +10,12 @@
  * The layers are (usually uncompressed) tars stored under their own sha256;
  * when the config lists rootfs.diff_ids, an uncompressed layer's digest must
  * equal its diff_id. Read in two passes, as a tar can only be read forward:
- * (1) manifest.json, symlinks, and small *.json files (the config is
- * "<hex>.json" and comes before manifest.json); (2) the config and layers
- * into the store, skipping layers whose diff_id is stored.
+ * (1) manifest.json, symlinks, small *.json files (the config is
+ * "<hex>.json" and comes before manifest.json) and every file's size; (2)
+ * the config and layers into the store, skipping layers whose diff_id is
+ * stored. Between the two, the layers' sizes (their tar headers') are
+ * checked against the cap on compressed bytes and the store's free space;
+ * pass 2 counts them again, in case the tar changed in between.
  */
 #include "image/fetch_source.h"
 
@@ -36,6 +39,10 @@
 #define ARCHIVE_CHUNK (256u << 10)
 #define ARCHIVE_JSON_KEEP (16u << 20) /* *.json bytes kept from the first pass */
 #define ARCHIVE_JSON_FILES 64
+/* Regular files whose sizes pass 1 keeps: a `docker save` tar holds about
+ * three a layer (VERSION, json, layer.tar; or blobs), so this is above what
+ * OCI_MAX_LAYERS layers need, and bounds the lookups of the sizes. */
+#define ARCHIVE_MAX_FILES 16384
 
 struct archive_link {
     char *name;   /* normalized entry name */
@@ -46,6 +53,11 @@ struct small_file {
     char *name;
     char *data;
     size_t len;
+};
+
+struct file_size {
+    char *name; /* normalized entry name */
+    uint64_t size;
 };
 
 struct docker_archive {
@@ -63,6 +75,9 @@ struct docker_archive {
     size_t njsons, json_bytes;
     struct oci_config config; /* parsed when the config was among them */
     bool have_config;
+    struct file_size *sizes;  /* every regular file of pass 1 */
+    size_t nsizes;
+    uint64_t layer_bytes;     /* pass 2: bytes of layers read so far */
 };
 
 /* Normalizes base + "/" + rel into out: no ".", "..", "//" or leading "/";
@@ -183,6 +198,27 @@ static sm_code remember_link(struct docker_archive *d, const char *name, const c
     return SM_OK;
 }
 
+/* Notes a regular file's size for the checks before pass 2. */
+static sm_code remember_size(struct docker_archive *d, const char *name, int64_t size,
+                             sm_error *err)
+{
+    if (d->nsizes >= ARCHIVE_MAX_FILES)
+        return error_set(err, SM_E_LIMIT, "docker-archive:%s: more than %d files", d->path,
+                         ARCHIVE_MAX_FILES);
+    if (d->nsizes % 64 == 0) {
+        struct file_size *grown = realloc(d->sizes, (d->nsizes + 64) * sizeof *grown);
+        if (!grown)
+            return error_set(err, SM_E_NOMEM, "out of memory");
+        d->sizes = grown;
+    }
+    struct file_size *f = &d->sizes[d->nsizes];
+    if (!(f->name = strdup(name)))
+        return error_set(err, SM_E_NOMEM, "out of memory");
+    f->size = size > 0 ? (uint64_t)size : 0;
+    d->nsizes++;
+    return SM_OK;
+}
+
 /* Keeps a small "*.json" file: the config of a legacy `docker save` tar is
  * "<hex>.json", written before manifest.json names it. With it in hand,
  * layers already in the store need not be copied again (pass 2). */
@@ -226,7 +262,9 @@ static sm_code archive_scan(struct docker_archive *d, sm_error *err)
         } else if (archive_entry_filetype(e) == AE_IFLNK && archive_entry_symlink(e)) {
             rc = remember_link(d, name, archive_entry_symlink(e), err);
         } else if (archive_entry_filetype(e) == AE_IFREG) {
-            rc = maybe_keep_json(d, a, e, name, err);
+            rc = remember_size(d, name, archive_entry_size(e), err);
+            if (!rc)
+                rc = maybe_keep_json(d, a, e, name, err);
         }
     }
     if (!rc && r != ARCHIVE_EOF)
@@ -460,6 +498,21 @@ static void record_blob(struct docker_archive *d, const char *name, bool is_conf
     }
 }
 
+/* A layer file of esize bytes is about to be read in pass 2: within the
+ * cap? (Pass 1 checked the sizes; the tar may have changed since.) */
+static sm_code count_layer_bytes(struct docker_archive *d, const struct oci_fetch_options *opt,
+                                 int64_t esize, sm_error *err)
+{
+    uint64_t size = esize > 0 ? (uint64_t)esize : 0;
+    uint64_t total = size > UINT64_MAX - d->layer_bytes ? UINT64_MAX : d->layer_bytes + size;
+    sm_code rc = fetch_check_cap(opt, total, err);
+    if (rc)
+        error_prefix(err, "docker-archive:%s", d->path);
+    else
+        d->layer_bytes = total;
+    return rc;
+}
+
 /* One entry of pass 2: stored when it is the config (unless pass 1 stored
  * it) or a layer not in the store yet; other entries are skipped. */
 static sm_code copy_entry(struct docker_archive *d, struct archive *a, struct archive_entry *e,
@@ -475,7 +528,9 @@ static sm_code copy_entry(struct docker_archive *d, struct archive *a, struct ar
         return SM_OK;
     uint64_t size = (uint64_t)archive_entry_size(e);
     if (is_config || !layer_in_store(d, opt, name, archive_entry_size(e), digest)) {
-        sm_code rc = archive_entry_to_store(d, a, e, name, opt, digest, &size, copied, err);
+        sm_code rc = is_config ? SM_OK : count_layer_bytes(d, opt, archive_entry_size(e), err);
+        if (!rc)
+            rc = archive_entry_to_store(d, a, e, name, opt, digest, &size, copied, err);
         if (rc)
             return rc;
     }
@@ -566,6 +621,48 @@ static sm_code check_diff_ids(const struct docker_archive *d, const struct oci_f
     return rc;
 }
 
+/* The size pass 1 saw for a (resolved) path; 0 when it saw no such file
+ * (pass 2 then says which is missing). */
+static uint64_t size_of(const struct docker_archive *d, const char *name)
+{
+    for (size_t i = d->nsizes; i > 0; i--) /* the last entry of a name wins, as in pass 2 */
+        if (strcmp(d->sizes[i - 1].name, name) == 0)
+            return d->sizes[i - 1].size;
+    return 0;
+}
+
+static bool layer_listed_before(const struct docker_archive *d, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(d->layer_paths[j], d->layer_paths[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Before pass 2: the layers' sizes added up within the cap, and room in
+ * the store for those it does not hold yet. */
+static sm_code archive_preflight(const struct docker_archive *d,
+                                 const struct oci_fetch_options *opt, sm_error *err)
+{
+    uint64_t total = 0, need = 0;
+    for (size_t i = 0; i < d->nlayers; i++) {
+        uint64_t size = size_of(d, d->layer_paths[i]);
+        char digest[OCI_DIGEST_SIZE];
+        /* A tar entry's size is below 2^63 and there are at most
+         * OCI_MAX_LAYERS: saturate rather than wrap all the same. */
+        total = size > UINT64_MAX - total ? UINT64_MAX : total + size;
+        if (!layer_listed_before(d, i) &&
+            !layer_in_store(d, opt, d->layer_paths[i], (int64_t)size, digest))
+            need = size > UINT64_MAX - need ? UINT64_MAX : need + size;
+    }
+    sm_code rc = fetch_check_cap(opt, total, err);
+    if (!rc)
+        rc = fetch_check_room(opt, need, err);
+    if (rc)
+        error_prefix(err, "docker-archive:%s", d->path);
+    return rc;
+}
+
 static void docker_archive_free(struct docker_archive *d)
 {
     free(d->manifest_json);
@@ -585,6 +682,9 @@ static void docker_archive_free(struct docker_archive *d)
     }
     free(d->jsons);
     oci_config_free(&d->config);
+    for (size_t i = 0; i < d->nsizes; i++)
+        free(d->sizes[i].name);
+    free(d->sizes);
 }
 
 /* The two passes, and the checks of what they stored. */
@@ -596,6 +696,8 @@ static sm_code import_archive(struct docker_archive *d, const struct oci_fetch_o
         rc = parse_archive_manifest(d, err);
     if (!rc)
         rc = preload_config(d, opt, copied, err);
+    if (!rc)
+        rc = archive_preflight(d, opt, err);
     if (!rc)
         rc = archive_copy_blobs(d, opt, copied, err);
     for (size_t i = 0; !rc && i < d->nlayers; i++)

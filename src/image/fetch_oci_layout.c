@@ -7,7 +7,10 @@
  *   PATH/blobs/sha256/<hex>  the manifests, the config and the layers
  *
  * Manifests are read whole and verified; the config and the layers are
- * copied into the store, verified while copied.
+ * copied into the store, verified while copied, once the layers' sizes
+ * (the manifest's) are known to be within the cap on compressed bytes and
+ * to fit in the store. A layer file longer than its descriptor is refused
+ * at its first byte past it.
  */
 #include "image/fetch_source.h"
 
@@ -269,6 +272,8 @@ sm_code fetch_oci_layout(const char *spec, const struct oci_fetch_options *opt,
     rc = layout_check(&l, err);
     if (!rc)
         rc = layout_resolve(&l, opt, &m, out->manifest_digest, err);
+    if (!rc)
+        rc = fetch_preflight(opt, m.layers, m.nlayers, err);
     if (!rc)
         rc = layout_import_blobs(&l, opt, &m, &out->downloaded, err);
     if (!rc)

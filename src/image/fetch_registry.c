@@ -81,7 +81,9 @@ static sm_code resolve_manifest(struct registry_client *c, const struct oci_fetc
     return rc;
 }
 
-/* The config, then each layer not yet in the store. */
+/* The config, then each layer not yet in the store. Layer bytes count
+ * against the cap as they arrive: the sizes were checked against it, so
+ * only a registry sending more (bytes again, past a layer's end) meets it. */
 static sm_code fetch_blobs(struct registry_client *c, const struct oci_fetch_options *opt,
                            const struct oci_manifest *m, struct oci_fetched *out, sm_error *err)
 {
@@ -90,15 +92,19 @@ static sm_code fetch_blobs(struct registry_client *c, const struct oci_fetch_opt
     if (m->config.size > OCI_JSON_MAX)
         return error_set(err, SM_E_LIMIT, "the image config is %llu bytes, more than %u",
                          (unsigned long long)m->config.size, OCI_JSON_MAX);
+    sm_code rc = fetch_preflight(opt, m->layers, m->nlayers, err);
+    if (rc)
+        return rc;
     fetch_blob_name("config", m->config.digest, name, sizeof name);
-    sm_code rc = registry_fetch_blob(c, opt->store_dir, m->config.digest, m->config.size, name,
-                                     &got, err);
+    rc = registry_fetch_blob(c, opt->store_dir, m->config.digest, m->config.size, name, NULL,
+                             &got, err);
     out->downloaded += got;
+    struct registry_budget layers = {.limit = fetch_max_compressed(opt)};
     for (size_t i = 0; !rc && i < m->nlayers; i++) {
         const struct oci_layer *l = &m->layers[i];
         if (fetch_blob_stored(opt, "layer", l->digest, l->size, name, sizeof name))
             continue;
-        rc = registry_fetch_blob(c, opt->store_dir, l->digest, l->size, name, &got, err);
+        rc = registry_fetch_blob(c, opt->store_dir, l->digest, l->size, name, &layers, &got, err);
         out->downloaded += got;
     }
     return rc;

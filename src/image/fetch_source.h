@@ -62,6 +62,20 @@ sm_code fetch_verify_manifest(const char *buf, size_t len, const char *want,
 sm_code fetch_store_manifest(const struct oci_fetch_options *opt, const char *digest,
                              const char *buf, size_t len, sm_error *err);
 
+/* The cap on compressed bytes opt sets (its default when 0). */
+uint64_t fetch_max_compressed(const struct oci_fetch_options *opt);
+
+/* Before fetching layers: SM_E_LIMIT when total, the layers' sizes added up,
+ * is more than the cap, or when the store's file system has less than need
+ * bytes free (what is still to be written of the layers). */
+sm_code fetch_check_cap(const struct oci_fetch_options *opt, uint64_t total, sm_error *err);
+sm_code fetch_check_room(const struct oci_fetch_options *opt, uint64_t need, sm_error *err);
+
+/* Both, for layers named by digest: the room needed is the size of each
+ * distinct layer not in the store yet, less what its .partial holds. */
+sm_code fetch_preflight(const struct oci_fetch_options *opt, const struct oci_layer *layers,
+                        size_t nlayers, sm_error *err);
+
 /* Fills out from the config (already in the store, verified) and the layers:
  * the config is read back and checked for linux/amd64 and its diff_ids. */
 sm_code fetch_finish(const struct oci_fetch_options *opt, const char *config_digest,

@@ -58,6 +58,8 @@
  * stream all come out right, and file data is only streamed, never held.
  * A plain (uncompressed) tar cut exactly at an entry boundary cannot be told
  * from a shorter one; the layer digests, checked before this, catch that.
+ * Pass 1 also adds the entries' sizes up against the cap on unpacked bytes,
+ * from their headers, before any of their data is decompressed.
  */
 #include "image/layers.h"
 
@@ -78,6 +80,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "image/disk_space.h"
 
 #define COMPONENT_MAX 255            /* bytes of one path component (NAME_MAX) */
 #define XATTR_NAME_MAX_LEN 255       /* bytes of one xattr name */
@@ -153,6 +156,7 @@ struct merge {
     struct node **links; /* names written as hard links at the end */
     size_t nlinks, links_cap;
     uint64_t entries_read, memory;
+    uint64_t max_unpacked, unpacked; /* the cap on file data, and the data seen so far */
     uint64_t hash_key[2];
     struct xref xrefs[XATTRS_MAX_COUNT]; /* the current entry's xattrs, see entry_xattrs */
     struct layers_stats st;
@@ -895,6 +899,26 @@ static void close_layer(struct archive *a, int fd)
     close(fd);
 }
 
+/* Counts an entry's data against the cap, from its header: libarchive
+ * decompresses an entry's data only when it is read or skipped, after
+ * this, so a bomb is refused before it costs anything. */
+static sm_code count_unpacked(struct merge *m, struct archive_entry *e)
+{
+    int64_t size = archive_entry_size(e);
+    if (size <= 0)
+        return SM_OK;
+    if ((uint64_t)size <= m->max_unpacked - m->unpacked) {
+        m->unpacked += (uint64_t)size;
+        return SM_OK;
+    }
+    char cap[SIZE_TEXT_MAX];
+    size_text_exact(m->max_unpacked, cap);
+    return entry_fail(m, SM_E_LIMIT,
+                      "the layers unpack to more than %s, the cap on an image's unpacked bytes: "
+                      "%llu bytes of files before this one, and it has %lld",
+                      cap, (unsigned long long)m->unpacked, (long long)size);
+}
+
 /* Pass 1 over layer k. */
 static sm_code scan_layer(struct merge *m, size_t k)
 {
@@ -919,7 +943,9 @@ static sm_code scan_layer(struct merge *m, size_t k)
             break;
         }
         remember_entry(m, archive_entry_pathname(e));
-        rc = apply_entry(m, (uint32_t)k, ordinal, e);
+        rc = count_unpacked(m, e);
+        if (rc == SM_OK)
+            rc = apply_entry(m, (uint32_t)k, ordinal, e);
         if (rc != SM_OK)
             break;
     }
@@ -1052,6 +1078,10 @@ static sm_code write_file(struct merge *m, struct out *o, struct archive *a, str
         return rc;
 
     int64_t want = archive_entry_size(in), done = 0;
+    /* Pass 1 counted every size, so this holds unless a layer changed in
+     * between without open_layer noticing (same inode, size and mtime). */
+    if (want > 0 && (uint64_t)want > m->max_unpacked - m->st.bytes)
+        return entry_fail(m, SM_E_LIMIT, "more data than the cap on unpacked bytes (the layer changed?)");
     for (;;) {
         la_ssize_t got = archive_read_data(a, o->buf, COPY_CHUNK);
         if (got < 0)
@@ -1228,9 +1258,10 @@ static void merge_free(struct merge *m)
     free(m->ids);
 }
 
-static sm_code merge_init(struct merge *m, const char *const *paths, size_t n, sm_error *err)
+static sm_code merge_init(struct merge *m, const char *const *paths, size_t n, uint64_t max_unpacked,
+                          sm_error *err)
 {
-    *m = (struct merge){ .paths = paths, .n = n, .err = err, .nbuckets = 1024 };
+    *m = (struct merge){ .paths = paths, .n = n, .err = err, .nbuckets = 1024, .max_unpacked = max_unpacked };
     pick_hash_key(m->hash_key);
     m->ids = calloc(n ? n : 1, sizeof *m->ids);
     m->buckets = calloc(m->nbuckets, sizeof *m->buckets);
@@ -1240,8 +1271,8 @@ static sm_code merge_init(struct merge *m, const char *const *paths, size_t n, s
     return node_new(m, "", 0, NULL, true, 0, &m->root);
 }
 
-sm_code layers_flatten(const char *const *layer_paths, size_t n, int out_fd, struct layers_stats *st,
-                       sm_error *err)
+sm_code layers_flatten(const char *const *layer_paths, size_t n, int out_fd, uint64_t max_unpacked,
+                       struct layers_stats *st, sm_error *err)
 {
     if ((n && !layer_paths) || out_fd < 0)
         return error_set(err, SM_E_INVALID, "layers_flatten: no layer list or no output file");
@@ -1251,7 +1282,7 @@ sm_code layers_flatten(const char *const *layer_paths, size_t n, int out_fd, str
         if (!layer_paths[i])
             return error_set(err, SM_E_INVALID, "layers_flatten: layer %zu has no path", i + 1);
     struct merge m;
-    sm_code rc = merge_init(&m, layer_paths, n, err);
+    sm_code rc = merge_init(&m, layer_paths, n, max_unpacked, err);
     for (size_t k = 0; rc == SM_OK && k < n; k++)
         rc = scan_layer(&m, k);
     if (rc == SM_OK)

@@ -40,8 +40,14 @@ struct layers_stats {
  * layer that cannot be opened or read, SM_E_INVALID for a corrupt or hostile
  * layer, SM_E_LIMIT past a bound above, SM_E_IO when out_fd fails. On error,
  * part of the tar may have been written: the caller discards it. st may be
- * NULL; it is filled on success. */
-sm_code layers_flatten(const char *const *layer_paths, size_t n, int out_fd, struct layers_stats *st,
-                       sm_error *err);
+ * NULL; it is filled on success.
+ *
+ * max_unpacked caps the bytes of file data in all the layers together (each
+ * entry's size as its tar header gives it, counted when the header is read,
+ * before its data is decompressed, so a decompression bomb costs nothing):
+ * past it, SM_E_LIMIT names the cap, the layer and the entry. It bounds what
+ * is written too. SM_PULL_DEFAULT_MAX_UNPACKED is the library's default. */
+sm_code layers_flatten(const char *const *layer_paths, size_t n, int out_fd, uint64_t max_unpacked,
+                       struct layers_stats *st, sm_error *err);
 
 #endif

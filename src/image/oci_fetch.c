@@ -18,6 +18,7 @@
 
 #include "image/blob_store.h"
 #include "image/digest.h"
+#include "image/disk_space.h"
 #include "image/fetch_source.h"
 #include "image/oci_config.h"
 #include "image/oci_manifest.h"
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* By prefix, first match wins: the last, "", takes a plain reference. */
 static const struct {
@@ -108,6 +110,66 @@ sm_code fetch_store_manifest(const struct oci_fetch_options *opt, const char *di
                              const char *buf, size_t len, sm_error *err)
 {
     return blob_store_put_buffer(opt->store_dir, digest, buf, len, "manifest", err);
+}
+
+uint64_t fetch_max_compressed(const struct oci_fetch_options *opt)
+{
+    return opt->max_compressed ? opt->max_compressed : SM_PULL_DEFAULT_MAX_COMPRESSED;
+}
+
+sm_code fetch_check_cap(const struct oci_fetch_options *opt, uint64_t total, sm_error *err)
+{
+    uint64_t cap = fetch_max_compressed(opt);
+    if (total <= cap)
+        return SM_OK;
+    char total_text[SIZE_TEXT_MAX], cap_text[SIZE_TEXT_MAX];
+    size_text_exact(total, total_text);
+    size_text_exact(cap, cap_text);
+    return error_set(err, SM_E_LIMIT,
+                     "the image's layers are %s compressed, more than the cap of %s on an "
+                     "image's compressed bytes; raise the cap to pull it",
+                     total_text, cap_text);
+}
+
+sm_code fetch_check_room(const struct oci_fetch_options *opt, uint64_t need, sm_error *err)
+{
+    return need ? disk_space_check(opt->store_dir, need, "the image's layers", err) : SM_OK;
+}
+
+/* Bytes a resumable download of digest already holds. */
+static uint64_t partial_bytes(const struct oci_fetch_options *opt, const char *digest)
+{
+    char *path = blob_store_partial_path(opt->store_dir, digest);
+    struct stat st;
+    uint64_t n = path && stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+    free(path);
+    return n;
+}
+
+static bool listed_before(const struct oci_layer *layers, size_t i)
+{
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(layers[j].digest, layers[i].digest) == 0)
+            return true;
+    return false;
+}
+
+sm_code fetch_preflight(const struct oci_fetch_options *opt, const struct oci_layer *layers,
+                        size_t nlayers, sm_error *err)
+{
+    uint64_t total = 0, need = 0;
+    for (size_t i = 0; i < nlayers; i++) {
+        /* Each size is at most OCI_MAX_LAYER_SIZE (64 GiB), 1000 of them at
+         * most: the sums cannot wrap. */
+        total += layers[i].size;
+        if (listed_before(layers, i) || blob_store_has(opt->store_dir, layers[i].digest,
+                                                       layers[i].size))
+            continue;
+        uint64_t held = partial_bytes(opt, layers[i].digest);
+        need += held < layers[i].size ? layers[i].size - held : 0;
+    }
+    sm_code rc = fetch_check_cap(opt, total, err);
+    return rc ? rc : fetch_check_room(opt, need, err);
 }
 
 /* The config must be a parseable image config for linux/amd64 whose

@@ -53,11 +53,17 @@ struct oci_fetch_options {
      * done == total for a blob already in the store. May be NULL. */
     void (*progress)(void *ctx, const char *what, uint64_t done, uint64_t total);
     void *progress_ctx;
+    /* The cap on the image's compressed bytes: the sum of its layers' sizes
+     * (checked before any layer is fetched) and the layer bytes received
+     * (a registry sending more is stopped). 0: SM_PULL_DEFAULT_MAX_COMPRESSED. */
+    uint64_t max_compressed;
 };
 
 /* Fetches ref into opt->store_dir and describes it in *out (free with
  * oci_fetched_free, also after a failure). On failure nothing half-written
- * is left in the store but a resumable .partial download. Several calls may
+ * is left in the store but a resumable .partial download. Before the first
+ * layer: SM_E_LIMIT when the layers add up to more than the cap, or when
+ * the store's file system has no room for those not stored yet. Several calls may
  * run at once, in threads or processes, on one store: a blob being written
  * by one is waited for by the others. Credential helpers ("credsStore",
  * "credHelpers") of the docker config are not used: such registries are

@@ -4,8 +4,10 @@
  * NAME its repository; scheme https, or http with plain_http):
  *
  *   #  request                                        headers sent              answers used
- *   1  GET /v2/NAME/manifests/TAG|DIGEST              Accept: the 4 manifest    200: body (<= 4 MiB), Content-Type
- *                                                     and index media types     401: WWW-Authenticate -> 2, then 1 again
+ *   1  GET /v2/NAME/manifests/TAG|DIGEST              Accept: the 4 manifest    200: body (<= 4 MiB), Content-Type;
+ *                                                     and index media types     the body must hash to its
+ *                                                                               Docker-Content-Digest, if any
+ *                                                                               401: WWW-Authenticate -> 2, then 1 again
  *                                                     Authorization when known  404/403/other: error from the body's
  *                                                                                 {"errors":[{"code","message"}]}
  *   2  GET REALM?service=SERVICE&scope=SCOPE          Authorization: Basic      200: {"token"|"access_token": ...}
@@ -18,19 +20,29 @@
  *      (redirects to storage followed, up to 5, the   bytes=N- when N bytes     emptied first); 206 with Content-Range
  *      Authorization header is not sent to another    of a .partial exist       "bytes N-...": appended; 416: start
  *      host; https only unless plain_http)                                      over without Range; 401: as in 1
+ *                                                                               Before the first byte is kept: the
+ *                                                                               Docker-Content-Digest, if any, is the
+ *                                                                               one asked for; Content-Length, if any,
+ *                                                                               is within what is left of the blob
+ *                                                                               and of the cap; a 206's total is the
+ *                                                                               blob's size
  *
+ * The headers are parsed in registry_headers.c (fuzzed apart from libcurl).
  * A request is tried with the current credentials; a 401 makes us get new
  * ones from its challenge (a token, or Basic) and try once more; a second
  * 401 is "authentication failed". Tokens are reused for later requests (a
  * 401 on an expired one gets a fresh one). A blob download that breaks
- * after receiving bytes is resumed up to 3 times. Bodies are bounded: a
- * manifest 4 MiB, a token reply or an error body 64 KiB, a blob its size.
+ * after receiving bytes is resumed up to 3 times (not one we stopped: a
+ * failed write, a cap). Bodies are bounded: a manifest 4 MiB, a token
+ * reply or an error body 64 KiB, a blob its size, the layers of one image
+ * together the cap on its compressed bytes (registry_budget).
  * Time is bounded too: 30 s to connect; less than 1 KiB/s for 60 s ends a
  * transfer; a manifest or token request has 120 s in all.
  */
 #include "image/registry.h"
 
 #include "image/blob_store.h"
+#include "image/disk_space.h"
 #include "image/oci_manifest.h"
 #include "base/error.h"
 
@@ -52,7 +64,6 @@
 #define SMALL_REPLY_TIMEOUT_S 120L /* the whole of a manifest or token request */
 #define MAX_REDIRECTS 5L
 #define BLOB_RESUME_TRIES 3
-#define CHALLENGE_MAX 4096
 
 struct registry_client {
     CURL *curl;
@@ -70,14 +81,12 @@ struct registry_client {
 
 /* One response, as the callbacks see it (redirects reset the headers). */
 struct response {
-    long status;
-    char content_type[128];
-    char content_range[128];
-    char challenge[CHALLENGE_MAX]; /* the first Bearer (else Basic) WWW-Authenticate */
+    struct registry_headers hdr;   /* registry_headers.c */
     char *body;                    /* bodies kept in memory */
     size_t len, max;
     bool too_long;
     struct blob_writer *blob;      /* 2xx bodies of blob requests go here */
+    struct registry_budget *budget; /* ... and count against this, when set */
     uint64_t range_start;          /* >0: we asked for bytes range_start- */
     bool blob_started;
     sm_error write_err;            /* why a callback stopped the transfer */
@@ -98,23 +107,6 @@ static void init_curl(void)
 }
 
 /* ---- small helpers ----------------------------------------------------- */
-
-static bool header_is(const char *line, size_t n, const char *name, const char **value,
-                      size_t *vlen)
-{
-    size_t k = strlen(name);
-    if (n <= k || strncasecmp(line, name, k) != 0 || line[k] != ':')
-        return false;
-    const char *v = line + k + 1;
-    const char *end = line + n;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    *value = v;
-    *vlen = (size_t)(end - v);
-    return true;
-}
 
 static void copy_bounded(char *dst, size_t cap, const char *src, size_t n)
 {
@@ -149,45 +141,97 @@ static void sanitize(char *dst, size_t cap, const char *s)
 static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
 {
     struct response *r = ud;
-    size_t n = size * nitems;
-    const char *v;
-    size_t vlen;
-    if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
-        /* A new response (after a redirect or a 100): forget the last one's. */
-        const char *sp = memchr(line, ' ', n);
-        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-        r->content_type[0] = r->content_range[0] = r->challenge[0] = '\0';
-    } else if (header_is(line, n, "Content-Type", &v, &vlen)) {
-        copy_bounded(r->content_type, sizeof r->content_type, v, vlen);
-    } else if (header_is(line, n, "Content-Range", &v, &vlen)) {
-        copy_bounded(r->content_range, sizeof r->content_range, v, vlen);
-    } else if (header_is(line, n, "WWW-Authenticate", &v, &vlen)) {
-        bool bearer = vlen >= 6 && strncasecmp(v, "Bearer", 6) == 0;
-        bool have_bearer = strncasecmp(r->challenge, "Bearer", 6) == 0;
-        if (vlen < sizeof r->challenge && (!r->challenge[0] || (bearer && !have_bearer)))
-            copy_bounded(r->challenge, sizeof r->challenge, v, vlen);
+    registry_header_line(&r->hdr, line, size * nitems);
+    return size * nitems;
+}
+
+/* Would n more bytes of blob pass the budget (if any)? */
+static bool over_budget(const struct response *r, uint64_t n)
+{
+    const struct registry_budget *b = r->budget;
+    return b && n > b->limit - b->used;
+}
+
+static sm_code budget_error(struct response *r)
+{
+    char cap[SIZE_TEXT_MAX];
+    size_text_exact(r->budget->limit, cap);
+    return error_set(&r->write_err, SM_E_LIMIT,
+                     "%s: stopped: %s sent more than %s for the image's layers, the cap on its "
+                     "compressed bytes",
+                     r->what, r->client->host, cap);
+}
+
+/* Counts n more bytes of blob against the budget, if any. */
+static sm_code spend(struct response *r, size_t n)
+{
+    if (over_budget(r, n))
+        return budget_error(r);
+    if (r->budget)
+        r->budget->used += n;
+    return SM_OK;
+}
+
+/* A 206's Content-Range must be the rest of the blob from where we asked. */
+static sm_code check_range(struct response *r)
+{
+    struct content_range cr;
+    char shown[64];
+    if (!registry_parse_content_range(r->hdr.content_range, &cr) || cr.first != r->range_start) {
+        snprintf(shown, sizeof shown, "%.60s", r->hdr.content_range);
+        return error_set(&r->write_err, SM_E_PROTOCOL,
+                         "%s: the registry answered a resumed download with the wrong range "
+                         "(\"%s\")",
+                         r->what, shown);
     }
-    return n;
+    if (cr.total_known && cr.total != r->total)
+        return error_set(&r->write_err, SM_E_PROTOCOL,
+                         "%s: the registry's blob is %llu bytes, not the %llu its descriptor gives",
+                         r->what, (unsigned long long)cr.total, (unsigned long long)r->total);
+    return SM_OK;
+}
+
+/* What the headers announce, before a byte is written: the blob asked for
+ * (Docker-Content-Digest), no more bytes than are left of it, and no more
+ * than the budget. */
+static sm_code check_announced(struct response *r, uint64_t from)
+{
+    const struct registry_headers *h = &r->hdr;
+    if (h->docker_digest[0] && strcmp(h->docker_digest, r->blob->digest) != 0) {
+        char got[32];
+        oci_digest_short(h->docker_digest, got);
+        return error_set(&r->write_err, SM_E_PROTOCOL,
+                         "%s: the registry answered with another blob (Docker-Content-Digest %s…)",
+                         r->what, got);
+    }
+    if (!h->has_length)
+        return SM_OK;
+    uint64_t left = r->total > from ? r->total - from : 0;
+    if (h->content_length > left)
+        return error_set(&r->write_err, SM_E_PROTOCOL,
+                         "%s is corrupt: the registry announces %llu bytes, more than the %llu "
+                         "left of the %llu its descriptor gives",
+                         r->what, (unsigned long long)h->content_length, (unsigned long long)left,
+                         (unsigned long long)r->total);
+    return over_budget(r, h->content_length) ? budget_error(r) : SM_OK;
 }
 
 /* The first bytes of a 2xx blob body: is it what we asked for? */
 static sm_code start_blob_body(struct response *r)
 {
     r->blob_started = true;
-    if (r->status == 206 && r->range_start > 0) {
-        unsigned long long first = 0;
-        if (sscanf(r->content_range, "bytes %llu-", &first) != 1 || first != r->range_start)
-            return error_set(&r->write_err, SM_E_PROTOCOL,
-                           "%s: the registry answered a resumed download with the wrong range "
-                           "(\"%.60s\")",
-                           r->what, r->content_range);
-        return SM_OK;
+    if (r->hdr.status == 206 && r->range_start > 0) {
+        sm_code rc = check_range(r);
+        return rc ? rc : check_announced(r, r->range_start);
     }
-    if (r->status != 200)
+    if (r->hdr.status != 200)
         return error_set(&r->write_err, SM_E_PROTOCOL, "%s: unexpected HTTP %ld", r->what,
-                       r->status);
+                       r->hdr.status);
     /* The server ignored Range (or none was asked): the whole blob follows. */
-    return r->blob->written ? blob_writer_restart(r->blob, &r->write_err) : SM_OK;
+    sm_code rc = check_announced(r, 0);
+    if (!rc && r->blob->written)
+        rc = blob_writer_restart(r->blob, &r->write_err);
+    return rc;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
@@ -195,8 +239,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     struct response *r = ud;
     size_t n = size * nmemb;
     r->received += n;
-    if (r->blob && r->status >= 200 && r->status < 300) {
-        if ((!r->blob_started && start_blob_body(r)) ||
+    if (r->blob && r->hdr.status >= 200 && r->hdr.status < 300) {
+        if ((!r->blob_started && start_blob_body(r)) || spend(r, n) ||
             blob_writer_write(r->blob, data, n, &r->write_err)) {
             r->write_failed = true;
             return 0;
@@ -205,7 +249,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     }
     if (n > r->max - r->len) {
         r->too_long = true;
-        if (r->status >= 200 && r->status < 300) {
+        if (r->hdr.status >= 200 && r->hdr.status < 300) {
             r->write_failed = true;
             return 0;
         }
@@ -234,7 +278,7 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
     (void)ulnow;
     struct response *r = ud;
     struct registry_client *c = r->client;
-    if (c->progress && r->blob && r->status >= 200 && r->status < 300 && dlnow > 0)
+    if (c->progress && r->blob && r->hdr.status >= 200 && r->hdr.status < 300 && dlnow > 0)
         c->progress(c->progress_ctx, r->what, r->blob->written, r->total);
     return 0;
 }
@@ -317,7 +361,7 @@ static sm_code perform(struct registry_client *c, const char *url, const char *a
             *err = r->write_err;
         return r->write_err.code ? r->write_err.code : SM_E_PROTOCOL;
     }
-    if (r->too_long && r->status >= 200 && r->status < 300)
+    if (r->too_long && r->hdr.status >= 200 && r->hdr.status < 300)
         return error_set(err, SM_E_LIMIT, "%s: the reply is longer than %zu bytes", r->what,
                        r->max);
     if (cr != CURLE_OK) {
@@ -346,12 +390,11 @@ static void response_reset(struct response *r, size_t max)
     r->body = NULL;
     r->len = 0;
     r->max = max;
-    r->status = 0;
+    registry_headers_reset(&r->hdr);
     r->too_long = false;
     r->write_failed = false;
     r->blob_started = false;
     r->received = 0;
-    r->content_type[0] = r->content_range[0] = r->challenge[0] = '\0';
     memset(&r->write_err, 0, sizeof r->write_err);
 }
 
@@ -377,77 +420,6 @@ static void error_detail(const struct response *r, char *out, size_t cap)
 }
 
 /* ---- authentication ------------------------------------------------------ */
-
-/* Reads one token or quoted-string; returns the position after it. */
-static const char *read_param_value(const char *p, char *out, size_t cap, bool *ok)
-{
-    size_t n = 0;
-    if (*p == '"') {
-        p++;
-        while (*p && *p != '"') {
-            if (*p == '\\' && p[1])
-                p++;
-            if (n + 1 >= cap)
-                *ok = false;
-            else
-                out[n++] = *p;
-            p++;
-        }
-        if (*p != '"')
-            *ok = false;
-        else
-            p++;
-    } else {
-        while (*p && *p != ',' && *p != ' ') {
-            if (n + 1 >= cap)
-                *ok = false;
-            else
-                out[n++] = *p;
-            p++;
-        }
-    }
-    out[n] = '\0';
-    return p;
-}
-
-sm_code registry_parse_challenge(const char *header, struct auth_challenge *out, sm_error *err)
-{
-    memset(out, 0, sizeof *out);
-    const char *p = header;
-    size_t n = 0;
-    while (*p && *p != ' ' && n + 1 < sizeof out->scheme)
-        out->scheme[n++] = *p++;
-    if (*p && *p != ' ')
-        return error_set(err, SM_E_PROTOCOL, "the registry's WWW-Authenticate has an odd scheme");
-    bool ok = true;
-    while (*p && ok) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        char key[32], val[1024];
-        size_t k = 0;
-        while (*p && *p != '=' && *p != ' ' && *p != ',' && k + 1 < sizeof key)
-            key[k++] = *p++;
-        key[k] = '\0';
-        if (*p != '=') {
-            ok = false;
-            break;
-        }
-        p = read_param_value(p + 1, val, sizeof val, &ok);
-        if (strcasecmp(key, "realm") == 0)
-            snprintf(out->realm, sizeof out->realm, "%s", val);
-        else if (strcasecmp(key, "service") == 0)
-            snprintf(out->service, sizeof out->service, "%s", val);
-        else if (strcasecmp(key, "scope") == 0)
-            snprintf(out->scope, sizeof out->scope, "%s", val);
-    }
-    if (!ok)
-        return error_set(err, SM_E_PROTOCOL, "the registry's WWW-Authenticate header is malformed");
-    if (strcasecmp(out->scheme, "Bearer") == 0 && !out->realm[0])
-        return error_set(err, SM_E_PROTOCOL, "the registry's Bearer challenge has no realm");
-    return SM_OK;
-}
 
 static char *basic_header(const char *user, const char *password)
 {
@@ -539,11 +511,11 @@ static sm_code fetch_token(struct registry_client *c, const struct auth_challeng
     sm_code rc = perform(c, url, "application/json", basic, &r, err);
     free(basic);
     free(url);
-    if (!rc && (r.status == 401 || r.status == 403))
-        rc = auth_failed(c, r.status, err);
-    else if (!rc && r.status != 200)
+    if (!rc && (r.hdr.status == 401 || r.hdr.status == 403))
+        rc = auth_failed(c, r.hdr.status, err);
+    else if (!rc && r.hdr.status != 200)
         rc = error_set(err, SM_E_PROTOCOL, "the token service of %s answered HTTP %ld", c->host,
-                     r.status);
+                     r.hdr.status);
     else if (!rc)
         rc = token_from_reply(c, &r, err);
     free(r.body);
@@ -555,10 +527,10 @@ static sm_code answer_challenge(struct registry_client *c, const struct response
                                 sm_error *err)
 {
     struct auth_challenge ch;
-    if (!r->challenge[0])
+    if (!r->hdr.challenge[0])
         return error_set(err, SM_E_PROTOCOL, "%s answered HTTP 401 without a WWW-Authenticate",
                        c->host);
-    sm_code rc = registry_parse_challenge(r->challenge, &ch, err);
+    sm_code rc = registry_parse_challenge(r->hdr.challenge, &ch, err);
     if (rc)
         return rc;
     if (strcasecmp(ch.scheme, "Bearer") == 0)
@@ -586,9 +558,9 @@ static sm_code request(struct registry_client *c, const char *url, const char *a
         size_t max = r->max;
         response_reset(r, max);
         sm_code rc = perform(c, url, accept, c->authorization, r, err);
-        if (rc || r->status != 401)
+        if (rc || r->hdr.status != 401)
             return rc;
-        if (attempt == 1 && strstr(r->challenge, "insufficient_scope"))
+        if (attempt == 1 && strstr(r->hdr.challenge, "insufficient_scope"))
             /* A token, but not for this repository (Docker Hub answers so
              * for repositories that do not exist, too). */
             return error_set(err, SM_E_SETUP,
@@ -596,7 +568,7 @@ static sm_code request(struct registry_client *c, const char *url, const char *a
                            "%s, or it needs credentials",
                            r->what, c->ref.repository, c->ref.registry);
         if (attempt == 1)
-            return auth_failed(c, r->status, err);
+            return auth_failed(c, r->hdr.status, err);
         rc = answer_challenge(c, r, err);
         if (rc)
             return rc;
@@ -609,17 +581,17 @@ static sm_code status_error(struct registry_client *c, const struct response *r,
 {
     char detail[256];
     error_detail(r, detail, sizeof detail);
-    if (r->status == 404)
+    if (r->hdr.status == 404)
         return error_set(err, SM_E_NOTFOUND, "%s: %s (HTTP 404)", subject,
                        detail[0] ? detail : "not found");
-    if (r->status == 403)
+    if (r->hdr.status == 403)
         return error_set(err, SM_E_SETUP, "%s: access denied by %s (HTTP 403)%s%s", subject,
                        c->host, detail[0] ? ": " : "", detail);
-    if (r->status == 429)
+    if (r->hdr.status == 429)
         return error_set(err, SM_E_SETUP, "%s: %s limits the request rate (HTTP 429); try later",
                        subject, c->host);
     return error_set(err, SM_E_PROTOCOL, "%s: %s answered HTTP %ld%s%s", subject, c->host,
-                   r->status, detail[0] ? ": " : "", detail);
+                   r->hdr.status, detail[0] ? ": " : "", detail);
 }
 
 /* ---- the client ---------------------------------------------------------- */
@@ -693,6 +665,26 @@ void registry_close(struct registry_client *c)
     free(c);
 }
 
+/* A manifest must hash to the Docker-Content-Digest sent with it, when one
+ * is. Not a schema 1 manifest's: its digest leaves the signatures out (and
+ * it is refused later, for what it is). */
+static sm_code check_manifest_digest(const struct response *r, const char *subject, sm_error *err)
+{
+    static const char schema1[] = "application/vnd.docker.distribution.manifest.v1";
+    if (!r->hdr.docker_digest[0] || strncmp(r->hdr.content_type, schema1, sizeof schema1 - 1) == 0)
+        return SM_OK;
+    char got[OCI_DIGEST_SIZE], said[32], is[32];
+    sm_code rc = oci_sha256_buffer(r->body ? r->body : "", r->len, got, err);
+    if (rc || strcmp(got, r->hdr.docker_digest) == 0)
+        return rc;
+    oci_digest_short(r->hdr.docker_digest, said);
+    oci_digest_short(got, is);
+    return error_set(err, SM_E_PROTOCOL,
+                     "%s: the manifest is corrupt: it hashes to %s…, not to the %s… the registry "
+                     "gives (Docker-Content-Digest)",
+                     subject, is, said);
+}
+
 sm_code registry_get_manifest(struct registry_client *c, const char *target, char **body,
                               size_t *len, char content_type[128], sm_error *err)
 {
@@ -721,14 +713,16 @@ sm_code registry_get_manifest(struct registry_client *c, const char *target, cha
         rc = request(c, url, OCI_MANIFEST_ACCEPT, &r, err);
         free(url);
     }
-    if (!rc && r.status == 404) {
+    if (!rc && r.hdr.status == 404) {
         char detail[256];
         error_detail(&r, detail, sizeof detail);
         rc = error_set(err, SM_E_NOTFOUND, "%s: %s (HTTP 404)", subject,
                      detail[0] ? detail : "manifest unknown");
-    } else if (!rc && r.status != 200) {
+    } else if (!rc && r.hdr.status != 200) {
         rc = status_error(c, &r, subject, err);
     }
+    if (!rc)
+        rc = check_manifest_digest(&r, subject, err);
     if (rc) {
         free(r.body);
         return rc;
@@ -738,7 +732,7 @@ sm_code registry_get_manifest(struct registry_client *c, const char *target, cha
     }
     *body = r.body;
     *len = r.len;
-    snprintf(content_type, 128, "%s", r.content_type);
+    snprintf(content_type, 128, "%s", r.hdr.content_type);
     return SM_OK;
 }
 
@@ -748,20 +742,21 @@ static sm_code fetch_blob_once(struct registry_client *c, const char *url, struc
 {
     r->range_start = w->written;
     sm_code rc = request(c, url, NULL, r, err);
-    if (!rc && r->status == 416 && r->range_start) {
+    if (!rc && r->hdr.status == 416 && r->range_start) {
         /* The .partial does not fit what the server has: start over. */
         rc = blob_writer_restart(w, err);
         r->range_start = 0;
         if (!rc)
             rc = request(c, url, NULL, r, err);
     }
-    if (!rc && (r->status < 200 || r->status >= 300))
+    if (!rc && (r->hdr.status < 200 || r->hdr.status >= 300))
         rc = status_error(c, r, r->what, err);
     return rc;
 }
 
 sm_code registry_fetch_blob(struct registry_client *c, const char *store_dir, const char *digest,
-                            uint64_t size, const char *what, uint64_t *downloaded, sm_error *err)
+                            uint64_t size, const char *what, struct registry_budget *budget,
+                            uint64_t *downloaded, sm_error *err)
 {
     if (downloaded)
         *downloaded = 0;
@@ -776,14 +771,16 @@ sm_code registry_fetch_blob(struct registry_client *c, const char *store_dir, co
         blob_writer_close(&w);
         return error_set(err, SM_E_NOMEM, "out of memory");
     }
-    struct response r = {.client = c, .what = what, .blob = &w, .total = size};
+    struct response r = {.client = c, .what = what, .blob = &w, .budget = budget, .total = size};
     response_reset(&r, REGISTRY_ERROR_BODY_MAX);
     for (int tries = 0;; tries++) {
         rc = fetch_blob_once(c, url, &w, &r, err);
         if (downloaded)
             *downloaded += r.received;
-        /* A connection that broke after bytes arrived: resume. */
-        bool broke = (rc == SM_E_IO || rc == SM_E_TIMEOUT) && r.received > 0 && w.written < size;
+        /* A connection that broke after bytes arrived: resume. Not when
+         * we stopped it (a write failed: the disk is full, say). */
+        bool broke = (rc == SM_E_IO || rc == SM_E_TIMEOUT) && !r.write_failed &&
+                     r.received > 0 && w.written < size;
         if (!broke || tries + 1 >= BLOB_RESUME_TRIES)
             break;
     }

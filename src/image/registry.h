@@ -8,6 +8,7 @@
 
 #include "image/digest.h"
 #include "image/reference.h"
+#include "image/registry_headers.h" /* the header parsers; registry_parse_challenge */
 #include "supermachine.h"
 
 #include <stdbool.h>
@@ -40,12 +41,22 @@ void registry_close(struct registry_client *c);
 sm_code registry_get_manifest(struct registry_client *c, const char *target, char **body,
                               size_t *len, char content_type[128], sm_error *err);
 
+/* Bytes of blobs a pull may still receive (the cap on an image's
+ * compressed bytes): every body byte of a blob counts, bytes sent again
+ * (a server ignoring Range) too. */
+struct registry_budget {
+    uint64_t limit;
+    uint64_t used;
+};
+
 /* GET /v2/<name>/blobs/<digest> into the store, resuming a .partial with a
  * Range request, verified against digest and size; `what` names the blob
  * in messages ("layer sha256:0123..."). A blob already in the store is not
- * fetched. *downloaded (may be NULL) gets the bytes received. */
+ * fetched. With a budget (may be NULL), bytes past budget->limit stop the
+ * transfer: SM_E_LIMIT. *downloaded (may be NULL) gets the bytes received. */
 sm_code registry_fetch_blob(struct registry_client *c, const char *store_dir, const char *digest,
-                            uint64_t size, const char *what, uint64_t *downloaded, sm_error *err);
+                            uint64_t size, const char *what, struct registry_budget *budget,
+                            uint64_t *downloaded, sm_error *err);
 
 /* ---- credentials from a docker config.json ("auths" -> host -> "auth",
  * base64 of "user:password"). Keys may carry a scheme and a path
@@ -58,15 +69,5 @@ sm_code docker_config_credentials(const char *json, size_t len, const char *regi
 /* The same from $DOCKER_CONFIG/config.json, else ~/.docker/config.json.
  * SM_E_NOTFOUND when there is no file or no entry. */
 sm_code docker_config_lookup(const char *registry, char **user, char **password, sm_error *err);
-
-/* Parses a WWW-Authenticate challenge (exposed for tests): the scheme
- * ("Bearer" / "Basic") and the realm, service and scope parameters. */
-struct auth_challenge {
-    char scheme[16];
-    char realm[1024];
-    char service[1024];
-    char scope[1024];
-};
-sm_code registry_parse_challenge(const char *header, struct auth_challenge *out, sm_error *err);
 
 #endif

@@ -28,6 +28,12 @@
  * tar2sqfs exits 0 on a tar that just stops, so success needs both:
  * layers_flatten returned SM_OK and tar2sqfs exited 0. The socket (not a
  * pipe) lets the writer see tar2sqfs going away as EPIPE, not SIGPIPE.
+ *
+ * A full disk: tar2sqfs says only "I/O error" and deletes its output. So we
+ * create OUT.tmp.<pid> ourselves and hold it open while tar2sqfs writes it
+ * (--force writes into the existing file): its blocks stay allocated after
+ * tar2sqfs unlinks it, and the file system, asked through our descriptor,
+ * is still full when we look. That is reported as ENOSPC.
  */
 #include "image/rootfs.h"
 #include "base/file.h"
@@ -47,6 +53,7 @@
 #include <unistd.h>
 
 #include "base/error.h"
+#include "image/disk_space.h"
 
 #define TOOL_LOG_TAIL 320 /* bytes of tar2sqfs's output quoted in an error */
 
@@ -180,65 +187,124 @@ static sm_code publish(const char *tmp, const char *out_path, sm_error *err)
     return SM_OK;
 }
 
-/* Runs the flattening into a started tar2sqfs and judges the outcome. */
-static sm_code feed_packer(const char *const *layer_paths, size_t n, int sock, pid_t pid, int log_fd,
-                           struct layers_stats *st, sm_error *err)
+/* tar2sqfs, the output file, and where the image goes (for messages). */
+struct packer {
+    pid_t pid;
+    int log_fd;
+    int held_fd; /* OUT.tmp.<pid>, held open: see the top of this file */
+    const char *out_path;
+};
+
+/* tar2sqfs failed by itself (not killed by us): why, in its words, and as
+ * ENOSPC when the file system it wrote to is full. */
+static sm_code packer_failed(const struct packer *p, int status, const char *then, sm_error *err)
 {
-    sm_error flat_err = { 0 };
-    sm_code flat = layers_flatten(layer_paths, n, sock, st, &flat_err);
-    close(sock); /* end of the tar for tar2sqfs */
-    if (flat != SM_OK)
-        kill(pid, SIGKILL); /* ours: a half tar must not become an image */
-    int status = 0;
-    sm_code rc = wait_packer(pid, &status, err);
-    if (rc != SM_OK)
-        return rc;
     char how[48], said[TOOL_LOG_TAIL];
     describe_status(status, how, sizeof how);
-    packer_log_tail(log_fd, said, sizeof said);
-    if (flat == SM_OK) {
-        if (exited_zero(status))
-            return SM_OK;
-        return error_set(err, SM_E_IO, "%s failed (%s): %s", ROOTFS_TOOL, how, said[0] ? said : "(no message)");
-    }
+    packer_log_tail(p->log_fd, said, sizeof said);
+    if (disk_space_full(p->held_fd))
+        return error_set_errno(err, SM_E_IO, ENOSPC,
+                               "the root filesystem does not fit on the file system of %s: it "
+                               "filled up while %s wrote it (%s: %s)",
+                               p->out_path, ROOTFS_TOOL, how, said[0] ? said : "no message");
+    return error_set(err, SM_E_IO, "%s failed (%s): %s%s%s", ROOTFS_TOOL, how,
+                     said[0] ? said : "(no message)", then ? "; then: " : "", then ? then : "");
+}
+
+/* Runs the flattening into a started tar2sqfs and judges the outcome. */
+static sm_code feed_packer(const char *const *layer_paths, size_t n, int sock, const struct packer *p,
+                           uint64_t max_unpacked, struct layers_stats *st, sm_error *err)
+{
+    sm_error flat_err = { 0 };
+    sm_code flat = layers_flatten(layer_paths, n, sock, max_unpacked, st, &flat_err);
+    close(sock); /* end of the tar for tar2sqfs */
+    if (flat != SM_OK)
+        kill(p->pid, SIGKILL); /* ours: a half tar must not become an image */
+    int status = 0;
+    sm_code rc = wait_packer(p->pid, &status, err);
+    if (rc != SM_OK)
+        return rc;
+    if (flat == SM_OK)
+        return exited_zero(status) ? SM_OK : packer_failed(p, status, NULL, err);
     if (WIFEXITED(status) && WEXITSTATUS(status) != 0) /* it stopped first: its reason comes first */
-        return error_set(err, SM_E_IO, "%s failed (%s): %s; then: %s", ROOTFS_TOOL, how,
-                       said[0] ? said : "(no message)", flat_err.message);
+        return packer_failed(p, status, flat_err.message, err);
     if (err)
         *err = flat_err;
     return flat;
 }
 
-sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_path, struct layers_stats *st,
-                     sm_error *err)
+/* The folder of path, into dir ("." when it has none). */
+static void folder_of(const char *path, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, cap, ".");
+    else if (slash == path)
+        snprintf(dir, cap, "/");
+    else
+        snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+}
+
+sm_code rootfs_check_space(const char *const *layer_paths, size_t n, const char *out_path,
+                           sm_error *err)
+{
+    uint64_t layers = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(layer_paths[i], &st) != 0)
+            return error_set_errno(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, errno,
+                                   "cannot stat the layer %s", layer_paths[i]);
+        layers += (uint64_t)st.st_size; /* file sizes: no wrap over 1000 layers */
+    }
+    char dir[PATH_MAX];
+    folder_of(out_path, dir, sizeof dir);
+    uint64_t need = layers > UINT64_MAX / ROOTFS_SPACE_FACTOR ? UINT64_MAX : layers * ROOTFS_SPACE_FACTOR;
+    char what[128], layers_text[SIZE_TEXT_MAX];
+    size_text(layers, layers_text);
+    snprintf(what, sizeof what, "the image's root filesystem (%d times its %s of layers)", ROOTFS_SPACE_FACTOR,
+             layers_text);
+    return disk_space_check(dir, need, what, err);
+}
+
+/* Starts tar2sqfs on the socket and feeds it; the image is at tmp after
+ * SM_OK. */
+static sm_code pack(const char *const *layer_paths, size_t n, const char *tmp, struct packer *p,
+                    uint64_t max_unpacked, struct layers_stats *st, sm_error *err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        return error_set_errno(err, SM_E_IO, errno, "rootfs_build: socketpair");
+    sm_code rc = spawn_packer(tmp, sv[1], p->log_fd, &p->pid, err);
+    close(sv[1]);
+    if (rc != SM_OK) {
+        close(sv[0]);
+        return rc;
+    }
+    return feed_packer(layer_paths, n, sv[0], p, max_unpacked, st, err);
+}
+
+sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_path,
+                     uint64_t max_unpacked, struct layers_stats *st, sm_error *err)
 {
     if (!out_path || !out_path[0])
         return error_set(err, SM_E_INVALID, "rootfs_build: no output path");
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid()) >= (int)sizeof tmp)
         return error_set(err, SM_E_INVALID, "rootfs_build: output path too long");
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-        return error_set_errno(err, SM_E_IO, errno, "rootfs_build: socketpair");
-    int log_fd = memfd_create("tar2sqfs-log", MFD_CLOEXEC);
-    if (log_fd < 0) {
-        int saved = errno;
-        close(sv[0]);
-        close(sv[1]);
-        return error_set_errno(err, SM_E_IO, saved, "rootfs_build: memfd_create");
-    }
-    pid_t pid;
-    sm_code rc = spawn_packer(tmp, sv[1], log_fd, &pid, err);
-    close(sv[1]);
-    if (rc != SM_OK) {
-        close(sv[0]);
-    } else {
-        rc = feed_packer(layer_paths, n, sv[0], pid, log_fd, st, err);
-        if (rc == SM_OK)
-            rc = publish(tmp, out_path, err);
-        if (rc != SM_OK)
-            unlink(tmp);
-    }
-    close(log_fd);
+    struct packer p = { .out_path = out_path, .log_fd = -1, .held_fd = -1 };
+    p.log_fd = memfd_create("tar2sqfs-log", MFD_CLOEXEC);
+    if (p.log_fd < 0)
+        return error_set_errno(err, SM_E_IO, errno, "rootfs_build: memfd_create");
+    p.held_fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    sm_code rc = p.held_fd >= 0 ? SM_OK : error_set_errno(err, SM_E_IO, errno, "cannot create %s", tmp);
+    if (rc == SM_OK)
+        rc = pack(layer_paths, n, tmp, &p, max_unpacked, st, err);
+    if (rc == SM_OK)
+        rc = publish(tmp, out_path, err);
+    if (rc != SM_OK && p.held_fd >= 0)
+        unlink(tmp);
+    if (p.held_fd >= 0)
+        close(p.held_fd); /* last: a full disk's blocks are freed here */
+    close(p.log_fd);
     return rc; /* no prefix: callers add theirs, and the layer messages are long */
 }

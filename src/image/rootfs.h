@@ -13,13 +13,30 @@
 #define ROOTFS_TOOL "tar2sqfs"
 #define ROOTFS_TOOL_PACKAGE "squashfs-tools-ng"
 
+/* Free space wanted for a root filesystem, as a multiple of its layers'
+ * (compressed) size. The squashfs of the Debian test image is 0.91 times
+ * its gzip layer (see ROOTFS_ZSTD_LEVEL in rootfs.c); twice leaves room for
+ * layers that zstd in 128 KiB blocks packs worse than gzip did, and for the
+ * bake that follows (a snapshot of the guest's memory). The real size is
+ * known only once packed: a disk that fills all the same is reported as
+ * such by rootfs_build. */
+#define ROOTFS_SPACE_FACTOR 2
+
+/* SM_E_LIMIT ("not enough free space in DIR for the image's root
+ * filesystem ...: No space left on device") when out_path's folder has less
+ * than ROOTFS_SPACE_FACTOR times the layer files' sizes free. */
+sm_code rootfs_check_space(const char *const *layer_paths, size_t n, const char *out_path,
+                           sm_error *err);
+
 /* Builds a squashfs (zstd, xattrs, owners and times kept) at out_path from
- * the layers (bottom first; see layers_flatten). Written to
- * out_path.tmp.<pid>, fsync'd, renamed over out_path, its folder fsync'd;
- * removed on any failure, so out_path is either the whole image or untouched.
- * SM_E_UNSUPPORTED when tar2sqfs is not installed; SM_E_IO when it fails (its
- * message is quoted); layers_flatten's errors otherwise. st may be NULL. */
-sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_path, struct layers_stats *st,
-                     sm_error *err);
+ * the layers (bottom first; see layers_flatten, which max_unpacked is
+ * given to). Written to out_path.tmp.<pid>, fsync'd, renamed over out_path,
+ * its folder fsync'd; removed on any failure, so out_path is either the
+ * whole image or untouched. SM_E_UNSUPPORTED when tar2sqfs is not
+ * installed; SM_E_IO when it fails (its message is quoted), with "No space
+ * left on device" when its file system filled up; layers_flatten's errors
+ * otherwise. st may be NULL. */
+sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_path,
+                     uint64_t max_unpacked, struct layers_stats *st, sm_error *err);
 
 #endif

@@ -49,11 +49,17 @@ struct sm_pull_options {
     char *username, *password;
     sm_progress_fn progress;
     void *progress_ctx;
+    uint64_t max_compressed, max_unpacked; /* never 0 */
 };
 
 sm_pull_options *sm_pull_options_new(void)
 {
-    return calloc(1, sizeof(sm_pull_options));
+    sm_pull_options *o = calloc(1, sizeof(sm_pull_options));
+    if (o) {
+        o->max_compressed = SM_PULL_DEFAULT_MAX_COMPRESSED;
+        o->max_unpacked = SM_PULL_DEFAULT_MAX_UNPACKED;
+    }
+    return o;
 }
 
 void sm_pull_options_free(sm_pull_options *o)
@@ -113,6 +119,22 @@ sm_code sm_pull_options_progress(sm_pull_options *o, sm_progress_fn fn, void *ct
         return SM_E_INVALID;
     o->progress = fn;
     o->progress_ctx = ctx;
+    return SM_OK;
+}
+
+sm_code sm_pull_options_max_compressed_bytes(sm_pull_options *o, uint64_t bytes)
+{
+    if (!o || !bytes)
+        return SM_E_INVALID;
+    o->max_compressed = bytes;
+    return SM_OK;
+}
+
+sm_code sm_pull_options_max_unpacked_bytes(sm_pull_options *o, uint64_t bytes)
+{
+    if (!o || !bytes)
+        return SM_E_INVALID;
+    o->max_unpacked = bytes;
     return SM_OK;
 }
 
@@ -276,8 +298,11 @@ static sm_code write_settings_layer(const char *path, const struct oci_config *c
 
 /* ---- the root filesystem ------------------------------------------------------ */
 
+/* The layers, then the settings layer, into the squashfs `out`: first
+ * whether its folder has room (rootfs_check_space), then the build within
+ * the cap on unpacked bytes. */
 static sm_code build_rootfs(const struct oci_paths *p, const struct oci_fetched *f, const struct oci_config *c,
-                            const char *out, sm_error *err)
+                            uint64_t max_unpacked, const char *out, sm_error *err)
 {
     char settings[PATH_MAX + 32];
     snprintf(settings, sizeof settings, "%s/rootfs/.settings.%d.tar", p->store, (int)getpid());
@@ -289,10 +314,12 @@ static sm_code build_rootfs(const struct oci_paths *p, const struct oci_fetched 
         if (!(paths[i] = oci_blob_path(p->store, f->layers[i].digest)))
             rc = error_set(err, SM_E_NOMEM, "out of memory");
     if (!rc)
+        rc = rootfs_check_space(paths, f->nlayers, out, err);
+    if (!rc)
         rc = write_settings_layer(settings, c, err);
     paths[f->nlayers] = settings;
     if (!rc)
-        rc = rootfs_build(paths, f->nlayers + 1, out, NULL, err);
+        rc = rootfs_build(paths, f->nlayers + 1, out, max_unpacked, NULL, err);
     unlink(settings);
     for (size_t i = 0; i < f->nlayers; i++)
         free((char *)paths[i]);
@@ -315,6 +342,7 @@ static sm_code fetch(const char *ref, const sm_pull_options *opt, const struct o
         .password = opt ? opt->password : NULL,
         .progress = opt ? opt->progress : NULL,
         .progress_ctx = opt ? opt->progress_ctx : NULL,
+        .max_compressed = opt ? opt->max_compressed : SM_PULL_DEFAULT_MAX_COMPRESSED,
     };
     return oci_fetch(ref, &fo, f, err);
 }
@@ -340,7 +368,7 @@ static sm_code bake(const sm_store *store, const char *ref, const sm_pull_option
         rc = error_set(err, SM_E_LIMIT, "path too long");
     if (!rc && stat(rootfs, &st) < 0) {
         say(opt, "building the root filesystem");
-        rc = build_rootfs(p, f, &c, rootfs, err);
+        rc = build_rootfs(p, f, &c, opt ? opt->max_unpacked : SM_PULL_DEFAULT_MAX_UNPACKED, rootfs, err);
     }
     oci_config_free(&c);
     if (rc)

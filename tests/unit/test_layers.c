@@ -20,6 +20,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "helpers/small_fs.h"
 #include "image/layers.h"
 #include "image/rootfs.h"
 
@@ -222,6 +223,9 @@ static int temp_file(void)
     return fd;
 }
 
+/* The cap on unpacked bytes flatten() passes. */
+static uint64_t flatten_cap = SM_PULL_DEFAULT_MAX_UNPACKED;
+
 /* Flattens the layers; on success reads the result into t. */
 static sm_code flatten(struct tree *t, size_t n, ...)
 {
@@ -233,7 +237,7 @@ static sm_code flatten(struct tree *t, size_t n, ...)
     va_end(ap);
     memset(t, 0, sizeof *t);
     int fd = temp_file();
-    t->rc = layers_flatten(paths, n, fd, &t->st, &t->err);
+    t->rc = layers_flatten(paths, n, fd, flatten_cap, &t->st, &t->err);
     if (t->rc == SM_OK)
         read_back(fd, t);
     else
@@ -771,7 +775,7 @@ static void test_rootfs_build_squashfs(void **state)
     const char *layers[] = { l0, l1 };
     struct layers_stats st;
     sm_error err = { 0 };
-    assert_int_equal(rootfs_build(layers, 2, out, &st, &err), SM_OK);
+    assert_int_equal(rootfs_build(layers, 2, out, SM_PULL_DEFAULT_MAX_UNPACKED, &st, &err), SM_OK);
     assert_true(no_leftovers(out));
     run_capture(buf, sizeof buf, "rdsquashfs -d '%s'", out);
     printf("%s", buf);
@@ -792,7 +796,7 @@ static void test_rootfs_build_squashfs(void **state)
     run_capture(buf, sizeof buf, "rdsquashfs -c '/%s' '%s'", LONG_NAME, out);
     assert_string_equal(buf, "long");
     /* A second build replaces the first atomically. */
-    assert_int_equal(rootfs_build(layers, 1, out, NULL, &err), SM_OK);
+    assert_int_equal(rootfs_build(layers, 1, out, SM_PULL_DEFAULT_MAX_UNPACKED, NULL, &err), SM_OK);
     run_capture(buf, sizeof buf, "rdsquashfs -d '%s'", out);
     assert_non_null(strstr(buf, "file etc/a 0644"));
     unlink(out);
@@ -810,33 +814,183 @@ static void test_rootfs_build_failures_leave_nothing(void **state)
     const char *good = make_layer("rfgood.tar", PLAIN, (struct ent[]){ { .path = "x", .data = "x" }, END });
     const char *layers[] = { good, gz };
     sm_error err = { 0 };
-    assert_int_equal(rootfs_build(layers, 2, out, NULL, &err), SM_E_INVALID);
+    assert_int_equal(rootfs_build(layers, 2, out, SM_PULL_DEFAULT_MAX_UNPACKED, NULL, &err), SM_E_INVALID);
     printf("     (expected refusal) %s\n", err.message);
     assert_non_null(strstr(err.message, "layer 2 of 2 (rfcut.tar.gz)"));
     assert_int_equal(access(out, F_OK), -1);
     assert_true(no_leftovers(out));
     const char *evil = make_layer("rfevil.tar", PLAIN, (struct ent[]){ { .path = "../x", .data = "x" }, END });
     layers[1] = evil;
-    assert_int_equal(rootfs_build(layers, 2, out, NULL, &err), SM_E_INVALID);
+    assert_int_equal(rootfs_build(layers, 2, out, SM_PULL_DEFAULT_MAX_UNPACKED, NULL, &err), SM_E_INVALID);
     assert_int_equal(access(out, F_OK), -1);
     assert_true(no_leftovers(out));
-    /* tar2sqfs itself fails (no such folder for the image): its message. */
+    /* No such folder for the image. */
     char nodir[700];
     snprintf(nodir, sizeof nodir, "%s/no/such/dir/x.sqfs", tmpdir);
     layers[1] = big_layer("rfbig.tar", PLAIN, 1 << 20);
-    assert_int_equal(rootfs_build(layers, 2, nodir, NULL, &err), SM_E_IO);
+    assert_int_equal(rootfs_build(layers, 2, nodir, SM_PULL_DEFAULT_MAX_UNPACKED, NULL, &err), SM_E_IO);
     printf("     (expected refusal) %s\n", err.message);
-    assert_non_null(strstr(err.message, "tar2sqfs failed"));
     assert_non_null(strstr(err.message, "No such file or directory"));
+    /* tar2sqfs itself fails: its message, then the flattening's. */
+    char bin[600], cmd[2000];
+    snprintf(bin, sizeof bin, "%s/fakebin", tmpdir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && printf '#!/bin/sh\\necho \"it broke\" >&2\\nexit 3\\n' >'%s/tar2sqfs' && chmod +x '%s/tar2sqfs'",
+             bin, bin, bin);
+    assert_int_equal(system(cmd), 0);
+    char *path_was = strdup(getenv("PATH") ? getenv("PATH") : "");
+    setenv("PATH", bin, 1);
+    sm_code rc = rootfs_build(layers, 2, out, SM_PULL_DEFAULT_MAX_UNPACKED, NULL, &err);
+    setenv("PATH", path_was, 1);
+    free(path_was);
+    assert_int_equal(rc, SM_E_IO);
+    printf("     (expected refusal) %s\n", err.message);
+    assert_non_null(strstr(err.message, "tar2sqfs failed (exit status 3): it broke"));
+    assert_null(strstr(err.message, "No space left"));
+    assert_int_equal(access(out, F_OK), -1);
+    assert_true(no_leftovers(out));
     /* No tar2sqfs on PATH: a clear error naming the package. */
     char *saved = strdup(getenv("PATH") ? getenv("PATH") : "");
     setenv("PATH", tmpdir, 1);
-    assert_int_equal(rootfs_build(layers, 1, out, NULL, &err), SM_E_UNSUPPORTED);
+    assert_int_equal(rootfs_build(layers, 1, out, SM_PULL_DEFAULT_MAX_UNPACKED, NULL, &err), SM_E_UNSUPPORTED);
     setenv("PATH", saved, 1);
     free(saved);
     assert_non_null(strstr(err.message, "squashfs-tools-ng"));
     assert_int_equal(access(out, F_OK), -1);
     assert_true(no_leftovers(out));
+}
+
+/* ---- caps and a full disk ---------------------------------------------------------- */
+
+/* A plain tar of one ustar header (a regular file `name` of `size` bytes)
+ * and the first `data` bytes of its contents: a bomb whose header is read
+ * before its data would be. */
+static const char *header_only_layer(const char *name, uint64_t size, size_t data)
+{
+    static char path[512];
+    setup_dir();
+    snprintf(path, sizeof path, "%s/%s.tar", tmpdir, name);
+    char h[512] = { 0 };
+    snprintf(h, 100, "%s", name);
+    memcpy(h + 100, "0000644", 8);
+    memcpy(h + 108, "0000000", 8);
+    memcpy(h + 116, "0000000", 8);
+    snprintf(h + 124, 12, "%011llo", (unsigned long long)size);
+    memcpy(h + 136, "14540000000", 12);
+    h[156] = '0';
+    memcpy(h + 257, "ustar", 6);
+    memcpy(h + 263, "00", 2);
+    memset(h + 148, ' ', 8);
+    unsigned sum = 0;
+    for (int i = 0; i < 512; i++)
+        sum += (unsigned char)h[i];
+    snprintf(h + 148, 8, "%06o", sum);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(h, 1, sizeof h, f), sizeof h);
+    for (size_t i = 0; i < data; i++)
+        fputc(0, f);
+    fclose(f);
+    return path;
+}
+
+static void test_unpacked_cap(void **state)
+{
+    (void)state;
+    struct tree t;
+    /* A header claiming 7 GiB, cut after 4 KiB, against a 1 GiB cap:
+     * refused for the cap at the header (reading on would have found the
+     * tar cut short). */
+    const char *bomb = header_only_layer("bomb", 7ull << 30, 4096);
+    flatten_cap = 1u << 30;
+    assert_int_equal(flatten(&t, 1, bomb), SM_E_LIMIT);
+    assert_non_null(strstr(t.err.message, "layer 1 of 1 (bomb.tar): entry 'bomb': the layers unpack to more "
+                                          "than 1 GiB (1073741824 bytes), the cap on an image's unpacked bytes"));
+    /* Under the default cap, the same layer is only cut short. */
+    flatten_cap = SM_PULL_DEFAULT_MAX_UNPACKED;
+    assert_int_equal(flatten(&t, 1, bomb), SM_E_INVALID);
+    /* A gzip bomb: 8 MiB of zeros in a few KiB, against a 1 MiB cap. */
+    char *zeros = calloc(1, (8u << 20) + 1);
+    assert_non_null(zeros);
+    memset(zeros, '0', 8u << 20);
+    const char *gz = make_layer("zeros.tar.gz", GZIP, (struct ent[]){ { .path = "z", .data = zeros }, END });
+    free(zeros);
+    assert_true(file_size(gz) < (64 << 10));
+    flatten_cap = 1u << 20;
+    assert_int_equal(flatten(&t, 1, gz), SM_E_LIMIT);
+    assert_non_null(strstr(t.err.message, "layer 1 of 1 (zeros.tar.gz): entry 'z': the layers unpack to more "
+                                          "than 1 MiB (1048576 bytes)"));
+    /* The cap is on all the layers together: the second one passes it. */
+    const char *a = big_layer("capa.tar", PLAIN, 600000);
+    const char *b = big_layer("capb.tar.zst", ZSTD, 600000);
+    assert_int_equal(flatten(&t, 2, a, b), SM_E_LIMIT);
+    assert_non_null(strstr(t.err.message, "layer 2 of 2 (capb.tar.zst): entry 'big'"));
+    assert_non_null(strstr(t.err.message, "600003 bytes of files before this one, and it has 600000"));
+    /* Each layer holds 600002 bytes: exactly at the cap, flattened; one
+     * byte less, the last file of the second layer is one too many. */
+    flatten_cap = 2 * 600002;
+    assert_int_equal(flatten(&t, 2, a, b), SM_OK);
+    tree_free(&t);
+    flatten_cap = 2 * 600002 - 1;
+    assert_int_equal(flatten(&t, 2, a, b), SM_E_LIMIT);
+    assert_non_null(strstr(t.err.message, "layer 2 of 2 (capb.tar.zst): entry 'after'"));
+    flatten_cap = SM_PULL_DEFAULT_MAX_UNPACKED;
+}
+
+struct disk_case {
+    const char *layer;
+    char out[600];
+};
+
+/* In a child with a 1 MiB tmpfs at the output's folder: 3 MiB of layer
+ * does not fit. Checked before (rootfs_check_space), and when packed all
+ * the same: ENOSPC, and nothing left behind. */
+static int pack_on_small_fs(void *arg)
+{
+    struct disk_case *c = arg;
+    const char *layers[] = { c->layer };
+    sm_error err = { 0 };
+    sm_code rc = rootfs_check_space(layers, 1, c->out, &err);
+    printf("     (expected refusal) %s\n", err.message);
+    if (rc != SM_E_LIMIT || !strstr(err.message, "not enough free space in") ||
+        !strstr(err.message, "for the image's root filesystem (2 times its 2.8 MiB of layers): it needs 5.7 MiB")) {
+        printf("     rootfs_check_space: %d, wanted SM_E_LIMIT and its message\n", rc);
+        return 1;
+    }
+    rc = rootfs_build(layers, 1, c->out, SM_PULL_DEFAULT_MAX_UNPACKED, NULL, &err);
+    printf("     (expected refusal) %s\n", err.message);
+    if (rc != SM_E_IO || !strstr(err.message, "the root filesystem does not fit on the file system of") ||
+        !strstr(err.message, ": No space left on device")) {
+        printf("     rootfs_build: %d, wanted SM_E_IO and ENOSPC\n", rc);
+        return 1;
+    }
+    if (access(c->out, F_OK) == 0 || !no_leftovers(c->out)) {
+        printf("     an image or a temporary file was left behind\n");
+        return 1;
+    }
+    /* A small layer fits: the check passes, and the disk is empty again. */
+    const char *small[] = { make_layer("fits.tar", PLAIN, (struct ent[]){ { .path = "x", .data = "x" }, END }) };
+    if (rootfs_check_space(small, 1, c->out, &err) != SM_OK ||
+        rootfs_build(small, 1, c->out, SM_PULL_DEFAULT_MAX_UNPACKED, NULL, &err) != SM_OK) {
+        printf("     a small layer: %s\n", err.message);
+        return 1;
+    }
+    return 0;
+}
+
+static void test_rootfs_disk_full(void **state)
+{
+    (void)state;
+    if (!have_tools())
+        return;
+    struct disk_case c = { .layer = big_layer("full.tar", PLAIN, 3000000) };
+    char dir[560];
+    snprintf(dir, sizeof dir, "%s/small", tmpdir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(c.out, sizeof c.out, "%s/root.sqfs", dir);
+    int rc = small_fs_run(dir, 1u << 20, pack_on_small_fs, &c);
+    if (rc == SMALL_FS_UNAVAILABLE)
+        skip();
+    assert_int_equal(rc, 0);
 }
 
 static int cleanup(void **state)
@@ -875,6 +1029,8 @@ int main(void)
         cmocka_unit_test(test_arbitrary_bytes_are_refused_cleanly),
         cmocka_unit_test(test_rootfs_build_squashfs),
         cmocka_unit_test(test_rootfs_build_failures_leave_nothing),
+        cmocka_unit_test(test_unpacked_cap),
+        cmocka_unit_test(test_rootfs_disk_full),
     };
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }

@@ -16,6 +16,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "helpers/small_fs.h"
 #include "image/digest.h"
 #include "image/oci_fetch.h"
 #include "image/oci_manifest.h"
@@ -27,6 +28,7 @@ struct fixture {
     char layer_digest[2][OCI_DIGEST_SIZE];
     char config_digest[OCI_DIGEST_SIZE];
     char manifest_digest[OCI_DIGEST_SIZE];
+    const char *layer_data[2]; /* what make_layout writes: layer_bytes unless a test says */
     size_t layer_size[2];
 };
 
@@ -70,10 +72,8 @@ static void make_layout(struct fixture *f, const char *index_arch, const char *c
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", f->layout, path);
     assert_int_equal(system(cmd), 0);
-    for (int i = 0; i < 2; i++) {
-        f->layer_size[i] = strlen(layer_bytes[i]);
-        layout_blob(f->layout, layer_bytes[i], f->layer_size[i], f->layer_digest[i]);
-    }
+    for (int i = 0; i < 2; i++)
+        layout_blob(f->layout, f->layer_data[i], f->layer_size[i], f->layer_digest[i]);
     config_json(buf, sizeof buf, config_arch, f->layer_digest[0], f->layer_digest[1]);
     size_t config_size = strlen(buf);
     layout_blob(f->layout, buf, config_size, f->config_digest);
@@ -110,6 +110,10 @@ static int setup(void **state)
     if (!mkdtemp(f->dir))
         return -1;
     snprintf(f->store, sizeof f->store, "%s/store", f->dir);
+    for (int i = 0; i < 2; i++) {
+        f->layer_data[i] = layer_bytes[i];
+        f->layer_size[i] = strlen(layer_bytes[i]);
+    }
     *state = f;
     return 0;
 }
@@ -267,6 +271,88 @@ static void test_bad_inputs(void **state)
     assert_non_null(strstr(err.message, "cannot reach 127.0.0.1:1"));
 }
 
+/* ---- caps and room -------------------------------------------------------- */
+
+/* Layers adding up to more than the cap on compressed bytes: refused before
+ * the config or any layer is copied; at the cap exactly, fetched. */
+static void test_download_cap_layout(void **state)
+{
+    struct fixture *f = *state;
+    make_layout(f, "amd64", "amd64");
+    uint64_t total = f->layer_size[0] + f->layer_size[1];
+    struct oci_fetch_options opt = {.store_dir = f->store, .max_compressed = total - 1};
+    struct oci_fetched out;
+    sm_error err = {0};
+    char ref[200], want[200];
+    snprintf(ref, sizeof ref, "oci:%s", f->layout);
+    assert_int_equal(oci_fetch(ref, &opt, &out, &err), SM_E_LIMIT);
+    snprintf(want, sizeof want,
+             "the image's layers are %llu bytes compressed, more than the cap of %llu bytes on an "
+             "image's compressed bytes",
+             (unsigned long long)total, (unsigned long long)total - 1);
+    if (!strstr(err.message, want))
+        fail_msg("%s", err.message);
+    int blobs, others;
+    count_store(f, &blobs, &others);
+    assert_int_equal(blobs, 1); /* the manifest: it gave the sizes */
+    assert_int_equal(others, 0);
+    opt.max_compressed = total;
+    if (oci_fetch(ref, &opt, &out, &err) != SM_OK)
+        fail_msg("%s", err.message);
+    oci_fetched_free(&out);
+}
+
+struct room_case {
+    struct fixture *f;
+    char ref[200];
+};
+
+/* In a child, with the store on a 1 MiB tmpfs: a 2 MiB layer does not fit,
+ * which is said before a byte of it is copied. */
+static int fetch_into_small_store(void *arg)
+{
+    struct room_case *c = arg;
+    struct oci_fetch_options opt = {.store_dir = c->f->store};
+    struct oci_fetched out;
+    sm_error err = {0};
+    sm_code rc = oci_fetch(c->ref, &opt, &out, &err);
+    printf("     (expected refusal) %s\n", err.message);
+    if (rc != SM_E_LIMIT || !strstr(err.message, "not enough free space in") ||
+        !strstr(err.message, "for the image's layers: it needs 2.0 MiB, only") ||
+        !strstr(err.message, "No space left on device")) {
+        printf("     wanted SM_E_LIMIT and \"not enough free space\", got %d\n", rc);
+        return 1;
+    }
+    int blobs, others;
+    count_store(c->f, &blobs, &others);
+    if (blobs != 1 || others != 0) { /* the manifest; no .partial, no temporary file */
+        printf("     the store holds %d blobs and %d other files\n", blobs, others);
+        return 1;
+    }
+    return 0;
+}
+
+static void test_room_for_layers(void **state)
+{
+    struct fixture *f = *state;
+    size_t big = (2u << 20) + 100;
+    char *data = malloc(big);
+    assert_non_null(data);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (char)((i * 2654435761u) >> 13);
+    f->layer_data[1] = data;
+    f->layer_size[1] = big;
+    make_layout(f, "amd64", "amd64");
+    free(data);
+    assert_int_equal(mkdir(f->store, 0755), 0);
+    struct room_case c = {.f = f};
+    snprintf(c.ref, sizeof c.ref, "oci:%s", f->layout);
+    int rc = small_fs_run(f->store, 1u << 20, fetch_into_small_store, &c);
+    if (rc == SMALL_FS_UNAVAILABLE)
+        skip();
+    assert_int_equal(rc, 0);
+}
+
 /* ---- docker-archive -------------------------------------------------------- */
 
 static void tar_add(struct archive *a, const char *name, const char *data, size_t len,
@@ -360,6 +446,36 @@ static void test_docker_archive(void **state)
     assert_non_null(strstr(err.message, "(layer 2, aaaa/layer.tar) is corrupt"));
 }
 
+/* The archive's layers (the same file listed twice: counted twice, as the
+ * manifest lists them) against the cap: refused before pass 2 copies them. */
+static void test_download_cap_docker_archive(void **state)
+{
+    struct fixture *f = *state;
+    char tar[160], ref[200], config_digest[72], layer_digest[72];
+    snprintf(tar, sizeof tar, "%s/img.tar", f->dir);
+    make_archive(tar, NULL, config_digest, layer_digest);
+    uint64_t total = 2 * strlen(layer_bytes[0]);
+    struct oci_fetch_options opt = {.store_dir = f->store, .max_compressed = total - 1};
+    struct oci_fetched out;
+    sm_error err = {0};
+    snprintf(ref, sizeof ref, "docker-archive:%s", tar);
+    assert_int_equal(oci_fetch(ref, &opt, &out, &err), SM_E_LIMIT);
+    char want[300];
+    snprintf(want, sizeof want,
+             "docker-archive:%s: the image's layers are %llu bytes compressed", tar,
+             (unsigned long long)total);
+    if (!strstr(err.message, want))
+        fail_msg("%s", err.message);
+    int blobs, others;
+    count_store(f, &blobs, &others);
+    assert_int_equal(blobs, 1); /* the config, read in pass 1; no layer */
+    assert_int_equal(others, 0);
+    opt.max_compressed = total;
+    if (oci_fetch(ref, &opt, &out, &err) != SM_OK)
+        fail_msg("%s", err.message);
+    oci_fetched_free(&out);
+}
+
 static void test_docker_archive_missing_parts(void **state)
 {
     struct fixture *f = *state;
@@ -412,6 +528,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_inputs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_docker_archive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_docker_archive_missing_parts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_download_cap_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_download_cap_docker_archive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_for_layers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,7 @@
 #include "image/digest.h"
 #include "image/oci_fetch.h"
 #include "image/oci_manifest.h"
+#include "image/registry_headers.h"
 
 #define LAYER_SIZE 200000
 #define BASIC_ALICE "Basic YWxpY2U6czNjcmV0" /* alice:s3cret */
@@ -55,8 +56,12 @@ struct fake {
     bool token_needs_credentials;
     bool ignore_range;
     size_t cut_after;   /* >0: close the layer's body after this many bytes */
+    size_t cut_first;   /* >0: the same, for the first layer request only */
     bool corrupt_layer; /* flip a byte */
     bool long_layer;    /* send bytes past its size */
+    bool no_length;     /* blobs without Content-Length (the end of the connection ends them) */
+    int wrong_digest;   /* a Docker-Content-Digest not the body's: 1 for manifests, 2 for blobs */
+    bool wrong_total;   /* a Content-Range whose total is not the blob's size */
     bool slow_layer;    /* send it in 16 KiB pieces, 3 ms apart */
     int layer_gets;
     /* what happened */
@@ -65,6 +70,7 @@ struct fake {
 };
 
 static struct fake *fk; /* the one server of this process */
+static uint64_t pull_cap; /* the pulls' cap on compressed bytes (0: the default) */
 
 /* ---- the scripted server --------------------------------------------------- */
 
@@ -106,15 +112,32 @@ static void send_reply(int fd, const struct reply *r)
 static void respond(int fd, int status, const char *ctype, const char *extra, const void *body,
                     size_t len, size_t send_only)
 {
-    char head[1024];
+    char head[1024], length[64] = "";
+    if (!(fk->no_length && strcmp(ctype, "application/octet-stream") == 0))
+        snprintf(length, sizeof length, "Content-Length: %zu\r\n", len);
     int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n%s\r\n",
-                     status, ctype, len, extra ? extra : "");
+                     "HTTP/1.1 %d X\r\nContent-Type: %s\r\n%sConnection: close\r\n%s\r\n",
+                     status, ctype, length, extra ? extra : "");
     send_all(fd, head, (size_t)n);
     send_all(fd, body, send_only < len ? send_only : len);
     if (fk->slow_layer && body == fk->layer_copy)
         cur_reply->slow = true;
+}
+
+/* A blob or manifest with its Docker-Content-Digest, as registries send
+ * them (a wrong one when the test says). */
+static void digest_header(char *out, size_t cap, const char *digest, bool manifest)
+{
+    bool wrong = fk->wrong_digest == (manifest ? 1 : 2);
+    snprintf(out, cap, "Docker-Content-Digest: %s\r\n",
+             wrong ? "sha256:0000000000000000000000000000000000000000000000000000000000000000" : digest);
+}
+
+static void respond_content(int fd, const char *ctype, const char *digest, const void *body, size_t len)
+{
+    char extra[160];
+    digest_header(extra, sizeof extra, digest, strcmp(ctype, "application/octet-stream") != 0);
+    respond(fd, 200, ctype, extra, body, len, SIZE_MAX);
 }
 
 static void respond_json(int fd, int status, const char *extra, const char *json)
@@ -187,21 +210,24 @@ static void serve_layer(int fd, const char *req)
     }
     fk->layer_gets++;
     fk->layer_copy = body;
+    size_t cut = fk->cut_after ? fk->cut_after
+                 : fk->cut_first && fk->layer_gets == 1 ? fk->cut_first
+                                                        : SIZE_MAX;
     const char *range = header_value(req, "Range");
     unsigned long long start = 0;
     if (range) {
         fk->range_gets++;
         assert_int_equal(sscanf(range, "bytes=%llu-", &start), 1);
     }
+    char extra[300];
+    digest_header(extra, sizeof extra, fk->layer_digest, false);
     if (range && !fk->ignore_range && start < len) {
-        char extra[128];
-        snprintf(extra, sizeof extra, "Content-Range: bytes %llu-%zu/%zu\r\n", start, len - 1,
-                 len);
-        respond(fd, 206, "application/octet-stream", extra, body + start, len - start,
-                fk->cut_after ? fk->cut_after : SIZE_MAX);
+        size_t used = strlen(extra);
+        snprintf(extra + used, sizeof extra - used, "Content-Range: bytes %llu-%zu/%zu\r\n", start,
+                 len - 1, len + (fk->wrong_total ? 1 : 0));
+        respond(fd, 206, "application/octet-stream", extra, body + start, len - start, cut);
     } else {
-        respond(fd, 200, "application/octet-stream", NULL, body, len,
-                fk->cut_after ? fk->cut_after : SIZE_MAX);
+        respond(fd, 200, "application/octet-stream", extra, body, len, cut);
     }
     free(body);
 }
@@ -227,7 +253,7 @@ static void route(int fd, const char *req)
             respond(fd, 200, OCI_MT_OCI_INDEX, NULL, idx, strlen(idx), SIZE_MAX);
             free(idx);
         } else if (strcmp(ref, "single") == 0 || strcmp(ref, fk->manifest_digest) == 0) {
-            respond(fd, 200, OCI_MT_OCI_MANIFEST, NULL, fk->manifest, fk->manifest_len, SIZE_MAX);
+            respond_content(fd, OCI_MT_OCI_MANIFEST, fk->manifest_digest, fk->manifest, fk->manifest_len);
         } else if (strcmp(ref, "private") == 0) {
             char extra[300];
             snprintf(extra, sizeof extra,
@@ -247,8 +273,8 @@ static void route(int fd, const char *req)
     if (strncmp(path, "/v2/t/blobs/", 12) == 0) {
         fk->blob_gets++;
         if (strcmp(path + 12, fk->config_digest) == 0)
-            return respond(fd, 200, "application/octet-stream", NULL, fk->config, fk->config_len,
-                           SIZE_MAX);
+            return respond_content(fd, "application/octet-stream", fk->config_digest, fk->config,
+                                   fk->config_len);
         if (strcmp(path + 12, fk->layer_digest) == 0)
             return serve_layer(fd, req);
         return respond_json(fd, 404, NULL, "{\"errors\":[{\"code\":\"BLOB_UNKNOWN\"}]}");
@@ -383,9 +409,12 @@ static int reset(void **state)
     pthread_mutex_lock(&fk->lock);
     fk->auth = AUTH_NONE;
     fk->token_needs_credentials = fk->ignore_range = fk->corrupt_layer = fk->long_layer = false;
+    fk->no_length = fk->wrong_total = false;
+    fk->wrong_digest = 0;
     fk->slow_layer = false;
     fk->layer_gets = 0;
-    fk->cut_after = 0;
+    fk->cut_after = fk->cut_first = 0;
+    pull_cap = 0;
     fk->manifest_gets = fk->blob_gets = fk->token_gets = fk->range_gets = fk->unauthorized = 0;
     pthread_mutex_unlock(&fk->lock);
     return 0;
@@ -396,8 +425,11 @@ static sm_code pull(const char *tag, const char *user, const char *password,
 {
     char ref[128];
     snprintf(ref, sizeof ref, "127.0.0.1:%d/t%s%s", fk->port, tag[0] == '@' ? "" : ":", tag);
-    struct oci_fetch_options opt = {
-        .store_dir = fk->store, .plain_http = true, .username = user, .password = password};
+    struct oci_fetch_options opt = {.store_dir = fk->store,
+                                    .plain_http = true,
+                                    .username = user,
+                                    .password = password,
+                                    .max_compressed = pull_cap};
     memset(err, 0, sizeof *err);
     return oci_fetch(ref, &opt, out, err);
 }
@@ -622,10 +654,156 @@ static void test_bad_blobs(void **state)
     expect_pull_fails("single", SM_E_PROTOCOL, want);
     assert_int_equal(partial_size(), UINT64_MAX); /* a corrupt download is not kept */
     fk->corrupt_layer = false;
-    fk->long_layer = true;
+    fk->long_layer = true; /* its Content-Length says so: refused before a byte is written */
+    expect_pull_fails("single", SM_E_PROTOCOL,
+                      "is corrupt: the registry announces 200016 bytes, more than the 200000 left of "
+                      "the 200000 its descriptor gives");
+    assert_int_equal(partial_size(), UINT64_MAX);
+    fk->no_length = true; /* no Content-Length: refused at the first byte too many */
     expect_pull_fails("single", SM_E_PROTOCOL, "more bytes than the 200000 its descriptor gives");
     assert_int_equal(partial_size(), UINT64_MAX);
     assert_false(blob_store_has(fk->store, fk->layer_digest, BLOB_SIZE_UNKNOWN));
+}
+
+/* Docker-Content-Digest: a manifest must hash to it; a blob answered under
+ * another digest is refused before it is written. Content-Range: a resumed
+ * download's total must be the blob's size. */
+static void test_digest_and_range_headers(void **state)
+{
+    (void)state;
+    fk->wrong_digest = 1;
+    char want[200];
+    snprintf(want, sizeof want,
+             "127.0.0.1:%d/t:single: the manifest is corrupt: it hashes to sha256:%.12s…, not to the "
+             "sha256:000000000000… the registry gives (Docker-Content-Digest)",
+             fk->port, oci_digest_hex(fk->manifest_digest));
+    expect_pull_fails("single", SM_E_PROTOCOL, want);
+    assert_int_equal(fk->blob_gets, 0);
+    fk->wrong_digest = 2;
+    snprintf(want, sizeof want, "config sha256:%.12s…: the registry answered with another blob "
+                                "(Docker-Content-Digest sha256:000000000000…)",
+             oci_digest_hex(fk->config_digest));
+    expect_pull_fails("single", SM_E_PROTOCOL, want);
+    fk->wrong_digest = 0;
+    fk->cut_first = 100000;
+    fk->wrong_total = true;
+    snprintf(want, sizeof want, "the registry's blob is %d bytes, not the %d its descriptor gives",
+             LAYER_SIZE + 1, LAYER_SIZE);
+    expect_pull_fails("single", SM_E_PROTOCOL, want);
+    assert_false(blob_store_has(fk->store, fk->layer_digest, BLOB_SIZE_UNKNOWN));
+    fk->wrong_total = false; /* right headers: the download resumes and completes */
+    struct oci_fetched out;
+    sm_error err;
+    if (pull("single", NULL, NULL, &out, &err) != SM_OK)
+        fail_msg("%s", err.message);
+    oci_fetched_free(&out);
+    assert_true(blob_store_has(fk->store, fk->layer_digest, LAYER_SIZE));
+}
+
+/* The header parsers themselves, on lines as libcurl passes them. */
+static void header_lines(struct registry_headers *h, const char *const *lines)
+{
+    registry_headers_reset(h);
+    for (size_t i = 0; lines[i]; i++)
+        registry_header_line(h, lines[i], strlen(lines[i]));
+}
+
+static void test_header_parsers(void **state)
+{
+    (void)state;
+    struct registry_headers h;
+    header_lines(&h, (const char *const[]){
+        "HTTP/1.1 307 Temporary Redirect\r\n", "Content-Type: text/html\r\n", "Content-Length: 12\r\n",
+        "HTTP/2 200 \r\n", "content-type:  application/octet-stream \r\n", "Content-Length: 200000\r\n",
+        "Docker-Content-Digest: sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+        "WWW-Authenticate: Basic realm=\"x\"\r\n", "WWW-Authenticate: Bearer realm=\"https://a/t\"\r\n",
+        "WWW-Authenticate: Bearer realm=\"https://b/t\"\r\n", "\r\n", NULL });
+    assert_int_equal(h.status, 200); /* the redirect's headers are forgotten */
+    assert_string_equal(h.content_type, "application/octet-stream");
+    assert_true(h.has_length);
+    assert_int_equal(h.content_length, 200000);
+    assert_string_equal(h.docker_digest, "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    assert_string_equal(h.challenge, "Bearer realm=\"https://a/t\""); /* the first Bearer */
+    /* What does not parse is absent. */
+    header_lines(&h, (const char *const[]){ "HTTP/1.1 20 OK\r\n", "Content-Length: -1\r\n",
+                                            "Docker-Content-Digest: sha256:AAAA\r\n", NULL });
+    assert_int_equal(h.status, 0);
+    assert_false(h.has_length);
+    assert_string_equal(h.docker_digest, "");
+    static const char *const lengths[][3] = {
+        { "Content-Length: 18446744073709551616\r\n", NULL }, /* 2^64 */
+        { "Content-Length: 1 2\r\n", NULL },
+        { "Content-Length: +5\r\n", NULL },
+        { "Content-Length: 5\r\n", "Content-Length: 6\r\n", NULL },
+    };
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+        header_lines(&h, lengths[i]);
+        assert_false(h.has_length);
+    }
+    header_lines(&h, (const char *const[]){ "Content-Length: 18446744073709551615\r\n",
+                                            "Content-Length: 18446744073709551615\r\n", NULL });
+    assert_true(h.has_length);
+    assert_true(h.content_length == UINT64_MAX);
+
+    struct content_range cr;
+    assert_true(registry_parse_content_range("bytes 5-9/10", &cr));
+    assert_true(cr.first == 5 && cr.last == 9 && cr.total_known && cr.total == 10);
+    assert_true(registry_parse_content_range("bytes 0-0/*", &cr));
+    assert_false(cr.total_known);
+    static const char *const bad[] = {
+        "bytes 9-5/10", "bytes 5-10/10", "bytes -5-9/10", "bytes  5-9/10", "bytes 5-9/10 ", "bytes 5-9",
+        "bytes 5-/10", "items 5-9/10", "bytes 5-9/*x", "bytes 99999999999999999999-1/2", "", "bytes */10",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (registry_parse_content_range(bad[i], &cr))
+            fail_msg("\"%s\" parsed", bad[i]);
+}
+
+/* Layers adding up to more than the cap: refused before any blob is asked
+ * for; at the cap exactly, pulled. */
+static void test_download_cap(void **state)
+{
+    (void)state;
+    pull_cap = LAYER_SIZE - 1;
+    char want[160];
+    snprintf(want, sizeof want,
+             "the image's layers are 195.3 KiB (%d bytes) compressed, more than the cap of "
+             "195.3 KiB (%d bytes) on an image's compressed bytes",
+             LAYER_SIZE, LAYER_SIZE - 1);
+    expect_pull_fails("single", SM_E_LIMIT, want);
+    assert_int_equal(fk->blob_gets, 0);
+    assert_int_equal(partial_size(), UINT64_MAX);
+    pull_cap = LAYER_SIZE;
+    struct oci_fetched out;
+    sm_error err;
+    if (pull("single", NULL, NULL, &out, &err) != SM_OK)
+        fail_msg("%s", err.message);
+    oci_fetched_free(&out);
+}
+
+/* Within the cap by the manifest, past it by what the registry sends: the
+ * first answer breaks after 150000 bytes, the resumed one ignores Range and
+ * sends the whole layer again. The cap stops it as the bytes arrive. */
+static void test_download_cap_counts_what_arrives(void **state)
+{
+    (void)state;
+    pull_cap = LAYER_SIZE + 10000;
+    fk->cut_first = 150000;
+    fk->ignore_range = true;
+    char want[160];
+    snprintf(want, sizeof want, "stopped: 127.0.0.1:%d sent more than 205.0 KiB (%d bytes) for the image's layers",
+             fk->port, LAYER_SIZE + 10000);
+    expect_pull_fails("single", SM_E_LIMIT, want);
+    assert_int_equal(fk->layer_gets, 2); /* no third try: the cap is not a broken connection */
+    assert_false(blob_store_has(fk->store, fk->layer_digest, BLOB_SIZE_UNKNOWN));
+    /* the default cap: the same registry's layer arrives whole */
+    pull_cap = 0;
+    struct oci_fetched out;
+    sm_error err;
+    if (pull("single", NULL, NULL, &out, &err) != SM_OK)
+        fail_msg("%s", err.message);
+    oci_fetched_free(&out);
+    assert_true(blob_store_has(fk->store, fk->layer_digest, LAYER_SIZE));
 }
 
 static void test_missing_ca_file(void **state)
@@ -688,6 +866,10 @@ int main(void)
         cmocka_unit_test_setup(test_resume_after_broken_transfers, reset),
         cmocka_unit_test_setup(test_server_ignoring_range, reset),
         cmocka_unit_test_setup(test_bad_blobs, reset),
+        cmocka_unit_test_setup(test_digest_and_range_headers, reset),
+        cmocka_unit_test(test_header_parsers),
+        cmocka_unit_test_setup(test_download_cap, reset),
+        cmocka_unit_test_setup(test_download_cap_counts_what_arrives, reset),
         cmocka_unit_test_setup(test_missing_ca_file, reset),
         cmocka_unit_test_setup(test_manifest_errors, reset),
     };
