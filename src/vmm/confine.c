@@ -164,6 +164,17 @@ static bool handler_ready(void)
 
 /* ---- building a filter ------------------------------------------------------------ */
 
+/* One call allowed when argument `arg`, masked with `mask`, equals `value`
+ * (libseccomp's SCMP_A* macros leave a field of the struct out, which
+ * clang's -Wextra reports). */
+static int allow_if(scmp_filter_ctx f, int call, unsigned arg, scmp_datum_t mask, scmp_datum_t value)
+{
+    struct scmp_arg_cmp cmp = { .arg = arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = mask, .datum_b = value };
+    return seccomp_rule_add_array(f, SCMP_ACT_ALLOW, call, 1, &cmp);
+}
+
+#define ALL_BITS (~(scmp_datum_t)0)
+
 static int allow_common(scmp_filter_ctx f)
 {
     int rc = 0;
@@ -171,16 +182,15 @@ static int allow_common(scmp_filter_ctx f)
         rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, every_thread[i], 0);
     /* memory, never executable */
     if (!rc)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+        rc = allow_if(f, SCMP_SYS(mmap), 2, PROT_EXEC, 0);
     if (!rc)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+        rc = allow_if(f, SCMP_SYS(mprotect), 2, PROT_EXEC, 0);
     /* signals to this process's own threads */
     if (!rc)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+        rc = allow_if(f, SCMP_SYS(tgkill), 0, ALL_BITS, (scmp_datum_t)getpid());
     /* reading a limit, never setting one */
     if (!rc)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A2(SCMP_CMP_EQ, 0));
+        rc = allow_if(f, SCMP_SYS(prlimit64), 2, ALL_BITS, 0);
     return rc;
 }
 
@@ -189,15 +199,15 @@ static int allow_role(scmp_filter_ctx f, const struct role_lists *r)
     int rc = 0;
     for (size_t i = 0; i < r->ncalls && !rc; i++)
         rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, r->calls[i], 0);
+    /* The kernel reads an ioctl request as 32 bits: compare those only. */
     for (size_t i = 0; i < r->nioctls && !rc; i++)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1_32(SCMP_CMP_EQ, (uint32_t)r->ioctls[i]));
+        rc = allow_if(f, SCMP_SYS(ioctl), 1, 0xffffffffu, (uint32_t)r->ioctls[i]);
     if (!rc && r->socket_family >= 0)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-                              SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)r->socket_family));
+        rc = allow_if(f, SCMP_SYS(socket), 0, ALL_BITS, (scmp_datum_t)r->socket_family);
     if (!rc && r->fcntl_flags)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, SCMP_A1(SCMP_CMP_EQ, F_GETFL));
+        rc = allow_if(f, SCMP_SYS(fcntl), 1, ALL_BITS, F_GETFL);
     if (!rc && r->fcntl_flags)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, SCMP_A1(SCMP_CMP_EQ, F_SETFL));
+        rc = allow_if(f, SCMP_SYS(fcntl), 1, ALL_BITS, F_SETFL);
     return rc;
 }
 
