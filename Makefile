@@ -77,8 +77,9 @@ AGENT_SRCS := $(wildcard src/agent/*.c) src/protocol/wire.c src/base/file.c src/
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 EXEC_TESTS := $(patsubst tests/exec/%.c,$(BUILD)/tests/%,$(wildcard tests/exec/test_*.c))
 VM_TESTS   := $(patsubst tests/vm/%.c,$(BUILD)/tests/%,$(wildcard tests/vm/test_*.c))
-# The soak loops the VM suite also runs (bench/soak/streams.c: streams in and out).
-SOAK_PROGS := $(BUILD)/bench/streams
+# The soak loops the VM suite also runs (bench/soak/streams.c: streams in and
+# out; bench/soak/concurrent.c: rounds of 32 concurrent execs).
+SOAK_PROGS := $(BUILD)/bench/streams $(BUILD)/bench/concurrent
 FUZZ_SRCS  := $(wildcard fuzz/fuzz_*.c)
 GUEST_TEST_INITS := $(patsubst tests/vm/%.c,$(BUILD)/guest/test-%,$(wildcard tests/vm/init_*.c))
 
@@ -214,6 +215,10 @@ $(TEST_HELPERS_A): $(call obj,$(wildcard tests/helpers/*.c))
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
+# The agent's session against a stubbed loop: links session.c itself.
+$(BUILD)/tests/test_agent_session: tests/unit/test_agent_session.c $(call obj,src/agent/session.c) $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(call obj,src/agent/session.c) $(TEST_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
 $(BUILD)/tests/%: tests/exec/%.c $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)

@@ -7,6 +7,9 @@
 #   bench/soak/run.sh streams [ROUNDS [MIB]]        (default 10 64)
 #       long streams in and out of one 2-vCPU VM, five ways, byte-exact
 #       (bench/soak/streams.c)
+#   bench/soak/run.sh concurrent [ROUNDS]           (default 30)
+#       rounds of 32 execs at once in one 2-vCPU VM, every output, exit code
+#       and stream checked exactly (bench/soak/concurrent.c)
 #   bench/soak/bakes.sh [N]                          (default 100)
 #       N bakes, each restored once
 #
@@ -17,19 +20,19 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 mode=${1:-restores}
-[[ $mode == restores || $mode == streams ]] ||
-    { echo "usage: bench/soak/run.sh [restores [VMS [PARALLEL]] | streams [ROUNDS [MIB]]]" >&2; exit 2; }
+[[ $mode == restores || $mode == streams || $mode == concurrent ]] ||
+    { echo "usage: bench/soak/run.sh [restores [VMS [PARALLEL]] | streams [ROUNDS [MIB]] | concurrent [ROUNDS]]" >&2; exit 2; }
 if [[ -z ${KVMBOX:-} ]]; then   # inside the box the tree is read-only: build outside
     make -s build/lib/libsupermachine.a build/bin/supermachine build/bin/supermachine-vmm \
         build/guest/initramfs.cpio || exit 2
     mkdir -p build/bench
-    for prog in soak streams; do
+    for prog in soak streams concurrent; do
         cc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla -Iinclude \
             "bench/soak/$prog.c" build/lib/libsupermachine.a -o "build/bench/$prog" \
             -lcurl -larchive -ljson-c -lcrypto -lpthread -lz || exit 2
     done
 fi
-for f in build/guest/bzImage build/guest/initramfs.cpio build/bench/soak build/bench/streams; do
+for f in build/guest/bzImage build/guest/initramfs.cpio build/bench/soak build/bench/streams build/bench/concurrent; do
     [[ -e $f ]] || { echo "bench/soak: $f is missing; run: make all kernel" >&2; exit 2; }
 done
 if ! build/bin/supermachine doctor --quiet; then
@@ -48,6 +51,10 @@ mkdir -m 700 "$tmp/rt"
 export XDG_RUNTIME_DIR=$tmp/rt
 export SUPERMACHINE_VMM=${SM_SOAK_VMM:-$PWD/build/bin/supermachine-vmm}   # SM_SOAK_VMM: another VMM (the ASan one)
 export SUPERMACHINE_KERNEL=$PWD/build/guest/bzImage SUPERMACHINE_INITRD=$PWD/build/guest/initramfs.cpio
+if [[ $mode == concurrent ]]; then
+    build/bench/concurrent --rounds "${2:-30}"
+    exit
+fi
 if [[ $mode == streams ]]; then
     build/bench/streams "${ratios[@]}" --rounds "${2:-10}" --mib "${3:-64}"
     exit

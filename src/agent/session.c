@@ -8,8 +8,10 @@
  * Lifetime of the command's stdio: the agent keeps the child ends of the
  * pipes (or the pty slave) open until the whole chain has finished, so the
  * streams stay continuous across chained commands; it closes them when the
- * last one exits, and then waits for end-of-file, at most DRAIN_GRACE_US
- * (a background process still holding the pipe does not hold up the report).
+ * last one exits, reads what the pipes hold right then (drain_now: the
+ * command's own output, which must not wait for the loop to come round),
+ * and then waits for end-of-file, at most DRAIN_GRACE_US (a background
+ * process still holding the pipe does not hold up the report).
  * The grace counts only time spent reading: while the output is paused
  * because the connection is slow (BACKLOG_HIGH), what is left in the pipe is
  * the command's output, not a background writer's, and closing the pipe
@@ -375,6 +377,26 @@ static void report(session *s)
     s->dead = true;
 }
 
+static void read_output(session *s, watch *w);
+
+/* Reads what the pipes hold now (until they are empty, at end-of-file, or the
+ * connection's backlog pauses the output). Called once the last command has
+ * exited, and when output paused after that resumes: what the pipes hold
+ * then is the command's own output, and must be read before the grace can
+ * end. Left to the loop, the pipes' events may come round only after the
+ * tick that ends the grace: the child can exit after epoll_wait returned and
+ * still be reaped in that batch (wait4 takes every exited child), and a slow
+ * batch (a guest's vCPU preempted on a loaded host) then outlasts the grace;
+ * 32 concurrent execs lost their last line ("run 17\n" without "17\n", exit
+ * code 17) that way. */
+static void drain_now(session *s)
+{
+    if (!s->output_paused && s->w_out.fd >= 0)
+        read_output(s, &s->w_out);
+    if (!s->output_paused && !s->reported && s->w_err.fd >= 0)
+        read_output(s, &s->w_err);
+}
+
 static void finish(session *s)
 {
     s->finished = true;
@@ -389,6 +411,7 @@ static void finish(session *s)
         s->kill_at_us = 0;
     }
     s->grace_us = s->end_us + DRAIN_GRACE_US;
+    drain_now(s);
     report(s);
 }
 
@@ -509,8 +532,10 @@ void session_resume_output(session *s)
     if (!s->output_paused)
         return;
     pause_output(s, false);
-    if (s->finished)
+    if (s->finished) {
         s->grace_us = clock_now_us() + DRAIN_GRACE_US; /* the grace counts from the reading */
+        drain_now(s);
+    }
 }
 
 static void read_output(session *s, watch *w)

@@ -9,7 +9,8 @@
 #      dead, exec says so, and stop cleans up;
 #   3. a second CLI VM stopped while a command runs in it;
 #   4. 64 MiB out of the CLI VM through exec, and bench/soak/streams' ten
-#      64 MiB streams in and out of its own 2-vCPU VM, byte for byte.
+#      64 MiB streams in and out of its own 2-vCPU VM, byte for byte;
+#   5. bench/soak/concurrent: 5 rounds of 32 execs at once, outputs exact.
 # Every VM lives under this file's own runtime folder ($SM_VM_WORK/rt), which
 # must be empty at the end, with no supermachine-vmm process left.
 
@@ -216,6 +217,15 @@ t_streams() {
         SUPERMACHINE_INITRD=$SM_INITRD "$bin" --ratios-only --rounds 2 --mib 64
 }
 
+# bench/soak/concurrent: its own 2-vCPU VM, rounds of 32 execs at once, each
+# output and exit code exact (a lost last line was found this way).
+t_concurrent() {
+    local bin=$SM_BUILD/bench/concurrent
+    [[ -x $bin ]] || { echo "$bin is not built (make all-tests)"; return 1; }
+    XDG_RUNTIME_DIR=$vm_rt SUPERMACHINE_VMM=$SM_BUILD/bin/supermachine-vmm SUPERMACHINE_KERNEL=$SM_KERNEL \
+        SUPERMACHINE_INITRD=$SM_INITRD "$bin" --rounds 5 --keep ""
+}
+
 t_nothing_left() {
     local left
     left=$(our_vmms)
@@ -238,6 +248,7 @@ check "cli: exec ID -- sh -c 'echo hi && exit 7'" t_cli_exec_hi
 check "cli: cp 10 MB both ways, unchanged" t_cli_cp
 check "cli: 64 MiB out of a 2-vCPU VM through exec, whole" t_cli_stream
 SM_CHECK_TIMEOUT=600 check "streams: ten 64 MiB streams in and out of a 2-vCPU VM, five ways, byte-exact" t_streams
+check "concurrent: 5 rounds of 32 execs at once in one VM, every output exact" t_concurrent
 for vm_suite_bin in "$SM_BUILD"/tests/test_exec_*; do
     case $vm_suite_bin in *.d|*/test_exec_pid1) continue ;; esac
     check "exec suite in a VM: $(basename "$vm_suite_bin")" t_exec_suite "$vm_suite_bin"
