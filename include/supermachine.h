@@ -119,7 +119,58 @@ SM_API const char *sm_host_kind_name(sm_host_kind kind);
  * absent or refused, or the agent closed before any output or exit): safe to
  * retry. SM_E_DROPPED means the connection broke after output arrived: the
  * command ran, at least partly. SM_E_GUEST: the agent refused the request
- * (staging a file failed, no pty...). SM_E_PROTOCOL: a peer sent nonsense. */
+ * (staging a file failed, no pty...). SM_E_PROTOCOL: a peer sent nonsense.
+ * SM_E_LIMIT: more output than the cap. SM_E_TIMEOUT: the agent stopped
+ * answering (below).
+ *
+ * Limits. Whatever the guest's agent sends is untrusted, so what it can cost
+ * the embedder is bounded:
+ *
+ * Output cap: sm_exec_output keeps at most SM_EXEC_MAX_OUTPUT_DEFAULT bytes
+ * (64 MiB) of stdout and stderr together; sm_exec_builder_max_output sets
+ * it. One cap for both streams, because what it bounds is the memory the
+ * answer takes (a cap per stream would allow twice it; with a tty there is
+ * one stream anyway); 64 MiB is far beyond what a command's collected
+ * output normally is, and small for any host. A command that prints more is
+ * killed (SIGKILL to its process group through the agent, then the
+ * connection is dropped) and output fails with SM_E_LIMIT: *out then holds
+ * the first cap bytes in the order they came, never a complete result, and
+ * a status of code -1 (as after any failure: only SM_OK reports a status).
+ * Streaming (sm_exec_spawn, which the CLI's exec and run use) has no cap:
+ * the caller reads at its own pace.
+ *
+ * Agent timeout: how long a call waits for the agent where the agent must
+ * act at once, SM_EXEC_AGENT_TIMEOUT_MS (30 s) unless
+ * sm_exec_builder_agent_timeout_ms says otherwise; past it the call fails
+ * with SM_E_TIMEOUT and a message that the agent stopped answering. 30 s:
+ * the agent itself drops a peer that has not sent its request after 30 s,
+ * a guest on an emulated KVM host (10-50x slower) answers well within it,
+ * and a person notices it. Per call, "stopped answering" is:
+ *   output, spawn   the agent took none of the request's bytes (staged
+ *                   files included) for the timeout, or did not send its
+ *                   HELLO (it does as it accepts) within it of the request. With a command
+ *                   timeout (sm_exec_builder_timeout_ms), also: no exit
+ *                   report within the agent timeout past the command's (the
+ *                   agent kills the command at its timeout, then reports;
+ *                   sm_exec_child_wait and the reads fail then). Without
+ *                   one, nothing more: a command may run silently for as
+ *                   long as it likes, and a guest that stops while it runs
+ *                   looks just the same, so bound such a command with a
+ *                   timeout, or give up through sm_exec_output_with_cancel
+ *                   or sm_exec_child_abort. stdin goes at the command's
+ *                   pace: sm_exec_child_stdin_write (and the close of stdin
+ *                   by wait, queued behind it) waits as long as the command
+ *                   leaves its stdin unread.
+ *   write_file      the agent took none of the file's bytes for the timeout
+ *                   (it stores them as they come), or did not answer within
+ *                   it of the last byte.
+ *   read_file       the agent did not take the request, or sent nothing for
+ *                   the timeout (it streams the file without pauses).
+ *   poweroff, sync  the agent did not take the request, or did not answer
+ *                   within the timeout.
+ * These four take no builder: they wait SM_EXEC_AGENT_TIMEOUT_MS. */
+#define SM_EXEC_MAX_OUTPUT_DEFAULT ((size_t)64 << 20)
+#define SM_EXEC_AGENT_TIMEOUT_MS 30000u
 
 typedef struct sm_exec_builder sm_exec_builder;
 typedef struct sm_exec_child sm_exec_child;
@@ -171,6 +222,13 @@ SM_API sm_code sm_exec_builder_winsize(sm_exec_builder *b, uint16_t cols, uint16
  * process group is SIGKILLed and the status says timed_out. 0 = none.
  * Honoured by output and by spawn alike. */
 SM_API sm_code sm_exec_builder_timeout_ms(sm_exec_builder *b, uint32_t ms);
+/* The output cap of sm_exec_output: at most `bytes` of stdout and stderr
+ * together (SM_EXEC_MAX_OUTPUT_DEFAULT unless set; 0 allows no output at
+ * all, SIZE_MAX is no cap). More fails with SM_E_LIMIT (see Limits). */
+SM_API sm_code sm_exec_builder_max_output(sm_exec_builder *b, size_t bytes);
+/* The agent timeout of output and spawn (see Limits); 0 is the default,
+ * SM_EXEC_AGENT_TIMEOUT_MS. Raise it for a guest on a very slow host. */
+SM_API sm_code sm_exec_builder_agent_timeout_ms(sm_exec_builder *b, uint32_t ms);
 /* Writes bytes at an absolute guest path (atomically, parents created)
  * before the command runs; mode 0644 unless given. */
 SM_API sm_code sm_exec_builder_stage_file(sm_exec_builder *b, const char *guest_path, const void *bytes,
@@ -182,6 +240,9 @@ SM_API sm_code sm_exec_builder_stage_file_mode(sm_exec_builder *b, const char *g
 SM_API sm_code sm_exec_builder_chain(sm_exec_builder *b, int argc, const char *const *argv);
 
 /* ---- run to completion */
+/* Runs the command and collects its output (up to the cap) and status. On
+ * any failure *out still holds what arrived (free it), with a status of
+ * code -1 that never reads as success. */
 SM_API sm_code sm_exec_output(const sm_exec_builder *b, sm_exec_outcome *out, sm_error *err);
 /* Retries only SM_E_SETUP failures (nothing of the command arrived), up to
  * `retries` more times with a linear backoff of 50 ms per attempt; a run that
@@ -234,12 +295,15 @@ SM_API void sm_exec_child_abort(sm_exec_child *c);
  * their capacity (1 MiB each), or it blocks. SM_OK means the exit report
  * arrived; the status may still say it was killed or timed out. Only the
  * exit report ends a command cleanly: any other end is an error, and then
- * *status has code -1 and signal 0, never a status that reads as success. */
+ * *status has code -1 and signal 0, never a status that reads as success.
+ * SM_E_TIMEOUT: the agent stopped answering (see Limits). */
 SM_API sm_code sm_exec_child_wait(sm_exec_child *c, sm_exec_status *status, sm_error *err);
 /* Aborts the command if it has not been waited for. */
 SM_API void sm_exec_child_free(sm_exec_child *c);
 
 /* ---- files and power, through the same exec socket */
+/* Files and power wait for the agent as "Limits" says (SM_E_TIMEOUT: it
+ * stopped answering). */
 /* Writes len bytes at an absolute guest path atomically, streamed. */
 SM_API sm_code sm_exec_write_file(const char *exec_socket_path, const char *guest_path,
                            const void *bytes, size_t len, uint32_t mode, sm_error *err);

@@ -147,6 +147,7 @@ static int out_output(int round)
     char script[64];
     snprintf(script, sizeof script, "head -c %zu /dev/zero", stream_bytes);
     sm_exec_builder *b = sh(script);
+    sm_exec_builder_max_output(b, stream_bytes); /* --mib may go past the default cap */
     sm_exec_outcome out;
     sm_error err = { 0 };
     sm_code rc = sm_exec_output(b, &out, &err);

@@ -64,6 +64,7 @@ sm_exec_builder *sm_exec_builder_new(const char *exec_socket_path)
         free(b);
         return NULL;
     }
+    b->max_output = SM_EXEC_MAX_OUTPUT_DEFAULT;
     return b;
 }
 
@@ -172,6 +173,22 @@ sm_code sm_exec_builder_timeout_ms(sm_exec_builder *b, uint32_t ms)
     return SM_OK;
 }
 
+sm_code sm_exec_builder_max_output(sm_exec_builder *b, size_t bytes)
+{
+    if (!b)
+        return SM_E_INVALID;
+    b->max_output = bytes;
+    return SM_OK;
+}
+
+sm_code sm_exec_builder_agent_timeout_ms(sm_exec_builder *b, uint32_t ms)
+{
+    if (!b)
+        return SM_E_INVALID;
+    b->agent_timeout_ms = ms;
+    return SM_OK;
+}
+
 sm_code sm_exec_builder_stage_file_mode(sm_exec_builder *b, const char *guest_path,
                                         const void *bytes, size_t len, uint32_t mode)
 {
@@ -257,6 +274,8 @@ sm_exec_builder *sm_exec_builder_copy(const sm_exec_builder *b)
     c->cols = b->cols;
     c->rows = b->rows;
     c->timeout_ms = b->timeout_ms;
+    c->max_output = b->max_output;
+    c->agent_timeout_ms = b->agent_timeout_ms;
     c->failed = b->failed;
     c->first_error = b->first_error;
     return c;

@@ -52,6 +52,9 @@ struct sm_exec_child {
     sm_error error;
     sm_exec_status status;
     bool stdin_closed;
+    agent_reader reader;      /* the pump's, set up by spawn from the builder */
+    char why[EXEC_WHY_MAX];   /* what reader's deadline waits for */
+    uint64_t deadline_us;     /* the exit report's, with a command timeout */
 };
 
 static void link_unref(exec_link *l)
@@ -148,17 +151,18 @@ static sm_code link_signal(exec_link *l, int signo, sm_error *err)
 static void *pump_main(void *arg)
 {
     sm_exec_child *c = arg;
-    agent_reader r;
-    agent_reader_init(&r, c->link->fd, c->path);
+    agent_reader *r = &c->reader;
     sm_code rc;
     sm_error error = { 0 };
     sm_exec_status status = { 0 };
     bool out_open = true, err_open = true;
     for (;;) {
         wire_frame f;
-        rc = agent_read_frame(&r, &f, -1, 0, &error);
-        if (rc)
+        rc = agent_read_frame(r, &f, -1, c->deadline_us, &error);
+        if (rc) {
+            exec_timeout_hint(&error, true);
             break;
+        }
         if (f.type == WIRE_STDOUT && out_open) {
             out_open = write_all(c->out_w, f.payload, f.length); /* false: the caller stopped reading, drop the rest */
         } else if (f.type == WIRE_STDERR && err_open) {
@@ -172,11 +176,11 @@ static void *pump_main(void *arg)
                 rc = error_set(&error, SM_E_PROTOCOL, "bad EXIT from %s: %s", c->path, we.message);
             break;
         } else if (f.type != WIRE_STDOUT && f.type != WIRE_STDERR) {
-            rc = agent_unexpected(&r, &f, &error);
+            rc = agent_unexpected(r, &f, &error);
             break;
         }
     }
-    agent_reader_destroy(&r);
+    agent_reader_destroy(r);
     if (rc)
         status = (sm_exec_status){ .code = -1 }; /* no exit report: nothing that reads as success */
     pthread_mutex_lock(&c->link->lock);
@@ -263,6 +267,8 @@ sm_code sm_exec_spawn(const sm_exec_builder *b, sm_exec_child **out, sm_error *e
         child_destroy(c);
         return rc;
     }
+    exec_reader_init(&c->reader, l->fd, b, c->why, &c->deadline_us);
+    c->reader.path = c->path; /* the builder's may be freed before the pump ends */
     /* The pump runs with every signal blocked: the caller's handlers never
      * run on it, and writing to a pipe whose reader was closed gives EPIPE
      * instead of a SIGPIPE that would kill the caller's process. */

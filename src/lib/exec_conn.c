@@ -4,6 +4,8 @@
 #include "base/error.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,9 +75,21 @@ sm_code exec_open_request(const sm_exec_builder *b, bool close_stdin, int *out, 
     rc = agent_dial(b->socket_path, &fd, err);
     if (rc)
         goto out;
-    /* A failed send is not final: the agent may have said why (e.g. a
-     * version mismatch) before closing, and reading the reply reports it. */
-    (void)agent_send_all(fd, buf.data, buf.len, false, NULL);
+    /* A broken pipe is not final: the agent may have said why (e.g. a
+     * version mismatch) before closing, and reading the reply reports it.
+     * An agent that stops taking the request is. */
+    sm_error send_err;
+    if (agent_send_all(fd, buf.data, buf.len, false, exec_agent_timeout_ms(b), &send_err) ==
+        SM_E_TIMEOUT) {
+        close(fd);
+        if (err) {
+            *err = send_err;
+            error_prefix(err, "sending the request to %s", b->socket_path);
+            exec_timeout_hint(err, true);
+        }
+        rc = SM_E_TIMEOUT;
+        goto out;
+    }
     *out = fd;
     rc = SM_OK;
 out:
@@ -83,6 +97,45 @@ out:
     free(chain);
     wire_buf_free(&buf);
     return rc;
+}
+
+static _Atomic uint32_t default_agent_timeout_ms = SM_EXEC_AGENT_TIMEOUT_MS;
+
+void exec_set_default_agent_timeout_ms(uint32_t ms)
+{
+    default_agent_timeout_ms = ms ? ms : SM_EXEC_AGENT_TIMEOUT_MS;
+}
+
+uint32_t exec_agent_timeout_ms(const sm_exec_builder *b)
+{
+    return b && b->agent_timeout_ms ? b->agent_timeout_ms : default_agent_timeout_ms;
+}
+
+void exec_timeout_hint(sm_error *err, bool has_builder)
+{
+    if (!err || err->code != SM_E_TIMEOUT)
+        return;
+    size_t n = strlen(err->message);
+    snprintf(err->message + n, sizeof err->message - n, "%s",
+             has_builder ? " (sm_exec_builder_agent_timeout_ms sets how long to wait)"
+                         : " (its VM may be hung or paused)");
+}
+
+void exec_reader_init(agent_reader *r, int fd, const sm_exec_builder *b, char *why,
+                      uint64_t *deadline_us)
+{
+    uint32_t grace = exec_agent_timeout_ms(b);
+    agent_reader_init(r, fd, b->socket_path);
+    r->hello_ms = grace;
+    *deadline_us = 0;
+    if (!b->timeout_ms)
+        return; /* a command without a timeout may run, silent, for ever */
+    /* The agent kills the command at its timeout and then reports: the
+     * report is due within the agent timeout after that. */
+    *deadline_us = clock_now_us() + ((uint64_t)b->timeout_ms + grace) * 1000u;
+    snprintf(why, EXEC_WHY_MAX, "no exit report %u ms past the command's %u ms timeout", grace,
+             b->timeout_ms);
+    r->deadline_what = why;
 }
 
 void exec_status_from_wire(const wire_exit *x, sm_exec_status *st)

@@ -13,9 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* If the agent says nothing this long past the command's own timeout, the
- * agent (or its VM) is considered hung. */
-#define HUNG_AGENT_SLACK_US (10u * 1000000u)
 #define RETRY_BACKOFF_MS 50u
 
 struct sm_cancel {
@@ -67,50 +64,77 @@ void sm_exec_outcome_free(sm_exec_outcome *out)
     memset(out, 0, sizeof *out);
 }
 
-/* Appends with room for a NUL terminator. */
-static bool append(uint8_t **buf, size_t *len, size_t *cap, const uint8_t *data, size_t n)
+/* One stream being collected. */
+typedef struct stream_buf {
+    uint8_t **buf;
+    size_t *len;
+    size_t cap;
+} stream_buf;
+
+/* Appends n bytes with room for a NUL terminator; the buffer grows by
+ * doubling but never past `most` bytes (+ the NUL): what the cap still
+ * allows this stream, so a flood costs no more memory than the cap. */
+static bool append(stream_buf *s, const uint8_t *data, size_t n, size_t most)
 {
-    if (*cap - *len <= n) {
-        size_t ncap = *cap ? *cap : 4096;
-        while (ncap - *len <= n) {
-            if (ncap > SIZE_MAX / 2)
-                return false;
-            ncap *= 2;
-        }
-        uint8_t *nb = realloc(*buf, ncap);
+    if (n >= SIZE_MAX - *s->len)
+        return false;
+    if (s->cap - *s->len <= n) {
+        size_t need = *s->len + n + 1;
+        size_t ncap = s->cap ? s->cap : 4096;
+        while (ncap < need)
+            ncap = ncap > SIZE_MAX / 2 ? SIZE_MAX : ncap * 2;
+        if (most < SIZE_MAX && ncap > most + 1)
+            ncap = most + 1;
+        uint8_t *nb = realloc(*s->buf, ncap);
         if (!nb)
             return false;
-        *buf = nb;
-        *cap = ncap;
+        *s->buf = nb;
+        s->cap = ncap;
     }
-    memcpy(*buf + *len, data, n);
-    *len += n;
-    (*buf)[*len] = 0;
+    memcpy(*s->buf + *s->len, data, n);
+    *s->len += n;
+    (*s->buf)[*s->len] = 0;
     return true;
 }
 
-static sm_code collect(agent_reader *r, const sm_exec_builder *b, sm_cancel *cancel,
-                       sm_exec_outcome *out, sm_error *err)
+static sm_code over_cap(size_t max_output, sm_error *err)
 {
-    size_t out_cap = 0, err_cap = 0;
-    uint64_t deadline = b->timeout_ms ? clock_now_us() + (uint64_t)b->timeout_ms * 1000u +
-                                        HUNG_AGENT_SLACK_US : 0;
+    return error_set(err, SM_E_LIMIT, "the command printed more than the output cap of %zu bytes "
+                     "(stdout and stderr together): it was killed and only the first %zu bytes "
+                     "were kept; raise the cap with sm_exec_builder_max_output, or stream the "
+                     "output with sm_exec_spawn", max_output, max_output);
+}
+
+/* Takes one STDOUT or STDERR frame, keeping at most what the cap allows. */
+static sm_code take_output(const wire_frame *f, stream_buf *s, size_t used, size_t max_output,
+                           sm_error *err)
+{
+    size_t room = max_output - used; /* used <= max_output always */
+    size_t n = f->length <= room ? f->length : room;
+    if (n && !append(s, f->payload, n, *s->len + room))
+        return error_set(err, SM_E_NOMEM, "out of memory collecting the command's output");
+    return n < f->length ? over_cap(max_output, err) : SM_OK;
+}
+
+sm_code exec_collect(agent_reader *r, size_t max_output, int wake_fd, uint64_t deadline_us,
+                     sm_exec_outcome *out, sm_error *err)
+{
+    stream_buf so = { &out->stdout_buf, &out->stdout_len, 0 };
+    stream_buf se = { &out->stderr_buf, &out->stderr_len, 0 };
     for (;;) {
         wire_frame f;
-        sm_code rc = agent_read_frame(r, &f, cancel ? cancel->efd : -1, deadline, err);
+        sm_code rc = agent_read_frame(r, &f, wake_fd, deadline_us, err);
         if (rc)
             return rc;
         wire_error we;
         switch (f.type) {
         case WIRE_STDOUT:
-        case WIRE_STDERR: {
-            bool is_out = f.type == WIRE_STDOUT;
-            if (!append(is_out ? &out->stdout_buf : &out->stderr_buf,
-                        is_out ? &out->stdout_len : &out->stderr_len,
-                        is_out ? &out_cap : &err_cap, f.payload, f.length))
-                return error_set(err, SM_E_NOMEM, "out of memory collecting the command's output");
+        case WIRE_STDERR:
+            rc = take_output(&f, f.type == WIRE_STDOUT ? &so : &se,
+                             out->stdout_len + out->stderr_len, max_output, err);
+            if (rc)
+                return rc;
             break;
-        }
         case WIRE_EXIT: {
             wire_exit x;
             if (!wire_get_exit(&f, &x, &we))
@@ -127,9 +151,15 @@ static sm_code collect(agent_reader *r, const sm_exec_builder *b, sm_cancel *can
     }
 }
 
-/* Buffers are never NULL on return, so callers can print them. */
-static sm_code ensure_buffers(sm_exec_outcome *out, sm_code rc, sm_error *err)
+/* Buffers are never NULL on return, so callers can print them; after a
+ * failure the status is one that cannot read as success. */
+static sm_code finish_outcome(sm_exec_outcome *out, sm_code rc, sm_error *err)
 {
+    if (rc) {
+        out->status = (sm_exec_status){ .code = -1 };
+        out->timed_out = false;
+        out->duration_us = out->peak_rss_kib = 0;
+    }
     if (!out->stdout_buf)
         out->stdout_buf = calloc(1, 1);
     if (!out->stderr_buf)
@@ -141,6 +171,20 @@ static sm_code ensure_buffers(sm_exec_outcome *out, sm_code rc, sm_error *err)
     return rc;
 }
 
+/* Best effort: kill through the agent, then drop the connection, which
+ * makes the agent SIGHUP/SIGKILL the group even if the frame could not be
+ * sent. */
+static void kill_and_drop(int fd)
+{
+    wire_buf kill_frame = { 0 };
+    if (wire_put_signal(&kill_frame, SIGKILL, NULL))
+        if (send(fd, kill_frame.data, kill_frame.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+            /* the drop below does it */
+        }
+    wire_buf_free(&kill_frame);
+    shutdown(fd, SHUT_RDWR);
+}
+
 static sm_code run_output(const sm_exec_builder *b, sm_cancel *cancel, sm_exec_outcome *out,
                           sm_error *err)
 {
@@ -148,31 +192,26 @@ static sm_code run_output(const sm_exec_builder *b, sm_cancel *cancel, sm_exec_o
         return error_set(err, SM_E_INVALID, "outcome pointer is NULL");
     memset(out, 0, sizeof *out);
     if (sm_cancel_fired(cancel))
-        return ensure_buffers(out, error_set(err, SM_E_CANCELLED, "cancelled before starting"),
+        return finish_outcome(out, error_set(err, SM_E_CANCELLED, "cancelled before starting"),
                               err);
     int fd;
     sm_code rc = exec_open_request(b, true, &fd, err);
     if (rc)
-        return ensure_buffers(out, rc, err);
+        return finish_outcome(out, rc, err);
     agent_reader r;
-    agent_reader_init(&r, fd, b->socket_path);
-    rc = collect(&r, b, cancel, out, err);
-    if (rc == SM_E_CANCELLED) {
-        /* Best effort: kill through the agent, then drop the connection,
-         * which makes the agent SIGHUP/SIGKILL the group even if the frame
-         * could not be sent. */
-        wire_buf kill_frame = { 0 };
-        if (wire_put_signal(&kill_frame, SIGKILL, NULL))
-            if (send(fd, kill_frame.data, kill_frame.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-                /* the drop below does it */
-            }
-        wire_buf_free(&kill_frame);
-        shutdown(fd, SHUT_RDWR);
+    char why[EXEC_WHY_MAX];
+    uint64_t deadline;
+    exec_reader_init(&r, fd, b, why, &deadline);
+    rc = exec_collect(&r, b->max_output, cancel ? cancel->efd : -1, deadline, out, err);
+    if (rc == SM_E_CANCELLED || rc == SM_E_LIMIT || rc == SM_E_TIMEOUT)
+        kill_and_drop(fd); /* the command may still run: it must not outlive the call */
+    if (rc == SM_E_CANCELLED)
         error_set(err, SM_E_CANCELLED, "cancelled: the command was killed");
-    }
+    if (rc == SM_E_TIMEOUT)
+        exec_timeout_hint(err, true);
     agent_reader_destroy(&r);
     close(fd);
-    return ensure_buffers(out, rc, err);
+    return finish_outcome(out, rc, err);
 }
 
 sm_code sm_exec_output(const sm_exec_builder *b, sm_exec_outcome *out, sm_error *err)

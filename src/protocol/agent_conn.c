@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -48,19 +49,49 @@ sm_code agent_dial(const char *path, int *out, sm_error *err)
     return SM_OK;
 }
 
-sm_code agent_send_all(int fd, const void *data, size_t len, bool started, sm_error *err)
+/* Waits until fd takes bytes again, or gives up at give_up_us. */
+static sm_code wait_writable(int fd, uint64_t give_up_us, uint32_t idle_ms, sm_error *err)
+{
+    for (;;) {
+        uint64_t now = clock_now_us();
+        if (now >= give_up_us)
+            return error_set(err, SM_E_TIMEOUT, "the agent stopped answering: it took none of our "
+                             "bytes for %u ms", idle_ms);
+        struct pollfd p = { .fd = fd, .events = POLLOUT };
+        int n = poll(&p, 1, (int)((give_up_us - now + 999) / 1000));
+        if (n < 0 && errno != EINTR)
+            return error_set_errno(err, SM_E_IO, errno, "poll");
+        if (n > 0)
+            return SM_OK; /* room, or an error the next send reports */
+    }
+}
+
+sm_code agent_send_all(int fd, const void *data, size_t len, bool started, uint32_t idle_ms,
+                       sm_error *err)
 {
     const uint8_t *p = data;
+    /* Without a limit this is a plain blocking send, as the VMM's confined
+     * sync thread has always made it. */
+    int flags = MSG_NOSIGNAL | (idle_ms ? MSG_DONTWAIT : 0);
+    uint64_t give_up = idle_ms ? clock_now_us() + (uint64_t)idle_ms * 1000u : 0;
     while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = send(fd, p, len, flags);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            if (idle_ms && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                sm_code rc = wait_writable(fd, give_up, idle_ms, err);
+                if (rc)
+                    return rc;
+                continue;
+            }
             return error_set_errno(err, started ? SM_E_DROPPED : SM_E_SETUP, errno,
                                  "sending to the agent failed");
         }
         p += n;
         len -= (size_t)n;
+        if (idle_ms) /* progress: the agent reads, however slowly */
+            give_up = clock_now_us() + (uint64_t)idle_ms * 1000u;
     }
     return SM_OK;
 }
@@ -70,6 +101,7 @@ void agent_reader_init(agent_reader *r, int fd, const char *path)
     memset(r, 0, sizeof *r);
     r->fd = fd;
     r->path = path;
+    r->opened_us = r->last_rx_us = clock_now_us();
     wire_reader_init(&r->rd, WIRE_AT_HOST);
 }
 
@@ -97,18 +129,58 @@ static sm_code error_from_agent(const agent_reader *r, const wire_frame *f, sm_e
     return error_set(err, code, "the agent refused: %s", m.message);
 }
 
-/* Blocks until the fd is readable, the wake fd fires or the deadline passes. */
+/* Which of a reader's deadlines is the nearest (0 = none). */
+enum reader_wait { WAIT_CALLER, WAIT_HELLO, WAIT_IDLE };
+
+static uint64_t nearest_deadline(const agent_reader *r, uint64_t caller_us, enum reader_wait *which)
+{
+    uint64_t d = caller_us;
+    *which = WAIT_CALLER;
+    if (r->hello_ms && !r->got_hello) {
+        uint64_t h = r->opened_us + (uint64_t)r->hello_ms * 1000u;
+        if (!d || h < d) {
+            d = h;
+            *which = WAIT_HELLO;
+        }
+    }
+    if (r->idle_ms) {
+        uint64_t i = r->last_rx_us + (uint64_t)r->idle_ms * 1000u;
+        if (!d || i < d) {
+            d = i;
+            *which = WAIT_IDLE;
+        }
+    }
+    return d;
+}
+
+static sm_code stalled(const agent_reader *r, enum reader_wait which, sm_error *err)
+{
+    switch (which) {
+    case WAIT_HELLO:
+        return error_set(err, SM_E_TIMEOUT, "the agent at %s stopped answering: no HELLO within "
+                         "%u ms", r->path, r->hello_ms);
+    case WAIT_IDLE:
+        return error_set(err, SM_E_TIMEOUT, "the agent at %s stopped answering: nothing from it "
+                         "for %u ms", r->path, r->idle_ms);
+    default:
+        return error_set(err, SM_E_TIMEOUT, "the agent at %s stopped answering: %s", r->path,
+                         r->deadline_what ? r->deadline_what : "no answer in time");
+    }
+}
+
+/* Blocks until the fd is readable, the wake fd fires or a deadline passes. */
 static sm_code wait_readable(agent_reader *r, int wake_fd, uint64_t deadline_us, sm_error *err)
 {
     for (;;) {
         struct pollfd p[2] = { { .fd = r->fd, .events = POLLIN }, { .fd = wake_fd, .events = POLLIN } };
+        enum reader_wait which;
+        uint64_t d = nearest_deadline(r, deadline_us, &which);
         int timeout = -1;
-        if (deadline_us) {
+        if (d) {
             uint64_t now = clock_now_us();
-            if (now >= deadline_us)
-                return error_set(err, SM_E_TIMEOUT, "the agent at %s sent no exit report in time "
-                               "(it may be hung): gave up", r->path);
-            timeout = (int)((deadline_us - now + 999) / 1000);
+            if (now >= d)
+                return stalled(r, which, err);
+            timeout = (int)((d - now + 999) / 1000);
         }
         int n = poll(p, wake_fd >= 0 ? 2 : 1, timeout);
         if (n < 0 && errno != EINTR)
@@ -118,6 +190,39 @@ static sm_code wait_readable(agent_reader *r, int wake_fd, uint64_t deadline_us,
         if (n > 0 && p[0].revents)
             return SM_OK;
     }
+}
+
+/* The end of the connection: before any output the command did not start. */
+static sm_code closed(const agent_reader *r, int e, sm_error *err)
+{
+    const char *why = e ? strerror(e) : "connection closed";
+    if (!r->got_output)
+        return error_set(err, SM_E_SETUP, "the agent at %s closed the connection before "
+                       "the command produced anything (%s): safe to retry", r->path, why);
+    return error_set(err, SM_E_DROPPED, "the connection to the agent at %s dropped "
+                   "mid-stream (%s): the command ran, at least partly", r->path, why);
+}
+
+/* One frame already buffered: HELLO is checked and swallowed (0), ERROR
+ * becomes its code, anything else is the caller's (1). */
+static int take_frame(agent_reader *r, wire_frame *f, sm_code *rc, sm_error *err)
+{
+    wire_error we;
+    if (!r->got_hello) {
+        if (!wire_check_hello(f, "agent", &we)) {
+            *rc = error_set(err, SM_E_PROTOCOL, "%s (socket %s)", we.message, r->path);
+            return -1;
+        }
+        r->got_hello = true;
+        return 0;
+    }
+    if (f->type == WIRE_ERROR) {
+        *rc = error_from_agent(r, f, err);
+        return -1;
+    }
+    r->got_output = true;
+    *rc = SM_OK;
+    return 1;
 }
 
 sm_code agent_read_frame(agent_reader *r, wire_frame *f, int wake_fd, uint64_t deadline_us,
@@ -130,18 +235,16 @@ sm_code agent_read_frame(agent_reader *r, wire_frame *f, int wake_fd, uint64_t d
             return error_set(err, SM_E_PROTOCOL, "agent at %s sent a bad frame: %s", r->path,
                            we.message);
         if (got > 0) {
-            if (!r->got_hello) {
-                if (!wire_check_hello(f, "agent", &we))
-                    return error_set(err, SM_E_PROTOCOL, "%s (socket %s)", we.message, r->path);
-                r->got_hello = true;
-                continue;
-            }
-            if (f->type == WIRE_ERROR)
-                return error_from_agent(r, f, err);
-            r->got_output = true;
-            return SM_OK;
+            sm_code rc;
+            int taken = take_frame(r, f, &rc, err);
+            if (taken)
+                return rc;
+            continue;
         }
-        if (wake_fd >= 0 || deadline_us) {
+        if (r->fd < 0)
+            return closed(r, 0, err); /* a fed reader: its bytes are all there is */
+        enum reader_wait which;
+        if (wake_fd >= 0 || nearest_deadline(r, deadline_us, &which)) {
             sm_code rc = wait_readable(r, wake_fd, deadline_us, err);
             if (rc)
                 return rc;
@@ -153,16 +256,11 @@ sm_code agent_read_frame(agent_reader *r, wire_frame *f, int wake_fd, uint64_t d
         ssize_t n = recv(r->fd, dst, avail, 0);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : 0;
-            const char *why = e ? strerror(e) : "connection closed";
-            if (!r->got_output)
-                return error_set(err, SM_E_SETUP, "the agent at %s closed the connection before "
-                               "the command produced anything (%s): safe to retry", r->path, why);
-            return error_set(err, SM_E_DROPPED, "the connection to the agent at %s dropped "
-                           "mid-stream (%s): the command ran, at least partly", r->path, why);
-        }
+        if (n <= 0)
+            return closed(r, n < 0 ? errno : 0, err);
         wire_reader_commit(&r->rd, (size_t)n);
+        if (r->idle_ms)
+            r->last_rx_us = clock_now_us();
     }
 }
 
@@ -173,13 +271,18 @@ sm_code agent_unexpected(const agent_reader *r, const wire_frame *f, sm_error *e
 }
 
 /* Reads the one-frame answer (OK) of a WRITE_FILE, POWEROFF or SYNC; gives
- * up when wake_fd (if >= 0) becomes readable. */
-sm_code agent_expect_ok(int fd, const char *path, const char *what, int wake_fd, sm_error *err)
+ * up when wake_fd (if >= 0) becomes readable or timeout_ms (if any) passes. */
+sm_code agent_expect_ok(int fd, const char *path, const char *what, int wake_fd,
+                        uint32_t timeout_ms, sm_error *err)
 {
     agent_reader r;
     agent_reader_init(&r, fd, path);
+    char why[64];
+    snprintf(why, sizeof why, "no answer within %u ms", timeout_ms);
+    r.deadline_what = why;
+    uint64_t deadline = timeout_ms ? clock_now_us() + (uint64_t)timeout_ms * 1000u : 0;
     wire_frame f;
-    sm_code rc = agent_read_frame(&r, &f, wake_fd, 0, err);
+    sm_code rc = agent_read_frame(&r, &f, wake_fd, deadline, err);
     if (!rc && f.type != WIRE_OK)
         rc = agent_unexpected(&r, &f, err);
     if (rc && err)
@@ -188,24 +291,41 @@ sm_code agent_expect_ok(int fd, const char *path, const char *what, int wake_fd,
     return rc;
 }
 
+sm_code agent_call(const char *path, const void *data, size_t len, const char *what, int wake_fd,
+                   uint32_t timeout_ms, sm_error *err)
+{
+    int fd;
+    sm_code rc = agent_dial(path, &fd, err);
+    if (rc)
+        return rc;
+    /* A broken pipe is not final: the agent may have said why before it
+     * closed, and its answer reports that. A stall is. */
+    sm_error send_err;
+    rc = agent_send_all(fd, data, len, false, timeout_ms, &send_err);
+    if (rc == SM_E_TIMEOUT) {
+        if (err) {
+            *err = send_err;
+            error_prefix(err, "%s (socket %s)", what, path);
+        }
+    } else {
+        rc = agent_expect_ok(fd, path, what, wake_fd, timeout_ms, err);
+    }
+    close(fd);
+    return rc;
+}
+
 sm_code agent_netconf(const char *exec_socket_path, bool on, int wake_fd, sm_error *err)
 {
     wire_buf buf = { 0 };
     wire_put_hello(&buf, NULL);
     wire_put_netconf(&buf, on, NULL);
-    int fd;
     sm_code rc = buf.failed ? error_set(err, SM_E_NOMEM, "out of memory")
-                            : agent_dial(exec_socket_path, &fd, err);
-    if (!rc) {
-        (void)agent_send_all(fd, buf.data, buf.len, false, NULL);
-        rc = agent_expect_ok(fd, exec_socket_path, "netconf", wake_fd, err);
-        close(fd);
-    }
+                            : agent_call(exec_socket_path, buf.data, buf.len, "netconf", wake_fd, 0, err);
     wire_buf_free(&buf);
     return rc;
 }
 
-sm_code agent_sync(const char *exec_socket_path, int wake_fd, sm_error *err)
+sm_code agent_sync_within(const char *exec_socket_path, int wake_fd, uint32_t timeout_ms, sm_error *err)
 {
     wire_sync sync;
     struct timespec now;
@@ -217,17 +337,16 @@ sm_code agent_sync(const char *exec_socket_path, int wake_fd, sm_error *err)
     wire_put_hello(&buf, NULL);
     wire_put_sync(&buf, &sync, NULL);
     explicit_bzero(&sync, sizeof sync);
-    int fd;
     sm_code rc = buf.failed ? error_set(err, SM_E_NOMEM, "out of memory")
-                            : agent_dial(exec_socket_path, &fd, err);
-    if (!rc) {
-        (void)agent_send_all(fd, buf.data, buf.len, false, NULL);
-        rc = agent_expect_ok(fd, exec_socket_path, "sync", wake_fd, err);
-        close(fd);
-    }
+                            : agent_call(exec_socket_path, buf.data, buf.len, "sync", wake_fd, timeout_ms, err);
     explicit_bzero(buf.data, buf.len);
     wire_buf_free(&buf);
     return rc;
+}
+
+sm_code agent_sync(const char *exec_socket_path, int wake_fd, sm_error *err)
+{
+    return agent_sync_within(exec_socket_path, wake_fd, 0, err);
 }
 
 /* ---- CONNECT --------------------------------------------------------------- */
@@ -295,7 +414,7 @@ sm_code agent_connect_port(const char *exec_socket_path, uint16_t port, uint32_t
     int fd;
     sm_code rc = agent_dial(exec_socket_path, &fd, err);
     if (!rc)
-        rc = agent_send_all(fd, buf.data, buf.len, false, err);
+        rc = agent_send_all(fd, buf.data, buf.len, false, 0, err);
     wire_buf_free(&buf);
     if (rc)
         return rc;

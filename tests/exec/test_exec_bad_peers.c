@@ -12,8 +12,18 @@
  * never reads as a clean end: not through spawn's reads, not through wait's
  * status, not through the CLI; and a CLI whose command never answers a
  * SIGTERM gives up after its grace.
+ *
+ * Limits (supermachine.h, "Limits"): output that floods past the cap ends in
+ * SM_E_LIMIT with the command killed and exactly the cap kept; an agent
+ * that stops answering (never says HELLO, stops reading what we send, sends
+ * no exit report past the command's timeout, pauses mid-file, never
+ * answers POWEROFF or SYNC) ends each call in SM_E_TIMEOUT. The deadlines
+ * are cut to 200 ms here (2 s where a fake must say HELLO in time); a fake
+ * stays silent for at most SILENCE_MAX_MS, so that without the deadlines a
+ * test fails on the error code instead of hanging.
  */
 #include "exec_helpers.h"
+#include "lib/exec_internal.h" /* exec_set_default_agent_timeout_ms */
 #include "protocol/wire.h"
 
 #include <errno.h>
@@ -315,7 +325,21 @@ typedef enum fake_mode {
     FAKE_PARTIAL_DROP,   /* HELLO, some STDOUT, then close */
     FAKE_BIG_DROP,       /* HELLO, BIG_DROP_BYTES of STDOUT and some STDERR, then close */
     FAKE_SILENT,         /* HELLO, then nothing until the client leaves */
+    FAKE_FLOOD,          /* HELLO, then 1 MiB STDOUT and STDERR frames in turn, up to FLOOD_BYTES */
+    FAKE_EXACT,          /* HELLO, `amount` bytes (half STDOUT, half STDERR), EXIT 0 */
+    FAKE_MUTE,           /* no HELLO: reads, never writes (at most SILENCE_MAX_MS) */
+    FAKE_HUSH,           /* HELLO, then reads and never answers (at most SILENCE_MAX_MS) */
+    FAKE_DEAF,           /* HELLO, then reads nothing (at most SILENCE_MAX_MS) */
+    FAKE_READ_STALL,     /* HELLO, FILE_INFO of 4 MiB, 1 MiB of FILE_DATA, then silence */
 } fake_mode;
+
+#define FLOOD_BYTES (80u << 20)      /* beyond the default cap of 64 MiB */
+#define FLOOD_CHUNK WIRE_MAX_DATA
+#define SILENCE_MAX_MS 10000
+#define SHORT_WAIT_MS 200            /* the agent timeout these tests set */
+/* Where the fake must say HELLO in time (the agent timeout is also HELLO's
+ * limit): long enough for a thread of a loaded host to get to it. */
+#define HELLO_WAIT_MS 2000
 
 #define BIG_DROP_BYTES (3u << 20) /* more than the child's pipes hold */
 #define BIG_DROP_CHUNK (60u << 10)
@@ -326,6 +350,8 @@ typedef struct fake_agent {
     fake_mode mode;
     int fail_first;
     int connections;
+    size_t amount;      /* FAKE_EXACT */
+    bool saw_kill;      /* FAKE_FLOOD: the client sent SIGNAL 9 before it left */
     pthread_t thread;
 } fake_agent;
 
@@ -344,6 +370,104 @@ static void fake_hello(int fd, uint16_t version)
     memcpy(p, &magic, 4);
     p[4] = (uint8_t)version;
     put_frame(fd, WIRE_HELLO, p, 8);
+}
+
+/* Waits without a word until the client leaves, reading what it sends (or,
+ * with read_it false, leaving it unread), for at most SILENCE_MAX_MS. */
+static void fake_stay_silent(int fd, bool read_it)
+{
+    uint64_t give_up = clock_now_ms() + SILENCE_MAX_MS;
+    static char sink[1 << 16];
+    while (clock_now_ms() < give_up) {
+        struct pollfd p = { .fd = fd, .events = read_it ? POLLIN : POLLRDHUP };
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        if (!read_it)
+            return; /* the client hung up (or the socket failed) */
+        if (recv(fd, sink, sizeof sink, 0) <= 0)
+            return;
+    }
+}
+
+/* Reads what the client sent until it left; true if a SIGNAL 9 was among it. */
+static bool fake_saw_kill(int fd)
+{
+    wire_reader r;
+    wire_reader_init(&r, WIRE_AT_AGENT);
+    bool kill_seen = false;
+    uint8_t buf[1 << 16];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
+        if (!wire_reader_feed(&r, buf, (size_t)n, NULL))
+            break;
+        wire_frame fr;
+        while (wire_reader_next(&r, &fr, NULL) > 0) {
+            int signo;
+            if (fr.type == WIRE_SIGNAL && wire_get_signal(&fr, &signo, NULL) && signo == SIGKILL)
+                kill_seen = true;
+        }
+    }
+    wire_reader_destroy(&r);
+    return kill_seen;
+}
+
+static void fake_exit_ok(int fd)
+{
+    wire_buf b = { 0 };
+    wire_exit x = { .code = 0, .steps_run = 1, .duration_us = 1 };
+    wire_put_exit(&b, &x, NULL);
+    if (send(fd, b.data, b.len, MSG_NOSIGNAL) < 0) { /* client gone */ }
+    wire_buf_free(&b);
+}
+
+/* 1 MiB frames of 'o' (STDOUT) and 'e' (STDERR) in turn until the client
+ * stops taking them; then whether it killed the command. */
+static void fake_flood(fake_agent *f, int fd)
+{
+    static uint8_t out[FLOOD_CHUNK], err[FLOOD_CHUNK];
+    memset(out, 'o', sizeof out);
+    memset(err, 'e', sizeof err);
+    fake_hello(fd, WIRE_VERSION);
+    for (size_t sent = 0, i = 0; sent < FLOOD_BYTES; sent += FLOOD_CHUNK, i++) {
+        uint8_t h[WIRE_HEADER_SIZE];
+        wire_header_encode(h, i % 2 ? WIRE_STDERR : WIRE_STDOUT, FLOOD_CHUNK);
+        if (send(fd, h, sizeof h, MSG_NOSIGNAL) < 0 ||
+            send(fd, i % 2 ? err : out, FLOOD_CHUNK, MSG_NOSIGNAL) < 0)
+            break;
+    }
+    shutdown(fd, SHUT_WR); /* a client that took it all sees the end, not silence */
+    f->saw_kill = fake_saw_kill(fd);
+}
+
+/* `amount` bytes, the first half on STDOUT and the rest on STDERR, then EXIT 0. */
+static void fake_exact(fake_agent *f, int fd)
+{
+    static uint8_t chunk[FLOOD_CHUNK];
+    fake_hello(fd, WIRE_VERSION);
+    size_t half = f->amount / 2;
+    for (size_t sent = 0; sent < f->amount;) {
+        bool first = sent < half;
+        size_t end = first ? half : f->amount;
+        size_t n = end - sent < sizeof chunk ? end - sent : sizeof chunk;
+        memset(chunk, first ? 'o' : 'e', n);
+        put_frame(fd, first ? WIRE_STDOUT : WIRE_STDERR, chunk, (uint32_t)n);
+        sent += n;
+    }
+    fake_exit_ok(fd);
+    fake_stay_silent(fd, true);
+}
+
+static void fake_read_stall(int fd)
+{
+    static uint8_t chunk[1 << 20];
+    wire_buf b = { 0 };
+    wire_file_head info = { .mode = 0644, .size = 4u << 20 };
+    fake_hello(fd, WIRE_VERSION);
+    wire_put_file_head(&b, WIRE_FILE_INFO, &info, NULL);
+    if (send(fd, b.data, b.len, MSG_NOSIGNAL) < 0) { /* client gone */ }
+    wire_buf_free(&b);
+    put_frame(fd, WIRE_FILE_DATA, chunk, sizeof chunk);
+    fake_stay_silent(fd, true);
 }
 
 static void fake_serve_one(fake_agent *f, int fd)
@@ -400,6 +524,26 @@ static void fake_serve_one(fake_agent *f, int fd)
             ;
         break;
     }
+    case FAKE_FLOOD:
+        fake_flood(f, fd);
+        break;
+    case FAKE_EXACT:
+        fake_exact(f, fd);
+        break;
+    case FAKE_MUTE:
+        fake_stay_silent(fd, true);
+        break;
+    case FAKE_HUSH:
+        fake_hello(fd, WIRE_VERSION);
+        fake_stay_silent(fd, true);
+        break;
+    case FAKE_DEAF:
+        fake_hello(fd, WIRE_VERSION);
+        fake_stay_silent(fd, false);
+        break;
+    case FAKE_READ_STALL:
+        fake_read_stall(fd);
+        break;
     }
     close(fd);
 }
@@ -432,12 +576,18 @@ static fake_agent *fake_start(fake_mode mode, int fail_first)
     return f;
 }
 
-static int fake_stop(fake_agent *f)
+/* Stops serving; f stays readable until the caller frees it. */
+static void fake_stop_keep(fake_agent *f)
 {
     shutdown(f->listen_fd, SHUT_RDWR);
     close(f->listen_fd);
     pthread_join(f->thread, NULL);
     unlink(f->path);
+}
+
+static int fake_stop(fake_agent *f)
+{
+    fake_stop_keep(f);
     int n = f->connections;
     free(f);
     return n;
@@ -597,6 +747,260 @@ static void test_slow_reader_gets_every_byte(void **state)
         slow_reader_round(mib[i] << 20);
 }
 
+/* ---- limits: the output cap ------------------------------------------------------ */
+
+static sm_exec_builder *fake_builder(const fake_agent *f)
+{
+    sm_exec_builder *b = sm_exec_builder_new(f->path);
+    const char *argv[] = { "true" };
+    sm_exec_builder_argv(b, 1, argv);
+    return b;
+}
+
+static void assert_message(const sm_error *err, const char *needle)
+{
+    if (!strstr(err->message, needle))
+        fail_msg("error '%s' does not mention '%s'", err->message, needle);
+}
+
+static bool all_bytes(const uint8_t *p, size_t n, uint8_t c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != c)
+            return false;
+    return true;
+}
+
+/* A flood past the cap: SM_E_LIMIT naming the cap and how to raise it,
+ * exactly the first cap bytes kept (the cap cuts a frame), a status that
+ * is no success, and the command killed through the agent. */
+static void test_output_cap_stops_a_flood(void **state)
+{
+    (void)state;
+    fake_agent *f = fake_start(FAKE_FLOOD, 0);
+    sm_exec_builder *b = fake_builder(f);
+    const size_t cap = (3u << 20) + 5;
+    assert_int_equal(sm_exec_builder_max_output(b, cap), SM_OK);
+    sm_exec_outcome out;
+    sm_error err = { 0 };
+    assert_int_equal(sm_exec_output(b, &out, &err), SM_E_LIMIT);
+    assert_message(&err, "3145733 bytes");
+    assert_message(&err, "sm_exec_builder_max_output");
+    /* stdout 1 MiB, stderr 1 MiB, stdout 1 MiB, then 5 bytes of stderr */
+    assert_int_equal(out.stdout_len, 2u << 20);
+    assert_int_equal(out.stderr_len, (1u << 20) + 5);
+    assert_true(all_bytes(out.stdout_buf, out.stdout_len, 'o'));
+    assert_true(all_bytes(out.stderr_buf, out.stderr_len, 'e'));
+    assert_int_equal(out.stdout_buf[out.stdout_len], 0);
+    assert_int_equal(out.status.code, -1);
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_free(b);
+    fake_stop_keep(f);
+    assert_true(f->saw_kill);
+    free(f);
+}
+
+/* The default cap: 64 MiB of stdout and stderr together. */
+static void test_output_cap_default(void **state)
+{
+    (void)state;
+    fake_agent *f = fake_start(FAKE_FLOOD, 0);
+    sm_exec_builder *b = fake_builder(f);
+    sm_exec_outcome out;
+    sm_error err = { 0 };
+    assert_int_equal(sm_exec_output(b, &out, &err), SM_E_LIMIT);
+    assert_message(&err, "67108864 bytes");
+    assert_int_equal(out.stdout_len + out.stderr_len, SM_EXEC_MAX_OUTPUT_DEFAULT);
+    assert_int_equal(out.stdout_len, out.stderr_len); /* 32 frames of each */
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_free(b);
+    fake_stop(f);
+}
+
+/* Exactly the cap is a complete result; one byte less is over it. */
+static void test_output_cap_is_inclusive(void **state)
+{
+    (void)state;
+    const size_t amount = (2u << 20) + 3;
+    for (int over = 0; over < 2; over++) {
+        fake_agent *f = fake_start(FAKE_EXACT, 0);
+        f->amount = amount;
+        sm_exec_builder *b = fake_builder(f);
+        sm_exec_builder_max_output(b, amount - (size_t)over);
+        sm_exec_outcome out;
+        sm_error err = { 0 };
+        sm_code rc = sm_exec_output(b, &out, &err);
+        if (over) {
+            assert_int_equal(rc, SM_E_LIMIT);
+            assert_int_equal(out.stdout_len + out.stderr_len, amount - 1);
+        } else {
+            if (rc)
+                fail_msg("output of exactly the cap: %s", err.message);
+            assert_int_equal(out.stdout_len, amount / 2);
+            assert_int_equal(out.stderr_len, amount - amount / 2);
+            assert_int_equal(out.status.code, 0);
+        }
+        sm_exec_outcome_free(&out);
+        sm_exec_builder_free(b);
+        fake_stop(f);
+    }
+}
+
+/* ---- limits: an agent that stops answering -------------------------------------------- */
+
+static int short_waits(void **state)
+{
+    (void)state;
+    exec_set_default_agent_timeout_ms(SHORT_WAIT_MS);
+    return 0;
+}
+
+static int default_waits(void **state)
+{
+    (void)state;
+    exec_set_default_agent_timeout_ms(0);
+    return 0;
+}
+
+static void expect_stopped(sm_code rc, const sm_error *err, const char *needle)
+{
+    if (rc != SM_E_TIMEOUT)
+        fail_msg("expected SM_E_TIMEOUT, got %s: %s", sm_strerror(rc), err->message);
+    assert_message(err, "stopped answering");
+    assert_message(err, needle);
+}
+
+static sm_code output_against(fake_mode mode, uint32_t command_timeout_ms, const char *staged_mib,
+                              sm_exec_outcome *out, sm_error *err)
+{
+    fake_agent *f = fake_start(mode, 0);
+    sm_exec_builder *b = fake_builder(f);
+    sm_exec_builder_agent_timeout_ms(b, mode == FAKE_HUSH ? HELLO_WAIT_MS : SHORT_WAIT_MS);
+    sm_exec_builder_timeout_ms(b, command_timeout_ms);
+    uint8_t *big = NULL;
+    if (staged_mib) {
+        size_t len = (size_t)atoi(staged_mib) << 20;
+        big = calloc(1, len);
+        sm_exec_builder_stage_file(b, "/tmp/big", big, len);
+    }
+    sm_code rc = sm_exec_output(b, out, err);
+    free(big);
+    sm_exec_builder_free(b);
+    fake_stop(f);
+    return rc;
+}
+
+/* No HELLO: the agent (its guest) stopped before the command started. */
+static void test_output_agent_never_says_hello(void **state)
+{
+    (void)state;
+    sm_exec_outcome out;
+    sm_error err = { 0 };
+    expect_stopped(output_against(FAKE_MUTE, 0, NULL, &out, &err), &err, "no HELLO within 200 ms");
+    assert_message(&err, "sm_exec_builder_agent_timeout_ms");
+    assert_int_equal(out.status.code, -1);
+    sm_exec_outcome_free(&out);
+}
+
+/* The agent does not take an 8 MiB request (a staged file). */
+static void test_output_agent_stops_reading_the_request(void **state)
+{
+    (void)state;
+    sm_exec_outcome out;
+    sm_error err = { 0 };
+    expect_stopped(output_against(FAKE_DEAF, 0, "8", &out, &err), &err, "none of our bytes for 200 ms");
+    sm_exec_outcome_free(&out);
+}
+
+/* With a command timeout, the exit report is due the agent timeout after it. */
+static void test_output_no_exit_report_past_the_timeout(void **state)
+{
+    (void)state;
+    sm_exec_outcome out;
+    sm_error err = { 0 };
+    expect_stopped(output_against(FAKE_HUSH, 100, NULL, &out, &err), &err,
+                   "no exit report 2000 ms past the command's 100 ms timeout");
+    assert_int_equal(out.status.code, -1);
+    sm_exec_outcome_free(&out);
+}
+
+/* The same through spawn: the reads and wait fail alike. */
+static void test_wait_no_exit_report_past_the_timeout(void **state)
+{
+    (void)state;
+    fake_agent *f = fake_start(FAKE_HUSH, 0);
+    sm_exec_builder *b = fake_builder(f);
+    sm_exec_builder_agent_timeout_ms(b, HELLO_WAIT_MS);
+    sm_exec_builder_timeout_ms(b, 100);
+    sm_exec_child *c;
+    sm_error err = { 0 };
+    assert_int_equal(sm_exec_spawn(b, &c, &err), SM_OK);
+    uint8_t buf[64];
+    size_t got;
+    expect_stopped(sm_exec_child_stdout_read(c, buf, sizeof buf, &got, &err), &err, "no exit report");
+    sm_exec_status st = { .code = 0 };
+    expect_stopped(sm_exec_child_wait(c, &st, &err), &err, "no exit report");
+    assert_int_equal(st.code, -1);
+    sm_exec_child_free(c);
+    sm_exec_builder_free(b);
+    fake_stop(f);
+}
+
+static void test_write_file_agent_stops(void **state)
+{
+    (void)state;
+    size_t len = 8u << 20;
+    uint8_t *data = calloc(1, len);
+    sm_error err = { 0 };
+    /* It stops reading the file's bytes... */
+    fake_agent *f = fake_start(FAKE_DEAF, 0);
+    expect_stopped(sm_exec_write_file(f->path, "/tmp/x", data, len, 0644, &err), &err,
+                   "none of our bytes for 200 ms");
+    assert_message(&err, "/tmp/x");
+    fake_stop(f);
+    /* ... or takes them all and never answers. */
+    f = fake_start(FAKE_HUSH, 0);
+    expect_stopped(sm_exec_write_file(f->path, "/tmp/x", data, 1000, 0644, &err), &err,
+                   "no answer within 200 ms");
+    fake_stop(f);
+    free(data);
+}
+
+static void test_read_file_agent_stops(void **state)
+{
+    (void)state;
+    uint8_t *bytes = (uint8_t *)"untouched";
+    size_t len = 7;
+    sm_error err = { 0 };
+    /* It pauses in the middle of the file... */
+    fake_agent *f = fake_start(FAKE_READ_STALL, 0);
+    expect_stopped(sm_exec_read_file(f->path, "/x", 8u << 20, &bytes, &len, &err), &err,
+                   "nothing from it for 200 ms");
+    assert_null(bytes);
+    assert_int_equal(len, 0);
+    fake_stop(f);
+    /* ... or never answers the request. */
+    f = fake_start(FAKE_HUSH, 0);
+    expect_stopped(sm_exec_read_file(f->path, "/x", 100, &bytes, &len, &err), &err,
+                   "nothing from it for 200 ms");
+    fake_stop(f);
+}
+
+static void test_poweroff_and_sync_agent_stops(void **state)
+{
+    (void)state;
+    const fake_mode modes[] = { FAKE_HUSH, FAKE_MUTE };
+    for (size_t i = 0; i < 2; i++) {
+        fake_agent *f = fake_start(modes[i], 0);
+        sm_error err = { 0 };
+        expect_stopped(sm_exec_poweroff(f->path, &err), &err, "no answer within 200 ms");
+        assert_message(&err, "poweroff");
+        expect_stopped(sm_exec_sync(f->path, &err), &err, "no answer within 200 ms");
+        assert_message(&err, "sync");
+        fake_stop(f);
+    }
+}
+
 static const char *cli_path(void)
 {
     const char *cli = getenv("SM_EXEC_CLI");
@@ -698,6 +1102,19 @@ int main(void)
         cmocka_unit_test(test_slow_reader_gets_every_byte),
         cmocka_unit_test(test_cli_drop_fails),
         cmocka_unit_test(test_cli_gives_up_after_sigterm),
+        cmocka_unit_test(test_output_cap_stops_a_flood),
+        cmocka_unit_test(test_output_cap_default),
+        cmocka_unit_test(test_output_cap_is_inclusive),
+        cmocka_unit_test_setup_teardown(test_output_agent_never_says_hello, short_waits, default_waits),
+        cmocka_unit_test_setup_teardown(test_output_agent_stops_reading_the_request, short_waits,
+                                        default_waits),
+        cmocka_unit_test_setup_teardown(test_output_no_exit_report_past_the_timeout, short_waits,
+                                        default_waits),
+        cmocka_unit_test_setup_teardown(test_wait_no_exit_report_past_the_timeout, short_waits,
+                                        default_waits),
+        cmocka_unit_test_setup_teardown(test_write_file_agent_stops, short_waits, default_waits),
+        cmocka_unit_test_setup_teardown(test_read_file_agent_stops, short_waits, default_waits),
+        cmocka_unit_test_setup_teardown(test_poweroff_and_sync_agent_stops, short_waits, default_waits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
