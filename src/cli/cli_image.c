@@ -13,6 +13,23 @@ static bool is_dir(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/*
+ * Why a word with no '/' was not an image: it reads as a Docker Hub name
+ * too, so a mistyped image name would otherwise fail with only a registry's
+ * error ("docker.io/library/NAME:latest: cannot reach ...") and no hint
+ * that the store and the folders were looked in first.
+ */
+static void say_not_named(const char *name, sm_error *err)
+{
+    if (strchr(name, '/'))
+        return;
+    char why[sizeof err->message];
+    snprintf(why, sizeof why, "%s", err->message);
+    snprintf(err->message, sizeof err->message,
+             "no image named '%.60s' (`supermachine images`) nor such a folder; as a reference: %.370s", name,
+             why);
+}
+
 /* A reference, pulled and baked unless it was before: progress on stderr. */
 static sm_code open_oci(const char *name, sm_pull_options **pull, sm_image **img, sm_error *err)
 {
@@ -23,6 +40,8 @@ static sm_code open_oci(const char *name, sm_pull_options **pull, sm_image **img
     pull_progress_attach(*pull);
     sm_code rc = sm_image_from_oci(cli_store(), name, *pull, NULL, img, err);
     pull_progress_done();
+    if (rc)
+        say_not_named(name, err);
     return rc;
 }
 
