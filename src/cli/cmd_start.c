@@ -33,7 +33,9 @@ static void start_usage(FILE *out)
         "usage: supermachine start [options] [IMAGE]\n\n"
         "Starts a VM that runs on in the background and prints its id when its\n"
         "agent is ready; then `supermachine exec ID -- ARGV...`, `cp`, `ps` and\n"
-        "`stop ID`. The VM is restored from IMAGE, as `supermachine run` does.\n"
+        "`stop ID`. An OCI image's Entrypoint and Cmd do not run: start a service\n"
+        "with exec.\n\n"
+        "The VM is restored from IMAGE, read as `supermachine run` reads it.\n"
         CLI_IMAGE_HELP
         "Without IMAGE: the image 'default', baked the first time; or, given any\n"
         "of the boot options, a fresh boot with them. The options may stand on\n"
