@@ -22,7 +22,8 @@
  * has none (said on stderr, prefixed with prog); else an OCI/Docker
  * reference, pulled and baked the first time with *pull's registry options,
  * progress on stderr. *pull is created when NULL (the caller frees it).
- * SM_E_INVALID: name is no image and cannot be a reference either.
+ * On failure err says why; for a word with no '/' that is no image, also
+ * that the store and the folders were looked in before the registry.
  */
 sm_code cli_image_open(const char *prog, const char *name, sm_pull_options **pull, sm_image **img,
                        sm_error *err);

@@ -11,8 +11,12 @@
  * it took an IMAGE); with IMAGE they are refused, since a restored VM has
  * its image's memory, vCPUs, kernel and initramfs and would silently differ
  * from what was asked. Exit status 0; 1 when the VM did not start (with the
- * reason); 2 for a usage error, IMAGE that cannot even be a reference
- * included.
+ * reason); 2 for a usage error, which is what reading the flags finds (an
+ * unknown flag, a bad value, a boot option with IMAGE, a word too many).
+ * Whether IMAGE is an image is known only by looking (the store, folders,
+ * the registry), and the library's SM_E_INVALID also comes from a bad
+ * $SUPERMACHINE_KERNEL met while baking, so an IMAGE that is none, even one
+ * that cannot be a reference, is a start that failed: 1.
  */
 #include "cli/cli_image.h"
 #include "cli/commands.h"
@@ -125,15 +129,13 @@ static int start_detached(struct start_args *a)
     sm_error err = { 0 };
     sm_vm *vm = NULL;
     sm_code rc = a->image ? cli_image_open(PROG, a->image, &a->pull, &a->img, &err) : SM_OK;
-    /* IMAGE that is no image and cannot be a reference: a usage error. */
-    int failed = rc == SM_E_INVALID ? EXIT_USAGE : EXIT_FAILED;
     if (!rc)
         rc = sm_vm_config_image(a->cfg, a->img);   /* NULL: boot */
     if (!rc)
         rc = sm_vm_start(a->cfg, &vm, &err);
     if (rc) {
         fprintf(stderr, "%s: %s\n", PROG, err.message[0] ? err.message : sm_strerror(rc));
-        return failed;
+        return EXIT_FAILED;
     }
     printf("%s\n", sm_vm_id(vm));
     sm_vm_free(vm);   /* detached: it runs on */

@@ -265,7 +265,7 @@ t_cli_start_named() {
     sm stop "$id" && sm stop "$dir_id" || { echo "stop failed"; return 1; }
 }
 
-# IMAGE that is none: status 1 or 2 with the reason, no VM, no image.
+# IMAGE that is none: status 1 with the reason, no VM, no image.
 t_cli_start_bad_image() {
     local what want re args rc
     mkdir -p "$T/not-a-snapshot"
@@ -280,7 +280,7 @@ t_cli_start_bad_image() {
 a bare name, no image here nor pullable|1|no image named 'no-such-image-here'|no-such-image-here
 a registry that is not there|1|cannot reach 127.0.0.1:9|127.0.0.1:9/nope:1
 a folder without a snapshot|1|is not an image|$T/not-a-snapshot
-not even a reference|2|invalid image reference|No_Such:Image!
+not even a reference|1|invalid image reference|No_Such:Image!
 EOF
     [[ $(vm_folders) == 0 && -z $(our_vmms) ]] || { echo "a refused start left a VM"; return 1; }
     [[ ! -e $vm_images/no-such-image-here ]] || { echo "an image was made"; return 1; }
@@ -373,6 +373,6 @@ check "cli: start with no IMAGE bakes 'default' once, then restores it; exec in 
     t_cli_start_default
 check "cli: start a named image (its vCPUs and memory; -p) and a snapshot folder; boot options with IMAGE refused" \
     t_cli_start_named
-check "cli: start of an image that is none says why, status 1 or 2, and starts nothing" t_cli_start_bad_image
+check "cli: start of an image that is none says why, status 1, and starts nothing" t_cli_start_bad_image
 check "cli: stop a running VM mid-exec" t_cli_stop_running
 check "nothing left: no VMM process, no folder" t_nothing_left
