@@ -31,17 +31,23 @@ _supermachine_learn() {
     text=$("$cli" "$cmd" --help 2>&1)
     # `run` takes the exec options too (its --help says so): learn their values.
     [[ $cmd == run ]] && text+=$'\n'$("$cli" exec --help 2>&1 | sed 's/^/~/')
-    # A flag is a "-x" or "--word" after a space, "[", "(" or ","; one with an
-    # upper-case word after it ("--memory MIB", "-e K=V") takes a value.
-    re='(^|[][ (,~])(--?[a-z][-a-z]*)( ([A-Z][A-Z_=:]*))?'
+    # A flag is a "-x" or "--word" after a space, "[", "(" or ","; one with a
+    # value word after it takes a value: upper case, maybe in brackets
+    # ("--memory MIB", "-e K=V", "--publish [HOSTIP:]HOSTPORT"), choices
+    # ("--net on|off") or "..." ("--deny ..."). In "-p, --publish WORD" the
+    # short flag takes the value too.
+    re='(^|[][ (,~])(--?[a-z][-a-z]*)( (\[?[A-Z][][A-Z_=:/|.]*|[a-z]+(\|[a-z]+)+|\.\.\.))?'
     while IFS= read -r line; do
-        local mine=1
+        local mine=1 short=""
         [[ $line == "~"* ]] && mine=0
         while [[ $line =~ $re ]]; do
             local flag=${BASH_REMATCH[2]} word=${BASH_REMATCH[4]}
             ((mine)) && [[ $flags != *" $flag "* ]] && flags+="$flag "
+            [[ -n $word && -n $short ]] && args+="$short=$word "
             [[ -n $word && $args != *" $flag="* ]] && args+="$flag=$word "
             line=${line#*"${BASH_REMATCH[0]}"}
+            short=""
+            [[ $flag != --* && -z $word && $line == ", --"* ]] && short=$flag
         done
     done <<<"$text"
     _supermachine_flag_cache[$key]="$flags--help "
@@ -102,7 +108,7 @@ _supermachine() {
     fi
 
     case $cmd in
-        run)
+        run | start)
             if ((npos == 0)); then
                 COMPREPLY=($(compgen -W "$(_supermachine_images "$cli")" -- "$cur") $(compgen -d -- "$cur"))
             fi ;;

@@ -5,16 +5,14 @@
  * does (the same exec options and exec_run), stops the VM, and exits with
  * the command's status. IMAGE is, in this order: a named image; a snapshot
  * folder; "default" (baked on first use, and what no IMAGE means); else an
- * OCI/Docker reference, pulled and baked the first time (sm_image_from_oci).
+ * OCI/Docker reference, pulled and baked the first time (sm_image_from_oci);
+ * src/cli/cli_image.c reads it, for `start` too.
  * Without ARGV, an OCI image's Entrypoint and Cmd run. ARGV runs as given:
  * an Entrypoint is not put in front of it (this is exec, not `docker run`).
  */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 
-#include "cli/cli_store.h"
+#include "cli/cli_image.h"
 #include "cli/commands.h"
 #include "cli/exec_run.h"
 #include "cli/flags.h"
@@ -23,17 +21,15 @@
 #include "supermachine.h"
 
 #define PROG "supermachine run"
-#define DEFAULT_IMAGE "default"
 
 static void run_usage(FILE *out)
 {
     fprintf(out, "usage: supermachine run [options] [IMAGE] [exec options] [-- ARGV...]\n\n"
                  "Starts a fresh VM from IMAGE, runs ARGV in it, stops it, and exits with\n"
-                 "ARGV's status. IMAGE: a named image (`supermachine images`), a snapshot\n"
-                 "folder, or an OCI/Docker reference (pulled and baked on first use; then\n"
-                 "no network); default: the image 'default', baked the first time. Without\n"
-                 "ARGV, an OCI image's Entrypoint and Cmd. The exec options are those of\n"
-                 "`supermachine exec` (-e, -w, -t, -i, --timeout, --stage).\n\n"
+                 "ARGV's status; without ARGV, an OCI image's Entrypoint and Cmd. The exec\n"
+                 "options are `supermachine exec`'s: -e, -w, -t, -i, --timeout, --stage.\n"
+                 CLI_IMAGE_HELP
+                 "Without IMAGE: the image 'default', baked the first time.\n\n"
                  "network options (before or after IMAGE):\n" VM_FLAGS_NET_HELP "\n"
                  "options (before IMAGE):\n" PULL_OPTIONS_HELP);
 }
@@ -82,7 +78,7 @@ static int parse(int argc, char **argv, struct run_args *a)
             return status;
     int rest = flag_rest(&p);
     if (!a->image)
-        a->image = DEFAULT_IMAGE;
+        a->image = CLI_DEFAULT_IMAGE;
     if (!p.ended_at_dashes && rest < argc) {
         flag_unexpected(&p, argv[rest]);
         return EXIT_USAGE;
@@ -98,36 +94,10 @@ static int parse(int argc, char **argv, struct run_args *a)
     return FLAGS_GO_ON;
 }
 
-static bool is_dir(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static sm_code open_image(const char *name, const sm_pull_options *opt, sm_image **img, sm_error *err)
-{
-    sm_code rc = sm_image_open(cli_store(), name, img, NULL);
-    if (rc == SM_OK)
-        return rc;
-    if (is_dir(name))
-        return sm_image_from_snapshot(name, img, err);
-    if (!strcmp(name, DEFAULT_IMAGE)) {
-        fprintf(stderr, "%s: baking the default image (once; later runs restore it)\n", PROG);
-        return sm_image_bake(cli_store(), DEFAULT_IMAGE, NULL, img, err);
-    }
-    rc = sm_image_from_oci(cli_store(), name, opt, NULL, img, err);
-    pull_progress_done();
-    return rc;
-}
-
 /* Restores a VM from a->image; it has *img (for its default command). */
 static sm_code start_vm(struct run_args *a, sm_image **img, sm_vm **vm, sm_error *err)
 {
-    if (!a->pull)
-        a->pull = sm_pull_options_new();
-    if (a->pull)
-        pull_progress_attach(a->pull);
-    sm_code rc = !a->pull ? SM_E_NOMEM : open_image(a->image, a->pull, img, err);
+    sm_code rc = cli_image_open(PROG, a->image, &a->pull, img, err);
     if (!rc)
         rc = sm_vm_config_image(a->cfg, *img);
     if (!rc)
@@ -177,7 +147,7 @@ static int run_in_fresh_vm(struct run_args *a)
 
 int cmd_run(int argc, char **argv)
 {
-    struct run_args a = { .image = DEFAULT_IMAGE, .cfg = sm_vm_config_new() };
+    struct run_args a = { .image = CLI_DEFAULT_IMAGE, .cfg = sm_vm_config_new() };
     int status = EXIT_CANNOT;
     if (!a.cfg || !exec_opts_init(&a.exec, argc))
         fprintf(stderr, "%s: out of memory\n", PROG);

@@ -14,7 +14,7 @@ static const struct command commands[] = {
     { "run",    cmd_run,    "run a command in a fresh VM restored from an image, then stop it" },
     { "boot",   cmd_boot,   "boot a kernel and initramfs to the agent, report the time" },
     { "doctor", cmd_doctor, "say whether this host can run microVMs, and what to do if not" },
-    { "start",  cmd_start,  "boot a VM in the background and print its id" },
+    { "start",  cmd_start,  "start a VM in the background, restored from an image or booted; print its id" },
     { "exec",   cmd_exec,   "run a command in a VM (by id) or through an agent's exec socket" },
     { "cp",     cmd_cp,     "copy a file into or out of a VM" },
     { "connect", cmd_connect, "join stdin and stdout to a TCP port inside a VM" },

@@ -8,7 +8,7 @@
 /* The longest boot the library accepts (sm_vm_config_boot_timeout_s). */
 #define MAX_BOOT_TIMEOUT_S 3600
 
-static const char *vm_flag_name(int c)
+const char *vm_flag_name(int c)
 {
     switch (c) {
     case VM_FLAG_MEMORY: return "--memory";
@@ -16,7 +16,11 @@ static const char *vm_flag_name(int c)
     case VM_FLAG_KERNEL: return "--kernel";
     case VM_FLAG_INITRD: return "--initrd";
     case VM_FLAG_CONSOLE: return "--console";
-    default: return "--timeout";
+    case VM_FLAG_BOOT_TIMEOUT: return "--timeout";
+    case VM_FLAG_ALLOW: return "--allow";
+    case VM_FLAG_DENY: return "--deny";
+    case VM_FLAG_NET: return "--net";
+    default: return "--publish";
     }
 }
 

@@ -1,8 +1,8 @@
 /*
  * The flags that shape a VM, for the commands that make one through the
- * public API: `start` takes them all, `pull` and `bake` the size ones
- * (src/cli/vm_flags.c). One table, one apply function, so each flag means
- * and checks the same everywhere.
+ * public API: `start` takes them all, `run` the network ones, `pull` and
+ * `bake` the size ones (src/cli/vm_flags.c). One table, one apply function,
+ * so each flag means and checks the same everywhere.
  */
 #ifndef SM_CLI_VM_FLAGS_H
 #define SM_CLI_VM_FLAGS_H
@@ -31,7 +31,7 @@ enum vm_flag {
     { "memory", required_argument, NULL, VM_FLAG_MEMORY },      \
     { "cpus", required_argument, NULL, VM_FLAG_CPUS }
 /* --kernel FILE, --initrd FILE, --console FILE, and --timeout S for the
- * boot (`run` has no VM flags: its --timeout is the command's). */
+ * boot (`run` has none of these: its --timeout is the command's). */
 #define VM_FLAGS_BOOT                                                   \
     { "kernel", required_argument, NULL, VM_FLAG_KERNEL },              \
     { "initrd", required_argument, NULL, VM_FLAG_INITRD },              \
@@ -59,6 +59,16 @@ static inline bool is_vm_flag(int c)
 {
     return (c >= VM_FLAG_MEMORY && c <= VM_FLAG_LAST) || c == VM_FLAG_PUBLISH;
 }
+
+/* The flags only a boot uses: a VM restored from an image has the image's
+ * memory, vCPUs, kernel and initramfs, so `start IMAGE` refuses them. */
+static inline bool is_vm_boot_only_flag(int c)
+{
+    return c == VM_FLAG_MEMORY || c == VM_FLAG_CPUS || c == VM_FLAG_KERNEL || c == VM_FLAG_INITRD;
+}
+
+/* "--memory" for VM_FLAG_MEMORY, and so on, for messages. */
+const char *vm_flag_name(int c);
 
 /* Sets the VM flag c with its value arg on cfg; false after saying on
  * stderr which flag had a bad value (prog names the command). */

@@ -339,6 +339,9 @@ got=$(complete_line "$comp" "$inst/bin" "supermachine boot --kernel $inst/lib/su
 got=$(complete_line "$comp" "$inst/bin" "supermachine rmi my" | paste -sd' ')
 [[ $got == "myimage" ]] && pass "completes image names (supermachine images): $got" \
     || fail "'rmi my' completes to '$got' (want myimage)"
+got=$(complete_line "$comp" "$inst/bin" "supermachine start -p 8080:80 my" | paste -sd' ')
+[[ $got == "myimage" ]] && pass "start completes its IMAGE after a flag and its value: $got" \
+    || fail "'start -p 8080:80 my' completes to '$got' (want myimage)"
 got=$(complete_line "$comp" "$inst/bin" "supermachine exec 01" | paste -sd' ')
 [[ $got == "0123abcd" ]] && pass "completes VM ids (supermachine ps -q): $got" \
     || fail "'exec 01' completes to '$got' (want 0123abcd)"

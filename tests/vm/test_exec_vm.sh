@@ -10,15 +10,21 @@
 #   3. a second CLI VM stopped while a command runs in it;
 #   4. 64 MiB out of the CLI VM through exec, and bench/soak/streams' ten
 #      64 MiB streams in and out of its own 2-vCPU VM, byte for byte;
-#   5. bench/soak/concurrent: 5 rounds of 32 execs at once, outputs exact.
+#   5. bench/soak/concurrent: 5 rounds of 32 execs at once, outputs exact;
+#   6. start IMAGE: no IMAGE bakes 'default' once and restores it; a named
+#      image (baked with 512 MiB, which its VMs have) and a
+#      snapshot folder, one with a published port; boot options with IMAGE
+#      and images that are none are refused and start nothing.
 # Every VM lives under this file's own runtime folder ($SM_VM_WORK/rt), which
-# must be empty at the end, with no supermachine-vmm process left.
+# must be empty at the end, with no supermachine-vmm process left, and every
+# image under its own images folder.
 
 vm_rt=$SM_VM_WORK/rt
+vm_images=$SM_VM_WORK/images
 vm_id_file=$SM_VM_WORK/cli-vm.id
-mkdir -p "$vm_rt" && chmod 700 "$vm_rt"
+mkdir -p "$vm_rt" "$vm_images" && chmod 700 "$vm_rt"
 
-sm() { XDG_RUNTIME_DIR=$vm_rt "$SM_BIN" "$@"; }
+sm() { XDG_RUNTIME_DIR=$vm_rt SUPERMACHINE_IMAGES=$vm_images "$SM_BIN" "$@"; }
 
 cli_vm_id() {
     cat "$vm_id_file" 2>/dev/null || echo "no-vm-started"
@@ -72,10 +78,15 @@ t_cli_usage() {
         { echo "stop of an unknown VM: status $rc: $(cat "$T/err")"; return 1; }
     sm start --memory 12 2>"$T/err"; rc=$?
     [[ $rc == 2 ]] || { echo "start --memory 12: status $rc, want 2"; return 1; }
+    # A boot (--cpus without IMAGE), then the default image's first bake.
+    SUPERMACHINE_KERNEL=/nonexistent sm start --cpus 1 2>"$T/err"; rc=$?
+    [[ $rc == 1 ]] && grep -q 'SUPERMACHINE_KERNEL' "$T/err" ||
+        { echo "start --cpus 1 with a missing kernel: status $rc: $(cat "$T/err")"; return 1; }
     SUPERMACHINE_KERNEL=/nonexistent sm start 2>"$T/err"; rc=$?
     [[ $rc == 1 ]] && grep -q 'SUPERMACHINE_KERNEL' "$T/err" ||
-        { echo "start with a missing kernel: status $rc: $(cat "$T/err")"; return 1; }
+        { echo "start (baking 'default') with a missing kernel: status $rc: $(cat "$T/err")"; return 1; }
     [[ $(vm_folders) == 0 ]] || { echo "a failed start left a folder"; return 1; }
+    [[ -z $(ls -A "$vm_images") ]] || { echo "a failed bake left $(ls -A "$vm_images")"; return 1; }
 }
 
 t_cli_start() {
@@ -167,6 +178,115 @@ t_exec_suite_pid1() {
     sm stop "$id" || { echo "stop of a dead VM failed"; return 1; }
     [[ ! -e $vm_rt/supermachine/vms/$id && $(vm_folders) == 0 ]] ||
         { echo "stop left $(ls "$vm_rt/supermachine/vms")"; return 1; }
+}
+
+# Stops the VMs given and fails with the message: a failed start test
+# leaves nothing running for the next one.
+start_failed() {
+    local why=$1 id
+    shift
+    for id in "$@"; do sm stop "$id" >/dev/null 2>&1; done
+    echo "$why"
+    return 1
+}
+
+# No IMAGE: the first start bakes 'default' (and says so), the second
+# restores it at once; a command left in the background outlives its exec
+# (how a service is started in such a VM).
+t_cli_start_default() {
+    local a b out rc t0
+    t0=$(now_ms)
+    a=$(sm start 2>"$T/err1") || start_failed "start: $(cat "$T/err1")" || return 1
+    echo "info: first start, baking 'default': $(($(now_ms) - t0)) ms"
+    grep -q "baking the default image" "$T/err1" && [[ -f $vm_images/default/state ]] ||
+        start_failed "the first start did not bake 'default': $(cat "$T/err1")" "$a" || return 1
+    t0=$(now_ms)
+    b=$(sm start 2>"$T/err2") || start_failed "second start: $(cat "$T/err2")" "$a" || return 1
+    echo "info: second start, restoring 'default': $(($(now_ms) - t0)) ms"
+    [[ ! -s $T/err2 && $a != "$b" ]] ||
+        start_failed "second start: id $b (first $a), said: $(cat "$T/err2")" "$a" "$b" || return 1
+    out=$(sm exec "$a" -- sh -c 'echo hi && exit 7'); rc=$?
+    [[ $out == hi && $rc == 7 ]] || start_failed "exec: '$out', status $rc; want hi, 7" "$a" "$b" || return 1
+    sm exec "$b" -- sh -c 'sleep 600 >/dev/null 2>&1 &' &&
+        [[ $(sm exec "$b" -- sh -c 'ps | grep -c "[s]leep 600"') == 1 ]] ||
+        start_failed "a background command did not outlive its exec" "$a" "$b" || return 1
+    sm ps >"$T/ps"
+    grep -qE "^$a +running " "$T/ps" && grep -qE "^$b +running " "$T/ps" ||
+        start_failed "ps does not show both running: $(cat "$T/ps")" "$a" "$b" || return 1
+    sm stop "$a" && sm stop "$b" || { echo "stop failed"; return 1; }
+    [[ ! -e $vm_rt/supermachine/vms/$a && ! -e $vm_rt/supermachine/vms/$b ]] ||
+        { echo "stop left a folder"; return 1; }
+}
+
+# A port nothing listens on, on this host's loopback.
+cli_free_port() {
+    local p
+    for p in $(seq 18200 18300); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+    echo 18999
+}
+
+# The body of GET http://127.0.0.1:PORT/PATH, through bash alone.
+cli_http_get() {
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+    timeout 60 cat <&3 | sed '1,/^\r*$/d'
+    exec 3<&-
+}
+
+# A named image baked with 512 MiB: its VMs have that (which is why --memory
+# and --cpus go with no IMAGE), here with a published port; the same image as
+# a snapshot folder; boot options with IMAGE are refused. (One vCPU: a
+# restore may not ask for more vCPUs than the host has, and kvmbox has one.)
+t_cli_start_named() {
+    local id dir_id hp rc out folders
+    sm bake --memory 512 mine >"$T/bake" 2>&1 || { echo "bake: $(cat "$T/bake")"; return 1; }
+    folders=$(vm_folders)
+    sm start --memory 1024 mine 2>"$T/err"; rc=$?
+    [[ $rc == 2 ]] && grep -q -- "--memory does not go with IMAGE" "$T/err" ||
+        { echo "start --memory 1024 mine: status $rc: $(cat "$T/err")"; return 1; }
+    sm start mine --kernel "$SM_KERNEL" 2>"$T/err"; rc=$?
+    [[ $rc == 2 ]] && grep -q -- "--kernel does not go with IMAGE" "$T/err" ||
+        { echo "start mine --kernel: status $rc: $(cat "$T/err")"; return 1; }
+    [[ $(vm_folders) == "$folders" ]] || { echo "a refused start left a VM"; return 1; }
+    hp=$(cli_free_port)
+    id=$(sm start -p "127.0.0.1:$hp:8080" mine 2>"$T/err") || start_failed "start mine: $(cat "$T/err")" || return 1
+    out=$(sm exec "$id" -- grep MemTotal /proc/meminfo)
+    echo "info: the VM of 'mine': $out; ps: $(sm ps | awk -v id="$id" '$1 == id')"
+    [[ $out =~ ^MemTotal:\ +([0-9]+)\ kB$ ]] && ((BASH_REMATCH[1] > 400000)) ||
+        start_failed "the VM of 'mine' does not have 512 MiB: '$out'" "$id" || return 1
+    sm exec "$id" -- sh -c 'mkdir -p /tmp/www && echo from-mine >/tmp/www/index.html && httpd -p 8080 -h /tmp/www' ||
+        start_failed "httpd in the guest did not start" "$id" || return 1
+    out=$(cli_http_get "$hp" /index.html 2>&1)
+    [[ $out == from-mine ]] || start_failed "GET 127.0.0.1:$hp (published 8080): '$out'" "$id" || return 1
+    dir_id=$(sm start "$vm_images/mine" 2>"$T/err") ||
+        start_failed "start of the folder $vm_images/mine: $(cat "$T/err")" "$id" || return 1
+    out=$(sm exec "$dir_id" -- grep MemTotal /proc/meminfo)
+    [[ $out =~ ^MemTotal:\ +([0-9]+)\ kB$ ]] && ((BASH_REMATCH[1] > 400000)) ||
+        start_failed "the folder's VM does not have 512 MiB: '$out'" "$id" "$dir_id" || return 1
+    sm stop "$id" && sm stop "$dir_id" || { echo "stop failed"; return 1; }
+}
+
+# IMAGE that is none: status 1 with the reason, no VM, no image.
+t_cli_start_bad_image() {
+    local what want re args rc
+    mkdir -p "$T/not-a-snapshot"
+    while IFS='|' read -r what want re args; do
+        # shellcheck disable=SC2086 # the arguments are words
+        XDG_RUNTIME_DIR=$vm_rt SUPERMACHINE_IMAGES=$vm_images timeout 120 "$SM_BIN" start $args \
+            >"$T/out" 2>"$T/err"; rc=$?
+        [[ $rc == "$want" ]] && grep -qE -- "$re" "$T/err" && [[ ! -s $T/out ]] ||
+            { echo "$what (start $args): status $rc, want $want; said: $(cat "$T/err" "$T/out")"; return 1; }
+        echo "info: $what: $(head -c 200 "$T/err")"
+    done <<EOF
+a bare name, no image here nor pullable|1|no image named 'no-such-image-here'|no-such-image-here
+a registry that is not there|1|cannot reach 127.0.0.1:9|127.0.0.1:9/nope:1
+a folder without a snapshot|1|is not an image|$T/not-a-snapshot
+not even a reference|1|invalid image reference|No_Such:Image!
+EOF
+    [[ $(vm_folders) == 0 && -z $(our_vmms) ]] || { echo "a refused start left a VM"; return 1; }
+    [[ ! -e $vm_images/no-such-image-here ]] || { echo "an image was made"; return 1; }
 }
 
 # stop while a command runs: the command's CLI ends with an error at once,
@@ -262,5 +382,10 @@ if [[ $SM_BUILD == "$SM_ROOT/build" ]]; then
 fi
 check "exec suite in a VM: test_exec_pid1 (powers off), then ps dead, stop cleans" \
     t_exec_suite_pid1 "$SM_BUILD/tests/test_exec_pid1"
+check "cli: start with no IMAGE bakes 'default' once, then restores it; exec in it; a background command stays" \
+    t_cli_start_default
+check "cli: start a named image (its memory; -p) and a snapshot folder; boot options with IMAGE refused" \
+    t_cli_start_named
+check "cli: start of an image that is none says why, status 1, and starts nothing" t_cli_start_bad_image
 check "cli: stop a running VM mid-exec" t_cli_stop_running
 check "nothing left: no VMM process, no folder" t_nothing_left

@@ -2,7 +2,7 @@
 # run-all.sh. A Debian image made by debootstrap (scripts/test-image.sh, built
 # on the host before the box starts: tests/run does it), served by Debian's
 # docker-registry on 127.0.0.1 (tests/image/registry.sh), pulled, baked and
-# run by the CLI.
+# run (and started: start REF) by the CLI.
 
 img_reg=$SM_VM_WORK/registry
 img_store=$SM_VM_WORK/oci-images
@@ -75,6 +75,23 @@ t_img_config() {
         sh -c 'echo "$SM_TEST $(hostname) $(pwd)"; grep -c supermachine /etc/hosts; ls -a / | grep -c supermachine' 2>&1)
     [[ $env == $'override supermachine /opt/sm-keep\n1\n0' ]] ||
         { echo "env override, hostname, /etc/hosts, hidden settings: got '$env'"; return 1; }
+}
+
+# start REF: a detached VM of the OCI image (pulled and baked by the first
+# run above, so no registry is asked, whatever side of REF its options
+# stand), with the image's Env and WorkingDir for exec; stop ends it.
+t_img_start() {
+    img_env
+    local id out
+    id=$(sm start "$SM_TEST_REGISTRY/debian:test" --plain-http 2>"$T/err") ||
+        { echo "start: $(cat "$T/err")"; return 1; }
+    [[ ! -s $T/err ]] || { sm stop "$id"; echo "start of a baked image said: $(cat "$T/err")"; return 1; }
+    out=$(sm exec "$id" -- sh -c 'cat /etc/debian_version; echo "$SM_TEST $(pwd)"' 2>&1)
+    echo "info: start REF, then exec: $(echo $out)"
+    sm stop "$id" || { echo "stop failed"; return 1; }
+    [[ $out =~ ^12\.[0-9]+$'\n'"debian-test /opt/sm-keep"$ ]] ||
+        { echo "exec in the VM of the image: got '$out'"; return 1; }
+    [[ -z $(sm ps -q) ]] || { echo "ps still lists: $(sm ps -q)"; return 1; }
 }
 
 t_img_writes_stay_in_vm() {
@@ -209,6 +226,7 @@ check "image: run REGISTRY/debian:test pulls, builds, bakes and prints /etc/debi
 check "image: a second run needs no registry (it is stopped) and says nothing" t_img_second_run_offline
 check "image: the layers' tree in the guest (whiteouts, opaque folder, owners, links)" t_img_tree
 check "image: Cmd, Env and WorkingDir honoured; -e wins; hostname, /etc/hosts; settings hidden" t_img_config
+check "image: start REF gives a VM of the image (Env, WorkingDir) that runs until stop" t_img_start
 check "image: what one VM writes stays in it; the next VM of the image starts clean" t_img_writes_stay_in_vm
 check "image: the config's User: commands run as that user; an unknown user is refused with the reason" t_img_user
 check "image: HTTPS with basic auth and a CA file; wrong password, no password, no CA refused" t_img_https_auth
