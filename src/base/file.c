@@ -43,9 +43,10 @@ static bool temp_name(char *out, size_t size, const char *path)
     return true;
 }
 
-bool atomic_file_begin(struct atomic_file *f, const char *path, mode_t mode)
+bool atomic_file_begin_at(struct atomic_file *f, int dir_fd, const char *path, mode_t mode)
 {
     f->fd = -1;
+    f->dir_fd = dir_fd;
     if (strlen(path) >= sizeof f->path) {
         errno = ENAMETOOLONG;
         return false;
@@ -53,8 +54,13 @@ bool atomic_file_begin(struct atomic_file *f, const char *path, mode_t mode)
     strcpy(f->path, path);
     if (!temp_name(f->tmp_path, sizeof f->tmp_path, path))
         return false;
-    f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    f->fd = openat(dir_fd, f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     return f->fd >= 0;
+}
+
+bool atomic_file_begin(struct atomic_file *f, const char *path, mode_t mode)
+{
+    return atomic_file_begin_at(f, AT_FDCWD, path, mode);
 }
 
 void atomic_file_abort(struct atomic_file *f)
@@ -62,7 +68,7 @@ void atomic_file_abort(struct atomic_file *f)
     int saved = errno;
     if (f->fd >= 0) {
         close(f->fd);
-        unlink(f->tmp_path);
+        unlinkat(f->dir_fd, f->tmp_path, 0);
     }
     f->fd = -1;
     errno = saved;
@@ -100,25 +106,32 @@ bool atomic_file_commit(struct atomic_file *f)
     }
     int fd = f->fd;
     f->fd = -1;
-    if (close(fd) < 0 || rename(f->tmp_path, f->path) < 0) {
+    if (close(fd) < 0 || renameat(f->dir_fd, f->tmp_path, f->dir_fd, f->path) < 0) {
         int saved = errno;
-        unlink(f->tmp_path);
+        unlinkat(f->dir_fd, f->tmp_path, 0);
         errno = saved;
         return false;
     }
+    if (f->dir_fd != AT_FDCWD && !strchr(f->path, '/'))
+        return fsync(f->dir_fd) == 0;
     return fsync_parent_dir(f->path);
 }
 
-bool write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+bool write_file_atomic_at(int dir_fd, const char *path, const void *data, size_t len, mode_t mode)
 {
     struct atomic_file f;
-    if (!atomic_file_begin(&f, path, mode))
+    if (!atomic_file_begin_at(&f, dir_fd, path, mode))
         return false;
     if (!write_all(f.fd, data, len)) {
         atomic_file_abort(&f);
         return false;
     }
     return atomic_file_commit(&f);
+}
+
+bool write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+    return write_file_atomic_at(AT_FDCWD, path, data, len, mode);
 }
 
 int file_open_read(const char *path, bool follow, bool block_ok, struct stat *st)

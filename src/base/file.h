@@ -27,6 +27,7 @@ bool write_all(int fd, const void *buf, size_t len);
  * visible under its name by atomic_file_commit. */
 struct atomic_file {
     int fd;
+    int dir_fd; /* paths are relative to this folder (AT_FDCWD: the usual) */
     char path[PATH_MAX];
     char tmp_path[PATH_MAX];
 };
@@ -34,6 +35,9 @@ struct atomic_file {
 /* Creates the temporary file (exclusive, close-on-exec) with the given mode;
  * false (ENAMETOOLONG for a path too long) if it cannot. */
 bool atomic_file_begin(struct atomic_file *f, const char *path, mode_t mode);
+/* The same, path relative to the open folder dir_fd (a process that can no
+ * longer name the folder, such as the VMM in its cell, is handed one). */
+bool atomic_file_begin_at(struct atomic_file *f, int dir_fd, const char *path, mode_t mode);
 /* fsync, close, rename over the path, fsync the folder. On failure the
  * temporary file is removed and errno says why. Always closes. */
 bool atomic_file_commit(struct atomic_file *f);
@@ -42,6 +46,7 @@ void atomic_file_abort(struct atomic_file *f);
 
 /* The whole of data as path's new contents, by the rule above. */
 bool write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+bool write_file_atomic_at(int dir_fd, const char *path, const void *data, size_t len, mode_t mode);
 
 /* fsyncs the folder holding path, so that a rename or create in it lasts. */
 bool fsync_parent_dir(const char *path);
