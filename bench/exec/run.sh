@@ -59,7 +59,7 @@ vm_opt=
 if [ $vm = 1 ]; then
     mkdir -m 700 "$tmp/rt"
     vm_id=$(XDG_RUNTIME_DIR=$tmp/rt build/bin/supermachine start --cpus 2)
-    vm_opt="--vm $tmp/rt/supermachine/vms/$vm_id/exec.sock"
+    vm_opt="--vm $tmp/rt/supermachine/vms/$vm_id/cell/exec.sock"
     echo "VM $vm_id: 2 vCPUs, 256 MiB${KVMBOX:+; inside kvmbox (emulated): ratios only}"
 fi
 build/bench/exec_bench --mib "$mib" $ratios $vm_opt "$tmp/exec.sock" "$roundtrips" "$runs"

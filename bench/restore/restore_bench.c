@@ -148,7 +148,7 @@ struct exits {
 static void read_exits(const sm_vm *vm, struct exits *e)
 {
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    snprintf(addr.sun_path, sizeof addr.sun_path, "%s/control.sock", sm_vm_state_dir(vm));
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s/cell/control.sock", sm_vm_state_dir(vm));
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
         die("connect to the control socket", NULL);

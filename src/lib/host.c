@@ -21,11 +21,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define KVM_PATH        "/dev/kvm"
@@ -231,8 +233,21 @@ void host_classify(sm_host_report *r)
         r->kvm_module[0] ? r->kvm_module : "kvm", r->cpu_vmx ? "Intel VT-x" : "AMD-V");
 }
 
+/* Whether a VMM here gets its cell (src/vmm/cell.h): a child tries the
+ * namespaces it would make, and answers with the errno of the refusal. */
+static int cell_refusal(void)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) < 0 ? errno & 0xff : 0);
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return pid < 0 ? errno : ECHILD;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : ECHILD;
+}
+
 /* Seccomp filters need a kernel built with them: /proc/self/status then
- * has a Seccomp line. Namespaces and a jailed root are not used yet. */
+ * has a Seccomp line. The cell needs user namespaces. */
 static void describe_confinement(sm_host_report *out)
 {
     FILE *f = fopen("/proc/self/status", "re");
@@ -243,10 +258,19 @@ static void describe_confinement(sm_host_report *out)
     if (f)
         fclose(f);
     const char *off = getenv("SUPERMACHINE_VMM_SECCOMP");
-    snprintf(out->confinement, sizeof out->confinement, "%s; namespaces and a jailed root: not used yet",
-             !seccomp ? "no seccomp in this kernel: VMMs would run unconfined"
-             : off && !strcmp(off, "off") ? "seccomp filters OFF (SUPERMACHINE_VMM_SECCOMP=off)"
-                                          : "a seccomp filter per VMM thread, no_new_privs");
+    if (off && !strcmp(off, "off")) {
+        snprintf(out->confinement, sizeof out->confinement,
+                 "OFF (SUPERMACHINE_VMM_SECCOMP=off): no seccomp filters, no cell");
+        return;
+    }
+    int refused = cell_refusal();
+    char cell[128];
+    if (refused)
+        snprintf(cell, sizeof cell, "no cell: the kernel refuses user namespaces here (%s)", strerror(refused));
+    else
+        snprintf(cell, sizeof cell, "a cell (user, mount, PID, IPC, UTS namespaces; its own root; rlimits)");
+    snprintf(out->confinement, sizeof out->confinement, "%s; %s",
+             seccomp ? "seccomp per VMM thread, no_new_privs" : "no seccomp in this kernel", cell);
 }
 
 sm_code sm_host_check(sm_host_report *out, sm_error *err)

@@ -424,7 +424,11 @@ sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err)
     if (!join(sock, sizeof sock, sm_vm_state_dir(vm), VM_CONTROL_SOCKET))
         return error_set(err, SM_E_LIMIT, "control socket path too long");
     struct vmm_control_request req = { .verb = VMM_CONTROL_SNAPSHOT, .dir = dest };
-    sm_code rc = vmm_control_call(sock, &req, NULL, 0, err);
+    int dest_fd = open(dest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dest_fd < 0)
+        return error_set_errno(err, SM_E_IO, errno, "cannot open %s", dest);
+    sm_code rc = vmm_control_call_fd(sock, &req, dest_fd, NULL, 0, err);
+    close(dest_fd);
     if (rc)
         error_prefix(err, "the VMM could not snapshot VM %s", sm_vm_id(vm));
     if (!rc) {

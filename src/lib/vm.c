@@ -263,17 +263,21 @@ static sm_code new_id(char out[16], sm_error *err)
     return SM_OK;
 }
 
+/* The longest socket name in a VM folder: a guest's vsock connection to
+ * host port P reaches vsock.sock_P (devices/virtio/vsock.h). */
+#define LONGEST_SOCKET "/" VM_VSOCK_SOCKET "_4294967295"
+
 /* Fills vm->id/dir/exec_socket for an existing or new folder of id. */
 static sm_code set_paths(sm_vm *vm, const char *vms, const char *id, sm_error *err)
 {
     snprintf(vm->id, sizeof vm->id, "%s", id);
     /* The longest socket name must fit a sockaddr_un. */
     int n = snprintf(vm->dir, sizeof vm->dir, "%s/%s", vms, id);
-    int m = snprintf(vm->exec_socket, sizeof vm->exec_socket, "%s/exec.sock", vm->dir);
-    if (n < 0 || m < 0 || (size_t)n + sizeof "/" VM_CONTROL_SOCKET >= sizeof vm->dir)
+    int m = snprintf(vm->exec_socket, sizeof vm->exec_socket, "%s/" VM_EXEC_SOCKET, vm->dir);
+    if (n < 0 || m < 0 || (size_t)n + sizeof LONGEST_SOCKET > sizeof vm->exec_socket)
         return error_set(err, SM_E_INVALID, "the runtime folder %s is too long for Unix socket "
                        "paths (%zu bytes at most); set $XDG_RUNTIME_DIR to a shorter one", vms,
-                       sizeof vm->dir - 24);
+                       sizeof vm->exec_socket - sizeof LONGEST_SOCKET - VM_ID_LEN - 1);
     return SM_OK;
 }
 
@@ -289,8 +293,15 @@ static sm_code make_state_dir(sm_vm *vm, const sm_store *store, sm_error *err)
             rc = set_paths(vm, vms, id, err);
         if (rc)
             return rc;
-        if (mkdir(vm->dir, 0700) == 0)
-            return SM_OK;
+        if (mkdir(vm->dir, 0700) == 0) {
+            char cell[PATH_MAX];
+            snprintf(cell, sizeof cell, "%s/" VM_CELL_DIR, vm->dir);
+            if (mkdir(cell, 0700) == 0)
+                return SM_OK;
+            rc = error_set_errno(err, SM_E_IO, errno, "cannot create %s", cell);
+            rmdir(vm->dir);
+            return rc;
+        }
         if (errno != EEXIST)
             return error_set_errno(err, SM_E_IO, errno, "cannot create %s", vm->dir);
     }
@@ -437,7 +448,7 @@ static void close_spawn_files(struct spawn_files *f)
 struct vmm_launch {
     struct vmm_args args;
     struct vmm_argv argv;
-    char console[PATH_MAX], vsock_sock[PATH_MAX], control_sock[PATH_MAX];
+    char console[PATH_MAX], vsock_sock[PATH_MAX], control_sock[PATH_MAX], cell[PATH_MAX];
 };
 
 static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm_vm *vm,
@@ -449,8 +460,9 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
         snprintf(l->console, sizeof l->console, "%s", cfg->console);
     else
         snprintf(l->console, sizeof l->console, "%s/console.log", vm->dir);
-    snprintf(l->vsock_sock, sizeof l->vsock_sock, "%s/vsock.sock", vm->dir);
+    snprintf(l->vsock_sock, sizeof l->vsock_sock, "%s/" VM_VSOCK_SOCKET, vm->dir);
     snprintf(l->control_sock, sizeof l->control_sock, "%s/" VM_CONTROL_SOCKET, vm->dir);
+    snprintf(l->cell, sizeof l->cell, "%s/" VM_CELL_DIR, vm->dir);
     if (cfg->image) {
         a->restore_dir = cfg->image; /* memory and vCPUs come from the snapshot */
         a->disk = disk[0] ? disk : NULL;
@@ -465,6 +477,7 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
     a->console = l->console;
     a->exec_socket = vm->exec_socket;
     a->vsock_socket = l->vsock_sock;
+    a->cell_dir = l->cell;
     a->ready_fd = READY_FD;
     /* An embedder that is PID 1 (a container's) takes every process with it
      * when it ends, and the VMM would take its parent PID 1 for "already
@@ -477,8 +490,24 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
     a->max_cpus = cfg->max_cpus;
 }
 
+/* The VMM's environment: nothing of the embedder's (credentials, proxies,
+ * paths are no business of a process a guest faces), but the sanitizer
+ * runtimes' options of the tests' builds and the VMM's one switch. */
+#define VMM_ENV_MAX 16
+static void vmm_environment(char *out[VMM_ENV_MAX])
+{
+    static const char *const kept[] = { "ASAN_OPTIONS=", "UBSAN_OPTIONS=", "LSAN_OPTIONS=", "SM_ALLOW_PVM=" };
+    size_t n = 0;
+    for (char **e = environ; *e && n < VMM_ENV_MAX - 1; e++)
+        for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++)
+            if (!strncmp(*e, kept[k], strlen(kept[k])))
+                out[n++] = *e;
+    out[n] = NULL;
+}
+
 /* posix_spawn with fds 0-2 on /dev/null and vmm.log, the ready pipe on fd 3,
- * nothing else inherited, default signal dispositions, nothing blocked. */
+ * nothing else inherited, default signal dispositions, nothing blocked, and
+ * an environment of its own. */
 static sm_code spawn_vmm(sm_vm *vm, const sm_vm_config *cfg, char *const argv[],
                          const struct spawn_files *f, sm_error *err)
 {
@@ -504,7 +533,9 @@ static sm_code spawn_vmm(sm_vm *vm, const sm_vm_config *cfg, char *const argv[],
         flags |= POSIX_SPAWN_SETSID;   /* no terminal signals from our session */
     posix_spawnattr_setflags(&attr, flags);
     pid_t pid;
-    int e = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+    char *env[VMM_ENV_MAX];
+    vmm_environment(env);
+    int e = posix_spawn(&pid, argv[0], &fa, &attr, argv, env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (e)

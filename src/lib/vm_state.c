@@ -144,6 +144,7 @@ sm_code vm_record_read(const char *dir, struct vm_record *r, sm_error *err)
     return SM_OK;
 }
 
+/* Removes the files of dir (the VM folder's cell/ too), then dir. */
 sm_code vm_dir_remove(const char *dir, sm_error *err)
 {
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -159,8 +160,16 @@ sm_code vm_dir_remove(const char *dir, sm_error *err)
     for (struct dirent *e; (e = readdir(d));) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
-        if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT && !rc)
-            rc = error_set_errno(err, SM_E_IO, errno, "cannot remove %s/%s", dir, e->d_name);
+        sm_code one = SM_OK;
+        if (!strcmp(e->d_name, VM_CELL_DIR) && e->d_type == DT_DIR) {
+            char sub[PATH_MAX];
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            one = vm_dir_remove(sub, rc ? NULL : err);
+        } else if (unlinkat(dirfd(d), e->d_name, 0) < 0 && errno != ENOENT) {
+            one = error_set_errno(rc ? NULL : err, SM_E_IO, errno, "cannot remove %s/%s", dir, e->d_name);
+        }
+        if (!rc)
+            rc = one;
     }
     closedir(d);
     if (!rc && rmdir(dir) < 0 && errno != ENOENT)

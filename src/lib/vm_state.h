@@ -10,7 +10,12 @@
 
 #define VM_ID_LEN 8          /* hex digits */
 #define VM_INFO_FILE "vm.info"
-#define VM_CONTROL_SOCKET "control.sock" /* the VMM's (protocol/vmm.h) */
+/* The VMM's sockets live in the VM folder's cell/, the one host folder its
+ * cell shows it (vmm/cell.h); vm.info and the logs stay out of its reach. */
+#define VM_CELL_DIR "cell"
+#define VM_CONTROL_SOCKET VM_CELL_DIR "/control.sock" /* the VMM's (protocol/vmm.h) */
+#define VM_EXEC_SOCKET VM_CELL_DIR "/exec.sock"
+#define VM_VSOCK_SOCKET VM_CELL_DIR "/vsock.sock"
 
 /* What vm.info records (the format is documented in vm_state.c). */
 struct vm_record {

@@ -23,6 +23,7 @@ enum vmm_opt {
     OPT_CONTROL = 'C', OPT_RESTORE = 'S', OPT_SNAPSHOT = 'W', OPT_READY_FD = 'R',
     OPT_DIE_WITH_PARENT = 'D', OPT_PROBE = 'P', OPT_HELP = 'h', OPT_ALLOW = 'a', OPT_DENY = 'y',
     OPT_NET = 'N', OPT_PUBLISH = 'p', OPT_SECCOMP = 'x', OPT_MAX_MEMORY = 'M', OPT_MAX_CPUS = 'U',
+    OPT_CELL = 'L',
 };
 
 static const struct option vmm_options[] = {
@@ -49,13 +50,14 @@ static const struct option vmm_options[] = {
     { "seccomp", required_argument, NULL, OPT_SECCOMP },
     { "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
     { "max-cpus", required_argument, NULL, OPT_MAX_CPUS },
+    { "cell", required_argument, NULL, OPT_CELL },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
 
 /* The options `supermachine boot` (probe) does not take. */
 static const char process_only[] = { OPT_VSOCK, OPT_EXEC, OPT_CONTROL, OPT_RESTORE, OPT_SNAPSHOT,
-                                     OPT_READY_FD, OPT_DIE_WITH_PARENT, OPT_MAX_MEMORY, OPT_MAX_CPUS, 0 };
+                                     OPT_READY_FD, OPT_DIE_WITH_PARENT, OPT_MAX_MEMORY, OPT_MAX_CPUS, OPT_CELL, 0 };
 
 void vmm_args_init(struct vmm_args *a)
 {
@@ -131,6 +133,7 @@ bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_a
         snprintf(max_cpus, sizeof out->numbers[5], "%" PRIu32, a->max_cpus);
     push(out, &n, "--max-memory", max_mem);
     push(out, &n, "--max-cpus", max_cpus);
+    push(out, &n, "--cell", a->cell_dir);
     bool ok = push_network(a, out, &n);
     out->argv[n] = NULL;
     return ok && n < VMM_ARGV_MAX;
@@ -181,6 +184,7 @@ static bool take_option(struct vmm_args *a, int opt, const char *val, char *why,
     case OPT_VSOCK: a->vsock_socket = val; return true;
     case OPT_EXEC: a->exec_socket = val; return true;
     case OPT_CONTROL: a->control_socket = val; return true;
+    case OPT_CELL: a->cell_dir = val; return true;
     case OPT_RESTORE: a->restore_dir = val; return true;
     case OPT_SNAPSHOT: a->snapshot_when_ready = val; return true;
     case OPT_DIE_WITH_PARENT: a->die_with_parent = true; return true;
@@ -214,9 +218,38 @@ static bool take_option(struct vmm_args *a, int opt, const char *val, char *why,
     return false;
 }
 
+static bool inside(const char *dir, const char *path)
+{
+    size_t n = strlen(dir);
+    return !path || (!strncmp(path, dir, n) && path[n] == '/' && !strchr(path + n + 1, '/'));
+}
+
+/* The cell shows its VMM one host folder: the sockets must be in it. */
+static int check_cell(const struct vmm_args *a, char *why, size_t whylen)
+{
+    if (!a->cell_dir)
+        return 0;
+    size_t n = strlen(a->cell_dir);
+    bool dots = strstr(a->cell_dir, "/../") || strstr(a->cell_dir, "/./") ||
+                (n >= 3 && !strcmp(a->cell_dir + n - 3, "/..")) || (n >= 2 && !strcmp(a->cell_dir + n - 2, "/."));
+    if (a->cell_dir[0] != '/' || dots) {
+        snprintf(why, whylen, "--cell takes an absolute folder, not '%s'", a->cell_dir);
+        return -1;
+    }
+    const char *sockets[] = { a->exec_socket, a->vsock_socket, a->control_socket };
+    for (size_t i = 0; i < sizeof sockets / sizeof sockets[0]; i++)
+        if (!inside(a->cell_dir, sockets[i])) {
+            snprintf(why, whylen, "the socket %s is not in the cell folder %s", sockets[i], a->cell_dir);
+            return -1;
+        }
+    return 0;
+}
+
 /* The combinations: what the options say together. */
 static int check_args(const struct vmm_args *a, char *why, size_t whylen)
 {
+    if (check_cell(a, why, whylen))
+        return -1;
     if (a->restore_dir) {
         if (a->kernel || a->snapshot_when_ready) {
             snprintf(why, whylen, "--restore takes the VM from the snapshot: no --kernel or --snapshot-when-ready");
@@ -388,8 +421,36 @@ static size_t read_reply_line(int fd, char *line, size_t cap)
     return got;
 }
 
+/* The request, with pass_fd (>= 0) as SCM_RIGHTS on its first byte. */
+static bool send_request(int fd, const char *request, size_t len, int pass_fd)
+{
+    struct iovec iov = { (void *)request, len };
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (pass_fd >= 0) {
+        memset(&control, 0, sizeof control);
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof control.buf;
+        struct cmsghdr *h = CMSG_FIRSTHDR(&msg);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(h), &pass_fd, sizeof pass_fd);
+    }
+    return sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)len;
+}
+
 sm_code vmm_control_call(const char *socket_path, const struct vmm_control_request *req, char *reply,
                          size_t reply_cap, sm_error *err)
+{
+    return vmm_control_call_fd(socket_path, req, -1, reply, reply_cap, err);
+}
+
+sm_code vmm_control_call_fd(const char *socket_path, const struct vmm_control_request *req, int pass_fd,
+                            char *reply, size_t reply_cap, sm_error *err)
 {
     char request[VMM_CONTROL_MAX_LINE];
     int n = format_request(request, sizeof request, req);
@@ -401,7 +462,7 @@ sm_code vmm_control_call(const char *socket_path, const struct vmm_control_reque
         return rc;
     char line[1024];
     size_t got = 0;
-    if (send(fd, request, (size_t)n, MSG_NOSIGNAL) != n)
+    if (!send_request(fd, request, (size_t)n, pass_fd))
         rc = error_set_errno(err, SM_E_IO, errno, "cannot send a request to the VMM");
     else
         got = read_reply_line(fd, line, sizeof line);

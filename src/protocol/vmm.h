@@ -84,6 +84,8 @@ struct vmm_args {
     bool no_seccomp;           /* --seccomp off: run unconfined (debugging, the bench) */
     uint32_t max_memory_mib;   /* --max-memory: a snapshot asking for more is refused; 0: the host's */
     uint32_t max_cpus;         /* --max-cpus: likewise for vCPUs; 0: the host's */
+    const char *cell_dir;      /* --cell: the folder of the VMM's sockets, the only host folder its
+                                  cell shows it (vmm/cell.h); every socket path must be inside */
     /* The guest's network: its egress policy (--allow, --deny, --net off)
      * and the guest ports published on the host (--publish). */
     struct net_policy net;
@@ -147,5 +149,10 @@ bool vmm_control_request_parse(const char *line, struct vmm_control_request *req
  * to reply (may be NULL). */
 sm_code vmm_control_call(const char *socket_path, const struct vmm_control_request *req, char *reply,
                          size_t reply_cap, sm_error *err);
+
+/* The same, with a descriptor sent along (SCM_RIGHTS): a snapshot's
+ * folder, which a VMM in its cell cannot open by name. */
+sm_code vmm_control_call_fd(const char *socket_path, const struct vmm_control_request *req, int pass_fd,
+                            char *reply, size_t reply_cap, sm_error *err);
 
 #endif

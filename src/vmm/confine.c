@@ -62,8 +62,10 @@ static const int main_thread[] = {
     SCMP_SYS(getsockopt),
     SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev),
     SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(ftruncate), SCMP_SYS(fallocate), SCMP_SYS(lseek),
-    /* snapshots: the files of a snapshot folder, written then renamed */
+    /* snapshots: the files of a snapshot folder (a descriptor the request
+     * brought, in a cell), written then renamed */
     SCMP_SYS(openat), SCMP_SYS(mkdir), SCMP_SYS(rename), SCMP_SYS(unlink), SCMP_SYS(symlink),
+    SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(unlinkat), SCMP_SYS(symlinkat),
 };
 
 /* The NAT (libslirp): the guest's connections and UDP flows, published
@@ -146,7 +148,8 @@ static size_t put_number(char *buf, size_t at, size_t cap, long v)
 }
 
 /* Async-signal-safe: raw writes only. SA_RESETHAND has put the default
- * action back, so the re-raised SIGSYS ends the process. */
+ * action back, so the re-raised SIGSYS ends the process, except as PID 1
+ * of a PID namespace (the cell), where it is dropped: then the exit. */
 static void on_sigsys(int sig, siginfo_t *info, void *ctx)
 {
     (void)ctx;
@@ -158,6 +161,7 @@ static void on_sigsys(int sig, siginfo_t *info, void *ctx)
     n = put_text(line, n, sizeof line, ")\n");
     (void)!write(2, line, n);
     syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), sig);
+    syscall(SYS_exit_group, CONFINE_EXIT_SIGSYS);
 }
 
 static bool handler_ready(void)

@@ -26,6 +26,11 @@
 #include "protocol/vmm.h" /* VMM_SECCOMP_KILLED: what the SIGSYS handler writes */
 #include "supermachine.h"
 
+/* A VMM that is PID 1 of its PID namespace (cell.h) cannot die of a signal
+ * it sends itself: the SIGSYS handler then exits with this status, which
+ * the cell's stand-in turns back into SIGSYS. */
+#define CONFINE_EXIT_SIGSYS (128 + 31)
+
 enum confine_role { CONFINE_MAIN, CONFINE_VCPU, CONFINE_NETWORK, CONFINE_SYNC };
 
 /* Sets NO_NEW_PRIVS and loads the role's filter for the calling thread

@@ -22,7 +22,15 @@ struct vm_control {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char line[VMM_CONTROL_MAX_LINE + 1];
     size_t used;
+    int passed_fd; /* a descriptor that came with the request (SCM_RIGHTS), or -1 */
 };
+
+static void drop_passed_fd(struct vm_control *c)
+{
+    if (c->passed_fd >= 0)
+        close(c->passed_fd);
+    c->passed_fd = -1;
+}
 
 static void drop_client(struct vm_control *c)
 {
@@ -32,6 +40,7 @@ static void drop_client(struct vm_control *c)
     }
     c->client_fd = -1;
     c->used = 0;
+    drop_passed_fd(c);
 }
 
 static void reply(struct vm_control *c, const char *text)
@@ -58,13 +67,25 @@ static void reply_result(struct vm_control *c, sm_error *err)
     reply(c, out);
 }
 
+/* The folder comes as a descriptor sent with the request (the library's
+ * way, and the only one from a cell, where the host's paths do not exist)
+ * or, for a VMM outside a cell, as the path. */
 static void do_snapshot(struct vm_control *c, const char *dir)
 {
     sm_error err = { 0 };
-    if (vm_pause(c->vm, &err) == SM_OK) {
-        persist_save(c->vm, dir, &err);
+    int fd = c->passed_fd;
+    c->passed_fd = -1;
+    if (fd < 0 && c->vm->cfg.in_cell)
+        error_set(&err, SM_E_INVALID, "this VMM lives in a cell: send the snapshot folder's descriptor "
+                                      "with the request (SCM_RIGHTS)");
+    else if (fd < 0)
+        fd = persist_open_dir(dir, &err);
+    if (fd >= 0 && vm_pause(c->vm, &err) == SM_OK) {
+        persist_save(c->vm, fd, dir, &err);
         vm_resume(c->vm);
     }
+    if (fd >= 0)
+        close(fd);
     reply_result(c, &err);
 }
 
@@ -110,13 +131,40 @@ static void execute(struct vm_control *c, char *line)
     case VMM_CONTROL_PUBLISH: do_publish(c, req.port); break;
     case VMM_CONTROL_TEST_FORBIDDEN: confine_call_forbidden(); break;
     }
+    drop_passed_fd(c); /* a descriptor the request did not use */
+}
+
+/* Reads what the client sent, keeping the one descriptor a request may
+ * carry (any more are closed). */
+static ssize_t receive(struct vm_control *c)
+{
+    struct iovec iov = { c->line + c->used, VMM_CONTROL_MAX_LINE - c->used };
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+    } control;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                          .msg_controllen = sizeof control.buf };
+    ssize_t n = recvmsg(c->client_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    for (struct cmsghdr *h = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; h; h = CMSG_NXTHDR(&msg, h)) {
+        if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(h) + i * sizeof fd, sizeof fd);
+            drop_passed_fd(c);
+            c->passed_fd = fd;
+        }
+    }
+    return n;
 }
 
 static void on_client(void *opaque, uint32_t events)
 {
     struct vm_control *c = opaque;
     (void)events;
-    ssize_t n = recv(c->client_fd, c->line + c->used, VMM_CONTROL_MAX_LINE - c->used, MSG_DONTWAIT);
+    ssize_t n = receive(c);
     if (n <= 0) {
         if (n == 0 || (errno != EAGAIN && errno != EINTR))
             drop_client(c);
@@ -176,6 +224,7 @@ struct vm_control *vm_control_open(struct vm *vm, const char *path, sm_error *er
     }
     c->vm = vm;
     c->client_fd = -1;
+    c->passed_fd = -1;
     snprintf(c->path, sizeof c->path, "%s", path);
     memcpy(addr.sun_path, path, strlen(path) + 1);
     unlink(path);

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "protocol/vmm.h"
+#include "vmm/cell.h"
+#include "vmm/persist.h"
 #include "vmm/run.h"
 #include "vmm/vm.h"
 
@@ -52,7 +54,9 @@ static void usage(FILE *out, const char *prog, bool probe)
                 "  --control-socket PATH  serve control requests (snapshot DIR, stop, stats)\n"
                 "  --max-memory MIB     refuse a snapshot that asks for more memory (default: the host's)\n"
                 "  --max-cpus N         refuse a snapshot that asks for more vCPUs (default: the host's)\n"
-                "  --seccomp off        run without the seccomp filters (debugging only)\n"
+                "  --seccomp off        run without the seccomp filters or the cell (debugging only)\n"
+                "  --cell DIR           live in a cell (namespaces, a root showing only DIR):\n"
+                "                       DIR holds the sockets, which must all be in it\n"
                 "  --probe              be `supermachine boot` (the options above do not apply)\n");
     fprintf(out, "\nexit status: 0 ok, 1 error, 2 usage, 3 guest panic, 4 not ready in time\n");
 }
@@ -86,6 +90,7 @@ static void config_from_args(const struct vmm_args *a, const char *prog, struct 
         .restore_dir = a->restore_dir,
         .snapshot_when_ready = a->snapshot_when_ready,
         .control_socket = a->control_socket,
+        .snapshot_dir_fd = -1,
     };
 }
 
@@ -144,10 +149,25 @@ int main(int argc, char **argv)
      * becomes that signal. */
     if (a.die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() == 1))
         return VMM_EXIT_ERROR;
+    struct cell cell = { .dir = a.cell_dir, .host_network = cfg.net.enabled, .keep_fd = a.ready_fd };
+    if (cell.dir && cfg.confine && !a.probe) {
+        if (!cell_enter(&cell, &err)) {
+            fprintf(stderr, "%s: %s\n", prog, err.message);
+            return VMM_EXIT_ERROR;
+        }
+        run.cell = &cell;
+        cfg.in_cell = cell.namespaces;
+    }
     if (!open_console(a.console, prog, &cfg))
         return VMM_EXIT_ERROR;
+    if (run.snapshot_when_ready && (run.snapshot_dir_fd = persist_open_dir(run.snapshot_when_ready, &err)) < 0) {
+        fprintf(stderr, "%s: %s\n", prog, err.message);
+        return VMM_EXIT_ERROR;
+    }
     int status = vm_run_to_exit(&cfg, &run);
     if (cfg.console_fd >= 0)
         close(cfg.console_fd);
+    if (run.snapshot_dir_fd >= 0)
+        close(run.snapshot_dir_fd);
     return status;
 }

@@ -278,23 +278,30 @@ static sm_code write_memory(struct vm *vm, int fd, const char *path, sm_error *e
     return rc;
 }
 
+/* The snapshot folder: an open descriptor, since a VMM in its cell cannot
+ * name folders outside it (the library hands it one), and its name for
+ * messages. */
+struct snapshot_dir {
+    int fd;
+    const char *name;
+};
+
 /* dir/name replaced atomically by the whole of data (src/base/file.h). */
-static sm_code replace_file(const char *dir, const char *name, const uint8_t *data, size_t len, sm_error *err)
+static sm_code replace_file(const struct snapshot_dir *dir, const char *name, const uint8_t *data, size_t len,
+                            sm_error *err)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (!write_file_atomic(path, data, len, 0600))
-        return error_set_errno(err, SM_E_IO, errno, "cannot write %s", path);
+    if (!write_file_atomic_at(dir->fd, name, data, len, 0600))
+        return error_set_errno(err, SM_E_IO, errno, "cannot write %s/%s", dir->name, name);
     return SM_OK;
 }
 
 /* Guest RAM into dir/memory, replaced atomically. */
-static sm_code replace_memory(struct vm *vm, const char *dir, sm_error *err)
+static sm_code replace_memory(struct vm *vm, const struct snapshot_dir *dir, sm_error *err)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, VMM_SNAPSHOT_MEMORY);
+    snprintf(path, sizeof path, "%s/%s", dir->name, VMM_SNAPSHOT_MEMORY);
     struct atomic_file f;
-    if (!atomic_file_begin(&f, path, 0600))
+    if (!atomic_file_begin_at(&f, dir->fd, VMM_SNAPSHOT_MEMORY, 0600))
         return error_set_errno(err, SM_E_IO, errno, "cannot create a file beside %s", path);
     sm_code rc = write_memory(vm, f.fd, path, err);
     if (rc)
@@ -309,28 +316,23 @@ static sm_code replace_memory(struct vm *vm, const char *dir, sm_error *err)
  * restore of DIR finds the disk its guest had mounted. The image must not
  * change after this (the library keeps them by digest).
  */
-static sm_code link_disk(struct vm *vm, const char *dir, sm_error *err)
+static sm_code link_disk(struct vm *vm, const struct snapshot_dir *dir, sm_error *err)
 {
     if (!vm->disk_real)
         return SM_OK;
-    char link[4096], tmp[4096];
-    snprintf(link, sizeof link, "%s/%s", dir, VMM_SNAPSHOT_DISK);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, VMM_SNAPSHOT_DISK);
-    unlink(tmp);
-    if (symlink(vm->disk_real, tmp) < 0 || rename(tmp, link) < 0) {
+    const char *tmp = "." VMM_SNAPSHOT_DISK ".tmp";
+    unlinkat(dir->fd, tmp, 0);
+    if (symlinkat(vm->disk_real, dir->fd, tmp) < 0 || renameat(dir->fd, tmp, dir->fd, VMM_SNAPSHOT_DISK) < 0) {
         int e = errno;
-        unlink(tmp);
-        return error_set_errno(err, SM_E_IO, e, "cannot link the disk image into %s", dir);
+        unlinkat(dir->fd, tmp, 0);
+        return error_set_errno(err, SM_E_IO, e, "cannot link the disk image into %s", dir->name);
     }
     return SM_OK;
 }
 
-sm_code persist_save(struct vm *vm, const char *dir, sm_error *err)
+sm_code persist_save(struct vm *vm, int dir_fd, const char *dir_name, sm_error *err)
 {
-    if (strlen(dir) > 3000)
-        return error_set(err, SM_E_INVALID, "snapshot folder path is too long");
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return error_set_errno(err, SM_E_IO, errno, "cannot create the snapshot folder %s", dir);
+    const struct snapshot_dir dir = { dir_fd, dir_name };
     struct snap_writer w;
     snap_writer_init(&w);
     sm_code rc = build_state(vm, &w, err);
@@ -338,15 +340,27 @@ sm_code persist_save(struct vm *vm, const char *dir, sm_error *err)
         rc = snap_finish(&w, err);
     /* Memory first, state last: a folder with a state file is complete. */
     if (!rc)
-        rc = replace_memory(vm, dir, err);
+        rc = replace_memory(vm, &dir, err);
     if (!rc)
-        rc = link_disk(vm, dir, err);
+        rc = link_disk(vm, &dir, err);
     if (!rc)
-        rc = replace_file(dir, VMM_SNAPSHOT_STATE, w.buf, w.len, err);
+        rc = replace_file(&dir, VMM_SNAPSHOT_STATE, w.buf, w.len, err);
     snap_writer_free(&w);
     if (rc)
-        error_prefix(err, "snapshot to %s", dir);
+        error_prefix(err, "snapshot to %s", dir_name);
     return rc;
+}
+
+int persist_open_dir(const char *dir, sm_error *err)
+{
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        error_set_errno(err, SM_E_IO, errno, "cannot create the snapshot folder %s", dir);
+        return -1;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        error_set_errno(err, SM_E_IO, errno, "cannot open the snapshot folder %s", dir);
+    return fd;
 }
 
 /* ===== restore =============================================================== */

@@ -10,9 +10,14 @@
 #include "supermachine.h"
 #include "vmm/vm.h"
 
-/* Writes a snapshot of vm into dir (created if missing; files inside are
- * replaced atomically). The VM must be paused (vm_pause). */
-sm_code persist_save(struct vm *vm, const char *dir, sm_error *err);
+/* Writes a snapshot of vm into the open folder dir_fd (dir_name names it
+ * in messages; files inside are replaced atomically). The VM must be paused
+ * (vm_pause). */
+sm_code persist_save(struct vm *vm, int dir_fd, const char *dir_name, sm_error *err);
+
+/* Creates dir if missing and opens it for persist_save (not through a
+ * link); -1 with err. */
+int persist_open_dir(const char *dir, sm_error *err);
 
 /* Builds a VM from the snapshot in dir. cfg supplies what is the host's
  * choice (sockets, console); memory size, vCPU count and guest CID come from

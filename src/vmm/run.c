@@ -142,7 +142,7 @@ static void announce_ready(struct vm *vm, const struct vm_run_options *opt)
 static int snapshot_and_stop(struct vm *vm, const struct vm_run_options *opt)
 {
     sm_error err = { 0 };
-    if (vm_pause(vm, &err) || persist_save(vm, opt->snapshot_when_ready, &err)) {
+    if (vm_pause(vm, &err) || persist_save(vm, opt->snapshot_dir_fd, opt->snapshot_when_ready, &err)) {
         fprintf(stderr, "%s: %s\n", opt->prog, err.message);
         return VMM_EXIT_ERROR;
     }
@@ -184,7 +184,7 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
         return VMM_EXIT_ERROR;
     }
     if ((opt->control_socket && !(control = vm_control_open(vm, opt->control_socket, &err))) ||
-        vm_start(vm, &err)) {
+        (opt->cell && cell_seal(opt->cell, &err)) || vm_start(vm, &err)) {
         fprintf(stderr, "%s: %s\n", opt->prog, err.message);
         vm_control_close(control);
         vm_destroy(vm);
@@ -198,7 +198,10 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
                    pthread_create(&sync_thread, NULL, sync_guest, &job) == 0;
     if (opt->restore_dir && !syncing)
         vm_fail(vm, "cannot start the thread that syncs the restored guest");
-    /* Every thread is started: the event loop's own filter goes on last. */
+    /* Every thread is started: no more, and the event loop's own filter
+     * goes on last. */
+    if (opt->cell)
+        cell_close_door();
     if (cfg->confine && confine_thread(CONFINE_MAIN, &err) != SM_OK)
         vm_fail(vm, "%s", err.message);
     int64_t deadline = vm->created_ns + (int64_t)(opt->timeout_s * 1e9);

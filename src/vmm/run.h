@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "protocol/vmm.h"
+#include "vmm/cell.h"
 #include "vmm/vm.h"
 
 /* Exit statuses: enum vmm_exit_status (protocol/vmm.h). */
@@ -18,6 +19,8 @@ struct vm_run_options {
     const char *restore_dir;        /* restore this snapshot instead of booting */
     const char *snapshot_when_ready; /* boot, snapshot into this folder once ready, then stop */
     const char *control_socket;     /* serve control requests here (control.h) */
+    int snapshot_dir_fd;            /* the folder snapshot_when_ready names, open */
+    const struct cell *cell;        /* entered (cell.h): sealed before the VM runs; NULL: none */
 };
 
 /* Creates, runs and destroys the VM; messages go to stderr. With `serve`,

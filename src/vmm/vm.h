@@ -43,6 +43,7 @@ struct vm_config {
     uint32_t cpus;
     int console_fd;             /* guest console output; -1 discards (the tail is kept) */
     bool confine;               /* each thread loads its seccomp filter (confine.h) */
+    bool in_cell;               /* its root shows no host folder but its cell's (cell.h) */
     uint32_t max_mem_mib, max_cpus; /* what a snapshot may ask for; 0: the host's */
     bool poweroff_when_ready;   /* tell the agent to power off once it is ready */
     uint64_t guest_cid;         /* vsock address of the guest (default 3) */

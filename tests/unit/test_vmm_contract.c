@@ -144,6 +144,43 @@ static void test_bad_args_name_the_option(void **state)
     assert_int_equal(parse_list(why, sizeof why, "--probe", "--help", NULL), 1);
 }
 
+/* The cell shows its VMM one host folder: --cell is absolute and plain,
+ * and every socket is directly inside it. */
+static void test_cell_holds_the_sockets(void **state)
+{
+    (void)state;
+    char why[256];
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cell", "/vm/cell", "--exec-socket",
+                                "/vm/cell/exec.sock", "--vsock-socket", "/vm/cell/vsock.sock",
+                                "--control-socket", "/vm/cell/control.sock", NULL), 0);
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cell", "/vm/cell", "--exec-socket",
+                                "/vm/exec.sock", NULL), -1);
+    assert_non_null(strstr(why, "/vm/exec.sock is not in the cell folder"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cell", "/vm/cell", "--control-socket",
+                                "/vm/cell/sub/control.sock", NULL), -1);
+    assert_non_null(strstr(why, "control.sock"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cell", "/vm/cell2", "--exec-socket",
+                                "/vm/cell/exec.sock", NULL), -1);
+    const char *bad[] = { "cell", "/vm/../etc", "/vm/./cell", "/vm/..", "/vm/." };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cell", bad[i], NULL), -1);
+        assert_non_null(strstr(why, "--cell takes an absolute folder"));
+    }
+    /* What the library writes, the VMM reads back. */
+    struct vmm_args a, b;
+    vmm_args_init(&a);
+    a.kernel = "/k";
+    a.cell_dir = "/vm/cell";
+    a.exec_socket = "/vm/cell/exec.sock";
+    struct vmm_argv v;
+    assert_true(vmm_args_format(&a, "vmm", &v));
+    assert_int_equal(vmm_args_parse(&b, argc_of(v.argv), v.argv, why, sizeof why), 0);
+    assert_string_equal(b.cell_dir, "/vm/cell");
+    /* `supermachine boot` runs no process of its own, so no cell. */
+    assert_int_equal(parse_list(why, sizeof why, "--probe", "--kernel", "k", "--cell", "/c", NULL), -1);
+    assert_non_null(strstr(why, "--cell"));
+}
+
 static void test_net_off_round_trip(void **state)
 {
     (void)state;
@@ -217,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_args_round_trip),
         cmocka_unit_test(test_restore_round_trip),
         cmocka_unit_test(test_bad_args_name_the_option),
+        cmocka_unit_test(test_cell_holds_the_sockets),
         cmocka_unit_test(test_net_off_round_trip),
         cmocka_unit_test(test_ready_line),
         cmocka_unit_test(test_control_requests),

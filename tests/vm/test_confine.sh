@@ -9,6 +9,8 @@ mkdir -p "$confine_rt" "$confine_images" && chmod 700 "$confine_rt"
 csm() { XDG_RUNTIME_DIR=$confine_rt SUPERMACHINE_IMAGES=$confine_images "$SM_BIN" "$@"; }
 vmm_pid() { csm ps | awk -v id="$1" '$1 == id { print $3 }'; }
 vm_dir() { echo "$confine_rt/supermachine/vms/$1"; }
+# The VMM proper: the child of the stand-in that ps shows (src/vmm/cell.h).
+vmm_inner() { tr -d ' ' <"/proc/$1/task/$1/children"; }
 
 # Every thread of a running VMM (main, vCPUs, the network's) has its
 # filter, and no_new_privs is set; the VM works under it.
@@ -17,6 +19,8 @@ t_confine_every_thread() {
     id=$(csm start --cpus 2 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
     pid=$(vmm_pid "$id")
     out=$(csm exec "$id" -- echo confined 2>&1)
+    grep -q "^Seccomp:[[:space:]]*2$" "/proc/$pid/status" || { echo "the stand-in: $(grep Seccomp: "/proc/$pid/status")"; csm stop "$id"; return 1; }
+    pid=$(vmm_inner "$pid")
     grep -q "^NoNewPrivs:[[:space:]]*1$" "/proc/$pid/status" || { echo "NoNewPrivs: $(grep NoNewPrivs "/proc/$pid/status")"; csm stop "$id"; return 1; }
     for t in /proc/"$pid"/task/*; do
         names+=" $(cat "$t/comm")"
@@ -35,7 +39,7 @@ t_confine_forbidden_syscall() {
     local id pid i
     id=$(csm start 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
     pid=$(vmm_pid "$id")
-    echo test-forbidden-syscall | socat -t 5 - "UNIX-CONNECT:$(vm_dir "$id")/control.sock" >/dev/null 2>&1
+    echo test-forbidden-syscall | socat -t 5 - "UNIX-CONNECT:$(vm_dir "$id")/cell/control.sock" >/dev/null 2>&1
     for i in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
@@ -48,6 +52,39 @@ t_confine_forbidden_syscall() {
         { echo "vmm.log: $(tail -3 "$T/vmm.log")"; return 1; }
     grep -q "^$id .*dead.*killed by its seccomp filter: syscall 101" "$T/ps" || { echo "ps: $(cat "$T/ps")"; return 1; }
     echo "info: $(grep "^$id" "$T/ps")"
+}
+
+# The cell: the VMM (the stand-in's child) has namespaces of its own (the
+# host's network only when the VM has one), a read-only root that shows its
+# cell folder and nothing else of the host (no vm.info, no image store),
+# no core dumps or new processes, and none of the embedder's environment.
+t_confine_cell() {
+    local id pid inner n out root
+    id=$(csm start 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
+    pid=$(vmm_pid "$id")
+    inner=$(vmm_inner "$pid")
+    out=""
+    for n in user mnt pid ipc uts; do
+        [[ $(readlink "/proc/$inner/ns/$n") != "$(readlink /proc/self/ns/$n)" ]] || out+=" $n shared;"
+    done
+    [[ $(readlink "/proc/$inner/ns/net") == "$(readlink /proc/self/ns/net)" ]] || out+=" net not shared (the NAT needs it);"
+    root=$(cd "/proc/$inner/root" && find . -mindepth 1 | sort | tr '\n' ' ')
+    [[ -e /proc/$inner/root$(vm_dir "$id")/cell/exec.sock ]] || out+=" no exec.sock in the cell;"
+    [[ ! -e /proc/$inner/root$(vm_dir "$id")/vm.info && ! -e /proc/$inner/root$confine_images ]] || out+=" host files visible;"
+    grep -q " / ro," "/proc/$inner/mountinfo" || out+=" root not read-only;"
+    grep -Eq "^Max core file size +0 +0" "/proc/$inner/limits" || out+=" core dumps on;"
+    grep -Eq "^Max processes +0 +0" "/proc/$inner/limits" || out+=" processes allowed;"
+    ! tr '\0' '\n' <"/proc/$pid/environ" | grep -q "^SUPERMACHINE_IMAGES=" || out+=" environment inherited;"
+    [[ $(csm exec "$id" -- echo in-cell 2>&1) == in-cell ]] || out+=" exec failed;"
+    csm stop "$id" >/dev/null 2>&1
+    [[ -z $out ]] || { echo "cell:$out root: $root"; return 1; }
+    echo "info: the VMM's root holds: $root"
+    # Without a network, a network namespace of its own too.
+    id=$(csm start --net off 2>"$T/err") || { echo "start --net off: $(cat "$T/err")"; return 1; }
+    inner=$(vmm_inner "$(vmm_pid "$id")")
+    n=$(readlink "/proc/$inner/ns/net")
+    csm stop "$id" >/dev/null 2>&1
+    [[ $n != "$(readlink /proc/self/ns/net)" ]] || { echo "--net off: the host's network namespace"; return 1; }
 }
 
 # SUPERMACHINE_VMM_SECCOMP=off (debugging, the bench's comparison) runs the
@@ -63,4 +100,5 @@ t_confine_switch_off() {
 
 check "confine: every VMM thread runs under its seccomp filter" t_confine_every_thread
 check "confine: a forbidden system call kills the VMM, and says which" t_confine_forbidden_syscall
+check "confine: the VMM lives in its cell (namespaces, its own root, rlimits, no environment)" t_confine_cell
 check "confine: SUPERMACHINE_VMM_SECCOMP=off runs the VMM unconfined" t_confine_switch_off

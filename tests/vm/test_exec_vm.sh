@@ -146,7 +146,7 @@ t_exec_suite() {
     local bin=$1 id start status
     id=$(cli_vm_id)
     start=$(now_ms)
-    SM_EXEC_SOCKET=$vm_rt/supermachine/vms/$id/exec.sock SM_EXEC_CLI=$SM_BIN \
+    SM_EXEC_SOCKET=$vm_rt/supermachine/vms/$id/cell/exec.sock SM_EXEC_CLI=$SM_BIN \
         CMOCKA_MESSAGE_OUTPUT=STDOUT "${@:2}" "$bin" >"$T/out" 2>&1
     status=$?
     cat "$T/out"

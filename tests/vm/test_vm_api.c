@@ -242,7 +242,7 @@ static void test_identity_and_info(void **state)
     assert_int_equal(strlen(id), 8);
     assert_int_equal(strspn(id, "0123456789abcdef"), 8);
     char want[300];
-    snprintf(want, sizeof want, "%s/%s/exec.sock", vms_dir, id);
+    snprintf(want, sizeof want, "%s/%s/cell/exec.sock", vms_dir, id);
     assert_string_equal(sm_vm_exec_socket_path(vm), want);
     struct stat st;
     assert_int_equal(stat(sm_vm_state_dir(vm), &st), 0);
