@@ -237,6 +237,11 @@ uint32_t vsock_table_ephemeral_port(struct vsock_conn_table *t, uint32_t peer_po
     return t->next_ephemeral; /* unreachable: a bind of it fails cleanly */
 }
 
+void vsock_table_reseed_ephemeral(struct vsock_conn_table *t, uint32_t seed)
+{
+    t->next_ephemeral = (1u << 30) + seed % (UINT32_MAX - 1 - (1u << 30));
+}
+
 /* --- credit ------------------------------------------------------------------------------ */
 
 uint32_t vsock_conn_peer_credit(const struct vsock_conn *c)

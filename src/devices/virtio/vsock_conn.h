@@ -221,6 +221,8 @@ struct vsock_conn *vsock_table_find(const struct vsock_conn_table *t, uint32_t l
 void vsock_table_release(struct vsock_conn_table *t, struct vsock_conn *c);
 /* A host-side port no connection to peer_port uses (from 1<<30 upwards, wrapping). */
 uint32_t vsock_table_ephemeral_port(struct vsock_conn_table *t, uint32_t peer_port);
+/* The next ephemeral port: somewhere in [1<<30, UINT32_MAX - 1) chosen by seed. */
+void vsock_table_reseed_ephemeral(struct vsock_conn_table *t, uint32_t seed);
 /* Slot i (i < max) or NULL if out of range. */
 struct vsock_conn *vsock_table_slot(const struct vsock_conn_table *t, uint32_t i);
 
