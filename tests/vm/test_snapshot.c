@@ -879,7 +879,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "FAIL: %d VM folder(s) left in %s\n", left, vms_dir);
         failed++;
     }
-    char cmd[300];
+    char cmd[600];
+    if (failed) { /* what the VMMs of the VMs a failed test left said */
+        snprintf(cmd, sizeof cmd, "for d in '%s'/*/; do [ -d \"$d\" ] || continue; echo \"== $d\"; "
+                 "tail -n 15 \"$d/vmm.log\" \"$d/console.log\" 2>&1; done >&2", vms_dir);
+        (void)!system(cmd);
+    }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", runtime_dir);
     if (system(cmd) != 0)
         failed++;
