@@ -87,6 +87,7 @@ typedef struct sm_host_report {
     char summary[256];       /* one line: what this host is */
     char advice[512];        /* what to do when guests cannot run; "" when they can */
     char confinement[192];   /* how a VMM is confined here: seccomp filters, or why not */
+    char limits[256];        /* where VMMs' resource limits go (a cgroup v2 folder), or why nowhere */
 } sm_host_report;
 
 /* Examines /dev/kvm, /proc/cpuinfo and /sys/module and fills *out. Returns
@@ -621,6 +622,16 @@ SM_API sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img);
  * more is refused before anything is mapped. 0 keeps the default, this
  * host's memory and CPU count. */
 SM_API sm_code sm_vm_config_restore_limits(sm_vm_config *cfg, uint32_t max_memory_mib, uint32_t max_cpus);
+/* Resource limits of the VMM process (guest RAM included), enforced by a
+ * cgroup v2 of its own, made where this process has been delegated one
+ * (the nearest cgroup at or above its own that it may write, whose children
+ * get memory, cpu and pids; sm_host_check's `limits` says where, or why
+ * none). memory_bytes: memory.max (swap 0), at least 64 MiB; millicpus: CPU
+ * time, 1000 = one CPU (cpu.max), 10 to 1024000. 0 leaves either unlimited;
+ * with either, pids.max is 64 too. Where no cgroup can be made, sm_vm_start
+ * fails with SM_E_UNSUPPORTED and the reason (nothing runs unlimited). */
+SM_API sm_code sm_vm_config_memory_limit(sm_vm_config *cfg, uint64_t memory_bytes);
+SM_API sm_code sm_vm_config_cpu_limit(sm_vm_config *cfg, uint32_t millicpus);
 /* Keep the VM's state folder in this store's (copied; NULL: the image's
  * store, else the default). */
 SM_API sm_code sm_vm_config_store(sm_vm_config *cfg, const sm_store *store);

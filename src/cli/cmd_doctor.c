@@ -34,6 +34,7 @@ static void print_report(const sm_host_report *r)
     printf("  CPU flags       vmx %s, svm %s, hypervisor %s\n",
            yes_no(r->cpu_vmx), yes_no(r->cpu_svm), yes_no(r->cpu_hypervisor));
     printf("  confinement     %s\n", r->confinement);
+    printf("  limits          %s\n", r->limits);
     printf("  verdict         %s\n", r->summary);
     if (r->advice[0])
         printf("  what to do      %s\n", r->advice);

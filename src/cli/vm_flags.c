@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/options.h"
+#include "base/number.h"
 
 /* The longest boot the library accepts (sm_vm_config_boot_timeout_s). */
 #define MAX_BOOT_TIMEOUT_S 3600
@@ -20,6 +21,8 @@ const char *vm_flag_name(int c)
     case VM_FLAG_ALLOW: return "--allow";
     case VM_FLAG_DENY: return "--deny";
     case VM_FLAG_NET: return "--net";
+    case VM_FLAG_MEMORY_LIMIT: return "--memory-limit";
+    case VM_FLAG_CPU_LIMIT: return "--cpu-limit";
     default: return "--publish";
     }
 }
@@ -39,6 +42,44 @@ static sm_code set_count(sm_vm_config *cfg, int c, const char *arg)
     if (!parse_u32_option(vm_flag_name(c), arg, &n))
         return SM_E_INVALID;
     return c == VM_FLAG_MEMORY ? sm_vm_config_memory_mib(cfg, n) : sm_vm_config_cpus(cfg, n);
+}
+
+/* CPUS: digits, then optionally '.' and up to three more: 0.5 is 500
+ * millicpus (the library checks the range). */
+static bool parse_millicpus(const char *arg, uint32_t *out)
+{
+    const char *p = arg;
+    size_t whole = strspn(p, "0123456789");
+    if (!whole && *p != '.')
+        return false;
+    uint64_t milli = 0;
+    for (size_t i = 0; i < whole; i++)
+        if ((milli = milli * 10 + (uint64_t)(p[i] - '0')) > 1024 * 1024)
+            return false;
+    milli *= 1000;
+    p += whole;
+    if (*p == '.') {
+        size_t frac = strspn(++p, "0123456789");
+        if (!frac || frac > 3)
+            return false;
+        for (size_t i = 0, scale = 100; i < frac; i++, scale /= 10)
+            milli += (uint64_t)(p[i] - '0') * scale;
+        p += frac;
+    }
+    if (*p || milli > UINT32_MAX)
+        return false;
+    *out = (uint32_t)milli;
+    return true;
+}
+
+static sm_code set_limit(sm_vm_config *cfg, int c, const char *arg)
+{
+    if (c == VM_FLAG_MEMORY_LIMIT) {
+        uint64_t bytes;
+        return number_bytes(arg, &bytes) && bytes ? sm_vm_config_memory_limit(cfg, bytes) : SM_E_INVALID;
+    }
+    uint32_t milli;
+    return parse_millicpus(arg, &milli) && milli ? sm_vm_config_cpu_limit(cfg, milli) : SM_E_INVALID;
 }
 
 /* --allow, --deny, --net, -p: the library checks the text and says why. */
@@ -74,6 +115,8 @@ bool vm_flag_apply(const char *prog, sm_vm_config *cfg, int c, const char *arg)
     case VM_FLAG_INITRD: rc = sm_vm_config_initrd(cfg, arg); break;
     case VM_FLAG_CONSOLE: rc = sm_vm_config_console_path(cfg, arg); break;
     case VM_FLAG_BOOT_TIMEOUT: rc = set_boot_timeout(cfg, arg); break;
+    case VM_FLAG_MEMORY_LIMIT:
+    case VM_FLAG_CPU_LIMIT: rc = set_limit(cfg, c, arg); break;
     default: return false;
     }
     if (rc)

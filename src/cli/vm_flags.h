@@ -22,8 +22,10 @@ enum vm_flag {
     VM_FLAG_ALLOW,
     VM_FLAG_DENY,
     VM_FLAG_NET,
+    VM_FLAG_MEMORY_LIMIT,
+    VM_FLAG_CPU_LIMIT,
     VM_FLAG_PUBLISH = 'p',
-    VM_FLAG_LAST = VM_FLAG_NET,
+    VM_FLAG_LAST = VM_FLAG_CPU_LIMIT,
 };
 
 /* --memory MIB, --cpus N: what an image is baked with, too. */
@@ -54,6 +56,18 @@ enum vm_flag {
     "  --net on|off         off: no network, only lo (default on)\n"                         \
     "  -p, --publish [HOSTIP:]HOSTPORT:GUESTPORT  the guest's port on the host\n"             \
     "                       (HOSTIP default 127.0.0.1; append /udp for UDP)\n"
+
+/* The VMM's resource limits, for `run` and `start`: --memory-limit SIZE,
+ * --cpu-limit CPUS (a cgroup v2 of its own, sm_vm_config_memory_limit). */
+#define VM_FLAGS_LIMITS                                                  \
+    { "memory-limit", required_argument, NULL, VM_FLAG_MEMORY_LIMIT },   \
+    { "cpu-limit", required_argument, NULL, VM_FLAG_CPU_LIMIT }
+#define VM_FLAGS_LIMITS_HELP                                                                  \
+    "  --memory-limit SIZE  the VMM's memory, guest RAM included (bytes or K/M/G; at\n"      \
+    "                       least 64M); past it the VM is killed\n"                         \
+    "  --cpu-limit CPUS     the CPU time it may use, e.g. 0.5 or 2\n"                       \
+    "                       (both: a cgroup v2 of its own, where one is delegated to us;\n" \
+    "                       `supermachine doctor` says where, or why not)\n"
 
 static inline bool is_vm_flag(int c)
 {

@@ -16,10 +16,12 @@
  * neither vmx nor svm, says a standard guest kernel will not boot here.
  */
 #include "lib/host.h"
+#include "lib/vm_cgroup.h"
 #include "base/error.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/kvm.h>
 #include <sched.h>
 #include <stdio.h>
@@ -239,7 +241,7 @@ static int cell_refusal(void)
 {
     pid_t pid = fork();
     if (pid == 0)
-        _exit(unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) < 0 ? errno & 0xff : 0);
+        _exit(unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP) < 0 ? errno & 0xff : 0);
     int status;
     if (pid < 0 || waitpid(pid, &status, 0) != pid)
         return pid < 0 ? errno : ECHILD;
@@ -268,9 +270,21 @@ static void describe_confinement(sm_host_report *out)
     if (refused)
         snprintf(cell, sizeof cell, "no cell: the kernel refuses user namespaces here (%s)", strerror(refused));
     else
-        snprintf(cell, sizeof cell, "a cell (user, mount, PID, IPC, UTS namespaces; its own root; rlimits)");
+        snprintf(cell, sizeof cell, "a cell (user, mount, PID, IPC, UTS, cgroup namespaces; its own root; rlimits)");
     snprintf(out->confinement, sizeof out->confinement, "%s; %s",
              seccomp ? "seccomp per VMM thread, no_new_privs" : "no seccomp in this kernel", cell);
+}
+
+/* Where a VMM's resource limits would go (lib/vm_cgroup.h), looked for
+ * without making anything. */
+static void describe_limits(sm_host_report *out)
+{
+    char home[PATH_MAX];
+    sm_error err = { 0 };
+    if (vm_cgroup_home(NULL, false, home, sizeof home, &err))
+        snprintf(out->limits, sizeof out->limits, "none (--memory-limit, --cpu-limit refused): %.200s", err.message);
+    else
+        snprintf(out->limits, sizeof out->limits, "cgroup v2, under %.200s", home);
 }
 
 sm_code sm_host_check(sm_host_report *out, sm_error *err)
@@ -283,6 +297,7 @@ sm_code sm_host_check(sm_host_report *out, sm_error *err)
     find_kvm_module(out);
     probe_kvm(out);
     describe_confinement(out);
+    describe_limits(out);
     host_classify(out);
     if (out->kind != SM_HOST_KVM_HARDWARE)
         return error_set(err, SM_E_UNSUPPORTED, "%s: %s", out->summary, out->advice);

@@ -15,10 +15,12 @@
 #include "lib/store.h"
 #include "lib/vm_net.h"
 #include "base/clock.h"
+#include "base/file.h"
 #include "lib/image.h"
 #include "lib/image_info.h"
 #include "base/error.h"
 #include "lib/vm_state.h"
+#include "lib/vm_cgroup.h"
 #include "protocol/agent_conn.h"
 #include "protocol/vmm.h"
 
@@ -62,6 +64,7 @@ struct sm_vm_config {
     bool detached;
     struct vm_net net;
     uint32_t max_memory_mib, max_cpus; /* a restored image's limits; 0: the host's */
+    struct vm_limits limits;           /* the VMM's cgroup; none when both are 0 */
 };
 
 struct sm_vm {
@@ -155,6 +158,26 @@ sm_code sm_vm_config_restore_limits(sm_vm_config *cfg, uint32_t max_memory_mib, 
         return SM_E_INVALID;
     cfg->max_memory_mib = max_memory_mib;
     cfg->max_cpus = max_cpus;
+    return SM_OK;
+}
+
+#define MIN_MEMORY_LIMIT (64ull << 20)
+#define MIN_MILLICPUS 10u
+#define MAX_MILLICPUS 1024000u
+
+sm_code sm_vm_config_memory_limit(sm_vm_config *cfg, uint64_t memory_bytes)
+{
+    if (!cfg || (memory_bytes && memory_bytes < MIN_MEMORY_LIMIT))
+        return SM_E_INVALID;
+    cfg->limits.memory_bytes = memory_bytes;
+    return SM_OK;
+}
+
+sm_code sm_vm_config_cpu_limit(sm_vm_config *cfg, uint32_t millicpus)
+{
+    if (!cfg || (millicpus && (millicpus < MIN_MILLICPUS || millicpus > MAX_MILLICPUS)))
+        return SM_E_INVALID;
+    cfg->limits.cpu_millis = millicpus;
     return SM_OK;
 }
 
@@ -339,16 +362,25 @@ static void log_tail(const sm_vm *vm, char *out, size_t cap)
     snprintf(out, cap, "%s", p);
 }
 
-/* What the VMM's last words say of its end: only a kill by its seccomp
- * filter is worth saying (every other end is the guest's or the user's). */
+/* Why the VMM ended, where it was not the guest's or the user's doing: a
+ * kill by its seccomp filter (its last words say so), or by the kernel for
+ * going over its memory limit (its cgroup counts those). */
 static void why_it_ended(const sm_vm *vm, char *out, size_t cap)
 {
-    char tail[LOG_TAIL_BYTES + 1];
+    char tail[LOG_TAIL_BYTES + 1], cgroup[PATH_MAX];
     log_tail(vm, tail, sizeof tail);
     const char *at = strstr(tail, VMM_SECCOMP_KILLED);
     out[0] = 0;
-    if (at)
+    if (at) {
         snprintf(out, cap, "%.*s", (int)strcspn(at, "|"), at);
+        return;
+    }
+    int dfd = open(vm->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dfd < 0)
+        return;
+    if (vm_cgroup_recorded(dfd, cgroup, sizeof cgroup) && vm_cgroup_oom_kills(cgroup))
+        snprintf(out, cap, "killed by the kernel: over its memory limit");
+    close(dfd);
 }
 
 /* ---- the VMM process ---------------------------------------------------- */
@@ -449,6 +481,7 @@ struct vmm_launch {
     struct vmm_args args;
     struct vmm_argv argv;
     char console[PATH_MAX], vsock_sock[PATH_MAX], control_sock[PATH_MAX], cell[PATH_MAX];
+    char cgroup[PATH_MAX]; /* "": none */
 };
 
 static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm_vm *vm,
@@ -478,6 +511,7 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
     a->exec_socket = vm->exec_socket;
     a->vsock_socket = l->vsock_sock;
     a->cell_dir = l->cell;
+    a->cgroup_dir = l->cgroup[0] ? l->cgroup : NULL;
     a->ready_fd = READY_FD;
     /* An embedder that is PID 1 (a container's) takes every process with it
      * when it ends, and the VMM would take its parent PID 1 for "already
@@ -578,6 +612,30 @@ static sm_code explain_exit(sm_vm *vm, int wstatus, sm_error *err)
                    "(%s)%s%s", code, sm_strerror(rc), tail[0] ? ": " : "", tail);
 }
 
+/* The VMM's cgroup when it has limits, its path kept in the VM folder
+ * (which removes it with itself: vm_dir_remove). */
+static sm_code make_cgroup(const sm_vm *vm, const struct vm_limits *l, char *path, size_t cap, sm_error *err)
+{
+    path[0] = 0;
+    if (!l->memory_bytes && !l->cpu_millis)
+        return SM_OK;
+    char home[PATH_MAX], file[PATH_MAX];
+    sm_code rc = vm_cgroup_home(NULL, true, home, sizeof home, err);
+    if (rc) {
+        error_prefix(err, "the VM's resource limits need a cgroup");
+        return rc;
+    }
+    rc = vm_cgroup_create(home, vm->id, l, path, cap, err);
+    snprintf(file, sizeof file, "%s/" VM_CGROUP_FILE, vm->dir);
+    if (!rc && !write_file_atomic(file, path, strlen(path), 0600)) {
+        rc = error_set_errno(err, SM_E_IO, errno, "cannot write %s", file);
+        vm_cgroup_remove(path);
+    }
+    if (rc)
+        path[0] = 0;
+    return rc;
+}
+
 /* Reads the ready pipe until "ready <us>\n", its end, or the deadline. */
 static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *err)
 {
@@ -646,6 +704,8 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     sm_store scratch;
     rc = make_state_dir(vm, config_store(cfg, &scratch), err);
     bool made_dir = !rc;
+    if (!rc)
+        rc = make_cgroup(vm, &cfg->limits, launch->cgroup, sizeof launch->cgroup, err);
     if (!rc)
         rc = open_spawn_files(vm, &files, &ready_r, err);
     if (!rc) {

@@ -16,6 +16,7 @@
  * malformed pid line makes the whole file unreadable.
  */
 #include "lib/vm_state.h"
+#include "lib/vm_cgroup.h"
 #include "base/file.h"
 #include "base/error.h"
 
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,7 +146,16 @@ sm_code vm_record_read(const char *dir, struct vm_record *r, sm_error *err)
     return SM_OK;
 }
 
-/* Removes the files of dir (the VM folder's cell/ too), then dir. */
+/* The cgroup the VM folder's "cgroup" file names (its VMM is gone). */
+static void remove_recorded_cgroup(int dfd)
+{
+    char path[PATH_MAX];
+    if (vm_cgroup_recorded(dfd, path, sizeof path))
+        vm_cgroup_remove(path);
+}
+
+/* Removes the files of dir (the VM folder's cell/ too, and the cgroup its
+ * "cgroup" file names), then dir. */
 sm_code vm_dir_remove(const char *dir, sm_error *err)
 {
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -161,6 +172,8 @@ sm_code vm_dir_remove(const char *dir, sm_error *err)
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         sm_code one = SM_OK;
+        if (!strcmp(e->d_name, VM_CGROUP_FILE))
+            remove_recorded_cgroup(dirfd(d));
         if (!strcmp(e->d_name, VM_CELL_DIR) && e->d_type == DT_DIR) {
             char sub[PATH_MAX];
             snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);

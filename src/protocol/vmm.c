@@ -23,7 +23,7 @@ enum vmm_opt {
     OPT_CONTROL = 'C', OPT_RESTORE = 'S', OPT_SNAPSHOT = 'W', OPT_READY_FD = 'R',
     OPT_DIE_WITH_PARENT = 'D', OPT_PROBE = 'P', OPT_HELP = 'h', OPT_ALLOW = 'a', OPT_DENY = 'y',
     OPT_NET = 'N', OPT_PUBLISH = 'p', OPT_SECCOMP = 'x', OPT_MAX_MEMORY = 'M', OPT_MAX_CPUS = 'U',
-    OPT_CELL = 'L',
+    OPT_CELL = 'L', OPT_CGROUP = 'G',
 };
 
 static const struct option vmm_options[] = {
@@ -51,13 +51,14 @@ static const struct option vmm_options[] = {
     { "max-memory", required_argument, NULL, OPT_MAX_MEMORY },
     { "max-cpus", required_argument, NULL, OPT_MAX_CPUS },
     { "cell", required_argument, NULL, OPT_CELL },
+    { "cgroup", required_argument, NULL, OPT_CGROUP },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
 
 /* The options `supermachine boot` (probe) does not take. */
 static const char process_only[] = { OPT_VSOCK, OPT_EXEC, OPT_CONTROL, OPT_RESTORE, OPT_SNAPSHOT,
-                                     OPT_READY_FD, OPT_DIE_WITH_PARENT, OPT_MAX_MEMORY, OPT_MAX_CPUS, OPT_CELL, 0 };
+                                     OPT_READY_FD, OPT_DIE_WITH_PARENT, OPT_MAX_MEMORY, OPT_MAX_CPUS, OPT_CELL, OPT_CGROUP, 0 };
 
 void vmm_args_init(struct vmm_args *a)
 {
@@ -134,6 +135,7 @@ bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_a
     push(out, &n, "--max-memory", max_mem);
     push(out, &n, "--max-cpus", max_cpus);
     push(out, &n, "--cell", a->cell_dir);
+    push(out, &n, "--cgroup", a->cgroup_dir);
     bool ok = push_network(a, out, &n);
     out->argv[n] = NULL;
     return ok && n < VMM_ARGV_MAX;
@@ -185,6 +187,7 @@ static bool take_option(struct vmm_args *a, int opt, const char *val, char *why,
     case OPT_EXEC: a->exec_socket = val; return true;
     case OPT_CONTROL: a->control_socket = val; return true;
     case OPT_CELL: a->cell_dir = val; return true;
+    case OPT_CGROUP: a->cgroup_dir = val; return true;
     case OPT_RESTORE: a->restore_dir = val; return true;
     case OPT_SNAPSHOT: a->snapshot_when_ready = val; return true;
     case OPT_DIE_WITH_PARENT: a->die_with_parent = true; return true;
@@ -224,15 +227,25 @@ static bool inside(const char *dir, const char *path)
     return !path || (!strncmp(path, dir, n) && path[n] == '/' && !strchr(path + n + 1, '/'));
 }
 
+/* An absolute path with no "." or ".." in it. */
+static bool plain_absolute(const char *path)
+{
+    size_t n = strlen(path);
+    bool dots = strstr(path, "/../") || strstr(path, "/./") || (n >= 3 && !strcmp(path + n - 3, "/..")) ||
+                (n >= 2 && !strcmp(path + n - 2, "/."));
+    return path[0] == '/' && !dots;
+}
+
 /* The cell shows its VMM one host folder: the sockets must be in it. */
 static int check_cell(const struct vmm_args *a, char *why, size_t whylen)
 {
+    if (a->cgroup_dir && !plain_absolute(a->cgroup_dir)) {
+        snprintf(why, whylen, "--cgroup takes an absolute folder, not '%s'", a->cgroup_dir);
+        return -1;
+    }
     if (!a->cell_dir)
         return 0;
-    size_t n = strlen(a->cell_dir);
-    bool dots = strstr(a->cell_dir, "/../") || strstr(a->cell_dir, "/./") ||
-                (n >= 3 && !strcmp(a->cell_dir + n - 3, "/..")) || (n >= 2 && !strcmp(a->cell_dir + n - 2, "/."));
-    if (a->cell_dir[0] != '/' || dots) {
+    if (!plain_absolute(a->cell_dir)) {
         snprintf(why, whylen, "--cell takes an absolute folder, not '%s'", a->cell_dir);
         return -1;
     }

@@ -86,6 +86,7 @@ struct vmm_args {
     uint32_t max_cpus;         /* --max-cpus: likewise for vCPUs; 0: the host's */
     const char *cell_dir;      /* --cell: the folder of the VMM's sockets, the only host folder its
                                   cell shows it (vmm/cell.h); every socket path must be inside */
+    const char *cgroup_dir;    /* --cgroup: a cgroup v2 folder the VMM moves itself into first */
     /* The guest's network: its egress policy (--allow, --deny, --net off)
      * and the guest ports published on the host (--publish). */
     struct net_policy net;

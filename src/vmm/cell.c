@@ -204,13 +204,26 @@ static bool split(struct cell *c, sm_error *err)
     return true;
 }
 
+sm_code cell_join_cgroup(const char *dir, sm_error *err)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/cgroup.procs", dir) >= (int)sizeof path)
+        return error_set(err, SM_E_INVALID, "--cgroup %s is too long", dir);
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    bool ok = fd >= 0 && write(fd, "0\n", 2) == 2;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    return ok ? SM_OK : error_set_errno(err, SM_E_IO, e, "cannot move into the cgroup %s", dir);
+}
+
 bool cell_enter(struct cell *c, sm_error *err)
 {
     close_inherited(c->keep_fd);
     c->namespaces = false;
     uid_t uid = geteuid();
     gid_t gid = getegid();
-    int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+    int flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP |
                 (c->host_network ? 0 : CLONE_NEWNET);
     if (unshare(flags) < 0) {
         fprintf(stderr, "supermachine-vmm: cell: the kernel refused new namespaces (%s): this VMM runs "

@@ -4,9 +4,12 @@
  * builds its cell from outside, as root; the VMM builds its own here,
  * unprivileged, with user namespaces, in three steps:
  *
+ *   cell_join_cgroup with --cgroup, before anything is allocated: the VMM
+ *                    moves itself into the cgroup of its limits (made by the
+ *                    library, lib/vm_cgroup.h), so all it touches is charged
  *   cell_enter       first thing in main, one thread: inherited descriptors
  *                    closed; new user (only our uid and gid mapped), mount,
- *                    PID, IPC and UTS namespaces, and a network namespace
+ *                    PID, IPC, UTS and cgroup namespaces, and a network namespace
  *                    when the VM has no network; then a fork (below)
  *   cell_seal        every file open and socket bound, no thread yet: the
  *                    root becomes a read-only tmpfs holding the cell folder
@@ -41,6 +44,9 @@ struct cell {
     int keep_fd;        /* a descriptor to keep open besides 0-2 (the ready pipe), or -1 */
     bool namespaces;    /* out: the namespaces were entered (false: the kernel refused) */
 };
+
+/* Moves this process into the cgroup v2 folder dir (its cgroup.procs). */
+sm_code cell_join_cgroup(const char *dir, sm_error *err);
 
 /* Step one; returns in the VMM (the stand-in never returns). false with
  * err only for a failure after the namespaces were granted: a cell half

@@ -57,6 +57,7 @@ static void usage(FILE *out, const char *prog, bool probe)
                 "  --seccomp off        run without the seccomp filters or the cell (debugging only)\n"
                 "  --cell DIR           live in a cell (namespaces, a root showing only DIR):\n"
                 "                       DIR holds the sockets, which must all be in it\n"
+                "  --cgroup DIR         move into this cgroup v2 folder (its limits) first\n"
                 "  --probe              be `supermachine boot` (the options above do not apply)\n");
     fprintf(out, "\nexit status: 0 ok, 1 error, 2 usage, 3 guest panic, 4 not ready in time\n");
 }
@@ -149,6 +150,10 @@ int main(int argc, char **argv)
      * becomes that signal. */
     if (a.die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() == 1))
         return VMM_EXIT_ERROR;
+    if (a.cgroup_dir && !a.probe && cell_join_cgroup(a.cgroup_dir, &err)) {
+        fprintf(stderr, "%s: %s\n", prog, err.message);
+        return VMM_EXIT_ERROR;
+    }
     struct cell cell = { .dir = a.cell_dir, .host_network = cfg.net.enabled, .keep_fd = a.ready_fd };
     if (cell.dir && cfg.confine && !a.probe) {
         if (!cell_enter(&cell, &err)) {

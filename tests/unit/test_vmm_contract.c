@@ -145,8 +145,8 @@ static void test_bad_args_name_the_option(void **state)
 }
 
 /* The cell shows its VMM one host folder: --cell is absolute and plain,
- * and every socket is directly inside it. */
-static void test_cell_holds_the_sockets(void **state)
+ * and every socket is directly inside it; --cgroup is absolute and plain. */
+static void test_cell_and_cgroup_folders(void **state)
 {
     (void)state;
     char why[256];
@@ -176,6 +176,15 @@ static void test_cell_holds_the_sockets(void **state)
     assert_true(vmm_args_format(&a, "vmm", &v));
     assert_int_equal(vmm_args_parse(&b, argc_of(v.argv), v.argv, why, sizeof why), 0);
     assert_string_equal(b.cell_dir, "/vm/cell");
+    /* --cgroup: a plain absolute folder, written and read back. */
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cgroup", "sys/fs/cgroup/x", NULL), -1);
+    assert_non_null(strstr(why, "--cgroup takes an absolute folder"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--cgroup", "/sys/fs/cgroup/../x", NULL), -1);
+    a.cgroup_dir = "/sys/fs/cgroup/supermachine/0a1b-1";
+    assert_true(vmm_args_format(&a, "vmm", &v));
+    assert_int_equal(vmm_args_parse(&b, argc_of(v.argv), v.argv, why, sizeof why), 0);
+    assert_string_equal(b.cgroup_dir, "/sys/fs/cgroup/supermachine/0a1b-1");
+    assert_int_equal(parse_list(why, sizeof why, "--probe", "--kernel", "k", "--cgroup", "/c", NULL), -1);
     /* `supermachine boot` runs no process of its own, so no cell. */
     assert_int_equal(parse_list(why, sizeof why, "--probe", "--kernel", "k", "--cell", "/c", NULL), -1);
     assert_non_null(strstr(why, "--cell"));
@@ -254,7 +263,7 @@ int main(void)
         cmocka_unit_test(test_args_round_trip),
         cmocka_unit_test(test_restore_round_trip),
         cmocka_unit_test(test_bad_args_name_the_option),
-        cmocka_unit_test(test_cell_holds_the_sockets),
+        cmocka_unit_test(test_cell_and_cgroup_folders),
         cmocka_unit_test(test_net_off_round_trip),
         cmocka_unit_test(test_ready_line),
         cmocka_unit_test(test_control_requests),

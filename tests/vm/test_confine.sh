@@ -64,7 +64,7 @@ t_confine_cell() {
     pid=$(vmm_pid "$id")
     inner=$(vmm_inner "$pid")
     out=""
-    for n in user mnt pid ipc uts; do
+    for n in user mnt pid ipc uts cgroup; do
         [[ $(readlink "/proc/$inner/ns/$n") != "$(readlink /proc/self/ns/$n)" ]] || out+=" $n shared;"
     done
     [[ $(readlink "/proc/$inner/ns/net") == "$(readlink /proc/self/ns/net)" ]] || out+=" net not shared (the NAT needs it);"
@@ -87,6 +87,46 @@ t_confine_cell() {
     [[ $n != "$(readlink /proc/self/ns/net)" ]] || { echo "--net off: the host's network namespace"; return 1; }
 }
 
+# --memory-limit, --cpu-limit: the VMM (stand-in and all) in a cgroup of
+# its own with those limits and pids.max, gone when the VM stops; a guest
+# that fills more memory than the limit gets its VMM killed by the kernel,
+# which the cgroup's memory.events counts and ps says. Needs a delegated cgroup v2
+# (tools/kvmbox mounts one; elsewhere doctor says whether there is one).
+t_confine_limits() {
+    local id pid cg out="" usage events
+    if ! csm doctor 2>/dev/null | grep -q '^  limits *cgroup v2'; then
+        [[ -z ${KVMBOX:-} ]] || { echo "kvmbox has cgroup v2, yet: $(csm doctor 2>&1 | grep '^  limits')"; return 1; }
+        echo "info: not run here: $(csm doctor 2>&1 | grep '^  limits')"
+        return 0
+    fi
+    id=$(csm start --memory-limit 200M --cpu-limit 0.5 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
+    pid=$(vmm_pid "$id")
+    cg=$(cat "$(vm_dir "$id")/cgroup")
+    grep -qx "$pid" "$cg/cgroup.procs" || out+=" the stand-in is not in $cg;"
+    grep -qx "$(vmm_inner "$pid")" "$cg/cgroup.procs" || out+=" the VMM is not in $cg;"
+    [[ $(cat "$cg/memory.max") == $((200 << 20)) ]] || out+=" memory.max $(cat "$cg/memory.max");"
+    [[ $(cat "$cg/cpu.max") == "50000 100000" ]] || out+=" cpu.max $(cat "$cg/cpu.max");"
+    [[ $(cat "$cg/pids.max") == 64 ]] || out+=" pids.max $(cat "$cg/pids.max");"
+    [[ $(csm exec "$id" -- echo limited 2>&1) == limited ]] || out+=" exec failed;"
+    usage=$(cat "$cg/memory.current")
+    csm stop "$id" >/dev/null 2>&1
+    [[ ! -e $cg ]] || out+=" $cg left after stop;"
+    [[ -z $out ]] || { echo "limits:$out"; return 1; }
+    echo "info: $cg: memory.current $((usage >> 10)) KiB running"
+    # Past the memory limit: the guest has 256 MiB, its VMM may use 96.
+    id=$(csm start --memory-limit 96M 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
+    cg=$(cat "$(vm_dir "$id")/cgroup")
+    csm exec "$id" -- sh -c 'dd if=/dev/zero of=/tmp/fill bs=1M count=180 2>/dev/null; echo filled' >"$T/fill" 2>&1
+    events=$(cat "$cg/memory.events" 2>/dev/null | tr '\n' ' ')
+    csm ps >"$T/ps" 2>&1
+    csm stop "$id" >/dev/null 2>&1
+    ! grep -q filled "$T/fill" || { echo "180 MiB filled under a 96 MiB limit: $(cat "$T/ps")"; return 1; }
+    [[ $events =~ oom_kill\ [1-9] ]] || { echo "no OOM kill in memory.events: $events; exec said: $(cat "$T/fill")"; return 1; }
+    grep -q "^$id .*dead.*over its memory limit" "$T/ps" || { echo "ps after the kill: $(cat "$T/ps")"; return 1; }
+    [[ ! -e $cg ]] || { echo "$cg left after stop of the dead VM"; return 1; }
+    echo "info: over the limit: $(grep "^$id" "$T/ps"); exec said: $(tail -n 1 "$T/fill")"
+}
+
 # SUPERMACHINE_VMM_SECCOMP=off (debugging, the bench's comparison) runs the
 # VMM without filters: the switch is real, and the default is on.
 t_confine_switch_off() {
@@ -101,4 +141,6 @@ t_confine_switch_off() {
 check "confine: every VMM thread runs under its seccomp filter" t_confine_every_thread
 check "confine: a forbidden system call kills the VMM, and says which" t_confine_forbidden_syscall
 check "confine: the VMM lives in its cell (namespaces, its own root, rlimits, no environment)" t_confine_cell
+check "confine: --memory-limit, --cpu-limit put the VMM in a cgroup of its own; past the limit the VM is killed" \
+    t_confine_limits
 check "confine: SUPERMACHINE_VMM_SECCOMP=off runs the VMM unconfined" t_confine_switch_off
