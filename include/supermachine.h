@@ -496,7 +496,10 @@ SM_API void sm_vm_free(sm_vm *vm);
 typedef struct sm_vm_info {
     char id[16];
     bool running;        /* its VMM is alive */
-    int pid;             /* of its VMM */
+    int pid;             /* of its VMM: the process the library started, which signals reach */
+    int vmm_pid;         /* the process that runs the VM: in its cell, pid's one child (pid
+                            stays behind as its stand-in, passing signals on); else pid.
+                            Its memory, CPU time and descriptors are the VM's. 0: not running */
     uint32_t memory_mib;
     uint32_t cpus;
     int64_t started_unix; /* seconds since 1970 when it was started */

@@ -411,10 +411,10 @@ int main(int argc, char **argv)
         sm_vm_info info;
         if (sm_vm_get_info(vms[v], &info, &err))
             die("sm_vm_get_info", &err);
-        long long pc = smaps_field(info.pid, "Private_Clean"), pd = smaps_field(info.pid, "Private_Dirty");
-        long long r = smaps_field(info.pid, "Rss");
+        long long pc = smaps_field(info.vmm_pid, "Private_Clean"), pd = smaps_field(info.vmm_pid, "Private_Dirty");
+        long long r = smaps_field(info.vmm_pid, "Rss");
         if (pc < 0 || pd < 0 || r < 0) {
-            fprintf(stderr, "restore_bench: cannot read /proc/%d/smaps_rollup\n", info.pid);
+            fprintf(stderr, "restore_bench: cannot read /proc/%d/smaps_rollup\n", info.vmm_pid);
             exit(1);
         }
         priv[v] = (double)(pc + pd) / 1024.0;

@@ -154,8 +154,8 @@ static void run_one(int index, struct sample *s)
     sm_exec_builder_free(b);
     sm_vm_info info;
     if (sm_vm_get_info(vm, &info, &err) == SM_OK && info.running) {
-        s->vmm_fds = count_fds(info.pid);
-        s->vmm_private_kib = private_kib(info.pid);
+        s->vmm_fds = count_fds(info.vmm_pid);
+        s->vmm_private_kib = private_kib(info.vmm_pid);
     }
     if (sm_vm_stop(vm, &err)) {
         record_failure(index, F_STOP, err.message);

@@ -868,6 +868,21 @@ void sm_vm_free(sm_vm *vm)
     free(vm);
 }
 
+/* In its cell, the VMM is the one child of the process we started. */
+static int vmm_proper_pid(pid_t pid)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *f = fopen(path, "re");
+    int child = 0;
+    if (f) {
+        if (fscanf(f, "%d", &child) != 1)
+            child = 0;
+        fclose(f);
+    }
+    return child > 0 ? child : (int)pid;
+}
+
 static void fill_info(sm_vm *vm, sm_vm_info *info)
 {
     memset(info, 0, sizeof *info);
@@ -877,7 +892,9 @@ static void fill_info(sm_vm *vm, sm_vm_info *info)
     info->memory_mib = vm->rec.memory_mib;
     info->cpus = vm->rec.cpus;
     info->started_unix = vm->rec.started_unix;
-    if (!info->running)
+    if (info->running)
+        info->vmm_pid = vmm_proper_pid(vm->rec.pid);
+    else
         why_it_ended(vm, info->ended, sizeof info->ended);
 }
 

@@ -302,7 +302,7 @@ static long long vmm_rss_kib(sm_vm *v)
     sm_vm_info info;
     assert_int_equal(sm_vm_get_info(v, &info, NULL), SM_OK);
     char path[64];
-    snprintf(path, sizeof path, "/proc/%d/status", info.pid);
+    snprintf(path, sizeof path, "/proc/%d/status", info.vmm_pid);
     return proc_field(path, "VmRSS");
 }
 
