@@ -119,7 +119,12 @@ bool vm_flag_apply(const char *prog, sm_vm_config *cfg, int c, const char *arg)
     case VM_FLAG_CPU_LIMIT: rc = set_limit(cfg, c, arg); break;
     default: return false;
     }
-    if (rc)
+    if (rc && c == VM_FLAG_MEMORY_LIMIT)
+        fprintf(stderr, "%s: --memory-limit wants a size of at least 64M (bytes, or with K, M, G, T), "
+                        "not '%s'\n", prog, arg);
+    else if (rc && c == VM_FLAG_CPU_LIMIT)
+        fprintf(stderr, "%s: --cpu-limit wants CPUs from 0.01 to 1024 (e.g. 0.5 or 2), not '%s'\n", prog, arg);
+    else if (rc)
         fprintf(stderr, "%s: bad value '%s' for %s\n", prog, arg, vm_flag_name(c));
     return rc == SM_OK;
 }
