@@ -18,9 +18,9 @@
  *      memory of each supermachine-vmm (Private_Clean + Private_Dirty of
  *      /proc/PID/smaps_rollup), against the guest's memory size;
  *   6. the price of confinement: restore + exec as in 1, alternating VMMs
- *      with their seccomp filters (the default) and without
- *      (SUPERMACHINE_VMM_SECCOMP=off), N of each (default 20), p50 of each
- *      and their ratio.
+ *      confined (the default: seccomp filters and the cell, src/vmm/cell.h)
+ *      and unconfined (SUPERMACHINE_VMM_SECCOMP=off: neither), N of each
+ *      (default 20), p50 of each and their ratio.
  * One run of each kind first, uncounted (page cache, first start).
  *
  * usage: restore_bench [--ratios-only] [--restores N] [--boots N] [--idle N]
@@ -424,7 +424,7 @@ int main(int argc, char **argv)
         stop_vm(vms[v]);
 
     /* 6: confined and unconfined VMMs, alternating. */
-    printf("%d restores with the seccomp filters and %d without, alternating\n", pairs, pairs);
+    printf("%d restores confined (seccomp filters and cell) and %d not, alternating\n", pairs, pairs);
     double *on = calloc((size_t)pairs, sizeof *on), *off = calloc((size_t)pairs, sizeof *off);
     if (!on || !off)
         die("calloc", NULL);
@@ -455,10 +455,10 @@ int main(int argc, char **argv)
     double on50 = percentile(on, pairs, 50), off50 = percentile(off, pairs, 50);
     printf("\nthe price of confinement, restore + exec of true, %d of each alternating:\n", pairs);
     if (!ratios_only) {
-        print_ms("  with the seccomp filters", on50, percentile(on, pairs, 99));
-        print_ms("  without", off50, percentile(off, pairs, 99));
+        print_ms("  confined (seccomp filters and cell)", on50, percentile(on, pairs, 99));
+        print_ms("  unconfined", off50, percentile(off, pairs, 99));
     }
-    printf("  ratio with / without filters (p50)             %8.3fx\n", on50 / off50);
+    printf("  ratio confined / unconfined (p50)              %8.3fx\n", on50 / off50);
     printf("\ncold boots (median of %d):\n", boots);
     if (!ratios_only) {
         printf("  %-40s %8.1f ms\n", "ours: start to ready", c50 * 1e3);
