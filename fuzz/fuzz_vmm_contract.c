@@ -64,8 +64,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(text, data, size);
     text[size] = 0;
-    int64_t us;
-    (void)vmm_ready_line_parse(text, size, &us);
+    struct vmm_ready ready;
+    if (vmm_ready_line_parse(text, size, &ready)) { /* what parses formats back the same */
+        char again[VMM_READY_LINE_MAX];
+        int n = vmm_ready_line_format(again, sizeof again, &ready);
+        if (n < 0 || (size_t)n != size || memcmp(again, text, size))
+            abort();
+    }
     struct vmm_control_request req;
     const char *why;
     if (vmm_control_request_parse(text, &req, &why) && req.verb == VMM_CONTROL_SNAPSHOT && !*req.dir)

@@ -659,11 +659,14 @@ static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *
         if (n > 0) {
             got += (size_t)n;
             line[got] = 0;
-            int64_t ready_us;
-            if (strchr(line, '\n'))
-                return vmm_ready_line_parse(line, got, &ready_us)
-                           ? SM_OK
-                           : error_set(err, SM_E_PROTOCOL, "the VMM said '%.40s', not ready", line);
+            struct vmm_ready ready;
+            if (strchr(line, '\n') && !vmm_ready_line_parse(line, got, &ready))
+                return error_set(err, SM_E_PROTOCOL, "the VMM said '%.40s', not ready", line);
+            if (strchr(line, '\n')) { /* a restored VM's size is its snapshot's */
+                vm->rec.memory_mib = ready.memory_mib;
+                vm->rec.cpus = ready.cpus;
+                return SM_OK;
+            }
             if (got < sizeof line - 1)
                 continue;
         }
@@ -719,6 +722,8 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
         rc = vm_record_write(vm->dir, &vm->rec, err);
     if (!rc)
         rc = wait_ready(vm, ready_r, cfg->boot_timeout_s, err);
+    if (!rc)
+        rc = vm_record_write(vm->dir, &vm->rec, err);
     if (ready_r >= 0)
         close(ready_r);
     free(launch);

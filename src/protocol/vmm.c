@@ -323,26 +323,41 @@ int vmm_args_parse(struct vmm_args *a, int argc, char **argv, char *why, size_t 
 
 /* ---- ready line ------------------------------------------------------------ */
 
-int vmm_ready_line_format(char *buf, size_t size, int64_t ready_us)
+int vmm_ready_line_format(char *buf, size_t size, const struct vmm_ready *r)
 {
-    return snprintf(buf, size, "ready %" PRId64 "\n", ready_us);
+    return snprintf(buf, size, "ready %" PRId64 " %" PRIu32 " %" PRIu32 "\n", r->us, r->memory_mib, r->cpus);
 }
 
-bool vmm_ready_line_parse(const char *buf, size_t len, int64_t *ready_us)
+/* A decimal of at most max, written as the format writes it (no sign, no
+ * leading zero), its end at *end; false on anything else. */
+static bool take_decimal(const char *s, char **end, long long max, long long *out)
+{
+    if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9'))
+        return false;
+    errno = 0;
+    long long v = strtoll(s, end, 10);
+    if (errno || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool vmm_ready_line_parse(const char *buf, size_t len, struct vmm_ready *r)
 {
     char line[VMM_READY_LINE_MAX];
-    if (len < 8 || len >= sizeof line || buf[len - 1] != '\n')
+    if (len < 12 || len >= sizeof line || buf[len - 1] != '\n' || memchr(buf, 0, len))
         return false;
     memcpy(line, buf, len);
     line[len - 1] = 0;
     if (strncmp(line, "ready ", 6) != 0)
         return false;
-    char *end;
-    errno = 0;
-    long long v = strtoll(line + 6, &end, 10);
-    if (errno || end == line + 6 || *end || v < 0)
+    char *p;
+    long long us, mib, cpus;
+    if (!take_decimal(line + 6, &p, INT64_MAX, &us) || *p != ' ' ||
+        !take_decimal(p + 1, &p, VMM_MAX_MEM_MIB, &mib) || *p != ' ' ||
+        !take_decimal(p + 1, &p, VMM_MAX_CPUS, &cpus) || *p || mib < VMM_MIN_MEM_MIB || cpus < 1)
         return false;
-    *ready_us = v;
+    *r = (struct vmm_ready){ .us = us, .memory_mib = (uint32_t)mib, .cpus = (uint32_t)cpus };
     return true;
 }
 

@@ -6,7 +6,8 @@
  *   what              direction     form
  *   arguments         lib -> VMM    argv, struct vmm_args (vmm_args_format/parse),
  *                                   the network's as net_policy.h writes them
- *   ready line        VMM -> lib    "ready <microseconds>\n" on --ready-fd, once
+ *   ready line        VMM -> lib    "ready <us> <memory MiB> <vCPUs>\n" on --ready-fd, once
+ *                                   (the VM's own size: a restored one has its snapshot's)
  *   exit status       VMM -> lib    enum vmm_exit_status
  *   control socket    lib <-> VMM   one line in, one line out (table below)
  *   snapshot folder   VMM -> lib    the files VMM_SNAPSHOT_*
@@ -115,11 +116,17 @@ int vmm_args_parse(struct vmm_args *a, int argc, char **argv, char *why, size_t 
 
 /* ---- ready line ------------------------------------------------------------ */
 
-#define VMM_READY_LINE_MAX 48
-/* "ready <us>\n" into buf; returns its length. */
-int vmm_ready_line_format(char *buf, size_t size, int64_t ready_us);
-/* True for a whole ready line (newline included); fills *ready_us. */
-bool vmm_ready_line_parse(const char *buf, size_t len, int64_t *ready_us);
+#define VMM_READY_LINE_MAX 64
+struct vmm_ready {
+    int64_t us;           /* start to ready, microseconds */
+    uint32_t memory_mib;  /* the guest's memory and vCPUs, as running */
+    uint32_t cpus;
+};
+/* "ready <us> <memory_mib> <cpus>\n" into buf; returns its length. */
+int vmm_ready_line_format(char *buf, size_t size, const struct vmm_ready *r);
+/* True for a whole ready line (newline included), with memory and vCPUs in
+ * range; fills *r. */
+bool vmm_ready_line_parse(const char *buf, size_t len, struct vmm_ready *r);
 
 /* ---- vmm.log ------------------------------------------------------------------ */
 

@@ -131,7 +131,8 @@ static void announce_ready(struct vm *vm, const struct vm_run_options *opt)
     }
     if (opt->ready_fd >= 0) {
         char line[VMM_READY_LINE_MAX];
-        int len = vmm_ready_line_format(line, sizeof line, vm_ready_us(vm));
+        struct vmm_ready r = { .us = vm_ready_us(vm), .memory_mib = vm->cfg.mem_mib, .cpus = (uint32_t)vm->ncpus };
+        int len = vmm_ready_line_format(line, sizeof line, &r);
         if (write(opt->ready_fd, line, (size_t)len) != len)
             fprintf(stderr, "%s: cannot write the ready line: %s\n", opt->prog, strerror(errno));
         close(opt->ready_fd);

@@ -211,14 +211,20 @@ static void test_ready_line(void **state)
 {
     (void)state;
     char line[VMM_READY_LINE_MAX];
-    int n = vmm_ready_line_format(line, sizeof line, 123456);
-    int64_t us = 0;
-    assert_true(vmm_ready_line_parse(line, (size_t)n, &us));
-    assert_int_equal(us, 123456);
-    const char *bad[] = { "ready 12", "ready \n", "ready -5\n", "ready 12x\n", "steady 12\n",
-                          "ready 99999999999999999999999\n", "" };
+    struct vmm_ready r = { .us = 123456, .memory_mib = 512, .cpus = 2 }, back = { 0 };
+    int n = vmm_ready_line_format(line, sizeof line, &r);
+    assert_string_equal(line, "ready 123456 512 2\n");
+    assert_true(vmm_ready_line_parse(line, (size_t)n, &back));
+    assert_int_equal(back.us, 123456);
+    assert_int_equal(back.memory_mib, 512);
+    assert_int_equal(back.cpus, 2);
+    /* Whole lines only, sizes in the VMM's range, nothing after them. */
+    const char *bad[] = { "ready 12 256 1", "ready \n", "ready 12\n", "ready -5 256 1\n", "ready 12x 256 1\n",
+                          "steady 12 256 1\n", "ready 12 256 0\n", "ready 12 256 33\n", "ready 12 63 1\n",
+                          "ready 12 65537 1\n", "ready 12 256 1 7\n", "ready 012 256 1\n", "ready 12  256 1\n", "ready 12 +256 1\n",
+                          "ready 99999999999999999999999 256 1\n", "" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_false(vmm_ready_line_parse(bad[i], strlen(bad[i]), &us));
+        assert_false(vmm_ready_line_parse(bad[i], strlen(bad[i]), &back));
 }
 
 static void test_control_requests(void **state)

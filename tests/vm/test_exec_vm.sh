@@ -256,6 +256,9 @@ t_cli_start_named() {
     echo "info: the VM of 'mine': $out; ps: $(sm ps | awk -v id="$id" '$1 == id')"
     [[ $out =~ ^MemTotal:\ +([0-9]+)\ kB$ ]] && ((BASH_REMATCH[1] > 400000)) ||
         start_failed "the VM of 'mine' does not have 512 MiB: '$out'" "$id" || return 1
+    # ps shows the size the VM has, its image's, not the defaults.
+    sm ps | grep -qE "^$id +running +[0-9]+ +512M +1 " ||
+        start_failed "ps does not show 512M and 1 vCPU for the VM of 'mine': $(sm ps | grep "^$id")" "$id" || return 1
     sm exec "$id" -- sh -c 'mkdir -p /tmp/www && echo from-mine >/tmp/www/index.html && httpd -p 8080 -h /tmp/www' ||
         start_failed "httpd in the guest did not start" "$id" || return 1
     out=$(cli_http_get "$hp" /index.html 2>&1)
