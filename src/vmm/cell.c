@@ -131,11 +131,12 @@ static _Noreturn void stand_in(pid_t child, const sigset_t *watched, int gate)
 {
     /* stderr stays (the VMM's log); the ready pipe must reach its end when
      * the VMM's copy does. */
-    close(0);
-    close(1);
+    for (int fd = 0; fd < 2; fd++)
+        if (fd != gate) /* a VMM started without stdin or stdout has its gate there */
+            close(fd);
     if (gate > 3)
         syscall(SYS_close_range, 3u, (unsigned)gate - 1, 0u);
-    syscall(SYS_close_range, (unsigned)gate + 1, ~0u, 0u);
+    syscall(SYS_close_range, gate >= 3 ? (unsigned)gate + 1 : 3u, ~0u, 0u);
     if (!confine_stand_in(child))
         (void)!write(2, "supermachine-vmm: cell: the stand-in's seccomp filter failed to load\n", 70);
     close(gate);

@@ -96,7 +96,22 @@ static void list_root(char *out, size_t cap)
         closedir(d);
 }
 
-static void report_cell(const struct fixture *f, int fd)
+/* The Seccomp field of /proc/PID/status (-1: unreadable). */
+static int seccomp_mode(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *s = fopen(path, "r");
+    int mode = -1;
+    while (s && fgets(line, sizeof line, s))
+        if (!strncmp(line, "Seccomp:", 8))
+            mode = atoi(line + 8);
+    if (s)
+        fclose(s);
+    return mode;
+}
+
+static void report_cell(const struct fixture *f, int fd, int stand_in_seccomp)
 {
     char root[256], info[96], sock[96];
     list_root(root, sizeof root);
@@ -110,9 +125,9 @@ static void report_cell(const struct fixture *f, int fd)
     bool info_hidden = stat(info, &st) < 0 && errno == ENOENT;
     bool cell_read_only = open(sock, O_WRONLY | O_CREAT, 0600) < 0 && errno == EROFS;
     bool root_read_only = mkdir("/x", 0700) < 0 && errno == EROFS;
-    say(fd, "pid=%d root=[%s] cell=%d info_hidden=%d cell_ro=%d root_ro=%d core=%llu files=%llu\n", (int)getpid(),
-        root, cell_visible, info_hidden, cell_read_only, root_read_only, (unsigned long long)core.rlim_cur,
-        (unsigned long long)files.rlim_cur);
+    say(fd, "pid=%d root=[%s] cell=%d info_hidden=%d cell_ro=%d root_ro=%d core=%llu files=%llu stand_in_seccomp=%d\n",
+        (int)getpid(), root, cell_visible, info_hidden, cell_read_only, root_read_only,
+        (unsigned long long)core.rlim_cur, (unsigned long long)files.rlim_cur, stand_in_seccomp);
 }
 
 /* The forked side: enter, seal, report, end as `how` says. */
@@ -120,13 +135,15 @@ static _Noreturn void vmm_side(const struct fixture *f, bool host_network, const
 {
     struct cell c = { .dir = f->cell_dir, .host_network = host_network, .keep_fd = f->report[1] };
     sm_error err = { 0 };
+    pid_t stand_in = getpid(); /* this process becomes it */
     if (!cell_enter(&c, &err) || !c.namespaces)
         _exit(100);
+    int stand_in_seccomp = seccomp_mode(stand_in); /* the host's /proc, until the seal */
     if (cell_seal(&c, &err)) {
         say(f->report[1], "seal: %s\n", err.message);
         _exit(101);
     }
-    report_cell(f, f->report[1]);
+    report_cell(f, f->report[1], stand_in_seccomp);
     close(f->report[1]);
     if (!strcmp(how, "exit 7"))
         _exit(7);
@@ -151,6 +168,11 @@ static pid_t start(struct fixture *f, bool host_network, const char *how)
     assert_true(pid >= 0);
     if (pid == 0) {
         close(f->report[0]);
+        if (!strncmp(how, "no stdio: ", 10)) { /* a VMM started without stdin and stdout */
+            close(0);
+            close(1);
+            how += 10;
+        }
         vmm_side(f, host_network, how);
     }
     close(f->report[1]);
@@ -231,10 +253,11 @@ static void test_a_seccomp_kill_is_a_sigsys_of_the_stand_in(void **state)
     assert_int_equal(WTERMSIG(status), SIGSYS);
 }
 
-static void test_the_stand_in_is_confined(void **state)
+/* Confined before the VMM goes on (the VMM looks as soon as cell_enter
+ * returns), also when its gate lands on fd 0 or 1. */
+static void check_stand_in_confined(struct fixture *f, const char *how)
 {
-    struct fixture *f = *state;
-    pid_t pid = start(f, false, "wait for SIGTERM");
+    pid_t pid = start(f, false, how);
     char report[1024], path[64], line[128];
     read_report(f, report, sizeof report);
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
@@ -250,6 +273,18 @@ static void test_the_stand_in_is_confined(void **state)
     wait_status(pid);
     assert_true(seccomp);
     assert_true(nnp);
+    if (!strstr(report, "stand_in_seccomp=2"))
+        fail_msg("the VMM went on before its stand-in was confined: %s", report);
+}
+
+static void test_the_stand_in_is_confined(void **state)
+{
+    check_stand_in_confined(*state, "wait for SIGTERM");
+}
+
+static void test_the_stand_in_is_confined_without_stdio(void **state)
+{
+    check_stand_in_confined(*state, "no stdio: wait for SIGTERM");
 }
 
 int main(void)
@@ -260,6 +295,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_the_stand_in_forwards_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_seccomp_kill_is_a_sigsys_of_the_stand_in, setup, teardown),
         cmocka_unit_test_setup_teardown(test_the_stand_in_is_confined, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_the_stand_in_is_confined_without_stdio, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
