@@ -255,7 +255,7 @@ deps:
 test: deps
 	$(MAKE) all kernel
 	$(MAKE) SANITIZE=1 all-tests
-	$(MAKE) all-tests fuzz
+	$(MAKE) all-tests fuzz python
 	tests/run
 
 .PHONY: all-tests
