@@ -186,11 +186,10 @@ python: $(PY_EXT) $(patsubst bindings/python/supermachine/%,$(PY_DIR)/%,$(PY_SRC
 $(PY_DIR)/%: bindings/python/supermachine/%
 	@mkdir -p $(dir $@)
 	cp $< $@
-# CPython's headers are included with -isystem, so that its macros do not
-# trip our warnings; our own code keeps every warning and -Werror.
+# Compiled with the project's flags and warnings, none relaxed.
 $(PY_EXT): bindings/python/supermachine/_supermachine.c include/supermachine.h $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) -Iinclude -isystem $(PY_INC) -D_GNU_SOURCE $(CFLAGS) -shared $< $(LIB_A) -o $@ $(LDFLAGS) $(LDLIBS)
+	$(CC) -Iinclude -I$(PY_INC) -D_GNU_SOURCE $(CFLAGS) -shared $< $(LIB_A) -o $@ $(LDFLAGS) $(LDLIBS)
 
 # --- guest: static musl binaries and the initramfs ----------------------
 # musl's include path has no Linux UAPI headers; point it at the system's.
