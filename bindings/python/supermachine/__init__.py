@@ -170,8 +170,13 @@ class ExecChild:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.close()
+        except InvalidError:
+            if exc_type is None:
+                raise
+            # still in use by another thread: freed with its last reference
         return False
 
 
@@ -288,27 +293,45 @@ class _Runner:
     @staticmethod
     def _exec_with_stdin(b, data):
         import threading
-        with b.spawn() as child:
-            parts = {"stdout": [], "stderr": []}
-            errors = []
+        stop = threading.Event()
+        errors = []
+        child = b.spawn()
 
-            def feed():
-                try:
-                    child.stdin.write(data)
-                    child.stdin.close()
-                except Error as e:  # the command may exit without reading
-                    errors.append(e)
+        def feed():
+            # In chunks, so that an interrupted exec stops feeding soon.
+            try:
+                view = memoryview(data)
+                for i in range(0, len(view), 1 << 16):
+                    if stop.is_set():
+                        return
+                    child.stdin.write(view[i:i + (1 << 16)])
+                child.stdin.close()
+            except Error as e:  # the command may end without reading it all
+                errors.append(e)
 
-            t = threading.Thread(target=feed, daemon=True)
-            t.start()
+        t = threading.Thread(target=feed, name="supermachine-stdin", daemon=True)
+        t.start()
+        parts = {"stdout": [], "stderr": []}
+        try:
             for name, chunk in child:
                 parts[name].append(chunk)
-            st = child.wait()
             t.join()
-        o = ExecOutcome((( st.status, st.signal, st.timed_out, int(st.duration * 1e6),
-                           st.peak_rss_kib, st.steps_run), b"".join(parts["stdout"]),
-                         b"".join(parts["stderr"])))
-        return o
+            st = child.wait()
+        except BaseException:
+            stop.set()
+            try:
+                child.signal(9)
+            except Error:
+                pass
+            t.join(5)
+            try:
+                child.close()
+            except Error:
+                pass  # still in use by the feeder: freed with its last reference
+            raise
+        child.close()
+        raw_status = (st.status, st.signal, st.timed_out, round(st.duration * 1e6), st.peak_rss_kib, st.steps_run)
+        return ExecOutcome((raw_status, b"".join(parts["stdout"]), b"".join(parts["stderr"])))
 
     def spawn(self, argv, env=None, cwd=None, timeout=None, tty=False):
         """Start argv and stream its stdio: an ExecChild."""

@@ -440,10 +440,16 @@ static PyObject *Builder_output(BuilderObject *self, PyObject *unused)
     (void)unused;
     struct output_job j;
     memset(&j, 0, sizeof j);
-    j.b = self->b;
-    j.cancel = sm_cancel_new();
-    if (!j.cancel)
+    /* A private copy: another thread may change this builder meanwhile. */
+    sm_exec_builder *copy = sm_exec_builder_copy(self->b);
+    if (!copy)
         return PyErr_NoMemory();
+    j.b = copy;
+    j.cancel = sm_cancel_new();
+    if (!j.cancel) {
+        sm_exec_builder_free(copy);
+        return PyErr_NoMemory();
+    }
     pthread_mutex_init(&j.mu, NULL);
     pthread_cond_init(&j.cv, NULL);
     pthread_t th;
@@ -451,6 +457,7 @@ static PyObject *Builder_output(BuilderObject *self, PyObject *unused)
         pthread_mutex_destroy(&j.mu);
         pthread_cond_destroy(&j.cv);
         sm_cancel_free(j.cancel);
+        sm_exec_builder_free(copy);
         return raise_msg(SM_E_IO, "cannot start a thread for the command");
     }
     bool interrupted = false;
@@ -485,6 +492,7 @@ static PyObject *Builder_output(BuilderObject *self, PyObject *unused)
     pthread_mutex_destroy(&j.mu);
     pthread_cond_destroy(&j.cv);
     sm_cancel_free(j.cancel);
+    sm_exec_builder_free(copy);
     if (interrupted) {
         sm_exec_outcome_free(&j.out);
         return NULL; /* the handler's exception is set */
@@ -507,8 +515,12 @@ static PyObject *Builder_output_resilient(BuilderObject *self, PyObject *args)
     sm_error err;
     sm_code rc;
     memset(&out, 0, sizeof out);
+    sm_exec_builder *copy = sm_exec_builder_copy(self->b);
+    if (!copy)
+        return PyErr_NoMemory();
     Py_BEGIN_ALLOW_THREADS
-    rc = sm_exec_output_resilient(self->b, (unsigned)retries, &out, &err);
+    rc = sm_exec_output_resilient(copy, (unsigned)retries, &out, &err);
+    sm_exec_builder_free(copy);
     Py_END_ALLOW_THREADS
     if (rc != SM_OK)
         return raise_output(rc, &err, &out);
@@ -554,8 +566,12 @@ static PyObject *Builder_spawn(BuilderObject *self, PyObject *unused)
     sm_exec_child *c = NULL;
     sm_error err;
     sm_code rc;
+    sm_exec_builder *copy = sm_exec_builder_copy(self->b);
+    if (!copy)
+        return PyErr_NoMemory();
     Py_BEGIN_ALLOW_THREADS
-    rc = sm_exec_spawn(self->b, &c, &err);
+    rc = sm_exec_spawn(copy, &c, &err);
+    sm_exec_builder_free(copy);
     Py_END_ALLOW_THREADS
     if (rc != SM_OK)
         return raise_sm(rc, &err);

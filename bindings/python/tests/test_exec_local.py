@@ -288,3 +288,20 @@ def test_keyboard_interrupt_kills_command(agent):
     timer.join()
     assert time.monotonic() - t0 < 5
     assert wait_gone("sleep 30.375")
+
+
+def test_exec_stdin_unread(agent):
+    """A command that exits without reading its stdin still ends the exec."""
+    t0 = time.monotonic()
+    out = agent.exec(["sh", "-c", "echo bye"], stdin=b"z" * (8 << 20))
+    assert out.status == 0 and out.stdout == b"bye\n"
+    assert time.monotonic() - t0 < 30
+
+
+def test_keyboard_interrupt_with_stdin(agent):
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        agent.exec(["sh", "-c", "sleep 30.5"], stdin=b"unread")
+    timer.join()
+    assert wait_gone("sleep 30.5")
