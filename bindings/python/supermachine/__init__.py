@@ -180,7 +180,7 @@ class ExecChild:
         return False
 
 
-class _Builder:
+class ExecBuilder:
     """A command for an agent: set it up with the chainable methods, then
     output(), output_resilient(retries) or spawn(). The setters change the
     builder and return it (the Rust crate's builder style)."""
@@ -195,40 +195,52 @@ class _Builder:
         return self
 
     def argv(self, argv):
+        """The program and its arguments (a sequence of str; argv[0] is looked up in the guest's PATH)."""
         return self._set("argv", list(argv) if not isinstance(argv, (str, bytes)) else argv)
 
     def env(self, key, value):
+        """Add or replace one variable on top of the agent's environment."""
         return self._set("env", key, value)
 
     def cwd(self, guest_dir):
+        """The command's working folder in the guest."""
         return self._set("cwd", guest_dir)
 
     def tty(self, on=True):
+        """Run on a pseudo-terminal: stdin and stdout through it, stderr merged into stdout."""
         return self._set("tty", on)
 
     def winsize(self, cols, rows):
+        """The tty's initial size (ExecChild.resize changes it later)."""
         return self._set("winsize", cols, rows)
 
     def timeout(self, seconds):
+        """Wall-clock limit in seconds (None or 0: none): the command's process group is SIGKILLed and timed_out is set."""
         return self._set("timeout", seconds)
 
     def agent_timeout(self, seconds):
+        """How long to wait for an agent that stopped answering (None: the library's 30 s)."""
         return self._set("agent_timeout", seconds)
 
     def max_output(self, nbytes):
+        """The cap of output() on stdout+stderr together (None: no cap); more raises LimitError."""
         return self._set("max_output", nbytes)
 
     def stage_file(self, path, data, mode=None):
+        """Write data at an absolute guest path (atomically, parents created) before the command runs; mode 0o644 unless given."""
         return self._set("stage_file", path, data, mode)
 
     def stage_file_mode(self, path, data, mode):
+        """stage_file with a mode."""
         return self._set("stage_file", path, data, mode)
 
     def chain(self, argv):
+        """Run argv after the previous command exited 0 (&&); the first non-zero exit ends the chain."""
         return self._set("chain", list(argv) if not isinstance(argv, (str, bytes)) else argv)
 
     def copy(self):
-        return _Builder(_raw=self._b.copy())
+        """An independent copy of this builder."""
+        return ExecBuilder(_raw=self._b.copy())
 
     __copy__ = copy
 
@@ -247,8 +259,6 @@ class _Builder:
         """Start the command and stream its stdio yourself: an ExecChild."""
         return ExecChild(self._b._spawn())
 
-_Builder.__name__ = _Builder.__qualname__ = "ExecBuilder"
-ExecBuilder = _Builder
 
 
 def _prepare(b, argv, env, cwd, timeout, tty, stdin_given):
@@ -266,9 +276,6 @@ def _prepare(b, argv, env, cwd, timeout, tty, stdin_given):
 
 class _Runner:
     """exec/spawn/write_file/read_file over an exec socket (shared by Vm and Agent)."""
-
-    def _socket(self):
-        raise NotImplementedError
 
     def exec_builder(self, argv=None):
         """A new ExecBuilder for a command here (argv optional)."""
@@ -347,7 +354,7 @@ class Agent(_Runner):
         self.socket_path = os.fspath(socket_path)
 
     def _builder(self):
-        return _Builder(self.socket_path)
+        return ExecBuilder(self.socket_path)
 
     def write_file(self, path, data, mode=0o644):
         """Write bytes at an absolute guest path, atomically."""
@@ -366,7 +373,7 @@ class Vm(_Runner):
         self._raw = raw
 
     def _builder(self):
-        return _Builder(_raw=self._raw.exec_builder())
+        return ExecBuilder(_raw=self._raw.exec_builder())
 
     @property
     def id(self):
