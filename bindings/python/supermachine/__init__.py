@@ -250,6 +250,15 @@ class ExecBuilder:
         command (through the agent) and propagates."""
         return ExecOutcome(self._b._output())
 
+    def output_with_cancel(self, cancel):
+        """output(), but once cancel.is_set() (a threading.Event, set from any
+        thread; looked at every 100 ms) the command is killed through the
+        agent and CancelledError is raised (with what arrived as .stdout and
+        .stderr)."""
+        if cancel is None:
+            raise TypeError("cancel must be a threading.Event, not None")
+        return ExecOutcome(self._b._output(cancel))
+
     def output_resilient(self, retries):
         """output(), retrying up to `retries` more times when nothing of the
         command arrived (SetupError): for idempotent commands only."""

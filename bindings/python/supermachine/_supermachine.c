@@ -435,9 +435,17 @@ static void *output_thread(void *arg)
     return NULL;
 }
 
-static PyObject *Builder_output(BuilderObject *self, PyObject *unused)
+/* _output(cancel=None): cancel, when given, is polled (its is_set()) every
+ * 100 ms; once true the command is killed and CancelledError raised. */
+static PyObject *Builder_output(BuilderObject *self, PyObject *args)
 {
-    (void)unused;
+    PyObject *cancel_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:output", &cancel_obj))
+        return NULL;
+    if (cancel_obj != Py_None && !PyObject_HasAttrString(cancel_obj, "is_set")) {
+        PyErr_SetString(PyExc_TypeError, "cancel must have an is_set() method (a threading.Event)");
+        return NULL;
+    }
     struct output_job j;
     memset(&j, 0, sizeof j);
     /* A private copy: another thread may change this builder meanwhile. */
@@ -484,6 +492,15 @@ static PyObject *Builder_output(BuilderObject *self, PyObject *unused)
              * for the helper, and let the exception through. */
             interrupted = true;
             sm_cancel_fire(j.cancel);
+        }
+        if (!interrupted && cancel_obj != Py_None && !sm_cancel_fired(j.cancel)) {
+            PyObject *r = PyObject_CallMethod(cancel_obj, "is_set", NULL);
+            int fire = r ? PyObject_IsTrue(r) : -1;
+            Py_XDECREF(r);
+            if (fire < 0) /* is_set raised: stop, and let that through */
+                interrupted = true;
+            if (fire != 0)
+                sm_cancel_fire(j.cancel);
         }
     }
     Py_BEGIN_ALLOW_THREADS
@@ -783,7 +800,7 @@ static PyMethodDef Builder_methods[] = {
      "stage_file(path, data, mode=None): write a file before the command runs; returns self."},
     {"chain", (PyCFunction)Builder_chain, METH_O, "chain(list_of_str): run after the previous command exits 0; returns self."},
     {"copy", (PyCFunction)Builder_copy, METH_NOARGS, "A copy of this builder."},
-    {"_output", (PyCFunction)Builder_output, METH_NOARGS, "Run and collect: a raw tuple (see output())."},
+    {"_output", (PyCFunction)Builder_output, METH_VARARGS, "_output(cancel=None): run and collect, a raw tuple (see output())."},
     {"_output_resilient", (PyCFunction)Builder_output_resilient, METH_VARARGS, "output_resilient, raw tuple."},
     {"_spawn", (PyCFunction)Builder_spawn, METH_NOARGS, "Start the command: a raw ExecChild."},
     {NULL, NULL, 0, NULL},

@@ -305,3 +305,20 @@ def test_keyboard_interrupt_with_stdin(agent):
         agent.exec(["sh", "-c", "sleep 30.5"], stdin=b"unread")
     timer.join()
     assert wait_gone("sleep 30.5")
+
+
+def test_output_with_cancel(agent):
+    ev = threading.Event()
+    threading.Timer(0.3, ev.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(supermachine.CancelledError) as ei:
+        ExecBuilder(agent.socket_path).argv(["sh", "-c", "echo started; sleep 30.625"]).output_with_cancel(ev)
+    assert time.monotonic() - t0 < 5
+    assert ei.value.code == -12
+    assert ei.value.stdout == b"started\n"
+    assert wait_gone("sleep 30.625")
+    # not set: runs to the end
+    out = ExecBuilder(agent.socket_path).argv(["echo", "fine"]).output_with_cancel(threading.Event())
+    assert out.stdout == b"fine\n"
+    with pytest.raises(TypeError):
+        ExecBuilder(agent.socket_path).argv(["true"]).output_with_cancel(object())
