@@ -4,7 +4,7 @@
 # acquiring at once, Ctrl-C during a long exec, the README's example.
 # Sourced by run-all.sh, or run by itself:
 #   tools/kvmbox -- tests/vm/test_python.sh     (or directly on hardware KVM)
-# The default image is baked into an images folder of this file's own, VMs
+# The default image is baked into a default store of this file's own, VMs
 # live under its own runtime folder, which must be empty at the end, with no
 # supermachine-vmm process of ours left.
 
@@ -19,13 +19,13 @@ if ! declare -F check >/dev/null; then
 fi
 
 py_rt=$SM_VM_WORK/py-rt
-py_images=$SM_VM_WORK/py-images
-mkdir -p "$py_rt" "$py_images" && chmod 700 "$py_rt"
+py_data=$SM_VM_WORK/py-data   # the library's default store: its images/ folder
+mkdir -p "$py_rt" "$py_data" && chmod 700 "$py_rt"
 py_bin=${PYTHON:-python3}
 [[ -z ${PYTHON:-} && -x /usr/bin/python3 ]] && py_bin=/usr/bin/python3
 
 py_env() {
-    XDG_RUNTIME_DIR=$py_rt SUPERMACHINE_IMAGES=$py_images \
+    env -u SUPERMACHINE_IMAGES XDG_RUNTIME_DIR=$py_rt XDG_DATA_HOME=$py_data \
         SUPERMACHINE_KERNEL=$SM_KERNEL SUPERMACHINE_INITRD=$SM_INITRD \
         SUPERMACHINE_VMM=$SM_BUILD/bin/supermachine-vmm \
         PYTHONPATH=$SM_BUILD/python PYTHONDONTWRITEBYTECODE=1 "$@"
@@ -49,9 +49,12 @@ t_py_vm() {
         return 1
     fi
     "$py_bin" -c 'import pytest' || { echo "no pytest for $py_bin (python3-pytest)"; return 1; }
-    # The default image, baked once by the CLI into our own images folder.
-    py_env "$SM_BIN" run -- true >"$T/bake.out" 2>&1 ||
+    # The default image, baked once by the CLI into our own default store
+    # ($XDG_DATA_HOME; $SUPERMACHINE_IMAGES is the CLI's alone).
+    py_env "$SM_BIN" bake default >"$T/bake.out" 2>&1 ||
         { echo "baking the default image failed:"; cat "$T/bake.out"; return 1; }
+    [[ -f $py_data/supermachine/images/default/state ]] ||
+        { echo "no default image in $py_data after the bake: $(cat "$T/bake.out")"; return 1; }
     py_env timeout -k 10 1500 "$py_bin" -m pytest -v -p no:cacheprovider -o cache_dir="$T" \
         --basetemp="$T/pytest" "$SM_ROOT/bindings/python/tests_vm" 2>&1
     status=$?

@@ -1,5 +1,5 @@
 """The Python binding on real VMs (run by tests/vm/test_python.sh, which sets
-SUPERMACHINE_IMAGES to a store with a baked 'default' image, XDG_RUNTIME_DIR
+XDG_DATA_HOME to a default store with a baked 'default' image, XDG_RUNTIME_DIR
 to a folder of its own, and the asset variables).
 
 Each test checks that it left no VM folder and no VMM process behind."""
