@@ -474,8 +474,18 @@ class Image:
 
     @classmethod
     def default(cls):
-        """The image named "default" (baked by `supermachine` on first use)."""
-        return cls(_c.Image.named("default"))
+        """The image named "default" of the default store, baked first when
+        there is none (as the CLI does)."""
+        try:
+            return cls(_c.Image.named("default"))
+        except NotFoundError:
+            return cls.bake("default")
+
+    @classmethod
+    def bake(cls, name, memory_mib=None, cpus=None):
+        """Boot the default guest, snapshot it once its agent is ready, and
+        keep it in the default store as `name` (replacing an older one)."""
+        return cls(_c.Image.bake(name, memory_mib, cpus))
 
     @classmethod
     def named(cls, name):

@@ -1036,6 +1036,28 @@ static PyObject *Image_from_oci(PyObject *cls, PyObject *args, PyObject *kw)
     return image_wrap((PyTypeObject *)cls, img);
 }
 
+static PyObject *Image_bake(PyObject *cls, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"name", "memory_mib", "cpus", NULL};
+    const char *name;
+    PyObject *mem = Py_None, *cpus = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|OO:bake", kwlist, &name, &mem, &cpus))
+        return NULL;
+    sm_vm_config *cfg = vm_config_from(mem, cpus, NULL, -1);
+    if (!cfg)
+        return NULL;
+    sm_image *img = NULL;
+    sm_error err;
+    sm_code rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sm_image_bake(NULL, name, cfg, &img, &err);
+    Py_END_ALLOW_THREADS
+    sm_vm_config_free(cfg);
+    if (rc != SM_OK)
+        return raise_sm(rc, &err);
+    return image_wrap((PyTypeObject *)cls, img);
+}
+
 static PyObject *Image_dir(ImageObject *self, void *closure)
 {
     (void)closure;
@@ -1533,6 +1555,8 @@ static PyMethodDef Image_methods[] = {
     {"from_oci", (PyCFunction)(void (*)(void))Image_from_oci, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
      "Image.from_oci(ref, username=None, password=None, ca_file=None, plain_http=False, refresh=False, "
      "memory_mib=None, cpus=None): pull and bake an OCI image."},
+    {"bake", (PyCFunction)(void (*)(void))Image_bake, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     "Image.bake(name, memory_mib=None, cpus=None): boot the default guest, snapshot it, keep it as name."},
     {"_start", (PyCFunction)(void (*)(void))Image_start, METH_VARARGS | METH_KEYWORDS, "Start a VM (raw)."},
     {"pool", (PyCFunction)(void (*)(void))Image_pool, METH_VARARGS | METH_KEYWORDS,
      "pool(min=None, max=None, idle_timeout=None, acquire_timeout=None, restore_on_release=True): a Pool."},

@@ -40,6 +40,9 @@ def test_named_image_missing(tmp_path, monkeypatch):
     (lambda: supermachine.Image.named(None), TypeError),
     (lambda: supermachine.Image.from_oci(None), TypeError),
     (lambda: supermachine.Image.from_oci("x", username="u"), ValueError),
+    (lambda: supermachine.Image.bake(None), TypeError),
+    (lambda: supermachine.Image.bake("x", memory_mib=-1), ValueError),
+    (lambda: supermachine.Image.bake("x", cpus=99), supermachine.InvalidError),
 ])
 def test_bad_image_arguments(call, exc):
     with pytest.raises(exc):
