@@ -170,6 +170,27 @@ $(AGENT_HOST): $(call obj,$(AGENT_SRCS))
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# --- Python binding (bindings/python) -------------------------------------
+# `make python`: the extension module supermachine._supermachine, linked
+# with the static libsupermachine.a, and the pure-Python package beside it,
+# in $(BUILD)/python (PYTHONPATH=$(BUILD)/python). Debian's python3 by
+# default: python3-dev and python3-pytest are its packages (scripts/deps.sh).
+# `pip install bindings/python` builds the same thing through setuptools.
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3) python3)
+PY_DIR := $(BUILD)/python/supermachine
+PY_SRCS := $(wildcard bindings/python/supermachine/*.py bindings/python/supermachine/*.pyi bindings/python/supermachine/py.typed)
+PY_EXT = $(PY_DIR)/_supermachine$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+PY_INC = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+.PHONY: python
+python: $(PY_EXT) $(patsubst bindings/python/supermachine/%,$(PY_DIR)/%,$(PY_SRCS))
+$(PY_DIR)/%: bindings/python/supermachine/%
+	@mkdir -p $(dir $@)
+	cp $< $@
+# Compiled with the project's flags and warnings, none relaxed.
+$(PY_EXT): bindings/python/supermachine/_supermachine.c include/supermachine.h $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) -Iinclude -I$(PY_INC) -D_GNU_SOURCE $(CFLAGS) -shared $< $(LIB_A) -o $@ $(LDFLAGS) $(LDLIBS)
+
 # --- guest: static musl binaries and the initramfs ----------------------
 # musl's include path has no Linux UAPI headers; point it at the system's.
 MUSL_INC := $(BUILD)/musl-include
@@ -233,7 +254,7 @@ deps:
 test: deps
 	$(MAKE) all kernel
 	$(MAKE) SANITIZE=1 all-tests
-	$(MAKE) all-tests fuzz
+	$(MAKE) all-tests fuzz python
 	tests/run
 
 .PHONY: all-tests

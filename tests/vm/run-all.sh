@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/vm/run-all.sh [SHARD...]: the VM tests (tests/vm/test_SHARD.sh; all
-# of them by default: boot exec_vm image pool snapshot), on a host whose
+# of them by default: boot confine exec_vm image net pool python snapshot), on a host whose
 # /dev/kvm runs standard guests: hardware KVM, or inside tools/kvmbox
 # (tests/run picks, and runs one box per shard there; by hand:
 # tools/kvmbox -- tests/vm/run-all.sh pool). The shards share nothing.
