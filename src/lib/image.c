@@ -303,6 +303,9 @@ static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *
     a.memory_mib = vm_config_memory_mib(cfg);
     a.cpus = vm_config_cpus(cfg);
     a.snapshot_when_ready = tmp;
+    /* Its cell shows it only the folder it bakes into (read-only: the
+     * snapshot is written through a descriptor opened before the seal). */
+    a.cell_dir = tmp[0] == '/' ? tmp : NULL;
     a.disk = x ? x->disk : NULL;
     a.cmdline = x ? x->cmdline : NULL;
     a.no_seccomp = vm_seccomp_off();
