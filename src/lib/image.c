@@ -41,8 +41,6 @@
 #include "lib/vm_state.h"
 #include "lib/store.h"
 
-extern char **environ;
-
 #define IMAGE_OCI_CONFIG "oci-config.json"
 #define BAKE_LOG_TAIL 400
 
@@ -322,7 +320,9 @@ static sm_code run_bake(const sm_vm_config *cfg, const struct image_bake_extra *
     posix_spawn_file_actions_adddup2(&fa, log, 1);
     posix_spawn_file_actions_adddup2(&fa, log, 2);
     pid_t pid;
-    int e = posix_spawn(&pid, vmm, &fa, NULL, argv, environ);
+    char *env[VMM_ENV_MAX];
+    vmm_environment(env);
+    int e = posix_spawn(&pid, vmm, &fa, NULL, argv, env);
     posix_spawn_file_actions_destroy(&fa);
     if (e) {
         close(log);

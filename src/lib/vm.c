@@ -49,7 +49,6 @@
 #define VM_CONNECT_TIMEOUT_MS 15000 /* the agent gives up connecting after 10 s */
 #define READY_FD 3
 
-extern char **environ;
 
 struct sm_vm_config {
     uint32_t memory_mib;
@@ -522,21 +521,6 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
     a->no_seccomp = vm_seccomp_off();
     a->max_memory_mib = cfg->max_memory_mib;
     a->max_cpus = cfg->max_cpus;
-}
-
-/* The VMM's environment: nothing of the embedder's (credentials, proxies,
- * paths are no business of a process a guest faces), but the sanitizer
- * runtimes' options of the tests' builds and the VMM's one switch. */
-#define VMM_ENV_MAX 16
-static void vmm_environment(char *out[VMM_ENV_MAX])
-{
-    static const char *const kept[] = { "ASAN_OPTIONS=", "UBSAN_OPTIONS=", "LSAN_OPTIONS=", "SM_ALLOW_PVM=" };
-    size_t n = 0;
-    for (char **e = environ; *e && n < VMM_ENV_MAX - 1; e++)
-        for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++)
-            if (!strncmp(*e, kept[k], strlen(kept[k])))
-                out[n++] = *e;
-    out[n] = NULL;
 }
 
 /* posix_spawn with fds 0-2 on /dev/null and vmm.log, the ready pipe on fd 3,

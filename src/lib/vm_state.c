@@ -30,6 +30,8 @@
 #include <string.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #define VM_INFO_MAX 1024
 
 bool vm_id_valid(const char *id)
@@ -188,6 +190,17 @@ sm_code vm_dir_remove(const char *dir, sm_error *err)
     if (!rc && rmdir(dir) < 0 && errno != ENOENT)
         rc = error_set_errno(err, SM_E_IO, errno, "cannot remove %s", dir);
     return rc;
+}
+
+void vmm_environment(char *out[VMM_ENV_MAX])
+{
+    static const char *const kept[] = { "ASAN_OPTIONS=", "UBSAN_OPTIONS=", "LSAN_OPTIONS=", "SM_ALLOW_PVM=" };
+    size_t n = 0;
+    for (char **e = environ; *e && n < VMM_ENV_MAX - 1; e++)
+        for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++)
+            if (!strncmp(*e, kept[k], strlen(kept[k])))
+                out[n++] = *e;
+    out[n] = NULL;
 }
 
 bool vm_seccomp_off(void)

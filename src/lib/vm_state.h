@@ -35,6 +35,13 @@ bool vm_id_valid(const char *id);
  * confinement). Anything else, or unset: confined. */
 bool vm_seccomp_off(void);
 
+/* A VMM's environment, for every VMM the library starts (VMs and bakes):
+ * nothing of the embedder's (credentials, proxies and paths are no business
+ * of a process a guest faces) but the sanitizer runtimes' options of the
+ * tests' builds and SM_ALLOW_PVM. out ends with NULL. */
+#define VMM_ENV_MAX 16
+void vmm_environment(char *out[VMM_ENV_MAX]);
+
 /* When process pid started, in clock ticks since boot; 0 if it is gone or a
  * zombie (a dead VMM awaiting its reaper counts as gone). */
 uint64_t vm_process_start_ticks(pid_t pid);
