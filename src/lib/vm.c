@@ -49,7 +49,6 @@
 #define VM_CONNECT_TIMEOUT_MS 15000 /* the agent gives up connecting after 10 s */
 #define READY_FD 3
 
-
 struct sm_vm_config {
     uint32_t memory_mib;
     uint32_t cpus;
