@@ -1,6 +1,7 @@
 /* A VMM's cgroup (see vm_cgroup.h). */
 #include "lib/vm_cgroup.h"
 #include "base/error.h"
+#include "base/random.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +11,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -252,22 +252,12 @@ static sm_code set_limits(const char *dir, const struct vm_limits *l, sm_error *
     return rc;
 }
 
-static uint32_t random_tag(void)
-{
-    uint32_t tag;
-    if (getrandom(&tag, sizeof tag, GRND_NONBLOCK) == (ssize_t)sizeof tag)
-        return tag;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint32_t)ts.tv_nsec ^ (uint32_t)getpid() * 2654435761u;
-}
-
 sm_code vm_cgroup_create(const char *home, const char *id, const struct vm_limits *l, char *out,
                          size_t cap, sm_error *err)
 {
     /* Two runtime folders may both have a VM of this id: the tag tells
      * their cgroups apart. */
-    if (snprintf(out, cap, "%s/%s-%08x", home, id, random_tag()) >= (int)cap)
+    if (snprintf(out, cap, "%s/%s-%08x", home, id, random_u32()) >= (int)cap)
         return error_set(err, SM_E_LIMIT, "the cgroup path under %s is too long", home);
     if (mkdir(out, 0755) < 0)
         return error_set_errno(err, SM_E_IO, errno, "cannot create the cgroup %s", out);

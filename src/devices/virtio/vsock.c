@@ -38,6 +38,7 @@
  */
 #include "devices/virtio/vsock.h"
 #include "base/clock.h"
+#include "base/random.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -46,7 +47,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
@@ -783,21 +783,13 @@ void virtio_vsock_begin_restore(struct virtio_device *dev)
  * it", when the snapshot had followed a write_file). The restored VMM's
  * host ports start afresh, so they start at a random point of their 3 Gi
  * range, far from the ones the snapshotted VMM used. */
-static uint32_t random_port_seed(void)
-{
-    uint32_t seed;
-    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
-        return seed;
-    return (uint32_t)clock_now_ns() ^ (uint32_t)getpid() * 2654435761u;
-}
-
 void virtio_vsock_transport_reset(struct virtio_device *dev)
 {
     struct vsock *v = vsock_of(dev);
     virtio_device_lock(dev);
     v->discard_tx = false;
     drop_all_connections(v, false);
-    vsock_table_reseed_ephemeral(&v->table, random_port_seed());
+    vsock_table_reseed_ephemeral(&v->table, random_u32());
     v->event_pending = true;
     send_event(v);
     virtio_device_unlock(dev);
