@@ -703,9 +703,12 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     close_spawn_files(&files);   /* the pipe ends when the VMM closes fd 3 */
     if (!rc)
         rc = vm_record_write(vm->dir, &vm->rec, err);
+    struct vm_record written = vm->rec;
     if (!rc)
         rc = wait_ready(vm, ready_r, cfg->boot_timeout_s, err);
-    if (!rc)
+    /* A restored VM's size is its image's: recorded again only when the
+     * ready line says other than the config did (no second write otherwise). */
+    if (!rc && (vm->rec.memory_mib != written.memory_mib || vm->rec.cpus != written.cpus))
         rc = vm_record_write(vm->dir, &vm->rec, err);
     if (ready_r >= 0)
         close(ready_r);
