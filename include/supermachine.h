@@ -47,6 +47,7 @@ typedef enum sm_code {
     SM_E_DROPPED     = -11, /* the connection dropped after the command ran */
     SM_E_CANCELLED   = -12, /* the caller cancelled */
     SM_E_LIMIT       = -13, /* a size or count limit was exceeded */
+    SM_E_BUSY        = -14, /* in use by another VM (a volume) or process */
 } sm_code;
 
 /* Filled by failing calls when non-NULL. `message` always ends in a NUL. */
@@ -640,8 +641,57 @@ SM_API sm_code sm_vm_config_cpu_limit(sm_vm_config *cfg, uint32_t millicpus);
 SM_API sm_code sm_vm_config_store(sm_vm_config *cfg, const sm_store *store);
 /* Snapshots a running VM into dest_dir (created if missing), which then is
  * an image: sm_image_from_snapshot(dest_dir). The VM pauses for the copy of
- * its memory and goes on. */
+ * its memory and goes on. A VM with volumes is refused (SM_E_UNSUPPORTED):
+ * a volume is not part of a snapshot. */
 SM_API sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err);
+
+/* ===== Volumes ========================================================= */
+/*
+ * A volume is a writable disk that outlives VMs: an ext4 file system in a
+ * file, mounted in the guest at a path of the caller's choice. What a VM
+ * writes there is in the file once the guest writes it back (a `sync` in
+ * the guest, or sm_vm_stop, which powers a VM with volumes off cleanly); a
+ * VM that is killed loses what its guest still held, as a machine that
+ * loses power does, and the journal keeps the file system whole.
+ *
+ *   sm_vm_config_volume(cfg, "work", "/work", false, &err); // named: made on first use
+ *   sm_vm_config_volume(cfg, "/srv/data.ext4", "/data", true, &err);  // a file, read-only
+ *
+ * A named volume (1-64 of [A-Za-z0-9._-], not starting with '.') lives in
+ * the store's images folder, under .volumes/NAME.ext4; a source with a '/'
+ * is an existing ext4 file of the caller's. One VM at a time may mount a
+ * volume read-write, and none may read it meanwhile; several may mount it
+ * read-only at once. Another VM's hold is SM_E_BUSY. A VM has at most
+ * SM_VM_MAX_VOLUMES, and its snapshots are refused (a volume is not part
+ * of one). The VMs of a pool share one config: there, a read-write volume
+ * is held by the first VM and the others fail to start.
+ */
+#define SM_VM_MAX_VOLUMES 4
+#define SM_VOLUME_DEFAULT_SIZE (1ull << 30) /* a named volume made on first use */
+
+typedef struct sm_volume_info {
+    char name[72];
+    uint64_t size_bytes;   /* the file system's size */
+    uint64_t disk_bytes;   /* space the file takes (it is sparse) */
+    bool in_use;           /* a running VM holds it */
+} sm_volume_info;
+
+/* Mounts source (a volume name or an ext4 file's path) at guest_path, an
+ * absolute path other than /, made if missing. The VM's start fails when
+ * the volume cannot be mounted. */
+SM_API sm_code sm_vm_config_volume(sm_vm_config *cfg, const char *source, const char *guest_path, bool read_only,
+                                   sm_error *err);
+/* The size of named volumes that this config makes on first use (default
+ * SM_VOLUME_DEFAULT_SIZE; 16 MiB to 16 TiB). A volume that exists keeps its size. */
+SM_API sm_code sm_vm_config_volume_size(sm_vm_config *cfg, uint64_t bytes);
+/* Makes the named volume, an empty ext4 of size bytes (0: the default size;
+ * needs mkfs.ext4, from e2fsprogs). SM_E_INVALID if it exists already. */
+SM_API sm_code sm_volume_create(const sm_store *store, const char *name, uint64_t size_bytes, sm_error *err);
+/* Deletes the named volume and its data. SM_E_BUSY while a VM holds it,
+ * SM_E_NOTFOUND if there is none. */
+SM_API sm_code sm_volume_remove(const sm_store *store, const char *name, sm_error *err);
+/* Every named volume, by name. Free *list with free(). */
+SM_API sm_code sm_volume_list(const sm_store *store, sm_volume_info **list, size_t *count, sm_error *err);
 
 /* ===== Pool ============================================================ */
 /* (section owned by: VM pool)

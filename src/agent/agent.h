@@ -156,6 +156,12 @@ bool netconf_present(void);
  * down; false with why. */
 bool netconf_apply(bool on, char *why, size_t whylen);
 
+/* ---- volume.c -------------------------------------------------------- */
+
+/* Registers volume v's slot, waits for its disk and mounts it at v->path;
+ * false with why. Only for a guest's PID 1. */
+bool volume_mount(const wire_volume *v, char *why, size_t whylen);
+
 /* ---- pid1.c ----------------------------------------------------------- */
 
 /* Mounts, console (in_vm only), environment defaults. Never fails fatally. */

@@ -382,6 +382,29 @@ static void conn_netconf(conn *c, const wire_frame *f)
     conn_flush(c);
 }
 
+/* VOLUME: mount one of the VM's volumes. */
+static void conn_volume(conn *c, const wire_frame *f)
+{
+    wire_volume v;
+    wire_error we;
+    char why[WIRE_MAX_MESSAGE - 1];
+    if (!wire_get_volume(f, &v, &we)) {
+        conn_fail(c, WIRE_ERR_PROTOCOL, "%s", we.message);
+        return;
+    }
+    if (!c->ag->in_vm) {
+        conn_fail(c, WIRE_ERR_REFUSED, "volume refused: this agent is not a guest's PID 1");
+        return;
+    }
+    if (!volume_mount(&v, why, sizeof why)) {
+        conn_fail(c, WIRE_ERR_IO, "%s", why);
+        return;
+    }
+    wire_put_empty(&c->out, WIRE_OK, NULL);
+    c->state = C_DONE;
+    conn_flush(c);
+}
+
 static int relay_slot(agent *ag)
 {
     for (int i = 0; i < AGENT_MAX_RELAYS; i++)
@@ -518,9 +541,12 @@ static void conn_start_operation(conn *c, const wire_frame *f)
     case WIRE_CONNECT:
         conn_connect(c, f);
         return;
+    case WIRE_VOLUME:
+        conn_volume(c, f);
+        return;
     default:
         conn_fail(c, WIRE_ERR_PROTOCOL, "expected REQUEST, WRITE_FILE, READ_FILE, POWEROFF, SYNC,"
-                  " NETCONF or CONNECT, got %s", wire_type_name(f->type));
+                  " NETCONF, VOLUME or CONNECT, got %s", wire_type_name(f->type));
     }
 }
 

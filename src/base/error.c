@@ -21,6 +21,7 @@ const char *sm_strerror(sm_code code)
     case SM_E_DROPPED: return "connection dropped";
     case SM_E_CANCELLED: return "cancelled";
     case SM_E_LIMIT: return "limit exceeded";
+    case SM_E_BUSY: return "in use";
     }
     return "unknown error";
 }

@@ -177,3 +177,33 @@ bool dir_is_ours(const char *path, bool private_only, struct stat *st)
     mode_t closed = private_only ? 077 : 022;
     return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & closed);
 }
+
+bool file_read_text(const char *path, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, cap - 1);
+    int e = errno;
+    close(fd);
+    errno = e;
+    if (n < 0)
+        return false;
+    buf[n] = 0;
+    return true;
+}
+
+bool file_write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return false;
+    size_t len = strlen(text);
+    bool ok = write(fd, text, len) == (ssize_t)len;
+    int e = errno;
+    close(fd);
+    errno = e;
+    return ok;
+}

@@ -70,4 +70,11 @@ FILE *file_create_private(const char *path);
  * EINVAL for any other kind of file. */
 int file_open_read(const char *path, bool follow, bool block_ok, struct stat *st);
 
+/* Kernel interface files (sysfs, cgroupfs, /proc): a few bytes in one
+ * read(2) or write(2), which is how such files want to be used. The read
+ * takes at most cap - 1 bytes and ends them with a NUL; both open with
+ * O_NONBLOCK and keep errno on failure. */
+bool file_read_text(const char *path, char *buf, size_t cap);
+bool file_write_text(const char *path, const char *text);
+
 #endif

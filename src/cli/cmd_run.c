@@ -32,6 +32,7 @@ static void run_usage(FILE *out)
                  "Without IMAGE: the image 'default', baked the first time.\n\n"
                  "network options (before or after IMAGE):\n" VM_FLAGS_NET_HELP "\n"
                  "resource limits (before or after IMAGE):\n" VM_FLAGS_LIMITS_HELP "\n"
+                 "volumes (before or after IMAGE):\n" VM_FLAGS_VOLUMES_HELP "\n"
                  "options (before IMAGE):\n" PULL_OPTIONS_HELP);
 }
 
@@ -68,9 +69,9 @@ static int take_flag(int c, const char *arg, struct run_args *a)
  */
 static int parse(int argc, char **argv, struct run_args *a)
 {
-    static const struct option before_image[] = { PULL_FLAGS, VM_FLAGS_NET, VM_FLAGS_LIMITS, EXEC_FLAGS, FLAG_HELP,
+    static const struct option before_image[] = { PULL_FLAGS, VM_FLAGS_NET, VM_FLAGS_LIMITS, VM_FLAGS_VOLUMES, EXEC_FLAGS, FLAG_HELP,
                                                   FLAGS_TABLE_END };
-    static const struct option after_image[] = { VM_FLAGS_NET, VM_FLAGS_LIMITS, EXEC_FLAGS, FLAG_HELP, FLAGS_TABLE_END };
+    static const struct option after_image[] = { VM_FLAGS_NET, VM_FLAGS_LIMITS, VM_FLAGS_VOLUMES, EXEC_FLAGS, FLAG_HELP, FLAGS_TABLE_END };
     struct flag_parser p;
     flag_parser_start(&p, PROG, argc, argv, EXEC_SHORT_FLAGS VM_SHORT_FLAGS_NET "h", before_image);
     p.after_word = after_image;

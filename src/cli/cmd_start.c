@@ -56,6 +56,7 @@ static void start_usage(FILE *out)
         "                       (default 60)\n\n"
         "network options:\n" VM_FLAGS_NET_HELP "\n"
         "resource limits:\n" VM_FLAGS_LIMITS_HELP "\n"
+        "volumes:\n" VM_FLAGS_VOLUMES_HELP "\n"
         "registry options (for an IMAGE pulled from a registry):\n" PULL_OPTIONS_HELP);
 }
 
@@ -107,7 +108,7 @@ static int resolve_image(struct start_args *a)
 /* [options] [IMAGE] [options]; FLAGS_GO_ON, or the exit status. */
 static int parse(int argc, char **argv, struct start_args *a)
 {
-    static const struct option flags[] = { VM_FLAGS_SIZE, VM_FLAGS_BOOT, VM_FLAGS_NET, VM_FLAGS_LIMITS, PULL_FLAGS, FLAG_HELP,
+    static const struct option flags[] = { VM_FLAGS_SIZE, VM_FLAGS_BOOT, VM_FLAGS_NET, VM_FLAGS_LIMITS, VM_FLAGS_VOLUMES, PULL_FLAGS, FLAG_HELP,
                                            FLAGS_TABLE_END };
     struct flag_parser p;
     flag_parser_start(&p, PROG, argc, argv, VM_SHORT_FLAGS_NET "h", flags);

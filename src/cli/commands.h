@@ -17,5 +17,6 @@ int cmd_rmi(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
+int cmd_volume(int argc, char **argv);
 
 #endif

@@ -23,6 +23,8 @@ const char *vm_flag_name(int c)
     case VM_FLAG_NET: return "--net";
     case VM_FLAG_MEMORY_LIMIT: return "--memory-limit";
     case VM_FLAG_CPU_LIMIT: return "--cpu-limit";
+    case VM_FLAG_VOLUME: return "--volume";
+    case VM_FLAG_VOLUME_SIZE: return "--volume-size";
     default: return "--publish";
     }
 }
@@ -82,6 +84,34 @@ static sm_code set_limit(sm_vm_config *cfg, int c, const char *arg)
     return parse_millicpus(arg, &milli) && milli ? sm_vm_config_cpu_limit(cfg, milli) : SM_E_INVALID;
 }
 
+/* SOURCE:GUEST_PATH[:ro|:rw]; the library checks both parts and says why. */
+static bool volume_flag_apply(const char *prog, sm_vm_config *cfg, const char *arg)
+{
+    char spec[4096 + 512];
+    if (snprintf(spec, sizeof spec, "%s", arg) >= (int)sizeof spec) {
+        fprintf(stderr, "%s: --volume is too long\n", prog);
+        return false;
+    }
+    bool read_only = false;
+    size_t n = strlen(spec);
+    if (n > 3 && (!strcmp(spec + n - 3, ":ro") || !strcmp(spec + n - 3, ":rw"))) {
+        read_only = spec[n - 2] == 'r' && spec[n - 1] == 'o';
+        spec[n - 3] = 0;
+    }
+    char *colon = strchr(spec, ':');
+    if (!colon || colon == spec || !colon[1]) {
+        fprintf(stderr, "%s: --volume wants NAME:GUEST_PATH or FILE:GUEST_PATH, with :ro to mount it "
+                        "read-only, not '%s'\n", prog, arg);
+        return false;
+    }
+    *colon = 0;
+    sm_error err = { 0 };
+    if (sm_vm_config_volume(cfg, spec, colon + 1, read_only, &err) == SM_OK)
+        return true;
+    fprintf(stderr, "%s: --volume %s: %s\n", prog, arg, err.message);
+    return false;
+}
+
 /* --allow, --deny, --net, -p: the library checks the text and says why. */
 static bool net_flag_apply(const char *prog, sm_vm_config *cfg, int c, const char *arg)
 {
@@ -107,7 +137,10 @@ bool vm_flag_apply(const char *prog, sm_vm_config *cfg, int c, const char *arg)
 {
     if (c == VM_FLAG_ALLOW || c == VM_FLAG_DENY || c == VM_FLAG_NET || c == VM_FLAG_PUBLISH)
         return net_flag_apply(prog, cfg, c, arg);
+    if (c == VM_FLAG_VOLUME)
+        return volume_flag_apply(prog, cfg, arg);
     sm_code rc;
+    uint64_t bytes;
     switch (c) {
     case VM_FLAG_MEMORY:
     case VM_FLAG_CPUS: rc = set_count(cfg, c, arg); break;
@@ -117,11 +150,17 @@ bool vm_flag_apply(const char *prog, sm_vm_config *cfg, int c, const char *arg)
     case VM_FLAG_BOOT_TIMEOUT: rc = set_boot_timeout(cfg, arg); break;
     case VM_FLAG_MEMORY_LIMIT:
     case VM_FLAG_CPU_LIMIT: rc = set_limit(cfg, c, arg); break;
+    case VM_FLAG_VOLUME_SIZE:
+        rc = number_bytes(arg, &bytes) ? sm_vm_config_volume_size(cfg, bytes) : SM_E_INVALID;
+        break;
     default: return false;
     }
     if (rc && c == VM_FLAG_MEMORY_LIMIT)
         fprintf(stderr, "%s: --memory-limit wants a size of at least 64M (bytes, or with K, M, G, T), "
                         "not '%s'\n", prog, arg);
+    else if (rc && c == VM_FLAG_VOLUME_SIZE)
+        fprintf(stderr, "%s: --volume-size wants a size from 16M to 16T (bytes, or with K, M, G, T), not '%s'\n",
+                prog, arg);
     else if (rc && c == VM_FLAG_CPU_LIMIT)
         fprintf(stderr, "%s: --cpu-limit wants CPUs from 0.01 to 1024 (e.g. 0.5 or 2), not '%s'\n", prog, arg);
     else if (rc)

@@ -24,8 +24,10 @@ enum vm_flag {
     VM_FLAG_NET,
     VM_FLAG_MEMORY_LIMIT,
     VM_FLAG_CPU_LIMIT,
+    VM_FLAG_VOLUME,
+    VM_FLAG_VOLUME_SIZE,
     VM_FLAG_PUBLISH = 'p',
-    VM_FLAG_LAST = VM_FLAG_CPU_LIMIT,
+    VM_FLAG_LAST = VM_FLAG_VOLUME_SIZE,
 };
 
 /* --memory MIB, --cpus N: what an image is baked with, too. */
@@ -68,6 +70,17 @@ enum vm_flag {
     "  --cpu-limit CPUS     the CPU time it may use, e.g. 0.5 or 2\n"                       \
     "                       (both: a cgroup v2 of its own, where one is delegated to us;\n" \
     "                       `supermachine doctor` says where, or why not)\n"
+
+/* Volumes, for `run` and `start`: --volume SOURCE:GUEST_PATH[:ro]
+ * (repeatable), --volume-size SIZE (sm_vm_config_volume). */
+#define VM_FLAGS_VOLUMES                                                 \
+    { "volume", required_argument, NULL, VM_FLAG_VOLUME },               \
+    { "volume-size", required_argument, NULL, VM_FLAG_VOLUME_SIZE }
+#define VM_FLAGS_VOLUMES_HELP                                                                 \
+    "  --volume NAME|FILE:GUEST_PATH[:ro]  mount a volume (an ext4 disk that outlives\n"      \
+    "                       the VM; a NAME is made on first use, see supermachine volume)\n" \
+    "                       at GUEST_PATH, read-write unless :ro; at most 4\n"              \
+    "  --volume-size SIZE   the size of a named volume made on first use (default 1G)\n"
 
 static inline bool is_vm_flag(int c)
 {

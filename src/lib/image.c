@@ -105,23 +105,9 @@ void sm_image_free(sm_image *img)
 
 /* ---- named images ----------------------------------------------------------- */
 
-static bool valid_name(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > 64 || name[0] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-              c == '_' || c == '.'))
-            return false;
-    }
-    return true;
-}
-
 static sm_code named_dir(const sm_store *store, const char *name, char *out, size_t cap, sm_error *err)
 {
-    if (!name || !valid_name(name))
+    if (!name || !store_name_valid(name))
         return error_set(err, SM_E_INVALID, "image name '%s' is not valid: use 1-64 of [A-Za-z0-9._-], not starting "
                        "with '.'", name ? name : "(null)");
     char base[PATH_MAX];
@@ -213,7 +199,7 @@ sm_code sm_image_list(const sm_store *store, sm_image_info **list, size_t *count
     size_t cap = 0;
     while ((e = readdir(d))) {
         char dir[PATH_MAX];
-        if (!valid_name(e->d_name) || !join(dir, sizeof dir, base, e->d_name) ||
+        if (!store_name_valid(e->d_name) || !join(dir, sizeof dir, base, e->d_name) ||
             !is_file(dir, VMM_SNAPSHOT_STATE))
             continue;
         if (*count == cap) {
@@ -380,6 +366,9 @@ sm_code image_bake(const sm_store *store, const char *name, const sm_vm_config *
                    sm_image **out, sm_error *err)
 {
     char dir[PATH_MAX], tmp[PATH_MAX + 32];
+    if (cfg && vm_config_volume_count(cfg))
+        return error_set(err, SM_E_UNSUPPORTED, "an image cannot be baked with volumes: a volume is not part of a "
+                         "snapshot (give the volumes to the VMs that start from it)");
     sm_code rc = named_dir(store, name, dir, sizeof dir, err);
     if (rc)
         return rc;

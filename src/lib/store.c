@@ -130,3 +130,17 @@ sm_code sm_store_vms_dir(const sm_store *s, char *out, size_t cap, sm_error *err
         return error_set(err, SM_E_INVALID, "sm_store_vms_dir: no buffer");
     return store_vms_dir(s, out, cap, false, err);
 }
+
+bool store_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 64 || name[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_' || c == '.'))
+            return false;
+    }
+    return true;
+}

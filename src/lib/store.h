@@ -19,6 +19,9 @@ sm_code store_images_dir(const sm_store *s, char *out, size_t cap, sm_error *err
 /* The VM state folders' parent of s (NULL: default); created (0700) when
  * `create` is set. */
 sm_code store_vms_dir(const sm_store *s, char *out, size_t cap, bool create, sm_error *err);
+/* A name of the store's (an image's, a volume's): 1-64 of [A-Za-z0-9._-],
+ * not starting with '.', so that it is never a path nor a hidden file. */
+bool store_name_valid(const char *name);
 /* s's own VM folder, or "" for the default: what a VM config keeps. */
 const char *store_vms_choice(const sm_store *s);
 

@@ -8,8 +8,12 @@
  * the pipe. The pipe ends without it when the VMM exits: then its status and
  * the end of vmm.log say why, and everything is removed again.
  *
+ * Volumes: the VMM takes their files (and their locks); once it is ready,
+ * each is mounted in the guest through the agent (VOLUME, protocol/wire.h).
+ *
  * Stop: SIGTERM (the VMM stops its guest and exits), a bounded wait, SIGKILL,
- * reap when it is our child, remove the folder.
+ * reap when it is our child, remove the folder. A VM with volumes is first
+ * asked to power off (its agent syncs), so that what it wrote is in them.
  */
 #include "lib/assets.h"
 #include "lib/store.h"
@@ -21,6 +25,7 @@
 #include "base/error.h"
 #include "lib/vm_state.h"
 #include "lib/vm_cgroup.h"
+#include "lib/volume.h"
 #include "protocol/agent_conn.h"
 #include "protocol/vmm.h"
 
@@ -48,6 +53,8 @@
 #define LOG_TAIL_BYTES 320   /* of vmm.log, in a failed start's message */
 #define VM_CONNECT_TIMEOUT_MS 15000 /* the agent gives up connecting after 10 s */
 #define READY_FD 3
+#define VOLUME_MOUNT_TIMEOUT_MS 30000 /* a journal replay may take a while */
+#define POWEROFF_WAIT_MS 5000         /* a VM with volumes: poweroff to gone */
 
 struct sm_vm_config {
     uint32_t memory_mib;
@@ -63,6 +70,13 @@ struct sm_vm_config {
     struct vm_net net;
     uint32_t max_memory_mib, max_cpus; /* a restored image's limits; 0: the host's */
     struct vm_limits limits;           /* the VMM's cgroup; none when both are 0 */
+    struct config_volume {
+        char *source;     /* a name or a path */
+        char *guest_path;
+        bool read_only;
+    } volumes[SM_VM_MAX_VOLUMES];
+    uint32_t nvolumes;
+    uint64_t volume_size; /* of named volumes made on first use */
 };
 
 struct sm_vm {
@@ -85,6 +99,7 @@ sm_vm_config *sm_vm_config_new(void)
         c->memory_mib = 256;
         c->cpus = 1;
         c->boot_timeout_s = 60;
+        c->volume_size = SM_VOLUME_DEFAULT_SIZE;
         vm_net_init(&c->net);
     }
     return c;
@@ -100,6 +115,10 @@ void sm_vm_config_free(sm_vm_config *cfg)
     free(cfg->image);
     free(cfg->vms);
     free(cfg->image_vms);
+    for (uint32_t i = 0; i < cfg->nvolumes; i++) {
+        free(cfg->volumes[i].source);
+        free(cfg->volumes[i].guest_path);
+    }
     free(cfg);
 }
 
@@ -179,6 +198,46 @@ sm_code sm_vm_config_cpu_limit(sm_vm_config *cfg, uint32_t millicpus)
     return SM_OK;
 }
 
+static bool guest_path_ok(const char *path)
+{
+    size_t n = strlen(path);
+    return path[0] == '/' && n > 1 && n < WIRE_MAX_PATH;
+}
+
+sm_code sm_vm_config_volume(sm_vm_config *cfg, const char *source, const char *guest_path, bool read_only,
+                            sm_error *err)
+{
+    if (!cfg || !source || !guest_path)
+        return error_set(err, SM_E_INVALID, "sm_vm_config_volume: NULL argument");
+    if (!strchr(source, '/') && !store_name_valid(source))
+        return error_set(err, SM_E_INVALID, "volume '%s' is neither a name (1-64 of [A-Za-z0-9._-], not starting "
+                         "with '.') nor a file's path (with a '/')", source);
+    if (!guest_path_ok(guest_path))
+        return error_set(err, SM_E_INVALID, "a volume's guest path must be absolute and not /, not '%.100s'",
+                         guest_path);
+    if (cfg->nvolumes >= SM_VM_MAX_VOLUMES)
+        return error_set(err, SM_E_LIMIT, "a VM has at most %d volumes", SM_VM_MAX_VOLUMES);
+    for (uint32_t i = 0; i < cfg->nvolumes; i++)
+        if (!strcmp(cfg->volumes[i].guest_path, guest_path))
+            return error_set(err, SM_E_INVALID, "two volumes at %s", guest_path);
+    struct config_volume v = { strdup(source), strdup(guest_path), read_only };
+    if (!v.source || !v.guest_path) {
+        free(v.source);
+        free(v.guest_path);
+        return error_set(err, SM_E_NOMEM, "out of memory");
+    }
+    cfg->volumes[cfg->nvolumes++] = v;
+    return SM_OK;
+}
+
+sm_code sm_vm_config_volume_size(sm_vm_config *cfg, uint64_t bytes)
+{
+    if (!cfg || !volume_size_ok(bytes))
+        return SM_E_INVALID;
+    cfg->volume_size = bytes;
+    return SM_OK;
+}
+
 sm_code sm_vm_config_detached(sm_vm_config *cfg, bool detached)
 {
     if (!cfg)
@@ -238,6 +297,7 @@ static const sm_store *config_store(const sm_vm_config *cfg, sm_store *scratch)
 
 uint32_t vm_config_memory_mib(const sm_vm_config *cfg) { return cfg->memory_mib; }
 uint32_t vm_config_cpus(const sm_vm_config *cfg) { return cfg->cpus; }
+uint32_t vm_config_volume_count(const sm_vm_config *cfg) { return cfg->nvolumes; }
 
 sm_code vm_config_kernel_path(const sm_vm_config *cfg, char *out, size_t cap, sm_error *err)
 {
@@ -429,6 +489,21 @@ static void signal_vmm(sm_vm *vm, int signo)
         kill(vm->rec.pid, signo);
 }
 
+/* Asks the guest to power off, which makes its agent sync the file systems
+ * first, and waits a while for the VMM to end. A guest that does not answer
+ * is stopped the usual way by the caller. */
+static void power_off(sm_vm *vm)
+{
+    if (vmm_gone(vm, NULL))
+        return;
+    wire_buf buf = { 0 };
+    wire_put_hello(&buf, NULL);
+    wire_put_empty(&buf, WIRE_POWEROFF, NULL);
+    if (!buf.failed && agent_call(vm->exec_socket, buf.data, buf.len, "poweroff", -1, POWEROFF_WAIT_MS, NULL) == SM_OK)
+        wait_gone(vm, POWEROFF_WAIT_MS, NULL);
+    wire_buf_free(&buf);
+}
+
 /* SIGTERM, grace, SIGKILL; true once it is gone. */
 static bool end_vmm(sm_vm *vm, int *wstatus)
 {
@@ -479,6 +554,7 @@ struct vmm_launch {
     struct vmm_args args;
     struct vmm_argv argv;
     char console[PATH_MAX], vsock_sock[PATH_MAX], control_sock[PATH_MAX], cell[PATH_MAX];
+    char volumes[SM_VM_MAX_VOLUMES][PATH_MAX]; /* the volumes' files */
     char cgroup[PATH_MAX]; /* "": none */
 };
 
@@ -520,6 +596,34 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
     a->no_seccomp = vm_seccomp_off();
     a->max_memory_mib = cfg->max_memory_mib;
     a->max_cpus = cfg->max_cpus;
+    for (uint32_t i = 0; i < cfg->nvolumes; i++)
+        a->volumes[i] = (struct vmm_volume){ l->volumes[i], cfg->volumes[i].read_only };
+    a->nvolumes = cfg->nvolumes;
+}
+
+/* Each volume's file, made first when it is a new named one. */
+static sm_code resolve_volumes(const sm_vm_config *cfg, const sm_store *store, struct vmm_launch *l, sm_error *err)
+{
+    sm_code rc = SM_OK;
+    for (uint32_t i = 0; i < cfg->nvolumes && !rc; i++)
+        rc = volume_resolve(store, cfg->volumes[i].source, cfg->volumes[i].read_only, cfg->volume_size,
+                            l->volumes[i], sizeof l->volumes[i], err);
+    return rc;
+}
+
+/* Mounts the volumes in the ready guest, in slot order. */
+static sm_code mount_volumes(const sm_vm *vm, const sm_vm_config *cfg, sm_error *err)
+{
+    for (uint32_t i = 0; i < cfg->nvolumes; i++) {
+        const struct config_volume *v = &cfg->volumes[i];
+        wire_volume w = { .slot = i, .read_only = v->read_only, .path = v->guest_path };
+        sm_code rc = agent_mount_volume(vm->exec_socket, &w, VOLUME_MOUNT_TIMEOUT_MS, err);
+        if (rc) {
+            error_prefix(err, "volume %s at %s", v->source, v->guest_path);
+            return rc;
+        }
+    }
+    return SM_OK;
 }
 
 /* posix_spawn with fds 0-2 on /dev/null and vmm.log, the ready pipe on fd 3,
@@ -688,8 +792,12 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     struct spawn_files files = { -1, -1, -1 };
     int ready_r = -1;
     sm_store scratch;
-    rc = make_state_dir(vm, config_store(cfg, &scratch), err);
+    const sm_store *store = config_store(cfg, &scratch);
+    rc = resolve_volumes(cfg, store, launch, err);
+    if (!rc)
+        rc = make_state_dir(vm, store, err);
     bool made_dir = !rc;
+    vm->rec.volumes = cfg->nvolumes;
     if (!rc)
         rc = make_cgroup(vm, &cfg->limits, launch->cgroup, sizeof launch->cgroup, err);
     if (!rc)
@@ -710,6 +818,8 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
      * ready line says other than the config did (no second write otherwise). */
     if (!rc && (vm->rec.memory_mib != written.memory_mib || vm->rec.cpus != written.cpus))
         rc = vm_record_write(vm->dir, &vm->rec, err);
+    if (!rc)
+        rc = mount_volumes(vm, cfg, err);
     if (ready_r >= 0)
         close(ready_r);
     free(launch);
@@ -839,6 +949,8 @@ sm_code sm_vm_stop(sm_vm *vm, sm_error *err)
         return error_set(err, SM_E_INVALID, "sm_vm_stop: NULL VM");
     if (vm->removed)
         return SM_OK;
+    if (vm->rec.volumes)
+        power_off(vm);
     if (!end_vmm(vm, NULL))
         return error_set(err, SM_E_IO, "the VMM %d of VM %s did not end, even after SIGKILL",
                        (int)vm->rec.pid, vm->id);

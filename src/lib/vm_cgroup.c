@@ -1,6 +1,7 @@
 /* A VMM's cgroup (see vm_cgroup.h). */
 #include "lib/vm_cgroup.h"
 #include "base/error.h"
+#include "base/file.h"
 #include "base/random.h"
 
 #include <errno.h>
@@ -21,31 +22,10 @@ static const char *const needed[] = { "memory", "cpu", "pids" };
 
 /* ---- reading ------------------------------------------------------------------------ */
 
-static bool read_small(const char *path, char *buf, size_t cap)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, buf, cap - 1);
-    close(fd);
-    if (n < 0)
-        return false;
-    buf[n] = 0;
-    return true;
-}
-
 static bool write_small(const char *dir, const char *file, const char *text)
 {
     char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path)
-        return false;
-    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return false;
-    size_t len = strlen(text);
-    bool ok = write(fd, text, len) == (ssize_t)len;
-    close(fd);
-    return ok;
+    return snprintf(path, sizeof path, "%s/%s", dir, file) < (int)sizeof path && file_write_text(path, text);
 }
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo. */
@@ -120,7 +100,7 @@ static int missing_controllers(const char *dir, const char *list_file)
 {
     char path[PATH_MAX], list[512];
     snprintf(path, sizeof path, "%s/%s", dir, list_file);
-    if (!read_small(path, list, sizeof list))
+    if (!file_read_text(path, list, sizeof list))
         return -1;
     int missing = 0;
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
@@ -297,7 +277,8 @@ bool vm_cgroup_recorded(int dir_fd, char *out, size_t cap)
 uint64_t vm_cgroup_oom_kills(const char *path)
 {
     char file[PATH_MAX], text[1024];
-    if (snprintf(file, sizeof file, "%s/memory.events", path) >= (int)sizeof file || !read_small(file, text, sizeof text))
+    if (snprintf(file, sizeof file, "%s/memory.events", path) >= (int)sizeof file ||
+        !file_read_text(file, text, sizeof text))
         return 0;
     const char *at = strstr(text, "\noom_kill ");
     unsigned long long n = 0;

@@ -11,6 +11,9 @@
  *   memory_mib    decimal                     guest memory
  *   cpus          decimal                     vCPUs
  *   started_unix  decimal                     wall-clock seconds when it was started
+ *   volumes       decimal                     volumes mounted (0 if missing): a stop
+ *                                             then powers the guest off first, so that
+ *                                             what it wrote reaches them
  *
  * Unknown keys are ignored (later versions may add some); a missing or
  * malformed pid line makes the whole file unreadable.
@@ -19,6 +22,7 @@
 #include "lib/vm_cgroup.h"
 #include "base/file.h"
 #include "base/error.h"
+#include "protocol/guest_abi.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -86,8 +90,8 @@ sm_code vm_record_write(const char *dir, const struct vm_record *r, sm_error *er
     snprintf(path, sizeof path, "%s/%s", dir, VM_INFO_FILE);
     int len = snprintf(text, sizeof text,
                        "version 1\npid %d\nstart_ticks %" PRIu64 "\nmemory_mib %" PRIu32
-                       "\ncpus %" PRIu32 "\nstarted_unix %" PRId64 "\n",
-                       (int)r->pid, r->start_ticks, r->memory_mib, r->cpus, r->started_unix);
+                       "\ncpus %" PRIu32 "\nstarted_unix %" PRId64 "\nvolumes %" PRIu32 "\n",
+                       (int)r->pid, r->start_ticks, r->memory_mib, r->cpus, r->started_unix, r->volumes);
     if (!write_file_atomic(path, text, (size_t)len, 0600))
         return error_set_errno(err, SM_E_IO, errno, "cannot write %s", path);
     return SM_OK;
@@ -133,18 +137,20 @@ sm_code vm_record_read(const char *dir, struct vm_record *r, sm_error *err)
     if (n < 0)
         return error_set_errno(err, SM_E_IO, errno, "cannot read %s", path);
     text[n] = 0;
-    uint64_t pid = 0, ticks = 0, mem = 0, cpus = 0, started = 0;
+    uint64_t pid = 0, ticks = 0, mem = 0, cpus = 0, started = 0, volumes = 0;
     if (!field_u64(text, "pid", &pid) || pid == 0 || pid > INT32_MAX ||
         !field_u64(text, "start_ticks", &ticks))
         return error_set(err, SM_E_PROTOCOL, "%s is malformed (no pid or start_ticks line)", path);
     field_u64(text, "memory_mib", &mem);
     field_u64(text, "cpus", &cpus);
     field_u64(text, "started_unix", &started);
+    field_u64(text, "volumes", &volumes);
     r->pid = (pid_t)pid;
     r->start_ticks = ticks;
     r->memory_mib = mem <= UINT32_MAX ? (uint32_t)mem : 0;
     r->cpus = cpus <= UINT32_MAX ? (uint32_t)cpus : 0;
     r->started_unix = started <= INT64_MAX ? (int64_t)started : 0;
+    r->volumes = volumes <= SM_MAX_VOLUMES ? (uint32_t)volumes : 0;
     return SM_OK;
 }
 

@@ -24,6 +24,7 @@ struct vm_record {
     uint32_t memory_mib;
     uint32_t cpus;
     int64_t started_unix;
+    uint32_t volumes;         /* mounted in the guest */
 };
 
 /* True for 1..15 lowercase hex digits: the only names we ever make (and so

@@ -325,6 +325,23 @@ sm_code agent_netconf(const char *exec_socket_path, bool on, int wake_fd, sm_err
     return rc;
 }
 
+sm_code agent_mount_volume(const char *exec_socket_path, const wire_volume *v, uint32_t timeout_ms,
+                           sm_error *err)
+{
+    wire_buf buf = { 0 };
+    wire_error we;
+    wire_put_hello(&buf, NULL);
+    sm_code rc = SM_OK;
+    if (!wire_put_volume(&buf, v, &we))
+        rc = error_set(err, SM_E_INVALID, "%s", we.message);
+    else if (buf.failed)
+        rc = error_set(err, SM_E_NOMEM, "out of memory");
+    else
+        rc = agent_call(exec_socket_path, buf.data, buf.len, "mounting a volume", -1, timeout_ms, err);
+    wire_buf_free(&buf);
+    return rc;
+}
+
 sm_code agent_sync_within(const char *exec_socket_path, int wake_fd, uint32_t timeout_ms, sm_error *err)
 {
     wire_sync sync;

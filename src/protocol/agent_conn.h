@@ -73,6 +73,12 @@ sm_code agent_sync_within(const char *socket_path, int wake_fd, uint32_t timeout
  * restored guest needs: its interface is as the snapshot left it. */
 sm_code agent_netconf(const char *socket_path, bool on, int wake_fd, sm_error *err);
 
+/* Asks a guest's agent to mount volume v (VOLUME): SM_OK once it is
+ * mounted; the agent's reason as SM_E_GUEST; no answer within timeout_ms
+ * (0 = no limit) is SM_E_TIMEOUT. */
+sm_code agent_mount_volume(const char *exec_socket_path, const wire_volume *v, uint32_t timeout_ms,
+                           sm_error *err);
+
 /* Opens a stream to TCP port `port` on the guest's loopback through the
  * agent (CONNECT): on SM_OK, *fd is a connected stream socket carrying that
  * connection's bytes. The agent's ERROR (nothing listens there) comes back

@@ -28,6 +28,22 @@
  * Our guests have no ACPI, so the kernel cannot power off by itself; the agent
  * reboots with `reboot=k` on the command line, which resets through the i8042
  * keyboard controller, and the VMM treats that reset as a clean shutdown.
+ *
+ * Volume slots
+ * ------------
+ * A VM's writable volumes are virtio-blk devices in slots of their own, not
+ * named on the kernel command line: a VM restored from a snapshot has the
+ * command line of its bake, so its kernel learns of a volume only when the
+ * agent registers the slot with virtio_mmio's `device` parameter (VOLUME,
+ * wire.h). Both sides place volume i the same way:
+ *
+ *   what           value
+ *   MMIO window    SM_VOLUME_MMIO_BASE + i * SM_VOLUME_MMIO_STRIDE, 4 KiB
+ *   IRQ            SM_VOLUME_FIRST_IRQ + i (an I/O APIC pin past the ISA ones)
+ *   virtio-blk ID  "sm-volume-<i>" (the guest's /sys/block/vdX/serial)
+ *
+ * for i below SM_MAX_VOLUMES. The windows sit past the VMM's own virtio
+ * slots (src/vmm/vm.h checks that they do not meet).
  */
 #ifndef SM_PROTOCOL_GUEST_ABI_H
 #define SM_PROTOCOL_GUEST_ABI_H
@@ -44,5 +60,11 @@
 /* On the kernel command line of a VM booted without a network: the agent
  * then leaves eth0 down. A restored VM is told by NETCONF (wire.h) instead. */
 #define SM_CMDLINE_NET_OFF "sm.net=off"
+
+#define SM_MAX_VOLUMES        4u
+#define SM_VOLUME_MMIO_BASE   0xd0010000ull
+#define SM_VOLUME_MMIO_STRIDE 0x1000ull
+#define SM_VOLUME_FIRST_IRQ   16u
+#define SM_VOLUME_SERIAL      "sm-volume-%u"
 
 #endif

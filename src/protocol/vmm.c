@@ -23,7 +23,7 @@ enum vmm_opt {
     OPT_CONTROL = 'C', OPT_RESTORE = 'S', OPT_SNAPSHOT = 'W', OPT_READY_FD = 'R',
     OPT_DIE_WITH_PARENT = 'D', OPT_PROBE = 'P', OPT_HELP = 'h', OPT_ALLOW = 'a', OPT_DENY = 'y',
     OPT_NET = 'N', OPT_PUBLISH = 'p', OPT_SECCOMP = 'x', OPT_MAX_MEMORY = 'M', OPT_MAX_CPUS = 'U',
-    OPT_CELL = 'L', OPT_CGROUP = 'G',
+    OPT_CELL = 'L', OPT_CGROUP = 'G', OPT_VOLUME = 'v', OPT_VOLUME_RO = 'r',
 };
 
 static const struct option vmm_options[] = {
@@ -52,13 +52,16 @@ static const struct option vmm_options[] = {
     { "max-cpus", required_argument, NULL, OPT_MAX_CPUS },
     { "cell", required_argument, NULL, OPT_CELL },
     { "cgroup", required_argument, NULL, OPT_CGROUP },
+    { "volume", required_argument, NULL, OPT_VOLUME },
+    { "volume-ro", required_argument, NULL, OPT_VOLUME_RO },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
 };
 
 /* The options `supermachine boot` (probe) does not take. */
 static const char process_only[] = { OPT_VSOCK, OPT_EXEC, OPT_CONTROL, OPT_RESTORE, OPT_SNAPSHOT,
-                                     OPT_READY_FD, OPT_DIE_WITH_PARENT, OPT_MAX_MEMORY, OPT_MAX_CPUS, OPT_CELL, OPT_CGROUP, 0 };
+                                     OPT_READY_FD, OPT_DIE_WITH_PARENT, OPT_MAX_MEMORY, OPT_MAX_CPUS, OPT_CELL, OPT_CGROUP,
+                                     OPT_VOLUME, OPT_VOLUME_RO, 0 };
 
 void vmm_args_init(struct vmm_args *a)
 {
@@ -114,6 +117,8 @@ bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_a
     push(out, &n, "--initrd", a->initrd);
     push(out, &n, "--cmdline", a->cmdline);
     push(out, &n, "--disk", a->disk);
+    for (uint32_t i = 0; i < a->nvolumes && i < SM_MAX_VOLUMES; i++)
+        push(out, &n, a->volumes[i].read_only ? "--volume-ro" : "--volume", a->volumes[i].path);
     push(out, &n, "--memory", mem);
     push(out, &n, "--cpus", cpus);
     push(out, &n, "--timeout", timeout);
@@ -173,6 +178,20 @@ static bool parse_in_range(const char *name, const char *text, uint32_t min, uin
     return true;
 }
 
+static bool add_volume(struct vmm_args *a, const char *path, bool read_only, char *why, size_t whylen)
+{
+    if (a->nvolumes >= SM_MAX_VOLUMES) {
+        snprintf(why, whylen, "at most %u volumes", SM_MAX_VOLUMES);
+        return false;
+    }
+    if (path[0] != '/') {
+        snprintf(why, whylen, "--volume takes an absolute path, not '%s'", path);
+        return false;
+    }
+    a->volumes[a->nvolumes++] = (struct vmm_volume){ path, read_only };
+    return true;
+}
+
 /* One option's value into a; false with why filled. */
 static bool take_option(struct vmm_args *a, int opt, const char *val, char *why, size_t whylen)
 {
@@ -188,6 +207,8 @@ static bool take_option(struct vmm_args *a, int opt, const char *val, char *why,
     case OPT_CONTROL: a->control_socket = val; return true;
     case OPT_CELL: a->cell_dir = val; return true;
     case OPT_CGROUP: a->cgroup_dir = val; return true;
+    case OPT_VOLUME: return add_volume(a, val, false, why, whylen);
+    case OPT_VOLUME_RO: return add_volume(a, val, true, why, whylen);
     case OPT_RESTORE: a->restore_dir = val; return true;
     case OPT_SNAPSHOT: a->snapshot_when_ready = val; return true;
     case OPT_DIE_WITH_PARENT: a->die_with_parent = true; return true;
@@ -263,6 +284,10 @@ static int check_args(const struct vmm_args *a, char *why, size_t whylen)
 {
     if (check_cell(a, why, whylen))
         return -1;
+    if (a->nvolumes && a->snapshot_when_ready) {
+        snprintf(why, whylen, "a VM with volumes cannot be snapshotted: no --volume with --snapshot-when-ready");
+        return -1;
+    }
     if (a->restore_dir) {
         if (a->kernel || a->snapshot_when_ready) {
             snprintf(why, whylen, "--restore takes the VM from the snapshot: no --kernel or --snapshot-when-ready");

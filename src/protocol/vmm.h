@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocol/guest_abi.h"
 #include "protocol/net_policy.h"
 #include "supermachine.h"
 
@@ -65,11 +66,22 @@ enum vmm_exit_status {
 
 /* ---- arguments ------------------------------------------------------------ */
 
+/* A writable disk (--volume FILE) or one mounted read-only (--volume-ro
+ * FILE), in slot order (protocol/guest_abi.h): the library then mounts it
+ * in the guest. The VMM locks the file (flock: exclusive, or shared for a
+ * read-only one) for as long as it runs, so one VM at a time writes it. */
+struct vmm_volume {
+    const char *path;          /* absolute */
+    bool read_only;
+};
+
 struct vmm_args {
     const char *kernel;        /* bzImage; NULL with restore_dir */
     const char *initrd;        /* initramfs (cpio) whose /init is the agent */
     const char *cmdline;       /* extra kernel parameters */
     const char *disk;          /* read-only disk image, /dev/vda */
+    struct vmm_volume volumes[SM_MAX_VOLUMES];
+    uint32_t nvolumes;
     const char *console;       /* file for the guest console; "-" is stdout */
     uint32_t memory_mib;       /* 0: the VMM's default */
     uint32_t cpus;             /* 0: the VMM's default */
@@ -99,7 +111,7 @@ struct vmm_args {
 void vmm_args_init(struct vmm_args *a);
 
 /* An argv for execve: pointers into `a` and into `numbers`. */
-#define VMM_ARGV_MAX (40 + NET_POLICY_ARGV_MAX + 2 * NET_MAX_PORTS)
+#define VMM_ARGV_MAX (40 + 2 * (int)SM_MAX_VOLUMES + NET_POLICY_ARGV_MAX + 2 * NET_MAX_PORTS)
 struct vmm_argv {
     char *argv[VMM_ARGV_MAX];
     char numbers[6][24];

@@ -23,6 +23,9 @@
  *  0x0e CONNECT      h->a u16 port (1..65535) | u16 0: the agent          4 (exact)
  *                         connects to the guest's 127.0.0.1:port; reply
  *                         OK, then raw bytes both ways (no more frames)
+ *  0x0f VOLUME       h->a u32 slot | u32 flags (1: read-only) | path     8+4+4096
+ *                         string: PID 1 of a guest mounts volume slot's
+ *                         disk there (protocol/guest_abi.h); reply OK
  *  0x10 STDOUT       a->h bytes the command wrote to stdout (or pty)    1 MiB
  *  0x11 STDERR       a->h bytes the command wrote to stderr             1 MiB
  *  0x12 EXIT         a->h see wire_exit; the last frame of an exec   32 (exact)
@@ -36,12 +39,13 @@
  * by STDOUT/STDERR then EXIT, or ERROR), WRITE_FILE (+FILE_DATA..., FILE_END,
  * answered by OK or ERROR), READ_FILE (answered by FILE_INFO, FILE_DATA...,
  * FILE_END, or ERROR), POWEROFF, SYNC or NETCONF (each answered by OK or
- * ERROR), or CONNECT (answered by OK, after which the stream is the guest
+ * ERROR), VOLUME (answered by OK or ERROR), or CONNECT (answered by OK, after which the stream is the guest
  * port's, or by ERROR). A header with an unknown type, wrong direction, non-zero flags/reserved or a length over the
  * type's limit ends the connection; so does a payload that does not decode
  * exactly (no trailing bytes).
  */
 #include "protocol/wire.h"
+#include "protocol/guest_abi.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -74,6 +78,7 @@ static const struct frame_rule rules[256] = {
     [WIRE_SYNC]        = { "SYNC", AT_AGENT, WIRE_SYNC_SIZE, WIRE_SYNC_SIZE },
     [WIRE_NETCONF]     = { "NETCONF", AT_AGENT, WIRE_NETCONF_SIZE, WIRE_NETCONF_SIZE },
     [WIRE_CONNECT]     = { "CONNECT", AT_AGENT, WIRE_CONNECT_SIZE, WIRE_CONNECT_SIZE },
+    [WIRE_VOLUME]      = { "VOLUME", AT_AGENT, 8 + STR_MAX(WIRE_MAX_PATH), -1 },
     [WIRE_FILE_DATA]   = { "FILE_DATA", BOTH, WIRE_MAX_DATA, -1 },
     [WIRE_FILE_END]    = { "FILE_END", BOTH, 0, 0 },
     [WIRE_STDOUT]      = { "STDOUT", AT_HOST, WIRE_MAX_DATA, -1 },
@@ -503,6 +508,21 @@ bool wire_put_connect(wire_buf *b, uint16_t port, wire_error *e)
     return wire_frame_end(b, at, e);
 }
 
+bool wire_put_volume(wire_buf *b, const wire_volume *v, wire_error *e)
+{
+    if (v->slot >= SM_MAX_VOLUMES)
+        return fail(e, "volume slot %u is beyond the last (%u)", v->slot, SM_MAX_VOLUMES - 1);
+    if (!check_str("volume path", v->path, WIRE_MAX_PATH, e))
+        return false;
+    if (v->path[0] != '/')
+        return fail(e, "guest path '%.60s' must be absolute", v->path);
+    size_t at = wire_frame_begin(b, WIRE_VOLUME);
+    wire_buf_u32(b, v->slot);
+    wire_buf_u32(b, v->read_only ? WIRE_VOLUME_READ_ONLY : 0);
+    wire_buf_str(b, v->path);
+    return wire_frame_end(b, at, e);
+}
+
 bool wire_connect_decode(const uint8_t *payload, uint32_t len, uint16_t *port, wire_error *e)
 {
     if (len != WIRE_CONNECT_SIZE)
@@ -864,6 +884,23 @@ bool wire_get_file_head(const wire_frame *f, wire_file_head *out, wire_error *e)
         out->path = get_str(&c, "path", WIRE_MAX_PATH);
         if (c.ok && out->path[0] != '/')
             c.ok = fail(e, "%s frame: path '%.60s' is not absolute", c.frame, out->path);
+    }
+    return finish(&c);
+}
+
+bool wire_get_volume(const wire_frame *f, wire_volume *out, wire_error *e)
+{
+    cursor c = cursor_of(f, e);
+    memset(out, 0, sizeof *out);
+    out->slot = get32(&c, "slot");
+    uint32_t flags = get32(&c, "flags");
+    if (c.ok && (out->slot >= SM_MAX_VOLUMES || (flags & ~WIRE_VOLUME_READ_ONLY)))
+        c.ok = fail(e, "VOLUME frame: slot %u or flags 0x%x out of range", out->slot, flags);
+    out->read_only = flags & WIRE_VOLUME_READ_ONLY;
+    if (c.ok) {
+        out->path = get_str(&c, "path", WIRE_MAX_PATH);
+        if (c.ok && out->path[0] != '/')
+            c.ok = fail(e, "VOLUME frame: path '%.60s' is not absolute", out->path);
     }
     return finish(&c);
 }

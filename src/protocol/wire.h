@@ -57,6 +57,7 @@ typedef enum wire_type {
     WIRE_SYNC        = 0x0c,
     WIRE_NETCONF     = 0x0d,
     WIRE_CONNECT     = 0x0e,
+    WIRE_VOLUME      = 0x0f,
     /* both directions (file transfer) */
     WIRE_FILE_DATA   = 0x0a,
     WIRE_FILE_END    = 0x0b,
@@ -92,6 +93,19 @@ typedef struct wire_sync {
  * WIRE_ERR_CONNECT). How sm_vm_connect reaches a guest port without the
  * guest's network. */
 #define WIRE_CONNECT_SIZE 4u
+
+/* VOLUME: u32 slot (below SM_MAX_VOLUMES, protocol/guest_abi.h) | u32 flags
+ * (WIRE_VOLUME_READ_ONLY, no other bit) | path string (absolute). PID 1 of
+ * a guest registers the slot's virtio-blk, waits for its disk and mounts
+ * the ext4 on it at the path (made if missing); it answers OK, or ERROR
+ * (WIRE_ERR_IO) saying why. How sm_vm_start mounts a VM's volumes: a
+ * restored guest's command line is its bake's and names none. */
+#define WIRE_VOLUME_READ_ONLY 1u
+typedef struct wire_volume {
+    uint32_t slot;
+    bool read_only;
+    const char *path; /* points into the payload */
+} wire_volume;
 
 /* Which end a reader sits at: it accepts only frames sent towards it. */
 typedef enum wire_side {
@@ -266,6 +280,9 @@ bool wire_put_resize(wire_buf *b, uint16_t cols, uint16_t rows, wire_error *e);
 bool wire_put_sync(wire_buf *b, const wire_sync *sync, wire_error *e);
 bool wire_put_netconf(wire_buf *b, bool enabled, wire_error *e);
 bool wire_put_connect(wire_buf *b, uint16_t port, wire_error *e);
+bool wire_put_volume(wire_buf *b, const wire_volume *v, wire_error *e);
+/* Decodes a VOLUME payload: slot in range, known flags, an absolute path. */
+bool wire_get_volume(const wire_frame *f, wire_volume *out, wire_error *e);
 /* Decodes a CONNECT payload: a port 1..65535 and a zero u16. */
 bool wire_connect_decode(const uint8_t *payload, uint32_t len, uint16_t *port, wire_error *e);
 /* Decodes a NETCONF payload: exactly one byte, 0 or 1. */

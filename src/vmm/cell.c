@@ -3,6 +3,7 @@
  */
 #include "vmm/cell.h"
 #include "base/error.h"
+#include "base/file.h"
 #include "vmm/confine.h"
 
 #include <errno.h>
@@ -43,32 +44,19 @@ static void close_inherited(int keep_fd)
 
 /* ---- namespaces ---------------------------------------------------------------- */
 
-static bool write_text(const char *path, const char *text)
-{
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t len = (ssize_t)strlen(text);
-    bool ok = write(fd, text, (size_t)len) == len;
-    int e = errno;
-    close(fd);
-    errno = e;
-    return ok;
-}
-
 /* Only our own uid and gid exist in the new user namespace, mapped to
  * themselves, so that files keep their owners; setgroups is denied, as an
  * unprivileged map requires. */
 static sm_code map_ids(uid_t uid, gid_t gid, sm_error *err)
 {
     char map[64];
-    if (!write_text("/proc/self/setgroups", "deny") && errno != ENOENT)
+    if (!file_write_text("/proc/self/setgroups", "deny") && errno != ENOENT)
         return error_set_errno(err, SM_E_SETUP, errno, "cell: cannot deny setgroups");
     snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
-    if (!write_text("/proc/self/gid_map", map))
+    if (!file_write_text("/proc/self/gid_map", map))
         return error_set_errno(err, SM_E_SETUP, errno, "cell: cannot write the gid map");
     snprintf(map, sizeof map, "%u %u 1\n", (unsigned)uid, (unsigned)uid);
-    if (!write_text("/proc/self/uid_map", map))
+    if (!file_write_text("/proc/self/uid_map", map))
         return error_set_errno(err, SM_E_SETUP, errno, "cell: cannot write the uid map");
     return SM_OK;
 }

@@ -58,6 +58,9 @@ static void usage(FILE *out, const char *prog, bool probe)
                 "  --cell DIR           live in a cell (namespaces, a root showing only DIR):\n"
                 "                       DIR holds the sockets, which must all be in it\n"
                 "  --cgroup DIR         move into this cgroup v2 folder (its limits) first\n"
+                "  --volume FILE        a writable ext4 disk in the next volume slot, locked for\n"
+                "                       this VM alone; the library mounts it (at most 4)\n"
+                "  --volume-ro FILE     the same, read-only (shared with other readers)\n"
                 "  --probe              be `supermachine boot` (the options above do not apply)\n");
     fprintf(out, "\nexit status: 0 ok, 1 error, 2 usage, 3 guest panic, 4 not ready in time\n");
 }
@@ -71,6 +74,8 @@ static void config_from_args(const struct vmm_args *a, const char *prog, struct 
     cfg->initrd_path = a->initrd;
     cfg->cmdline_extra = a->cmdline;
     cfg->disk_path = a->disk;
+    memcpy(cfg->volumes, a->volumes, sizeof cfg->volumes);
+    cfg->nvolumes = a->nvolumes;
     cfg->vsock_socket = a->vsock_socket;
     cfg->exec_socket = a->exec_socket;
     if (a->memory_mib)

@@ -332,6 +332,12 @@ static sm_code link_disk(struct vm *vm, const struct snapshot_dir *dir, sm_error
 
 sm_code persist_save(struct vm *vm, int dir_fd, const char *dir_name, sm_error *err)
 {
+    /* A snapshot would hold the guest's page cache and ext4 state of a
+     * volume whose file goes on changing without it: a VM restored from it
+     * would see a disk other than the one it remembers. */
+    if (vm->nvolumes)
+        return error_set(err, SM_E_UNSUPPORTED, "a VM with volumes cannot be snapshotted: a volume is not part "
+                         "of a snapshot, and the guest's view of it would not match the volume later");
     const struct snapshot_dir dir = { dir_fd, dir_name };
     struct snap_writer w;
     snap_writer_init(&w);

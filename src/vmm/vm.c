@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -333,21 +334,12 @@ static sm_code add_legacy_devices(struct vm *vm, sm_error *err)
     return SM_OK;
 }
 
-/* Plugs a virtio device into the next MMIO slot: window, IRQ via irqfd, one
- * ioeventfd per queue served by the event loop. */
-static sm_code add_virtio_device(struct vm *vm, struct virtio_device *dev, sm_error *err)
+/* Plugs a virtio device into a slot at base: window, IRQ gsi via irqfd, one
+ * ioeventfd per queue served by the event loop. The slot is counted in use
+ * by the caller before: vm_destroy then tears down what was made. */
+static sm_code plug_virtio(struct vm *vm, struct vm_virtio_slot *slot, uint64_t base, uint32_t gsi,
+                           struct virtio_device *dev, sm_error *err)
 {
-    if (!dev)
-        return error_set(err, SM_E_NOMEM, "out of memory for a virtio device");
-    if (vm->nvirtio >= VM_MAX_VIRTIO)
-        return error_set(err, SM_E_LIMIT, "too many virtio devices");
-    struct vm_virtio_slot *slot = &vm->virtio[vm->nvirtio];
-    uint64_t base = VM_VIRTIO_MMIO_BASE + VM_VIRTIO_MMIO_STRIDE * (uint64_t)vm->nvirtio;
-    uint32_t gsi = VM_VIRTIO_FIRST_IRQ + (uint32_t)vm->nvirtio;
-    for (int q = 0; q < 16; q++)
-        slot->notify_fds[q] = -1;
-    slot->irq.fd = -1;
-    vm->nvirtio++;
     sm_code rc = irqfd_line(vm, &slot->irq, gsi, err);
     if (rc) {
         virtio_device_destroy(dev);
@@ -381,6 +373,30 @@ static sm_code add_virtio_device(struct vm *vm, struct virtio_device *dev, sm_er
             return error_set_errno(err, SM_E_IO, errno, "event loop registration");
     }
     return SM_OK;
+}
+
+static void clear_slot(struct vm_virtio_slot *slot)
+{
+    for (int q = 0; q < 16; q++)
+        slot->notify_fds[q] = -1;
+    slot->irq.fd = -1;
+}
+
+/* Plugs a virtio device into the next slot named on the command line. */
+static sm_code add_virtio_device(struct vm *vm, struct virtio_device *dev, sm_error *err)
+{
+    if (!dev)
+        return error_set(err, SM_E_NOMEM, "out of memory for a virtio device");
+    if (vm->nvirtio >= VM_MAX_VIRTIO) {
+        virtio_device_destroy(dev);
+        return error_set(err, SM_E_LIMIT, "too many virtio devices");
+    }
+    struct vm_virtio_slot *slot = &vm->virtio[vm->nvirtio];
+    uint64_t base = VM_VIRTIO_MMIO_BASE + VM_VIRTIO_MMIO_STRIDE * (uint64_t)vm->nvirtio;
+    uint32_t gsi = VM_VIRTIO_FIRST_IRQ + (uint32_t)vm->nvirtio;
+    clear_slot(slot);
+    vm->nvirtio++;
+    return plug_virtio(vm, slot, base, gsi, dev, err);
 }
 
 static sm_code add_vsock(struct vm *vm, sm_error *err)
@@ -420,6 +436,60 @@ static sm_code add_disk(struct vm *vm, sm_error *err)
         return error_set_errno(err, SM_E_INVALID, errno,
                              "%s cannot be a disk (a regular file or block device, read-only)", vm->cfg.disk_path);
     return add_virtio_device(vm, blk, err);
+}
+
+/* Opens a volume's file and locks it for this VM: exclusive for a writable
+ * one, shared for a read-only one, so that no two VMs write one file and
+ * none reads it while another writes. The lock lasts as long as the VMM. */
+static int open_volume(const struct vmm_volume *v, sm_error *err)
+{
+    int fd = open(v->path, (v->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0) {
+        error_set_errno(err, SM_E_IO, errno, "cannot open the volume %s", v->path);
+        return -1;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fcntl(fd, F_SETFL, 0) < 0) {
+        close(fd);
+        error_set(err, SM_E_INVALID, "the volume %s is not a regular file", v->path);
+        return -1;
+    }
+    if (flock(fd, (v->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            error_set(err, SM_E_BUSY, "the volume %s is in use by another VM%s", v->path,
+                      v->read_only ? " that writes it" : "");
+        else
+            error_set_errno(err, SM_E_IO, e, "cannot lock the volume %s", v->path);
+        return -1;
+    }
+    return fd;
+}
+
+/* The volumes, each in its own slot (protocol/guest_abi.h): not on the
+ * command line; the agent registers them when told (VOLUME, wire.h). */
+static sm_code add_volumes(struct vm *vm, sm_error *err)
+{
+    for (uint32_t i = 0; i < vm->cfg.nvolumes && i < SM_MAX_VOLUMES; i++) {
+        const struct vmm_volume *v = &vm->cfg.volumes[i];
+        char serial[VIRTIO_BLK_ID_BYTES + 1];
+        snprintf(serial, sizeof serial, SM_VOLUME_SERIAL, i);
+        int fd = open_volume(v, err);
+        if (fd < 0)
+            return err ? err->code : SM_E_IO;
+        struct virtio_device *blk = v->read_only ? virtio_blk_create(fd, serial) : virtio_blk_create_writable(fd, serial);
+        if (!blk)
+            return error_set_errno(err, SM_E_INVALID, errno, "the volume %s cannot be a disk", v->path);
+        struct vm_virtio_slot *slot = &vm->volumes[i];
+        clear_slot(slot);
+        vm->nvolumes++;
+        sm_code rc = plug_virtio(vm, slot, SM_VOLUME_MMIO_BASE + SM_VOLUME_MMIO_STRIDE * i,
+                                 SM_VOLUME_FIRST_IRQ + i, blk, err);
+        if (rc)
+            return rc;
+    }
+    return SM_OK;
 }
 
 static sm_code build_cmdline(struct vm *vm, char *out, size_t len, sm_error *err)
@@ -547,7 +617,8 @@ static sm_code build_machine(struct vm *vm, int memory_fd, sm_error *err)
     sm_code rc;
     if ((rc = init_host_side(vm, err)) || (rc = create_kvm_vm(vm, err)) || (rc = create_memory(vm, memory_fd, err)) ||
         (rc = add_legacy_devices(vm, err)) || (rc = add_virtio_device(vm, virtio_rng_create(), err)) ||
-        (rc = add_vsock(vm, err)) || (rc = add_net(vm, err)) || (rc = add_disk(vm, err)))
+        (rc = add_vsock(vm, err)) || (rc = add_net(vm, err)) || (rc = add_disk(vm, err)) ||
+        (rc = add_volumes(vm, err)))
         return rc;
     return SM_OK;
 }
@@ -645,6 +716,8 @@ void vm_destroy(struct vm *vm)
     free(vm->disk_real);
     for (int i = 0; i < vm->nvirtio; i++)
         destroy_virtio(&vm->virtio[i]);
+    for (uint32_t i = 0; i < vm->nvolumes; i++)
+        destroy_virtio(&vm->volumes[i]);
     if (vm->serial)
         serial_destroy(vm->serial);
     if (vm->i8042)

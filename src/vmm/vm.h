@@ -31,6 +31,11 @@
 #define VM_VIRTIO_MMIO_BASE 0xd0000000ull
 #define VM_VIRTIO_MMIO_STRIDE 0x1000ull
 #define VM_VIRTIO_FIRST_IRQ 5
+/* Volumes have slots of their own (protocol/guest_abi.h): past ours. */
+_Static_assert(SM_VOLUME_MMIO_BASE >= VM_VIRTIO_MMIO_BASE + VM_VIRTIO_MMIO_STRIDE * VM_MAX_VIRTIO,
+               "volume slots overlap the VMM's virtio slots");
+_Static_assert(SM_VOLUME_FIRST_IRQ >= VM_VIRTIO_FIRST_IRQ + VM_MAX_VIRTIO &&
+               SM_VOLUME_FIRST_IRQ + SM_MAX_VOLUMES <= 24, "volume IRQs must be free I/O APIC pins");
 #define VM_SERIAL_IRQ 4
 
 struct vm_network;
@@ -51,6 +56,9 @@ struct vm_config {
     const char *exec_socket;    /* host Unix socket wired straight to the agent; may be NULL */
     const char *disk_path;      /* read-only virtio-blk image (/dev/vda); may be NULL. A VM
                                    restored from a snapshot needs the same image as its bake */
+    struct vmm_volume volumes[SM_MAX_VOLUMES]; /* writable disks in the volume slots; such a VM
+                                   is never snapshotted */
+    uint32_t nvolumes;
     /* The guest's network. Every VM has the network device (eth0), so that
      * any snapshot restores with or without a network; off, nothing behind
      * it answers and the agent keeps eth0 down. */
@@ -130,6 +138,8 @@ struct vm {
     struct signal_port signal;
     struct vm_virtio_slot virtio[VM_MAX_VIRTIO];
     int nvirtio;
+    struct vm_virtio_slot volumes[SM_MAX_VOLUMES]; /* not in snapshots: see persist.c */
+    uint32_t nvolumes;
     struct virtio_device *vsock;     /* owned by its transport */
     struct virtio_device *net;       /* owned by its transport */
     struct vm_network *network;      /* the NAT behind net; NULL when off */

@@ -515,6 +515,101 @@ static void test_flush_succeeds(void **state)
     assert_int_equal(status_at(f, STATUS_GPA), ST_OK);
 }
 
+/* --- the writable kind (a volume) ------------------------------------------------------- */
+
+/* The fixture's device swapped for a writable one over the same image. */
+static void make_writable(struct fixture *f)
+{
+    virtio_mmio_destroy(f->t);
+    int fd = open(f->path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    struct virtio_device *dev = virtio_blk_create_writable(fd, SERIAL);
+    assert_non_null(dev);
+    f->t = virtio_mmio_create(dev, &f->mem, &f->irq.line);
+    assert_non_null(f->t);
+}
+
+static uint8_t file_byte(const char *path, uint64_t off)
+{
+    uint8_t b = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+    close(fd);
+    return b;
+}
+
+static void test_writable_offers_flush_not_ro(void **state)
+{
+    struct fixture *f = *state;
+    make_writable(f);
+    uint64_t features = drv_device_features(f->t);
+    assert_true(features & (1ull << VIRTIO_BLK_F_FLUSH));
+    assert_false(features & (1ull << VIRTIO_BLK_F_RO));
+    /* A read-write fd is refused by the read-only kind, and the other way round. */
+    int fd = open(f->path, O_RDWR | O_CLOEXEC);
+    errno = 0;
+    assert_null(virtio_blk_create(fd, NULL));
+    assert_int_equal(errno, EINVAL);
+    errno = 0;
+    assert_null(virtio_blk_create_writable(open_image(f->path), NULL));
+    assert_int_equal(errno, EINVAL);
+}
+
+/* A write split over two buffers lands at its sector, and only there. */
+static void test_writable_write_lands(void **state)
+{
+    struct fixture *f = *state;
+    make_writable(f);
+    bring_up(f);
+    clear_buffers(f);
+    put_header(f, HDR_GPA, T_OUT, 3);
+    memset(f->ram + DATA_GPA, 0x55, 512);
+    memset(f->ram + DATA_GPA + 0x1000, 0x66, 512);
+    struct seg segs[] = {
+        { HDR_GPA, 16, false },
+        { DATA_GPA, 512, false },
+        { DATA_GPA + 0x1000, 512, false },
+        { STATUS_GPA, 1, true },
+    };
+    uint16_t head = post_chain(f, segs, 4);
+    kick(f);
+    expect_used(f, head, 1);
+    assert_int_equal(status_at(f, STATUS_GPA), ST_OK);
+    assert_int_equal(file_byte(f->path, 3 * 512), 0x55);
+    assert_int_equal(file_byte(f->path, 4 * 512 + 511), 0x66);
+    assert_int_equal(file_byte(f->path, 3 * 512 - 1), image_byte(3 * 512 - 1));
+    assert_int_equal(file_byte(f->path, 5 * 512), image_byte(5 * 512));
+    /* read back through the device */
+    head = post_simple(f, T_IN, 4, 512, true);
+    kick(f);
+    expect_used(f, head, 513);
+    assert_true(all_bytes_are(f->ram + DATA_GPA, 512, 0x66));
+    head = post_simple(f, T_FLUSH, 0, 0, true);
+    kick(f);
+    expect_used(f, head, 1);
+    assert_int_equal(status_at(f, STATUS_GPA), ST_OK);
+}
+
+/* Past the capacity, not whole sectors, or a sector number that would wrap:
+ * IOERR, and the file neither grows nor changes. */
+static void test_writable_bounds(void **state)
+{
+    struct fixture *f = *state;
+    make_writable(f);
+    bring_up(f);
+    const struct { uint64_t sector; uint32_t len; } bad[] = {
+        { SECTORS - 1, 1024 }, { SECTORS, 512 }, { 0, 100 }, { UINT64_MAX / 512, 512 }, { UINT64_MAX, 512 },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint16_t head = post_simple(f, T_OUT, bad[i].sector, bad[i].len, false);
+        memset(f->ram + DATA_GPA, 0x77, bad[i].len);
+        kick(f);
+        expect_used(f, head, 1);
+        assert_int_equal(status_at(f, STATUS_GPA), ST_IOERR);
+    }
+    assert_true(image_unchanged(f->path));
+}
+
 static void test_get_id(void **state)
 {
     struct fixture *f = *state;
@@ -819,6 +914,9 @@ int main(void)
         T(test_served_requests_survive_a_broken_ring),
         T(test_write_is_refused_and_file_unchanged),
         T(test_flush_succeeds),
+        T(test_writable_offers_flush_not_ro),
+        T(test_writable_write_lands),
+        T(test_writable_bounds),
         T(test_get_id),
         T(test_unknown_types_are_unsupported),
         T(test_short_header_is_ioerr),

@@ -32,13 +32,14 @@ from ._supermachine import (  # noqa: F401  (re-exported)
     DroppedError,
     CancelledError,
     LimitError,
+    BusyError,
 )
 
 __all__ = [
     "Image", "Vm", "Pool", "ExecBuilder", "ExecChild", "ExecOutcome", "ExecStatus",
     "Agent", "Error", "InvalidError", "NoMemoryError", "HostIOError", "NotFoundError",
     "UnsupportedError", "KvmError", "GuestError", "TimeoutError", "ProtocolError",
-    "SetupError", "DroppedError", "CancelledError", "LimitError",
+    "SetupError", "DroppedError", "CancelledError", "LimitError", "BusyError",
 ]
 
 

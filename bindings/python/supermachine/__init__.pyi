@@ -28,6 +28,7 @@ class CancelledError(Error): ...
 class LimitError(Error):
     stdout: bytes
     stderr: bytes
+class BusyError(Error): ...
 
 class ExecStatus:
     status: int

@@ -1616,6 +1616,7 @@ static const struct {
     {SM_E_DROPPED, "DroppedError", &PyExc_ConnectionError},
     {SM_E_CANCELLED, "CancelledError", NULL},
     {SM_E_LIMIT, "LimitError", NULL},
+    {SM_E_BUSY, "BusyError", NULL},
 };
 
 PyMODINIT_FUNC PyInit__supermachine(void)

@@ -1,6 +1,7 @@
 /*
- * virtio-blk, read-only: the driver posts requests on queue 0; each is served
- * synchronously in queue_notify with pread(2) straight into guest buffers.
+ * virtio-blk: the driver posts requests on queue 0; each is served
+ * synchronously in queue_notify with pread(2) straight into guest buffers,
+ * or, on a writable disk (a volume), pwrite(2) straight from them.
  *
  * A request is one chain (virtio 1.1 section 5.2.6):
  *
@@ -11,7 +12,8 @@
  *                                                   T_GET_ID: the ID string
  *   status    the last writable byte         1      OK 0, IOERR 1, UNSUPP 2
  *
- * Readable bytes after the header (a T_OUT's data) are never read.
+ * Readable bytes after the header are a T_OUT's data; a read-only disk
+ * never reads them.
  *
  * Every chain gets a defined answer; the used length is the number of
  * data bytes written plus the status byte:
@@ -23,15 +25,21 @@
  *   T_IN, any sector at or past capacity            IOERR   1
  *   T_IN, pread failed or came up short             IOERR   bytes read + 1
  *   T_IN                                            OK      data + 1
- *   T_OUT (the disk is read-only; never written)    IOERR   1
- *   T_FLUSH (nothing to flush)                      OK      1
+ *   T_OUT, read-only disk (never written)           IOERR   1
+ *   T_OUT, data not whole sectors, > MAX_DATA, or   IOERR   1
+ *          any sector at or past capacity
+ *   T_OUT, pwrite failed or came up short           IOERR   1
+ *   T_OUT                                           OK      1
+ *   T_FLUSH, read-only disk (nothing to flush)      OK      1
+ *   T_FLUSH, writable disk: fdatasync               OK, or IOERR if it failed; 1
  *   T_GET_ID (ID, NUL-padded, cut to the data size) OK      min(data, 20) + 1
  *   anything else (DISCARD, WRITE_ZEROES, ...)      UNSUPP  1
  *
  * MAX_DATA = 0xfffffe00, the most whole sectors whose length plus the
  * status byte fits the used ring's 32-bit length (Linux's own requests are
  * bounded by the same 32-bit size of a bio). A read never goes past the
- * capacity, so a request costs at most one image's worth of pread.
+ * capacity, so a request costs at most one image's worth of pread; a
+ * write never grows the file.
  */
 #include "devices/virtio/blk.h"
 
@@ -48,6 +56,7 @@
 struct blk {
     struct virtio_device dev;
     int fd;
+    bool writable;
     uint64_t capacity; /* in 512-byte sectors */
     uint8_t config[VIRTIO_BLK_CONFIG_SIZE];
     uint8_t id[VIRTIO_BLK_ID_BYTES]; /* NUL-padded */
@@ -140,6 +149,38 @@ static uint64_t read_image_into_chain(int fd, const struct vq_chain *c, uint64_t
     return done;
 }
 
+/* pwrite of exactly len bytes; false if it failed or came up short. */
+static bool pwrite_full(int fd, const uint8_t *src, uint64_t len, uint64_t offset)
+{
+    uint64_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(fd, src + done, (size_t)(len - done), (off_t)(offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        done += (uint64_t)n;
+    }
+    return true;
+}
+
+/* Writes the readable bytes after the header (len of them) to the image at
+ * byte offset. */
+static bool write_chain_to_image(int fd, const struct vq_chain *c, uint64_t offset, uint64_t len)
+{
+    uint64_t skip = HEADER_BYTES, done = 0;
+    for (uint16_t i = 0; i < c->nreadable && done < len; i++) {
+        const struct vq_buf *b = &c->bufs[i];
+        uint64_t at = min_u64(skip, b->len);
+        skip -= at;
+        uint64_t n = min_u64(b->len - at, len - done);
+        if (n && !pwrite_full(fd, b->host + at, n, offset + done))
+            return false;
+        done += n;
+    }
+    return done == len;
+}
+
 /* Copies len bytes into the start of the writable part (len fits it: the caller checked). */
 static void copy_into_chain(const struct vq_chain *c, const uint8_t *src, uint64_t len)
 {
@@ -154,17 +195,41 @@ static void copy_into_chain(const struct vq_chain *c, const uint8_t *src, uint64
 
 /* --- requests ----------------------------------------------------------------------------- */
 
+/* Whole sectors, at most MAX_DATA, all below the capacity. */
+static bool in_bounds(const struct blk *b, uint64_t sector, uint64_t data_len)
+{
+    if (data_len % VIRTIO_BLK_SECTOR_SIZE || data_len > MAX_DATA)
+        return false;
+    uint64_t sectors = data_len / VIRTIO_BLK_SECTOR_SIZE;
+    /* Written this way round so that no sum can overflow. */
+    return sector <= b->capacity && sectors <= b->capacity - sector;
+}
+
 static uint8_t serve_read(const struct blk *b, const struct vq_chain *c, uint64_t sector, uint64_t data_len,
                           uint64_t *written)
 {
-    if (data_len % VIRTIO_BLK_SECTOR_SIZE || data_len > MAX_DATA)
-        return VIRTIO_BLK_S_IOERR;
-    uint64_t sectors = data_len / VIRTIO_BLK_SECTOR_SIZE;
-    /* Written this way round so that no sum can overflow. */
-    if (sector > b->capacity || sectors > b->capacity - sector)
+    if (!in_bounds(b, sector, data_len))
         return VIRTIO_BLK_S_IOERR;
     *written = read_image_into_chain(b->fd, c, sector * VIRTIO_BLK_SECTOR_SIZE, data_len);
     return *written == data_len ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+}
+
+static uint8_t serve_write(const struct blk *b, const struct vq_chain *c, uint64_t sector)
+{
+    if (!b->writable || c->readable_bytes < HEADER_BYTES)
+        return VIRTIO_BLK_S_IOERR;
+    uint64_t data_len = c->readable_bytes - HEADER_BYTES;
+    if (!in_bounds(b, sector, data_len))
+        return VIRTIO_BLK_S_IOERR;
+    return write_chain_to_image(b->fd, c, sector * VIRTIO_BLK_SECTOR_SIZE, data_len) ? VIRTIO_BLK_S_OK
+                                                                                    : VIRTIO_BLK_S_IOERR;
+}
+
+static uint8_t serve_flush(const struct blk *b)
+{
+    if (!b->writable)
+        return VIRTIO_BLK_S_OK;
+    return fdatasync(b->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
 }
 
 static uint8_t serve_get_id(const struct blk *b, const struct vq_chain *c, uint64_t data_len, uint64_t *written)
@@ -189,8 +254,8 @@ static uint32_t serve_chain(const struct blk *b, const struct vq_chain *c)
     } else {
         switch (h.type) {
         case VIRTIO_BLK_T_IN: result = serve_read(b, c, h.sector, data_len, &written); break;
-        case VIRTIO_BLK_T_OUT: result = VIRTIO_BLK_S_IOERR; break;
-        case VIRTIO_BLK_T_FLUSH: result = VIRTIO_BLK_S_OK; break;
+        case VIRTIO_BLK_T_OUT: result = serve_write(b, c, h.sector); break;
+        case VIRTIO_BLK_T_FLUSH: result = serve_flush(b); break;
         case VIRTIO_BLK_T_GET_ID: result = serve_get_id(b, c, data_len, &written); break;
         default: result = VIRTIO_BLK_S_UNSUPP; break;
         }
@@ -239,12 +304,29 @@ static void blk_destroy(struct virtio_device *dev)
     free(b);
 }
 
+/* The two kinds differ only in what they offer: RO, or FLUSH (the guest
+ * then flushes its write cache through T_FLUSH, which is what makes an
+ * fsync in the guest reach the host's disk). */
+#define BLK_COMMON_FEATURES ((1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE))
+
 static const struct virtio_device_ops blk_ops = {
     .name = "blk",
     .device_id = VIRTIO_ID_BLOCK,
     .num_queues = 1,
     .queue_max_size = VIRTIO_BLK_QUEUE_SIZE,
-    .features = (1ull << VIRTIO_BLK_F_RO) | (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_BLK_SIZE),
+    .features = (1ull << VIRTIO_BLK_F_RO) | BLK_COMMON_FEATURES,
+    .config_size = VIRTIO_BLK_CONFIG_SIZE,
+    .read_config = blk_read_config,
+    .queue_notify = blk_queue_notify,
+    .destroy = blk_destroy,
+};
+
+static const struct virtio_device_ops blk_writable_ops = {
+    .name = "blk-rw",
+    .device_id = VIRTIO_ID_BLOCK,
+    .num_queues = 1,
+    .queue_max_size = VIRTIO_BLK_QUEUE_SIZE,
+    .features = (1ull << VIRTIO_BLK_F_FLUSH) | BLK_COMMON_FEATURES,
     .config_size = VIRTIO_BLK_CONFIG_SIZE,
     .read_config = blk_read_config,
     .queue_notify = blk_queue_notify,
@@ -253,8 +335,9 @@ static const struct virtio_device_ops blk_ops = {
 
 /* --- creation ----------------------------------------------------------------------------- */
 
-/* The image's size in bytes: a read-only regular file or block device. -1 with errno otherwise. */
-static int64_t image_size(int fd)
+/* The image's size in bytes: a regular file or block device open read-only
+ * (or read-write when writable). -1 with errno otherwise. */
+static int64_t image_size(int fd, bool writable)
 {
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0)
@@ -262,7 +345,7 @@ static int64_t image_size(int fd)
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -1;
-    if ((flags & O_ACCMODE) != O_RDONLY || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+    if ((flags & O_ACCMODE) != (writable ? O_RDWR : O_RDONLY) || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
         errno = EINVAL;
         return -1;
     }
@@ -280,9 +363,9 @@ static void fill_config(struct blk *b)
     put_le32(b->config + 20, VIRTIO_BLK_SECTOR_SIZE);
 }
 
-struct virtio_device *virtio_blk_create(int fd, const char *serial)
+static struct virtio_device *create(int fd, const char *serial, bool writable)
 {
-    int64_t size = image_size(fd);
+    int64_t size = image_size(fd, writable);
     struct blk *b = NULL;
     if (size < 0)
         goto fail;
@@ -293,9 +376,10 @@ struct virtio_device *virtio_blk_create(int fd, const char *serial)
     b = calloc(1, sizeof *b);
     if (!b)
         goto fail;
-    b->dev.ops = &blk_ops;
+    b->dev.ops = writable ? &blk_writable_ops : &blk_ops;
     b->dev.priv = b;
     b->fd = fd;
+    b->writable = writable;
     b->capacity = (uint64_t)size / VIRTIO_BLK_SECTOR_SIZE;
     if (serial)
         memcpy(b->id, serial, strlen(serial));
@@ -308,9 +392,19 @@ fail:;
     return NULL;
 }
 
+struct virtio_device *virtio_blk_create(int fd, const char *serial)
+{
+    return create(fd, serial, false);
+}
+
+struct virtio_device *virtio_blk_create_writable(int fd, const char *serial)
+{
+    return create(fd, serial, true);
+}
+
 uint64_t virtio_blk_capacity(const struct virtio_device *dev)
 {
-    if (!dev || dev->ops != &blk_ops)
+    if (!dev || (dev->ops != &blk_ops && dev->ops != &blk_writable_ops))
         return 0;
     return ((const struct blk *)dev->priv)->capacity;
 }

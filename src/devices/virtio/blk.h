@@ -1,14 +1,16 @@
 /*
- * virtio-blk, read-only (virtio 1.1 section 5.2): device ID 2, one request
- * queue of VIRTIO_BLK_QUEUE_SIZE entries, backed by an image file read with
- * pread(2). It serves an image's root filesystem (erofs/squashfs), shared by
- * every VM of that image: nothing ever writes to the file.
+ * virtio-blk (virtio 1.1 section 5.2): device ID 2, one request queue of
+ * VIRTIO_BLK_QUEUE_SIZE entries, backed by an image file read with
+ * pread(2). Two kinds:
+ *   - read-only: an image's root filesystem (erofs/squashfs), shared by
+ *     every VM of that image; nothing ever writes to the file;
+ *   - writable: a volume (ext4), one VM's at a time; T_OUT is pwrite(2),
+ *     T_FLUSH is fdatasync(2).
  *
- * Features offered: VIRTIO_BLK_F_RO (the guest mounts it read-only),
- * VIRTIO_BLK_F_SEG_MAX and VIRTIO_BLK_F_BLK_SIZE (512). Not offered: FLUSH
- * (nothing to flush on a read-only disk; a T_FLUSH that comes anyway is
- * answered OK), SIZE_MAX, GEOMETRY, TOPOLOGY, CONFIG_WCE, MQ, DISCARD,
- * WRITE_ZEROES.
+ * Features offered: VIRTIO_BLK_F_RO (read-only kind: the guest mounts it
+ * read-only) or VIRTIO_BLK_F_FLUSH (writable kind), VIRTIO_BLK_F_SEG_MAX
+ * and VIRTIO_BLK_F_BLK_SIZE (512). Not offered: SIZE_MAX, GEOMETRY,
+ * TOPOLOGY, CONFIG_WCE, MQ, DISCARD, WRITE_ZEROES.
  *
  * Config space (60 bytes, little-endian; fields of features we do not offer
  * read 0; writes are ignored):
@@ -26,7 +28,8 @@
  *
  * Snapshots: the device keeps no state beyond its queues (the transport
  * saves those) and its backing file. A restored VM gets a fresh device on
- * the same image. The image must not change between the bake and any
+ * the same image. (A VM with a writable disk is never snapshotted: see
+ * persist.c.) The image must not change between the bake and any
  * restore: the guest's page cache, saved in the snapshot, holds blocks of
  * it (the caller keys images by digest so a changed image is a new image).
  */
@@ -82,6 +85,9 @@
  * or what fstat/lseek reported.
  */
 struct virtio_device *virtio_blk_create(int fd, const char *serial);
+
+/* The same over fd opened read-write (EINVAL otherwise): a writable disk. */
+struct virtio_device *virtio_blk_create_writable(int fd, const char *serial);
 
 /* The capacity in 512-byte sectors (tests, diagnostics). */
 uint64_t virtio_blk_capacity(const struct virtio_device *dev);
