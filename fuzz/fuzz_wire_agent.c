@@ -6,6 +6,7 @@
  *
  *   build/fuzz/fuzz_wire_agent -max_total_time=20 fuzz/corpus/fuzz_wire_agent
  */
+#include "protocol/guest_abi.h"
 #include "protocol/wire.h"
 
 #include <stdlib.h>
@@ -71,6 +72,12 @@ static void decode(const wire_frame *f)
     case WIRE_CONNECT: {
         uint16_t port;
         if (wire_connect_decode(f->payload, f->length, &port, &e) && port == 0)
+            abort();
+        break;
+    }
+    case WIRE_VOLUME: {
+        wire_volume v;
+        if (wire_get_volume(f, &v, &e) && (v.slot >= SM_MAX_VOLUMES || v.path[0] != '/'))
             abort();
         break;
     }

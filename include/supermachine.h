@@ -636,8 +636,8 @@ SM_API sm_code sm_vm_config_restore_limits(sm_vm_config *cfg, uint32_t max_memor
  * fails with SM_E_UNSUPPORTED and the reason (nothing runs unlimited). */
 SM_API sm_code sm_vm_config_memory_limit(sm_vm_config *cfg, uint64_t memory_bytes);
 SM_API sm_code sm_vm_config_cpu_limit(sm_vm_config *cfg, uint32_t millicpus);
-/* Keep the VM's state folder in this store's (copied; NULL: the image's
- * store, else the default). */
+/* Keep the VM's state folder in this store's, and take named volumes from
+ * its images folder (copied; NULL: the image's store, else the default). */
 SM_API sm_code sm_vm_config_store(sm_vm_config *cfg, const sm_store *store);
 /* Snapshots a running VM into dest_dir (created if missing), which then is
  * an image: sm_image_from_snapshot(dest_dir). The VM pauses for the copy of

@@ -32,6 +32,8 @@ packages=(
     debootstrap docker-registry skopeo umoci apache2-utils openssl ca-certificates
     # bench/soak/qemu-streams.sh: a relay from a Unix socket to a guest's vsock port
     socat
+    # volumes: mkfs.ext4 makes a named volume's file system (sm_volume_create)
+    e2fsprogs
     # the Python binding (make python, bindings/python): its headers,
     # `pip install bindings/python` (setuptools) and its tests (pytest)
     python3-dev python3-setuptools python3-pytest

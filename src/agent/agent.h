@@ -161,6 +161,10 @@ bool netconf_apply(bool on, char *why, size_t whylen);
 /* Registers volume v's slot, waits for its disk and mounts it at v->path;
  * false with why. Only for a guest's PID 1. */
 bool volume_mount(const wire_volume *v, char *why, size_t whylen);
+/* Before power off: every mounted volume unmounted, or else remounted
+ * read-only, so that its journal is clean and the next VM may mount it
+ * read-only. Other processes are killed first (they would hold it busy). */
+void volume_unmount_all(void);
 
 /* ---- pid1.c ----------------------------------------------------------- */
 

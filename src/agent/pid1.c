@@ -144,6 +144,7 @@ void pid1_poweroff(const char *why)
 {
     dprintf(1, "supermachine-agent: powering off (%s)\n", why);
     sync();
+    volume_unmount_all();
     reboot(RB_AUTOBOOT); /* reboot=k: the i8042 reset, which the VMM takes as power off */
     for (;;)
         pause();

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "cli/cli_image.h"
+#include "cli/cli_store.h"
 #include "cli/commands.h"
 #include "cli/exec_run.h"
 #include "cli/flags.h"
@@ -155,7 +156,7 @@ int cmd_run(int argc, char **argv)
     if (!a.cfg || !exec_opts_init(&a.exec, argc))
         fprintf(stderr, "%s: out of memory\n", PROG);
     else if ((status = parse(argc, argv, &a)) == FLAGS_GO_ON)
-        status = run_in_fresh_vm(&a);
+        status = sm_vm_config_store(a.cfg, cli_store()) ? EXIT_CANNOT : run_in_fresh_vm(&a);
     exec_opts_free(&a.exec);
     sm_pull_options_free(a.pull);
     sm_vm_config_free(a.cfg);

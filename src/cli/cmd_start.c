@@ -19,6 +19,7 @@
  * that cannot be a reference, is a start that failed: 1.
  */
 #include "cli/cli_image.h"
+#include "cli/cli_store.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "cli/pull_options.h"
@@ -151,7 +152,7 @@ int cmd_start(int argc, char **argv)
     if (!a.cfg || sm_vm_config_detached(a.cfg, true))
         fprintf(stderr, "%s: out of memory\n", PROG);
     else if ((status = parse(argc, argv, &a)) == FLAGS_GO_ON)
-        status = start_detached(&a);
+        status = sm_vm_config_store(a.cfg, cli_store()) ? EXIT_FAILED : start_detached(&a);
     sm_vm_config_free(a.cfg);
     sm_image_free(a.img);
     sm_pull_options_free(a.pull);

@@ -46,7 +46,8 @@
 
 struct sm_image {
     char dir[PATH_MAX];
-    char vms[PATH_MAX]; /* the VM folder of the store it came from; "" default */
+    char vms[PATH_MAX];    /* the VM folder of the store it came from; "" default */
+    char images[PATH_MAX]; /* and its images folder (where volumes are); "" default */
 };
 
 /* dir/name into out; false (out unusable) when it does not fit. */
@@ -70,7 +71,9 @@ sm_code sm_image_from_snapshot(const char *dir, sm_image **out, sm_error *err)
 
 sm_code sm_vm_config_image(sm_vm_config *cfg, const sm_image *img)
 {
-    return vm_config_set_image(cfg, img ? img->dir : NULL, img && img->vms[0] ? img->vms : NULL);
+    if (!img)
+        return vm_config_set_image(cfg, NULL, NULL, NULL);
+    return vm_config_set_image(cfg, img->dir, img->vms[0] ? img->vms : NULL, img->images[0] ? img->images : NULL);
 }
 
 sm_code image_open_dir(const sm_store *store, const char *dir, sm_image **out, sm_error *err)
@@ -89,6 +92,7 @@ sm_code image_open_dir(const sm_store *store, const char *dir, sm_image **out, s
         return error_set(err, SM_E_NOMEM, "out of memory");
     snprintf(img->dir, sizeof img->dir, "%s", real);
     snprintf(img->vms, sizeof img->vms, "%s", store_vms_choice(store));
+    snprintf(img->images, sizeof img->images, "%s", store_images_choice(store));
     *out = img;
     return SM_OK;
 }
@@ -407,6 +411,9 @@ sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err)
 {
     if (!vm || !dest_dir)
         return error_set(err, SM_E_INVALID, "sm_vm_snapshot: NULL argument");
+    if (vm_volume_count(vm))
+        return error_set(err, SM_E_UNSUPPORTED, "the VM %s has volumes, and a VM with volumes cannot be "
+                         "snapshotted: a volume is not part of a snapshot", sm_vm_id(vm));
     char dest[PATH_MAX];
     if (mkdir(dest_dir, 0700) < 0 && errno != EEXIST)
         return error_set_errno(err, SM_E_IO, errno, "cannot create %s", dest_dir);

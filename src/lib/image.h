@@ -9,6 +9,8 @@
 
 uint32_t vm_config_memory_mib(const sm_vm_config *cfg);
 uint32_t vm_config_volume_count(const sm_vm_config *cfg);
+/* The volumes a running VM has mounted (its vm.info's). */
+uint32_t vm_volume_count(const sm_vm *vm);
 uint32_t vm_config_cpus(const sm_vm_config *cfg);
 /* The configured kernel or initramfs, or the one the asset lookup finds. */
 sm_code vm_config_kernel_path(const sm_vm_config *cfg, char *out, size_t cap, sm_error *err);
@@ -32,6 +34,6 @@ sm_code image_named_dir(const sm_store *store, const char *name, char *out, size
 sm_code image_open_dir(const sm_store *store, const char *dir, sm_image **out, sm_error *err);
 /* What sm_vm_config_image sets: the snapshot folder to restore (NULL: boot)
  * and the VM folder of the image's store (NULL: the default). */
-sm_code vm_config_set_image(sm_vm_config *cfg, const char *dir, const char *vms);
+sm_code vm_config_set_image(sm_vm_config *cfg, const char *dir, const char *vms, const char *images);
 
 #endif

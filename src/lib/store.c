@@ -117,6 +117,11 @@ const char *store_vms_choice(const sm_store *s)
     return s ? s->vms : "";
 }
 
+const char *store_images_choice(const sm_store *s)
+{
+    return s ? s->images : "";
+}
+
 sm_code sm_store_images_dir(const sm_store *s, char *out, size_t cap, sm_error *err)
 {
     if (!out || !cap)

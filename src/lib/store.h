@@ -24,5 +24,7 @@ sm_code store_vms_dir(const sm_store *s, char *out, size_t cap, bool create, sm_
 bool store_name_valid(const char *name);
 /* s's own VM folder, or "" for the default: what a VM config keeps. */
 const char *store_vms_choice(const sm_store *s);
+/* s's own images folder, or "" for the default. */
+const char *store_images_choice(const sm_store *s);
 
 #endif

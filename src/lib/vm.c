@@ -66,6 +66,8 @@ struct sm_vm_config {
     char *image;     /* a snapshot folder to restore, or NULL to boot */
     char *vms;       /* the store's VM folder (sm_vm_config_store), or NULL */
     char *image_vms; /* the image's store's, or NULL: used when vms is NULL */
+    char *images;    /* likewise the store's images folder, where volumes are */
+    char *image_images;
     bool detached;
     struct vm_net net;
     uint32_t max_memory_mib, max_cpus; /* a restored image's limits; 0: the host's */
@@ -115,6 +117,8 @@ void sm_vm_config_free(sm_vm_config *cfg)
     free(cfg->image);
     free(cfg->vms);
     free(cfg->image_vms);
+    free(cfg->images);
+    free(cfg->image_images);
     for (uint32_t i = 0; i < cfg->nvolumes; i++) {
         free(cfg->volumes[i].source);
         free(cfg->volumes[i].guest_path);
@@ -268,36 +272,43 @@ sm_code sm_vm_config_initrd(sm_vm_config *cfg, const char *path)
     return cfg ? set_path(&cfg->initrd, path) : SM_E_INVALID;
 }
 
-sm_code vm_config_set_image(sm_vm_config *cfg, const char *dir, const char *vms)
+sm_code vm_config_set_image(sm_vm_config *cfg, const char *dir, const char *vms, const char *images)
 {
     if (!cfg)
         return SM_E_INVALID;
     sm_code rc = set_path(&cfg->image, dir);
-    return rc ? rc : set_path(&cfg->image_vms, vms);
+    if (!rc)
+        rc = set_path(&cfg->image_vms, vms);
+    return rc ? rc : set_path(&cfg->image_images, images);
 }
 
 sm_code sm_vm_config_store(sm_vm_config *cfg, const sm_store *store)
 {
     if (!cfg)
         return SM_E_INVALID;
-    const char *vms = store_vms_choice(store);
-    return set_path(&cfg->vms, *vms ? vms : NULL);
+    const char *vms = store_vms_choice(store), *images = store_images_choice(store);
+    sm_code rc = set_path(&cfg->vms, *vms ? vms : NULL);
+    return rc ? rc : set_path(&cfg->images, *images ? images : NULL);
 }
 
-/* The store whose VM folder a VM of cfg lives in. */
+/* The store a VM of cfg lives in (its VM folder) and takes its volumes
+ * from: the config's own, else its image's, else the default. */
 static const sm_store *config_store(const sm_vm_config *cfg, sm_store *scratch)
 {
     const char *vms = cfg->vms ? cfg->vms : cfg->image_vms;
-    if (!vms)
+    const char *images = cfg->images ? cfg->images : cfg->image_images;
+    if (!vms && !images)
         return NULL;
     memset(scratch, 0, sizeof *scratch);
-    snprintf(scratch->vms, sizeof scratch->vms, "%s", vms);
+    snprintf(scratch->vms, sizeof scratch->vms, "%s", vms ? vms : "");
+    snprintf(scratch->images, sizeof scratch->images, "%s", images ? images : "");
     return scratch;
 }
 
 uint32_t vm_config_memory_mib(const sm_vm_config *cfg) { return cfg->memory_mib; }
 uint32_t vm_config_cpus(const sm_vm_config *cfg) { return cfg->cpus; }
 uint32_t vm_config_volume_count(const sm_vm_config *cfg) { return cfg->nvolumes; }
+uint32_t vm_volume_count(const sm_vm *vm) { return vm->rec.volumes; }
 
 sm_code vm_config_kernel_path(const sm_vm_config *cfg, char *out, size_t cap, sm_error *err)
 {

@@ -15,6 +15,7 @@
 #include "lib/volume.h"
 #include "lib/store.h"
 #include "base/error.h"
+#include "base/file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -51,6 +52,10 @@ static sm_code volumes_dir(const sm_store *store, char *out, size_t cap, sm_erro
         return error_set(err, SM_E_LIMIT, "the volumes folder path is too long");
     if (mkdir(out, 0700) < 0 && errno != EEXIST)
         return error_set_errno(err, SM_E_IO, errno, "cannot create %s", out);
+    struct stat st;
+    if (!dir_is_ours(out, false, &st))
+        return error_set(err, SM_E_IO, "the volumes folder %s is not safe to use: it must be a folder of this "
+                         "user that others cannot write into", out);
     return SM_OK;
 }
 

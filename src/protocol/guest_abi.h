@@ -31,11 +31,12 @@
  *
  * Volume slots
  * ------------
- * A VM's writable volumes are virtio-blk devices in slots of their own, not
- * named on the kernel command line: a VM restored from a snapshot has the
- * command line of its bake, so its kernel learns of a volume only when the
- * agent registers the slot with virtio_mmio's `device` parameter (VOLUME,
- * wire.h). Both sides place volume i the same way:
+ * A VM's writable volumes are virtio-blk devices in slots of their own.
+ * Every VM's kernel command line names the slots, with or without a disk
+ * behind them (an empty slot reads as virtio DeviceID 0, which the kernel
+ * skips), since a VM restored from a snapshot has its bake's command line:
+ * the agent binds a slot to the virtio-mmio driver once a volume is there
+ * (VOLUME, wire.h). Both sides place volume i the same way:
  *
  *   what           value
  *   MMIO window    SM_VOLUME_MMIO_BASE + i * SM_VOLUME_MMIO_STRIDE, 4 KiB

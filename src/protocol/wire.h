@@ -96,10 +96,10 @@ typedef struct wire_sync {
 
 /* VOLUME: u32 slot (below SM_MAX_VOLUMES, protocol/guest_abi.h) | u32 flags
  * (WIRE_VOLUME_READ_ONLY, no other bit) | path string (absolute). PID 1 of
- * a guest registers the slot's virtio-blk, waits for its disk and mounts
- * the ext4 on it at the path (made if missing); it answers OK, or ERROR
+ * a guest binds the slot's virtio-blk, waits for its disk and mounts the
+ * ext4 on it at the path (made if missing); it answers OK, or ERROR
  * (WIRE_ERR_IO) saying why. How sm_vm_start mounts a VM's volumes: a
- * restored guest's command line is its bake's and names none. */
+ * restored guest found its volume slots empty when it booted. */
 #define WIRE_VOLUME_READ_ONLY 1u
 typedef struct wire_volume {
     uint32_t slot;

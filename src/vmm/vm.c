@@ -467,10 +467,16 @@ static int open_volume(const struct vmm_volume *v, sm_error *err)
     return fd;
 }
 
-/* The volumes, each in its own slot (protocol/guest_abi.h): not on the
- * command line; the agent registers them when told (VOLUME, wire.h). */
+/* The volume slots (protocol/guest_abi.h), every VM's, so that any
+ * snapshot can take volumes: a volume's disk in its slot, the rest empty
+ * (the guest skips those at boot; the agent binds a slot when told,
+ * VOLUME in wire.h). */
 static sm_code add_volumes(struct vm *vm, sm_error *err)
 {
+    for (uint32_t i = vm->cfg.nvolumes; i < SM_MAX_VOLUMES; i++)
+        if (bus_add(&vm->mmio, SM_VOLUME_MMIO_BASE + SM_VOLUME_MMIO_STRIDE * i, VIRTIO_MMIO_WINDOW,
+                    &virtio_mmio_empty_slot_bus_ops, NULL) < 0)
+            return error_set(err, SM_E_INVALID, "volume slot %u overlaps another device", i);
     for (uint32_t i = 0; i < vm->cfg.nvolumes && i < SM_MAX_VOLUMES; i++) {
         const struct vmm_volume *v = &vm->cfg.volumes[i];
         char serial[VIRTIO_BLK_ID_BYTES + 1];
@@ -499,6 +505,10 @@ static sm_code build_cmdline(struct vm *vm, char *out, size_t len, sm_error *err
         used += (size_t)snprintf(out + used, len - used, " virtio_mmio.device=4K@0x%llx:%d",
                                  (unsigned long long)(VM_VIRTIO_MMIO_BASE + VM_VIRTIO_MMIO_STRIDE * (uint64_t)i),
                                  VM_VIRTIO_FIRST_IRQ + i);
+    for (uint32_t i = 0; i < SM_MAX_VOLUMES && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, " virtio_mmio.device=4K@0x%llx:%u",
+                                 (unsigned long long)(SM_VOLUME_MMIO_BASE + SM_VOLUME_MMIO_STRIDE * i),
+                                 SM_VOLUME_FIRST_IRQ + i);
     /* The agent configures eth0 at boot unless told (protocol/guest_abi.h). */
     if (!vm->cfg.net.enabled && used < len)
         used += (size_t)snprintf(out + used, len - used, " " SM_CMDLINE_NET_OFF);

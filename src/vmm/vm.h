@@ -31,7 +31,8 @@
 #define VM_VIRTIO_MMIO_BASE 0xd0000000ull
 #define VM_VIRTIO_MMIO_STRIDE 0x1000ull
 #define VM_VIRTIO_FIRST_IRQ 5
-/* Volumes have slots of their own (protocol/guest_abi.h): past ours. */
+/* Volumes have slots of their own (protocol/guest_abi.h), past ours, named
+ * on every command line after ours. */
 _Static_assert(SM_VOLUME_MMIO_BASE >= VM_VIRTIO_MMIO_BASE + VM_VIRTIO_MMIO_STRIDE * VM_MAX_VIRTIO,
                "volume slots overlap the VMM's virtio slots");
 _Static_assert(SM_VOLUME_FIRST_IRQ >= VM_VIRTIO_FIRST_IRQ + VM_MAX_VIRTIO &&

@@ -144,6 +144,39 @@ static void test_bad_args_name_the_option(void **state)
     assert_int_equal(parse_list(why, sizeof why, "--probe", "--help", NULL), 1);
 }
 
+/* Volumes keep their order and read-only marks; more than SM_MAX_VOLUMES,
+ * a relative path, a bake of a VM with volumes, and probe mode are refused. */
+static void test_volumes(void **state)
+{
+    (void)state;
+    struct vmm_args a, b;
+    vmm_args_init(&a);
+    a.restore_dir = "/snap";
+    a.exec_socket = "/e";
+    a.volumes[0] = (struct vmm_volume){ "/v/one.ext4", false };
+    a.volumes[1] = (struct vmm_volume){ "/v/two.ext4", true };
+    a.volumes[2] = (struct vmm_volume){ "/v/three.ext4", false };
+    a.nvolumes = 3;
+    struct vmm_argv v;
+    assert_true(vmm_args_format(&a, "supermachine-vmm", &v));
+    char why[256] = "";
+    assert_int_equal(vmm_args_parse(&b, argc_of(v.argv), v.argv, why, sizeof why), 0);
+    assert_int_equal(b.nvolumes, 3);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_string_equal(b.volumes[i].path, a.volumes[i].path);
+        assert_int_equal(b.volumes[i].read_only, a.volumes[i].read_only);
+    }
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--volume", "/1", "--volume", "/2", "--volume-ro", "/3",
+                                "--volume", "/4", "--volume", "/5", NULL), -1);
+    assert_non_null(strstr(why, "at most 4 volumes"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--volume", "rel.ext4", NULL), -1);
+    assert_non_null(strstr(why, "absolute"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--volume", "/1", "--snapshot-when-ready", "/s",
+                                NULL), -1);
+    assert_non_null(strstr(why, "cannot be snapshotted"));
+    assert_int_equal(parse_list(why, sizeof why, "--probe", "--kernel", "k", "--volume", "/1", NULL), -1);
+}
+
 /* The cell shows its VMM one host folder: --cell is absolute and plain,
  * and every socket is directly inside it; --cgroup is absolute and plain. */
 static void test_cell_and_cgroup_folders(void **state)
@@ -269,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_args_round_trip),
         cmocka_unit_test(test_restore_round_trip),
         cmocka_unit_test(test_bad_args_name_the_option),
+        cmocka_unit_test(test_volumes),
         cmocka_unit_test(test_cell_and_cgroup_folders),
         cmocka_unit_test(test_net_off_round_trip),
         cmocka_unit_test(test_ready_line),

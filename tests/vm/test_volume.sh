@@ -88,7 +88,8 @@ t_volume_bad_flags() {
 # A volume's file is written by a guest: a regular file that is something
 # else, or a link planted in its place, is refused.
 t_volume_hostile_file() {
-    mkfifo "$SM_VM_WORK/vol-fifo" && ln -sf /etc/passwd "$vol_images/.volumes/planted.ext4" || return 1
+    mkdir -p "$vol_images/.volumes" && mkfifo "$SM_VM_WORK/vol-fifo" &&
+        ln -sf /etc/passwd "$vol_images/.volumes/planted.ext4" || return 1
     XDG_RUNTIME_DIR=$vol_rt SUPERMACHINE_IMAGES=$vol_images timeout 120 "$SM_BIN" run \
         --volume "$SM_VM_WORK/vol-fifo:/x" -- true 2>"$T/err"; local rc=$?
     [[ $rc != 0 && $rc != 124 ]] && grep -q "not a regular file" "$T/err" || { echo "a FIFO: status $rc: $(cat "$T/err")"; return 1; }
@@ -110,8 +111,8 @@ t_volume_throughput() {
             echo "$d $((b - a)) $((c - b))"
         done' >"$T/out" 2>"$T/err" || { echo "$(tail -3 "$T/err")"; return 1; }
     local vw vr tw tr
-    read -r _ vw vr < <(grep '^/v ' "$T/out")
-    read -r _ tw tr < <(grep '^/tmp ' "$T/out")
+    read -r _ vw vr <<<"$(grep '^/v ' "$T/out")"
+    read -r _ tw tr <<<"$(grep '^/tmp ' "$T/out")"
     [[ -n $vw && -n $tw ]] || { echo "no figures: $(cat "$T/out")"; return 1; }
     echo "info: 64 MiB written+fsync'd / read: volume ${vw} ms / ${vr} ms, tmpfs overlay ${tw} ms / ${tr} ms"
 }

@@ -435,6 +435,25 @@ const struct bus_device_ops virtio_mmio_bus_ops = {
     .write = mmio_write,
 };
 
+static void empty_slot_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t len)
+{
+    (void)opaque;
+    uint32_t v = offset == REG_MAGIC ? VIRTIO_MMIO_MAGIC : offset == REG_VERSION ? VIRTIO_MMIO_VERSION : 0;
+    memset(data, 0, len);
+    if (len == 4)
+        memcpy(data, &v, 4);
+}
+
+static void empty_slot_write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    (void)opaque, (void)offset, (void)data, (void)len;
+}
+
+const struct bus_device_ops virtio_mmio_empty_slot_bus_ops = {
+    .read = empty_slot_read,
+    .write = empty_slot_write,
+};
+
 /* --- snapshots (layout and rules in mmio.h) ------------------------------------------ */
 
 static void save_queue(const struct virtqueue *vq, struct virtio_queue_state *out)

@@ -73,6 +73,13 @@ void virtio_mmio_destroy(struct virtio_mmio *t);
 /* opaque = struct virtio_mmio *; the window is VIRTIO_MMIO_WINDOW bytes. */
 extern const struct bus_device_ops virtio_mmio_bus_ops;
 
+/* A slot with no device behind it (opaque unused): MagicValue and Version
+ * as a transport's, DeviceID 0, every other register 0, writes ignored.
+ * Linux's driver takes DeviceID 0 for "nothing here" and skips the slot
+ * without a word, so a slot may be named on the command line before a
+ * device is there (a VM's volume slots, bound later by the agent). */
+extern const struct bus_device_ops virtio_mmio_empty_slot_bus_ops;
+
 /*
  * The driver kicked queue queue_index (an ioeventfd fired, or a write of the
  * QueueNotify register reached the bus). Ignored unless the device is live
