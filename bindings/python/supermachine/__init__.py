@@ -515,14 +515,17 @@ class Image:
         """An OCI image's default command (Entrypoint + Cmd), or None."""
         return self._raw.default_argv()
 
-    def start(self, memory_mib=None, cpus=None, boot_timeout=None, net=None):
+    def start(self, memory_mib=None, cpus=None, boot_timeout=None, net=None,
+              volumes=None, volume_size=None):
         """Start a VM from this image: a Vm (a context manager that stops it).
 
         memory_mib/cpus: the most the image may ask for (its VMs get the
         image's own sizes); boot_timeout: seconds; net: the guest network on
-        or off. The VM's VMM ends when the thread that started it exits:
-        start VMs from a thread that outlives them."""
-        return Vm(self._raw._start(memory_mib, cpus, boot_timeout, net))
+        or off; volumes: (source, guest_path[, read_only]) tuples, source a
+        volume name (made on first use, volume_size bytes, default 1 GiB)
+        or an ext4 file's path. The VM's VMM ends when the thread that
+        started it exits: start VMs from a thread that outlives them."""
+        return Vm(self._raw._start(memory_mib, cpus, boot_timeout, net, volumes, volume_size))
 
     def pool(self, min=None, max=None, idle_timeout=None, acquire_timeout=None,
              restore_on_release=True):

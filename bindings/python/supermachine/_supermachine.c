@@ -1168,11 +1168,51 @@ static int vm_ok(VmObject *self)
     return 1;
 }
 
+/* volumes: an iterable of (source, guest_path) or (source, guest_path,
+ * read_only); volume_size: bytes of a named volume made on first use. */
+static int config_volumes(sm_vm_config *cfg, PyObject *volumes, PyObject *size)
+{
+    if (size != Py_None) {
+        unsigned long long bytes = PyLong_AsUnsignedLongLong(size);
+        if (PyErr_Occurred())
+            return 0;
+        if (sm_vm_config_volume_size(cfg, bytes) != SM_OK) {
+            raise_msg(SM_E_INVALID, "volume_size must be 16 MiB to 16 TiB, in bytes");
+            return 0;
+        }
+    }
+    if (volumes == Py_None)
+        return 1;
+    PyObject *it = PyObject_GetIter(volumes);
+    if (!it)
+        return 0;
+    int ok = 1;
+    for (PyObject *item; ok && (item = PyIter_Next(it));) {
+        const char *source, *path;
+        int ro = 0;
+        sm_error err;
+        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "ss|p:volumes", &source, &path, &ro)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "volumes: each is a tuple (source, guest_path[, read_only])");
+            ok = 0;
+        } else {
+            sm_code rc = sm_vm_config_volume(cfg, source, path, ro, &err);
+            if (rc != SM_OK) {
+                raise_sm(rc, &err);
+                ok = 0;
+            }
+        }
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    return ok && !PyErr_Occurred();
+}
+
 static PyObject *Image_start(ImageObject *self, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"memory_mib", "cpus", "boot_timeout", "net", NULL};
-    PyObject *mem = Py_None, *cpus = Py_None, *bt = Py_None, *net_o = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOOO:start", kwlist, &mem, &cpus, &bt, &net_o))
+    static char *kwlist[] = {"memory_mib", "cpus", "boot_timeout", "net", "volumes", "volume_size", NULL};
+    PyObject *mem = Py_None, *cpus = Py_None, *bt = Py_None, *net_o = Py_None, *vols = Py_None, *vsize = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOOOOO:start", kwlist, &mem, &cpus, &bt, &net_o, &vols, &vsize))
         return NULL;
     int net = -1;
     if (net_o != Py_None && (net = PyObject_IsTrue(net_o)) < 0)
@@ -1180,6 +1220,10 @@ static PyObject *Image_start(ImageObject *self, PyObject *args, PyObject *kw)
     sm_vm_config *cfg = vm_config_from(mem, cpus, bt, net);
     if (!cfg)
         return NULL;
+    if (!config_volumes(cfg, vols, vsize)) {
+        sm_vm_config_free(cfg);
+        return NULL;
+    }
     /* An image's VMs get its memory and vCPUs; sizes given here are the
      * most it may ask for. */
     if (mem != Py_None || cpus != Py_None) {

@@ -57,6 +57,12 @@ def test_bad_image_arguments(call, exc):
     ({"cpus": 0}, supermachine.InvalidError),
     ({"cpus": 2.5}, TypeError),
     ({"boot_timeout": 0}, supermachine.InvalidError),
+    ({"volumes": [("work", "relative")]}, supermachine.InvalidError),
+    ({"volumes": [(".hidden", "/x")]}, supermachine.InvalidError),
+    ({"volumes": ["work:/x"]}, TypeError),
+    ({"volumes": [("a", "/a")] * 2}, supermachine.InvalidError),
+    ({"volumes": [(f"v{i}", f"/v{i}") for i in range(5)]}, supermachine.LimitError),
+    ({"volume_size": 1024}, supermachine.InvalidError),
 ])
 def test_bad_start_arguments(fake_image, kw, exc):
     with pytest.raises(exc):
@@ -90,7 +96,7 @@ def test_error_classes():
         assert issubclass(cls, supermachine.Error) and issubclass(cls, builtin)
     for cls in (supermachine.GuestError, supermachine.LimitError, supermachine.ProtocolError,
                 supermachine.CancelledError, supermachine.KvmError, supermachine.UnsupportedError,
-                supermachine.NoMemoryError):
+                supermachine.NoMemoryError, supermachine.BusyError):
         assert issubclass(cls, supermachine.Error)
 
 

@@ -96,6 +96,20 @@ def test_snapshot_and_restore(image, tmp_path):
         assert vm2.read_file("/root/marker") == b"from before the snapshot"
 
 
+def test_volume_outlives_its_vm(image):
+    """A named volume keeps what one VM wrote for the next; a second writer
+    meanwhile is refused with BusyError; a VM with a volume is not snapshotted."""
+    with image.start(volumes=[("pyvol", "/work")], volume_size=64 << 20) as vm:
+        vm.write_file("/work/kept", b"across VMs")
+        with pytest.raises(supermachine.BusyError):
+            image.start(volumes=[("pyvol", "/w")])
+        with pytest.raises(supermachine.UnsupportedError):
+            vm.snapshot("/nonexistent-never-made")
+    with image.start(volumes=[("pyvol", "/work", True)]) as vm2:
+        assert vm2.read_file("/work/kept") == b"across VMs"
+        assert vm2.exec(["sh", "-c", "echo x >/work/new"]).status != 0
+
+
 def test_pool_eight_threads(image):
     n = 8
     with image.pool(min=2, max=n, acquire_timeout=600 * SLOW) as pool:
