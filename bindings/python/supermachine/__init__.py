@@ -519,8 +519,8 @@ class Image:
 
         memory_mib/cpus: the most the image may ask for (its VMs get the
         image's own sizes); boot_timeout: seconds; net: the guest network on
-        or off. The VM's VMM ends when the thread that started it exits:
-        start VMs from a thread that outlives them."""
+        or off. The VM lives until it is stopped or this process ends,
+        whichever thread started it."""
         return Vm(self._raw._start(memory_mib, cpus, boot_timeout, net))
 
     def pool(self, min=None, max=None, idle_timeout=None, acquire_timeout=None,
