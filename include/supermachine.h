@@ -667,8 +667,8 @@ SM_API sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *e
  *   sm_pool_config_free(pc);
  *
  * Threads: the pool has two of its own. One starts (restores) every VM of
- * the pool; the other stops released, surplus and dead VMs. Every sm_pool_* call except
- * sm_pool_free may be made from many threads at once.
+ * the pool; the other stops released, surplus and dead VMs. Every sm_pool_*
+ * call except sm_pool_free may be made from many threads at once.
  *
  * What the pool does by itself:
  *   - keeps `min` VMs idle and ready (restoring more as they are taken);
@@ -752,8 +752,7 @@ SM_API sm_code sm_pool_stats_get(sm_pool *pool, sm_pool_stats *out);
  * waiting at that moment return SM_E_CANCELLED; no call on the pool may
  * start once this has begun. VMs still acquired are not freed by the pool:
  * their handles stay valid and become the caller's to free with sm_vm_free
- * (not sm_pool_release), but their VMs end (SIGTERM), because the thread
- * that started them ends here. NULL is fine. */
+ * (not sm_pool_release), and their VMs run until then. NULL is fine. */
 SM_API void sm_pool_free(sm_pool *pool);
 
 #ifdef __cplusplus
