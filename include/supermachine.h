@@ -411,8 +411,10 @@ SM_API sm_code sm_vm_config_boot_timeout_s(sm_vm_config *cfg, uint32_t seconds);
 /* Detached: the VM outlives this process (its VMM runs in its own session,
  * with stdio on /dev/null), sm_vm_free leaves it running, and only
  * sm_vm_stop (from any process, through sm_vm_open) ends it. Attached (the
- * default): the VMM gets SIGTERM when the thread that started it exits, and
- * sm_vm_free stops it. Start attached VMs from a thread that outlives them. */
+ * default): sm_vm_free stops it, and so does the end of this process (the
+ * VMM holds a pipe whose other end only this process has: any thread may
+ * start the VM, and it outlives that thread). A child forked without exec
+ * holds that end too, and keeps such VMs alive while it lives. */
 SM_API sm_code sm_vm_config_detached(sm_vm_config *cfg, bool detached);
 
 /* The guest's network: eth0 (10.0.2.15) behind a NAT of the VM's own. By
@@ -715,10 +717,8 @@ SM_API sm_code sm_volume_list(const sm_store *store, sm_volume_info **list, size
  *   sm_pool_config_free(pc);
  *
  * Threads: the pool has two of its own. One starts (restores) every VM of
- * the pool: an attached VM's VMM ends with the thread that started it (see
- * sm_vm_config_detached), so it must be a thread that outlives them. The
- * other stops released, surplus and dead VMs. Every sm_pool_* call except
- * sm_pool_free may be made from many threads at once.
+ * the pool; the other stops released, surplus and dead VMs. Every sm_pool_*
+ * call except sm_pool_free may be made from many threads at once.
  *
  * What the pool does by itself:
  *   - keeps `min` VMs idle and ready (restoring more as they are taken);
@@ -802,8 +802,7 @@ SM_API sm_code sm_pool_stats_get(sm_pool *pool, sm_pool_stats *out);
  * waiting at that moment return SM_E_CANCELLED; no call on the pool may
  * start once this has begun. VMs still acquired are not freed by the pool:
  * their handles stay valid and become the caller's to free with sm_vm_free
- * (not sm_pool_release), but their VMs end (SIGTERM), because the thread
- * that started them ends here. NULL is fine. */
+ * (not sm_pool_release), and their VMs run until then. NULL is fine. */
 SM_API void sm_pool_free(sm_pool *pool);
 
 #ifdef __cplusplus

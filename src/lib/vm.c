@@ -55,6 +55,7 @@
 #define READY_FD 3
 #define VOLUME_MOUNT_TIMEOUT_MS 30000 /* a journal replay may take a while */
 #define POWEROFF_WAIT_MS 5000         /* a VM with volumes: poweroff to gone */
+#define LIFELINE_FD 4
 
 struct sm_vm_config {
     uint32_t memory_mib;
@@ -89,6 +90,7 @@ struct sm_vm {
     bool our_child;   /* we spawned it: waitpid works, and must be done */
     bool reaped;      /* our child, and waited for */
     bool stop_on_free;
+    int lifeline;     /* the write end of the VMM's lifeline (protocol/vmm.h), or -1 */
     bool removed;     /* stopped and its folder removed */
 };
 
@@ -531,10 +533,11 @@ struct spawn_files {
     int devnull;
     int log;
     int ready_w;
+    int lifeline_r;   /* -1: a detached VM has none */
 };
 
-static sm_code open_spawn_files(const sm_vm *vm, struct spawn_files *f, int *ready_r,
-                                sm_error *err)
+static sm_code open_spawn_files(const sm_vm *vm, bool want_lifeline, struct spawn_files *f, int *ready_r,
+                                int *lifeline_w, sm_error *err)
 {
     char path[PATH_MAX];
     int p[2] = { -1, -1 };
@@ -545,14 +548,20 @@ static sm_code open_spawn_files(const sm_vm *vm, struct spawn_files *f, int *rea
         *ready_r = high_fd(p[0]);
         f->ready_w = high_fd(p[1]);
     }
-    if (f->devnull >= 0 && f->log >= 0 && *ready_r >= 0 && f->ready_w >= 0)
+    bool lifeline_ok = true;
+    if (want_lifeline && (lifeline_ok = pipe2(p, O_CLOEXEC) == 0)) {
+        f->lifeline_r = high_fd(p[0]);
+        *lifeline_w = high_fd(p[1]);
+        lifeline_ok = f->lifeline_r >= 0 && *lifeline_w >= 0;
+    }
+    if (f->devnull >= 0 && f->log >= 0 && *ready_r >= 0 && f->ready_w >= 0 && lifeline_ok)
         return SM_OK;
     return error_set_errno(err, SM_E_IO, errno, "cannot set up the VMM's files in %s", vm->dir);
 }
 
 static void close_spawn_files(struct spawn_files *f)
 {
-    int *fds[] = { &f->devnull, &f->log, &f->ready_w };
+    int *fds[] = { &f->devnull, &f->log, &f->ready_w, &f->lifeline_r };
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (*fds[i] >= 0) {
             close(*fds[i]);
@@ -598,10 +607,8 @@ static void build_launch(struct vmm_launch *l, const sm_vm_config *cfg, const sm
     a->cell_dir = l->cell;
     a->cgroup_dir = l->cgroup[0] ? l->cgroup : NULL;
     a->ready_fd = READY_FD;
-    /* An embedder that is PID 1 (a container's) takes every process with it
-     * when it ends, and the VMM would take its parent PID 1 for "already
-     * orphaned": no --die-with-parent there. */
-    a->die_with_parent = !cfg->detached && getpid() != 1;
+    /* An attached VM lives while this process holds its lifeline. */
+    a->lifeline_fd = cfg->detached ? -1 : LIFELINE_FD;
     a->net = cfg->net.policy;
     a->ports = cfg->net.ports;
     a->no_seccomp = vm_seccomp_off();
@@ -638,6 +645,7 @@ static sm_code mount_volumes(const sm_vm *vm, const sm_vm_config *cfg, sm_error 
 }
 
 /* posix_spawn with fds 0-2 on /dev/null and vmm.log, the ready pipe on fd 3,
+ * an attached VM's lifeline on fd 4,
  * nothing else inherited, default signal dispositions, nothing blocked, and
  * an environment of its own. */
 static sm_code spawn_vmm(sm_vm *vm, const sm_vm_config *cfg, char *const argv[],
@@ -651,7 +659,9 @@ static sm_code spawn_vmm(sm_vm *vm, const sm_vm_config *cfg, char *const argv[],
     posix_spawn_file_actions_adddup2(&fa, f->devnull, 1);
     posix_spawn_file_actions_adddup2(&fa, f->log, 2);
     posix_spawn_file_actions_adddup2(&fa, f->ready_w, READY_FD);
-    posix_spawn_file_actions_addclosefrom_np(&fa, READY_FD + 1);
+    if (f->lifeline_r >= 0)
+        posix_spawn_file_actions_adddup2(&fa, f->lifeline_r, LIFELINE_FD);
+    posix_spawn_file_actions_addclosefrom_np(&fa, (f->lifeline_r >= 0 ? LIFELINE_FD : READY_FD) + 1);
     sigset_t none, defaults;
     sigemptyset(&none);
     sigemptyset(&defaults);
@@ -800,8 +810,9 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
         free(launch);
         return error_set(err, SM_E_NOMEM, "out of memory");
     }
-    struct spawn_files files = { -1, -1, -1 };
+    struct spawn_files files = { -1, -1, -1, -1 };
     int ready_r = -1;
+    vm->lifeline = -1;
     sm_store scratch;
     const sm_store *store = config_store(cfg, &scratch);
     rc = resolve_volumes(cfg, store, launch, err);
@@ -812,7 +823,7 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     if (!rc)
         rc = make_cgroup(vm, &cfg->limits, launch->cgroup, sizeof launch->cgroup, err);
     if (!rc)
-        rc = open_spawn_files(vm, &files, &ready_r, err);
+        rc = open_spawn_files(vm, !cfg->detached, &files, &ready_r, &vm->lifeline, err);
     if (!rc) {
         build_launch(launch, cfg, vm, kernel, initrd, disk);
         rc = vmm_args_format(&launch->args, vmm, &launch->argv)
@@ -838,6 +849,8 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
         end_vmm(vm, NULL);
         if (made_dir)
             vm_dir_remove(vm->dir, NULL);
+        if (vm->lifeline >= 0)
+            close(vm->lifeline);
         free(vm);
         return rc;
     }
@@ -861,6 +874,7 @@ sm_code sm_vm_open(const sm_store *store, const char *id, sm_vm **out, sm_error 
     sm_vm *vm = calloc(1, sizeof *vm);
     if (!vm)
         return error_set(err, SM_E_NOMEM, "out of memory");
+    vm->lifeline = -1;
     rc = set_paths(vm, vms, id, err);
     struct stat st;
     if (!rc && (lstat(vm->dir, &st) < 0 || !S_ISDIR(st.st_mode)))
@@ -979,6 +993,8 @@ void sm_vm_free(sm_vm *vm)
         sm_vm_stop(vm, NULL);
     else if (vm->our_child && !vm->reaped)
         vmm_gone(vm, NULL);   /* reap it if it already ended; else init will */
+    if (vm->lifeline >= 0)
+        close(vm->lifeline);
     free(vm);
 }
 

@@ -21,7 +21,7 @@ enum vmm_opt {
     OPT_KERNEL = 'k', OPT_INITRD = 'i', OPT_CMDLINE = 'c', OPT_MEMORY = 'm', OPT_CPUS = 'n',
     OPT_CONSOLE = 'o', OPT_DISK = 'd', OPT_TIMEOUT = 't', OPT_VSOCK = 'V', OPT_EXEC = 'E',
     OPT_CONTROL = 'C', OPT_RESTORE = 'S', OPT_SNAPSHOT = 'W', OPT_READY_FD = 'R',
-    OPT_DIE_WITH_PARENT = 'D', OPT_PROBE = 'P', OPT_HELP = 'h', OPT_ALLOW = 'a', OPT_DENY = 'y',
+    OPT_LIFELINE_FD = 'D', OPT_PROBE = 'P', OPT_HELP = 'h', OPT_ALLOW = 'a', OPT_DENY = 'y',
     OPT_NET = 'N', OPT_PUBLISH = 'p', OPT_SECCOMP = 'x', OPT_MAX_MEMORY = 'M', OPT_MAX_CPUS = 'U',
     OPT_CELL = 'L', OPT_CGROUP = 'G', OPT_VOLUME = 'v', OPT_VOLUME_RO = 'r',
 };
@@ -41,7 +41,7 @@ static const struct option vmm_options[] = {
     { "restore", required_argument, NULL, OPT_RESTORE },
     { "snapshot-when-ready", required_argument, NULL, OPT_SNAPSHOT },
     { "ready-fd", required_argument, NULL, OPT_READY_FD },
-    { "die-with-parent", no_argument, NULL, OPT_DIE_WITH_PARENT },
+    { "lifeline-fd", required_argument, NULL, OPT_LIFELINE_FD },
     { "probe", no_argument, NULL, OPT_PROBE },
     { "allow", required_argument, NULL, OPT_ALLOW },
     { "deny", required_argument, NULL, OPT_DENY },
@@ -60,13 +60,14 @@ static const struct option vmm_options[] = {
 
 /* The options `supermachine boot` (probe) does not take. */
 static const char process_only[] = { OPT_VSOCK, OPT_EXEC, OPT_CONTROL, OPT_RESTORE, OPT_SNAPSHOT,
-                                     OPT_READY_FD, OPT_DIE_WITH_PARENT, OPT_MAX_MEMORY, OPT_MAX_CPUS, OPT_CELL, OPT_CGROUP,
+                                     OPT_READY_FD, OPT_LIFELINE_FD, OPT_MAX_MEMORY, OPT_MAX_CPUS, OPT_CELL, OPT_CGROUP,
                                      OPT_VOLUME, OPT_VOLUME_RO, 0 };
 
 void vmm_args_init(struct vmm_args *a)
 {
     memset(a, 0, sizeof *a);
     a->ready_fd = -1;
+    a->lifeline_fd = -1;
     net_policy_init(&a->net);
 }
 
@@ -128,8 +129,10 @@ bool vmm_args_format(const struct vmm_args *a, const char *program, struct vmm_a
     push(out, &n, "--vsock-socket", a->vsock_socket);
     push(out, &n, "--snapshot-when-ready", a->snapshot_when_ready);
     push(out, &n, "--ready-fd", ready);
-    if (a->die_with_parent)
-        out->argv[n++] = "--die-with-parent";
+    char *lifeline = a->lifeline_fd >= 0 ? out->numbers[6] : NULL;
+    if (lifeline)
+        snprintf(lifeline, sizeof out->numbers[6], "%d", a->lifeline_fd);
+    push(out, &n, "--lifeline-fd", lifeline);
     if (a->no_seccomp)
         push(out, &n, "--seccomp", "off");
     char *max_mem = a->max_memory_mib ? out->numbers[4] : NULL, *max_cpus = a->max_cpus ? out->numbers[5] : NULL;
@@ -211,7 +214,6 @@ static bool take_option(struct vmm_args *a, int opt, const char *val, char *why,
     case OPT_VOLUME_RO: return add_volume(a, val, true, why, whylen);
     case OPT_RESTORE: a->restore_dir = val; return true;
     case OPT_SNAPSHOT: a->snapshot_when_ready = val; return true;
-    case OPT_DIE_WITH_PARENT: a->die_with_parent = true; return true;
     case OPT_ALLOW: return net_policy_take_option(&a->net, NET_OPT_ALLOW, val, why, whylen) == 1;
     case OPT_DENY: return net_policy_take_option(&a->net, NET_OPT_DENY, val, why, whylen) == 1;
     case OPT_NET: return net_policy_take_option(&a->net, NET_OPT_NET, val, why, whylen) == 1;
@@ -230,14 +232,17 @@ static bool take_option(struct vmm_args *a, int opt, const char *val, char *why,
     case OPT_CPUS: return parse_in_range("--cpus", val, 1, VMM_MAX_CPUS, &a->cpus, why, whylen);
     case OPT_TIMEOUT: return parse_seconds("--timeout", val, &a->timeout_s, why, whylen);
     case OPT_READY_FD:
-        if (!parse_u32("--ready-fd", val, &fd, why, whylen))
+    case OPT_LIFELINE_FD: {
+        const char *name = opt == OPT_READY_FD ? "--ready-fd" : "--lifeline-fd";
+        if (!parse_u32(name, val, &fd, why, whylen))
             return false;
-        if (fd > 65535) {
-            snprintf(why, whylen, "--ready-fd %s is not a descriptor", val);
+        if (fd < 3 || fd > 65535) {
+            snprintf(why, whylen, "%s %s is not a descriptor beyond stdin, stdout and stderr", name, val);
             return false;
         }
-        a->ready_fd = (int)fd;
+        *(opt == OPT_READY_FD ? &a->ready_fd : &a->lifeline_fd) = (int)fd;
         return true;
+    }
     }
     return false;
 }

@@ -8,6 +8,8 @@
  *                                   the network's as net_policy.h writes them
  *   ready line        VMM -> lib    "ready <us> <memory MiB> <vCPUs>\n" on --ready-fd, once
  *                                   (the VM's own size: a restored one has its snapshot's)
+ *   lifeline          lib -> VMM    a pipe on --lifeline-fd that the library never writes:
+ *                                   its end (EOF) stops the VM, as SIGTERM does
  *   exit status       VMM -> lib    enum vmm_exit_status
  *   control socket    lib <-> VMM   one line in, one line out (table below)
  *   snapshot folder   VMM -> lib    the files VMM_SNAPSHOT_*
@@ -93,7 +95,9 @@ struct vmm_args {
     const char *restore_dir;   /* restore this snapshot instead of booting */
     const char *snapshot_when_ready; /* boot, snapshot here once ready, stop */
     int ready_fd;              /* -1: none */
-    bool die_with_parent;
+    int lifeline_fd;           /* --lifeline-fd: the read end of a pipe whose write end the
+                                  starting process holds; its end (that process gone, or
+                                  done with the VM) stops the VM as SIGTERM does; -1: none */
     bool no_seccomp;           /* --seccomp off: run unconfined (debugging, the bench) */
     uint32_t max_memory_mib;   /* --max-memory: a snapshot asking for more is refused; 0: the host's */
     uint32_t max_cpus;         /* --max-cpus: likewise for vCPUs; 0: the host's */
@@ -114,7 +118,7 @@ void vmm_args_init(struct vmm_args *a);
 #define VMM_ARGV_MAX (40 + 2 * (int)SM_MAX_VOLUMES + NET_POLICY_ARGV_MAX + 2 * NET_MAX_PORTS)
 struct vmm_argv {
     char *argv[VMM_ARGV_MAX];
-    char numbers[6][24];
+    char numbers[7][24];
     struct net_policy_argv net;
     char ports[NET_MAX_PORTS][NET_PORT_TEXT_MAX];
 };

@@ -33,13 +33,22 @@ static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGU
 
 /* ---- descriptors --------------------------------------------------------------- */
 
-/* Everything from 3 up is closed but keep_fd: whatever the embedder leaked
+/* Everything from 3 up is closed but the kept ones: whatever the embedder leaked
  * to us is not the guest's to find. */
-static void close_inherited(int keep_fd)
+static void close_inherited(const int keep[CELL_KEEP_FDS])
 {
-    if (keep_fd > 3)
-        syscall(SYS_close_range, 3u, (unsigned)keep_fd - 1, 0u);
-    syscall(SYS_close_range, keep_fd >= 3 ? (unsigned)keep_fd + 1 : 3u, ~0u, 0u);
+    unsigned from = 3;
+    for (;;) { /* close [from, the next kept fd above it), then go on past it */
+        unsigned next = ~0u;
+        for (int i = 0; i < CELL_KEEP_FDS; i++)
+            if (keep[i] >= (int)from && (unsigned)keep[i] < next)
+                next = (unsigned)keep[i];
+        if (next > from)
+            syscall(SYS_close_range, from, next == ~0u ? ~0u : next - 1, 0u);
+        if (next == ~0u)
+            return;
+        from = next + 1;
+    }
 }
 
 /* ---- namespaces ---------------------------------------------------------------- */
@@ -208,7 +217,7 @@ sm_code cell_join_cgroup(const char *dir, sm_error *err)
 
 bool cell_enter(struct cell *c, sm_error *err)
 {
-    close_inherited(c->keep_fd);
+    close_inherited(c->keep_fds);
     c->namespaces = false;
     uid_t uid = geteuid();
     gid_t gid = getegid();

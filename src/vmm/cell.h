@@ -38,10 +38,13 @@
 
 #include "supermachine.h"
 
+#define CELL_KEEP_FDS 2
+
 struct cell {
     const char *dir;    /* the VM's cell folder (absolute): its sockets */
     bool host_network;  /* the VM's NAT needs the host's network (and resolv.conf) */
-    int keep_fd;        /* a descriptor to keep open besides 0-2 (the ready pipe), or -1 */
+    int keep_fds[CELL_KEEP_FDS]; /* descriptors to keep besides 0-2 (the ready pipe, the
+                                    lifeline), or -1 */
     bool namespaces;    /* out: the namespaces were entered (false: the kernel refused) */
 };
 

@@ -12,7 +12,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "protocol/vmm.h"
@@ -48,7 +47,8 @@ static void usage(FILE *out, const char *prog, bool probe)
                 "  --vsock-socket PATH  Unix socket for host-to-guest vsock: send \"CONNECT <port>\\n\"\n"
                 "  --exec-socket PATH   Unix socket whose connections reach the guest agent directly\n"
                 "  --ready-fd N         write \"ready <microseconds>\\n\" to fd N once the agent is ready\n"
-                "  --die-with-parent    stop the VM when the process that started this one dies\n"
+                "  --lifeline-fd N      stop the VM when fd N (a pipe's read end) reaches its end: the\n"
+                "                       process holding the write end is gone or done with the VM\n"
                 "  --restore DIR        restore the snapshot in DIR instead of booting (no --kernel)\n"
                 "  --snapshot-when-ready DIR  boot, snapshot into DIR once the agent is ready, stop\n"
                 "  --control-socket PATH  serve control requests (snapshot DIR, stop, stats)\n"
@@ -93,6 +93,7 @@ static void config_from_args(const struct vmm_args *a, const char *prog, struct 
         .serve = !a->probe,
         .print_boot_time = a->probe,
         .ready_fd = a->ready_fd,
+        .lifeline_fd = a->lifeline_fd,
         .restore_dir = a->restore_dir,
         .snapshot_when_ready = a->snapshot_when_ready,
         .control_socket = a->control_socket,
@@ -151,15 +152,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", prog, err.message);
         return VMM_EXIT_USAGE;
     }
-    /* SIGTERM stops the VM cleanly (run.c watches it): the parent's death
-     * becomes that signal. */
-    if (a.die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() == 1))
-        return VMM_EXIT_ERROR;
     if (a.cgroup_dir && !a.probe && cell_join_cgroup(a.cgroup_dir, &err)) {
         fprintf(stderr, "%s: %s\n", prog, err.message);
         return VMM_EXIT_ERROR;
     }
-    struct cell cell = { .dir = a.cell_dir, .host_network = cfg.net.enabled, .keep_fd = a.ready_fd };
+    struct cell cell = { .dir = a.cell_dir, .host_network = cfg.net.enabled, .keep_fds = { a.ready_fd, a.lifeline_fd } };
     if (cell.dir && cfg.confine && !a.probe) {
         if (!cell_enter(&cell, &err)) {
             fprintf(stderr, "%s: %s\n", prog, err.message);

@@ -9,6 +9,7 @@
 #include "base/text.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -92,6 +93,35 @@ static int watch_stop_signals(struct vm *vm)
     if (vm->signal_fd < 0)
         return -1;
     return evl_add(&vm->loop, vm->signal_fd, EPOLLIN, on_stop_signal, vm);
+}
+
+/* The lifeline (--lifeline-fd): a pipe nobody writes into, whose write end
+ * the process that started us holds. Its end means that process is gone, or
+ * done with the VM: stop, as SIGTERM would. Unlike PR_SET_PDEATHSIG, which
+ * fires when the *thread* that forked us ends, this follows the process. */
+struct lifeline {
+    struct vm *vm;
+    int fd;
+};
+
+static void on_lifeline(void *opaque, uint32_t events)
+{
+    struct lifeline *l = opaque;
+    char byte[16];
+    (void)events;
+    ssize_t n = read(l->fd, byte, sizeof byte);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return; /* bytes mean nothing; only the end does */
+    evl_remove(&l->vm->loop, l->fd);
+    vm_request_stop(l->vm, VM_STOP_HOST);
+}
+
+static int watch_lifeline(struct lifeline *l)
+{
+    int flags = fcntl(l->fd, F_GETFL);
+    if (flags < 0 || fcntl(l->fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(l->fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -1;
+    return evl_add(&l->vm->loop, l->fd, EPOLLIN, on_lifeline, l);
 }
 
 /* A restored guest is ready once its agent has the host's clock and fresh
@@ -181,6 +211,12 @@ int vm_run_to_exit(struct vm_config *cfg, const struct vm_run_options *opt)
     struct vm_control *control = NULL;
     if (opt->serve && watch_stop_signals(vm) < 0) {
         fprintf(stderr, "%s: cannot watch for stop signals: %s\n", opt->prog, strerror(errno));
+        vm_destroy(vm);
+        return VMM_EXIT_ERROR;
+    }
+    struct lifeline lifeline = { .vm = vm, .fd = opt->lifeline_fd };
+    if (lifeline.fd >= 0 && watch_lifeline(&lifeline) < 0) {
+        fprintf(stderr, "%s: cannot watch --lifeline-fd %d: %s\n", opt->prog, lifeline.fd, strerror(errno));
         vm_destroy(vm);
         return VMM_EXIT_ERROR;
     }

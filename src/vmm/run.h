@@ -16,6 +16,7 @@ struct vm_run_options {
     bool serve;            /* false: power off once ready (boot probe); true: run until stopped */
     bool print_boot_time;  /* print "boot-to-ready: <ms> ms" on stdout */
     int ready_fd;          /* >= 0: write "ready <us>\n" there once ready, then close it */
+    int lifeline_fd;       /* >= 0: its end (EOF) stops the VM (protocol/vmm.h) */
     const char *restore_dir;        /* restore this snapshot instead of booting */
     const char *snapshot_when_ready; /* boot, snapshot into this folder once ready, then stop */
     const char *control_socket;     /* serve control requests here (control.h) */

@@ -133,7 +133,7 @@ static void report_cell(const struct fixture *f, int fd, int stand_in_seccomp)
 /* The forked side: enter, seal, report, end as `how` says. */
 static _Noreturn void vmm_side(const struct fixture *f, bool host_network, const char *how)
 {
-    struct cell c = { .dir = f->cell_dir, .host_network = host_network, .keep_fd = f->report[1] };
+    struct cell c = { .dir = f->cell_dir, .host_network = host_network, .keep_fds = { f->report[1], -1 } };
     sm_error err = { 0 };
     pid_t stand_in = getpid(); /* this process becomes it */
     if (!cell_enter(&c, &err) || !c.namespaces)

@@ -39,7 +39,7 @@ static void test_args_round_trip(void **state)
     a.control_socket = "/ctl";
     a.snapshot_when_ready = "/snap";
     a.ready_fd = 3;
-    a.die_with_parent = true;
+    a.lifeline_fd = 4;
     char nwhy[160];
     struct net_rule rule;
     assert_true(net_rule_parse("10.0.2.2:8080", NET_ALLOW, &rule, nwhy, sizeof nwhy));
@@ -64,7 +64,7 @@ static void test_args_round_trip(void **state)
     assert_string_equal(b.control_socket, "/ctl");
     assert_string_equal(b.snapshot_when_ready, "/snap");
     assert_int_equal(b.ready_fd, 3);
-    assert_true(b.die_with_parent);
+    assert_int_equal(b.lifeline_fd, 4);
     assert_false(b.probe);
     assert_null(b.restore_dir);
     /* The network's arguments, in their order. */
@@ -92,6 +92,7 @@ static void test_restore_round_trip(void **state)
     assert_null(b.kernel);
     assert_int_equal(b.memory_mib, 0);
     assert_int_equal(b.ready_fd, -1);
+    assert_int_equal(b.lifeline_fd, -1);
 }
 
 /* Parses a NULL-ended list; returns the result and leaves the message. */
@@ -128,6 +129,8 @@ static void test_bad_args_name_the_option(void **state)
     assert_non_null(strstr(why, "--timeout"));
     assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--ready-fd", "70000", NULL), -1);
     assert_non_null(strstr(why, "--ready-fd"));
+    assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--lifeline-fd", "1", NULL), -1);
+    assert_non_null(strstr(why, "--lifeline-fd 1 is not a descriptor beyond stdin, stdout and stderr"));
     assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "--bogus", NULL), -1);
     assert_non_null(strstr(why, "--bogus"));
     assert_int_equal(parse_list(why, sizeof why, "--kernel", "k", "extra", NULL), -1);

@@ -551,8 +551,9 @@ static void test_killed_vmm_not_handed_out(void **state)
     assert_int_equal(vm_folders(), 0);
 }
 
-/* sm_pool_free with a VM still acquired: the handle stays the caller's, its
- * VM ends with the pool's thread, sm_vm_free cleans up. */
+/* sm_pool_free with a VM still acquired: the handle stays the caller's and
+ * its VM runs on, though the pool's thread that started it has ended (the
+ * VMM's lifeline is the process's, not the thread's); sm_vm_free stops it. */
 static void test_free_with_vm_acquired(void **state)
 {
     (void)state;
@@ -560,11 +561,10 @@ static void test_free_with_vm_acquired(void **state)
     sm_vm *a = must_acquire(p);
     must_echo(a, "before");
     sm_pool_free(p);
-    uint64_t t0 = clock_now_ms();
-    while (clock_now_ms() - t0 < 10000 && sm_vm_running(a))
-        clock_sleep_ms(20);
-    assert_false(sm_vm_running(a));
-    assert_int_equal(vm_folders(), 1); /* its folder, until sm_vm_free */
+    clock_sleep_ms(500);
+    assert_true(sm_vm_running(a));
+    must_echo(a, "after");
+    assert_int_equal(vm_folders(), 1);
     sm_vm_free(a);
     assert_int_equal(vm_folders(), 0);
 }

@@ -660,6 +660,110 @@ static void test_stop_and_free(void **state)
     assert_int_equal(vm_folders(), 0);
 }
 
+/* ---- the VM's life is the process's, not a thread's -------------------- */
+
+static void *start_in_thread(void *arg)
+{
+    sm_vm **out = arg;
+    sm_vm_config *c = sm_vm_config_new();
+    sm_error err = { 0 };
+    if (sm_vm_start(c, out, &err))
+        *out = NULL;
+    sm_vm_config_free(c);
+    return NULL; /* the thread that started the VM ends here */
+}
+
+/* Gone, or a zombie its new parent has yet to reap: ended either way. */
+static bool ended(int pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    bool zombie = fgets(buf, sizeof buf, f) && strstr(buf, ") Z ");
+    fclose(f);
+    return zombie;
+}
+
+static bool gone_within(int pid, unsigned ms)
+{
+    for (uint64_t end = clock_now_ms() + ms; clock_now_ms() < end; clock_sleep_ms(20))
+        if (ended(pid))
+            return true;
+    return ended(pid);
+}
+
+/* A VM started by a thread that has ended lives on (a VMM tied to its
+ * parent thread, as PR_SET_PDEATHSIG ties it, died with the thread). */
+static void test_outlives_the_starting_thread(void **state)
+{
+    (void)state;
+    sm_vm *v = NULL;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, start_in_thread, &v), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (!v)
+        fail_msg("sm_vm_start in a thread failed");
+    clock_sleep_ms(1000);
+    assert_true(sm_vm_running(v));
+    char *out = NULL;
+    sm_exec_builder *b = sm_vm_exec_builder(v);
+    const char *argv[] = { "echo", "alive" };
+    sm_exec_builder_argv(b, 2, argv);
+    sm_exec_outcome o;
+    sm_error err = { 0 };
+    sm_code rc = sm_exec_output(b, &o, &err);
+    sm_exec_builder_free(b);
+    if (rc)
+        fail_msg("exec after the starting thread ended: %s", err.message);
+    out = (char *)o.stdout_buf;
+    assert_string_equal(out, "alive\n");
+    sm_exec_outcome_free(&o);
+    assert_int_equal(sm_vm_stop(v, NULL), SM_OK);
+    sm_vm_free(v);
+}
+
+/* A process that started a VM and ended without stopping it takes the VM
+ * with it: its VMM stops, and the folder left is that of a dead VM. */
+static void test_ends_with_the_starting_process(void **state)
+{
+    (void)state;
+    int report[2];
+    assert_int_equal(pipe(report), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(report[0]);
+        sm_vm *v = NULL;
+        start_in_thread(&v);
+        sm_vm_info info;
+        char line[64] = "0 -\n";
+        if (v && sm_vm_get_info(v, &info, NULL) == SM_OK)
+            snprintf(line, sizeof line, "%d %s\n", info.pid, sm_vm_id(v));
+        (void)!write(report[1], line, strlen(line));
+        _exit(0); /* no stop, no free */
+    }
+    close(report[1]);
+    char line[64] = { 0 };
+    ssize_t n = read(report[0], line, sizeof line - 1);
+    close(report[0]);
+    int status;
+    waitpid(child, &status, 0);
+    int pid = 0;
+    char id[16] = "";
+    if (n <= 0 || sscanf(line, "%d %15s", &pid, id) != 2 || pid <= 0)
+        fail_msg("the child did not start a VM: '%s'", line);
+    bool gone = gone_within(pid, 15000);
+    sm_vm *v;
+    if (sm_vm_open(NULL, id, &v, NULL) == SM_OK) {
+        sm_vm_stop(v, NULL); /* cleans the folder up */
+        sm_vm_free(v);
+    }
+    if (!gone)
+        fail_msg("the VMM %d outlived the process that started it by 15 s", pid);
+}
+
 int main(void)
 {
     const char *blocks = getenv("SM_STREAM_BLOCKS");
@@ -690,6 +794,8 @@ int main(void)
     };
     const struct CMUnitTest second_vm[] = {
         cmocka_unit_test(test_stop_and_free),
+        cmocka_unit_test(test_outlives_the_starting_thread),
+        cmocka_unit_test(test_ends_with_the_starting_process),
     };
     const char *filter = getenv("SM_TEST_FILTER"); /* e.g. "*stdin*" */
     if (filter && *filter)

@@ -523,8 +523,8 @@ class Image:
         image's own sizes); boot_timeout: seconds; net: the guest network on
         or off; volumes: (source, guest_path[, read_only]) tuples, source a
         volume name (made on first use, volume_size bytes, default 1 GiB)
-        or an ext4 file's path. The VM's VMM ends when the thread that
-        started it exits: start VMs from a thread that outlives them."""
+        or an ext4 file's path. The VM lives until it is stopped or this
+        process ends, whichever thread started it."""
         return Vm(self._raw._start(memory_mib, cpus, boot_timeout, net, volumes, volume_size))
 
     def pool(self, min=None, max=None, idle_timeout=None, acquire_timeout=None,
