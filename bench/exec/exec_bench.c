@@ -157,7 +157,26 @@ static double agent_stream(const char *sock)
 static void usage(void)
 {
     fprintf(stderr, "usage: exec_bench [--vm VM_EXEC_SOCKET] [--mib N] [--ratios-only] EXEC_SOCKET "
-            "[ROUNDTRIPS] [THROUGHPUT_RUNS]\n");
+            "[ROUNDTRIPS] [THROUGHPUT_RUNS]\n"
+            "       exec_bench --roundtrip-block N SOCKET...  (one line: the median us of each)\n");
+}
+
+/* One block for bench/exec/python_vs_c.sh: N round trips of `true` through
+ * each socket in turn, then a line of the medians in microseconds, which
+ * exec_py.py prints the same way for the Python binding. */
+static int roundtrip_block(int n, int nsock, char **socks)
+{
+    if (n < 1 || nsock < 1)
+        return 2;
+    double *t = calloc((size_t)n * (size_t)nsock, sizeof *t);
+    for (int k = 0; k < n; k++)
+        for (int s = 0; s < nsock; s++)
+            t[(size_t)s * (size_t)n + (size_t)k] = agent_true(socks[s]);
+    for (int s = 0; s < nsock; s++)
+        printf("%s%.1f", s ? " " : "", median(t + (size_t)s * (size_t)n, n) * 1e6);
+    printf("\n");
+    free(t);
+    return 0;
 }
 
 /* A figure, unless only ratios are wanted. */
@@ -171,6 +190,8 @@ int main(int argc, char **argv)
 {
     const char *vm_sock = NULL;
     int i = 1;
+    if (argc > 3 && !strcmp(argv[1], "--roundtrip-block"))
+        return roundtrip_block(atoi(argv[2]), argc - 3, argv + 3);
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--vm") && i + 1 < argc) {
             vm_sock = argv[++i];
