@@ -3,6 +3,9 @@
  * exec socket in $SM_EXEC_SOCKET (run-local.sh sets both). Exit codes, the
  * streams, -e/-w/--stage/-i, --timeout's 124, and -t with raw mode and
  * window-size forwarding through a real pty. Skipped if SM_EXEC_CLI is unset.
+ * With $SM_EXEC_VM_ID (tests/vm/test_exec_vm.sh: a VM that `supermachine
+ * start` started), the terminal test names the VM by its ID, as a user's
+ * interactive shell in a started VM does.
  */
 #include "exec_helpers.h"
 
@@ -198,9 +201,12 @@ static void test_cli_tty_resize(void **state)
     pid_t pid = forkpty(&master, NULL, NULL, &ws);
     assert_true(pid >= 0);
     if (pid == 0) {
-        const char *argv[] = { cli(), "exec", "--socket", exec_socket(), "-t", "-i", "--", "sh",
-                               "-c", "stty size; read x; stty size; echo end-$x", NULL };
-        execv(argv[0], (char **)argv);
+        const char *vm_id = getenv("SM_EXEC_VM_ID");
+        const char *by_socket[] = { cli(), "exec", "--socket", exec_socket(), "-t", "-i", "--", "sh",
+                                    "-c", "stty size; read x; stty size; echo end-$x", NULL };
+        const char *by_id[] = { cli(), "exec", vm_id ? vm_id : "", "-t", "-i", "--", "sh",
+                                "-c", "stty size; read x; stty size; echo end-$x", NULL };
+        execv(cli(), (char **)(vm_id && *vm_id ? by_id : by_socket));
         _exit(99);
     }
     char buf[4096] = { 0 };

@@ -146,8 +146,8 @@ t_exec_suite() {
     local bin=$1 id start status
     id=$(cli_vm_id)
     start=$(now_ms)
-    SM_EXEC_SOCKET=$vm_rt/supermachine/vms/$id/cell/exec.sock SM_EXEC_CLI=$SM_BIN \
-        CMOCKA_MESSAGE_OUTPUT=STDOUT "${@:2}" "$bin" >"$T/out" 2>&1
+    SM_EXEC_SOCKET=$vm_rt/supermachine/vms/$id/cell/exec.sock SM_EXEC_CLI=$SM_BIN SM_EXEC_VM_ID=$id \
+        XDG_RUNTIME_DIR=$vm_rt CMOCKA_MESSAGE_OUTPUT=STDOUT "${@:2}" "$bin" >"$T/out" 2>&1
     status=$?
     cat "$T/out"
     echo "info: $(grep -aE '^\[  PASSED  \]' "$T/out" | tail -n 1) $(grep -acE '^\[  SKIPPED \]' "$T/out") skipped, $(($(now_ms) - start)) ms"
