@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# tests/vm/run-all.sh [SHARD...]: the VM tests (tests/vm/test_SHARD.sh; all
-# of them by default: boot confine exec_vm image net pool python snapshot), on a host whose
-# /dev/kvm runs standard guests: hardware KVM, or inside tools/kvmbox
+# tests/vm/run-all.sh [SHARD...]: the VM tests (tests/vm/test_SHARD.sh; all of
+# them by default: boot confine exec_vm image net pool python snapshot
+# volume), on a host whose /dev/kvm runs standard guests: hardware KVM, or
+# inside tools/kvmbox
 # (tests/run picks, and runs one box per shard there; by hand:
 # tools/kvmbox -- tests/vm/run-all.sh pool). The shards share nothing.
 # Needs `make all kernel`. The last line is "N passed, N failed"; the exit
