@@ -111,11 +111,10 @@ void sm_image_free(sm_image *img)
 
 static sm_code named_dir(const sm_store *store, const char *name, char *out, size_t cap, sm_error *err)
 {
-    if (!name || !store_name_valid(name))
-        return error_set(err, SM_E_INVALID, "image name '%s' is not valid: use 1-64 of [A-Za-z0-9._-], not starting "
-                       "with '.'", name ? name : "(null)");
     char base[PATH_MAX];
-    sm_code rc = store_images_dir(store, base, sizeof base, err);
+    sm_code rc = store_name_check("image", name, err);
+    if (!rc)
+        rc = store_images_dir(store, base, sizeof base, err);
     if (rc)
         return rc;
     if (snprintf(out, cap, "%s/%s", base, name) >= (int)cap)

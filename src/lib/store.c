@@ -149,3 +149,11 @@ bool store_name_valid(const char *name)
     }
     return true;
 }
+
+sm_code store_name_check(const char *what, const char *name, sm_error *err)
+{
+    if (name && store_name_valid(name))
+        return SM_OK;
+    return error_set(err, SM_E_INVALID, "%s name '%s' is not valid: use 1-64 of [A-Za-z0-9._-], not starting "
+                     "with '.'", what, name ? name : "(null)");
+}

@@ -22,6 +22,8 @@ sm_code store_vms_dir(const sm_store *s, char *out, size_t cap, bool create, sm_
 /* A name of the store's (an image's, a volume's): 1-64 of [A-Za-z0-9._-],
  * not starting with '.', so that it is never a path nor a hidden file. */
 bool store_name_valid(const char *name);
+/* The same as an error naming what (an "image", a "volume") and the rule. */
+sm_code store_name_check(const char *what, const char *name, sm_error *err);
 /* s's own VM folder, or "" for the default: what a VM config keeps. */
 const char *store_vms_choice(const sm_store *s);
 /* s's own images folder, or "" for the default. */

@@ -61,11 +61,10 @@ static sm_code volumes_dir(const sm_store *store, char *out, size_t cap, sm_erro
 
 static sm_code named_path(const sm_store *store, const char *name, char *out, size_t cap, sm_error *err)
 {
-    if (!name || !store_name_valid(name))
-        return error_set(err, SM_E_INVALID, "volume name '%s' is not valid: use 1-64 of [A-Za-z0-9._-], not "
-                         "starting with '.'", name ? name : "(null)");
     char dir[PATH_MAX];
-    sm_code rc = volumes_dir(store, dir, sizeof dir, err);
+    sm_code rc = store_name_check("volume", name, err);
+    if (!rc)
+        rc = volumes_dir(store, dir, sizeof dir, err);
     if (rc)
         return rc;
     if (snprintf(out, cap, "%s/%s" VOLUME_SUFFIX, dir, name) >= (int)cap)
