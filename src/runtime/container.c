@@ -153,6 +153,17 @@ static sm_code lock_container(const char *root, const char *id, bool create, int
     return SM_OK;
 }
 
+/* Unlocks explicitly before closing: a process the backend forked may hold
+ * a copy of the descriptor, and flock's lock belongs to the open file that
+ * both share. */
+static void unlock_container(int fd)
+{
+    if (fd >= 0) {
+        flock(fd, LOCK_UN);
+        close(fd);
+    }
+}
+
 /* ---- the state file ------------------------------------------------------- */
 
 static void add_string(struct json_object *o, const char *key, const char *v)
@@ -515,8 +526,7 @@ sm_code rt_create(const char *root, const char *id, const struct rt_create_opts 
             be->destroy(&st, NULL);
         remove_container_dir(root, id);
     }
-    if (lock >= 0)
-        close(lock);
+    unlock_container(lock);
     rt_state_free(&st);
     rt_config_free(&cfg);
     free(raw);
@@ -535,7 +545,7 @@ sm_code rt_start(const char *root, const char *id, const struct rt_backend *be, 
         return rc;
     struct rt_state st;
     if ((rc = load_locked(root, id, be, &st, err))) {
-        close(lock);
+        unlock_container(lock);
         return rc;
     }
     switch (st.status) {
@@ -566,7 +576,7 @@ sm_code rt_start(const char *root, const char *id, const struct rt_backend *be, 
                        rt_status_name(st.status));
     }
     rt_state_free(&st);
-    close(lock);
+    unlock_container(lock);
     return rc;
 }
 
@@ -589,7 +599,7 @@ sm_code rt_kill(const char *root, const char *id, int signo, bool all,
             rc = be->signal(&st, signo, err);
         rt_state_free(&st);
     }
-    close(lock);
+    unlock_container(lock);
     return rc;
 }
 
@@ -624,8 +634,7 @@ sm_code rt_delete(const char *root, const char *id, bool force, const struct rt_
         /* No container, or a create that never finished: what is left of
          * the folder goes, as runc does. */
         remove_container_dir(root, id);
-        if (lock >= 0)
-            close(lock);
+        unlock_container(lock);
         return force ? SM_OK : not_exist(err);
     }
     if (rc) {
@@ -634,7 +643,7 @@ sm_code rt_delete(const char *root, const char *id, bool force, const struct rt_
             remove_container_dir(root, id);
             rc = SM_OK;
         }
-        close(lock);
+        unlock_container(lock);
         return rc;
     }
     if (st.status == RT_RUNNING && !force)
@@ -647,7 +656,7 @@ sm_code rt_delete(const char *root, const char *id, bool force, const struct rt_
     if (!rc)
         remove_container_dir(root, id);
     rt_state_free(&st);
-    close(lock);
+    unlock_container(lock);
     return rc;
 }
 
