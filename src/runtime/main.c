@@ -86,7 +86,7 @@ static int parse_flags(const char *cmd, int argc, char **argv, const struct opti
 {
     char optstring[64];
     snprintf(optstring, sizeof optstring, "%s:%s", in_order ? "+" : "", shorts);
-    optind = 1;
+    optind = 0; /* 0: glibc starts afresh (main's own parse ran before, on other words) */
     opterr = 0;
     for (;;) {
         int prev = optind;
@@ -415,9 +415,14 @@ static int cmd_exec(int argc, char **argv)
     struct rt_config proc;
     if (exec_process(&f, argc - i - 1, argv + i + 1, &proc))
         return 255;
-    if (proc.terminal && !f.o.console_socket && f.o.detach) {
+    const char *tty_error = NULL;
+    if (proc.terminal && !f.o.console_socket && f.o.detach)
+        tty_error = "cannot allocate tty if runc will detach without setting console socket";
+    else if (f.o.console_socket && (!proc.terminal || !f.o.detach))
+        tty_error = "cannot use console socket if runc will not detach or allocate tty";
+    if (tty_error) {
         rt_config_free(&proc);
-        fail("cannot allocate tty if runc will detach without setting console socket");
+        fail("%s", tty_error);
         return 255;
     }
     sm_error err = { 0 };
