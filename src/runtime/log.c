@@ -104,7 +104,7 @@ void rt_log(enum rt_log_level level, const char *fmt, ...)
 {
     if (level == RT_LOG_DEBUG && !log_debug)
         return;
-    char msg[2048], line[8192];
+    char msg[2048], line[16384]; /* room for msg with every byte JSON-escaped (6x) */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
