@@ -1,7 +1,7 @@
 # supermachine build. `make` builds everything into build/; `make run` and
 # `make test` also set up what they need (packages, guest kernel) first.
 #
-#   make                 library, CLI, VMM, guest agent, initramfs
+#   make                 library, CLI, OCI runtime, VMM, guest agent, initramfs
 #   make kernel          guest kernel (cached outside build/, once per machine)
 #   make run             the main job: boot a microVM to its agent
 #   make test            every test (VM tests through tools/kvmbox when needed)
