@@ -1,7 +1,7 @@
 # supermachine build. `make` builds everything into build/; `make run` and
 # `make test` also set up what they need (packages, guest kernel) first.
 #
-#   make                 library, CLI, VMM, guest agent, initramfs
+#   make                 library, CLI, OCI runtime, VMM, guest agent, initramfs
 #   make kernel          guest kernel (cached outside build/, once per machine)
 #   make run             the main job: boot a microVM to its agent
 #   make test            every test (VM tests through tools/kvmbox when needed)
@@ -67,12 +67,17 @@ LDLIBS   := -lcurl -larchive -ljson-c -lcrypto -lslirp -lseccomp -lpthread -lz
 #   snapshot  the snapshot file's container and KVM's state in it
 #   vmm       KVM, vCPUs, the VM and its persistence: supermachine-vmm
 #   cli       the supermachine command, on the public API
+#   runtime   supermachine-runtime, the OCI runtime (runc's command line), on
+#             the public API and base
 #   agent     PID 1 in the guest (static, musl)
 BASE_SRCS     := $(wildcard src/base/*.c)
 PROTOCOL_SRCS := $(wildcard src/protocol/*.c)
 LIB_SRCS   := $(wildcard src/lib/*.c src/image/*.c) $(PROTOCOL_SRCS) $(BASE_SRCS)
 VMM_SRCS   := $(filter-out src/vmm/main.c,$(wildcard src/vmm/*.c src/snapshot/*.c src/devices/*.c src/devices/virtio/*.c src/machine/*.c))
 CLI_SRCS   := $(wildcard src/cli/*.c)
+RUNTIME_SRCS := $(wildcard src/runtime/*.c)
+# What the runtime's tests and fuzz target link: all but its main().
+RUNTIME_LIB_SRCS := $(filter-out src/runtime/main.c,$(RUNTIME_SRCS))
 AGENT_SRCS := $(wildcard src/agent/*.c) src/protocol/wire.c src/base/file.c src/base/clock.c
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 EXEC_TESTS := $(patsubst tests/exec/%.c,$(BUILD)/tests/%,$(wildcard tests/exec/test_*.c))
@@ -96,6 +101,7 @@ LIB_SO := $(BUILD)/lib/libsupermachine.so
 LIB_PC := $(BUILD)/lib/pkgconfig/supermachine.pc
 VMM_A  := $(BUILD)/lib/libsupermachine-vmm.a
 CLI    := $(BUILD)/bin/supermachine
+RUNTIME := $(BUILD)/bin/supermachine-runtime
 VMM    := $(BUILD)/bin/supermachine-vmm
 AGENT_HOST  := $(BUILD)/bin/supermachine-agent
 AGENT_GUEST := $(BUILD)/guest/supermachine-agent
@@ -107,7 +113,7 @@ KERNEL      := build/guest/bzImage
 INTERNAL_LIBS := $(VMM_A) $(LIB_A)
 
 .PHONY: all kernel run test check-unit check-exec check-vm fuzz bench install uninstall man deb clean deps
-all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(VMM_A) $(CLI) $(VMM) $(AGENT_HOST) $(AGENT_GUEST) $(INITRAMFS) $(GUEST_TEST_INITS)
+all: $(LIB_A) $(LIB_SO) $(LIB_PC) $(VMM_A) $(CLI) $(RUNTIME) $(VMM) $(AGENT_HOST) $(AGENT_GUEST) $(INITRAMFS) $(GUEST_TEST_INITS)
 
 # --- host objects --------------------------------------------------------
 # Every object depends on the flags it was compiled with, so that a change
@@ -157,6 +163,10 @@ $(LIB_PC): supermachine.pc.in
 	$(call PC_SED,$(CURDIR)/$(BUILD),$${prefix}/lib,$(CURDIR)/include) $< >$@
 
 $(CLI): $(CLI_OBJS) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(RUNTIME): $(call obj,$(RUNTIME_SRCS)) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -240,6 +250,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_LIBS)
 $(BUILD)/tests/test_agent_session: tests/unit/test_agent_session.c $(call obj,src/agent/session.c) $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(call obj,src/agent/session.c) $(TEST_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
+# The runtime's tests link its code (all but main.c).
+$(BUILD)/tests/test_runtime_%: tests/unit/test_runtime_%.c $(call obj,$(RUNTIME_LIB_SRCS)) $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(call obj,$(RUNTIME_LIB_SRCS)) $(TEST_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
 $(BUILD)/tests/%: tests/exec/%.c $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) $< $(TEST_LIBS) -o $@ $(LDFLAGS) $(TEST_LDLIBS)
@@ -273,6 +287,7 @@ FUZZ_DIR   ?= build/fuzz
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined
 # The unit tests' fake virtio driver (tests/helpers) plays the guest in the virtio targets too.
 FUZZ_OBJS  := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(LIB_SRCS) $(VMM_SRCS) $(filter-out src/agent/main.c,$(wildcard src/agent/*.c)) \
+                $(RUNTIME_LIB_SRCS) \
                 tests/helpers/virtio_driver.c)
 $(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
