@@ -117,7 +117,7 @@ _supermachine() {
             if ((npos == 0)) && [[ " ${COMP_WORDS[*]:2:COMP_CWORD-2} " != *" --socket "* ]]; then
                 COMPREPLY=($(compgen -W "$(_supermachine_vms "$cli")" -- "$cur"))
             fi ;;
-        stop)
+        stop | pause | resume)
             COMPREPLY=($(compgen -W "$(_supermachine_vms "$cli")" -- "$cur")) ;;
         rmi)
             COMPREPLY=($(compgen -W "$(_supermachine_images "$cli")" -- "$cur")) ;;

@@ -485,6 +485,20 @@ SM_API sm_code sm_vm_connect(const sm_vm *vm, uint16_t guest_port, int *fd, sm_e
  * already in use is SM_E_IO; the published port lasts as long as the VM. */
 SM_API sm_code sm_vm_expose_tcp(const sm_vm *vm, uint16_t guest_port, const char *host_addr, sm_error *err);
 
+/* Pauses a running VM: its vCPUs stop (outside the guest, as for a
+ * snapshot) and its network delivers nothing, until sm_vm_resume; its
+ * memory stays as it is. The guest's clock is told it was stopped, so it
+ * does not take the gap for a hang. Meanwhile the guest's agent does not
+ * answer: an exec, a file or a connect waits for the resume (or for its
+ * agent timeout, SM_E_TIMEOUT), so check sm_vm_info's paused first (the
+ * CLI's exec refuses a paused VM). sm_vm_snapshot and sm_vm_stop work on a
+ * paused VM (a snapshot leaves it paused; a stop of a VM with volumes
+ * resumes it first, so that its guest can power off). SM_E_INVALID when it
+ * is paused already (resume: when it is not paused), SM_E_NOTFOUND when
+ * it is not running. */
+SM_API sm_code sm_vm_pause(const sm_vm *vm, sm_error *err);
+SM_API sm_code sm_vm_resume(const sm_vm *vm, sm_error *err);
+
 /* Stops the VM: SIGTERM, up to 5 s for a clean end, then SIGKILL; reaps the
  * VMM when it is this process's child; removes the state folder. Works on a
  * dead VM too (it only cleans up). Calling it again is harmless. */
@@ -508,6 +522,7 @@ typedef struct sm_vm_info {
      * log, e.g. "killed by its seccomp filter: syscall 101 (thread main)";
      * otherwise "". */
     char ended[96];
+    bool paused;         /* running, and paused by sm_vm_pause until sm_vm_resume */
 } sm_vm_info;
 
 SM_API sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err);

@@ -21,6 +21,8 @@ static const struct command commands[] = {
     { "expose", cmd_expose, "publish a TCP port of a running VM on the host" },
     { "ps",     cmd_ps,     "list VMs: id, state, pid, memory, vCPUs, age" },
     { "stop",   cmd_stop,   "stop a VM (or clean up a dead one) and remove its state" },
+    { "pause",  cmd_pause,  "pause running VMs (their vCPUs stop, their memory stays)" },
+    { "resume", cmd_resume, "let paused VMs run on" },
     { "bake",   cmd_bake,   "boot the default guest and keep its snapshot as a named image" },
     { "pull",   cmd_pull,   "pull an OCI/Docker image and bake it" },
     { "images", cmd_images, "list the named images" },
