@@ -119,6 +119,13 @@ _supermachine() {
             fi ;;
         stop | pause | resume)
             COMPREPLY=($(compgen -W "$(_supermachine_vms "$cli")" -- "$cur")) ;;
+        snapshot)
+            # ID, then NAME: an image of that name is replaced only with --force.
+            if ((npos == 0)); then
+                COMPREPLY=($(compgen -W "$(_supermachine_vms "$cli")" -- "$cur"))
+            elif ((npos == 1)); then
+                COMPREPLY=($(compgen -W "$(_supermachine_images "$cli")" -- "$cur"))
+            fi ;;
         rmi)
             COMPREPLY=($(compgen -W "$(_supermachine_images "$cli")" -- "$cur")) ;;
         cp)

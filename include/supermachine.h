@@ -567,6 +567,19 @@ SM_API sm_code sm_image_bake(const sm_store *store, const char *name, const sm_v
                              sm_error *err);
 SM_API const char *sm_image_dir(const sm_image *img);
 SM_API void sm_image_free(sm_image *img);
+/* Snapshots the running VM vm (as sm_vm_snapshot: it pauses for the copy
+ * of its memory and goes on) into the named image name, from which VMs
+ * start where vm was: its processes, its memory, the files written in it
+ * (they live in its memory: the root filesystem is read-only under an
+ * overlay). A VM restored from an OCI image keeps that image's root
+ * filesystem (the image's `disk` link, and its digest in image.info). An
+ * existing image of that name is SM_E_INVALID unless replace (then it is
+ * replaced only once the new one is whole). A VM with volumes is
+ * SM_E_UNSUPPORTED. memory and vCPUs are the VM's; an OCI image's default
+ * command is not carried over (sm_image_default_argv: SM_E_NOTFOUND).
+ * out may be NULL. */
+SM_API sm_code sm_image_from_vm(const sm_store *store, const char *name, const sm_vm *vm, bool replace,
+                                sm_image **out, sm_error *err);
 /* Deletes a named image; VMs running from it are not affected. */
 SM_API sm_code sm_image_remove(const sm_store *store, const char *name, sm_error *err);
 /* Every named image. Free *list with free(). */

@@ -17,6 +17,7 @@ int cmd_pull(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_rmi(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_volume(int argc, char **argv);

@@ -23,6 +23,7 @@ static const struct command commands[] = {
     { "stop",   cmd_stop,   "stop a VM (or clean up a dead one) and remove its state" },
     { "pause",  cmd_pause,  "pause running VMs (their vCPUs stop, their memory stays)" },
     { "resume", cmd_resume, "let paused VMs run on" },
+    { "snapshot", cmd_snapshot, "keep a running VM as a named image that VMs start from" },
     { "bake",   cmd_bake,   "boot the default guest and keep its snapshot as a named image" },
     { "pull",   cmd_pull,   "pull an OCI/Docker image and bake it" },
     { "images", cmd_images, "list the named images" },
