@@ -582,6 +582,26 @@ SM_API sm_code sm_image_from_vm(const sm_store *store, const char *name, const s
                                 sm_image **out, sm_error *err);
 /* Deletes a named image; VMs running from it are not affected. */
 SM_API sm_code sm_image_remove(const sm_store *store, const char *name, sm_error *err);
+/* Removes what no image uses any more: the root filesystems of OCI images
+ * (IMAGES/.oci/rootfs) that no image folder and no VM folder of the store
+ * links to (a VM restored from an image keeps its root filesystem while it
+ * runs, also after an rmi of the image; a dead VM's until it is stopped),
+ * and the blobs (IMAGES/.oci/blobs) that no named image's digest leads to
+ * (its manifest, config and layers). Nothing else is touched: no image
+ * folder, no download in progress, no link, nothing outside those two
+ * folders. With dry_run nothing is removed, and each and *report say what
+ * would be. each (may be NULL) is called for every file removed, with its
+ * path and the bytes it took on disk; report (may be NULL) gets the totals.
+ * SM_E_BUSY while an image is being pulled into the store (nothing
+ * removed). Removed blobs are fetched again when an image needs them. */
+typedef struct sm_prune_report {
+    uint64_t rootfs_removed; /* root filesystems removed (dry run: to remove) */
+    uint64_t blobs_removed;  /* blobs removed */
+    uint64_t bytes_freed;    /* the disk space they took */
+} sm_prune_report;
+typedef void (*sm_prune_fn)(void *ctx, const char *path, uint64_t bytes);
+SM_API sm_code sm_store_prune(const sm_store *store, bool dry_run, sm_prune_fn each, void *ctx,
+                              sm_prune_report *report, sm_error *err);
 /* Every named image. Free *list with free(). */
 SM_API sm_code sm_image_list(const sm_store *store, sm_image_info **list, size_t *count, sm_error *err);
 

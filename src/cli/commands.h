@@ -12,6 +12,7 @@ int cmd_exec(int argc, char **argv);
 int cmd_expose(int argc, char **argv);
 int cmd_images(int argc, char **argv);
 int cmd_pause(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_resume(int argc, char **argv);

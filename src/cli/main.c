@@ -28,6 +28,7 @@ static const struct command commands[] = {
     { "pull",   cmd_pull,   "pull an OCI/Docker image and bake it" },
     { "images", cmd_images, "list the named images" },
     { "rmi",    cmd_rmi,    "delete named images" },
+    { "prune",  cmd_prune,  "remove root filesystems and blobs that no image uses any more" },
     { "volume", cmd_volume, "list, create and delete volumes (disks that outlive VMs)" },
 };
 

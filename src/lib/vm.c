@@ -766,6 +766,18 @@ static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *
     }
 }
 
+/* Records the root filesystem the VM is given (VM_DISK_LINK), before its
+ * VMM starts, so that a prune of the store sees it in use. */
+static sm_code link_disk(const sm_vm *vm, const char *disk, sm_error *err)
+{
+    char link[PATH_MAX];
+    if ((size_t)snprintf(link, sizeof link, "%s/" VM_DISK_LINK, vm->dir) >= sizeof link)
+        return error_set(err, SM_E_LIMIT, "VM folder path too long");
+    if (symlink(disk, link) < 0)
+        return error_set_errno(err, SM_E_IO, errno, "cannot write %s", link);
+    return SM_OK;
+}
+
 sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
 {
     if (!cfg || !out)
@@ -797,6 +809,8 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     if (!rc)
         rc = make_state_dir(vm, store, err);
     bool made_dir = !rc;
+    if (!rc && disk[0])
+        rc = link_disk(vm, disk, err);
     vm->rec.volumes = cfg->nvolumes;
     if (!rc)
         rc = make_cgroup(vm, &cfg->limits, launch->cgroup, sizeof launch->cgroup, err);
