@@ -947,7 +947,7 @@ sm_code sm_vm_expose_tcp(const sm_vm *vm, uint16_t guest_port, const char *host_
     return rc;
 }
 
-/* The VM's paused file, by the folder's descriptor-free path. */
+/* Where the VM folder's paused file (VM_PAUSED_FILE) is. */
 static bool paused_path(const sm_vm *vm, char *out, size_t cap)
 {
     return (size_t)snprintf(out, cap, "%s/" VM_PAUSED_FILE, vm->dir) < cap;
