@@ -148,7 +148,8 @@ t_cli_pause_resume() {
     [[ $rc == 1 ]] && grep -q "paused already" "$T/err" ||
         { echo "a second pause: status $rc, said: $(cat "$T/err")"; sm resume "$id"; return 1; }
     sm resume "$id" || { echo "resume failed"; return 1; }
-    grep -qE "^$id +running " <(sm ps) || { echo "ps does not say running after resume"; return 1; }
+    sm ps >"$T/ps"
+    grep -qE "^$id +running " "$T/ps" || { echo "ps does not say running after resume: $(cat "$T/ps")"; return 1; }
     sm resume "$id" 2>"$T/err"; rc=$?
     [[ $rc == 1 ]] && grep -q "not paused" "$T/err" || { echo "resume of a running VM: status $rc: $(cat "$T/err")"; return 1; }
     sm pause not-an-id 2>"$T/err"; rc=$?

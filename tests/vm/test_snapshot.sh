@@ -275,7 +275,8 @@ t_snap_cli_snapshot() {
         { echo "snapshot to '../x': status $rc, said: $(cat "$T/err")"; snap_sm stop "$id"; return 1; }
     snap_sm pause "$id" && snap_sm snapshot --force "$id" saved >/dev/null 2>"$T/err" ||
         { echo "snapshot --force of a paused VM failed: $(cat "$T/err")"; snap_sm stop "$id"; return 1; }
-    grep -qE "^$id +paused " <(snap_sm ps) || { echo "the paused VM did not stay paused"; snap_sm stop "$id"; return 1; }
+    snap_sm ps >"$T/ps"
+    grep -qE "^$id +paused " "$T/ps" || { echo "the paused VM did not stay paused: $(cat "$T/ps")"; snap_sm stop "$id"; return 1; }
     snap_sm stop "$id" || return 1
     out=$(snap_sm run saved -- cat /root/note 2>"$T/err")
     rc=$?
