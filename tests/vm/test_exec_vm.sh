@@ -154,9 +154,11 @@ t_cli_pause_resume() {
     [[ $rc == 1 ]] && grep -q "not paused" "$T/err" || { echo "resume of a running VM: status $rc: $(cat "$T/err")"; return 1; }
     sm pause not-an-id 2>"$T/err"; rc=$?
     [[ $rc == 2 ]] || { echo "pause not-an-id: status $rc: $(cat "$T/err")"; return 1; }
-    running=$(cli_ticks_over "$id" running 5) && paused=$(cli_ticks_over "$id" paused 5) ||
+    # 10 s each: the execs, pause and resume around the wait move the
+    # counter too (22 in the box), and that must stay well below a run's.
+    running=$(cli_ticks_over "$id" running 10) && paused=$(cli_ticks_over "$id" paused 10) ||
         { echo "could not read the counter"; sm resume "$id" 2>/dev/null; return 1; }
-    echo "info: the guest's counter moved $running in 5 s running, $paused in 5 s paused (and the execs around)"
+    echo "info: the guest's counter moved $running in 10 s running, $paused in 10 s paused (and the execs around)"
     ((running > 0 && paused * 2 < running)) || { echo "the guest did not stop while paused"; return 1; }
     [[ $(sm exec "$id" -- sh -c "kill $counter && echo back") == back ]] || { echo "exec after resume failed"; return 1; }
 }
