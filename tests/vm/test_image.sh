@@ -226,22 +226,22 @@ t_img_snapshot_and_prune() {
     img_env
     local id rootfs d out rc
     id=$(sm start --plain-http "$SM_TEST_REGISTRY/debian:test" 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
-    sm exec "$id" -- sh -c 'echo from-the-oci-vm >/root/note' && sm snapshot "$id" oci-saved >/dev/null 2>"$T/err" ||
+    sm exec "$id" -- sh -c 'echo from-the-oci-vm >/root/note' && sm snapshot "$id" saved-oci >/dev/null 2>"$T/err" ||
         { echo "snapshot: $(cat "$T/err")"; sm stop "$id"; return 1; }
-    rootfs=$(readlink -f "$img_store/oci-saved/disk")
+    rootfs=$(readlink -f "$img_store/saved-oci/disk")
     [[ $rootfs == "$img_store"/.oci/rootfs/*.sqfs && -f $rootfs ]] ||
-        { echo "oci-saved's disk leads to '$rootfs'"; sm stop "$id"; return 1; }
-    grep -q "^digest sha256:$(basename "$rootfs" .sqfs)$" "$img_store/oci-saved/image.info" ||
-        { echo "oci-saved's image.info: $(cat "$img_store/oci-saved/image.info")"; sm stop "$id"; return 1; }
-    out=$(sm run oci-saved -- sh -c 'cat /root/note /etc/debian_version' 2>"$T/err")
-    [[ $out =~ ^from-the-oci-vm$'\n'12\.[0-9]+$ ]] || { echo "run oci-saved: '$out': $(cat "$T/err")"; sm stop "$id"; return 1; }
-    # The images baked from the reference go; oci-saved still links to the disk.
+        { echo "saved-oci's disk leads to '$rootfs'"; sm stop "$id"; return 1; }
+    grep -q "^digest sha256:$(basename "$rootfs" .sqfs)$" "$img_store/saved-oci/image.info" ||
+        { echo "saved-oci's image.info: $(cat "$img_store/saved-oci/image.info")"; sm stop "$id"; return 1; }
+    out=$(sm run saved-oci -- sh -c 'cat /root/note /etc/debian_version' 2>"$T/err")
+    [[ $out =~ ^from-the-oci-vm$'\n'12\.[0-9]+$ ]] || { echo "run saved-oci: '$out': $(cat "$T/err")"; sm stop "$id"; return 1; }
+    # The images baked from the reference go; saved-oci still links to the disk.
     for d in "$img_store"/oci-*/; do
         [[ $(readlink -f "$d/disk") == "$rootfs" ]] && { sm rmi "$(basename "$d")" || return 1; }
     done
     sm prune >"$T/prune1" 2>&1 || { echo "prune: $(cat "$T/prune1")"; sm stop "$id"; return 1; }
-    [[ -f $rootfs ]] || { echo "prune removed the disk oci-saved uses: $(cat "$T/prune1")"; sm stop "$id"; return 1; }
-    sm rmi oci-saved || return 1
+    [[ -f $rootfs ]] || { echo "prune removed the disk saved-oci uses: $(cat "$T/prune1")"; sm stop "$id"; return 1; }
+    sm rmi saved-oci || return 1
     sm prune --dry-run >"$T/dry" 2>&1 && grep -q "^would remove .*sha256/$(basename "$rootfs" .sqfs) " "$T/dry" &&
         [[ -f $img_store/.oci/blobs/sha256/$(basename "$rootfs" .sqfs) ]] ||
         { echo "prune --dry-run: $(cat "$T/dry")"; sm stop "$id"; return 1; }
