@@ -117,8 +117,15 @@ _supermachine() {
             if ((npos == 0)) && [[ " ${COMP_WORDS[*]:2:COMP_CWORD-2} " != *" --socket "* ]]; then
                 COMPREPLY=($(compgen -W "$(_supermachine_vms "$cli")" -- "$cur"))
             fi ;;
-        stop)
+        stop | pause | resume)
             COMPREPLY=($(compgen -W "$(_supermachine_vms "$cli")" -- "$cur")) ;;
+        snapshot)
+            # ID, then NAME: an image of that name is replaced only with --force.
+            if ((npos == 0)); then
+                COMPREPLY=($(compgen -W "$(_supermachine_vms "$cli")" -- "$cur"))
+            elif ((npos == 1)); then
+                COMPREPLY=($(compgen -W "$(_supermachine_images "$cli")" -- "$cur"))
+            fi ;;
         rmi)
             COMPREPLY=($(compgen -W "$(_supermachine_images "$cli")" -- "$cur")) ;;
         cp)

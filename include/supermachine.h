@@ -487,6 +487,20 @@ SM_API sm_code sm_vm_connect(const sm_vm *vm, uint16_t guest_port, int *fd, sm_e
  * already in use is SM_E_IO; the published port lasts as long as the VM. */
 SM_API sm_code sm_vm_expose_tcp(const sm_vm *vm, uint16_t guest_port, const char *host_addr, sm_error *err);
 
+/* Pauses a running VM: its vCPUs stop (outside the guest, as for a
+ * snapshot) and its network delivers nothing, until sm_vm_resume; its
+ * memory stays as it is. The guest's clock is told it was stopped, so it
+ * does not take the gap for a hang. Meanwhile the guest's agent does not
+ * answer: an exec, a file or a connect waits for the resume (or for its
+ * agent timeout, SM_E_TIMEOUT), so check sm_vm_info's paused first (the
+ * CLI's exec refuses a paused VM). sm_vm_snapshot and sm_vm_stop work on a
+ * paused VM (a snapshot leaves it paused; a stop of a VM with volumes
+ * resumes it first, so that its guest can power off). SM_E_INVALID when it
+ * is paused already (resume: when it is not paused), SM_E_NOTFOUND when
+ * it is not running. */
+SM_API sm_code sm_vm_pause(const sm_vm *vm, sm_error *err);
+SM_API sm_code sm_vm_resume(const sm_vm *vm, sm_error *err);
+
 /* Stops the VM: SIGTERM, up to 5 s for a clean end, then SIGKILL; reaps the
  * VMM when it is this process's child; removes the state folder. Works on a
  * dead VM too (it only cleans up). Calling it again is harmless. */
@@ -510,6 +524,7 @@ typedef struct sm_vm_info {
      * log, e.g. "killed by its seccomp filter: syscall 101 (thread main)";
      * otherwise "". */
     char ended[96];
+    bool paused;         /* running, and paused by sm_vm_pause until sm_vm_resume */
 } sm_vm_info;
 
 SM_API sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err);
@@ -554,8 +569,41 @@ SM_API sm_code sm_image_bake(const sm_store *store, const char *name, const sm_v
                              sm_error *err);
 SM_API const char *sm_image_dir(const sm_image *img);
 SM_API void sm_image_free(sm_image *img);
+/* Snapshots the running VM vm (as sm_vm_snapshot: it pauses for the copy
+ * of its memory and goes on) into the named image name, from which VMs
+ * start where vm was: its processes, its memory, the files written in it
+ * (they live in its memory: the root filesystem is read-only under an
+ * overlay). A VM restored from an OCI image keeps that image's root
+ * filesystem (the image's `disk` link, and its digest in image.info). An
+ * existing image of that name is SM_E_INVALID unless replace (then it is
+ * replaced only once the new one is whole). A VM with volumes is
+ * SM_E_UNSUPPORTED. memory and vCPUs are the VM's; an OCI image's default
+ * command is not carried over (sm_image_default_argv: SM_E_NOTFOUND).
+ * out may be NULL. */
+SM_API sm_code sm_image_from_vm(const sm_store *store, const char *name, const sm_vm *vm, bool replace,
+                                sm_image **out, sm_error *err);
 /* Deletes a named image; VMs running from it are not affected. */
 SM_API sm_code sm_image_remove(const sm_store *store, const char *name, sm_error *err);
+/* Removes what no image uses any more: the root filesystems of OCI images
+ * (IMAGES/.oci/rootfs) that no image folder and no VM folder of the store
+ * links to (a VM restored from an image keeps its root filesystem while it
+ * runs, also after an rmi of the image; a dead VM's until it is stopped),
+ * and the blobs (IMAGES/.oci/blobs) that no named image's digest leads to
+ * (its manifest, config and layers). Nothing else is touched: no image
+ * folder, no download in progress, no link, nothing outside those two
+ * folders. With dry_run nothing is removed, and each and *report say what
+ * would be. each (may be NULL) is called for every file removed, with its
+ * path and the bytes it took on disk; report (may be NULL) gets the totals.
+ * SM_E_BUSY while an image is being pulled into the store (nothing
+ * removed). Removed blobs are fetched again when an image needs them. */
+typedef struct sm_prune_report {
+    uint64_t rootfs_removed; /* root filesystems removed (dry run: to remove) */
+    uint64_t blobs_removed;  /* blobs removed */
+    uint64_t bytes_freed;    /* the disk space they took */
+} sm_prune_report;
+typedef void (*sm_prune_fn)(void *ctx, const char *path, uint64_t bytes);
+SM_API sm_code sm_store_prune(const sm_store *store, bool dry_run, sm_prune_fn each, void *ctx,
+                              sm_prune_report *report, sm_error *err);
 /* Every named image. Free *list with free(). */
 SM_API sm_code sm_image_list(const sm_store *store, sm_image_info **list, size_t *count, sm_error *err);
 

@@ -30,7 +30,7 @@ static void exec_usage(FILE *out)
         "  the agent behind the exec socket PATH\n"
         EXEC_FLAGS_HELP
         "exit status: the command's, 128+N if killed by signal N, 124 on timeout,\n"
-        "125 if it could not be run, 2 for a usage error\n");
+        "125 if it could not be run (also: the VM is paused), 2 for a usage error\n");
 }
 
 static int usage_error(const char *why)
@@ -97,6 +97,12 @@ static int open_vm(const char *vm_id, sm_vm **vm)
     if (!sm_vm_running(*vm)) {
         fprintf(stderr, "%s: VM %s is dead (its VMM is gone); `supermachine stop %s` cleans it up\n",
                 PROG, vm_id, vm_id);
+        return EXIT_CANNOT;
+    }
+    /* Its agent cannot answer until it runs again: say so rather than hang. */
+    sm_vm_info info;
+    if (sm_vm_get_info(*vm, &info, NULL) == SM_OK && info.paused) {
+        fprintf(stderr, "%s: VM %s is paused: `supermachine resume %s` lets it run on\n", PROG, vm_id, vm_id);
         return EXIT_CANNOT;
     }
     return 0;

@@ -111,7 +111,8 @@ static void rmi_usage(FILE *out)
 {
     fprintf(out, "usage: supermachine rmi NAME...\n");
     if (out == stdout)
-        printf("\nDeletes named images; VMs running from them go on.\n");
+        printf("\nDeletes named images; VMs running from them go on. An OCI image's root\n"
+               "filesystem and blobs stay until `supermachine prune`.\n");
 }
 
 int cmd_rmi(int argc, char **argv)

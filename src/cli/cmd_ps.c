@@ -1,7 +1,7 @@
 /*
  * supermachine ps [-q]
  *
- * Lists this user's VMs: id, state (running, or dead when its VMM is gone),
+ * Lists this user's VMs: id, state (running, paused, or dead when its VMM is gone),
  * VMM pid, memory, vCPUs and age. -q prints the ids only.
  */
 #include "cli/cli_store.h"
@@ -31,7 +31,7 @@ static void format_age(int64_t seconds, char *out, size_t cap)
 static void ps_usage(FILE *out)
 {
     fprintf(out, "usage: supermachine ps [-q]\n"
-            "  lists VMs: id, state (running/dead), VMM pid, memory, vCPUs, age\n"
+            "  lists VMs: id, state (running/paused/dead), VMM pid, memory, vCPUs, age\n"
             "  -q  ids only\n");
 }
 
@@ -66,7 +66,7 @@ int cmd_ps(int argc, char **argv)
         char age[32], mem[32];
         format_age(v->started_unix ? now - v->started_unix : 0, age, sizeof age);
         snprintf(mem, sizeof mem, "%uM", v->memory_mib);
-        printf("%-10s %-8s %8d %8s %5u %6s%s%s\n", v->id, v->running ? "running" : "dead", v->pid,
+        printf("%-10s %-8s %8d %8s %5u %6s%s%s\n", v->id, v->paused ? "paused" : v->running ? "running" : "dead", v->pid,
                mem, v->cpus, v->started_unix ? age : "?", v->ended[0] ? "  " : "", v->ended);
     }
     free(list);

@@ -21,10 +21,14 @@ static const struct command commands[] = {
     { "expose", cmd_expose, "publish a TCP port of a running VM on the host" },
     { "ps",     cmd_ps,     "list VMs: id, state, pid, memory, vCPUs, age" },
     { "stop",   cmd_stop,   "stop a VM (or clean up a dead one) and remove its state" },
+    { "pause",  cmd_pause,  "pause running VMs (their vCPUs stop, their memory stays)" },
+    { "resume", cmd_resume, "let paused VMs run on" },
+    { "snapshot", cmd_snapshot, "keep a running VM as a named image that VMs start from" },
     { "bake",   cmd_bake,   "boot the default guest and keep its snapshot as a named image" },
     { "pull",   cmd_pull,   "pull an OCI/Docker image and bake it" },
     { "images", cmd_images, "list the named images" },
     { "rmi",    cmd_rmi,    "delete named images" },
+    { "prune",  cmd_prune,  "remove root filesystems and blobs that no image uses any more" },
     { "volume", cmd_volume, "list, create and delete volumes (disks that outlive VMs)" },
 };
 

@@ -40,6 +40,7 @@
 #include "protocol/vmm.h"
 #include "lib/vm_state.h"
 #include "lib/store.h"
+#include "image/digest.h"
 
 #define IMAGE_OCI_CONFIG "oci-config.json"
 #define BAKE_LOG_TAIL 400
@@ -229,18 +230,19 @@ sm_code sm_image_list(const sm_store *store, sm_image_info **list, size_t *count
 
 /* ---- baking ------------------------------------------------------------------- */
 
-static sm_code write_info(const char *dir, const sm_vm_config *cfg, const struct image_bake_extra *x, sm_error *err)
+/* image.info; ref and digest may be NULL. */
+static sm_code write_info(const char *dir, uint32_t memory_mib, uint32_t cpus, const char *ref, const char *digest,
+                          sm_error *err)
 {
     char p[PATH_MAX];
     FILE *f = join(p, sizeof p, dir, IMAGE_INFO) ? file_create_private(p) : NULL;
     if (!f)
         return error_set_errno(err, SM_E_IO, errno, "cannot write the image info in %s", dir);
-    fprintf(f, "memory_mib %u\ncpus %u\ncreated_unix %lld\n", vm_config_memory_mib(cfg), vm_config_cpus(cfg),
-            (long long)time(NULL));
-    if (x && x->ref)
-        fprintf(f, "ref %s\n", x->ref);
-    if (x && x->digest)
-        fprintf(f, "digest %s\n", x->digest);
+    fprintf(f, "memory_mib %u\ncpus %u\ncreated_unix %lld\n", memory_mib, cpus, (long long)time(NULL));
+    if (ref)
+        fprintf(f, "ref %s\n", ref);
+    if (digest)
+        fprintf(f, "digest %s\n", digest);
     return fclose(f) == 0 ? SM_OK : error_set_errno(err, SM_E_IO, errno, "cannot write %s", p);
 }
 
@@ -388,7 +390,8 @@ sm_code image_bake(const sm_store *store, const char *name, const sm_vm_config *
     if (!rc && (rc = verify_bake(store, tmp, err)))
         error_prefix(err, "the baked snapshot does not restore");
     if (!rc)
-        rc = write_info(tmp, cfg, x, err);
+        rc = write_info(tmp, vm_config_memory_mib(cfg), vm_config_cpus(cfg), x ? x->ref : NULL, x ? x->digest : NULL,
+                        err);
     if (!rc)
         rc = write_config(tmp, x, err);
     /* Replace an older image of the same name only once the new one is whole. */
@@ -438,5 +441,67 @@ sm_code sm_vm_snapshot(const sm_vm *vm, const char *dest_dir, sm_error *err)
             fclose(f);
         }
     }
+    return rc;
+}
+
+/* ---- a running VM as a named image ------------------------------------------------ */
+
+/* A VM restored from an OCI image has its root filesystem's link in the
+ * snapshot; the file is named after the image's manifest digest, which
+ * image.info then names (so that its blobs are kept by a prune, and the
+ * link is checked against it on every restore). digest is "" for no disk. */
+static sm_code snapshot_disk_digest(const char *dir, char digest[OCI_DIGEST_SIZE], sm_error *err)
+{
+    char disk[PATH_MAX];
+    digest[0] = 0;
+    sm_code rc = image_disk_for_restore(dir, disk, sizeof disk, err);
+    if (rc || !disk[0])
+        return rc;
+    const char *file = strrchr(disk, '/') + 1;
+    size_t hex = strlen(file) >= 5 ? strlen(file) - 5 : 0;
+    if (hex != OCI_DIGEST_SIZE - 8 || strcmp(file + hex, ".sqfs"))
+        return error_set(err, SM_E_INVALID, "the VM's disk %s is not a root filesystem of the store", disk);
+    snprintf(digest, OCI_DIGEST_SIZE, "sha256:%.*s", (int)hex, file);
+    return oci_digest_valid(digest) ? SM_OK
+                                    : error_set(err, SM_E_INVALID, "the VM's disk %s is not named by a digest", disk);
+}
+
+sm_code sm_image_from_vm(const sm_store *store, const char *name, const sm_vm *vm, bool replace, sm_image **out,
+                         sm_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!vm)
+        return error_set(err, SM_E_INVALID, "sm_image_from_vm: NULL VM");
+    char dir[PATH_MAX], tmp[PATH_MAX + 32], digest[OCI_DIGEST_SIZE];
+    sm_code rc = named_dir(store, name, dir, sizeof dir, err);
+    if (rc)
+        return rc;
+    if (!replace && access(dir, F_OK) == 0)
+        return error_set(err, SM_E_INVALID, "an image named '%s' exists already: remove it first (`supermachine rmi "
+                         "%s`) or replace it", name, name);
+    struct vm_record rec;
+    if ((rc = vm_record_read(sm_vm_state_dir(vm), &rec, err)))
+        return rc;
+    char *slash = strrchr(dir, '/');
+    snprintf(tmp, sizeof tmp, "%.*s/.%s.snapshot-%d", (int)(slash - dir), dir, name, (int)getpid());
+    remove_tree(tmp, NULL);
+    rc = sm_vm_snapshot(vm, tmp, err);
+    if (!rc)
+        rc = snapshot_disk_digest(tmp, digest, err);
+    if (!rc)
+        rc = write_info(tmp, rec.memory_mib, rec.cpus, NULL, digest[0] ? digest : NULL, err);
+    /* The old image goes only once the new one is whole; without replace, a
+     * folder made meanwhile under the name makes the rename fail. */
+    if (!rc && replace && access(dir, F_OK) == 0)
+        rc = remove_tree(dir, err);
+    if (!rc && rename(tmp, dir) < 0)
+        rc = errno == ENOTEMPTY || errno == EEXIST
+                 ? error_set(err, SM_E_INVALID, "an image named '%s' appeared meanwhile: not replaced", name)
+                 : error_set_errno(err, SM_E_IO, errno, "cannot rename %s to %s", tmp, dir);
+    if (rc)
+        remove_tree(tmp, NULL);
+    if (!rc && out)
+        rc = image_open_dir(store, dir, out, err);
     return rc;
 }

@@ -6,6 +6,7 @@
  *   .oci/rootfs/HEX.sqfs       an image's root filesystem, by manifest digest:
  *                              its layers flattened plus our settings layer,
  *                              shared read-only by every VM of the image
+ *   .oci/lock                  held shared by a pull, exclusive by a prune (prune.c)
  *   .oci/refs/H                the manifest digest a reference last resolved
  *                              to (H = sha256 of the reference as given), so
  *                              that running a pulled image needs no network
@@ -36,6 +37,7 @@
 #include "image/rootfs.h"
 #include "base/error.h"
 #include "lib/image.h"
+#include "lib/prune.h"
 #include "lib/store.h"
 
 #define OCI_STORE      ".oci"
@@ -402,6 +404,10 @@ sm_code sm_image_from_oci(const sm_store *store, const char *ref, const sm_pull_
             return SM_OK;
         }
     }
+    /* From the first blob to the baked image, no prune may take them. */
+    int lock = -1;
+    if (!rc)
+        rc = oci_store_lock(p.store, false, &lock, err);
     struct oci_fetched f;
     memset(&f, 0, sizeof f);
     if (!rc)
@@ -414,6 +420,8 @@ sm_code sm_image_from_oci(const sm_store *store, const char *ref, const sm_pull_
             rc = bake(store, ref, opt, &p, &f, cfg, name, out, err);
     }
     oci_fetched_free(&f);
+    if (lock >= 0)
+        close(lock);
     sm_vm_config_free(own);
     return rc;
 }

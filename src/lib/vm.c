@@ -787,6 +787,18 @@ static sm_code wait_ready(sm_vm *vm, int ready_r, uint32_t timeout_s, sm_error *
     }
 }
 
+/* Records the root filesystem the VM is given (VM_DISK_LINK), before its
+ * VMM starts, so that a prune of the store sees it in use. */
+static sm_code link_disk(const sm_vm *vm, const char *disk, sm_error *err)
+{
+    char link[PATH_MAX];
+    if ((size_t)snprintf(link, sizeof link, "%s/" VM_DISK_LINK, vm->dir) >= sizeof link)
+        return error_set(err, SM_E_LIMIT, "VM folder path too long");
+    if (symlink(disk, link) < 0)
+        return error_set_errno(err, SM_E_IO, errno, "cannot write %s", link);
+    return SM_OK;
+}
+
 sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
 {
     if (!cfg || !out)
@@ -819,6 +831,8 @@ sm_code sm_vm_start(const sm_vm_config *cfg, sm_vm **out, sm_error *err)
     if (!rc)
         rc = make_state_dir(vm, store, err);
     bool made_dir = !rc;
+    if (!rc && disk[0])
+        rc = link_disk(vm, disk, err);
     vm->rec.volumes = cfg->nvolumes;
     if (!rc)
         rc = make_cgroup(vm, &cfg->limits, launch->cgroup, sizeof launch->cgroup, err);
@@ -958,6 +972,58 @@ sm_code sm_vm_expose_tcp(const sm_vm *vm, uint16_t guest_port, const char *host_
     return rc;
 }
 
+/* Where the VM folder's paused file (VM_PAUSED_FILE) is. */
+static bool paused_path(const sm_vm *vm, char *out, size_t cap)
+{
+    return (size_t)snprintf(out, cap, "%s/" VM_PAUSED_FILE, vm->dir) < cap;
+}
+
+static bool vm_paused(const sm_vm *vm)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    return paused_path(vm, p, sizeof p) && lstat(p, &st) == 0;
+}
+
+/* One pause or resume request; the paused file follows the VMM's answer. */
+static sm_code pause_or_resume(const sm_vm *vm, bool pause, sm_error *err)
+{
+    const char *what = pause ? "pause" : "resume";
+    if (!vm)
+        return error_set(err, SM_E_INVALID, "sm_vm_%s: NULL VM", what);
+    if (vm->removed || !vm_record_alive(&vm->rec))
+        return error_set(err, SM_E_NOTFOUND, "VM %s is not running: nothing to %s", vm->id, what);
+    if (vm_paused(vm) == pause)
+        return error_set(err, SM_E_INVALID, "VM %s is %s", vm->id, pause ? "paused already" : "not paused");
+    char sock[PATH_MAX], paused[PATH_MAX];
+    if (!paused_path(vm, paused, sizeof paused) ||
+        (size_t)snprintf(sock, sizeof sock, "%s/" VM_CONTROL_SOCKET, vm->dir) >= sizeof sock)
+        return error_set(err, SM_E_LIMIT, "VM folder path too long");
+    struct vmm_control_request req = { .verb = pause ? VMM_CONTROL_PAUSE : VMM_CONTROL_RESUME };
+    sm_code rc = vmm_control_call(sock, &req, NULL, 0, err);
+    if (rc) {
+        error_prefix(err, "cannot %s VM %s", what, vm->id);
+        return rc;
+    }
+    if (!pause) {
+        unlink(paused);
+        return SM_OK;
+    }
+    if (!write_file_atomic(paused, "", 0, 0600))
+        return error_set_errno(err, SM_E_IO, errno, "VM %s is paused, but %s cannot be written", vm->id, paused);
+    return SM_OK;
+}
+
+sm_code sm_vm_pause(const sm_vm *vm, sm_error *err)
+{
+    return pause_or_resume(vm, true, err);
+}
+
+sm_code sm_vm_resume(const sm_vm *vm, sm_error *err)
+{
+    return pause_or_resume(vm, false, err);
+}
+
 sm_code sm_vm_read_file(const sm_vm *vm, const char *guest_path, size_t max_len, uint8_t **bytes,
                         size_t *len, sm_error *err)
 {
@@ -974,6 +1040,9 @@ sm_code sm_vm_stop(sm_vm *vm, sm_error *err)
         return error_set(err, SM_E_INVALID, "sm_vm_stop: NULL VM");
     if (vm->removed)
         return SM_OK;
+    /* A paused guest cannot power off: it runs on for that. */
+    if (vm->rec.volumes && vm_paused(vm))
+        pause_or_resume(vm, false, NULL);
     if (vm->rec.volumes)
         power_off(vm);
     if (!end_vmm(vm, NULL))
@@ -1026,6 +1095,7 @@ static void fill_info(sm_vm *vm, sm_vm_info *info)
         info->vmm_pid = vmm_proper_pid(vm->rec.pid);
     else
         why_it_ended(vm, info->ended, sizeof info->ended);
+    info->paused = info->running && vm_paused(vm);
 }
 
 sm_code sm_vm_get_info(sm_vm *vm, sm_vm_info *info, sm_error *err)

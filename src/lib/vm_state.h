@@ -16,6 +16,12 @@
 #define VM_CONTROL_SOCKET VM_CELL_DIR "/control.sock" /* the VMM's (protocol/vmm.h) */
 #define VM_EXEC_SOCKET VM_CELL_DIR "/exec.sock"
 #define VM_VSOCK_SOCKET VM_CELL_DIR "/vsock.sock"
+/* Present while the VM is paused (sm_vm_pause, until sm_vm_resume): the
+ * library's record, so that ps and exec know without asking the VMM. */
+#define VM_PAUSED_FILE "paused"
+/* A VM restored from an image with a root filesystem: a symlink to that
+ * file (absolute), so that sm_store_prune keeps it while the VM runs. */
+#define VM_DISK_LINK "disk"
 
 /* What vm.info records (the format is documented in vm_state.c). */
 struct vm_record {

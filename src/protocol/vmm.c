@@ -413,6 +413,14 @@ bool vmm_control_request_parse(const char *line, struct vmm_control_request *req
         req->verb = VMM_CONTROL_STATS;
         return true;
     }
+    if (!strcmp(line, "pause")) {
+        req->verb = VMM_CONTROL_PAUSE;
+        return true;
+    }
+    if (!strcmp(line, "resume")) {
+        req->verb = VMM_CONTROL_RESUME;
+        return true;
+    }
     if (!strncmp(line, "publish ", 8)) {
         req->verb = VMM_CONTROL_PUBLISH;
         req->port = line + 8;
@@ -426,7 +434,7 @@ bool vmm_control_request_parse(const char *line, struct vmm_control_request *req
         req->verb = VMM_CONTROL_TEST_FORBIDDEN;
         return true;
     }
-    *why = "unknown request (snapshot DIR, stop, stats, publish SPEC)";
+    *why = "unknown request (snapshot DIR, stop, stats, publish SPEC, pause, resume)";
     return false;
 }
 
@@ -438,6 +446,8 @@ static int format_request(char *buf, size_t size, const struct vmm_control_reque
     case VMM_CONTROL_STATS: return snprintf(buf, size, "stats\n");
     case VMM_CONTROL_PUBLISH: return snprintf(buf, size, "publish %s\n", req->port ? req->port : "");
     case VMM_CONTROL_TEST_FORBIDDEN: return snprintf(buf, size, "test-forbidden-syscall\n");
+    case VMM_CONTROL_PAUSE: return snprintf(buf, size, "pause\n");
+    case VMM_CONTROL_RESUME: return snprintf(buf, size, "resume\n");
     }
     return -1;
 }

@@ -17,7 +17,13 @@
  * Control socket (--control-socket PATH; one client at a time):
  *
  *   request             reply                     effect
- *   "snapshot DIR\n"    "ok\n" | "error MSG\n"    pause, write a snapshot to DIR, resume
+ *   "snapshot DIR\n"    "ok\n" | "error MSG\n"    pause, write a snapshot to DIR, resume (a
+ *                                                 paused VM stays paused)
+ *   "pause\n"           "ok\n" | "error MSG\n"    park every vCPU outside KVM_RUN and hold the
+ *                                                 NAT's deliveries, until "resume"; an error
+ *                                                 when it is paused already
+ *   "resume\n"          "ok\n" | "error MSG\n"    let a paused VM run on; an error when it
+ *                                                 is not paused
  *   "stop\n"            "ok\n"                    stop the VM (the process then exits 0)
  *   "stats\n"           "ok KEY=VALUE ...\n"      VM exits by kind, ready time
  *   "publish SPEC\n"    "ok\n" | "error MSG\n"    publish a guest port as -p SPEC
@@ -157,6 +163,7 @@ bool vmm_ready_line_parse(const char *buf, size_t len, struct vmm_ready *r);
 
 enum vmm_control_verb {
     VMM_CONTROL_SNAPSHOT, VMM_CONTROL_STOP, VMM_CONTROL_STATS, VMM_CONTROL_PUBLISH, VMM_CONTROL_TEST_FORBIDDEN,
+    VMM_CONTROL_PAUSE, VMM_CONTROL_RESUME,
 };
 
 struct vmm_control_request {

@@ -23,6 +23,7 @@ struct vm_control {
     char line[VMM_CONTROL_MAX_LINE + 1];
     size_t used;
     int passed_fd; /* a descriptor that came with the request (SCM_RIGHTS), or -1 */
+    bool paused;   /* by a "pause" request, until "resume": a snapshot leaves it so */
 };
 
 static void drop_passed_fd(struct vm_control *c)
@@ -80,12 +81,39 @@ static void do_snapshot(struct vm_control *c, const char *dir)
                                       "with the request (SCM_RIGHTS)");
     else if (fd < 0)
         fd = persist_open_dir(dir, &err);
-    if (fd >= 0 && vm_pause(c->vm, &err) == SM_OK) {
+    /* A VM paused by request is already still, and stays paused after. */
+    if (fd >= 0 && (c->paused || vm_pause(c->vm, &err) == SM_OK)) {
         persist_save(c->vm, fd, dir, &err);
-        vm_resume(c->vm);
+        if (!c->paused)
+            vm_resume(c->vm);
     }
     if (fd >= 0)
         close(fd);
+    reply_result(c, &err);
+}
+
+/* The snapshot's pause, held until "resume": vCPUs parked outside KVM_RUN,
+ * the NAT delivering nothing. The event loop goes on, so the control
+ * socket (resume, stop, snapshot) is still served. */
+static void do_pause(struct vm_control *c)
+{
+    sm_error err = { 0 };
+    if (c->paused)
+        error_set(&err, SM_E_INVALID, "the VM is paused already");
+    else if (vm_pause(c->vm, &err) == SM_OK)
+        c->paused = true;
+    reply_result(c, &err);
+}
+
+static void do_resume(struct vm_control *c)
+{
+    sm_error err = { 0 };
+    if (!c->paused)
+        error_set(&err, SM_E_INVALID, "the VM is not paused");
+    else {
+        vm_resume(c->vm);
+        c->paused = false;
+    }
     reply_result(c, &err);
 }
 
@@ -130,6 +158,8 @@ static void execute(struct vm_control *c, char *line)
     case VMM_CONTROL_STATS: do_stats(c); break;
     case VMM_CONTROL_PUBLISH: do_publish(c, req.port); break;
     case VMM_CONTROL_TEST_FORBIDDEN: confine_call_forbidden(); break;
+    case VMM_CONTROL_PAUSE: do_pause(c); break;
+    case VMM_CONTROL_RESUME: do_resume(c); break;
     }
     drop_passed_fd(c); /* a descriptor the request did not use */
 }

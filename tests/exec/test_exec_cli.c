@@ -43,7 +43,10 @@ static void drain(int fd, char *buf, size_t cap, size_t *len)
     buf[*len] = 0;
 }
 
-/* Runs the CLI with extra args, feeding `input` (NULL: /dev/null). */
+static void run_argv(run_result *r, const char *input, const char *const *argv);
+
+/* Runs `supermachine exec --socket SOCKET` with extra args, feeding `input`
+ * (NULL: /dev/null). */
 static void run_cli(run_result *r, const char *input, const char *const *args)
 {
     const char *argv[40] = { cli(), "exec", "--socket", exec_socket() };
@@ -51,6 +54,12 @@ static void run_cli(run_result *r, const char *input, const char *const *args)
     for (; *args && argc < 39; args++)
         argv[argc++] = *args;
     argv[argc] = NULL;
+    run_argv(r, input, argv);
+}
+
+/* Runs argv (argv[0] the CLI), feeding `input` (NULL: nothing). */
+static void run_argv(run_result *r, const char *input, const char *const *argv)
+{
     int in[2], out[2], err[2];
     assert_int_equal(pipe(in), 0);
     assert_int_equal(pipe(out), 0);
@@ -225,6 +234,71 @@ static void test_cli_tty_resize(void **state)
     close(master);
 }
 
+/* The store and VM verbs that need no VM: prune on a store with one blob
+ * no image uses (--dry-run keeps it, prune removes it and says so), and
+ * their usage errors, and pause/resume/snapshot of VMs that do not exist. */
+static void test_cli_store_and_vm_verbs(void **state)
+{
+    (void)state;
+    skip_without_cli();
+    char dir[] = "/tmp/sm-cli-prune-XXXXXX", blobs[128], blob[256], cmd[160];
+    assert_non_null(mkdtemp(dir));
+    const char *hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    snprintf(blobs, sizeof blobs, "%s/images/.oci/blobs/sha256", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", blobs);
+    assert_int_equal(system(cmd), 0);
+    snprintf(blob, sizeof blob, "%s/%s", blobs, hex);
+    int fd = open(blob, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0 && write(fd, "an unused blob", 14) == 14);
+    close(fd);
+    char *old_images = getenv("SUPERMACHINE_IMAGES"), *old_runtime = getenv("XDG_RUNTIME_DIR");
+    old_images = old_images ? strdup(old_images) : NULL;
+    old_runtime = old_runtime ? strdup(old_runtime) : NULL;
+    snprintf(cmd, sizeof cmd, "%s/images", dir);
+    setenv("SUPERMACHINE_IMAGES", cmd, 1);
+    snprintf(cmd, sizeof cmd, "%s/run", dir);
+    setenv("XDG_RUNTIME_DIR", cmd, 1);
+    run_result r;
+    char want[512];
+
+    run_argv(&r, NULL, (const char *const[]){ cli(), "prune", "--dry-run", NULL });
+    assert_int_equal(r.status, 0);
+    snprintf(want, sizeof want, "would remove %s (", blob);
+    assert_non_null(strstr(r.out, want));
+    assert_non_null(strstr(r.out, "would remove 0 root filesystems and 1 blob: "));
+    assert_int_equal(access(blob, F_OK), 0);
+    run_argv(&r, NULL, (const char *const[]){ cli(), "prune", NULL });
+    assert_int_equal(r.status, 0);
+    snprintf(want, sizeof want, "removed %s (", blob);
+    assert_non_null(strstr(r.out, want));
+    assert_non_null(strstr(r.out, "removed 0 root filesystems and 1 blob: "));
+    assert_int_equal(access(blob, F_OK), -1);
+    run_argv(&r, NULL, (const char *const[]){ cli(), "prune", "now", NULL });
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "unexpected argument 'now'"));
+
+    run_argv(&r, NULL, (const char *const[]){ cli(), "pause", NULL });
+    assert_int_equal(r.status, 2);
+    run_argv(&r, NULL, (const char *const[]){ cli(), "pause", "not-an-id", NULL });
+    assert_int_equal(r.status, 2);
+    assert_non_null(strstr(r.err, "'not-an-id' is not a VM id"));
+    run_argv(&r, NULL, (const char *const[]){ cli(), "resume", "0000abcd", NULL });
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "no VM 0000abcd"));
+    run_argv(&r, NULL, (const char *const[]){ cli(), "snapshot", "0000abcd", NULL });
+    assert_int_equal(r.status, 2);
+    run_argv(&r, NULL, (const char *const[]){ cli(), "snapshot", "0000abcd", "name", NULL });
+    assert_int_equal(r.status, 1);
+    assert_non_null(strstr(r.err, "no VM 0000abcd"));
+
+    old_images ? setenv("SUPERMACHINE_IMAGES", old_images, 1) : unsetenv("SUPERMACHINE_IMAGES");
+    old_runtime ? setenv("XDG_RUNTIME_DIR", old_runtime, 1) : unsetenv("XDG_RUNTIME_DIR");
+    free(old_images);
+    free(old_runtime);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     if (!exec_require_socket())
@@ -235,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_cli_options),
         cmocka_unit_test(test_cli_timeout_and_errors),
         cmocka_unit_test(test_cli_tty_resize),
+        cmocka_unit_test(test_cli_store_and_vm_verbs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -272,7 +272,20 @@ static void test_two_stores(void **state)
     sm_vm *vm = NULL;
     assert_int_equal(sm_vm_open(b, "0123abcd", &vm, NULL), SM_E_NOTFOUND);
     assert_int_equal(sm_vm_open(a, "0123abcd", &vm, NULL), SM_OK);
+    /* A dead VM is neither paused nor resumed, and a stale paused file
+     * does not make it look paused. */
+    assert_int_equal(sm_vm_pause(vm, &err), SM_E_NOTFOUND);
+    assert_non_null(strstr(err.message, "VM 0123abcd is not running: nothing to pause"));
+    assert_int_equal(sm_vm_resume(vm, &err), SM_E_NOTFOUND);
+    char paused[PATH_MAX + 32];
+    snprintf(paused, sizeof paused, "%s/" VM_PAUSED_FILE, vm_dir);
+    close(open(paused, O_WRONLY | O_CREAT, 0600));
+    sm_vm_info info;
+    assert_int_equal(sm_vm_get_info(vm, &info, NULL), SM_OK);
+    assert_false(info.running);
+    assert_false(info.paused);
     sm_vm_free(vm);
+    assert_int_equal(sm_vm_pause(NULL, &err), SM_E_INVALID);
 
     sm_image_info *images = NULL;
     assert_int_equal(sm_image_list(a, &images, &n, NULL), SM_OK);

@@ -278,6 +278,13 @@ static void test_control_requests(void **state)
     assert_true(vmm_control_request_parse("publish 127.0.0.1:8080:80", &r, &why));
     assert_int_equal(r.verb, VMM_CONTROL_PUBLISH);
     assert_string_equal(r.port, "127.0.0.1:8080:80");
+    assert_true(vmm_control_request_parse("pause", &r, &why));
+    assert_int_equal(r.verb, VMM_CONTROL_PAUSE);
+    assert_true(vmm_control_request_parse("resume", &r, &why));
+    assert_int_equal(r.verb, VMM_CONTROL_RESUME);
+    assert_false(vmm_control_request_parse("pause now", &r, &why));
+    assert_false(vmm_control_request_parse("resume ", &r, &why));
+    assert_false(vmm_control_request_parse("PAUSE", &r, &why));
     assert_false(vmm_control_request_parse("publish ", &r, &why));
     assert_false(vmm_control_request_parse("snapshot ", &r, &why));
     assert_false(vmm_control_request_parse("stop now", &r, &why));

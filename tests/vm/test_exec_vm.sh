@@ -3,7 +3,7 @@
 #   1. the library's VM API (build/tests/test_vm_api, and the ASan build when
 #      built): its own VMs; big streams, 32 concurrent execs, a guest that
 #      stops reading, the VMM killed mid-exec, nothing left behind;
-#   2. the CLI on one detached VM: start, exec ID, cp both ways, ps, then the
+#   2. the CLI on one detached VM: start, exec ID, pause and resume, cp both ways, ps, then the
 #      whole exec suite (tests/exec, plain and ASan builds) against its exec
 #      socket, last test_exec_pid1, which powers the guest off: ps then says
 #      dead, exec says so, and stop cleans up;
@@ -113,6 +113,54 @@ t_cli_exec_hi() {
     [[ $out == hi && $rc == 7 ]] || { echo "got '$out', status $rc; want 'hi', 7"; return 1; }
     out=$(echo piped | sm exec "$id" -i -e X=1 -w /tmp -- sh -c 'read l; echo "$l $X $(pwd)"')
     [[ $out == "piped 1 /tmp" ]] || { echo "exec -i -e -w: got '$out'"; return 1; }
+}
+
+# How far the guest's counter (/tmp/ticks, one more every 0.1 s) gets in
+# `secs` seconds of the host, the VM paused meanwhile when $2 is "paused".
+cli_ticks_over() {
+    local id=$1 how=$2 secs=$3 a b
+    a=$(sm exec "$id" -- cat /tmp/ticks) || return 1
+    [[ $how == paused ]] && { sm pause "$id" || return 1; }
+    sleep "$secs"
+    [[ $how == paused ]] && { sm resume "$id" || return 1; }
+    b=$(sm exec "$id" -- cat /tmp/ticks) || return 1
+    echo $((b - a))
+}
+
+# pause/resume: ps says paused; exec is refused (status 125, and what to do)
+# rather than left hanging; a second pause and a resume of a running VM are
+# errors (1), a word that is no id a usage error (2); the guest's counter
+# hardly moves while paused, against how far it gets while running; after
+# resume commands run as before.
+t_cli_pause_resume() {
+    local id=$(cli_vm_id) running paused rc counter
+    counter=$(sm exec "$id" -- sh -c 'i=0; while :; do i=$((i + 1)); echo $i >/tmp/ticks; sleep 0.1; done \
+        >/dev/null 2>&1 & echo $!') && [[ $counter =~ ^[0-9]+$ ]] || { echo "could not start the counter"; return 1; }
+    sleep 1
+    sm pause "$id" || { echo "pause failed"; return 1; }
+    sm ps >"$T/ps"
+    grep -qE "^$id +paused " "$T/ps" || { echo "ps does not say paused: $(cat "$T/ps")"; sm resume "$id"; return 1; }
+    XDG_RUNTIME_DIR=$vm_rt SUPERMACHINE_IMAGES=$vm_images timeout 20 "$SM_BIN" exec "$id" -- true 2>"$T/err"
+    rc=$?
+    [[ $rc == 125 ]] && grep -q "VM $id is paused: .supermachine resume $id." "$T/err" ||
+        { echo "exec into a paused VM: status $rc, said: $(cat "$T/err")"; sm resume "$id"; return 1; }
+    sm pause "$id" 2>"$T/err"; rc=$?
+    [[ $rc == 1 ]] && grep -q "paused already" "$T/err" ||
+        { echo "a second pause: status $rc, said: $(cat "$T/err")"; sm resume "$id"; return 1; }
+    sm resume "$id" || { echo "resume failed"; return 1; }
+    sm ps >"$T/ps"
+    grep -qE "^$id +running " "$T/ps" || { echo "ps does not say running after resume: $(cat "$T/ps")"; return 1; }
+    sm resume "$id" 2>"$T/err"; rc=$?
+    [[ $rc == 1 ]] && grep -q "not paused" "$T/err" || { echo "resume of a running VM: status $rc: $(cat "$T/err")"; return 1; }
+    sm pause not-an-id 2>"$T/err"; rc=$?
+    [[ $rc == 2 ]] || { echo "pause not-an-id: status $rc: $(cat "$T/err")"; return 1; }
+    # 10 s each: the execs, pause and resume around the wait move the
+    # counter too (22 in the box), and that must stay well below a run's.
+    running=$(cli_ticks_over "$id" running 10) && paused=$(cli_ticks_over "$id" paused 10) ||
+        { echo "could not read the counter"; sm resume "$id" 2>/dev/null; return 1; }
+    echo "info: the guest's counter moved $running in 10 s running, $paused in 10 s paused (and the execs around)"
+    ((running > 0 && paused * 2 < running)) || { echo "the guest did not stop while paused"; return 1; }
+    [[ $(sm exec "$id" -- sh -c "kill $counter && echo back") == back ]] || { echo "exec after resume failed"; return 1; }
 }
 
 t_cli_cp() {
@@ -368,6 +416,7 @@ fi
 check "cli: usage errors and failed starts" t_cli_usage
 check "cli: start prints an id; ps shows it running" t_cli_start
 check "cli: exec ID -- sh -c 'echo hi && exit 7'" t_cli_exec_hi
+check "cli: pause ID: ps paused, exec refused, the guest stands still; resume ID: it runs on" t_cli_pause_resume
 check "cli: cp 10 MB both ways, unchanged" t_cli_cp
 check "cli: 64 MiB out of a 2-vCPU VM through exec, whole" t_cli_stream
 SM_CHECK_TIMEOUT=600 check "streams: ten 64 MiB streams in and out of a 2-vCPU VM, five ways, byte-exact" t_streams

@@ -2,7 +2,8 @@
 # run-all.sh. A Debian image made by debootstrap (scripts/test-image.sh, built
 # on the host before the box starts: tests/run does it), served by Debian's
 # docker-registry on 127.0.0.1 (tests/image/registry.sh), pulled, baked and
-# run (and started: start REF) by the CLI.
+# run (and started: start REF) by the CLI; a VM of it snapshotted into an
+# image, and the store pruned.
 
 img_reg=$SM_VM_WORK/registry
 img_store=$SM_VM_WORK/oci-images
@@ -217,6 +218,47 @@ t_img_user() {
     echo "info: User ghost: $(tail -1 <<<"$out")"
 }
 
+# snapshot ID NAME of a VM of the OCI image keeps the image's root
+# filesystem (the same disk link, its digest); then prune: while another
+# image or a running VM links to the root filesystem it stays, and only
+# the blobs go; once the VM is stopped, prune removes it too.
+t_img_snapshot_and_prune() {
+    img_env
+    local id rootfs d out rc
+    id=$(sm start --plain-http "$SM_TEST_REGISTRY/debian:test" 2>"$T/err") || { echo "start: $(cat "$T/err")"; return 1; }
+    sm exec "$id" -- sh -c 'echo from-the-oci-vm >/root/note' && sm snapshot "$id" saved-oci >/dev/null 2>"$T/err" ||
+        { echo "snapshot: $(cat "$T/err")"; sm stop "$id"; return 1; }
+    rootfs=$(readlink -f "$img_store/saved-oci/disk")
+    [[ $rootfs == "$img_store"/.oci/rootfs/*.sqfs && -f $rootfs ]] ||
+        { echo "saved-oci's disk leads to '$rootfs'"; sm stop "$id"; return 1; }
+    grep -q "^digest sha256:$(basename "$rootfs" .sqfs)$" "$img_store/saved-oci/image.info" ||
+        { echo "saved-oci's image.info: $(cat "$img_store/saved-oci/image.info")"; sm stop "$id"; return 1; }
+    out=$(sm run saved-oci -- sh -c 'cat /root/note /etc/debian_version' 2>"$T/err")
+    [[ $out =~ ^from-the-oci-vm$'\n'12\.[0-9]+$ ]] || { echo "run saved-oci: '$out': $(cat "$T/err")"; sm stop "$id"; return 1; }
+    # The images baked from the reference go; saved-oci still links to the disk.
+    for d in "$img_store"/oci-*/; do
+        [[ $(readlink -f "$d/disk") == "$rootfs" ]] && { sm rmi "$(basename "$d")" || return 1; }
+    done
+    sm prune >"$T/prune1" 2>&1 || { echo "prune: $(cat "$T/prune1")"; sm stop "$id"; return 1; }
+    [[ -f $rootfs ]] || { echo "prune removed the disk saved-oci uses: $(cat "$T/prune1")"; sm stop "$id"; return 1; }
+    sm rmi saved-oci || return 1
+    sm prune --dry-run >"$T/dry" 2>&1 && grep -q "^would remove .*sha256/$(basename "$rootfs" .sqfs) " "$T/dry" &&
+        [[ -f $img_store/.oci/blobs/sha256/$(basename "$rootfs" .sqfs) ]] ||
+        { echo "prune --dry-run: $(cat "$T/dry")"; sm stop "$id"; return 1; }
+    sm prune >"$T/prune2" 2>&1 || { echo "prune: $(cat "$T/prune2")"; sm stop "$id"; return 1; }
+    echo "info: with the VM running: $(tail -1 "$T/prune2")"
+    [[ -f $rootfs && ! -e $img_store/.oci/blobs/sha256/$(basename "$rootfs" .sqfs) ]] ||
+        { echo "with the VM running, prune: $(cat "$T/prune2")"; sm stop "$id"; return 1; }
+    out=$(sm exec "$id" -- cat /root/note)
+    [[ $out == from-the-oci-vm ]] || { echo "the VM after the prune: '$out'"; sm stop "$id"; return 1; }
+    sm stop "$id" || return 1
+    sm prune >"$T/prune3" 2>&1
+    rc=$?
+    echo "info: after stop: $(tail -1 "$T/prune3")"
+    [[ $rc == 0 && ! -e $rootfs ]] && grep -q "^removed 1 root filesystem and 0 blobs: " "$T/prune3" ||
+        { echo "after stop, prune (status $rc): $(cat "$T/prune3")"; return 1; }
+}
+
 t_img_stop_registry() {
     "$SM_ROOT/tests/image/registry.sh" stop "$img_reg"
 }
@@ -233,4 +275,6 @@ check "image: HTTPS with basic auth and a CA file; wrong password, no password, 
 check "image: zstd layers; images lists both with ref and digest" t_img_zstd_and_list
 check "image: bad references refused with the reason, nothing half-written" t_img_refused
 check "image: a corrupt layer in the registry is refused and not stored" t_img_corrupt_blob
+check "image: snapshot ID NAME of an OCI image's VM keeps its root filesystem; prune keeps what an image or a running VM uses" \
+    t_img_snapshot_and_prune
 check "image: the registry stops" t_img_stop_registry

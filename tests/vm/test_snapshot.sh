@@ -14,7 +14,9 @@
 #      the VMM at once, status 1, with the message that names the damage;
 #      and by `supermachine run DIR`, status 125;
 #   4. `supermachine run -- sh -c 'echo hello; exit 3'` with no images: the
-#      first run bakes the default image, the second restores it.
+#      first run bakes the default image, the second restores it;
+#   5. `supermachine snapshot ID NAME`: a running VM's written file is there
+#      in `run NAME`.
 # Everything lives under $SM_VM_WORK (tmpfs inside kvmbox): its own runtime
 # folder, images folder and snapshots; nothing may be left running.
 
@@ -248,6 +250,43 @@ t_snap_run_default() {
         { echo "a VM folder was left: $(ls "$snap_rt/supermachine/vms")"; return 1; }
 }
 
+# `snapshot ID NAME`: a VM started from the base snapshot writes a file and
+# is kept as the image NAME, running on (and paused, it stays paused); NAME
+# again is refused (status 1) and replaced with --force; once ID is
+# stopped, `run NAME` finds the file, and `images` lists NAME with the VM's
+# memory and vCPUs.
+t_snap_cli_snapshot() {
+    local id rc out
+    id=$(snap_sm start "$snap_dir" 2>"$T/err") || { echo "start failed: $(cat "$T/err")"; return 1; }
+    snap_sm exec "$id" -- sh -c 'echo kept-by-snapshot >/root/note' || { snap_sm stop "$id"; return 1; }
+    snap_sm snapshot "$id" saved >"$T/out" 2>"$T/err"
+    rc=$?
+    [[ $rc == 0 && $(cat "$T/out") == saved ]] ||
+        { echo "snapshot: status $rc, said: $(cat "$T/err")"; snap_sm stop "$id"; return 1; }
+    [[ $(snap_sm exec "$id" -- cat /root/note) == kept-by-snapshot ]] ||
+        { echo "the VM does not run on after its snapshot"; snap_sm stop "$id"; return 1; }
+    snap_sm snapshot "$id" saved 2>"$T/err"
+    rc=$?
+    [[ $rc == 1 ]] && grep -q "an image named 'saved' exists already" "$T/err" ||
+        { echo "a second snapshot to 'saved': status $rc, said: $(cat "$T/err")"; snap_sm stop "$id"; return 1; }
+    snap_sm snapshot "$id" '../x' 2>"$T/err"
+    rc=$?
+    [[ $rc == 1 ]] && grep -q "is not valid" "$T/err" ||
+        { echo "snapshot to '../x': status $rc, said: $(cat "$T/err")"; snap_sm stop "$id"; return 1; }
+    snap_sm pause "$id" && snap_sm snapshot --force "$id" saved >/dev/null 2>"$T/err" ||
+        { echo "snapshot --force of a paused VM failed: $(cat "$T/err")"; snap_sm stop "$id"; return 1; }
+    snap_sm ps >"$T/ps"
+    grep -qE "^$id +paused " "$T/ps" || { echo "the paused VM did not stay paused: $(cat "$T/ps")"; snap_sm stop "$id"; return 1; }
+    snap_sm stop "$id" || return 1
+    out=$(snap_sm run saved -- cat /root/note 2>"$T/err")
+    rc=$?
+    [[ $rc == 0 && $out == kept-by-snapshot ]] || { echo "run saved: status $rc, '$out', said: $(cat "$T/err")"; return 1; }
+    snap_sm images >"$T/images"
+    grep -qE "^saved +256Mi +1 " "$T/images" || { echo "images: $(cat "$T/images")"; return 1; }
+    ls -A "$snap_images" | grep -q snapshot- && { echo "a temporary folder was left: $(ls -A "$snap_images")"; return 1; }
+    snap_sm rmi saved
+}
+
 t_snap_nothing_left() {
     local left
     left=$(snap_our_vmms)
@@ -300,4 +339,6 @@ check "snapshot refused: a memory file one page short" t_snap_memory_truncated
 check "run: a damaged snapshot folder gives 125 and the reason" t_snap_run_damaged
 check "run: first run bakes the default image, hello + status 3; the second restores it" \
     t_snap_run_default
+check "cli: snapshot ID NAME keeps a running VM's files for run NAME; NAME again refused, --force replaces" \
+    t_snap_cli_snapshot
 check "snapshot: nothing left (no VMM process, no VM folder)" t_snap_nothing_left
