@@ -1,6 +1,7 @@
 #include "base/clock.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <time.h>
 
 int64_t clock_now_ns(void)
@@ -25,4 +26,15 @@ void clock_sleep_ms(unsigned ms)
     struct timespec left = { .tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L };
     while (nanosleep(&left, &left) < 0 && errno == EINTR)
         ;
+}
+
+void clock_wall_rfc3339(char *out, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char secs[24];
+    strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, cap, "%s.%09ldZ", secs, (long)ts.tv_nsec);
 }

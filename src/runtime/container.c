@@ -402,17 +402,6 @@ sm_code rt_state_load(const char *root, const char *id, const struct rt_backend 
 
 /* ---- create ----------------------------------------------------------------- */
 
-static void now_rfc3339(char *out, size_t cap)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    char secs[24];
-    strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, cap, "%s.%09ldZ", secs, (long)ts.tv_nsec);
-}
-
 /* The bundle's config.json, parsed and checked as create needs it. */
 static sm_code read_bundle(const char *bundle, struct rt_config *cfg, char **raw, size_t *raw_len,
                            sm_error *err)
@@ -498,7 +487,7 @@ sm_code rt_create(const char *root, const char *id, const struct rt_create_opts 
         snprintf(st.oci_version, sizeof st.oci_version, "%s", cfg.oci_version);
         snprintf(st.bundle, sizeof st.bundle, "%s", bundle);
         snprintf(st.rootfs, sizeof st.rootfs, "%s", rootfs);
-        now_rfc3339(st.created, sizeof st.created);
+        clock_wall_rfc3339(st.created, sizeof st.created);
         if (cfg.nannotations && !(st.annotations = calloc(cfg.nannotations, sizeof *st.annotations)))
             rc = error_set(err, SM_E_NOMEM, "out of memory");
         for (size_t i = 0; !rc && i < cfg.nannotations; i++) {

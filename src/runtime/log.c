@@ -1,5 +1,6 @@
 /* The runtime's log: see log.h. */
 #include "runtime/log.h"
+#include "base/clock.h"
 
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -43,17 +44,6 @@ void rt_log_close(void)
     log_fd = -1;
 }
 
-static void now(char *out, size_t cap)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    char secs[24];
-    strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, cap, "%s.%09ldZ", secs, (long)ts.tv_nsec);
-}
-
 /* msg as a quoted string of the text format: \" \\ and control bytes escaped. */
 static void quote(const char *msg, char *out, size_t cap)
 {
@@ -80,7 +70,7 @@ static void quote(const char *msg, char *out, size_t cap)
 static void format_line(enum rt_log_level level, const char *msg, char *out, size_t cap)
 {
     char t[48];
-    now(t, sizeof t);
+    clock_wall_rfc3339(t, sizeof t);
     if (log_json) {
         struct json_object *o = json_object_new_object();
         const char *s = NULL;
