@@ -36,8 +36,13 @@ static void check_round_trip(const struct vmm_args *a)
     same_or_abort(a->exec_socket, b.exec_socket);
     same_or_abort(a->console, b.console);
     if (a->memory_mib != b.memory_mib || a->cpus != b.cpus || a->ready_fd != b.ready_fd ||
-        a->probe != b.probe || a->die_with_parent != b.die_with_parent)
+        a->probe != b.probe || a->lifeline_fd != b.lifeline_fd || a->nvolumes != b.nvolumes)
         abort();
+    for (uint32_t i = 0; i < a->nvolumes; i++) {
+        same_or_abort(a->volumes[i].path, b.volumes[i].path);
+        if (a->volumes[i].read_only != b.volumes[i].read_only)
+            abort();
+    }
 }
 
 static void fuzz_args(char *text, size_t size)
