@@ -37,6 +37,7 @@
 #define IOMEM        "/proc/iomem"
 #define DRIVER_BIND  "/sys/bus/platform/drivers/virtio-mmio/bind"
 #define DISK_WAIT_MS 10000
+#define REAP_WAIT_MS 2000  /* the killed processes, before the unmounts */
 #define POLL_MS      5
 
 /* The platform device at base ("virtio-mmio.N") into name, from /proc/iomem. */
@@ -154,7 +155,7 @@ void volume_unmount_all(void)
         return;
     kill(-1, SIGKILL); /* every process but PID 1, then reap them, a while at most */
     struct timespec pause = { 0, POLL_MS * 1000000L };
-    for (int waited = 0; waited < DISK_WAIT_MS / 5; waited += POLL_MS) {
+    for (int waited = 0; waited < REAP_WAIT_MS; waited += POLL_MS) {
         pid_t r = waitpid(-1, NULL, WNOHANG);
         if (r < 0)
             break; /* no child left */

@@ -206,13 +206,7 @@ sm_code sm_exec_read_file(const char *exec_socket_path, const char *guest_path, 
 
 sm_code sm_exec_poweroff(const char *exec_socket_path, sm_error *err)
 {
-    wire_buf buf = { 0 };
-    wire_put_hello(&buf, NULL);
-    wire_put_empty(&buf, WIRE_POWEROFF, NULL);
-    sm_code rc = buf.failed ? error_set(err, SM_E_NOMEM, "out of memory")
-                            : agent_call(exec_socket_path, buf.data, buf.len, "poweroff", -1,
-                                         exec_agent_timeout_ms(NULL), err);
-    wire_buf_free(&buf);
+    sm_code rc = agent_poweroff(exec_socket_path, exec_agent_timeout_ms(NULL), err);
     if (rc == SM_E_TIMEOUT)
         exec_timeout_hint(err, false);
     return rc;

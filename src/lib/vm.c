@@ -509,12 +509,8 @@ static void power_off(sm_vm *vm)
 {
     if (vmm_gone(vm, NULL))
         return;
-    wire_buf buf = { 0 };
-    wire_put_hello(&buf, NULL);
-    wire_put_empty(&buf, WIRE_POWEROFF, NULL);
-    if (!buf.failed && agent_call(vm->exec_socket, buf.data, buf.len, "poweroff", -1, POWEROFF_WAIT_MS, NULL) == SM_OK)
+    if (agent_poweroff(vm->exec_socket, POWEROFF_WAIT_MS, NULL) == SM_OK)
         wait_gone(vm, POWEROFF_WAIT_MS, NULL);
-    wire_buf_free(&buf);
 }
 
 /* SIGTERM, grace, SIGKILL; true once it is gone. */

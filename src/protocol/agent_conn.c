@@ -325,6 +325,17 @@ sm_code agent_netconf(const char *exec_socket_path, bool on, int wake_fd, sm_err
     return rc;
 }
 
+sm_code agent_poweroff(const char *exec_socket_path, uint32_t timeout_ms, sm_error *err)
+{
+    wire_buf buf = { 0 };
+    wire_put_hello(&buf, NULL);
+    wire_put_empty(&buf, WIRE_POWEROFF, NULL);
+    sm_code rc = buf.failed ? error_set(err, SM_E_NOMEM, "out of memory")
+                            : agent_call(exec_socket_path, buf.data, buf.len, "poweroff", -1, timeout_ms, err);
+    wire_buf_free(&buf);
+    return rc;
+}
+
 sm_code agent_mount_volume(const char *exec_socket_path, const wire_volume *v, uint32_t timeout_ms,
                            sm_error *err)
 {

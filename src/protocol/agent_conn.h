@@ -73,6 +73,11 @@ sm_code agent_sync_within(const char *socket_path, int wake_fd, uint32_t timeout
  * restored guest needs: its interface is as the snapshot left it. */
 sm_code agent_netconf(const char *socket_path, bool on, int wake_fd, sm_error *err);
 
+/* Asks the agent (a guest's PID 1) to power off (POWEROFF): SM_OK once it
+ * has taken the request; no answer within timeout_ms (0 = none) is
+ * SM_E_TIMEOUT. */
+sm_code agent_poweroff(const char *exec_socket_path, uint32_t timeout_ms, sm_error *err);
+
 /* Asks a guest's agent to mount volume v (VOLUME): SM_OK once it is
  * mounted; the agent's reason as SM_E_GUEST; no answer within timeout_ms
  * (0 = no limit) is SM_E_TIMEOUT. */
