@@ -1,0 +1,220 @@
+/* The content key of a root filesystem folder (src/image/rootfs_dir.c):
+ * each field of the walk's record must change the key, the walk must not
+ * follow symlinks, and its bounds must hold. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "image/rootfs_dir.h"
+
+static char root[64];
+
+static void path_of(char *out, size_t cap, const char *rel)
+{
+    snprintf(out, cap, "%s/%s", root, rel);
+}
+
+static void write_file(const char *rel, const char *data)
+{
+    char p[256];
+    path_of(p, sizeof p, rel);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(data, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void set_mtime(const char *rel, long sec)
+{
+    char p[256];
+    path_of(p, sizeof p, rel);
+    struct timespec ts[2] = { { sec, 5 }, { sec, 5 } };
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+static void key(char out[OCI_DIGEST_SIZE])
+{
+    sm_error err = { 0 };
+    assert_int_equal(rootfs_dir_key(root, NULL, out, &err), SM_OK);
+}
+
+/* A small tree: bin/, bin/sh -> busybox, bin/busybox, etc/marker. */
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(root, sizeof root, "/tmp/sm-rootfs-dir-XXXXXX");
+    if (!mkdtemp(root))
+        return -1;
+    char p[256];
+    path_of(p, sizeof p, "bin");
+    mkdir(p, 0755);
+    path_of(p, sizeof p, "etc");
+    mkdir(p, 0755);
+    write_file("bin/busybox", "#!fake\n");
+    write_file("etc/marker", "hello\n");
+    path_of(p, sizeof p, "bin/sh");
+    if (symlink("busybox", p) != 0)
+        return -1;
+    set_mtime("bin/busybox", 1000);
+    set_mtime("etc/marker", 1000);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_same_tree_same_key(void **state)
+{
+    (void)state;
+    char a[OCI_DIGEST_SIZE], b[OCI_DIGEST_SIZE];
+    key(a);
+    key(b);
+    assert_true(oci_digest_valid(a));
+    assert_string_equal(a, b);
+}
+
+static void test_mode_changes_key(void **state)
+{
+    (void)state;
+    char a[OCI_DIGEST_SIZE], b[OCI_DIGEST_SIZE], p[256];
+    key(a);
+    path_of(p, sizeof p, "etc/marker");
+    assert_int_equal(chmod(p, 0600), 0);
+    key(b);
+    assert_string_not_equal(a, b);
+}
+
+static void test_size_and_mtime_change_key(void **state)
+{
+    (void)state;
+    char a[OCI_DIGEST_SIZE], b[OCI_DIGEST_SIZE], c[OCI_DIGEST_SIZE];
+    key(a);
+    write_file("etc/marker", "hello, longer\n");
+    set_mtime("etc/marker", 1000);
+    key(b);
+    assert_string_not_equal(a, b);
+    set_mtime("etc/marker", 1001);
+    key(c);
+    assert_string_not_equal(b, c);
+}
+
+static void test_same_size_and_mtime_edit_is_not_seen(void **state)
+{
+    (void)state; /* the documented trade-off: contents are not read */
+    char a[OCI_DIGEST_SIZE], b[OCI_DIGEST_SIZE];
+    key(a);
+    write_file("etc/marker", "HELLO\n");
+    set_mtime("etc/marker", 1000);
+    key(b);
+    assert_string_equal(a, b);
+}
+
+static void test_new_file_and_rename_change_key(void **state)
+{
+    (void)state;
+    char a[OCI_DIGEST_SIZE], b[OCI_DIGEST_SIZE], c[OCI_DIGEST_SIZE], p[256], q[256];
+    key(a);
+    write_file("etc/new", "");
+    key(b);
+    assert_string_not_equal(a, b);
+    path_of(p, sizeof p, "etc/new");
+    path_of(q, sizeof q, "etc/renamed");
+    assert_int_equal(rename(p, q), 0);
+    key(c);
+    assert_string_not_equal(b, c);
+}
+
+static void test_symlink_target_changes_key(void **state)
+{
+    (void)state;
+    char a[OCI_DIGEST_SIZE], b[OCI_DIGEST_SIZE], p[256];
+    key(a);
+    path_of(p, sizeof p, "bin/sh");
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(symlink("busyboX", p), 0);
+    key(b);
+    assert_string_not_equal(a, b);
+}
+
+/* A symlink to a folder (even outside the tree) is hashed as a link: what
+ * is behind it does not count. */
+static void test_symlink_to_folder_not_followed(void **state)
+{
+    (void)state;
+    char a[OCI_DIGEST_SIZE], b[OCI_DIGEST_SIZE], p[256], outside[64];
+    snprintf(outside, sizeof outside, "/tmp/sm-rootfs-out-XXXXXX");
+    assert_non_null(mkdtemp(outside));
+    path_of(p, sizeof p, "outside");
+    assert_int_equal(symlink(outside, p), 0);
+    key(a);
+    char f[128];
+    snprintf(f, sizeof f, "%s/x", outside);
+    int fd = open(f, O_CREAT | O_WRONLY, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+    key(b);
+    assert_string_equal(a, b);
+    unlink(f);
+    rmdir(outside);
+}
+
+static void test_limits(void **state)
+{
+    (void)state;
+    char out[OCI_DIGEST_SIZE], p[256];
+    sm_error err = { 0 };
+    struct rootfs_dir_limits few = { .max_entries = 3 };
+    assert_int_equal(rootfs_dir_key(root, &few, out, &err), SM_E_LIMIT);
+    assert_non_null(strstr(err.message, "more than 3 entries"));
+    path_of(p, sizeof p, "bin/a");
+    mkdir(p, 0755);
+    path_of(p, sizeof p, "bin/a/b");
+    mkdir(p, 0755);
+    struct rootfs_dir_limits shallow = { .max_depth = 2 };
+    assert_int_equal(rootfs_dir_key(root, &shallow, out, &err), SM_E_LIMIT);
+    assert_non_null(strstr(err.message, "deeper than 2"));
+    struct rootfs_dir_limits enough = { .max_depth = 3 };
+    assert_int_equal(rootfs_dir_key(root, &enough, out, &err), SM_OK);
+}
+
+static void test_not_a_folder(void **state)
+{
+    (void)state;
+    char out[OCI_DIGEST_SIZE], p[256];
+    sm_error err = { 0 };
+    path_of(p, sizeof p, "etc/marker");
+    assert_int_equal(rootfs_dir_key(p, NULL, out, &err), SM_E_INVALID);
+    assert_int_equal(rootfs_dir_key("/nonexistent/sm", NULL, out, &err), SM_E_INVALID);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_same_tree_same_key),
+        T(test_mode_changes_key),
+        T(test_size_and_mtime_change_key),
+        T(test_same_size_and_mtime_edit_is_not_seen),
+        T(test_new_file_and_rename_change_key),
+        T(test_symlink_target_changes_key),
+        T(test_symlink_to_folder_not_followed),
+        T(test_limits),
+        T(test_not_a_folder),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
