@@ -74,30 +74,26 @@
 
 extern char **environ;
 
-/* Starts tar2sqfs writing `image`, reading the tar from in_fd; its stdout
- * and stderr go to log_fd. */
-static sm_code spawn_packer(const char *image, int in_fd, int log_fd, pid_t *pid, sm_error *err)
+/* Starts a squashfs-tools-ng packer (argv[0], found through PATH) with
+ * stdin from in_fd (/dev/null when -1); its stdout and stderr go to log_fd. */
+static sm_code spawn_tool(char *const argv[], int in_fd, int log_fd, pid_t *pid, sm_error *err)
 {
-    char *const argv[] = {
-        (char *)ROOTFS_TOOL, (char *)"--quiet", (char *)"--no-skip", (char *)"--force",
-        (char *)"--compressor", (char *)"zstd", (char *)"--comp-extra", (char *)ROOTFS_ZSTD_LEVEL,
-        (char *)"--defaults", (char *)"uid=0,gid=0,mode=0755,mtime=0",
-        (char *)image, NULL,
-    };
+    const char *tool = argv[0];
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     if (posix_spawn_file_actions_init(&fa) != 0)
-        return error_set(err, SM_E_NOMEM, "starting %s: out of memory", ROOTFS_TOOL);
+        return error_set(err, SM_E_NOMEM, "starting %s: out of memory", tool);
     if (posix_spawnattr_init(&attr) != 0) {
         posix_spawn_file_actions_destroy(&fa);
-        return error_set(err, SM_E_NOMEM, "starting %s: out of memory", ROOTFS_TOOL);
+        return error_set(err, SM_E_NOMEM, "starting %s: out of memory", tool);
     }
     /* The caller's signal mask and ignored SIGPIPE must not leak into it. */
     sigset_t none, defaults;
     sigemptyset(&none);
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGPIPE);
-    int rc = posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
+    int rc = in_fd >= 0 ? posix_spawn_file_actions_adddup2(&fa, in_fd, 0)
+                        : posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (rc == 0)
         rc = posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
     if (rc == 0)
@@ -109,24 +105,36 @@ static sm_code spawn_packer(const char *image, int in_fd, int log_fd, pid_t *pid
     if (rc == 0)
         rc = posix_spawnattr_setsigdefault(&attr, &defaults);
     if (rc == 0)
-        rc = posix_spawnp(pid, ROOTFS_TOOL, &fa, &attr, argv, environ);
+        rc = posix_spawnp(pid, tool, &fa, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc == ENOENT)
         return error_set(err, SM_E_UNSUPPORTED,
-                       "%s is not installed (it packs image layers into the guest's squashfs): "
+                       "%s is not installed (it packs the guest's root filesystem into a squashfs): "
                        "apt-get install %s",
-                       ROOTFS_TOOL, ROOTFS_TOOL_PACKAGE);
+                       tool, ROOTFS_TOOL_PACKAGE);
     if (rc != 0)
-        return error_set_errno(err, SM_E_IO, rc, "starting %s", ROOTFS_TOOL);
+        return error_set_errno(err, SM_E_IO, rc, "starting %s", tool);
     return SM_OK;
+}
+
+/* Starts tar2sqfs writing `image`, reading the tar from in_fd. */
+static sm_code spawn_packer(const char *image, int in_fd, int log_fd, pid_t *pid, sm_error *err)
+{
+    char *const argv[] = {
+        (char *)ROOTFS_TOOL, (char *)"--quiet", (char *)"--no-skip", (char *)"--force",
+        (char *)"--compressor", (char *)"zstd", (char *)"--comp-extra", (char *)ROOTFS_ZSTD_LEVEL,
+        (char *)"--defaults", (char *)"uid=0,gid=0,mode=0755,mtime=0",
+        (char *)image, NULL,
+    };
+    return spawn_tool(argv, in_fd, log_fd, pid, err);
 }
 
 static sm_code wait_packer(pid_t pid, int *status, sm_error *err)
 {
     while (waitpid(pid, status, 0) < 0) {
         if (errno != EINTR)
-            return error_set_errno(err, SM_E_IO, errno, "waiting for %s", ROOTFS_TOOL);
+            return error_set_errno(err, SM_E_IO, errno, "waiting for the squashfs packer (%s)", ROOTFS_TOOL_PACKAGE);
     }
     return SM_OK;
 }
@@ -189,6 +197,7 @@ static sm_code publish(const char *tmp, const char *out_path, sm_error *err)
 
 /* tar2sqfs, the output file, and where the image goes (for messages). */
 struct packer {
+    const char *tool; /* for messages */
     pid_t pid;
     int log_fd;
     int held_fd; /* OUT.tmp.<pid>, held open: see the top of this file */
@@ -206,8 +215,8 @@ static sm_code packer_failed(const struct packer *p, int status, const char *the
         return error_set_errno(err, SM_E_IO, ENOSPC,
                                "the root filesystem does not fit on the file system of %s: it "
                                "filled up while %s wrote it (%s: %s)",
-                               p->out_path, ROOTFS_TOOL, how, said[0] ? said : "no message");
-    return error_set(err, SM_E_IO, "%s failed (%s): %s%s%s", ROOTFS_TOOL, how,
+                               p->out_path, p->tool, how, said[0] ? said : "no message");
+    return error_set(err, SM_E_IO, "%s failed (%s): %s%s%s", p->tool, how,
                      said[0] ? said : "(no message)", then ? "; then: " : "", then ? then : "");
 }
 
@@ -283,22 +292,29 @@ static sm_code pack(const char *const *layer_paths, size_t n, const char *tmp, s
     return feed_packer(layer_paths, n, sv[0], p, max_unpacked, st, err);
 }
 
-sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_path,
-                     uint64_t max_unpacked, struct layers_stats *st, sm_error *err)
+/* One way of filling the temporary image at tmp (p's log and held file are
+ * open); SM_OK when it holds the whole squashfs. */
+typedef sm_code (*pack_fn)(const char *tmp, struct packer *p, void *ctx, sm_error *err);
+
+/* Whole or nothing, for both packers: the image is packed at
+ * out_path.tmp.<pid> (created and held by us: see the top of this file),
+ * then published; on any failure the temporary file is removed. */
+static sm_code build_atomically(const char *out_path, const char *tool, pack_fn fill, void *ctx,
+                                sm_error *err)
 {
     if (!out_path || !out_path[0])
         return error_set(err, SM_E_INVALID, "rootfs_build: no output path");
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out_path, (long)getpid()) >= (int)sizeof tmp)
         return error_set(err, SM_E_INVALID, "rootfs_build: output path too long");
-    struct packer p = { .out_path = out_path, .log_fd = -1, .held_fd = -1 };
-    p.log_fd = memfd_create("tar2sqfs-log", MFD_CLOEXEC);
+    struct packer p = { .tool = tool, .out_path = out_path, .log_fd = -1, .held_fd = -1 };
+    p.log_fd = memfd_create("squashfs-packer-log", MFD_CLOEXEC);
     if (p.log_fd < 0)
         return error_set_errno(err, SM_E_IO, errno, "rootfs_build: memfd_create");
     p.held_fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     sm_code rc = p.held_fd >= 0 ? SM_OK : error_set_errno(err, SM_E_IO, errno, "cannot create %s", tmp);
     if (rc == SM_OK)
-        rc = pack(layer_paths, n, tmp, &p, max_unpacked, st, err);
+        rc = fill(tmp, &p, ctx, err);
     if (rc == SM_OK)
         rc = publish(tmp, out_path, err);
     if (rc != SM_OK && p.held_fd >= 0)
@@ -307,4 +323,63 @@ sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_p
         close(p.held_fd); /* last: a full disk's blocks are freed here */
     close(p.log_fd);
     return rc; /* no prefix: callers add theirs, and the layer messages are long */
+}
+
+struct layers_job {
+    const char *const *layer_paths;
+    size_t n;
+    uint64_t max_unpacked;
+    struct layers_stats *st;
+};
+
+static sm_code pack_layers(const char *tmp, struct packer *p, void *ctx, sm_error *err)
+{
+    struct layers_job *j = ctx;
+    return pack(j->layer_paths, j->n, tmp, p, j->max_unpacked, j->st, err);
+}
+
+sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_path,
+                     uint64_t max_unpacked, struct layers_stats *st, sm_error *err)
+{
+    struct layers_job j = { layer_paths, n, max_unpacked, st };
+    return build_atomically(out_path, ROOTFS_TOOL, pack_layers, &j, err);
+}
+
+/* The gensquashfs command line (rootfs_build_dir):
+ *
+ *  | option                | why                                                   |
+ *  |-----------------------|-------------------------------------------------------|
+ *  | --pack-dir DIR        | the folder is the root filesystem                     |
+ *  | --compressor zstd     | as tar2sqfs above                                     |
+ *  | -X level=6            | ROOTFS_ZSTD_LEVEL                                     |
+ *  | --keep-time           | mtimes kept (the default is the time of the build)    |
+ *  | --keep-xattr          | xattrs kept where readable (user., and trusted. as    |
+ *  |                       | root); owners are kept by default with --pack-dir     |
+ *  | --one-file-system     | mount points are not entered: as rootfs_dir_key       |
+ *  | --quiet, --force      | as tar2sqfs above                                     |
+ *
+ * gensquashfs does not follow symlinks; it stores them. */
+static sm_code pack_dir(const char *tmp, struct packer *p, void *ctx, sm_error *err)
+{
+    char *const argv[] = {
+        (char *)ROOTFS_DIR_TOOL, (char *)"--quiet", (char *)"--force",
+        (char *)"--compressor", (char *)"zstd", (char *)"--comp-extra", (char *)ROOTFS_ZSTD_LEVEL,
+        (char *)"--keep-time", (char *)"--keep-xattr", (char *)"--one-file-system",
+        (char *)"--pack-dir", (char *)ctx, (char *)tmp, NULL,
+    };
+    sm_code rc = spawn_tool(argv, -1, p->log_fd, &p->pid, err);
+    if (rc != SM_OK)
+        return rc;
+    int status = 0;
+    rc = wait_packer(p->pid, &status, err);
+    if (rc != SM_OK)
+        return rc;
+    return exited_zero(status) ? SM_OK : packer_failed(p, status, NULL, err);
+}
+
+sm_code rootfs_build_dir(const char *dir, const char *out_path, sm_error *err)
+{
+    if (!dir || !dir[0])
+        return error_set(err, SM_E_INVALID, "rootfs_build_dir: no folder");
+    return build_atomically(out_path, ROOTFS_DIR_TOOL, pack_dir, (void *)dir, err);
 }

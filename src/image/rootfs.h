@@ -12,6 +12,8 @@
 /* The squashfs packer: squashfs-tools-ng's tar2sqfs, found through PATH. */
 #define ROOTFS_TOOL "tar2sqfs"
 #define ROOTFS_TOOL_PACKAGE "squashfs-tools-ng"
+/* The folder packer, of the same package. */
+#define ROOTFS_DIR_TOOL "gensquashfs"
 
 /* Free space wanted for a root filesystem, as a multiple of its layers'
  * (compressed) size. The squashfs of the Debian test image is 0.91 times
@@ -38,5 +40,13 @@ sm_code rootfs_check_space(const char *const *layer_paths, size_t n, const char 
  * otherwise. st may be NULL. */
 sm_code rootfs_build(const char *const *layer_paths, size_t n, const char *out_path,
                      uint64_t max_unpacked, struct layers_stats *st, sm_error *err);
+
+/* Like rootfs_build, from a root filesystem folder packed by gensquashfs
+ * (owners, modes, mtimes and readable xattrs kept; symlinks stored, not
+ * followed; mount points below dir not entered). Whole or nothing as
+ * rootfs_build; SM_E_UNSUPPORTED when gensquashfs is not installed, SM_E_IO
+ * with its message when it fails (an unreadable entry), ENOSPC when the
+ * disk filled. */
+sm_code rootfs_build_dir(const char *dir, const char *out_path, sm_error *err);
 
 #endif

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "image/rootfs.h"
 #include "image/rootfs_dir.h"
 
 static char root[64];
@@ -201,6 +202,48 @@ static void test_not_a_folder(void **state)
     assert_int_equal(rootfs_dir_key("/nonexistent/sm", NULL, out, &err), SM_E_INVALID);
 }
 
+/* Packs the tree with gensquashfs and lists it back with rdsquashfs. */
+static void test_pack_and_list(void **state)
+{
+    (void)state;
+    char p[256], img[256], cmd[700], out[4096] = "";
+    path_of(p, sizeof p, "etc/marker");
+    assert_int_equal(chmod(p, 0640), 0);
+    snprintf(img, sizeof img, "%s.sqfs", root);
+    sm_error err = { 0 };
+    sm_code rc = rootfs_build_dir(root, img, &err);
+    if (rc == SM_E_UNSUPPORTED)
+        skip();
+    assert_int_equal(rc, SM_OK);
+    snprintf(cmd, sizeof cmd, "rdsquashfs -l /etc '%s' && rdsquashfs -l /bin '%s' 2>&1", img, img);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    size_t got = fread(out, 1, sizeof out - 1, f);
+    out[got] = 0;
+    assert_int_equal(pclose(f), 0);
+    unlink(img);
+    assert_non_null(strstr(out, "-rw-r----- "));
+    assert_non_null(strstr(out, " marker\n"));
+    assert_non_null(strstr(out, " sh -> busybox\n"));
+}
+
+/* A failed pack leaves neither the image nor its temporary file. */
+static void test_pack_failure_leaves_nothing(void **state)
+{
+    (void)state;
+    char img[256], tmp[300];
+    snprintf(img, sizeof img, "%s.sqfs", root);
+    sm_error err = { 0 };
+    sm_code rc = rootfs_build_dir("/nonexistent/sm-rootfs", img, &err);
+    if (rc == SM_E_UNSUPPORTED)
+        skip();
+    assert_int_equal(rc, SM_E_IO);
+    assert_non_null(strstr(err.message, "gensquashfs failed"));
+    assert_int_equal(access(img, F_OK), -1);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", img, (long)getpid());
+    assert_int_equal(access(tmp, F_OK), -1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -215,6 +258,8 @@ int main(void)
         T(test_symlink_to_folder_not_followed),
         T(test_limits),
         T(test_not_a_folder),
+        T(test_pack_and_list),
+        T(test_pack_failure_leaves_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
