@@ -664,6 +664,22 @@ SM_API sm_code sm_pull_options_max_unpacked_bytes(sm_pull_options *o, uint64_t b
  * defaults). opt may be NULL. */
 SM_API sm_code sm_image_from_oci(const sm_store *store, const char *ref, const sm_pull_options *opt,
                                  const sm_vm_config *cfg, sm_image **out, sm_error *err);
+/* An image from a root filesystem folder (an OCI bundle's root.path):
+ * packed into a read-only squashfs by squashfs-tools-ng's gensquashfs
+ * (owners, modes, mtimes and readable xattrs kept; symlinks stored, not
+ * followed; mount points below dir not entered), then baked with cfg's
+ * memory and vCPUs (NULL: defaults) as sm_image_from_oci bakes. No image
+ * settings: env, cwd and user come with each exec. Cached by content:
+ * the key is a sha256 over a sorted walk of the tree's metadata (path,
+ * type, mode, owner, size, mtime, symlink target, device number), not of
+ * file contents, so a second call for the same tree neither packs nor
+ * bakes; an edit in place that keeps a file's size and mtime is NOT seen.
+ * Errors: SM_E_INVALID when dir is not a folder; SM_E_IO for an unreadable
+ * entry (the message names it) or a full disk ("No space left on device",
+ * nothing left behind); SM_E_LIMIT past 128 nested folders or 2,000,000
+ * entries; SM_E_UNSUPPORTED when gensquashfs is not installed. */
+SM_API sm_code sm_image_from_rootfs(const sm_store *store, const char *dir, const sm_vm_config *cfg,
+                                    sm_image **out, sm_error *err);
 /* An OCI image's default command, Entrypoint then Cmd, as a NULL-terminated
  * array (free with sm_argv_free). SM_E_NOTFOUND when it has none. */
 SM_API sm_code sm_image_default_argv(const sm_image *img, char ***argv, sm_error *err);

@@ -6,7 +6,8 @@
  * is still in use, and so kept:
  *
  *   what                          kept while
- *   .oci/rootfs/HEX.sqfs          a `disk` link leads to it: of any folder in IMAGES
+ *   .oci/rootfs/HEX.sqfs,         a `disk` link leads to it: of any folder in IMAGES
+ *     .oci/rootfs/dir-HEX.sqfs    (the second: a folder's, sm_image_from_rootfs)
  *                                 (named images, and the hidden ones a bake or a
  *                                 snapshot is writing), or of any VM folder of the
  *                                 store (VM_DISK_LINK, dead VMs' too until `stop`)
@@ -213,8 +214,12 @@ struct sweep {
 };
 
 /* A name of 64 lowercase hex digits, then suffix. */
+/* HEX+suffix; in rootfs/ (suffix .sqfs) also dir-HEX.sqfs, a folder's
+ * root filesystem (sm_image_from_rootfs), kept by the same rule. */
 static bool hex_name(const char *name, const char *suffix)
 {
+    if (!strcmp(suffix, ".sqfs") && !strncmp(name, ROOTFS_DIR_PREFIX, strlen(ROOTFS_DIR_PREFIX)))
+        name += strlen(ROOTFS_DIR_PREFIX);
     return strspn(name, "0123456789abcdef") == HEX_LEN && !strcmp(name + HEX_LEN, suffix);
 }
 
