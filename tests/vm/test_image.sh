@@ -277,4 +277,18 @@ check "image: bad references refused with the reason, nothing half-written" t_im
 check "image: a corrupt layer in the registry is refused and not stored" t_img_corrupt_blob
 check "image: snapshot ID NAME of an OCI image's VM keeps its root filesystem; prune keeps what an image or a running VM uses" \
     t_img_snapshot_and_prune
+# sm_image_from_rootfs (build/tests/test_rootfs_image): a busybox folder
+# packed, baked, run; the second call reuses the squashfs and the image.
+t_img_from_rootfs() {
+    local bin=$SM_BUILD/tests/test_rootfs_image
+    [[ -x $bin ]] || { echo "$bin is not built (make all-tests)"; return 1; }
+    [[ -x /usr/bin/busybox ]] || { echo "no /usr/bin/busybox (busybox-static)"; return 1; }
+    "$bin" 2>&1 | tee "$T/out"
+    local status=${PIPESTATUS[0]}
+    grep '^info:' "$T/out"
+    return "$status"
+}
+
+check "image: a root filesystem folder (sm_image_from_rootfs) runs; a second call neither packs nor bakes" \
+    t_img_from_rootfs
 check "image: the registry stops" t_img_stop_registry
