@@ -31,6 +31,16 @@ static void put_le(oci_sha256 *h, uint64_t v, size_t bytes)
     oci_sha256_update(h, b, bytes);
 }
 
+/* Engines create mount points (e.g. podman's empty /run/.containerenv) in
+ * each container's fresh overlay: the times of folders and empty files say
+ * when a container was made, not what its image is, so they are left out. */
+static uint64_t keyed_mtime_ns(const struct stat *st)
+{
+    if (S_ISDIR(st->st_mode) || (S_ISREG(st->st_mode) && st->st_size == 0))
+        return 0;
+    return (uint64_t)((int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec);
+}
+
 /* One record, per the table in rootfs_dir.h. */
 static void hash_entry(struct walk *w, size_t path_len, const struct stat *st, const char *target,
                        size_t target_len)
@@ -41,7 +51,7 @@ static void hash_entry(struct walk *w, size_t path_len, const struct stat *st, c
     put_le(&w->h, st->st_uid, 4);
     put_le(&w->h, st->st_gid, 4);
     put_le(&w->h, S_ISDIR(st->st_mode) ? 0 : (uint64_t)st->st_size, 8);
-    put_le(&w->h, (uint64_t)((int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec), 8);
+    put_le(&w->h, keyed_mtime_ns(st), 8);
     put_le(&w->h, S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode) ? (uint64_t)st->st_rdev : 0, 8);
     put_le(&w->h, target_len, 4);
     oci_sha256_update(&w->h, target, target_len);
