@@ -301,37 +301,44 @@ fuzz: $(patsubst fuzz/%.c,$(FUZZ_DIR)/%,$(FUZZ_SRCS))
 # --- man pages -----------------------------------------------------------------
 # supermachine(1) and supermachine-COMMAND(1), one per command of
 # src/cli/main.c, made by help2man from the built CLI's --help (so they say
-# what --help says), plus the hand-written libsupermachine(3).
+# what --help says), plus the hand-written libsupermachine(3) and
+# supermachine-runtime(8).
 MAN_DIR  := $(BUILD)/man
 MAN_CMDS := $(shell sed -n 's/^ *{ *"\([a-z][a-z0-9-]*\)", *cmd_[a-z0-9_]*,.*/\1/p' src/cli/main.c)
 MAN1     := $(MAN_DIR)/supermachine.1 $(patsubst %,$(MAN_DIR)/supermachine-%.1,$(MAN_CMDS))
 MAN3     := $(MAN_DIR)/libsupermachine.3
-man: $(MAN1) $(MAN3)
+MAN8     := $(MAN_DIR)/supermachine-runtime.8
+man: $(MAN1) $(MAN3) $(MAN8)
 $(MAN_DIR)/supermachine.1: $(CLI) man/help2man.sh man/supermachine.h2m
 	man/help2man.sh $(CLI) '' $@
 $(MAN_DIR)/supermachine-%.1: $(CLI) man/help2man.sh
 	man/help2man.sh $(CLI) $* $@
-$(MAN3): man/libsupermachine.3
+# The hand-written pages, with their version filled in.
+$(MAN_DIR)/%.3: man/%.3
+	@mkdir -p $(dir $@)
+	sed -e 's|@VERSION@|$(VERSION)|' $< >$@
+$(MAN_DIR)/%.8: man/%.8
 	@mkdir -p $(dir $@)
 	sed -e 's|@VERSION@|$(VERSION)|' $< >$@
 
 # --- install -----------------------------------------------------------------
 # make install [PREFIX=/usr/local] [BINDIR=] [LIBDIR=] [INCLUDEDIR=] [MANDIR=]
 #              [PKGLIBDIR=] [DESTDIR=]
-# The tree: BINDIR/supermachine; LIBDIR/libsupermachine.{a,so*} and
+# The tree: BINDIR/supermachine{,-runtime}; LIBDIR/libsupermachine.{a,so*} and
 # PKGCONFIGDIR/supermachine.pc (written here, with these paths);
 # INCLUDEDIR/supermachine.h; PKGLIBDIR/{supermachine-vmm,bzImage,
-# initramfs.cpio}; MANDIR/man1, man3; BASHCOMPDIR/supermachine. DESTDIR
+# initramfs.cpio}; MANDIR/man1, man3, man8; BASHCOMPDIR/supermachine. DESTDIR
 # stages it all without changing a path compiled in or written.
 INSTALL ?= install
-INSTALLED_BIN := $(DESTDIR)$(BINDIR)/supermachine
+INSTALLED_BIN := $(DESTDIR)$(BINDIR)/supermachine $(DESTDIR)$(BINDIR)/supermachine-runtime
 INSTALLED_LIB := $(addprefix $(DESTDIR)$(LIBDIR)/,libsupermachine.a libsupermachine.so \
                    libsupermachine.so.$(SOVERSION) libsupermachine.so.$(VERSION))
 INSTALLED_PC  := $(DESTDIR)$(PKGCONFIGDIR)/supermachine.pc
 INSTALLED_H   := $(DESTDIR)$(INCLUDEDIR)/supermachine.h
 INSTALLED_PKGLIB := $(addprefix $(DESTDIR)$(PKGLIBDIR)/,supermachine-vmm bzImage initramfs.cpio)
 INSTALLED_MAN := $(patsubst $(MAN_DIR)/%,$(DESTDIR)$(MANDIR)/man1/%,$(MAN1)) \
-                 $(DESTDIR)$(MANDIR)/man3/libsupermachine.3
+                 $(DESTDIR)$(MANDIR)/man3/libsupermachine.3 \
+                 $(DESTDIR)$(MANDIR)/man8/supermachine-runtime.8
 INSTALLED_COMPLETION := $(DESTDIR)$(BASHCOMPDIR)/supermachine
 # In the .pc, paths under PREFIX are written from ${prefix}, so that
 # pkg-config --define-prefix can relocate them.
@@ -340,8 +347,8 @@ pc_rel = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 install: all $(KERNEL) man
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
 		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(MANDIR)/man1 \
-		$(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(BASHCOMPDIR)
-	$(INSTALL) -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
+		$(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -m 755 $(CLI) $(RUNTIME) $(DESTDIR)$(BINDIR)/
 	$(INSTALL) -m 755 $(VMM) $(DESTDIR)$(PKGLIBDIR)/
 	$(INSTALL) -m 644 $(INITRAMFS) $(KERNEL) $(DESTDIR)$(PKGLIBDIR)/
 	$(INSTALL) -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/
@@ -353,6 +360,7 @@ install: all $(KERNEL) man
 	$(INSTALL) -m 644 include/supermachine.h $(DESTDIR)$(INCLUDEDIR)/
 	$(INSTALL) -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
 	$(INSTALL) -m 644 $(MAN3) $(DESTDIR)$(MANDIR)/man3/
+	$(INSTALL) -m 644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
 	$(INSTALL) -m 644 completion/supermachine.bash $(INSTALLED_COMPLETION)
 
 # Exactly the files install writes (same variables), then PKGLIBDIR, which is

@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "base/file.h"
+#include "base/signal_pipe.h"
 #include "cli/options.h"
 #include "supermachine.h"
 
@@ -198,30 +199,10 @@ fail:
 
 /* ---- signals ----------------------------------------------------------------- */
 
-/* The handlers write the signal's number here; pump polls the other end. */
-static int signal_pipe[2] = { -1, -1 };
-
-static void on_signal(int signo)
-{
-    int saved = errno;
-    unsigned char b = (unsigned char)signo;
-    if (write(signal_pipe[1], &b, 1) < 0) { /* full: the signal is already pending */ }
-    errno = saved;
-}
-
 static void setup_signals(bool tty)
 {
-    if (signal_pipe[0] < 0 && pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-        return;
-    struct sigaction sa = { .sa_handler = on_signal };
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    if (tty)
-        sigaction(SIGWINCH, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    static const int caught[] = { SIGINT, SIGTERM, SIGHUP, SIGWINCH /* last: with a tty only */ };
+    signal_pipe_catch(caught, tty ? 4 : 3);
 }
 
 static void send_winsize(sm_exec_child *child)
@@ -238,9 +219,8 @@ static void send_winsize(sm_exec_child *child)
 /* Forwards the signals that arrived; returns the first stop signal, or 0. */
 static int forward_signals(sm_exec_child *child)
 {
-    unsigned char signo;
     int stop = 0;
-    while (read(signal_pipe[0], &signo, 1) == 1) {
+    for (int signo; (signo = signal_pipe_next());) {
         if (signo == SIGWINCH) {
             send_winsize(child);
             continue;
@@ -267,7 +247,7 @@ static int pump(sm_exec_child *child, bool interactive)
             { .fd = out_open ? sm_exec_child_stdout_fd(child) : -1, .events = POLLIN },
             { .fd = err_open ? sm_exec_child_stderr_fd(child) : -1, .events = POLLIN },
             { .fd = in_open ? STDIN_FILENO : -1, .events = POLLIN },
-            { .fd = signal_pipe[0], .events = POLLIN },
+            { .fd = signal_pipe_fd(), .events = POLLIN },
         };
         int timeout = give_up_at ? (int)(give_up_at - (int64_t)clock_now_ms()) : -1;
         if (give_up_at && timeout <= 0)

@@ -8,7 +8,8 @@
  *            VM (not yet running the container's process) and fill
  *            st->pid (the host process that stands for the container) and
  *            st->handle (the backend's name for it, kept in the state file)
- *   start    once, on a created container: run process.args
+ *   start    once, on a created container: run process.args (st->dir is
+ *            the container's folder, as it was at create)
  *   signal   on a created or running container
  *   exec     on a created or running container: run proc's process too
  *   alive    whether st->pid still stands for a living container
@@ -26,6 +27,11 @@
 
 struct rt_state;
 
+struct rt_create_request {
+    const char *rootfs;         /* root.path resolved against the bundle: an existing folder */
+    const char *console_socket; /* NULL: none (config.json has no terminal) */
+};
+
 struct rt_exec_opts {
     bool detach;
     const char *pid_file;       /* NULL: none */
@@ -34,9 +40,8 @@ struct rt_exec_opts {
 
 struct rt_backend {
     const char *name;
-    /* rootfs: root.path resolved against the bundle (an existing folder). */
-    sm_code (*create)(struct rt_state *st, const struct rt_config *cfg, const char *rootfs,
-                      sm_error *err);
+    sm_code (*create)(struct rt_state *st, const struct rt_config *cfg,
+                      const struct rt_create_request *req, sm_error *err);
     sm_code (*start)(struct rt_state *st, const struct rt_config *cfg, sm_error *err);
     sm_code (*signal)(const struct rt_state *st, int signo, sm_error *err);
     /* *status: the process's exit status when not detached. */

@@ -371,6 +371,10 @@ static sm_code load_locked(const char *root, const char *id, const struct rt_bac
         rt_state_free(st);
         return error_set(err, SM_E_PROTOCOL, "%s names another container, '%.64s'", p, st->id);
     }
+    if (path_in(st->dir, sizeof st->dir, root, id, NULL, err)) {
+        rt_state_free(st);
+        return SM_E_INVALID;
+    }
     refresh(st, be);
     return SM_OK;
 }
@@ -401,6 +405,15 @@ sm_code rt_state_load(const char *root, const char *id, const struct rt_backend 
 }
 
 /* ---- create ----------------------------------------------------------------- */
+
+sm_code rt_write_pid_file(const char *path, int pid, sm_error *err)
+{
+    char text[16];
+    int n = snprintf(text, sizeof text, "%d", pid);
+    if (!write_file_atomic(path, text, (size_t)n, 0644))
+        return error_set_errno(err, SM_E_IO, errno, "cannot write the pid file %s", path);
+    return SM_OK;
+}
 
 /* The bundle's config.json, parsed and checked as create needs it. */
 static sm_code read_bundle(const char *bundle, struct rt_config *cfg, char **raw, size_t *raw_len,
@@ -487,6 +500,7 @@ sm_code rt_create(const char *root, const char *id, const struct rt_create_opts 
         snprintf(st.oci_version, sizeof st.oci_version, "%s", cfg.oci_version);
         snprintf(st.bundle, sizeof st.bundle, "%s", bundle);
         snprintf(st.rootfs, sizeof st.rootfs, "%s", rootfs);
+        snprintf(st.dir, sizeof st.dir, "%s", dir);
         clock_wall_rfc3339(st.created, sizeof st.created);
         if (cfg.nannotations && !(st.annotations = calloc(cfg.nannotations, sizeof *st.annotations)))
             rc = error_set(err, SM_E_NOMEM, "out of memory");
@@ -499,17 +513,14 @@ sm_code rt_create(const char *root, const char *id, const struct rt_create_opts 
         }
     }
     bool made = false;
-    if (!rc && !(rc = be->create(&st, &cfg, rootfs, err))) {
+    struct rt_create_request req = { .rootfs = rootfs, .console_socket = console };
+    if (!rc && !(rc = be->create(&st, &cfg, &req, err))) {
         made = true;
         st.status = RT_CREATED;
         rc = save_state(root, &st, err);
     }
-    if (!rc && o && o->pid_file && o->pid_file[0]) {
-        char pid[16];
-        int n = snprintf(pid, sizeof pid, "%d", st.pid);
-        if (!write_file_atomic(o->pid_file, pid, (size_t)n, 0644))
-            rc = error_set_errno(err, SM_E_IO, errno, "cannot write the pid file %s", o->pid_file);
-    }
+    if (!rc && o && o->pid_file && o->pid_file[0])
+        rc = rt_write_pid_file(o->pid_file, st.pid, err);
     if (rc) {
         if (made)
             be->destroy(&st, NULL);

@@ -45,11 +45,15 @@ struct rt_state {
     char rootfs[PATH_MAX];
     char created[48];        /* RFC 3339, UTC */
     char handle[128];        /* the backend's name for the VM */
+    char dir[PATH_MAX];      /* ROOT/ID (not kept in the state file) */
     struct rt_annotation *annotations;
     size_t nannotations;
 };
 
 const char *rt_status_name(enum rt_status s);
+
+/* Writes pid to path (atomically, 0644), as engines read a pid file. */
+sm_code rt_write_pid_file(const char *path, int pid, sm_error *err);
 
 /* runc's rule: 1 or more of [A-Za-z0-9_+.-], not "." or "..", at most
  * RT_ID_MAX. SM_E_INVALID "invalid container ID format" otherwise. */

@@ -37,6 +37,11 @@ bool rt_log_open(const char *path, bool json, bool debug)
     return true;
 }
 
+int rt_log_fd(void)
+{
+    return log_fd;
+}
+
 void rt_log_close(void)
 {
     if (log_fd >= 0)

@@ -19,5 +19,7 @@ enum rt_log_level { RT_LOG_DEBUG, RT_LOG_INFO, RT_LOG_WARN, RT_LOG_ERROR };
 bool rt_log_open(const char *path, bool json, bool debug);
 void rt_log(enum rt_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rt_log_close(void);
+/* The --log file's descriptor, or -1 (stderr): what a forked monitor keeps. */
+int rt_log_fd(void);
 
 #endif

@@ -514,7 +514,7 @@ static const struct command {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    { "create", cmd_create, "create a container (checks the bundle; the VM: not yet)" },
+    { "create", cmd_create, "create a container: its VM, restored from root.path's bake" },
     { "start", cmd_start, "run a created container's process" },
     { "state", cmd_state, "print a container's state as the runtime spec's JSON" },
     { "kill", cmd_kill, "send a signal (default SIGTERM) to a container" },
@@ -528,8 +528,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: " PROG " [global options] COMMAND [options] [ID] ...\n\n"
-            "An OCI runtime with runc's command line whose containers are supermachine microVMs\n"
-            "(work in progress: creating a container's VM is not supported yet).\n\n"
+            "An OCI runtime with runc's command line whose containers are supermachine microVMs.\n\n"
             "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);

@@ -154,6 +154,7 @@ pass "make install DESTDIR=... PREFIX=$prefix"
 
 {
     echo bin/supermachine
+    echo bin/supermachine-runtime
     echo include/supermachine.h
     printf 'lib/%s\n' libsupermachine.a libsupermachine.so "libsupermachine.so.$soversion" "libsupermachine.so.$version"
     echo lib/pkgconfig/supermachine.pc
@@ -162,6 +163,7 @@ pass "make install DESTDIR=... PREFIX=$prefix"
     echo share/man/man1/supermachine.1
     cli_commands | sed 's|^|share/man/man1/supermachine-|; s|$|.1|'
     echo share/man/man3/libsupermachine.3
+    echo share/man/man8/supermachine-runtime.8
 } | LC_ALL=C sort >"$t/want.list"
 tree_files "$stage" >"$t/got.list"
 if [[ $(sed "s|^|${prefix#/}/|" "$t/want.list") == "$(cat "$t/got.list")" ]]; then
@@ -172,7 +174,8 @@ else
 fi
 
 check "the installed programs are the built ones" \
-    cmp build/bin/supermachine "$inst/bin/supermachine"
+    bash -c 'cmp "$1/supermachine" "$2/supermachine" && cmp "$1/supermachine-runtime" "$2/supermachine-runtime"' \
+    _ build/bin "$inst/bin"
 cmp -s build/bin/supermachine-vmm "$inst/lib/supermachine/supermachine-vmm" \
     && cmp -s build/guest/bzImage "$inst/lib/supermachine/bzImage" \
     && cmp -s build/guest/initramfs.cpio "$inst/lib/supermachine/initramfs.cpio" \
@@ -259,6 +262,16 @@ fake_vmm "$inst/lib/supermachine" "$t/vmm-args"
 check_assets_used "installed CLI: supermachine start finds the VMM, kernel and initramfs in PKGLIBDIR" \
     "$inst/lib/supermachine" "$t/vmm-args" "$t/start.out"
 rm -f "$t/vmm-args"
+# The installed OCI runtime too: a container's VM is baked from its bundle
+# by the VMM, kernel and initramfs of PKGLIBDIR.
+mkdir -p "$t/bundle/rootfs/bin" && cp /usr/bin/busybox "$t/bundle/rootfs/bin/sh"
+printf '%s\n' '{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"args":["sh"],"cwd":"/"},' \
+    '"root":{"path":"rootfs"}}' >"$t/bundle/config.json"
+"${clean_env[@]}" "$inst/bin/supermachine-runtime" --root "$t/rt/runtime" create --bundle "$t/bundle" c1 \
+    </dev/null >"$t/runtime.out" 2>&1
+check_assets_used "installed runtime: create bakes with the VMM, kernel and initramfs in PKGLIBDIR" \
+    "$inst/lib/supermachine" "$t/vmm-args" "$t/runtime.out"
+rm -f "$t/vmm-args"
 "${clean_env[@]}" LD_LIBRARY_PATH="$inst/lib" "$t/elsewhere/prog" start >"$t/prog-start.out" 2>&1
 check_assets_used "a program linked with the staged .so finds them from the library's folder" \
     "$inst/lib/supermachine" "$t/vmm-args" "$t/prog-start.out"
@@ -291,7 +304,7 @@ grep -q '^usage: supermachine boot ' "$t/boot-help.out" \
 
 # Man pages: each renders with man -l, without a warning, and man finds them
 # by name under MANDIR.
-for page in "$inst"/share/man/man1/*.1 "$inst"/share/man/man3/*.3; do
+for page in "$inst"/share/man/man1/*.1 "$inst"/share/man/man3/*.3 "$inst"/share/man/man8/*.8; do
     name=$(basename "$page")
     title=$(basename "$name" | sed 's/\.[0-9]$//')
     MANWIDTH=80 man -l "$page" >"$t/man.out" 2>"$t/man.err"

@@ -23,8 +23,8 @@
 static int creates, starts, destroys, execs;
 static bool fail_create;
 
-static sm_code fake_create(struct rt_state *st, const struct rt_config *cfg, const char *rootfs,
-                           sm_error *err)
+static sm_code fake_create(struct rt_state *st, const struct rt_config *cfg,
+                           const struct rt_create_request *req, sm_error *err)
 {
     (void)cfg;
     if (fail_create) {
@@ -32,7 +32,8 @@ static sm_code fake_create(struct rt_state *st, const struct rt_config *cfg, con
             snprintf(err->message, sizeof err->message, "the fake backend fails");
         return SM_E_UNSUPPORTED;
     }
-    assert_non_null(strstr(rootfs, "/rootfs"));
+    assert_non_null(strstr(req->rootfs, "/rootfs"));
+    assert_non_null(strstr(st->dir, "/c"));
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -51,8 +52,8 @@ static sm_code fake_create(struct rt_state *st, const struct rt_config *cfg, con
 
 static sm_code fake_start(struct rt_state *st, const struct rt_config *cfg, sm_error *err)
 {
-    (void)st;
     (void)err;
+    assert_non_null(strstr(st->dir, "/c"));
     assert_string_equal(cfg->args[0], "sh");
     starts++;
     return SM_OK;
