@@ -21,6 +21,15 @@
 /* ---- the fake backend ------------------------------------------------------ */
 
 static int creates, starts, destroys, execs;
+
+/* The backend is given the container's folder, ROOT/ID. */
+static void assert_dir_is_containers(const struct rt_state *st)
+{
+    size_t n = strlen(st->dir), k = strlen(st->id);
+    assert_true(n > k + 1);
+    assert_string_equal(st->dir + n - k, st->id);
+    assert_int_equal(st->dir[n - k - 1], '/');
+}
 static bool fail_create;
 
 static sm_code fake_create(struct rt_state *st, const struct rt_config *cfg,
@@ -33,7 +42,7 @@ static sm_code fake_create(struct rt_state *st, const struct rt_config *cfg,
         return SM_E_UNSUPPORTED;
     }
     assert_non_null(strstr(req->rootfs, "/rootfs"));
-    assert_non_null(strstr(st->dir, "/c"));
+    assert_dir_is_containers(st);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -53,7 +62,7 @@ static sm_code fake_create(struct rt_state *st, const struct rt_config *cfg,
 static sm_code fake_start(struct rt_state *st, const struct rt_config *cfg, sm_error *err)
 {
     (void)err;
-    assert_non_null(strstr(st->dir, "/c"));
+    assert_dir_is_containers(st);
     assert_string_equal(cfg->args[0], "sh");
     starts++;
     return SM_OK;
