@@ -43,7 +43,10 @@
  *   linux.resources.memory.limit       int64 (-1: unlimited)
  *   linux.resources.cpu.quota          int64 (-1: unlimited)
  *   linux.resources.cpu.period/.shares uint64
- *   linux.namespaces, .uidMappings,
+ *   linux.namespaces[].type/.path      <= RT_CONFIG_MAX_NAMESPACES; "network"
+ *                                      read (the namespace the VM's NAT sends
+ *                                      from), the other kinds not
+ *   linux.uidMappings,
  *   .gidMappings, .devices, .seccomp,
  *   .maskedPaths, .readonlyPaths,
  *   .cgroupsPath, .sysctl, the other
@@ -471,6 +474,49 @@ static sm_code parse_annotations(struct json_object *obj, struct rt_config *c, s
     return SM_OK;
 }
 
+/* ---- linux.namespaces ----------------------------------------------------- */
+
+/* Only the network namespace means anything to a VM: it is where the VMM's
+ * NAT opens its sockets, so the container's traffic leaves through the
+ * engine's network (or none). The other kinds are the guest kernel's. */
+static sm_code parse_namespaces(struct json_object *arr, struct rt_config *c, sm_error *err)
+{
+    if (!arr)
+        return SM_OK;
+    if (!json_object_is_type(arr, json_type_array))
+        return bad(err, "linux.namespaces", "not an array");
+    size_t n = json_object_array_length(arr);
+    if (n > RT_CONFIG_MAX_NAMESPACES)
+        return error_set(err, SM_E_LIMIT, "config.json: linux.namespaces: %zu entries, more than %d",
+                         n, RT_CONFIG_MAX_NAMESPACES);
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *ns = json_object_array_get_idx(arr, i);
+        char f[FIELD_MAX], *type = NULL, *path = NULL;
+        snprintf(f, sizeof f, "linux.namespaces[%zu]", i);
+        sm_code rc = want_object(ns, f, err);
+        if (!rc)
+            rc = member_string(ns, "type", f, RT_CONFIG_MAX_SHORT, true, &type, err);
+        if (!rc)
+            rc = member_string(ns, "path", f, RT_CONFIG_MAX_PATH, false, &path, err);
+        if (!rc && strcmp(type, "network") == 0) {
+            if (c->has_net_namespace)
+                rc = bad(err, f, "a second network namespace");
+            else if (path && !is_absolute(path))
+                rc = bad(err, f, "path: not an absolute path");
+            else {
+                c->has_net_namespace = true;
+                c->net_namespace_path = path;
+                path = NULL;
+            }
+        }
+        free(type);
+        free(path);
+        if (rc)
+            return rc;
+    }
+    return SM_OK;
+}
+
 /* ---- linux.resources ------------------------------------------------------ */
 
 static sm_code parse_resources(struct json_object *linux_, struct rt_config *c, sm_error *err)
@@ -564,7 +610,10 @@ static sm_code parse_doc(struct json_object *root, struct rt_config *c, sm_error
         (rc = check_hooks(member(root, "hooks"), err)) ||
         (rc = parse_annotations(member(root, "annotations"), c, err)))
         return rc;
-    return parse_resources(member(root, "linux"), c, err);
+    struct json_object *linux_ = member(root, "linux");
+    if ((rc = parse_resources(linux_, c, err)))
+        return rc;
+    return linux_ ? parse_namespaces(member(linux_, "namespaces"), c, err) : SM_OK;
 }
 
 /* Strict JSON, no deeper than RT_CONFIG_MAX_DEPTH, nothing after it. */
@@ -644,6 +693,7 @@ void rt_config_free(struct rt_config *c)
     free(c->rlimits);
     free(c->root_path);
     free(c->hostname);
+    free(c->net_namespace_path);
     for (size_t i = 0; i < c->nmounts; i++) {
         free(c->mounts[i].destination);
         free(c->mounts[i].type);

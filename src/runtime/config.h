@@ -29,6 +29,7 @@
 #define RT_CONFIG_MAX_SHORT    255        /* mount types and options, rlimit types, annotation keys */
 #define RT_CONFIG_MAX_ANNOTATIONS 1024
 #define RT_CONFIG_MAX_HOSTNAME 64         /* HOST_NAME_MAX */
+#define RT_CONFIG_MAX_NAMESPACES 16       /* linux.namespaces (Linux has 8 kinds) */
 
 struct rt_rlimit {
     char *type;     /* "RLIMIT_NOFILE"... */
@@ -82,6 +83,12 @@ struct rt_config {
     int64_t cpu_quota;     /* microseconds per period; -1 is unlimited */
     uint64_t cpu_period;   /* microseconds */
     uint64_t cpu_shares;
+
+    /* linux.namespaces' "network" entry: the network the VM's NAT sends
+     * from. Absent: the runtime's own; a path: that namespace (the
+     * engine's); no path: a new, empty one (no network). */
+    bool has_net_namespace;
+    char *net_namespace_path; /* NULL: a new namespace */
 };
 
 /* Parses len bytes of JSON into *out (zeroed first, so that rt_config_free

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -62,6 +63,33 @@ static void report(int fd, sm_code code, const char *text)
     snprintf(r.text, sizeof r.text, "%s", text);
     write_all(fd, &r, sizeof r);
     close(fd);
+}
+
+/* The VM's NAT opens its sockets in the VMM, which inherits our network
+ * namespace: joining the engine's (or a new, empty one) makes the
+ * container's traffic leave as the engine set it up, or not at all
+ * (podman --network none). */
+static sm_code enter_network_namespace(const struct rt_config *cfg, sm_error *err)
+{
+    if (!cfg->has_net_namespace)
+        return SM_OK;
+    if (!cfg->net_namespace_path) {
+        if (unshare(CLONE_NEWNET) != 0)
+            return error_set_errno(err, SM_E_IO, errno,
+                                   "linux.namespaces: cannot make a new network namespace");
+        return SM_OK;
+    }
+    int fd = open(cfg->net_namespace_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return error_set_errno(err, SM_E_IO, errno, "linux.namespaces: cannot open %s",
+                               cfg->net_namespace_path);
+    int rc = setns(fd, CLONE_NEWNET);
+    int e = errno;
+    close(fd);
+    if (rc != 0)
+        return error_set_errno(err, SM_E_IO, e, "linux.namespaces: cannot join the network namespace %s",
+                               cfg->net_namespace_path);
+    return SM_OK;
 }
 
 /* The container's VM: its image made from rootfs (or found made), started
@@ -123,6 +151,8 @@ _Noreturn void rt_monitor_run(const struct rt_monitor_args *a)
         if (!(rc = rt_console_open(a->console_socket, &tty, &err)))
             io = (struct rt_stdio){ .in = tty, .out = tty, .err = tty, .terminal = true };
     }
+    if (!rc)
+        rc = enter_network_namespace(a->cfg, &err);
     if (!rc)
         rc = start_vm(a, &vm, &err);
     report(a->report_fd, rc, rc ? err.message : sm_vm_id(vm));

@@ -29,7 +29,8 @@ static const char full[] =
     "  {\"destination\":\"/etc/hosts\",\"source\":\"/run/x/hosts\",\"options\":[\"bind\",\"ro\"]}],"
     " \"hooks\":{\"prestart\":[]},"
     " \"annotations\":{\"io.podman.annotations.autoremove\":\"FALSE\",\"k\":\"v\"},"
-    " \"linux\":{\"namespaces\":[{\"type\":\"pid\"}],"
+    " \"linux\":{\"namespaces\":[{\"type\":\"pid\"},"
+    "  {\"type\":\"network\",\"path\":\"/run/netns/x\"}],"
     "  \"resources\":{\"memory\":{\"limit\":536870912},"
     "   \"cpu\":{\"quota\":50000,\"period\":100000,\"shares\":1024},"
     "   \"devices\":[{\"allow\":false,\"access\":\"rwm\"}]},"
@@ -79,6 +80,8 @@ static void test_full_config(void **state)
     assert_int_equal(c.cpu_quota, 50000);
     assert_int_equal(c.cpu_period, 100000);
     assert_int_equal(c.cpu_shares, 1024);
+    assert_true(c.has_net_namespace);
+    assert_string_equal(c.net_namespace_path, "/run/netns/x");
     rt_config_free(&c);
     rt_config_free(&c); /* harmless twice */
 }
@@ -96,6 +99,14 @@ static void test_minimal_config(void **state)
     assert_null(c.hostname);
     assert_false(c.has_memory_limit);
     assert_int_equal(c.nmounts, 0);
+    assert_false(c.has_net_namespace);
+    rt_config_free(&c);
+    /* A network namespace without a path: a new one. */
+    j = "{\"ociVersion\":\"1.2.0\",\"root\":{\"path\":\"r\"},"
+        "\"linux\":{\"namespaces\":[{\"type\":\"network\"},{\"type\":\"uts\"}]}}";
+    assert_int_equal(rt_config_parse(j, strlen(j), &c, &err), SM_OK);
+    assert_true(c.has_net_namespace);
+    assert_null(c.net_namespace_path);
     rt_config_free(&c);
     /* Nulls for optional fields, -1 for unlimited, uint64 at the top. */
     j = "{\"ociVersion\":\"1.1.0\",\"root\":{\"path\":\"r\"},\"hostname\":null,"
@@ -217,6 +228,14 @@ static const struct bad_case bad[] = {
      "linux.resources.cpu.shares: not an integer"},
     {DOC(",\"linux\":{\"resources\":{\"cpu\":[]}}"), SM_E_INVALID,
      "linux.resources.cpu: not an object"},
+    {DOC(",\"linux\":{\"namespaces\":{}}"), SM_E_INVALID, "linux.namespaces: not an array"},
+    {DOC(",\"linux\":{\"namespaces\":[{\"path\":\"/x\"}]}"), SM_E_INVALID,
+     "linux.namespaces[0]: missing"},
+    {DOC(",\"linux\":{\"namespaces\":[{\"type\":\"network\",\"path\":\"x\"}]}"), SM_E_INVALID,
+     "linux.namespaces[0]: path: not an absolute path"},
+    {DOC(",\"linux\":{\"namespaces\":[{\"type\":\"network\"},{\"type\":\"network\"}]}"),
+     SM_E_INVALID, "linux.namespaces[1]: a second network namespace"},
+    {DOC(",\"linux\":{\"namespaces\":[1]}"), SM_E_INVALID, "linux.namespaces[0]: not an object"},
 };
 
 static void test_bad_configs(void **state)
