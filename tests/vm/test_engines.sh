@@ -19,9 +19,9 @@ rpodman() { epodman "$T/p" --runtime "$eng_rt" "$@"; }
 # What a failure needs to be understood: podman's stderr, the runtime's logs.
 eng_why() {
     local f
-    show_file "stderr" "$T/err" 20
+    show_file "stderr" "$T/err" 8
     while read -r f; do
-        show_file "runtime log ($f)" "$f" 20
+        [[ -n $f ]] && show_file "runtime log ($f)" "$f" 10
     done <<<"$(find "$T/p" -name oci-log 2>/dev/null)"
 }
 
