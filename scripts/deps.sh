@@ -39,6 +39,13 @@ packages=(
     python3-dev python3-setuptools python3-pytest
     # the Debian packages (make deb: dpkg-buildpackage, dh, lintian)
     dpkg-dev debhelper lintian
+    # the OCI runtime's engine tests and bench/runtime (tests/vm/test_engines.sh):
+    # podman (pulls conmon and containers-common), containerd (pulls runc; ctr
+    # comes with it) and crun, the runtime we compare with, which needs no VM.
+    # Nothing for podman's networks: the tests run as root with --network none,
+    # on vfs storage, so neither slirp4netns, fuse-overlayfs, uidmap nor
+    # netavark is needed (they are podman's recommends, left out).
+    podman containerd crun
 )
 
 installed() {
