@@ -24,6 +24,13 @@ static bool is_bind(const struct rt_mount *m)
            has_option(m, "rbind");
 }
 
+/* The engine's shared-memory folder: the guest has a /dev/shm of its own,
+ * which the container's processes share as they would the engine's. */
+static bool is_guests_own(const struct rt_mount *m)
+{
+    return !strcmp(m->destination, "/dev/shm");
+}
+
 static const char *kind_of(mode_t mode)
 {
     return S_ISDIR(mode) ? "a folder" : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
@@ -60,7 +67,7 @@ sm_code rt_binds_check(const struct rt_config *cfg, sm_error *err)
     uint64_t total = 0;
     for (size_t i = 0; i < cfg->nmounts; i++) {
         struct stat st;
-        if (!is_bind(&cfg->mounts[i]))
+        if (!is_bind(&cfg->mounts[i]) || is_guests_own(&cfg->mounts[i]))
             continue;
         sm_code rc = check_one(&cfg->mounts[i], i, &st, err);
         if (rc)
@@ -115,7 +122,7 @@ sm_code rt_binds_stage(sm_exec_builder *b, const struct rt_config *cfg, sm_error
 {
     for (size_t i = 0; i < cfg->nmounts; i++) {
         const struct rt_mount *m = &cfg->mounts[i];
-        if (!is_bind(m))
+        if (!is_bind(m) || is_guests_own(m))
             continue;
         uint8_t *data = NULL;
         size_t len = 0;

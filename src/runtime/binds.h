@@ -9,6 +9,8 @@
  *   -------------------------------------------  ---------------------------------
  *   bind (type "bind", or option bind/rbind) of  copied in at start, mode kept,
  *     a regular file, <= RT_BIND_FILE_MAX        all together <= RT_BIND_TOTAL_MAX
+ *   bind of a folder on /dev/shm (the engine's   the guest's own /dev/shm
+ *     shared memory)
  *   bind of a folder, a device, a socket         refused at create, naming it
  *   proc, sysfs, devpts, mqueue, cgroup, tmpfs   the guest's own (its agent mounts
  *     (any other type)                           /proc, /sys, /dev, /tmp, /run)

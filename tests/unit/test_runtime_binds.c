@@ -17,16 +17,16 @@ static char dir[] = "/tmp/sm-binds.XXXXXX";
 static char file[PATH_MAX], big[PATH_MAX];
 
 /* A config whose mounts are the one given (plus a proc mount, never a bind). */
-static sm_code check_mount(const char *type, const char *source, const char *option,
-                           sm_error *err)
+static sm_code check_mount_on(const char *dest, const char *type, const char *source,
+                              const char *option, sm_error *err)
 {
     char json[2 * PATH_MAX];
     snprintf(json, sizeof json,
              "{\"ociVersion\":\"1.0.2\",\"process\":{\"user\":{\"uid\":0,\"gid\":0},"
              "\"args\":[\"true\"],\"cwd\":\"/\"},\"root\":{\"path\":\"rootfs\"},"
              "\"mounts\":[{\"destination\":\"/proc\",\"type\":\"proc\",\"source\":\"proc\"},"
-             "{\"destination\":\"/etc/x\"%s%s%s,\"source\":\"%s\",\"options\":[\"%s\",\"ro\"]}]}",
-             type ? ",\"type\":\"" : "", type ? type : "", type ? "\"" : "", source, option);
+             "{\"destination\":\"%s\"%s%s%s,\"source\":\"%s\",\"options\":[\"%s\",\"ro\"]}]}",
+             dest, type ? ",\"type\":\"" : "", type ? type : "", type ? "\"" : "", source, option);
     struct rt_config c;
     sm_code rc = rt_config_parse(json, strlen(json), &c, err);
     assert_int_equal(rc, SM_OK);
@@ -39,6 +39,12 @@ static sm_code check_mount(const char *type, const char *source, const char *opt
     }
     rt_config_free(&c);
     return rc;
+}
+
+static sm_code check_mount(const char *type, const char *source, const char *option,
+                           sm_error *err)
+{
+    return check_mount_on("/etc/x", type, source, option, err);
 }
 
 static void test_a_file_is_taken(void **state)
@@ -73,6 +79,16 @@ static void test_other_mounts_are_not_binds(void **state)
     assert_int_equal(check_mount("tmpfs", dir, "nosuid", &err), SM_OK);
 }
 
+/* An engine's /dev/shm folder (podman's, Docker's) is the guest's own
+ * /dev/shm: taken, not copied; another folder at another place is not. */
+static void test_shm_folder_is_the_guests(void **state)
+{
+    (void)state;
+    sm_error err = { 0 };
+    assert_int_equal(check_mount_on("/dev/shm", "bind", dir, "rbind", &err), SM_OK);
+    assert_int_equal(check_mount_on("/dev/shm/x", "bind", dir, "rbind", &err), SM_E_UNSUPPORTED);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -90,6 +106,7 @@ int main(void)
         cmocka_unit_test(test_a_file_is_taken),
         cmocka_unit_test(test_other_binds_are_refused),
         cmocka_unit_test(test_other_mounts_are_not_binds),
+        cmocka_unit_test(test_shm_folder_is_the_guests),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     unlink(file);
