@@ -222,7 +222,10 @@ SM_API sm_code sm_exec_builder_cwd(sm_exec_builder *b, const char *guest_dir);
  * Default: the agent's own identity (root in a guest, or the image's User).
  * An agent that may not take that identity (not root, and uid:gid or the
  * groups are not its own) runs nothing: the command fails with status 126
- * and stderr naming the call that failed (setgroups, setgid or setuid). */
+ * and stderr naming the call that failed (setgroups, setgid or setuid).
+ * This and clear_env need an agent as new as this library: an image baked
+ * with an older one refuses the request (SM_E_PROTOCOL, "unknown flags"), so
+ * re-bake it. */
 SM_API sm_code sm_exec_builder_user(sm_exec_builder *b, uint32_t uid, uint32_t gid, size_t ngroups,
                                     const uint32_t *groups);
 /* true: the command's environment is exactly what sm_exec_builder_env set,
