@@ -217,6 +217,21 @@ SM_API sm_code sm_exec_builder_argv(sm_exec_builder *b, int argc, const char *co
 /* Adds or replaces one variable on top of the agent's environment. */
 SM_API sm_code sm_exec_builder_env(sm_exec_builder *b, const char *key, const char *value);
 SM_API sm_code sm_exec_builder_cwd(sm_exec_builder *b, const char *guest_dir);
+/* Runs the command (every command of a chain) as uid:gid with exactly
+ * these supplementary groups (ngroups <= 256; groups may be NULL when 0).
+ * Default: the agent's own identity (root in a guest, or the image's User).
+ * An agent that may not take that identity (not root, and uid:gid or the
+ * groups are not its own) runs nothing: the command fails with status 126
+ * and stderr naming the call that failed (setgroups, setgid or setuid).
+ * This and clear_env need an agent as new as this library: an image baked
+ * with an older one refuses the request (SM_E_PROTOCOL, "unknown flags"), so
+ * re-bake it. */
+SM_API sm_code sm_exec_builder_user(sm_exec_builder *b, uint32_t uid, uint32_t gid, size_t ngroups,
+                                    const uint32_t *groups);
+/* true: the command's environment is exactly what sm_exec_builder_env set,
+ * nothing inherited from the agent (argv[0] is then looked up through that
+ * PATH, or a default PATH without one). Default false. */
+SM_API sm_code sm_exec_builder_clear_env(sm_exec_builder *b, bool on);
 /* A pseudo-terminal: stdin/stdout through it, stderr merged into stdout. */
 SM_API sm_code sm_exec_builder_tty(sm_exec_builder *b, bool on);
 SM_API sm_code sm_exec_builder_winsize(sm_exec_builder *b, uint16_t cols, uint16_t rows);

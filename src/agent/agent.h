@@ -7,6 +7,7 @@
  *   session.c  one exec request: staged files, spawn, stdio, chain, timeout
  *   files.c    atomic file writes (staging, WRITE_FILE) and READ_FILE
  *   pid1.c     mounts, console, the VMM signal port, power off
+ *   exec_as.c  a command as another user (--exec-as)
  *
  * Ownership: the loop owns connections and sessions. A connection points to
  * its session while the command runs; a session outlives a dropped connection
@@ -178,15 +179,24 @@ bool cmdline_token(const char *prefix, char *rest, size_t cap);
 /* Mounts the image named by supermachine.root= as / (overlay on tmpfs) and
  * applies its settings; false when the guest has no image root. */
 bool image_root_setup(void);
-/* Whether the image names a user to run commands as, and why it cannot be
- * used (NULL when it can). */
-bool image_user_wanted(void);
+/* Why the user the image names cannot be used (NULL when it can, or when
+ * it names none). */
 const char *image_user_error(void);
-/* argv for running path+argv as the image's user through --exec-as; ids is
- * scratch space it points into. Free the array (not its strings). */
-const char **image_user_wrap(const char *path, const char *const *argv, char *ids, size_t ids_cap);
-/* main() of `supermachine-agent --exec-as UID:GID PATH ARGV...`. */
-int image_user_exec(int argc, char **argv);
+/* The image's user, when it names one that resolved. */
+bool image_user_id(uint32_t *uid, uint32_t *gid);
+
+/* ---- exec_as.c: a command as another user (the agent re-executed) ---- */
+/* Room for exec_as_wrap's ids: uid, gid and the groups, each at most 10
+ * digits and a separator, and the NUL. */
+#define EXEC_AS_IDS_MAX ((WIRE_MAX_GROUPS + 2) * 11 + 1)
+/* argv that runs path+argv as uid:gid with exactly these supplementary
+ * groups, through `/proc/self/exe --exec-as`; ids (EXEC_AS_IDS_MAX bytes)
+ * is scratch space it points into. Free the array (not its strings); NULL
+ * when out of memory. */
+const char **exec_as_wrap(const char *path, const char *const *argv, uint32_t uid, uint32_t gid,
+                          uint32_t ngroups, const uint32_t *groups, char *ids, size_t ids_cap);
+/* main() of `supermachine-agent --exec-as UID:GID:GROUPS PATH ARGV...`. */
+int exec_as_main(int argc, char **argv);
 /* Tells the VMM we are ready (protocol/guest_abi.h) and gives up the port;
  * returns true if the VMM asked for power off. */
 bool pid1_signal_ready(void);

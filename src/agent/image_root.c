@@ -252,57 +252,16 @@ bool image_root_setup(void)
     return true;
 }
 
-bool image_user_wanted(void)
-{
-    return image_user.set;
-}
-
 const char *image_user_error(void)
 {
     return image_user.set && !image_user.ok ? image_user.error : NULL;
 }
 
-/* The argv to run `argv` as the image's user: this agent, re-executed with
- * --exec-as. NULL when out of memory. */
-const char **image_user_wrap(const char *path, const char *const *argv, char *ids, size_t ids_cap)
+bool image_user_id(uint32_t *uid, uint32_t *gid)
 {
-    size_t n = 0;
-    while (argv[n])
-        n++;
-    const char **out = calloc(n + 6, sizeof *out);
-    if (!out)
-        return NULL;
-    snprintf(ids, ids_cap, "%u:%u", (unsigned)image_user.uid, (unsigned)image_user.gid);
-    out[0] = "supermachine-agent";
-    out[1] = "--exec-as";
-    out[2] = ids;
-    out[3] = path;
-    for (size_t i = 0; i < n; i++)
-        out[4 + i] = argv[i];
-    return out;
-}
-
-int image_user_exec(int argc, char **argv)
-{
-    /* supermachine-agent --exec-as UID:GID PATH ARGV0 ARGS... */
-    unsigned long uid, gid;
-    char ids[64], *colon;
-    if (argc < 5)
-        return 127;
-    snprintf(ids, sizeof ids, "%s", argv[2]);
-    colon = strchr(ids, ':');
-    if (!colon)
-        return 127;
-    *colon = 0;
-    if (!parse_id(ids, &uid) || !parse_id(colon + 1, &gid))
-        return 127;
-    gid_t g = (gid_t)gid;
-    if (setgroups(1, &g) < 0 || setgid(g) < 0 || setuid((uid_t)uid) < 0) {
-        dprintf(2, "supermachine-agent: cannot become user %lu:%lu: %s\n", uid, gid, strerror(errno));
-        return 126;
-    }
-    execv(argv[3], argv + 4);
-    int e = errno;
-    dprintf(2, "supermachine-agent: cannot run %s as user %lu: %s\n", argv[3], uid, strerror(e));
-    return e == ENOENT ? 127 : 126;
+    if (!image_user.ok)
+        return false;
+    *uid = (uint32_t)image_user.uid;
+    *gid = (uint32_t)image_user.gid;
+    return true;
 }

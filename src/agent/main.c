@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     int nlistens = 0;
     bool in_vm = true;
     if (argc > 1 && !strcmp(argv[1], "--exec-as") && getpid() != 1)
-        return image_user_exec(argc, argv);
+        return exec_as_main(argc, argv);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);

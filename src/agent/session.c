@@ -53,7 +53,8 @@ struct session {
     conn *c;               /* NULL once the connection dropped or we reported */
     uint8_t *payload;      /* the REQUEST bytes; req points into them */
     wire_request req;
-    char **envp;           /* the agent's environment with the request's on top */
+    char **envp;           /* the agent's environment with the request's on top, or
+                            * the request's alone (WIRE_REQ_CLEAR_ENV) */
     bool tty;
     char pty_name[64];
     watch w_out, w_err, w_in; /* our ends: output readers, stdin writer */
@@ -113,10 +114,11 @@ static size_t key_len(const char *kv)
     return eq ? (size_t)(eq - kv) : strlen(kv);
 }
 
-static char **merge_env(const wire_argv *extra)
+/* The agent's environment with extra on top, or extra alone (clear). */
+static char **merge_env(const wire_argv *extra, bool clear)
 {
     size_t n = 0;
-    while (environ && environ[n])
+    while (!clear && environ && environ[n])
         n++;
     char **envp = calloc(n + extra->argc + 1, sizeof *envp);
     if (!envp)
@@ -294,10 +296,18 @@ static int spawn_one(session *s, const char *path, const char **argv, pid_t *pid
     posix_spawnattr_setflags(&at, flags);
     /* Every agent fd is O_CLOEXEC, so the command inherits only 0, 1, 2. */
     int rc;
-    if (image_user_wanted()) {
+    uint32_t uid = s->req.uid, gid = s->req.gid, ngroups = s->req.ngroups;
+    const uint32_t *groups = s->req.groups;
+    bool as_user = s->req.flags & WIRE_REQ_USER;
+    if (!as_user && image_user_id(&uid, &gid)) {
+        as_user = true;
+        ngroups = 1;
+        groups = &gid;
+    }
+    if (as_user) {
         /* posix_spawn cannot change user: this agent does it, re-executed. */
-        char ids[64];
-        const char **wrapped = image_user_wrap(path, argv, ids, sizeof ids);
+        char ids[EXEC_AS_IDS_MAX];
+        const char **wrapped = exec_as_wrap(path, argv, uid, gid, ngroups, groups, ids, sizeof ids);
         rc = wrapped ? posix_spawn(pid, "/proc/self/exe", &fa, &at, (char *const *)wrapped, s->envp) : ENOMEM;
         free(wrapped);
     } else {
@@ -683,7 +693,7 @@ void session_start(agent *ag, conn *c, uint8_t *payload, uint32_t length)
         return;
     }
     s->tty = s->req.flags & WIRE_REQ_TTY;
-    if (image_user_error()) {
+    if (image_user_error() && !(s->req.flags & WIRE_REQ_USER)) {
         conn_fail(c, WIRE_ERR_SPAWN, "%s", image_user_error());
         session_free(s);
         return;
@@ -693,7 +703,7 @@ void session_start(agent *ag, conn *c, uint8_t *payload, uint32_t length)
         session_free(s);
         return;
     }
-    s->envp = merge_env(&s->req.env);
+    s->envp = merge_env(&s->req.env, s->req.flags & WIRE_REQ_CLEAR_ENV);
     if (!s->envp) {
         conn_fail(c, WIRE_ERR_SPAWN, "out of memory building the environment");
         session_free(s);

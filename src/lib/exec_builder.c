@@ -78,6 +78,7 @@ void sm_exec_builder_free(sm_exec_builder *b)
         free(b->env[i]);
     free(b->env);
     free(b->cwd);
+    free(b->groups);
     for (size_t i = 0; i < b->nfiles; i++) {
         free(b->files[i].path);
         free(b->files[i].data);
@@ -145,6 +146,39 @@ sm_code sm_exec_builder_cwd(sm_exec_builder *b, const char *guest_dir)
         return record(b, SM_E_NOMEM, "out of memory copying cwd");
     free(b->cwd);
     b->cwd = copy;
+    return SM_OK;
+}
+
+sm_code sm_exec_builder_user(sm_exec_builder *b, uint32_t uid, uint32_t gid, size_t ngroups,
+                             const uint32_t *groups)
+{
+    if (!b)
+        return SM_E_INVALID;
+    if (ngroups > WIRE_MAX_GROUPS)
+        return record(b, SM_E_LIMIT, "more than 256 supplementary groups");
+    if (ngroups && !groups)
+        return record(b, SM_E_INVALID, "supplementary groups are NULL");
+    uint32_t *copy = NULL;
+    if (ngroups) {
+        copy = malloc(ngroups * sizeof *copy);
+        if (!copy)
+            return record(b, SM_E_NOMEM, "out of memory copying supplementary groups");
+        memcpy(copy, groups, ngroups * sizeof *copy);
+    }
+    free(b->groups);
+    b->groups = copy;
+    b->ngroups = ngroups;
+    b->uid = uid;
+    b->gid = gid;
+    b->has_user = true;
+    return SM_OK;
+}
+
+sm_code sm_exec_builder_clear_env(sm_exec_builder *b, bool on)
+{
+    if (!b)
+        return SM_E_INVALID;
+    b->clear_env = on;
     return SM_OK;
 }
 
@@ -260,6 +294,8 @@ sm_exec_builder *sm_exec_builder_copy(const sm_exec_builder *b)
     }
     if (ok && b->cwd)
         ok = sm_exec_builder_cwd(c, b->cwd) == SM_OK;
+    if (ok && b->has_user)
+        ok = sm_exec_builder_user(c, b->uid, b->gid, b->ngroups, b->groups) == SM_OK;
     for (size_t i = 0; ok && i < b->nfiles; i++)
         ok = sm_exec_builder_stage_file_mode(c, b->files[i].path, b->files[i].data,
                                              b->files[i].len, b->files[i].mode) == SM_OK;
@@ -270,6 +306,7 @@ sm_exec_builder *sm_exec_builder_copy(const sm_exec_builder *b)
         sm_exec_builder_free(c);
         return NULL;
     }
+    c->clear_env = b->clear_env;
     c->tty = b->tty;
     c->cols = b->cols;
     c->rows = b->rows;

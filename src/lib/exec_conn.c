@@ -34,7 +34,8 @@ sm_code exec_open_request(const sm_exec_builder *b, bool close_stdin, int *out, 
     if (!b->argv.argc)
         return error_set(err, SM_E_INVALID, "exec builder has no argv: call sm_exec_builder_argv");
     wire_request req = {
-        .flags = b->tty ? WIRE_REQ_TTY : 0,
+        .flags = (b->tty ? WIRE_REQ_TTY : 0) | (b->has_user ? WIRE_REQ_USER : 0) |
+                 (b->clear_env ? WIRE_REQ_CLEAR_ENV : 0),
         .cols = b->cols,
         .rows = b->rows,
         .timeout_ms = b->timeout_ms,
@@ -42,6 +43,10 @@ sm_code exec_open_request(const sm_exec_builder *b, bool close_stdin, int *out, 
         .cwd = b->cwd ? b->cwd : "",
         .nfiles = (uint32_t)b->nfiles,
         .nchain = (uint32_t)b->nchain,
+        .uid = b->uid,
+        .gid = b->gid,
+        .ngroups = (uint32_t)b->ngroups,
+        .groups = b->groups,
     };
     to_wire_argv(&b->argv, &req.argv);
     wire_file *files = calloc(b->nfiles ? b->nfiles : 1, sizeof *files);

@@ -33,6 +33,11 @@ struct sm_exec_builder {
     char **env; /* "KEY=VALUE" */
     size_t nenv;
     char *cwd;
+    bool clear_env;
+    bool has_user;             /* sm_exec_builder_user was called */
+    uint32_t uid, gid;
+    uint32_t *groups;          /* ngroups entries, NULL when 0 */
+    size_t ngroups;
     bool tty;
     uint16_t cols, rows;
     uint32_t timeout_ms;

@@ -440,6 +440,17 @@ bool wire_put_request(wire_buf *b, const wire_request *req, wire_error *e)
     for (uint32_t i = 0; i < req->nchain; i++)
         if (!put_argv(b, "chained argv", &req->chain[i], false, e))
             goto out;
+    if (req->flags & WIRE_REQ_USER) {
+        if (req->ngroups > WIRE_MAX_GROUPS || (req->ngroups && !req->groups)) {
+            fail(e, "%u supplementary groups, the limit is %u", req->ngroups, WIRE_MAX_GROUPS);
+            goto out;
+        }
+        wire_buf_u32(b, req->uid);
+        wire_buf_u32(b, req->gid);
+        wire_buf_u32(b, req->ngroups);
+        for (uint32_t i = 0; i < req->ngroups; i++)
+            wire_buf_u32(b, req->groups[i]);
+    }
     ok = true;
 out:
     if (!ok) {
@@ -776,6 +787,29 @@ static bool get_files(cursor *c, wire_request *out)
     return c->ok;
 }
 
+static bool get_user(cursor *c, wire_request *out)
+{
+    out->uid = get32(c, "uid");
+    out->gid = get32(c, "gid");
+    uint32_t n = get32(c, "group count");
+    if (!c->ok)
+        return false;
+    if (n > WIRE_MAX_GROUPS || (size_t)n * 4 > c->left) {
+        c->ok = fail(c->e, "REQUEST frame: %u supplementary groups (limit %u, %zu bytes left)",
+                     n, WIRE_MAX_GROUPS, c->left);
+        return false;
+    }
+    out->groups = calloc(n ? n : 1, sizeof *out->groups);
+    if (!out->groups) {
+        c->ok = fail(c->e, "out of memory decoding supplementary groups");
+        return false;
+    }
+    out->ngroups = n;
+    for (uint32_t i = 0; i < n; i++)
+        out->groups[i] = get32(c, "group");
+    return c->ok;
+}
+
 bool wire_get_request(const wire_frame *f, wire_request *out, wire_error *e)
 {
     memset(out, 0, sizeof *out);
@@ -787,7 +821,7 @@ bool wire_get_request(const wire_frame *f, wire_request *out, wire_error *e)
     out->rows = get16(&c, "rows");
     out->timeout_ms = get32(&c, "timeout");
     uint32_t reserved = get32(&c, "reserved");
-    if (c.ok && ((out->flags & ~WIRE_REQ_TTY) || reserved))
+    if (c.ok && ((out->flags & ~WIRE_REQ_FLAGS) || reserved))
         c.ok = fail(e, "REQUEST frame has unknown flags 0x%x or reserved bits", out->flags);
     if (c.ok && get_argv(&c, "argv", &out->argv, false) && get_argv(&c, "env", &out->env, true))
         out->cwd = get_str(&c, "cwd", WIRE_MAX_PATH);
@@ -806,6 +840,8 @@ bool wire_get_request(const wire_frame *f, wire_request *out, wire_error *e)
         for (uint32_t i = 0; c.ok && i < out->nchain; i++)
             get_argv(&c, "chained argv", &out->chain[i], false);
     }
+    if (c.ok && (out->flags & WIRE_REQ_USER))
+        get_user(&c, out);
     if (!finish(&c)) {
         wire_request_free(out);
         return false;
@@ -822,6 +858,7 @@ void wire_request_free(wire_request *req)
         for (uint32_t i = 0; i < req->nchain; i++)
             free(req->chain[i].argv);
     free(req->chain);
+    free(req->groups);
     memset(req, 0, sizeof *req);
 }
 

@@ -39,6 +39,7 @@
 #define WIRE_MAX_PATH      4096u       /* bytes in a path, NUL included */
 #define WIRE_MAX_FILES     256u        /* staged files per request */
 #define WIRE_MAX_CHAIN     64u         /* chained argvs after the first */
+#define WIRE_MAX_GROUPS    256u        /* supplementary groups of a request's user */
 #define WIRE_MAX_MESSAGE   1024u       /* ERROR message, NUL included */
 #define WIRE_MAX_FILE_SIZE (1ull << 32) /* WRITE_FILE / READ_FILE total size */
 
@@ -206,7 +207,10 @@ typedef struct wire_hello {
     uint16_t version;
 } wire_hello;
 
-#define WIRE_REQ_TTY 0x1u
+#define WIRE_REQ_TTY       0x1u /* a pty: stdin/stdout through it, stderr merged */
+#define WIRE_REQ_USER      0x2u /* the user section follows chain */
+#define WIRE_REQ_CLEAR_ENV 0x4u /* the command's environment is env alone */
+#define WIRE_REQ_FLAGS     (WIRE_REQ_TTY | WIRE_REQ_USER | WIRE_REQ_CLEAR_ENV)
 
 typedef struct wire_argv {
     uint32_t argc;
@@ -221,14 +225,18 @@ typedef struct wire_file {
 } wire_file;
 
 /* REQUEST payload:
- *   u32 flags (WIRE_REQ_TTY) | u16 cols | u16 rows | u32 timeout_ms (0 none)
- *   u32 reserved (0)
+ *   u32 flags (WIRE_REQ_*, no other bit) | u16 cols | u16 rows
+ *   u32 timeout_ms (0 none) | u32 reserved (0)
  *   argv:  u32 argc (1..MAX_ARGS), argc strings
- *   env:   u32 envc (0..MAX_ARGS), envc "KEY=VALUE" strings (KEY non-empty)
+ *   env:   u32 envc (0..MAX_ARGS), envc "KEY=VALUE" strings (KEY non-empty);
+ *          on top of the agent's environment, or alone with CLEAR_ENV
  *   cwd:   string ("" = the agent's own)
  *   files: u32 n (0..MAX_FILES), each: u32 mode (<= 07777), path string
  *          (absolute), u32 size, size bytes
- *   chain: u32 n (0..MAX_CHAIN), each: u32 argc (1..MAX_ARGS), argc strings */
+ *   chain: u32 n (0..MAX_CHAIN), each: u32 argc (1..MAX_ARGS), argc strings
+ *   user:  only with WIRE_REQ_USER: u32 uid | u32 gid | u32 ngroups
+ *          (0..MAX_GROUPS), ngroups u32 gids: every command of the chain
+ *          runs as uid:gid with exactly these supplementary groups */
 typedef struct wire_request {
     uint32_t flags;
     uint16_t cols, rows;
@@ -240,6 +248,9 @@ typedef struct wire_request {
     wire_file *files;
     uint32_t nchain;
     wire_argv *chain;
+    uint32_t uid, gid;  /* with WIRE_REQ_USER */
+    uint32_t ngroups;
+    uint32_t *groups;   /* decoded: a copy (the payload's may be unaligned) */
 } wire_request;
 
 /* EXIT payload (32 bytes): i32 code (-1 if signalled) | i32 signal (0 if

@@ -336,6 +336,158 @@ static void test_cwd(void **state)
     sm_exec_builder_free(b);
 }
 
+/* clear_env: the command's environment is exactly the request's. env runs
+ * directly (a shell would add PWD, SHLVL and the like), found through the
+ * agent's default PATH since the request has none. */
+static void test_clear_env(void **state)
+{
+    (void)state;
+    sm_exec_builder *b = builder_v("env", NULL);
+    sm_exec_builder_env(b, "A", "1");
+    sm_exec_builder_env(b, "B", "two words");
+    assert_int_equal(sm_exec_builder_clear_env(b, true), SM_OK);
+    sm_exec_outcome out;
+    must_output(b, &out);
+    assert_int_equal(out.status.code, 0);
+    assert_string_equal((char *)out.stdout_buf, "A=1\nB=two words\n");
+    sm_exec_outcome_free(&out);
+
+    /* And nothing at all, through a copy; off again inherits. */
+    sm_exec_builder *c = builder_v("env", NULL);
+    sm_exec_builder_clear_env(c, true);
+    sm_exec_builder *d = sm_exec_builder_copy(c);
+    must_output(d, &out);
+    assert_int_equal(out.status.code, 0);
+    assert_int_equal(out.stdout_len, 0);
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_clear_env(b, false);
+    must_output(b, &out);
+    assert_non_null(strstr((char *)out.stdout_buf, "PATH="));
+    assert_non_null(strstr((char *)out.stdout_buf, "A=1\n"));
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_free(d);
+    sm_exec_builder_free(c);
+    sm_exec_builder_free(b);
+}
+
+#define ID_SCRIPT "id -u; id -g; id -G"
+
+/* The agent's own identity, as `id -u; id -g; id -G` prints it. */
+static void agent_identity(uint32_t *uid, uint32_t *gid, uint32_t *groups, size_t *ngroups)
+{
+    char *s = sh_stdout(ID_SCRIPT);
+    char *p = s, *end;
+    *uid = (uint32_t)strtoul(p, &end, 10);
+    assert_true(end > p && *end == '\n');
+    p = end + 1;
+    *gid = (uint32_t)strtoul(p, &end, 10);
+    assert_true(end > p && *end == '\n');
+    p = end + 1;
+    *ngroups = 0;
+    while (*p && *p != '\n' && *ngroups < 256) {
+        groups[(*ngroups)++] = (uint32_t)strtoul(p, &end, 10);
+        assert_true(end > p);
+        p = end + (*end == ' ');
+    }
+    free(s);
+}
+
+/* Runs ID_SCRIPT (then `id -u` chained) as uid:gid+groups. */
+static void run_as(uint32_t uid, uint32_t gid, size_t ngroups, const uint32_t *groups,
+                   sm_exec_outcome *out)
+{
+    sm_exec_builder *b = builder_v("sh", "-c", ID_SCRIPT, NULL);
+    const char *again[] = { "id", "-u" };
+    sm_exec_builder_chain(b, 2, again);
+    assert_int_equal(sm_exec_builder_user(b, uid, gid, ngroups, groups), SM_OK);
+    sm_exec_builder *c = sm_exec_builder_copy(b); /* the copy carries the user */
+    sm_exec_builder_free(b);
+    must_output(c, out);
+    sm_exec_builder_free(c);
+}
+
+/* user: as the agent's own identity it works (even unprivileged); as
+ * 65534 (nobody) it works when the agent is root, and chained commands run
+ * as that user too; an agent that is not root cannot take a foreign uid,
+ * and says which call refused. */
+static void test_user(void **state)
+{
+    (void)state;
+    uint32_t uid, gid, groups[256];
+    size_t ngroups;
+    agent_identity(&uid, &gid, groups, &ngroups);
+    if (exec_local()) { /* the agent runs as this process does */
+        assert_int_equal(uid, getuid());
+        assert_int_equal(gid, getgid());
+    }
+    /* id -G lists the gid first (unless it is a supplementary group): pass
+     * only the supplementary ones, as getgroups gives them. */
+    gid_t sup[256];
+    int nsup = exec_local() ? getgroups(256, sup) : -1;
+    uint32_t mine[256];
+    size_t nmine = 0;
+    if (nsup >= 0)
+        for (int i = 0; i < nsup; i++)
+            mine[nmine++] = sup[i];
+    else
+        for (size_t i = 0; i < ngroups; i++)
+            if (groups[i] != gid || i > 0)
+                mine[nmine++] = groups[i];
+
+    sm_exec_outcome out;
+    run_as(uid, gid, nmine, mine, &out);
+    if (out.status.code != 0)
+        fail_msg("as %u:%u: exit %d: %s", uid, gid, out.status.code, (char *)out.stderr_buf);
+    char want[64];
+    snprintf(want, sizeof want, "%u\n%u\n", uid, gid);
+    assert_memory_equal(out.stdout_buf, want, strlen(want));
+    sm_exec_outcome_free(&out);
+
+    if (uid == 0) {
+        const uint32_t nobody[] = { 65534 };
+        run_as(65534, 65534, 1, nobody, &out);
+        if (out.status.code != 0)
+            fail_msg("as 65534: exit %d: %s", out.status.code, (char *)out.stderr_buf);
+        assert_string_equal((char *)out.stdout_buf, "65534\n65534\n65534\n65534\n");
+        assert_int_equal(out.status.steps_run, 2);
+        sm_exec_outcome_free(&out);
+        /* No supplementary groups at all: id -G shows the gid alone. */
+        run_as(65534, 65533, 0, NULL, &out);
+        assert_int_equal(out.status.code, 0);
+        assert_string_equal((char *)out.stdout_buf, "65534\n65533\n65533\n65534\n");
+        sm_exec_outcome_free(&out);
+    } else {
+        sm_error err = { 0 };
+        sm_exec_builder *b = builder_v("id", "-u", NULL);
+        sm_exec_builder_user(b, uid + 1, gid, nmine, mine);
+        assert_int_equal(sm_exec_output(b, &out, &err), SM_OK);
+        assert_int_equal(out.status.code, 126);
+        assert_int_equal(out.stdout_len, 0);
+        const char *msg = (char *)out.stderr_buf;
+        if (!strstr(msg, "setuid") || !strstr(msg, "not permitted"))
+            fail_msg("as %u: '%s' names neither setuid nor the permission", uid + 1, msg);
+        sm_exec_outcome_free(&out);
+        sm_exec_builder_user(b, 0, 0, 0, NULL); /* root's groups: setgroups refuses first */
+        assert_int_equal(sm_exec_output(b, &out, &err), SM_OK);
+        assert_int_equal(out.status.code, 126);
+        msg = (char *)out.stderr_buf;
+        if (!strstr(msg, "setgroups") && !strstr(msg, "setgid"))
+            fail_msg("as 0:0: '%s' names neither setgroups nor setgid", msg);
+        sm_exec_outcome_free(&out);
+        sm_exec_builder_free(b);
+    }
+
+    /* The builder checks the group list. */
+    sm_exec_builder *b = builder_v("true", NULL);
+    assert_int_equal(sm_exec_builder_user(b, 1, 1, 257, mine), SM_E_LIMIT);
+    assert_int_equal(sm_exec_builder_user(b, 1, 1, 1, NULL), SM_E_INVALID);
+    sm_error err = { 0 };
+    assert_int_equal(sm_exec_output(b, &out, &err), SM_E_LIMIT); /* the first, sticky */
+    assert_non_null(strstr(err.message, "256"));
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_free(b);
+}
+
 static void test_missing_program_and_cwd(void **state)
 {
     (void)state;
@@ -694,6 +846,8 @@ int main(void)
         cmocka_unit_test(test_env_overrides),
         cmocka_unit_test(test_path_lookup_uses_merged_env),
         cmocka_unit_test(test_cwd),
+        cmocka_unit_test(test_clear_env),
+        cmocka_unit_test(test_user),
         cmocka_unit_test(test_missing_program_and_cwd),
         cmocka_unit_test(test_spawn_stdin_roundtrip),
         cmocka_unit_test(test_large_output),

@@ -104,11 +104,17 @@ size_t conn_backlog(const conn *c) { return c->backlog; }
 void conn_attach(conn *c, session *s) { c->s = s; }
 void conn_pause_reading(conn *c, bool pause) { (void)c; (void)pause; }
 
-bool image_user_wanted(void) { return false; }
 const char *image_user_error(void) { return NULL; }
-const char **image_user_wrap(const char *path, const char *const *argv, char *ids, size_t ids_cap)
+bool image_user_id(uint32_t *uid, uint32_t *gid)
 {
-    (void)path; (void)argv; (void)ids; (void)ids_cap;
+    (void)uid; (void)gid;
+    return false;
+}
+const char **exec_as_wrap(const char *path, const char *const *argv, uint32_t uid, uint32_t gid,
+                          uint32_t ngroups, const uint32_t *groups, char *ids, size_t ids_cap)
+{
+    (void)path; (void)argv; (void)uid; (void)gid; (void)ngroups; (void)groups; (void)ids;
+    (void)ids_cap;
     return NULL;
 }
 

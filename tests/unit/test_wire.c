@@ -226,7 +226,8 @@ static void test_request_bad_fields(void **state)
     const char *env[] = { "K=V", NULL };
     wire_request req = { .argv = { 1, argv }, .env = { 1, env }, .cwd = "" };
     /* layout: 16 fixed | argc(4) | len(4) "ab\0" | envc(4) | len(4) "K=V\0" | ... */
-    expect_bad_request(&req, 0, 0x02, "flags");          /* unknown flag */
+    expect_bad_request(&req, 0, 0x08, "flags");          /* unknown flag */
+    expect_bad_request(&req, 3, 0x80, "flags");          /* unknown high flag */
     expect_bad_request(&req, 16, 0, "argv");            /* argc = 0 */
     expect_bad_request(&req, 19, 0x80, "argv");          /* argc huge */
     expect_bad_request(&req, 20, 0, "length 0");         /* string length 0 */
@@ -243,6 +244,133 @@ static void test_request_bad_fields(void **state)
     expect_bad_request(&with_file, mode_at + 1, 0x10, "mode");  /* mode 010644 */
     expect_bad_request(&with_file, mode_at + 4 + 4, 'r', "absolute");
     expect_bad_request(&with_file, mode_at + 4 + 7, 9, "file bytes"); /* size 9 */
+}
+
+static const uint32_t groups1[] = { 65534, 27, 0x80000000u };
+
+/* A request with a user and a cleared environment: 16 fixed | argc 4 |
+ * "id" 4+3 | envc 4 | "A=1" 4+4 | cwd 4+1 | nfiles 4 | nchain 4 | user. */
+#define USER_AT (16 + 4 + 7 + 4 + 8 + 5 + 4 + 4)
+static wire_request user_request(const char **argv, const char **env)
+{
+    return (wire_request){
+        .flags = WIRE_REQ_USER | WIRE_REQ_CLEAR_ENV, .argv = { 1, argv }, .env = { 1, env },
+        .cwd = "", .uid = 65534, .gid = 65533, .ngroups = 3, .groups = (uint32_t *)groups1,
+    };
+}
+
+static void test_request_user_roundtrip(void **state)
+{
+    (void)state;
+    const char *argv[] = { "id", NULL };
+    const char *env[] = { "A=1", NULL };
+    wire_request req = user_request(argv, env);
+    wire_buf b = { 0 };
+    wire_error e;
+    assert_true(wire_put_request(&b, &req, &e));
+    assert_int_equal(b.len, WIRE_HEADER_SIZE + USER_AT + 12 + 3 * 4);
+    wire_reader r;
+    wire_frame f;
+    one_frame(&r, WIRE_AT_AGENT, &b, &f);
+    wire_request got;
+    assert_true(wire_get_request(&f, &got, &e));
+    assert_int_equal(got.flags, WIRE_REQ_USER | WIRE_REQ_CLEAR_ENV);
+    assert_int_equal(got.uid, 65534);
+    assert_int_equal(got.gid, 65533);
+    assert_int_equal(got.ngroups, 3);
+    assert_memory_equal(got.groups, groups1, sizeof groups1);
+    assert_string_equal(got.env.argv[0], "A=1");
+    wire_request_free(&got);
+    wire_reader_destroy(&r);
+    wire_buf_free(&b);
+
+    /* No groups at all, and no user section without the flag. */
+    req.ngroups = 0;
+    req.groups = NULL;
+    assert_true(wire_put_request(&b, &req, &e));
+    one_frame(&r, WIRE_AT_AGENT, &b, &f);
+    assert_true(wire_get_request(&f, &got, &e));
+    assert_int_equal(got.ngroups, 0);
+    assert_int_equal(got.uid, 65534);
+    wire_request_free(&got);
+    wire_reader_destroy(&r);
+    wire_buf_free(&b);
+    req.flags = WIRE_REQ_CLEAR_ENV;
+    assert_true(wire_put_request(&b, &req, &e));
+    assert_int_equal(b.len, WIRE_HEADER_SIZE + USER_AT);
+    wire_buf_free(&b);
+
+    /* The encoder holds the bound too. */
+    uint32_t *many = calloc(WIRE_MAX_GROUPS + 1, sizeof *many);
+    req = user_request(argv, env);
+    req.ngroups = WIRE_MAX_GROUPS + 1;
+    req.groups = many;
+    assert_false(wire_put_request(&b, &req, &e));
+    assert_non_null(strstr(e.message, "groups"));
+    assert_int_equal(b.len, 0);
+    req.ngroups = WIRE_MAX_GROUPS; /* the limit itself is fine */
+    assert_true(wire_put_request(&b, &req, &e));
+    one_frame(&r, WIRE_AT_AGENT, &b, &f);
+    assert_true(wire_get_request(&f, &got, &e));
+    assert_int_equal(got.ngroups, WIRE_MAX_GROUPS);
+    wire_request_free(&got);
+    wire_reader_destroy(&r);
+    wire_buf_free(&b);
+    free(many);
+}
+
+static void test_request_user_rejections(void **state)
+{
+    (void)state;
+    const char *argv[] = { "id", NULL };
+    const char *env[] = { "A=1", NULL };
+    wire_request req = user_request(argv, env);
+    /* ngroups 257, with the bytes for them present: the bound, not the size. */
+    uint32_t *many = calloc(WIRE_MAX_GROUPS + 1, sizeof *many);
+    req.ngroups = WIRE_MAX_GROUPS;
+    req.groups = many;
+    wire_buf b = { 0 };
+    assert_true(wire_put_request(&b, &req, NULL));
+    wire_buf_u32(&b, 7); /* the 257th group */
+    b.data[WIRE_HEADER_SIZE + USER_AT + 8] = 0x01; /* ngroups 256 -> 257 */
+    b.data[WIRE_HEADER_SIZE + USER_AT + 9] = 0x01;
+    wire_frame f = { WIRE_REQUEST, (uint32_t)(b.len - WIRE_HEADER_SIZE),
+                     b.data + WIRE_HEADER_SIZE };
+    wire_request got;
+    wire_error e;
+    assert_false(wire_get_request(&f, &got, &e));
+    assert_non_null(strstr(e.message, "257 supplementary groups"));
+    wire_buf_free(&b);
+    free(many);
+
+    /* A count claiming more groups than the bytes left. */
+    req = user_request(argv, env);
+    expect_bad_request(&req, USER_AT + 8, 4, "supplementary groups");
+
+    /* Every truncation inside the user section, and the flag without it. */
+    assert_true(wire_put_request(&b, &req, NULL));
+    size_t full = b.len - WIRE_HEADER_SIZE;
+    for (size_t len = USER_AT; len < full; len++) {
+        f = (wire_frame){ WIRE_REQUEST, (uint32_t)len, b.data + WIRE_HEADER_SIZE };
+        assert_false(wire_get_request(&f, &got, &e));
+        if (!strstr(e.message, "ends inside") && !strstr(e.message, "bytes left"))
+            fail_msg("length %zu: '%s'", len, e.message);
+    }
+    /* A trailing byte after the user section. */
+    wire_buf_put(&b, "", 1);
+    f = (wire_frame){ WIRE_REQUEST, (uint32_t)(full + 1), b.data + WIRE_HEADER_SIZE };
+    assert_false(wire_get_request(&f, &got, &e));
+    assert_non_null(strstr(e.message, "trailing"));
+    /* And the user section without its flag is trailing bytes too. */
+    b.data[WIRE_HEADER_SIZE] = WIRE_REQ_CLEAR_ENV;
+    f.length = (uint32_t)full;
+    assert_false(wire_get_request(&f, &got, &e));
+    assert_non_null(strstr(e.message, "trailing"));
+    wire_buf_free(&b);
+
+    /* An unknown flag next to the known ones. */
+    req = user_request(argv, env);
+    expect_bad_request(&req, 0, WIRE_REQ_USER | WIRE_REQ_CLEAR_ENV | 0x08, "unknown flags");
 }
 
 static void test_request_encoder_limits(void **state)
@@ -491,6 +619,8 @@ int main(void)
         cmocka_unit_test(test_request_roundtrip),
         cmocka_unit_test(test_request_truncations),
         cmocka_unit_test(test_request_bad_fields),
+        cmocka_unit_test(test_request_user_roundtrip),
+        cmocka_unit_test(test_request_user_rejections),
         cmocka_unit_test(test_request_encoder_limits),
         cmocka_unit_test(test_small_frames_roundtrip),
         cmocka_unit_test(test_volume_frame),

@@ -207,6 +207,14 @@ class ExecBuilder:
         """The command's working folder in the guest."""
         return self._set("cwd", guest_dir)
 
+    def user(self, uid, gid, groups=()):
+        """Run as uid:gid with exactly these supplementary groups (at most 256); by default the agent's own identity."""
+        return self._set("user", uid, gid, list(groups))
+
+    def clear_env(self, on=True):
+        """The command's environment is only what env() set, nothing inherited from the agent."""
+        return self._set("clear_env", on)
+
     def tty(self, on=True):
         """Run on a pseudo-terminal: stdin and stdout through it, stderr merged into stdout."""
         return self._set("tty", on)

@@ -282,6 +282,47 @@ static PyObject *Builder_cwd(BuilderObject *self, PyObject *args)
     RETURN_SELF_OR_RAISE(sm_exec_builder_cwd(self->b, d));
 }
 
+static PyObject *Builder_user(BuilderObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"uid", "gid", "groups", NULL};
+    PyObject *uid_o, *gid_o, *groups_o = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:user", kwlist, &uid_o, &gid_o, &groups_o))
+        return NULL;
+    uint32_t uid, gid;
+    if (u32_arg(uid_o, &uid, "uid") < 0 || u32_arg(gid_o, &gid, "gid") < 0)
+        return NULL;
+    uint32_t groups[256];
+    size_t n = 0;
+    if (groups_o != Py_None) {
+        PyObject *seq = PySequence_Fast(groups_o, "groups must be a sequence of int");
+        if (!seq)
+            return NULL;
+        Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
+        if (len > 256) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "at most 256 supplementary groups");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < len; i++) {
+            if (u32_arg(PySequence_Fast_GET_ITEM(seq, i), &groups[n], "a group") < 0) {
+                Py_DECREF(seq);
+                return NULL;
+            }
+            n++;
+        }
+        Py_DECREF(seq);
+    }
+    RETURN_SELF_OR_RAISE(sm_exec_builder_user(self->b, uid, gid, n, groups));
+}
+
+static PyObject *Builder_clear_env(BuilderObject *self, PyObject *args)
+{
+    int on = 1;
+    if (!PyArg_ParseTuple(args, "|p:clear_env", &on))
+        return NULL;
+    RETURN_SELF_OR_RAISE(sm_exec_builder_clear_env(self->b, on != 0));
+}
+
 static PyObject *Builder_tty(BuilderObject *self, PyObject *args)
 {
     int on = 1;
@@ -791,6 +832,9 @@ static PyMethodDef Builder_methods[] = {
     {"argv", (PyCFunction)Builder_argv, METH_O, "argv(list_of_str): the program and its arguments; returns self."},
     {"env", (PyCFunction)Builder_env, METH_VARARGS, "env(key, value): add one environment variable; returns self."},
     {"cwd", (PyCFunction)Builder_cwd, METH_VARARGS, "cwd(guest_dir): working directory; returns self."},
+    {"user", (PyCFunction)(void (*)(void))Builder_user, METH_VARARGS | METH_KEYWORDS,
+     "user(uid, gid, groups=None): run as uid:gid with exactly these supplementary groups; returns self."},
+    {"clear_env", (PyCFunction)Builder_clear_env, METH_VARARGS, "clear_env(on=True): the environment is only env()'s; returns self."},
     {"tty", (PyCFunction)Builder_tty, METH_VARARGS, "tty(on=True): run on a pseudo-terminal (stderr merged); returns self."},
     {"winsize", (PyCFunction)Builder_winsize, METH_VARARGS, "winsize(cols, rows): initial tty size; returns self."},
     {"timeout", (PyCFunction)Builder_timeout, METH_O, "timeout(seconds or None): wall-clock limit; returns self."},

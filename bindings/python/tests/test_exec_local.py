@@ -103,6 +103,27 @@ def test_builder_copy_is_independent(agent):
     assert c.output().stdout == b"2\n"
 
 
+def test_clear_env(agent):
+    b = ExecBuilder(agent.socket_path).argv(["env"]).env("A", "1").clear_env()
+    assert b.copy().output().stdout == b"A=1\n"
+    assert b"PATH=" in b.clear_env(False).output().stdout
+
+
+def test_user(agent):
+    """The agent's own identity works, even unprivileged; a foreign one only for root."""
+    uid, gid = os.getuid(), os.getgid()
+    b = ExecBuilder(agent.socket_path).argv(["sh", "-c", "id -u; id -g"])
+    out = b.user(uid, gid, os.getgroups()).output()
+    assert out.status == 0, out.stderr
+    assert out.stdout == b"%d\n%d\n" % (uid, gid)
+    out = b.user(uid + 1, gid, os.getgroups()).output()
+    if uid == 0:
+        assert out.stdout == b"1\n0\n"
+    else:
+        assert out.status == 126
+        assert b"setuid: Operation not permitted" in out.stderr
+
+
 def test_max_output_limit(agent):
     b = ExecBuilder(agent.socket_path).argv(["sh", "-c", "head -c 100000 /dev/zero"]).max_output(1000)
     with pytest.raises(supermachine.LimitError) as ei:
@@ -226,6 +247,10 @@ def test_output_resilient_runs(agent):
     (lambda b: b.winsize(-1, 10), ValueError),
     (lambda b: b.winsize(10, 70000), ValueError),
     (lambda b: b.max_output(-5), ValueError),
+    (lambda b: b.user(-1, 0), ValueError),
+    (lambda b: b.user(0, 0, [0] * 257), ValueError),
+    (lambda b: b.user(0, 0, ["0"]), TypeError),
+    (lambda b: b.user(0, 0, 5), TypeError),
     (lambda b: b.stage_file("/x", "text"), TypeError),
     (lambda b: b.stage_file("/x", b"", -1), ValueError),
     (lambda b: b.output_resilient(-1), ValueError),
