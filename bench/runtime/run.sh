@@ -44,9 +44,10 @@ if ! "$SM_BUILD/bin/supermachine" doctor --quiet; then
     exec tools/kvmbox -- "$0" "$@"
 fi
 
-source tests/vm/engines.sh
 work=$(mktemp -d "${SM_BENCH_TMP:-/tmp}/sm-bench-runtime.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+export SUPERMACHINE_RUNTIME_IMAGES=$work/images
+source tests/vm/engines.sh
 eng_podman_setup "$work/p"
 eng_podman_load "$work/p"
 

@@ -34,6 +34,8 @@ static const struct mount_step mounts[] = {
     { "sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL },
     { "devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755" },
     { "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "ptmxmode=0666,mode=0620" },
+    /* POSIX shared memory (shm_open) and what engines give a container. */
+    { "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" },
     { "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" },
     { "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755" },
 };

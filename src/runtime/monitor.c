@@ -101,10 +101,12 @@ static sm_code start_vm(const struct rt_monitor_args *a, sm_vm **vm, sm_error *e
     if (!vc)
         return error_set(err, SM_E_NOMEM, "out of memory");
     sm_code rc = rt_vm_size(a->cfg, vc, err);
-    if (!rc && (rc = sm_image_from_rootfs(NULL, a->rootfs, vc, &img, err)))
+    if (!rc && (rc = sm_image_from_rootfs(a->store, a->rootfs, vc, &img, err)))
         error_prefix(err, "making the image of %s", a->rootfs);
     if (!rc)
         rc = sm_vm_config_image(vc, img);
+    if (!rc)
+        rc = sm_vm_config_store(vc, a->store);
     if (!rc)
         rc = sm_vm_config_net(vc, true);
     if (!rc && (rc = sm_vm_start(vc, vm, err)))

@@ -35,6 +35,7 @@
 struct rt_monitor_args {
     const struct rt_config *cfg;
     const char *rootfs;
+    const sm_store *store;      /* images and VM folders (store.h) */
     const char *console_socket; /* NULL: none */
     const char *start_fifo;     /* made by the caller */
     int report_fd;              /* the write end of create's report pipe */

@@ -9,6 +9,7 @@
 #include "runtime/log.h"
 #include "runtime/monitor.h"
 #include "runtime/process.h"
+#include "runtime/store.h"
 
 #include "base/error.h"
 #include "base/file.h"
@@ -29,6 +30,19 @@ static sm_code fifo_path(const struct rt_state *st, char *out, size_t cap, sm_er
         return error_set(err, SM_E_INVALID, "the path of %s/%s is too long", st->dir,
                          RT_START_FIFO);
     return SM_OK;
+}
+
+/* The store of the containers beside st's: under its --root, the parent of
+ * its folder. */
+static sm_code open_store(const struct rt_state *st, sm_store **store, sm_error *err)
+{
+    char root[PATH_MAX];
+    snprintf(root, sizeof root, "%s", st->dir);
+    char *slash = strrchr(root, '/');
+    if (!slash || slash == root)
+        return error_set(err, SM_E_INVALID, "the container folder %s is not under a root", st->dir);
+    *slash = 0;
+    return rt_store_open(root, store, err);
 }
 
 /* The monitor's report, or why there is none (it died first). */
@@ -64,27 +78,34 @@ static sm_code vm_create(struct rt_state *st, const struct rt_config *cfg,
 {
     char fifo[PATH_MAX];
     int pipe_fds[2];
+    sm_store *store = NULL;
     sm_code rc = fifo_path(st, fifo, sizeof fifo, err);
-    if (rc)
+    if (rc || (rc = open_store(st, &store, err)))
         return rc;
-    if (mkfifo(fifo, 0600) != 0)
+    if (mkfifo(fifo, 0600) != 0) {
+        sm_store_free(store);
         return error_set_errno(err, SM_E_IO, errno, "cannot make %s", fifo);
-    if (pipe2(pipe_fds, O_CLOEXEC) != 0)
+    }
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        sm_store_free(store);
         return error_set_errno(err, SM_E_IO, errno, "cannot make a pipe");
+    }
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         rc = error_set_errno(err, SM_E_IO, errno, "cannot fork the container's monitor");
         close(pipe_fds[0]);
         close(pipe_fds[1]);
+        sm_store_free(store);
         return rc;
     }
     if (pid == 0) {
-        struct rt_monitor_args a = { .cfg = cfg, .rootfs = req->rootfs,
+        struct rt_monitor_args a = { .cfg = cfg, .rootfs = req->rootfs, .store = store,
                                      .console_socket = req->console_socket, .start_fifo = fifo,
                                      .report_fd = pipe_fds[1], .keep_fd = rt_log_fd() };
         rt_monitor_run(&a);
     }
+    sm_store_free(store);
     close(pipe_fds[1]);
     struct rt_monitor_report r;
     rc = read_report(pipe_fds[0], pid, &r, err);
@@ -124,7 +145,11 @@ static sm_code vm_start(struct rt_state *st, const struct rt_config *cfg, sm_err
 /* The container's VM, if it still runs. */
 static sm_code open_vm(const struct rt_state *st, sm_vm **vm, sm_error *err)
 {
-    sm_code rc = sm_vm_open(NULL, st->handle, vm, err);
+    sm_store *store = NULL;
+    sm_code rc = open_store(st, &store, err);
+    if (!rc)
+        rc = sm_vm_open(store, st->handle, vm, err);
+    sm_store_free(store);
     if (rc == SM_E_NOTFOUND || (!rc && !sm_vm_running(*vm))) {
         sm_vm_free(*vm);
         *vm = NULL;
@@ -225,7 +250,11 @@ static sm_code vm_destroy(const struct rt_state *st, sm_error *err)
     if (!st->handle[0])
         return SM_OK;
     sm_vm *vm = NULL;
-    sm_code rc = sm_vm_open(NULL, st->handle, &vm, err);
+    sm_store *store = NULL;
+    sm_code rc = open_store(st, &store, err);
+    if (!rc)
+        rc = sm_vm_open(store, st->handle, &vm, err);
+    sm_store_free(store);
     if (rc == SM_E_NOTFOUND)
         return SM_OK;
     if (!rc)

@@ -82,7 +82,7 @@ EOF
 # this user's HOME or runtime folder may be found instead of the installed
 # tree. PATH keeps the system's tools only.
 clean_env=(env -u SUPERMACHINE_KERNEL -u SUPERMACHINE_INITRD -u SUPERMACHINE_ASSETS
-           -u SUPERMACHINE_VMM -u SUPERMACHINE_IMAGES -u XDG_DATA_HOME -u LD_LIBRARY_PATH
+           -u SUPERMACHINE_VMM -u SUPERMACHINE_IMAGES -u SUPERMACHINE_RUNTIME_IMAGES -u XDG_DATA_HOME -u LD_LIBRARY_PATH
            HOME="$t/home" XDG_RUNTIME_DIR="$t/rt" PATH=/usr/sbin:/usr/bin:/sbin:/bin)
 mkdir -p "$t/home" "$t/rt"
 chmod 700 "$t/rt"
@@ -263,11 +263,12 @@ check_assets_used "installed CLI: supermachine start finds the VMM, kernel and i
     "$inst/lib/supermachine" "$t/vmm-args" "$t/start.out"
 rm -f "$t/vmm-args"
 # The installed OCI runtime too: a container's VM is baked from its bundle
-# by the VMM, kernel and initramfs of PKGLIBDIR.
+# by the VMM, kernel and initramfs of PKGLIBDIR (its images kept under $t:
+# as root it would use /var/lib).
 mkdir -p "$t/bundle/rootfs/bin" && cp /usr/bin/busybox "$t/bundle/rootfs/bin/sh"
 printf '%s\n' '{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"args":["sh"],"cwd":"/"},' \
     '"root":{"path":"rootfs"}}' >"$t/bundle/config.json"
-"${clean_env[@]}" "$inst/bin/supermachine-runtime" --root "$t/rt/runtime" create --bundle "$t/bundle" c1 \
+"${clean_env[@]}" SUPERMACHINE_RUNTIME_IMAGES="$t/rt-images" "$inst/bin/supermachine-runtime" --root "$t/rt/runtime" create --bundle "$t/bundle" c1 \
     </dev/null >"$t/runtime.out" 2>&1
 check_assets_used "installed runtime: create bakes with the VMM, kernel and initramfs in PKGLIBDIR" \
     "$inst/lib/supermachine" "$t/vmm-args" "$t/runtime.out"

@@ -22,6 +22,12 @@
 eng_image=docker.io/library/debian:test
 eng_archive=$("$SM_ROOT/scripts/test-image.sh" --print-dir 2>/dev/null | tail -n 1)/debian-test.docker.tar
 
+# The runtime's images (src/runtime/store.h), shared by the checks so that
+# later containers of the image restore the first's bake. podman gives
+# conmon, and so the runtime, only the environment containers.conf names;
+# containerd's shims inherit containerd's.
+export SUPERMACHINE_RUNTIME_IMAGES=${SUPERMACHINE_RUNTIME_IMAGES:-$SM_VM_WORK/engines-images}
+
 eng_podman_setup() {
     local d=$1
     mkdir -p "$d/storage" "$d/run" "$d/tmp" "$d/cni" || return 1
@@ -38,6 +44,7 @@ netns = "none"
 [network]
 network_config_dir = "$d/cni"
 [engine]
+conmon_env_vars = ["PATH=$PATH", "SUPERMACHINE_RUNTIME_IMAGES=$SUPERMACHINE_RUNTIME_IMAGES"]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$d/events.log"

@@ -15,8 +15,8 @@ rt_bin=$SM_BUILD/bin/supermachine-runtime
 rt_work=$SM_VM_WORK/runtime
 rt_root=$rt_work/root
 mkdir -p "$rt_work/data" "$rt_root"
-# The library's default store, kept apart from the other shards'.
-export XDG_DATA_HOME=$rt_work/data
+# The runtime's images (src/runtime/store.h), kept apart from the other shards'.
+export SUPERMACHINE_RUNTIME_IMAGES=$rt_work/data/images
 
 rt() { "$rt_bin" --root "$rt_root" "$@"; }
 engine() { python3 "$SM_ROOT/tests/vm/runtime_engine.py" "$rt_bin" "$rt_root" "$@"; }
@@ -48,14 +48,15 @@ EOF
 
 # The first container of a root filesystem: packed, baked, restored. Its
 # process is in a VM (the hypervisor flag, our kernel), its output is
-# create's, its exit code the container's.
+# create's, its exit code the container's; /dev/shm is the guest's own.
 t_runtime_first_container() {
-    rt_bundle "$T/b" '["sh","-c","echo hi; grep -c hypervisor /proc/cpuinfo; uname -r; cat /etc/marker; exit 3"]'
+    rt_bundle "$T/b" '["sh","-c","echo hi; grep -c hypervisor /proc/cpuinfo; uname -r; cat /etc/marker; echo ok >/dev/shm/p && echo shm-$(cat /dev/shm/p); exit 3"]'
     engine "$T/b" first >"$T/out" 2>"$T/err" || { cat "$T/err"; return 1; }
     grep -q "^hi$" "$T/out" || { echo "no 'hi': $(cat "$T/out") $(tail -5 "$T/err")"; return 1; }
     [[ $(sed -n 2p "$T/out") -ge 1 ]] || { echo "no hypervisor flag in the container's /proc/cpuinfo"; return 1; }
     [[ $(sed -n 3p "$T/out") != "$(uname -r)" ]] || { echo "the host's kernel: $(sed -n 3p "$T/out")"; return 1; }
     grep -q "^made by test_runtime.sh$" "$T/out" || { echo "the root filesystem is not the bundle's"; return 1; }
+    grep -q "^shm-ok$" "$T/out" || { echo "no writable /dev/shm in the guest: $(cat "$T/out")"; return 1; }
     grep -q "state after create: created" "$T/err" || { echo "$(cat "$T/err")"; return 1; }
     grep -q "state after exit: stopped" "$T/err" || { echo "$(cat "$T/err")"; return 1; }
     grep -q "status: exit 3$" "$T/err" || { echo "status: $(grep status: "$T/err")"; return 1; }
@@ -68,13 +69,13 @@ t_runtime_first_container() {
 # file of the engine's is copied in.
 t_runtime_second_container() {
     local before after
-    before=$(find "$XDG_DATA_HOME" -name '*.sqfs' -o -name 'image.info' | sort)
+    before=$(find "$SUPERMACHINE_RUNTIME_IMAGES" -name '*.sqfs' -o -name 'image.info' | sort)
     rt_bundle "$T/b" '["sh","-c","pwd; echo $A; cat /etc/injected"]'
     echo "a file of the engine's" >"$T/injected"
     sed -i 's#"cwd":"/"#"cwd":"/etc"#; s#"TERM=xterm"#"A=two"#' "$T/b/config.json"
     sed -i "s#\"hostname\":\"box\"#&,\"mounts\":[{\"destination\":\"/etc/injected\",\"type\":\"bind\",\"source\":\"$T/injected\",\"options\":[\"rbind\",\"ro\"]}]#" "$T/b/config.json"
     engine "$T/b" second >"$T/out" 2>"$T/err" || { cat "$T/err"; return 1; }
-    after=$(find "$XDG_DATA_HOME" -name '*.sqfs' -o -name 'image.info' | sort)
+    after=$(find "$SUPERMACHINE_RUNTIME_IMAGES" -name '*.sqfs' -o -name 'image.info' | sort)
     [[ $(cat "$T/out") == $'/etc\ntwo\na file of the engine\'s' ]] || { echo "output: $(cat "$T/out") $(tail -5 "$T/err")"; return 1; }
     grep -q "status: exit 0$" "$T/err" || { echo "$(grep status: "$T/err")"; return 1; }
     [[ -n $before && $before == "$after" ]] || { echo "the store changed: before [$before] after [$after]"; return 1; }
@@ -150,7 +151,8 @@ t_runtime_out_of_order() {
     expect_rt 1 "container not running" kill ooo2 TERM || return 1
     expect_rt 1 "cannot start a container that has stopped" start ooo2 || return 1
     expect_rt 0 "" delete ooo2 || return 1
-    [[ -z $(ls -A "$rt_root") ]] || { echo "left under --root: $(ls -A "$rt_root")"; return 1; }
+    [[ -z $(ls -A "$rt_root" | grep -vx '@vms') && -z $(ls -A "$rt_root/@vms") ]] ||
+        { echo "left under --root: $(ls -AR "$rt_root")"; return 1; }
 }
 
 check "runtime: the first container of a root filesystem runs in a VM (exit 3)" t_runtime_first_container
