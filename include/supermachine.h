@@ -223,11 +223,29 @@ SM_API sm_code sm_exec_builder_cwd(sm_exec_builder *b, const char *guest_dir);
  * An agent that may not take that identity (not root, and uid:gid or the
  * groups are not its own) runs nothing: the command fails with status 126
  * and stderr naming the call that failed (setgroups, setgid or setuid).
- * This and clear_env need an agent as new as this library: an image baked
- * with an older one refuses the request (SM_E_PROTOCOL, "unknown flags"), so
+ * This, clear_env, rlimit and hostname need an agent as new as this
+ * library: an image baked with an older one refuses the request (SM_E_PROTOCOL, "unknown flags"), so
  * re-bake it. */
 SM_API sm_code sm_exec_builder_user(sm_exec_builder *b, uint32_t uid, uint32_t gid, size_t ngroups,
                                     const uint32_t *groups);
+/* A resource limit for the command (and every step of a chain), as
+ * setrlimit(2): resource is an RLIMIT_* (0..15), soft <= hard
+ * (RLIM_INFINITY = UINT64_MAX). Up to 16; a resource given twice keeps the
+ * last. SM_E_INVALID otherwise. The agent sets them before it takes the
+ * user (so a root agent may raise hard limits for an unprivileged user); a
+ * limit it may not set (not root, raising a hard limit) runs nothing: the
+ * command fails with status 126 and stderr naming setrlimit and the
+ * resource. */
+SM_API sm_code sm_exec_builder_rlimit(sm_exec_builder *b, int resource, uint64_t soft,
+                                      uint64_t hard);
+/* Sets the guest's hostname (the whole VM's: a VM has one UTS namespace)
+ * before the command starts, with its /etc/hostname and /etc/hosts when
+ * the VM runs an image; 1..64 bytes of [A-Za-z0-9.-]. SM_E_INVALID
+ * otherwise. Only a guest's agent (PID 1 of the VM) sets it: an agent on
+ * the host or in a PID namespace refuses the request (SM_E_INVALID,
+ * "hostname: only the guest's init sets it"), and a failing sethostname
+ * fails it (SM_E_GUEST); either way nothing runs. */
+SM_API sm_code sm_exec_builder_hostname(sm_exec_builder *b, const char *name);
 /* true: the command's environment is exactly what sm_exec_builder_env set,
  * nothing inherited from the agent (argv[0] is then looked up through that
  * PATH, or a default PATH without one). Default false. */

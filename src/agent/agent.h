@@ -7,7 +7,7 @@
  *   session.c  one exec request: staged files, spawn, stdio, chain, timeout
  *   files.c    atomic file writes (staging, WRITE_FILE) and READ_FILE
  *   pid1.c     mounts, console, the VMM signal port, power off
- *   exec_as.c  a command as another user (--exec-as)
+ *   exec_as.c  a command as another user or with limits (--exec-as)
  *
  * Ownership: the loop owns connections and sessions. A connection points to
  * its session while the command runs; a session outlives a dropped connection
@@ -184,18 +184,33 @@ bool image_root_setup(void);
 const char *image_user_error(void);
 /* The image's user, when it names one that resolved. */
 bool image_user_id(uint32_t *uid, uint32_t *gid);
+/* Sets the guest's hostname (a request's, WIRE_REQ_HOSTNAME) and, when the
+ * image root is up, its /etc/hostname and /etc/hosts. Only for a guest's
+ * PID 1: elsewhere the UTS namespace is the host's. False with why. */
+bool image_hostname_set(const char *name, char *why, size_t cap);
 
-/* ---- exec_as.c: a command as another user (the agent re-executed) ---- */
-/* Room for exec_as_wrap's ids: uid, gid and the groups, each at most 10
- * digits and a separator, and the NUL. */
-#define EXEC_AS_IDS_MAX ((WIRE_MAX_GROUPS + 2) * 11 + 1)
-/* argv that runs path+argv as uid:gid with exactly these supplementary
- * groups, through `/proc/self/exe --exec-as`; ids (EXEC_AS_IDS_MAX bytes)
- * is scratch space it points into. Free the array (not its strings); NULL
- * when out of memory. */
-const char **exec_as_wrap(const char *path, const char *const *argv, uint32_t uid, uint32_t gid,
-                          uint32_t ngroups, const uint32_t *groups, char *ids, size_t ids_cap);
-/* main() of `supermachine-agent --exec-as UID:GID:GROUPS PATH ARGV...`. */
+/* ---- exec_as.c: a command as another user or with limits (the agent
+ * re-executed) ---- */
+typedef struct exec_as {
+    bool as_user;              /* uid, gid, groups are set */
+    uint32_t uid, gid;
+    uint32_t ngroups;          /* <= WIRE_MAX_GROUPS */
+    const uint32_t *groups;
+    uint32_t nrlimits;         /* <= WIRE_MAX_RLIMITS; 0: none */
+    const wire_rlimit *rlimits;
+} exec_as;
+/* Room for exec_as_wrap's scratch: the ids (uid, gid and the groups, each
+ * at most 10 digits and a separator) and the limits (a resource of 2
+ * digits, two values of 20, three separators each), their NULs. */
+#define EXEC_AS_SCRATCH_MAX ((WIRE_MAX_GROUPS + 2) * 11 + 1 + WIRE_MAX_RLIMITS * 45 + 1)
+/* Whether who needs the --exec-as route (a user, or limits). */
+bool exec_as_wanted(const exec_as *who);
+/* argv that runs path+argv as who says, through `/proc/self/exe
+ * --exec-as`; scratch (EXEC_AS_SCRATCH_MAX bytes) is space it points into.
+ * Free the array (not its strings); NULL when out of memory or room. */
+const char **exec_as_wrap(const char *path, const char *const *argv, const exec_as *who,
+                          char *scratch, size_t cap);
+/* main() of `supermachine-agent --exec-as USER LIMITS PATH ARGV...`. */
 int exec_as_main(int argc, char **argv);
 /* Tells the VMM we are ready (protocol/guest_abi.h) and gives up the port;
  * returns true if the VMM asked for power off. */

@@ -29,7 +29,8 @@
  * the image exactly as the registry had it.
  *
  * Also: the hostname (IMAGE_HOSTNAME) and an /etc/hosts that names it, in the
- * overlay's writable layer.
+ * overlay's writable layer; a request's hostname (WIRE_REQ_HOSTNAME)
+ * replaces it, in the kernel and in both files (image_hostname_set).
  */
 #include "agent/agent.h"
 
@@ -218,14 +219,43 @@ static void write_file(const char *path, const char *text)
         close(fd);
 }
 
+static bool image_root_active; /* image_root_setup wrote /etc/hostname */
+
+/* /etc/hostname and an /etc/hosts naming the host (name is at most
+ * WIRE_MAX_HOSTNAME bytes). */
+static void write_host_files(const char *name)
+{
+    char text[128 + WIRE_MAX_HOSTNAME];
+    mkdir("/etc", 0755);
+    snprintf(text, sizeof text, "%s\n", name);
+    write_file("/etc/hostname", text);
+    snprintf(text, sizeof text, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                "127.0.1.1\t%s\n", name);
+    write_file("/etc/hosts", text);
+}
+
 static void name_the_host(void)
 {
     if (sethostname(IMAGE_HOSTNAME, strlen(IMAGE_HOSTNAME)) < 0)
         agent_log("sethostname: %s", strerror(errno));
-    mkdir("/etc", 0755);
-    write_file("/etc/hostname", IMAGE_HOSTNAME "\n");
-    write_file("/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                             "127.0.1.1\t" IMAGE_HOSTNAME "\n");
+    write_host_files(IMAGE_HOSTNAME);
+    image_root_active = true;
+}
+
+bool image_hostname_set(const char *name, char *why, size_t cap)
+{
+    if (!wire_hostname_ok(name)) {
+        snprintf(why, cap, "hostname: '%.70s' is not 1..%u letters, digits, '.' or '-'",
+                 name ? name : "", WIRE_MAX_HOSTNAME);
+        return false;
+    }
+    if (sethostname(name, strlen(name)) < 0) {
+        snprintf(why, cap, "sethostname(%s): %s", name, strerror(errno));
+        return false;
+    }
+    if (image_root_active)
+        write_host_files(name);
+    return true;
 }
 
 bool image_root_setup(void)

@@ -296,18 +296,22 @@ static int spawn_one(session *s, const char *path, const char **argv, pid_t *pid
     posix_spawnattr_setflags(&at, flags);
     /* Every agent fd is O_CLOEXEC, so the command inherits only 0, 1, 2. */
     int rc;
-    uint32_t uid = s->req.uid, gid = s->req.gid, ngroups = s->req.ngroups;
-    const uint32_t *groups = s->req.groups;
-    bool as_user = s->req.flags & WIRE_REQ_USER;
-    if (!as_user && image_user_id(&uid, &gid)) {
-        as_user = true;
-        ngroups = 1;
-        groups = &gid;
+    exec_as who = {
+        .as_user = s->req.flags & WIRE_REQ_USER,
+        .uid = s->req.uid, .gid = s->req.gid,
+        .ngroups = s->req.ngroups, .groups = s->req.groups,
+        .nrlimits = s->req.nrlimits, .rlimits = s->req.rlimits,
+    };
+    if (!who.as_user && image_user_id(&who.uid, &who.gid)) {
+        who.as_user = true;
+        who.ngroups = 1;
+        who.groups = &who.gid;
     }
-    if (as_user) {
-        /* posix_spawn cannot change user: this agent does it, re-executed. */
-        char ids[EXEC_AS_IDS_MAX];
-        const char **wrapped = exec_as_wrap(path, argv, uid, gid, ngroups, groups, ids, sizeof ids);
+    if (exec_as_wanted(&who)) {
+        /* posix_spawn can change neither user nor limits: this agent does
+         * it, re-executed. */
+        char scratch[EXEC_AS_SCRATCH_MAX];
+        const char **wrapped = exec_as_wrap(path, argv, &who, scratch, sizeof scratch);
         rc = wrapped ? posix_spawn(pid, "/proc/self/exe", &fa, &at, (char *const *)wrapped, s->envp) : ENOMEM;
         free(wrapped);
     } else {
@@ -697,6 +701,21 @@ void session_start(agent *ag, conn *c, uint8_t *payload, uint32_t length)
         conn_fail(c, WIRE_ERR_SPAWN, "%s", image_user_error());
         session_free(s);
         return;
+    }
+    if (s->req.flags & WIRE_REQ_HOSTNAME) {
+        /* A local agent or one of a PID namespace (--no-vm) shares the
+         * host's UTS namespace: it must never rename the host. */
+        if (!ag->pid1 || !ag->in_vm) {
+            conn_fail(c, WIRE_ERR_REFUSED, "hostname: only the guest's init sets it (this agent "
+                      "is not a guest's PID 1)");
+            session_free(s);
+            return;
+        }
+        if (!image_hostname_set(s->req.hostname, why, sizeof why)) {
+            conn_fail(c, WIRE_ERR_SPAWN, "%s", why);
+            session_free(s);
+            return;
+        }
     }
     if (!stage_files(s, why, sizeof why)) {
         conn_fail(c, WIRE_ERR_STAGE, "%s", why);

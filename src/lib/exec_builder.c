@@ -174,6 +174,33 @@ sm_code sm_exec_builder_user(sm_exec_builder *b, uint32_t uid, uint32_t gid, siz
     return SM_OK;
 }
 
+sm_code sm_exec_builder_rlimit(sm_exec_builder *b, int resource, uint64_t soft, uint64_t hard)
+{
+    if (!b)
+        return SM_E_INVALID;
+    if (resource < 0 || resource >= (int)WIRE_RLIMIT_COUNT)
+        return record(b, SM_E_INVALID, "rlimit resource is not an RLIMIT_* (0..15)");
+    if (soft > hard)
+        return record(b, SM_E_INVALID, "rlimit soft limit is above the hard limit");
+    size_t i = 0;
+    while (i < b->nrlimits && b->rlimits[i].resource != (uint32_t)resource)
+        i++;
+    if (i == b->nrlimits) /* resources are 0..15: a new one always has room */
+        b->nrlimits++;
+    b->rlimits[i] = (wire_rlimit){ (uint32_t)resource, soft, hard };
+    return SM_OK;
+}
+
+sm_code sm_exec_builder_hostname(sm_exec_builder *b, const char *name)
+{
+    if (!b)
+        return SM_E_INVALID;
+    if (!wire_hostname_ok(name))
+        return record(b, SM_E_INVALID, "hostname must be 1..64 bytes of letters, digits, '.' and '-'");
+    memcpy(b->hostname, name, strlen(name) + 1);
+    return SM_OK;
+}
+
 sm_code sm_exec_builder_clear_env(sm_exec_builder *b, bool on)
 {
     if (!b)
@@ -307,6 +334,9 @@ sm_exec_builder *sm_exec_builder_copy(const sm_exec_builder *b)
         return NULL;
     }
     c->clear_env = b->clear_env;
+    memcpy(c->rlimits, b->rlimits, sizeof c->rlimits);
+    c->nrlimits = b->nrlimits;
+    memcpy(c->hostname, b->hostname, sizeof c->hostname);
     c->tty = b->tty;
     c->cols = b->cols;
     c->rows = b->rows;

@@ -35,7 +35,8 @@ sm_code exec_open_request(const sm_exec_builder *b, bool close_stdin, int *out, 
         return error_set(err, SM_E_INVALID, "exec builder has no argv: call sm_exec_builder_argv");
     wire_request req = {
         .flags = (b->tty ? WIRE_REQ_TTY : 0) | (b->has_user ? WIRE_REQ_USER : 0) |
-                 (b->clear_env ? WIRE_REQ_CLEAR_ENV : 0),
+                 (b->clear_env ? WIRE_REQ_CLEAR_ENV : 0) |
+                 (b->nrlimits ? WIRE_REQ_RLIMITS : 0) | (b->hostname[0] ? WIRE_REQ_HOSTNAME : 0),
         .cols = b->cols,
         .rows = b->rows,
         .timeout_ms = b->timeout_ms,
@@ -47,6 +48,9 @@ sm_code exec_open_request(const sm_exec_builder *b, bool close_stdin, int *out, 
         .gid = b->gid,
         .ngroups = (uint32_t)b->ngroups,
         .groups = b->groups,
+        .nrlimits = (uint32_t)b->nrlimits,
+        .rlimits = (wire_rlimit *)b->rlimits, /* only read by the encoder */
+        .hostname = b->hostname,
     };
     to_wire_argv(&b->argv, &req.argv);
     wire_file *files = calloc(b->nfiles ? b->nfiles : 1, sizeof *files);

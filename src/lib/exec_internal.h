@@ -38,6 +38,9 @@ struct sm_exec_builder {
     uint32_t uid, gid;
     uint32_t *groups;          /* ngroups entries, NULL when 0 */
     size_t ngroups;
+    wire_rlimit rlimits[WIRE_MAX_RLIMITS]; /* no resource twice */
+    size_t nrlimits;
+    char hostname[WIRE_MAX_HOSTNAME + 1]; /* "" when not set */
     bool tty;
     uint16_t cols, rows;
     uint32_t timeout_ms;

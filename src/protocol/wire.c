@@ -396,6 +396,48 @@ static bool put_argv(wire_buf *b, const char *what, const wire_argv *a, bool env
     return true;
 }
 
+bool wire_hostname_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s && s[n]; n++) {
+        char ch = s[n];
+        if (n == WIRE_MAX_HOSTNAME || !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                                        (ch >= '0' && ch <= '9') || ch == '.' || ch == '-'))
+            return false;
+    }
+    return n > 0;
+}
+
+/* Why a request's rlimits cannot go on the wire (NULL when they can): the
+ * decoder's checks, so an encoded request always decodes. */
+static const char *rlimits_error(const wire_rlimit *r, uint32_t n, char *why, size_t cap)
+{
+    if (n == 0 || n > WIRE_MAX_RLIMITS || !r) {
+        snprintf(why, cap, "%u resource limits, give 1..%u", n, WIRE_MAX_RLIMITS);
+        return why;
+    }
+    uint32_t seen = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (r[i].resource >= WIRE_RLIMIT_COUNT) {
+            snprintf(why, cap, "resource limit %u: resource %u is beyond %u", i, r[i].resource,
+                     WIRE_RLIMIT_COUNT - 1);
+            return why;
+        }
+        if (r[i].soft > r[i].hard) {
+            snprintf(why, cap, "resource %u: soft limit %llu is above the hard limit %llu",
+                     r[i].resource, (unsigned long long)r[i].soft,
+                     (unsigned long long)r[i].hard);
+            return why;
+        }
+        if (seen & (1u << r[i].resource)) {
+            snprintf(why, cap, "resource %u is limited twice", r[i].resource);
+            return why;
+        }
+        seen |= 1u << r[i].resource;
+    }
+    return NULL;
+}
+
 bool wire_put_request(wire_buf *b, const wire_request *req, wire_error *e)
 {
     size_t at = wire_frame_begin(b, WIRE_REQUEST);
@@ -450,6 +492,27 @@ bool wire_put_request(wire_buf *b, const wire_request *req, wire_error *e)
         wire_buf_u32(b, req->ngroups);
         for (uint32_t i = 0; i < req->ngroups; i++)
             wire_buf_u32(b, req->groups[i]);
+    }
+    if (req->flags & WIRE_REQ_RLIMITS) {
+        char why[128];
+        if (rlimits_error(req->rlimits, req->nrlimits, why, sizeof why)) {
+            fail(e, "%s", why);
+            goto out;
+        }
+        wire_buf_u32(b, req->nrlimits);
+        for (uint32_t i = 0; i < req->nrlimits; i++) {
+            wire_buf_u32(b, req->rlimits[i].resource);
+            wire_buf_u64(b, req->rlimits[i].soft);
+            wire_buf_u64(b, req->rlimits[i].hard);
+        }
+    }
+    if (req->flags & WIRE_REQ_HOSTNAME) {
+        if (!wire_hostname_ok(req->hostname)) {
+            fail(e, "hostname '%.70s' is not 1..%u bytes of letters, digits, '.' and '-'",
+                 req->hostname ? req->hostname : "(null)", WIRE_MAX_HOSTNAME);
+            goto out;
+        }
+        wire_buf_str(b, req->hostname);
     }
     ok = true;
 out:
@@ -810,6 +873,42 @@ static bool get_user(cursor *c, wire_request *out)
     return c->ok;
 }
 
+static bool get_rlimits(cursor *c, wire_request *out)
+{
+    uint32_t n = get32(c, "rlimit count");
+    if (!c->ok)
+        return false;
+    if (n == 0 || n > WIRE_MAX_RLIMITS || (size_t)n * 20 > c->left) {
+        c->ok = fail(c->e, "REQUEST frame: %u resource limits (1..%u, %zu bytes left)", n,
+                     WIRE_MAX_RLIMITS, c->left);
+        return false;
+    }
+    out->rlimits = calloc(n, sizeof *out->rlimits);
+    if (!out->rlimits) {
+        c->ok = fail(c->e, "out of memory decoding resource limits");
+        return false;
+    }
+    out->nrlimits = n;
+    for (uint32_t i = 0; i < n; i++) {
+        out->rlimits[i].resource = get32(c, "rlimit resource");
+        out->rlimits[i].soft = get64(c, "rlimit soft");
+        out->rlimits[i].hard = get64(c, "rlimit hard");
+    }
+    char why[128];
+    if (c->ok && rlimits_error(out->rlimits, n, why, sizeof why))
+        c->ok = fail(c->e, "REQUEST frame: %s", why);
+    return c->ok;
+}
+
+static bool get_hostname(cursor *c, wire_request *out)
+{
+    out->hostname = get_str(c, "hostname", WIRE_MAX_HOSTNAME + 1);
+    if (c->ok && !wire_hostname_ok(out->hostname))
+        c->ok = fail(c->e, "REQUEST frame: hostname '%s' has a byte other than a letter, a "
+                     "digit, '.' or '-'", out->hostname);
+    return c->ok;
+}
+
 bool wire_get_request(const wire_frame *f, wire_request *out, wire_error *e)
 {
     memset(out, 0, sizeof *out);
@@ -842,6 +941,10 @@ bool wire_get_request(const wire_frame *f, wire_request *out, wire_error *e)
     }
     if (c.ok && (out->flags & WIRE_REQ_USER))
         get_user(&c, out);
+    if (c.ok && (out->flags & WIRE_REQ_RLIMITS))
+        get_rlimits(&c, out);
+    if (c.ok && (out->flags & WIRE_REQ_HOSTNAME))
+        get_hostname(&c, out);
     if (!finish(&c)) {
         wire_request_free(out);
         return false;
@@ -859,6 +962,7 @@ void wire_request_free(wire_request *req)
             free(req->chain[i].argv);
     free(req->chain);
     free(req->groups);
+    free(req->rlimits);
     memset(req, 0, sizeof *req);
 }
 

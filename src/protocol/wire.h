@@ -40,6 +40,9 @@
 #define WIRE_MAX_FILES     256u        /* staged files per request */
 #define WIRE_MAX_CHAIN     64u         /* chained argvs after the first */
 #define WIRE_MAX_GROUPS    256u        /* supplementary groups of a request's user */
+#define WIRE_MAX_RLIMITS   16u         /* resource limits of a request (one per resource) */
+#define WIRE_RLIMIT_COUNT  16u         /* resources are 0..15, RLIMIT_CPU..RLIMIT_RTTIME */
+#define WIRE_MAX_HOSTNAME  64u         /* bytes in a request's hostname, NUL excluded */
 #define WIRE_MAX_MESSAGE   1024u       /* ERROR message, NUL included */
 #define WIRE_MAX_FILE_SIZE (1ull << 32) /* WRITE_FILE / READ_FILE total size */
 
@@ -210,7 +213,10 @@ typedef struct wire_hello {
 #define WIRE_REQ_TTY       0x1u /* a pty: stdin/stdout through it, stderr merged */
 #define WIRE_REQ_USER      0x2u /* the user section follows chain */
 #define WIRE_REQ_CLEAR_ENV 0x4u /* the command's environment is env alone */
-#define WIRE_REQ_FLAGS     (WIRE_REQ_TTY | WIRE_REQ_USER | WIRE_REQ_CLEAR_ENV)
+#define WIRE_REQ_RLIMITS   0x8u /* the rlimits section follows the user section */
+#define WIRE_REQ_HOSTNAME  0x10u /* the hostname section follows the rlimits section */
+#define WIRE_REQ_FLAGS     (WIRE_REQ_TTY | WIRE_REQ_USER | WIRE_REQ_CLEAR_ENV | WIRE_REQ_RLIMITS | \
+                            WIRE_REQ_HOSTNAME)
 
 typedef struct wire_argv {
     uint32_t argc;
@@ -236,7 +242,23 @@ typedef struct wire_file {
  *   chain: u32 n (0..MAX_CHAIN), each: u32 argc (1..MAX_ARGS), argc strings
  *   user:  only with WIRE_REQ_USER: u32 uid | u32 gid | u32 ngroups
  *          (0..MAX_GROUPS), ngroups u32 gids: every command of the chain
- *          runs as uid:gid with exactly these supplementary groups */
+ *          runs as uid:gid with exactly these supplementary groups
+ *   rlimits: only with WIRE_REQ_RLIMITS: u32 n (1..MAX_RLIMITS), each:
+ *          u32 resource (< RLIMIT_COUNT, no resource twice) | u64 soft |
+ *          u64 hard (soft <= hard; UINT64_MAX is RLIM_INFINITY): every
+ *          command of the chain runs with these setrlimit(2) limits
+ *   hostname: only with WIRE_REQ_HOSTNAME: string, 1..MAX_HOSTNAME bytes
+ *          of [A-Za-z0-9.-] (wire_hostname_ok): the guest's hostname, set
+ *          before the first command starts */
+typedef struct wire_rlimit {
+    uint32_t resource;
+    uint64_t soft, hard;
+} wire_rlimit;
+
+/* Whether s is a hostname a REQUEST may carry: 1..WIRE_MAX_HOSTNAME bytes,
+ * each a letter, a digit, '.' or '-'. */
+bool wire_hostname_ok(const char *s);
+
 typedef struct wire_request {
     uint32_t flags;
     uint16_t cols, rows;
@@ -251,6 +273,9 @@ typedef struct wire_request {
     uint32_t uid, gid;  /* with WIRE_REQ_USER */
     uint32_t ngroups;
     uint32_t *groups;   /* decoded: a copy (the payload's may be unaligned) */
+    uint32_t nrlimits;  /* with WIRE_REQ_RLIMITS */
+    wire_rlimit *rlimits; /* decoded: a copy */
+    const char *hostname; /* with WIRE_REQ_HOSTNAME */
 } wire_request;
 
 /* EXIT payload (32 bytes): i32 code (-1 if signalled) | i32 signal (0 if

@@ -488,6 +488,161 @@ static void test_user(void **state)
     sm_exec_builder_free(b);
 }
 
+/* rlimit: the limits reach the command and every chained step; a resource
+ * given twice keeps the last; a copy carries them; with a user too. */
+static void test_rlimit(void **state)
+{
+    (void)state;
+    sm_exec_builder *b = builder_v("sh", "-c", "ulimit -n; ulimit -Hn", NULL);
+    const char *again[] = { "sh", "-c", "ulimit -Hn" };
+    sm_exec_builder_chain(b, 3, again);
+    assert_int_equal(sm_exec_builder_rlimit(b, 7 /* RLIMIT_NOFILE */, 50, 60), SM_OK);
+    assert_int_equal(sm_exec_builder_rlimit(b, 4 /* RLIMIT_CORE */, 0, 0), SM_OK);
+    assert_int_equal(sm_exec_builder_rlimit(b, 7, 77, 100), SM_OK); /* replaces 50/60 */
+    sm_exec_builder *c = sm_exec_builder_copy(b);
+    sm_exec_outcome out;
+    must_output(c, &out);
+    if (out.status.code != 0)
+        fail_msg("exit %d: %s", out.status.code, (char *)out.stderr_buf);
+    assert_string_equal((char *)out.stdout_buf, "77\n100\n100\n");
+    assert_int_equal(out.status.steps_run, 2);
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_free(c);
+    sm_exec_builder_free(b);
+
+    b = builder_v("sh", "-c", "ulimit -c", NULL);
+    sm_exec_builder_rlimit(b, 4, 0, UINT64_MAX); /* RLIM_INFINITY as the hard limit */
+    must_output(b, &out);
+    assert_string_equal((char *)out.stdout_buf, "0\n");
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_free(b);
+
+    uint32_t uid, gid, groups[256];
+    size_t ngroups;
+    agent_identity(&uid, &gid, groups, &ngroups);
+    if (uid == 0) { /* the limits, then the user */
+        b = builder_v("sh", "-c", "id -u; ulimit -n; ulimit -Hn", NULL);
+        sm_exec_builder_rlimit(b, 7, 77, 100);
+        const uint32_t nobody[] = { 65534 };
+        sm_exec_builder_user(b, 65534, 65534, 1, nobody);
+        must_output(b, &out);
+        if (out.status.code != 0)
+            fail_msg("as 65534: exit %d: %s", out.status.code, (char *)out.stderr_buf);
+        assert_string_equal((char *)out.stdout_buf, "65534\n77\n100\n");
+        sm_exec_outcome_free(&out);
+        sm_exec_builder_free(b);
+    }
+
+    /* A limit the agent may not set runs nothing: RLIMIT_NOFILE's hard limit
+     * above fs.nr_open (unlimited is) is refused even to root; an
+     * unprivileged agent may not raise its own hard limit either. */
+    char *hard = sh_stdout("ulimit -Hn");
+    uint64_t raise = strtoull(hard, NULL, 10) + 1;
+    free(hard);
+    for (int round = 0; round < (uid == 0 ? 1 : 2); round++) {
+        b = builder_v("echo", "ran", NULL);
+        if (round == 0)
+            sm_exec_builder_rlimit(b, 7, 10, UINT64_MAX);
+        else
+            sm_exec_builder_rlimit(b, 7, 10, raise);
+        sm_error err = { 0 };
+        assert_int_equal(sm_exec_output(b, &out, &err), SM_OK);
+        assert_int_equal(out.status.code, 126);
+        assert_int_equal(out.stdout_len, 0);
+        const char *msg = (char *)out.stderr_buf;
+        if (!strstr(msg, "setrlimit") || !strstr(msg, "RLIMIT_NOFILE"))
+            fail_msg("round %d: '%s' names neither setrlimit nor RLIMIT_NOFILE", round, msg);
+        sm_exec_outcome_free(&out);
+        sm_exec_builder_free(b);
+    }
+
+    /* The builder checks the resource and the order. */
+    b = builder_v("true", NULL);
+    assert_int_equal(sm_exec_builder_rlimit(b, 16, 1, 1), SM_E_INVALID);
+    assert_int_equal(sm_exec_builder_rlimit(b, -1, 1, 1), SM_E_INVALID);
+    assert_int_equal(sm_exec_builder_rlimit(NULL, 7, 1, 1), SM_E_INVALID);
+    sm_error err = { 0 };
+    assert_int_equal(sm_exec_output(b, &out, &err), SM_E_INVALID); /* the first, sticky */
+    assert_non_null(strstr(err.message, "RLIMIT_"));
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_free(b);
+    b = builder_v("true", NULL);
+    assert_int_equal(sm_exec_builder_rlimit(b, 7, 2, 1), SM_E_INVALID);
+    assert_int_equal(sm_exec_output(b, &out, &err), SM_E_INVALID);
+    assert_non_null(strstr(err.message, "above the hard"));
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_free(b);
+}
+
+/* Whether the suite runs against a VM's agent (tests/vm/test_exec_vm.sh
+ * names the VM): only there may a request set the hostname. */
+static int exec_in_vm(void)
+{
+    const char *s = getenv("SM_EXEC_VM_ID");
+    return s && *s;
+}
+
+/* hostname: in a VM, `hostname` then prints the name set (and the old name
+ * is put back); anywhere else (a local agent, or PID 1 of a PID namespace,
+ * which share this machine's UTS namespace) the agent refuses the request
+ * and this machine's hostname stays as it was. */
+static void test_hostname(void **state)
+{
+    (void)state;
+    sm_exec_outcome out;
+    sm_error err = { 0 };
+    if (exec_in_vm()) {
+        char *old = sh_stdout("hostname");
+        old[strcspn(old, "\n")] = 0;
+        sm_exec_builder *b = builder_v("hostname", NULL);
+        assert_int_equal(sm_exec_builder_hostname(b, "sm-exec-test.example"), SM_OK);
+        must_output(b, &out);
+        assert_int_equal(out.status.code, 0);
+        assert_string_equal((char *)out.stdout_buf, "sm-exec-test.example\n");
+        sm_exec_outcome_free(&out);
+        char *now = sh_stdout("hostname");
+        assert_string_equal(now, "sm-exec-test.example\n");
+        free(now);
+        assert_int_equal(sm_exec_builder_hostname(b, old), SM_OK);
+        must_output(b, &out);
+        sm_exec_outcome_free(&out);
+        sm_exec_builder_free(b);
+        free(old);
+    } else {
+        char before[256] = "", after[256] = "";
+        gethostname(before, sizeof before - 1);
+        sm_exec_builder *b = builder_v("echo", "ran", NULL);
+        assert_int_equal(sm_exec_builder_hostname(b, "sm-must-not-rename-the-host"), SM_OK);
+        sm_exec_builder *c = sm_exec_builder_copy(b); /* the copy carries it */
+        assert_int_equal(sm_exec_output(c, &out, &err), SM_E_INVALID);
+        if (!strstr(err.message, "hostname: only the guest's init sets it"))
+            fail_msg("'%s' does not say why", err.message);
+        sm_exec_outcome_free(&out);
+        gethostname(after, sizeof after - 1);
+        assert_string_equal(before, after);
+        sm_exec_builder_free(c);
+        sm_exec_builder_free(b);
+    }
+
+    /* The builder checks the name. */
+    char long_name[66];
+    memset(long_name, 'a', 65);
+    long_name[65] = 0;
+    const char *bad[] = { "", "a_b", "a b", "h\xc3\xa9", long_name, NULL };
+    sm_exec_builder *b = builder_v("true", NULL);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(sm_exec_builder_hostname(b, bad[i]), SM_E_INVALID);
+    long_name[64] = 0;
+    assert_int_equal(sm_exec_builder_hostname(NULL, long_name), SM_E_INVALID);
+    assert_int_equal(sm_exec_output(b, &out, &err), SM_E_INVALID);
+    assert_non_null(strstr(err.message, "hostname"));
+    sm_exec_outcome_free(&out);
+    sm_exec_builder_free(b);
+    b = builder_v("true", NULL);
+    assert_int_equal(sm_exec_builder_hostname(b, long_name), SM_OK); /* 64 bytes are fine */
+    sm_exec_builder_free(b);
+}
+
 static void test_missing_program_and_cwd(void **state)
 {
     (void)state;
@@ -848,6 +1003,8 @@ int main(void)
         cmocka_unit_test(test_cwd),
         cmocka_unit_test(test_clear_env),
         cmocka_unit_test(test_user),
+        cmocka_unit_test(test_rlimit),
+        cmocka_unit_test(test_hostname),
         cmocka_unit_test(test_missing_program_and_cwd),
         cmocka_unit_test(test_spawn_stdin_roundtrip),
         cmocka_unit_test(test_large_output),

@@ -110,11 +110,21 @@ bool image_user_id(uint32_t *uid, uint32_t *gid)
     (void)uid; (void)gid;
     return false;
 }
-const char **exec_as_wrap(const char *path, const char *const *argv, uint32_t uid, uint32_t gid,
-                          uint32_t ngroups, const uint32_t *groups, char *ids, size_t ids_cap)
+bool image_hostname_set(const char *name, char *why, size_t cap)
 {
-    (void)path; (void)argv; (void)uid; (void)gid; (void)ngroups; (void)groups; (void)ids;
-    (void)ids_cap;
+    (void)name;
+    snprintf(why, cap, "not in this test");
+    return false;
+}
+bool exec_as_wanted(const exec_as *who)
+{
+    (void)who;
+    return false;
+}
+const char **exec_as_wrap(const char *path, const char *const *argv, const exec_as *who,
+                          char *scratch, size_t cap)
+{
+    (void)path; (void)argv; (void)who; (void)scratch; (void)cap;
     return NULL;
 }
 

@@ -226,7 +226,7 @@ static void test_request_bad_fields(void **state)
     const char *env[] = { "K=V", NULL };
     wire_request req = { .argv = { 1, argv }, .env = { 1, env }, .cwd = "" };
     /* layout: 16 fixed | argc(4) | len(4) "ab\0" | envc(4) | len(4) "K=V\0" | ... */
-    expect_bad_request(&req, 0, 0x08, "flags");          /* unknown flag */
+    expect_bad_request(&req, 0, 0x20, "flags");          /* unknown flag */
     expect_bad_request(&req, 3, 0x80, "flags");          /* unknown high flag */
     expect_bad_request(&req, 16, 0, "argv");            /* argc = 0 */
     expect_bad_request(&req, 19, 0x80, "argv");          /* argc huge */
@@ -370,7 +370,160 @@ static void test_request_user_rejections(void **state)
 
     /* An unknown flag next to the known ones. */
     req = user_request(argv, env);
-    expect_bad_request(&req, 0, WIRE_REQ_USER | WIRE_REQ_CLEAR_ENV | 0x08, "unknown flags");
+    expect_bad_request(&req, 0, WIRE_REQ_USER | WIRE_REQ_CLEAR_ENV | 0x20, "unknown flags");
+}
+
+static const wire_rlimit limits1[] = {
+    { 7, 77, 100 },                   /* RLIMIT_NOFILE */
+    { 15, UINT64_MAX, UINT64_MAX },   /* RLIMIT_RTTIME, unlimited */
+};
+
+/* The user request with two rlimits and a hostname after its user section:
+ * u32 n | n x (u32 resource | u64 soft | u64 hard) | u32 len | name. */
+#define RLIMITS_AT (USER_AT + 12 + 3 * 4)
+#define HOSTNAME_AT (RLIMITS_AT + 4 + 2 * 20)
+static wire_request limits_request(const char **argv, const char **env)
+{
+    wire_request req = user_request(argv, env);
+    req.flags |= WIRE_REQ_RLIMITS | WIRE_REQ_HOSTNAME;
+    req.nrlimits = 2;
+    req.rlimits = (wire_rlimit *)limits1;
+    req.hostname = "box-1.example";
+    return req;
+}
+
+static void test_request_limits_roundtrip(void **state)
+{
+    (void)state;
+    const char *argv[] = { "id", NULL };
+    const char *env[] = { "A=1", NULL };
+    wire_request req = limits_request(argv, env);
+    wire_buf b = { 0 };
+    wire_error e;
+    assert_true(wire_put_request(&b, &req, &e));
+    assert_int_equal(b.len, WIRE_HEADER_SIZE + HOSTNAME_AT + 4 + 14);
+    wire_reader r;
+    wire_frame f;
+    one_frame(&r, WIRE_AT_AGENT, &b, &f);
+    wire_request got;
+    assert_true(wire_get_request(&f, &got, &e));
+    assert_int_equal(got.nrlimits, 2);
+    assert_int_equal(got.rlimits[0].resource, 7);
+    assert_true(got.rlimits[0].soft == 77 && got.rlimits[0].hard == 100);
+    assert_int_equal(got.rlimits[1].resource, 15);
+    assert_true(got.rlimits[1].soft == UINT64_MAX && got.rlimits[1].hard == UINT64_MAX);
+    assert_string_equal(got.hostname, "box-1.example");
+    assert_int_equal(got.uid, 65534);
+    wire_request_free(&got);
+    wire_reader_destroy(&r);
+    wire_buf_free(&b);
+
+    /* Each section alone, without a user; the longest hostname; 16 limits. */
+    wire_rlimit all[WIRE_MAX_RLIMITS];
+    for (uint32_t i = 0; i < WIRE_MAX_RLIMITS; i++)
+        all[i] = (wire_rlimit){ i, i, 2 * i };
+    char longest[WIRE_MAX_HOSTNAME + 1];
+    memset(longest, 'a', WIRE_MAX_HOSTNAME);
+    longest[WIRE_MAX_HOSTNAME] = 0;
+    for (int round = 0; round < 2; round++) {
+        req = limits_request(argv, env);
+        req.flags = round ? WIRE_REQ_HOSTNAME : WIRE_REQ_RLIMITS;
+        req.nrlimits = WIRE_MAX_RLIMITS;
+        req.rlimits = all;
+        req.hostname = longest;
+        assert_true(wire_put_request(&b, &req, &e));
+        one_frame(&r, WIRE_AT_AGENT, &b, &f);
+        assert_true(wire_get_request(&f, &got, &e));
+        assert_int_equal(got.nrlimits, round ? 0 : WIRE_MAX_RLIMITS);
+        if (round)
+            assert_string_equal(got.hostname, longest);
+        else
+            assert_true(!got.hostname && got.rlimits[15].hard == 30);
+        wire_request_free(&got);
+        wire_reader_destroy(&r);
+        wire_buf_free(&b);
+    }
+
+    /* The encoder holds every rule the decoder does. */
+    struct { wire_rlimit r[2]; uint32_t n; const char *name, *needle; } bad[] = {
+        { { { 7, 1, 2 } }, 0, "h", "0 resource limits" },
+        { { { 16, 1, 2 } }, 1, "h", "resource 16" },
+        { { { 7, 3, 2 } }, 1, "h", "above the hard" },
+        { { { 7, 1, 2 }, { 7, 1, 3 } }, 2, "h", "twice" },
+        { { { 7, 1, 2 } }, 1, "", "hostname" },
+        { { { 7, 1, 2 } }, 1, "a_b", "hostname" },
+        { { { 7, 1, 2 } }, 1, "a b", "hostname" },
+        { { { 7, 1, 2 } }, 1, NULL, "hostname" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        req = limits_request(argv, env);
+        req.rlimits = bad[i].r;
+        req.nrlimits = bad[i].n;
+        req.hostname = bad[i].name;
+        assert_false(wire_put_request(&b, &req, &e));
+        if (!strstr(e.message, bad[i].needle))
+            fail_msg("case %zu: '%s' does not mention '%s'", i, e.message, bad[i].needle);
+        assert_int_equal(b.len, 0);
+    }
+    char too_long[WIRE_MAX_HOSTNAME + 2];
+    memset(too_long, 'a', WIRE_MAX_HOSTNAME + 1);
+    too_long[WIRE_MAX_HOSTNAME + 1] = 0;
+    req = limits_request(argv, env);
+    req.hostname = too_long;
+    assert_false(wire_put_request(&b, &req, &e));
+    assert_false(wire_hostname_ok(too_long));
+    assert_true(wire_hostname_ok(longest));
+    assert_true(wire_hostname_ok("A.b-9"));
+    wire_buf_free(&b);
+}
+
+static void test_request_limits_rejections(void **state)
+{
+    (void)state;
+    const char *argv[] = { "id", NULL };
+    const char *env[] = { "A=1", NULL };
+    wire_request req = limits_request(argv, env);
+    /* The count: 0, 17 (bytes present for neither), and more than the bytes left. */
+    expect_bad_request(&req, RLIMITS_AT, 0, "0 resource limits");
+    expect_bad_request(&req, RLIMITS_AT, 17, "17 resource limits");
+    expect_bad_request(&req, RLIMITS_AT, 3, "3 resource limits");
+    /* A resource beyond 15, the same resource twice, soft above hard. */
+    expect_bad_request(&req, RLIMITS_AT + 4, 16, "resource 16");
+    expect_bad_request(&req, RLIMITS_AT + 4 + 20, 7, "limited twice");
+    expect_bad_request(&req, RLIMITS_AT + 4 + 4, 101, "above the hard");
+    /* The hostname: length 0, 66 (65 bytes and the NUL), a bad byte, no NUL. */
+    expect_bad_request(&req, HOSTNAME_AT, 0, "hostname length 0");
+    expect_bad_request(&req, HOSTNAME_AT, WIRE_MAX_HOSTNAME + 2, "hostname length 66");
+    expect_bad_request(&req, HOSTNAME_AT + 4 + 3, '_', "hostname 'box_1");
+    expect_bad_request(&req, HOSTNAME_AT + 4 + 3, 0, "NUL-terminated");
+    expect_bad_request(&req, HOSTNAME_AT + 4 + 13, 'x', "NUL-terminated");
+
+    /* Every truncation inside the two sections. */
+    wire_buf b = { 0 };
+    wire_request got;
+    wire_error e;
+    assert_true(wire_put_request(&b, &req, NULL));
+    size_t full = b.len - WIRE_HEADER_SIZE;
+    wire_frame f;
+    for (size_t len = RLIMITS_AT; len < full; len++) {
+        f = (wire_frame){ WIRE_REQUEST, (uint32_t)len, b.data + WIRE_HEADER_SIZE };
+        assert_false(wire_get_request(&f, &got, &e));
+        if (!strstr(e.message, "ends inside") && !strstr(e.message, "bytes left"))
+            fail_msg("length %zu: '%s'", len, e.message);
+    }
+    /* A trailing byte; the sections without their flags are trailing bytes. */
+    wire_buf_put(&b, "", 1);
+    f = (wire_frame){ WIRE_REQUEST, (uint32_t)(full + 1), b.data + WIRE_HEADER_SIZE };
+    assert_false(wire_get_request(&f, &got, &e));
+    assert_non_null(strstr(e.message, "trailing"));
+    f.length = (uint32_t)full;
+    b.data[WIRE_HEADER_SIZE] = WIRE_REQ_USER | WIRE_REQ_CLEAR_ENV | WIRE_REQ_RLIMITS;
+    assert_false(wire_get_request(&f, &got, &e));
+    assert_non_null(strstr(e.message, "trailing"));
+    /* Without RLIMITS the hostname's length is read as an rlimit count. */
+    b.data[WIRE_HEADER_SIZE] = WIRE_REQ_USER | WIRE_REQ_CLEAR_ENV | WIRE_REQ_HOSTNAME;
+    assert_false(wire_get_request(&f, &got, &e));
+    wire_buf_free(&b);
 }
 
 static void test_request_encoder_limits(void **state)
@@ -621,6 +774,8 @@ int main(void)
         cmocka_unit_test(test_request_bad_fields),
         cmocka_unit_test(test_request_user_roundtrip),
         cmocka_unit_test(test_request_user_rejections),
+        cmocka_unit_test(test_request_limits_roundtrip),
+        cmocka_unit_test(test_request_limits_rejections),
         cmocka_unit_test(test_request_encoder_limits),
         cmocka_unit_test(test_small_frames_roundtrip),
         cmocka_unit_test(test_volume_frame),

@@ -211,6 +211,14 @@ class ExecBuilder:
         """Run as uid:gid with exactly these supplementary groups (at most 256); by default the agent's own identity."""
         return self._set("user", uid, gid, list(groups))
 
+    def rlimit(self, resource, soft, hard):
+        """A setrlimit limit for the command and every chained step: resource is a resource.RLIMIT_* (0..15), soft <= hard, None or resource.RLIM_INFINITY for unlimited; a resource given twice keeps the last."""
+        return self._set("rlimit", resource, soft, hard)
+
+    def hostname(self, name):
+        """Set the guest's (the whole VM's) hostname before the command starts: 1..64 letters, digits, '.' and '-'. Only a VM's agent sets it; an agent on the host refuses the request."""
+        return self._set("hostname", name)
+
     def clear_env(self, on=True):
         """The command's environment is only what env() set, nothing inherited from the agent."""
         return self._set("clear_env", on)

@@ -315,6 +315,73 @@ static PyObject *Builder_user(BuilderObject *self, PyObject *args, PyObject *kw)
     RETURN_SELF_OR_RAISE(sm_exec_builder_user(self->b, uid, gid, n, groups));
 }
 
+/* A limit: a non-negative int below 2**64, or None / -1 (Python's
+ * resource.RLIM_INFINITY) for unlimited. */
+static int rlim_arg(PyObject *o, uint64_t *out, const char *what)
+{
+    if (o == Py_None) {
+        *out = UINT64_MAX;
+        return 0;
+    }
+    if (!PyLong_Check(o) || PyBool_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int or None, not %.100s", what, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (v == -1 && !overflow && PyErr_Occurred())
+        return -1;
+    if (v == -1 && !overflow) {
+        *out = UINT64_MAX;
+        return 0;
+    }
+    if (overflow < 0 || (!overflow && v < 0)) {
+        PyErr_Format(PyExc_ValueError, "%s must not be negative (None or -1 is unlimited)", what);
+        return -1;
+    }
+    unsigned long long u = PyLong_AsUnsignedLongLong(o);
+    if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s is too large (at most 2**64 - 1)", what);
+        return -1;
+    }
+    *out = u;
+    return 0;
+}
+
+static PyObject *Builder_rlimit(BuilderObject *self, PyObject *args)
+{
+    int resource;
+    PyObject *soft_o, *hard_o;
+    if (!PyArg_ParseTuple(args, "iOO:rlimit", &resource, &soft_o, &hard_o))
+        return NULL;
+    uint64_t soft, hard;
+    if (rlim_arg(soft_o, &soft, "soft") < 0 || rlim_arg(hard_o, &hard, "hard") < 0)
+        return NULL;
+    if (resource < 0 || resource > 15) {
+        PyErr_SetString(PyExc_ValueError, "resource must be an RLIMIT_* (0..15)");
+        return NULL;
+    }
+    if (soft > hard) {
+        PyErr_SetString(PyExc_ValueError, "the soft limit is above the hard limit");
+        return NULL;
+    }
+    RETURN_SELF_OR_RAISE(sm_exec_builder_rlimit(self->b, resource, soft, hard));
+}
+
+static PyObject *Builder_hostname(BuilderObject *self, PyObject *args)
+{
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s:hostname", &name))
+        return NULL;
+    if (sm_exec_builder_hostname(self->b, name) != SM_OK) {
+        PyErr_SetString(PyExc_ValueError, "hostname must be 1..64 bytes of letters, digits, '.' and '-'");
+        return NULL;
+    }
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
 static PyObject *Builder_clear_env(BuilderObject *self, PyObject *args)
 {
     int on = 1;
@@ -834,6 +901,10 @@ static PyMethodDef Builder_methods[] = {
     {"cwd", (PyCFunction)Builder_cwd, METH_VARARGS, "cwd(guest_dir): working directory; returns self."},
     {"user", (PyCFunction)(void (*)(void))Builder_user, METH_VARARGS | METH_KEYWORDS,
      "user(uid, gid, groups=None): run as uid:gid with exactly these supplementary groups; returns self."},
+    {"rlimit", (PyCFunction)Builder_rlimit, METH_VARARGS,
+     "rlimit(resource, soft, hard): a setrlimit limit for every command (None or -1: unlimited); returns self."},
+    {"hostname", (PyCFunction)Builder_hostname, METH_VARARGS,
+     "hostname(name): the guest's hostname, set before the command starts; returns self."},
     {"clear_env", (PyCFunction)Builder_clear_env, METH_VARARGS, "clear_env(on=True): the environment is only env()'s; returns self."},
     {"tty", (PyCFunction)Builder_tty, METH_VARARGS, "tty(on=True): run on a pseudo-terminal (stderr merged); returns self."},
     {"winsize", (PyCFunction)Builder_winsize, METH_VARARGS, "winsize(cols, rows): initial tty size; returns self."},

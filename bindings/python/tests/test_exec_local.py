@@ -124,6 +124,28 @@ def test_user(agent):
         assert b"setuid: Operation not permitted" in out.stderr
 
 
+def test_rlimit(agent):
+    """Limits reach every step; unlimited is None or resource.RLIM_INFINITY; one the agent may not set is status 126."""
+    import resource
+    b = ExecBuilder(agent.socket_path).argv(["sh", "-c", "ulimit -n; ulimit -Hn"])
+    b.rlimit(resource.RLIMIT_NOFILE, 50, 60).rlimit(resource.RLIMIT_NOFILE, 77, 100)
+    assert b.copy().output().stdout == b"77\n100\n"
+    b = ExecBuilder(agent.socket_path).argv(["sh", "-c", "ulimit -c"])
+    assert b.rlimit(resource.RLIMIT_CORE, 0, resource.RLIM_INFINITY).output().stdout == b"0\n"
+    out = ExecBuilder(agent.socket_path).argv(["true"]).rlimit(resource.RLIMIT_NOFILE, 10, None).output()
+    assert out.status == 126
+    assert b"setrlimit(RLIMIT_NOFILE" in out.stderr
+
+
+def test_hostname_refused_on_the_host(agent):
+    """The local agent shares this machine's hostname: it refuses to set it."""
+    before = os.uname().nodename
+    with pytest.raises(supermachine.InvalidError) as ei:
+        ExecBuilder(agent.socket_path).argv(["true"]).hostname("sm-must-not-rename").output()
+    assert "only the guest's init sets it" in str(ei.value)
+    assert os.uname().nodename == before
+
+
 def test_max_output_limit(agent):
     b = ExecBuilder(agent.socket_path).argv(["sh", "-c", "head -c 100000 /dev/zero"]).max_output(1000)
     with pytest.raises(supermachine.LimitError) as ei:
@@ -251,6 +273,15 @@ def test_output_resilient_runs(agent):
     (lambda b: b.user(0, 0, [0] * 257), ValueError),
     (lambda b: b.user(0, 0, ["0"]), TypeError),
     (lambda b: b.user(0, 0, 5), TypeError),
+    (lambda b: b.rlimit(16, 1, 1), ValueError),
+    (lambda b: b.rlimit(7, 2, 1), ValueError),
+    (lambda b: b.rlimit(7, -2, 1), ValueError),
+    (lambda b: b.rlimit(7, 1, 2 ** 64), ValueError),
+    (lambda b: b.rlimit(7, "1", 2), TypeError),
+    (lambda b: b.hostname(""), ValueError),
+    (lambda b: b.hostname("a_b"), ValueError),
+    (lambda b: b.hostname("a" * 65), ValueError),
+    (lambda b: b.hostname(5), TypeError),
     (lambda b: b.stage_file("/x", "text"), TypeError),
     (lambda b: b.stage_file("/x", b"", -1), ValueError),
     (lambda b: b.output_resilient(-1), ValueError),
