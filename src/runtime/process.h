@@ -29,7 +29,8 @@ struct rt_stdio {
 };
 
 /* A builder for p in vm: args, env (exactly p's: not added to the agent's),
- * cwd, user and groups, terminal and its size. NULL with err set. */
+ * cwd, user and groups, rlimits, the hostname (config.json's: the whole
+ * guest's), terminal and its size. NULL with err set. */
 sm_exec_builder *rt_process_builder(const sm_vm *vm, const struct rt_config *p, sm_error *err);
 
 /* The terminal for a process: a pty whose master is sent to the console

@@ -82,18 +82,34 @@ t_podman_detached() {
 
 # podman -it needs a terminal on its stdin: script(1) gives it one (the box
 # has no /dev/fd, so no process substitution). The container sees a tty, and
-# its output comes back through it.
-t_podman_tty() {
-    eng_podman_setup "$T/p" && eng_podman_load "$T/p" || return 1
+# its output comes back through it. crun runs the same first, in the same
+# store: what script and podman themselves put on the terminal (the echo of
+# the input, the EOF character script sends when its stdin ends) shows in
+# both, so only the container's lines are looked for, and crun's output is
+# shown beside ours when they differ.
+eng_tty_run() { # RUNTIME OUT: podman run -it under script(1); its status
     local cmd
     printf -v cmd '%q ' env CONTAINERS_CONF="$T/p/containers.conf" CONTAINERS_STORAGE_CONF="$T/p/storage.conf" \
-        TMPDIR="$T/p/tmp" podman --runtime "$eng_rt" run --rm -it --network none "$eng_image" sh -c 'tty; stty size; echo tty-exit-$?; exit 6'
-    script -qec "$cmd" /dev/null >"$T/out" 2>"$T/err" <<<""
+        TMPDIR="$T/p/tmp" podman --runtime "$1" run --rm -it --network none "$eng_image" sh -c 'tty; stty size; echo tty-exit-$?; exit 6'
+    script -qec "$cmd" /dev/null >"$2.raw" 2>>"$T/err" <<<""
     local rc=$?
-    tr -d '\r' <"$T/out" >"$T/out.lf"
-    grep -q '^/dev/pts/[0-9]' "$T/out.lf" && grep -q '^tty-exit-0' "$T/out.lf" && ((rc == 6)) ||
-        { echo "podman run -it: status $rc (want 6), output:"; sed 's/^/  /' "$T/out.lf"; eng_why; return 1; }
-    echo "info: $(grep -m1 '^/dev/pts' "$T/out.lf")"
+    tr -d '\r' <"$2.raw" >"$2"
+    return $rc
+}
+
+t_podman_tty() {
+    eng_podman_setup "$T/p" && eng_podman_load "$T/p" || return 1
+    local rc
+    eng_tty_run crun "$T/crun.out"
+    eng_tty_run "$eng_rt" "$T/out"
+    rc=$?
+    grep -q '/dev/pts/[0-9]' "$T/out" && grep -q '^24 80$' "$T/out" && grep -q 'tty-exit-0' "$T/out" && ((rc == 6)) ||
+        { echo "podman run -it: status $rc (want 6), output:"; sed -n l "$T/out" | sed 's/^/  /'
+          echo "with crun:"; sed -n l "$T/crun.out" | sed 's/^/  /'; eng_why; return 1; }
+    echo "info: $(grep -m1 -o '/dev/pts/[0-9]*' "$T/out"), 24 rows 80 columns"
+    local norm='s#/dev/pts/[0-9]*#/dev/pts/N#'
+    [[ $(sed "$norm" "$T/out") == "$(sed "$norm" "$T/crun.out")" ]] ||
+        echo "info: the terminal's bytes differ from crun's: ours $(sed -n l "$T/out" | tr '\n' ' '), crun's $(sed -n l "$T/crun.out" | tr '\n' ' ')"
 }
 
 t_ctr_crun() {
@@ -129,15 +145,22 @@ t_ctr_run() {
     echo "info: ctr run --rm: $(eng_ms "$t") ms"
 }
 
+# Each check's engine state goes when it ends: every store holds a copy of
+# the image (vfs, native), and the box's /tmp is a tmpfs of half its memory.
+eng_check() {
+    check "$@"
+    rm -rf "$T/p" "$T/c" 2>/dev/null
+}
+
 if ! command -v podman >/dev/null || ! command -v ctr >/dev/null || ! command -v crun >/dev/null; then
     echo "FAIL engines: podman, ctr or crun missing (scripts/deps.sh)"
     vm_failed=$((vm_failed + 1))
 else
-    check "podman run --rm with crun (control)" t_podman_crun
-    check "podman run --rm: output and exit status" t_podman_run
-    check "podman run: the process is in a VM" t_podman_in_vm
-    check "podman run -d, exec, stop, rm" t_podman_detached
-    check "podman run -it on a terminal" t_podman_tty
-    check "ctr run --rm with crun (control)" t_ctr_crun
-    check "ctr run --rm --runc-binary supermachine-runtime" t_ctr_run
+    eng_check "podman run --rm with crun (control)" t_podman_crun
+    eng_check "podman run --rm: output and exit status" t_podman_run
+    eng_check "podman run: the process is in a VM" t_podman_in_vm
+    eng_check "podman run -d, exec, stop, rm" t_podman_detached
+    eng_check "podman run -it on a terminal" t_podman_tty
+    eng_check "ctr run --rm with crun (control)" t_ctr_crun
+    eng_check "ctr run --rm --runc-binary supermachine-runtime" t_ctr_run
 fi

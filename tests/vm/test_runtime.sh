@@ -83,16 +83,19 @@ t_runtime_second_container() {
 }
 
 # process.user and process.env exactly: uid, gid, additional groups; no
-# variable of the agent's own.
+# variable of the agent's own; process.rlimits and the hostname.
 t_runtime_user_env() {
-    rt_bundle "$T/b" '["sh","-c","id; env | sort"]'
+    rt_bundle "$T/b" '["sh","-c","id; env | sort; ulimit -n; ulimit -Hn; hostname"]'
     sed -i 's#"user":{"uid":0,"gid":0}#"user":{"uid":1000,"gid":1000,"additionalGids":[5,1000]}#' "$T/b/config.json"
+    sed -i 's#"cwd":"/"#&,"rlimits":[{"type":"RLIMIT_NOFILE","soft":77,"hard":100}]#' "$T/b/config.json"
     engine "$T/b" user >"$T/out" 2>"$T/err" || { cat "$T/err"; return 1; }
     grep -q "^uid=1000 gid=1000 groups=5,1000" "$T/out" ||
         { echo "id: $(head -1 "$T/out") $(tail -5 "$T/err")"; return 1; }
     local env
-    env=$(grep -v "^uid=" "$T/out" | grep -v "^PWD=\|^SHLVL=\|^_=" | tr '\n' ' ')
+    env=$(grep "=" "$T/out" | grep -v "^uid=" | grep -v "^PWD=\|^SHLVL=\|^_=" | tr '\n' ' ')
     [[ $env == "PATH=/bin TERM=xterm " ]] || { echo "environment: $env"; return 1; }
+    [[ $(grep -v "=" "$T/out" | tr '\n' ' ') == "77 100 box " ]] ||
+        { echo "rlimits (want 77 100) and hostname (want box): $(grep -v "=" "$T/out" | tr '\n' ' ')"; return 1; }
 }
 
 # kill ID TERM reaches the process in the guest, which dies of it; the
@@ -157,7 +160,7 @@ t_runtime_out_of_order() {
 
 check "runtime: the first container of a root filesystem runs in a VM (exit 3)" t_runtime_first_container
 check "runtime: a second container restores the first's bake; a bound file is copied in" t_runtime_second_container
-check "runtime: process.user and process.env exactly" t_runtime_user_env
+check "runtime: process.user, env, rlimits and hostname exactly" t_runtime_user_env
 check "runtime: kill TERM reaches the process in the guest" t_runtime_kill
 check "runtime: exec beside the container's process" t_runtime_exec
 check "runtime: a terminal through the console socket" t_runtime_terminal
