@@ -31,12 +31,14 @@ static void put_le(oci_sha256 *h, uint64_t v, size_t bytes)
     oci_sha256_update(h, b, bytes);
 }
 
-/* Engines create mount points (e.g. podman's empty /run/.containerenv) in
- * each container's fresh overlay: the times of folders and empty files say
- * when a container was made, not what its image is, so they are left out. */
+/* Engines make files in each container's fresh root (podman: an empty
+ * /run/.containerenv, an /etc/mtab link to /proc/mounts): the times of
+ * folders, links and empty files say when a container was made, not what
+ * its image is, so only non-empty regular files' times count (a link's
+ * target, a folder's entries are hashed themselves). */
 static uint64_t keyed_mtime_ns(const struct stat *st)
 {
-    if (S_ISDIR(st->st_mode) || (S_ISREG(st->st_mode) && st->st_size == 0))
+    if (!S_ISREG(st->st_mode) || st->st_size == 0)
         return 0;
     return (uint64_t)((int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec);
 }

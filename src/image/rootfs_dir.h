@@ -30,12 +30,13 @@ struct rootfs_dir_limits {
  *   | mode         | u32 LE (type bits and permissions: st_mode)   |
  *   | uid, gid     | u32 LE each                                   |
  *   | size         | u64 LE (0 for folders: their size varies)     |
- *   | mtime        | i64 LE ns (0 for folders and empty files)     |
+ *   | mtime        | i64 LE ns (regular files with data; else 0)   |
  *   | rdev         | u64 LE (devices only, 0 otherwise)            |
  *   | target len   | u32 LE, then the symlink target (0 if none)   |
  *
- * Folders' and empty files' times are left out: engines make mount points
- * in each container's overlay, which must not make a new image.
+ * Only the times of regular files with data count: engines make mount
+ * points and links in each container's root (an empty /run/.containerenv,
+ * /etc/mtab), which must not make a new image.
  * File contents are NOT read, for speed: an edit in place that keeps a
  * file's size and mtime is not seen (the cached image is used). limits may
  * be NULL. SM_E_INVALID when dir is not a folder; SM_E_IO for an unreadable

@@ -60,6 +60,12 @@ t_podman_in_vm() {
     [[ -n $kernel && $kernel != "$(uname -r)" ]] ||
         { echo "the container's kernel '$kernel' is the box's ($(uname -r)): not a VM"; return 1; }
     echo "info: container kernel $kernel, box kernel $(uname -r)"
+    # This is the second container of the image (after t_podman_run's, in
+    # another podman store): it restored the first's bake, and packed
+    # nothing, although podman made files of its own in its root.
+    local packed
+    packed=$(find "$SUPERMACHINE_RUNTIME_IMAGES" -name 'dir-*.sqfs' | wc -l)
+    ((packed == 1)) || { echo "$packed root filesystems packed for two containers of one image (want 1)"; return 1; }
 }
 
 t_podman_detached() {
@@ -158,7 +164,7 @@ if ! command -v podman >/dev/null || ! command -v ctr >/dev/null || ! command -v
 else
     eng_check "podman run --rm with crun (control)" t_podman_crun
     eng_check "podman run --rm: output and exit status" t_podman_run
-    eng_check "podman run: the process is in a VM" t_podman_in_vm
+    eng_check "podman run: the process is in a VM; a second container restores the first's bake" t_podman_in_vm
     eng_check "podman run -d, exec, stop, rm" t_podman_detached
     eng_check "podman run -it on a terminal" t_podman_tty
     eng_check "ctr run --rm with crun (control)" t_ctr_crun
