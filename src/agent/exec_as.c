@@ -180,6 +180,19 @@ static bool parse_ids(const char *s, uint32_t *uid, uint32_t *gid, gid_t *groups
     return true;
 }
 
+/* Whether every one of a[0..na) is among b[0..nb). */
+static bool each_in(const gid_t *a, size_t na, const gid_t *b, size_t nb)
+{
+    for (size_t i = 0; i < na; i++) {
+        bool found = false;
+        for (size_t j = 0; j < nb && !found; j++)
+            found = a[i] == b[j];
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
 /* Whether the process's supplementary groups are already exactly these (as
  * a set): then setgroups, which needs CAP_SETGID even to change nothing, is
  * skipped, so an unprivileged agent can run a command as itself. */
@@ -187,23 +200,7 @@ static bool groups_already(const gid_t *want, size_t n)
 {
     gid_t have[WIRE_MAX_GROUPS];
     int got = getgroups(WIRE_MAX_GROUPS, have);
-    if (got < 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        bool found = false;
-        for (int j = 0; j < got && !found; j++)
-            found = have[j] == want[i];
-        if (!found)
-            return false;
-    }
-    for (int j = 0; j < got; j++) {
-        bool found = false;
-        for (size_t i = 0; i < n && !found; i++)
-            found = have[j] == want[i];
-        if (!found)
-            return false;
-    }
-    return true;
+    return got >= 0 && each_in(want, n, have, (size_t)got) && each_in(have, (size_t)got, want, n);
 }
 
 int exec_as_main(int argc, char **argv)

@@ -63,15 +63,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define FIELD_MAX 160 /* a field's name in messages, "mounts[12].options[3]" */
 
-/* The rlimit names Linux has (getrlimit(2)). */
-static const char *const rlimit_names[] = {
-    "RLIMIT_AS",     "RLIMIT_CORE",   "RLIMIT_CPU",     "RLIMIT_DATA",
-    "RLIMIT_FSIZE",  "RLIMIT_LOCKS",  "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE",
-    "RLIMIT_NICE",   "RLIMIT_NOFILE", "RLIMIT_NPROC",   "RLIMIT_RSS",
-    "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK",
+/* The rlimits Linux has (getrlimit(2)), by the names the spec uses. */
+static const struct {
+    const char *name;
+    int resource;
+} rlimit_names[] = {
+    { "RLIMIT_AS", RLIMIT_AS },         { "RLIMIT_CORE", RLIMIT_CORE },
+    { "RLIMIT_CPU", RLIMIT_CPU },       { "RLIMIT_DATA", RLIMIT_DATA },
+    { "RLIMIT_FSIZE", RLIMIT_FSIZE },   { "RLIMIT_LOCKS", RLIMIT_LOCKS },
+    { "RLIMIT_MEMLOCK", RLIMIT_MEMLOCK }, { "RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE },
+    { "RLIMIT_NICE", RLIMIT_NICE },     { "RLIMIT_NOFILE", RLIMIT_NOFILE },
+    { "RLIMIT_NPROC", RLIMIT_NPROC },   { "RLIMIT_RSS", RLIMIT_RSS },
+    { "RLIMIT_RTPRIO", RLIMIT_RTPRIO }, { "RLIMIT_RTTIME", RLIMIT_RTTIME },
+    { "RLIMIT_SIGPENDING", RLIMIT_SIGPENDING }, { "RLIMIT_STACK", RLIMIT_STACK },
 };
 
 static sm_code bad(sm_error *err, const char *field, const char *what)
@@ -287,10 +295,11 @@ static sm_code parse_rlimits(struct json_object *arr, struct rt_config *c, sm_er
             rc = member_string(r, "type", g, RT_CONFIG_MAX_SHORT, true, &rl->type, err);
         if (rc)
             return rc;
-        bool known = false;
+        rl->resource = -1;
         for (size_t k = 0; k < sizeof rlimit_names / sizeof rlimit_names[0]; k++)
-            known |= !strcmp(rl->type, rlimit_names[k]);
-        if (!known)
+            if (!strcmp(rl->type, rlimit_names[k].name))
+                rl->resource = rlimit_names[k].resource;
+        if (rl->resource < 0)
             return bad(err, g, "not an RLIMIT_* name Linux has");
         for (size_t j = 0; j < i; j++)
             if (!strcmp(c->rlimits[j].type, rl->type))

@@ -33,6 +33,7 @@
 
 struct rt_rlimit {
     char *type;     /* "RLIMIT_NOFILE"... */
+    int resource;   /* its number, RLIMIT_NOFILE... */
     uint64_t soft;
     uint64_t hard;
 };

@@ -43,29 +43,10 @@ static sm_code add_env(sm_exec_builder *b, const char *kv, sm_error *err)
     return rc ? error_set(err, rc, "process.env: cannot pass '%.64s'", kv) : SM_OK;
 }
 
-/* process.rlimits' names (config.c checked them) as setrlimit's numbers. */
-static const struct {
-    const char *name;
-    int resource;
-} rlimit_numbers[] = {
-    { "RLIMIT_AS", RLIMIT_AS },         { "RLIMIT_CORE", RLIMIT_CORE },
-    { "RLIMIT_CPU", RLIMIT_CPU },       { "RLIMIT_DATA", RLIMIT_DATA },
-    { "RLIMIT_FSIZE", RLIMIT_FSIZE },   { "RLIMIT_LOCKS", RLIMIT_LOCKS },
-    { "RLIMIT_MEMLOCK", RLIMIT_MEMLOCK }, { "RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE },
-    { "RLIMIT_NICE", RLIMIT_NICE },     { "RLIMIT_NOFILE", RLIMIT_NOFILE },
-    { "RLIMIT_NPROC", RLIMIT_NPROC },   { "RLIMIT_RSS", RLIMIT_RSS },
-    { "RLIMIT_RTPRIO", RLIMIT_RTPRIO }, { "RLIMIT_RTTIME", RLIMIT_RTTIME },
-    { "RLIMIT_SIGPENDING", RLIMIT_SIGPENDING }, { "RLIMIT_STACK", RLIMIT_STACK },
-};
-
 static sm_code add_rlimit(sm_exec_builder *b, const struct rt_rlimit *r, sm_error *err)
 {
-    for (size_t i = 0; i < sizeof rlimit_numbers / sizeof rlimit_numbers[0]; i++)
-        if (!strcmp(rlimit_numbers[i].name, r->type)) {
-            sm_code rc = sm_exec_builder_rlimit(b, rlimit_numbers[i].resource, r->soft, r->hard);
-            return rc ? error_set(err, rc, "process.rlimits: cannot pass %s", r->type) : SM_OK;
-        }
-    return error_set(err, SM_E_INVALID, "process.rlimits: %s is not a limit of Linux", r->type);
+    sm_code rc = sm_exec_builder_rlimit(b, r->resource, r->soft, r->hard);
+    return rc ? error_set(err, rc, "process.rlimits: cannot pass %s", r->type) : SM_OK;
 }
 
 sm_exec_builder *rt_process_builder(const sm_vm *vm, const struct rt_config *p, sm_error *err)
